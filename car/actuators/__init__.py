@@ -1,0 +1,1 @@
+"""Actuator drivers: turn normalised steering/throttle commands into servo and ESC pulses."""

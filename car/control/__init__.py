@@ -1,0 +1,1 @@
+"""Mode arbitration, command multiplexing and the safety watchdog (pure logic, no I/O)."""

@@ -1,0 +1,105 @@
+"""Thin node adapters: they connect the pure cores to a transport (publisher/subscribe) and a clock."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from car.clock import Clock
+from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC, ERROR,
+                          AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Header, Image, Time)
+from car.nodes.actuator import ActuatorCore
+from car.nodes.control import ControlCore
+from car.nodes.policy import PolicyCore
+
+
+class Bus(Protocol):
+    def subscribe(self, topic: str, callback: Callable[[Any], None]) -> None: ...
+
+    def publisher(self, topic: str) -> Callable[[Any], None]: ...
+
+
+class CameraSource(Protocol):
+    def read(self) -> tuple[Any, float]: ...
+
+
+def _diagnostics(bus: Bus, clock: Clock) -> Callable[[DiagnosticStatus], None]:
+    publish = bus.publisher(DIAGNOSTICS_TOPIC)
+    return lambda status: publish(DiagnosticArray(Header(Time.from_seconds(clock.now())), (status,)))
+
+
+class CameraNode:
+    def __init__(self, bus: Bus, clock: Clock, source: CameraSource, frame_id: str = "camera"):
+        self.source, self.clock, self.frame_id = source, clock, frame_id
+        self._publish = bus.publisher(CAMERA_TOPIC)
+        self._diag = _diagnostics(bus, clock)
+        self.frames = 0
+
+    def spin_once(self) -> Image:
+        frame, stamp = self.source.read()
+        msg = Image(Header(Time.from_seconds(stamp), self.frame_id), frame)
+        self.frames += 1
+        self._publish(msg)
+        return msg
+
+
+class PolicyNode:
+    def __init__(self, bus: Bus, clock: Clock, core: PolicyCore):
+        self.core, self.clock = core, clock
+        self._publish = bus.publisher(POLICY_TOPIC)
+        self._diag = _diagnostics(bus, clock)
+        bus.subscribe(CAMERA_TOPIC, self._on_image)
+
+    def _on_image(self, msg: Image) -> None:
+        result = self.core.on_image(msg)
+        if result.drive is not None:
+            self._publish(result.drive)
+        else:
+            self._diag(self.core.diagnostics())
+
+    def publish_diagnostics(self) -> None:
+        self._diag(self.core.diagnostics())
+
+
+class ControlNode:
+    """Publishes /drive on every input and on every timer tick, so staleness is acted on promptly."""
+
+    def __init__(self, bus: Bus, clock: Clock, core: ControlCore):
+        self.core, self.clock = core, clock
+        self._publish = bus.publisher(DRIVE_TOPIC)
+        self._diag = _diagnostics(bus, clock)
+        bus.subscribe(POLICY_TOPIC, lambda m: self._publish(core.on_policy(m, clock.now())))
+        bus.subscribe(TELEOP_TOPIC, lambda m: self._publish(core.on_teleop(m, clock.now())))
+        bus.subscribe(CAMERA_TOPIC, lambda m: core.on_camera(clock.now()))
+        bus.subscribe(DIAGNOSTICS_TOPIC, self._on_diagnostics)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == "policy" and status.level >= ERROR:
+                self._publish(self.core.on_policy_error(status.message, self.clock.now()))
+
+    def command(self, fn: Callable[..., AckermannDriveStamped], *args: Any) -> AckermannDriveStamped:
+        """Run a core command (start, stop, set_mode, ...) and publish its output at once."""
+        out = fn(*args, self.clock.now())
+        self._publish(out)
+        return out
+
+    def tick(self) -> AckermannDriveStamped:
+        out = self.core.tick(self.clock.now())
+        self._publish(out)
+        return out
+
+    def publish_diagnostics(self) -> None:
+        self._diag(self.core.diagnostics(self.clock.now()))
+
+
+class ActuatorNode:
+    def __init__(self, bus: Bus, clock: Clock, core: ActuatorCore):
+        self.core, self.clock = core, clock
+        self._diag = _diagnostics(bus, clock)
+        bus.subscribe(DRIVE_TOPIC, lambda m: core.on_drive(m, clock.now()))
+
+    def tick(self) -> None:
+        self.core.tick(self.clock.now())
+
+    def publish_diagnostics(self) -> None:
+        self._diag(self.core.diagnostics(self.clock.now()))

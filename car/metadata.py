@@ -1,0 +1,158 @@
+"""`model_metadata.json`, every schema version AWS DeepRacer and its community tools have written."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CAMERA_SENSORS = ("FRONT_FACING_CAMERA", "LEFT_CAMERA", "STEREO_CAMERAS", "OBSERVATION")
+KNOWN_SENSORS = CAMERA_SENSORS + ("LIDAR", "SECTOR_LIDAR", "DISCRETIZED_SECTOR_LIDAR")
+ALGORITHMS = ("clipped_ppo", "sac")
+
+
+class MetadataError(ValueError):
+    """model_metadata.json cannot be used; the message is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class Action:
+    steering_deg: float
+    speed: float
+
+
+@dataclass(frozen=True)
+class Range:
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Parsed metadata; legacy files without type or algorithm are discrete clipped_ppo."""
+
+    action_space_type: str
+    actions: tuple[Action, ...]
+    steering: Range | None
+    speed: Range | None
+    training_algorithm: str
+    sensors: tuple[str, ...]
+    neural_network: str
+    version: str | None
+    raw: dict[str, Any]
+
+    @property
+    def discrete(self) -> bool:
+        return self.action_space_type == "discrete"
+
+    @property
+    def max_steering_deg(self) -> float:
+        if self.discrete:
+            return max(abs(a.steering_deg) for a in self.actions)
+        return max(abs(self.steering.low), abs(self.steering.high))
+
+    @property
+    def max_speed(self) -> float:
+        if self.discrete:
+            return max(abs(a.speed) for a in self.actions)
+        return max(abs(self.speed.low), abs(self.speed.high))
+
+    @property
+    def camera_sensor(self) -> str:
+        """The sensor whose name appears in the frozen graph's input node."""
+        for sensor in self.sensors:
+            if sensor in CAMERA_SENSORS:
+                return sensor
+        raise MetadataError(f"no camera sensor in {list(self.sensors)}")
+
+    def output_size(self) -> int:
+        """Number of policy outputs: one per discrete action, or steering+speed means."""
+        return len(self.actions) if self.discrete else 2
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MetadataError(f"{what} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise MetadataError(f"{what} must be finite, got {value!r}")
+    return float(value)
+
+
+def _range(space: dict[str, Any], key: str) -> Range:
+    part = space.get(key)
+    if not isinstance(part, dict) or "low" not in part or "high" not in part:
+        raise MetadataError(f"continuous action_space.{key} needs low and high")
+    low = _number(part["low"], f"action_space.{key}.low")
+    high = _number(part["high"], f"action_space.{key}.high")
+    if low >= high:
+        raise MetadataError(f"action_space.{key}: low {low} must be below high {high}")
+    return Range(low, high)
+
+
+def parse_metadata(data: Any) -> ModelMetadata:
+    if not isinstance(data, dict):
+        raise MetadataError("model_metadata.json must hold a JSON object")
+    space = data.get("action_space")
+    kind = data.get("action_space_type", "discrete")
+    if kind not in ("discrete", "continuous"):
+        raise MetadataError(f"action_space_type must be discrete or continuous, got {kind!r}")
+    algorithm = data.get("training_algorithm", "clipped_ppo")
+    if algorithm not in ALGORITHMS:
+        raise MetadataError(f"training_algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    actions: tuple[Action, ...] = ()
+    steering = speed = None
+    if kind == "discrete":
+        if not isinstance(space, list) or not space:
+            raise MetadataError("discrete action_space must be a non-empty list")
+        parsed = []
+        for i, item in enumerate(space):
+            if not isinstance(item, dict) or "steering_angle" not in item or "speed" not in item:
+                raise MetadataError(f"action_space[{i}] needs steering_angle and speed")
+            parsed.append(Action(_number(item["steering_angle"], f"action_space[{i}].steering_angle"),
+                                 _number(item["speed"], f"action_space[{i}].speed")))
+        if any("index" in item for item in space):
+            order = [item.get("index") for item in space]
+            if sorted(order) != list(range(len(space))):
+                raise MetadataError("action_space index values must be 0..N-1, each once")
+            parsed = [a for _, a in sorted(zip(order, parsed), key=lambda p: p[0])]
+        actions = tuple(parsed)
+    else:
+        if not isinstance(space, dict):
+            raise MetadataError("continuous action_space must be an object with steering_angle and speed")
+        steering = _range(space, "steering_angle")
+        speed = _range(space, "speed")
+    sensors = data.get("sensor", ["FRONT_FACING_CAMERA"])
+    if isinstance(sensors, str):
+        sensors = [sensors]
+    if not isinstance(sensors, list) or not sensors:
+        raise MetadataError("sensor must be a non-empty list")
+    for sensor in sensors:
+        if sensor not in KNOWN_SENSORS:
+            raise MetadataError(f"unknown sensor {sensor!r}; known: {', '.join(KNOWN_SENSORS)}")
+    meta = ModelMetadata(
+        action_space_type=kind,
+        actions=actions,
+        steering=steering,
+        speed=speed,
+        training_algorithm=algorithm,
+        sensors=tuple(sensors),
+        neural_network=str(data.get("neural_network", "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW")),
+        version=None if data.get("version") is None else str(data["version"]),
+        raw=data,
+    )
+    if meta.max_steering_deg == 0 and kind == "discrete" and len(actions) > 1 and meta.max_speed == 0:
+        raise MetadataError("action_space has neither steering nor speed")
+    return meta
+
+
+def load_metadata(path: str | Path) -> ModelMetadata:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MetadataError(f"cannot read model_metadata.json: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MetadataError(f"model_metadata.json is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    return parse_metadata(data)

@@ -1,0 +1,1 @@
+"""Node cores: plain Python fed messages, returning messages; transports wrap them."""

@@ -1,0 +1,72 @@
+"""Actuator node core: /drive in ROS units -> normalised servo/ESC commands, with its own watchdog.
+
+The actuator trusts nobody upstream: no fresh /drive within the timeout puts it at neutral, so a
+dead control process cannot leave the car driving.
+"""
+from __future__ import annotations
+
+import math
+
+from car.actuators.base import ActuatorFault, Driver
+from car.messages import AckermannDriveStamped, DiagnosticStatus, KeyValue, ERROR, OK
+
+
+class ActuatorCore:
+    def __init__(self, driver: Driver, max_steering_rad: float, max_speed_mps: float, timeout_s: float = 0.25):
+        if max_steering_rad <= 0 or max_speed_mps <= 0:
+            raise ValueError("max_steering_rad and max_speed_mps must be positive")
+        self.driver = driver
+        self.max_steering_rad = max_steering_rad
+        self.max_speed_mps = max_speed_mps
+        self.timeout_s = timeout_s
+        self.last_received = float("-inf")
+        self.command = (0.0, 0.0)
+        self.at_neutral = True
+        self.fault: str | None = None
+        self._safe(self.driver.neutral)
+
+    def on_drive(self, msg: AckermannDriveStamped, now: float) -> None:
+        d = msg.drive
+        if not (math.isfinite(d.steering_angle) and math.isfinite(d.speed)):
+            self.neutral()
+            self.fault = "non-finite /drive command"
+            return
+        steering = max(-1.0, min(1.0, d.steering_angle / self.max_steering_rad))
+        throttle = max(-1.0, min(1.0, d.speed / self.max_speed_mps))
+        self.last_received = now
+        if self._safe(self.driver.set, steering, throttle):
+            self.command = (steering, throttle)
+            self.at_neutral = steering == 0.0 and throttle == 0.0
+
+    def tick(self, now: float) -> None:
+        if not self.at_neutral and now - self.last_received > self.timeout_s:
+            self.neutral()
+
+    def neutral(self) -> None:
+        if self._safe(self.driver.neutral):
+            self.command = (0.0, 0.0)
+            self.at_neutral = True
+
+    def close(self) -> None:
+        self.neutral()
+        self._safe(self.driver.close)
+
+    def _safe(self, fn, *args) -> bool:
+        try:
+            fn(*args)
+        except ActuatorFault as exc:
+            self.fault = str(exc)
+            self.at_neutral = False
+            return False
+        self.fault = None
+        return True
+
+    def diagnostics(self, now: float) -> DiagnosticStatus:
+        age = now - self.last_received
+        return DiagnosticStatus(
+            level=ERROR if self.fault else OK,
+            name="actuator",
+            message=self.fault or ("neutral" if self.at_neutral else "driving"),
+            values=(KeyValue("steering", f"{self.command[0]:.3f}"), KeyValue("throttle", f"{self.command[1]:.3f}"),
+                    KeyValue("drive_age_ms", f"{age * 1000:.0f}" if math.isfinite(age) else "")),
+        )

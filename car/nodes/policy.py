@@ -1,0 +1,61 @@
+"""Policy node core: camera image -> preprocessing -> inference -> DeepRacer action decoding."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from car.decode import ActionDecoder, Decoded
+from car.messages import AckermannDrive, AckermannDriveStamped, DiagnosticStatus, Header, Image, KeyValue, ERROR, OK
+from car.preprocess import Preprocessor
+
+
+@dataclass
+class PolicyResult:
+    drive: AckermannDriveStamped | None
+    decoded: Decoded | None
+    error: str | None
+    infer_ms: float
+
+
+class PolicyCore:
+    """Stateless but for the frame stack; `infer` is any tensor -> output callable (OpenVINO on the car)."""
+
+    def __init__(self, infer: Callable[[np.ndarray], np.ndarray], preprocessor: Preprocessor,
+                 decoder: ActionDecoder, max_steering_rad: float, max_speed_mps: float):
+        self.infer = infer
+        self.preprocessor = preprocessor
+        self.decoder = decoder
+        self.max_steering_rad = max_steering_rad
+        self.max_speed_mps = max_speed_mps
+        self.frames = 0
+        self.errors = 0
+        self.last: PolicyResult | None = None
+
+    def on_image(self, msg: Image) -> PolicyResult:
+        """The drive command carries the frame's stamp so latency is traceable end to end."""
+        t0 = time.perf_counter()
+        try:
+            decoded = self.decoder(self.infer(self.preprocessor(msg.data)))
+        except Exception as exc:  # any policy failure must become a neutral car, never a crash
+            self.errors += 1
+            self.last = PolicyResult(None, None, f"{type(exc).__name__}: {exc}", (time.perf_counter() - t0) * 1e3)
+            return self.last
+        self.frames += 1
+        drive = AckermannDrive(steering_angle=decoded.steering * self.max_steering_rad,
+                               speed=decoded.throttle * self.max_speed_mps)
+        self.last = PolicyResult(AckermannDriveStamped(Header(msg.header.stamp, "base_link"), drive), decoded, None,
+                                 (time.perf_counter() - t0) * 1e3)
+        return self.last
+
+    def diagnostics(self) -> DiagnosticStatus:
+        last = self.last
+        return DiagnosticStatus(
+            level=ERROR if last is not None and last.error else OK,
+            name="policy",
+            message=(last.error or "ok") if last else "waiting for frames",
+            values=(KeyValue("frames", str(self.frames)), KeyValue("errors", str(self.errors)),
+                    KeyValue("infer_ms", f"{last.infer_ms:.3f}" if last else "")),
+        )

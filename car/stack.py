@@ -1,0 +1,76 @@
+"""The whole car graph in one process over the local transport (demo, tests, single-process car)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from car.actuators.base import Driver
+from car.clock import Clock
+from car.decode import ActionDecoder
+from car.graph import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
+from car.messages import DIAGNOSTICS_TOPIC, DRIVE_TOPIC, AckermannDriveStamped, DiagnosticArray
+from car.metadata import ModelMetadata
+from car.nodes.actuator import ActuatorCore
+from car.nodes.control import ControlCore, ControlParams
+from car.nodes.policy import PolicyCore
+from car.preprocess import PreprocessSpec, Preprocessor
+from car.transport.local import LocalBus
+
+
+@dataclass
+class PolicyModel:
+    """What the policy node needs of a model bundle."""
+
+    infer: Callable[[np.ndarray], np.ndarray]
+    spec: PreprocessSpec
+    metadata: ModelMetadata
+
+
+class LocalStack:
+    """camera -> policy -> control -> actuator, synchronously: one camera frame runs the whole chain."""
+
+    def __init__(self, clock: Clock, source: CameraSource, driver: Driver, model: PolicyModel,
+                 params: dict[str, dict[str, Any]] | None = None):
+        params = params or {}
+        common = params.get("control", {})
+        cp = ControlParams(**{k: v for k, v in common.items() if k in ControlParams.__dataclass_fields__})
+        self.clock = clock
+        self.bus = LocalBus()
+        self.camera = CameraNode(self.bus, clock, source)
+        self.policy = PolicyNode(self.bus, clock, PolicyCore(model.infer, Preprocessor(model.spec),
+                                                              ActionDecoder(model.metadata),
+                                                              cp.max_steering_rad, cp.max_speed_mps))
+        self.control = ControlNode(self.bus, clock, ControlCore(cp))
+        timeout = float(params.get("actuator", {}).get("timeout_s", 0.25))
+        self.actuator = ActuatorNode(self.bus, clock, ActuatorCore(driver, cp.max_steering_rad, cp.max_speed_mps,
+                                                                   timeout))
+        self.last_drive: AckermannDriveStamped | None = None
+        self.diagnostics: dict[str, Any] = {}
+        self.bus.subscribe(DRIVE_TOPIC, self._on_drive)
+        self.bus.subscribe(DIAGNOSTICS_TOPIC, self._on_diag)
+
+    def _on_drive(self, msg: AckermannDriveStamped) -> None:
+        self.last_drive = msg
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            self.diagnostics[status.name] = status
+
+    def frame(self) -> None:
+        """One camera frame through the graph, then the timers."""
+        self.camera.spin_once()
+        self.tick()
+
+    def tick(self) -> None:
+        self.control.tick()
+        self.actuator.tick()
+
+    def publish_diagnostics(self) -> None:
+        for node in (self.policy, self.control, self.actuator):
+            node.publish_diagnostics()
+
+    def close(self) -> None:
+        self.actuator.core.close()

@@ -1,0 +1,1 @@
+"""Subcommands of `racer`; each module exposes register(subparsers)."""
