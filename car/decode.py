@@ -72,3 +72,13 @@ class ActionDecoder:
 
 def _rescale(unit: float, low: float, high: float) -> float:
     return float(low + (unit + 1.0) * 0.5 * (high - low))
+
+
+def speed_for_throttle(throttle: float, max_speed: float, max_speed_setting: float = 1.0) -> float:
+    """Inverse of throttle_for on [0, max_speed]: the model speed that yields this throttle."""
+    if max_speed_setting <= 0:
+        raise ValueError("max speed setting must be positive")
+    a, b = speed_parabola(max_speed)
+    p = min(abs(throttle) / max_speed_setting, 1.0)
+    v = (-b + math.sqrt(b * b + 4 * a * p)) / (2 * a)
+    return math.copysign(v, throttle)

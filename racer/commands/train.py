@@ -1,0 +1,100 @@
+"""`racer train` and `racer export`: imitation training in the simulator, export to a bundle."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+TRAIN_TRACKS = "reinvent_base,Spain_track,2024_reinvent_champ_cw"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a policy by imitation (DAgger) in the simulator",
+                       description="Trains a camera policy by DAgger from the privileged pure-pursuit expert, "
+                                   "writes a checkpoint, a training curve, and exports a bundle.")
+    p.add_argument("--out", required=True, type=Path, help="run directory (created; must be new or empty)")
+    p.add_argument("--tracks", default=TRAIN_TRACKS, help="comma-separated training tracks (default: %(default)s)")
+    p.add_argument("--iterations", type=int, default=8, help="DAgger iterations (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=8000, help="simulator steps per iteration (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=4, help="epochs over all data per iteration (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--no-export", action="store_true", help="stop after the checkpoint")
+    p.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
+    p.set_defaults(func=run_train)
+
+    e = sub.add_parser("export", help="export a training checkpoint to an uploadable model bundle",
+                       description="Torch -> ONNX -> OpenVINO IR, gated on OpenVINO agreeing with torch on "
+                                   "at least 1,000 simulator frames.")
+    e.add_argument("checkpoint", type=Path, help="policy.pt written by racer train")
+    e.add_argument("--out", required=True, type=Path, help="bundle directory to create")
+    e.add_argument("--tar", type=Path, help="also pack the bundle as this .tar.gz")
+    e.add_argument("--frames", type=int, default=1000, help="frames for the equivalence gate (default: %(default)s)")
+    e.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
+    e.set_defaults(func=run_export)
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"racer {command}: {message}", file=sys.stderr)
+    return 2
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from sim2real.imitation import ImitationConfig, save_checkpoint, train_imitation, SPEC, ACTION_SPACE
+    from sim2real.plots import training_curve
+    from sim2real.sim.track import Track
+
+    tracks = tuple(t for t in args.tracks.split(",") if t)
+    try:
+        for name in tracks:
+            Track.load(name)
+    except ValueError as exc:
+        return _fail("train", str(exc))
+    if args.iterations < 1 or args.steps < 1 or args.epochs < 1:
+        return _fail("train", "--iterations, --steps and --epochs must be at least 1")
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        return _fail("train", f"{args.out} exists and is not empty")
+    args.out.mkdir(parents=True, exist_ok=True)
+    cfg = ImitationConfig(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps,
+                          epochs=args.epochs, seed=args.seed)
+    net, meta, history, _ = train_imitation(cfg, show_progress=not args.json)
+    checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history)
+    curve = training_curve(history.iterations, args.out / "training_curve.png")
+    (args.out / "history.json").write_text(json.dumps(history.iterations, indent=1))
+    summary = {"checkpoint": str(checkpoint), "training_curve": str(curve), "history": history.iterations}
+    if not args.no_export:
+        export = _export(checkpoint, args.out / "bundle", args.out / "bundle.tar.gz", 1000)
+        summary.update(export)
+    print(json.dumps(summary) if args.json else f"racer train: wrote {args.out}", file=sys.stdout if args.json else sys.stderr)
+    return 0
+
+
+def _export(checkpoint: Path, out: Path, tar: Path | None, frames: int) -> dict:
+    from car.bundle import pack_bundle
+    from sim2real.export import export_bundle
+    from sim2real.imitation import load_checkpoint, sample_frames
+
+    net, spec, action_space, data = load_checkpoint(checkpoint)
+    tracks = tuple(data["config"]["tracks"])
+    features = sample_frames(spec, tracks, frames, seed=int(data["config"]["seed"]) + 1)
+    info = {"trainer": "dagger", "config": data["config"], "checkpoint": checkpoint.name}
+    bundle, report = export_bundle(net, spec, action_space, features, out, info)
+    result = {"bundle": str(out), "equivalence": report.to_json()}
+    if tar is not None:
+        result["tar"] = str(pack_bundle(out, tar))
+    bundle.close()
+    return result
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from sim2real.export import ExportGateError
+
+    if not args.checkpoint.is_file():
+        return _fail("export", f"no checkpoint at {args.checkpoint}")
+    try:
+        result = _export(args.checkpoint, args.out, args.tar, args.frames)
+    except (ValueError, ExportGateError) as exc:
+        return _fail("export", str(exc))
+    print(json.dumps(result) if args.json else f"racer export: wrote {args.out} "
+          f"(max abs error {result['equivalence']['max_abs_error']:.2e} on {args.frames} frames)")
+    return 0

@@ -1,0 +1,92 @@
+"""Export a trained network to a racer bundle (OpenVINO IR + ONNX + metadata + racer.json), gated
+on OpenVINO agreeing with the training framework."""
+from __future__ import annotations
+
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from car.bundle import Bundle, load_bundle, save_bundle
+from car.inference import Policy
+from car.metadata import ModelMetadata
+from car.preprocess import PreprocessSpec
+from sim2real.imitation import to_tensor
+
+MAX_ABS_ERROR = 1e-4
+MAX_ARGMAX_DISAGREEMENT = 1e-3
+
+
+class ExportGateError(RuntimeError):
+    """OpenVINO and the training framework disagree beyond the gate."""
+
+
+@dataclass
+class EquivalenceReport:
+    frames: int
+    max_abs_error: float
+    argmax_disagreement: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"frames": self.frames, "max_abs_error": self.max_abs_error,
+                "argmax_disagreement": self.argmax_disagreement}
+
+
+def image_stats(features: np.ndarray) -> dict[str, Any]:
+    """Training-image statistics for the car's domain-shift monitor: mean, std, a 16-bin histogram."""
+    flat = features.astype(np.float32).reshape(-1)
+    hist, edges = np.histogram(flat, bins=16, range=(float(flat.min()), float(flat.max()) + 1e-6))
+    return {"mean": float(flat.mean()), "std": float(flat.std()),
+            "histogram": (hist / hist.sum()).round(6).tolist(), "histogram_edges": edges.round(6).tolist(),
+            "frames": int(features.shape[0])}
+
+
+def export_onnx(net: torch.nn.Module, spec: PreprocessSpec, path: Path) -> Path:
+    net.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(spec.input_shape()),), str(path), dynamo=False, opset_version=17,
+                          input_names=[spec.input_name or "image"], output_names=["action"])
+    return path
+
+
+def check_equivalence(net: torch.nn.Module, policy: Policy, spec: PreprocessSpec, meta: ModelMetadata,
+                      features: np.ndarray) -> EquivalenceReport:
+    """Same frames through torch and OpenVINO; discrete: argmax agreement, continuous: max abs error."""
+    with torch.no_grad():
+        reference = net(to_tensor(spec, features)).numpy()
+    batch = to_tensor(spec, features).numpy()
+    ours = np.stack([policy.infer(batch[i:i + 1]) for i in range(len(batch))])
+    err = float(np.abs(ours - reference).max())
+    disagreement = None
+    if meta.discrete:
+        disagreement = float(np.mean(ours.argmax(1) != reference.argmax(1)))
+    return EquivalenceReport(len(features), err, disagreement)
+
+
+def export_bundle(net: torch.nn.Module, spec: PreprocessSpec, metadata: dict[str, Any], features: np.ndarray,
+                  out_dir: Path, info: dict[str, Any] | None = None) -> tuple[Bundle, EquivalenceReport]:
+    """`features` are preprocessed frames (N, H, W, C), at least 1,000, for the gate and the statistics."""
+    if len(features) < 1000:
+        raise ValueError(f"the equivalence gate needs at least 1,000 frames, got {len(features)}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ValueError(f"{out_dir} exists and is not an empty directory")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
+        onnx_path = export_onnx(net, spec, Path(tmp) / "model.onnx")
+        staged = save_bundle(Path(tmp) / "bundle", onnx_path, metadata, spec, stats=image_stats(features), info=info)
+        report = check_equivalence(net, Policy(staged), spec, staged.metadata, features)
+        staged.close()
+        failed = report.max_abs_error > MAX_ABS_ERROR if report.argmax_disagreement is None \
+            else report.argmax_disagreement >= MAX_ARGMAX_DISAGREEMENT
+        if failed:
+            raise ExportGateError(f"OpenVINO disagrees with torch on {report.frames} frames: {report.to_json()}")
+        if out_dir.exists():
+            out_dir.rmdir()
+        (Path(tmp) / "bundle").rename(out_dir)
+    return load_bundle(out_dir), report
