@@ -1,0 +1,179 @@
+"""Safe `.tar.gz` reading and reproducible writing for model bundles.
+
+A model archive comes from the network (console upload), so every member is checked before
+anything is written: only regular files and directories, relative names without `..`, no links or
+devices, no duplicates, bounded member count and unpacked size. The decompressed stream is capped
+while scanning too, so a gzip bomb costs bounded CPU and no disk. Stdlib only: the fixture tool
+runs it from a TensorFlow venv.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Iterator, Mapping
+
+MAX_MEMBERS = 1000
+MAX_UNPACKED_BYTES = 1 << 30
+_BYTES_PER_HEADER = 4096
+
+
+class ArchiveError(ValueError):
+    """The archive is unsafe or unreadable; the message is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    is_dir: bool
+    size: int
+
+
+class _CappedReader(io.RawIOBase):
+    """A decompressed stream that fails once more than `limit` bytes have come out of it."""
+
+    def __init__(self, raw: IO[bytes], limit: int):
+        self._raw = raw
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:
+        data = self._raw.read(len(buffer))
+        self._left -= len(data)
+        if self._left < 0:
+            raise ArchiveError("archive unpacks to more than the size limit")
+        buffer[: len(data)] = data
+        return len(data)
+
+
+@contextmanager
+def _reading(path: Path, cap: int) -> Iterator[tarfile.TarFile]:
+    """Stream the archive's members, turning every decoding failure into one ArchiveError."""
+    try:
+        with gzip.open(path, "rb") as raw, tarfile.open(fileobj=_CappedReader(raw, cap), mode="r|") as tar:
+            yield tar
+    except gzip.BadGzipFile as exc:
+        bad_header = str(exc).startswith("Not a gzipped file")
+        raise ArchiveError("not a .tar.gz archive (no gzip header)" if bad_header else "archive is corrupt (gzip check failed)") from None
+    except EOFError:
+        raise ArchiveError("archive is truncated") from None
+    except zlib.error:
+        raise ArchiveError("archive is corrupt (bad gzip data)") from None
+    except tarfile.ReadError as exc:
+        reason = "archive is truncated" if "unexpected end" in str(exc) else "not a .tar.gz archive (no tar inside the gzip)"
+        raise ArchiveError(reason) from None
+
+
+def _kind(info: tarfile.TarInfo) -> str:
+    if info.issym():
+        return "a symbolic link"
+    if info.islnk():
+        return "a hard link"
+    if info.ischr() or info.isblk():
+        return "a device"
+    if info.isfifo():
+        return "a FIFO"
+    return "not a regular file"
+
+
+def _checked_name(info: tarfile.TarInfo) -> str:
+    name = info.name.replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise ArchiveError(f"archive member {info.name!r} has an absolute path")
+    parts = [p for p in PurePosixPath(name).parts if p != "."]
+    if ".." in parts:
+        raise ArchiveError(f"archive member {info.name!r} points outside the archive (..)")
+    return "/".join(parts)
+
+
+def scan(path: str | Path, max_members: int = MAX_MEMBERS, max_bytes: int = MAX_UNPACKED_BYTES) -> list[Member]:
+    """Check every member of the archive without writing anything; the checked member list."""
+    members: list[Member] = []
+    seen: set[str] = set()
+    total = 0
+    with _reading(Path(path), max_bytes + max_members * _BYTES_PER_HEADER) as tar:
+        for info in tar:
+            if not (info.isreg() or info.isdir()):
+                raise ArchiveError(f"archive member {info.name!r} is {_kind(info)}")
+            name = _checked_name(info)
+            if not name:
+                continue
+            if name in seen:
+                raise ArchiveError(f"archive holds {name!r} twice")
+            seen.add(name)
+            if len(members) >= max_members:
+                raise ArchiveError(f"archive has more than {max_members} members")
+            total += info.size if info.isreg() else 0
+            if total > max_bytes:
+                raise ArchiveError(f"archive unpacks to more than {max_bytes} bytes")
+            members.append(Member(name, info.isdir(), info.size if info.isreg() else 0))
+    return members
+
+
+def extract(path: str | Path, dest: str | Path, max_members: int = MAX_MEMBERS,
+            max_bytes: int = MAX_UNPACKED_BYTES) -> list[Member]:
+    """Scan, then write the checked members under `dest` (a fresh directory of the caller's)."""
+    members = scan(path, max_members, max_bytes)
+    checked = {m.name: m for m in members}
+    dest = Path(dest)
+    with _reading(Path(path), max_bytes + max_members * _BYTES_PER_HEADER) as tar:
+        for info in tar:
+            name = _checked_name(info)
+            if not name:
+                continue
+            member = checked.get(name)
+            if member is None or member.is_dir != info.isdir() or (info.isreg() and member.size != info.size):
+                raise ArchiveError("archive changed while it was being read")
+            target = dest.joinpath(*name.split("/"))
+            try:
+                if member.is_dir:
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(info) as src, open(target, "xb") as out:
+                    shutil.copyfileobj(src, out)
+            except OSError as exc:
+                raise ArchiveError(f"cannot unpack {name!r}: {exc.strerror}") from None
+    return members
+
+
+def _tar_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    return info
+
+
+def write_tar_gz(out: str | Path, files: Mapping[str, bytes | Path]) -> Path:
+    """Write `files` (archive name -> bytes or a file to copy) as a reproducible .tar.gz.
+
+    Sorted names, zero timestamps and owners: the same bundle always gives the same bytes.
+    Written next to `out` and renamed, so a reader never sees half an archive.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh, gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            for name in sorted(files):
+                content = files[name]
+                if isinstance(content, Path):
+                    with open(content, "rb") as src:
+                        tar.addfile(_tar_info(name, content.stat().st_size), src)
+                else:
+                    tar.addfile(_tar_info(name, len(content)), io.BytesIO(content))
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return out

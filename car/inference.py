@@ -1,0 +1,75 @@
+"""Run a bundle's policy with OpenVINO on the car's CPU: one synchronous request, f32, low latency."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import openvino as ov
+
+from car.bundle import Bundle, BundleError, default_cache_dir, error_line, ov_core
+
+# The one place the CPU plugin is tuned; `racer bench` passes alternatives as `config` overrides.
+# f32 is pinned because bf16-capable CPUs otherwise silently run bf16 and change the policy's
+# choices; one stream with a few threads suits one synchronous request per camera frame.
+CPU_CONFIG: dict[str, str] = {
+    "INFERENCE_PRECISION_HINT": "f32",
+    "PERFORMANCE_HINT": "LATENCY",
+    "NUM_STREAMS": "1",
+    "INFERENCE_NUM_THREADS": str(min(4, os.cpu_count() or 1)),
+}
+
+
+def compile_config(cache_dir: Path | None, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """CPU_CONFIG plus the compiled-model cache dir, with `overrides` applied last."""
+    config = dict(CPU_CONFIG)
+    if cache_dir is not None:
+        config["CACHE_DIR"] = str(cache_dir)
+    config.update(overrides or {})
+    return config
+
+
+class Policy:
+    """A compiled bundle model; `infer` reuses one InferRequest and shares the input buffer."""
+
+    def __init__(self, bundle: Bundle, cache_dir: str | Path | None = None,
+                 config: Mapping[str, str] | None = None, device: str = "CPU"):
+        if bundle.unrunnable:
+            raise BundleError(bundle.unrunnable)
+        self.bundle = bundle
+        compiled_cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "compiled"
+        self.config = compile_config(compiled_cache, config)
+        model = bundle.read_model()
+        try:
+            self.compiled = ov_core().compile_model(model, device, self.config)
+        except Exception as exc:
+            raise BundleError(f"OpenVINO cannot compile the model: {error_line(exc)}") from None
+        self.input_shape = tuple(self.compiled.input(0).shape)
+        self._output = self.compiled.output(0)
+        self._request = self.compiled.create_infer_request()
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        """One forward pass; the policy output flattened, float32, owned by the caller."""
+        if tensor.shape != self.input_shape:
+            raise ValueError(f"policy input must be {self.input_shape}, got {tensor.shape}")
+        array = np.ascontiguousarray(tensor, dtype=np.float32)
+        self._request.set_input_tensor(ov.Tensor(array, shared_memory=True))
+        self._request.infer()
+        return np.array(self._request.get_tensor(self._output).data, dtype=np.float32).reshape(-1)
+
+
+def check_runnable(bundle: Bundle, cache_dir: str | Path | None = None) -> str | None:
+    """Why the car cannot drive this bundle, or None: sensors, compilation, one blank-frame pass."""
+    if bundle.unrunnable:
+        return bundle.unrunnable
+    try:
+        policy = Policy(bundle, cache_dir)
+        out = policy.infer(np.zeros(policy.input_shape, dtype=np.float32))
+    except BundleError as exc:
+        return str(exc)
+    except Exception as exc:  # any OpenVINO failure on this model is a reason not to drive it
+        return f"OpenVINO cannot run the model: {error_line(exc)}"
+    if not np.all(np.isfinite(out)):
+        return "model output is not finite on a blank frame"
+    return None

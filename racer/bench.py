@@ -1,0 +1,156 @@
+"""`racer bench`: the performance figures of DESIGN.md, all measured in one run on one machine."""
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    ms = np.asarray(samples_s) * 1e3
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 4), "p99_ms": round(float(np.percentile(ms, 99)), 4),
+            "n": int(ms.size)}
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, block: int, warmup: int = 50) -> dict[str, list[float]]:
+    """Time several callables in alternating blocks, so machine noise hits each alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - t0)
+    return samples
+
+
+def bench_policy(rounds: int = 20, block: int = 50) -> dict[str, Any]:
+    """The DeepRacer reference network under OpenVINO (the car's config) and onnxruntime, same input."""
+    import onnxruntime as ort
+    import openvino as ov
+
+    from car.inference import compile_config
+    from racer.reference_net import INPUT_SHAPE, build_reference_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_reference_onnx(Path(tmp) / "reference.onnx")
+        x = np.random.default_rng(1).integers(0, 256, INPUT_SHAPE).astype(np.float32)
+        compiled = ov.Core().compile_model(str(path), "CPU", compile_config(None))
+        request = compiled.create_infer_request()
+        request.set_input_tensor(ov.Tensor(x, shared_memory=True))
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: x}
+        request.infer()
+        diff = float(np.abs(request.get_output_tensor().data - session.run(None, feed)[0]).max())
+        samples = interleaved({"openvino": request.infer, "onnxruntime": lambda: session.run(None, feed)}, rounds, block)
+    out = {name: percentiles(s) for name, s in samples.items()}
+    out["max_abs_diff"] = diff
+    out["openvino"]["config"] = compile_config(None)
+    return out
+
+
+class _TimedDriver:
+    """Actuator driver that stamps when a command arrives: the end of the pipeline."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def set(self, steering: float, throttle: float) -> None:
+        self.last = time.perf_counter()
+
+    def neutral(self) -> None:
+        self.last = time.perf_counter()
+
+    def close(self) -> None:
+        pass
+
+
+def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
+    """Camera frame in -> actuator command out through the in-process car stack with a bundle."""
+    from car.bundle import load_bundle
+    from car.clock import SimClock
+    from car.inference import Policy
+    from car.stack import LocalStack, PolicyModel
+    from sim2real.sim.track import Track
+    from sim2real.sim.world import Simulator
+
+    sim = Simulator(Track.load("reinvent_base"))
+    images = []
+    for i in range(60):
+        sim.reset(start_index=i * sim.track.waypoint_count // 60)
+        images.append(sim.render())
+    clock = SimClock()
+    start = {"t": 0.0}
+
+    class Source:
+        def __init__(self) -> None:
+            self.i = 0
+
+        def read(self) -> tuple[np.ndarray, float]:
+            start["t"] = time.perf_counter()
+            self.i += 1
+            return images[self.i % len(images)], clock.now()
+
+    with load_bundle(model_path) as bundle:
+        driver = _TimedDriver()
+        stack = LocalStack(clock, Source(), driver, PolicyModel(Policy(bundle).infer, bundle.spec, bundle.metadata))
+        stack.control.command(stack.control.core.set_mode, "autonomous")
+        stack.control.command(stack.control.core.start)
+        samples = []
+        for i in range(frames + 30):
+            clock.set(i / 15.0)
+            stack.camera.spin_once()
+            if i >= 30:
+                samples.append(driver.last - start["t"])
+        stack.close()
+    return percentiles(samples)
+
+
+def bench_sim(seconds: float = 2.0, width: int = 160, height: int = 120) -> dict[str, Any]:
+    """Simulator step + camera render at the model's input size, the loop training runs."""
+    from sim2real.sim.track import Track
+    from sim2real.sim.world import Simulator
+
+    sim = Simulator(Track.load("reinvent_base"), width, height)
+    sim.reset()
+    sim.apply(0.05, 0.3)
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        info = sim.step()
+        sim.render()
+        steps += 1
+        if info.off_track:
+            sim.reset()
+            sim.apply(0.05, 0.3)
+    return {"steps_per_s": round(steps / (time.perf_counter() - t0), 1), "width": width, "height": height}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def run_bench(model_path: Path, quick: bool = False) -> dict[str, Any]:
+    scale = 0.25 if quick else 1.0
+    return {
+        "policy": bench_policy(rounds=max(2, int(20 * scale))),
+        "pipeline": bench_pipeline(model_path, frames=max(60, int(600 * scale))),
+        "sim": bench_sim(seconds=2.0 * scale),
+        "machine": machine(),
+    }

@@ -1,0 +1,36 @@
+"""`racer bench`: performance figures from one run."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from racer.commands.demo import DEFAULT_MODEL
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure policy, pipeline and simulator speed",
+                       description="Policy inference (OpenVINO vs onnxruntime on the DeepRacer reference network), "
+                                   "the in-process camera-to-actuator pipeline with a bundle, simulator steps/s.")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle for the pipeline figure (default: bundled)")
+    p.add_argument("--quick", action="store_true", help="fewer samples (for smoke tests)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from racer.bench import run_bench
+
+    report = run_bench(args.model, quick=args.quick)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    pol = report["policy"]
+    print(f"machine    {report['machine']}", file=sys.stderr)
+    for name in ("openvino", "onnxruntime"):
+        print(f"policy     {name:12s} p50 {pol[name]['p50_ms']:.3f} ms  p99 {pol[name]['p99_ms']:.3f} ms", file=sys.stderr)
+    pipe = report["pipeline"]
+    print(f"pipeline   camera->actuator  p50 {pipe['p50_ms']:.3f} ms  p99 {pipe['p99_ms']:.3f} ms", file=sys.stderr)
+    print(f"sim        {report['sim']['steps_per_s']:.0f} steps/s at 160x120", file=sys.stderr)
+    return 0

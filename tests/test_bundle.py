@@ -1,0 +1,389 @@
+"""Model bundles: the DeepRacer .pb fixtures, the IR cache, every refusal, save/pack round trips."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import car.bundle
+from car.archive import ArchiveError, extract, scan
+from car.bundle import BundleError, load_bundle, pack_bundle, save_bundle
+from car.inference import Policy
+from car.preprocess import DEEPRACER_SPEC, PreprocessSpec
+from model_factory import (CONTINUOUS, FRAMES_DIR, MODELS, PPO_TAR, SAC_TAR, expected_output, ir_files, metadata,
+                           metadata_bytes, onnx_model, ov_model, pb_bytes, write_tar)
+
+PPO_INPUT = "main_level/agent/main/online/network_0/FRONT_FACING_CAMERA/FRONT_FACING_CAMERA"
+SAC_INPUT = "main_level/agent/policy/online/network_0/FRONT_FACING_CAMERA/FRONT_FACING_CAMERA"
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def ir_entries(cache: Path) -> list[Path]:
+    return sorted(cache.glob("ov-*/*/model.xml"))
+
+
+def test_discrete_ppo_pb_loads_with_deepracer_names(cache):
+    with load_bundle(PPO_TAR, cache) as bundle:
+        assert bundle.kind == "tensorflow"
+        assert bundle.name == "deepracer_discrete_ppo"
+        assert bundle.files.path.relative_to(bundle.root).as_posix() == "agent/model.pb"
+        assert bundle.input_name == PPO_INPUT
+        assert bundle.output_name == "main_level/agent/main/online/network_1/ppo_head_0/policy"
+        assert bundle.input_shape == (1, 120, 160, 1)
+        assert bundle.output_size == 5
+        assert bundle.spec == PreprocessSpec(input_name=PPO_INPUT)
+        assert bundle.metadata.training_algorithm == "clipped_ppo"
+        assert bundle.stats is None and bundle.unrunnable is None
+
+
+def test_continuous_sac_pb_loads_with_deepracer_names(cache):
+    with load_bundle(SAC_TAR, cache) as bundle:
+        assert (bundle.kind, bundle.input_name) == ("tensorflow", SAC_INPUT)
+        assert bundle.output_name == "main_level/agent/policy/online/network_0/sac_policy_head_0/policy"
+        assert bundle.output_size == 2
+        model = bundle.read_model()
+        assert [tuple(o.shape) for o in model.outputs] == [(1, 2)]
+
+
+def test_unpacked_directory_loads_like_the_archive(tmp_path, cache):
+    with tarfile.open(SAC_TAR) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    with load_bundle(tmp_path / "unpacked", cache) as bundle:
+        assert (bundle.kind, bundle.output_size, bundle.name) == ("tensorflow", 2, "unpacked")
+
+
+def test_archive_with_one_top_folder_loads(tmp_path, cache):
+    path = write_tar(tmp_path / "wrapped.tar.gz", {"mymodel/model.pb": pb_bytes(), "mymodel/model_metadata.json": metadata_bytes()})
+    with load_bundle(path, cache) as bundle:
+        assert bundle.output_size == 5
+
+
+def test_archive_is_unpacked_privately_and_removed_on_close(cache):
+    bundle = load_bundle(PPO_TAR, cache)
+    root = bundle.root
+    assert (root / "agent" / "model.pb").read_bytes() == pb_bytes()
+    assert root.stat().st_mode & 0o777 == 0o700
+    bundle.close()
+    assert not root.exists()
+
+
+def test_second_load_uses_the_cached_ir(cache, monkeypatch):
+    conversions = []
+    real = car.bundle.convert_frozen_graph
+    monkeypatch.setattr(car.bundle, "convert_frozen_graph", lambda *a: conversions.append(a) or real(*a))
+    load_bundle(PPO_TAR, cache).close()
+    [xml] = ir_entries(cache)
+    stamp = xml.stat().st_mtime_ns
+    load_bundle(PPO_TAR, cache).close()
+    assert len(conversions) == 1
+    assert ir_entries(cache) == [xml] and xml.stat().st_mtime_ns == stamp
+    load_bundle(PPO_TAR, cache.with_name("other")).close()
+    assert len(conversions) == 2
+
+
+def test_cache_is_keyed_by_pb_content(cache):
+    load_bundle(PPO_TAR, cache).close()
+    load_bundle(SAC_TAR, cache).close()
+    digests = {p.parent.name.split("-")[0] for p in ir_entries(cache)}
+    assert digests == {hashlib.sha256(pb_bytes(t)).hexdigest() for t in (PPO_TAR, SAC_TAR)}
+
+
+def test_cache_dir_comes_from_env_by_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("RACER_CACHE_DIR", str(tmp_path / "env-cache"))
+    load_bundle(SAC_TAR).close()
+    assert len(ir_entries(tmp_path / "env-cache")) == 1
+
+
+def test_fixture_inputs_are_the_grey_frames():
+    expected = np.load(MODELS / "tf_expected.npz")
+    frames = ("sim-image-3-00000.png", "sim-image-3-00350.png", "sim-image-3-00916.png")
+    for stored, name in zip(expected["inputs"], frames):
+        grey = cv2.cvtColor(cv2.imread(str(FRAMES_DIR / name)), cv2.COLOR_BGR2GRAY)
+        assert stored.shape == (1, 120, 160, 1)
+        assert np.abs(stored[0, :, :, 0].astype(int) - grey.astype(int)).max() <= 1
+
+
+def _ir_tar(tmp_path: Path, model, meta: dict | bytes | None = None, extra: dict[str, bytes] | None = None) -> Path:
+    files = ir_files(model, tmp_path / "ir")
+    files[car.bundle.METADATA_FILE] = meta if isinstance(meta, bytes) else metadata_bytes(meta)
+    return write_tar(tmp_path / "bundle.tar.gz", {**files, **(extra or {})})
+
+
+def _meta(**changes) -> dict:
+    return {**metadata(), **changes}
+
+
+BAD_METADATA = [
+    ("unknown sensor", _meta(sensor=["SONAR"]), "unknown sensor 'SONAR'"),
+    ("empty action space", _meta(action_space=[]), "action_space must be a non-empty list"),
+    ("low >= high", {**metadata(CONTINUOUS), "action_space": {"speed": {"low": 2, "high": 1},
+                                                              "steering_angle": {"low": -30, "high": 30}}},
+     "low 2.0 must be below high 1.0"),
+]
+
+
+@pytest.mark.parametrize("meta, reason", [case[1:] for case in BAD_METADATA], ids=[c[0] for c in BAD_METADATA])
+def test_bad_metadata_is_refused(tmp_path, cache, meta, reason):
+    with pytest.raises(BundleError) as err:
+        load_bundle(_ir_tar(tmp_path, ov_model(), meta), cache)
+    assert str(err.value).startswith("model_metadata.json: ") and reason in str(err.value)
+
+
+def test_nan_speed_is_refused(tmp_path, cache):
+    text = json.dumps(metadata()).replace('"speed": 0.6', '"speed": NaN', 1).encode()
+    assert b"NaN" in text
+    with pytest.raises(BundleError, match=r"action_space\[0\]\.speed must be finite"):
+        load_bundle(_ir_tar(tmp_path, ov_model(), text), cache)
+
+
+def test_missing_metadata(tmp_path, cache):
+    path = write_tar(tmp_path / "m.tar.gz", {"model.pb": pb_bytes()})
+    with pytest.raises(BundleError, match="^missing model_metadata.json$"):
+        load_bundle(path, cache)
+
+
+def test_input_shape_mismatch(tmp_path, cache):
+    with pytest.raises(BundleError, match="^model input 1x3x64x64 does not match the preprocessing 1x120x160x1$"):
+        load_bundle(_ir_tar(tmp_path, ov_model(shape=(1, 3, 64, 64))), cache)
+
+
+def test_output_size_mismatch_discrete(tmp_path, cache):
+    with pytest.raises(BundleError, match="^model gives 7 outputs but model_metadata.json needs 5 discrete actions$"):
+        load_bundle(_ir_tar(tmp_path, ov_model(outputs=7)), cache)
+
+
+def test_output_size_mismatch_continuous(tmp_path, cache):
+    with pytest.raises(BundleError, match="gives 5 outputs .* needs 2 .steering, speed."):
+        load_bundle(_ir_tar(tmp_path, ov_model(), metadata(CONTINUOUS)), cache)
+
+
+def test_pb_metadata_mismatch_is_an_output_size_error(tmp_path, cache):
+    path = write_tar(tmp_path / "p.tar.gz", {"model.pb": pb_bytes(PPO_TAR), "model_metadata.json": metadata_bytes(metadata(CONTINUOUS))})
+    with pytest.raises(BundleError, match="gives 5 outputs"):
+        load_bundle(path, cache)
+
+
+def test_truncated_archive(tmp_path, cache):
+    data = PPO_TAR.read_bytes()
+    path = tmp_path / "cut.tar.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match="^archive is truncated$"):
+        load_bundle(path, cache)
+
+
+def test_not_an_archive(tmp_path, cache):
+    path = tmp_path / "model.tar.gz"
+    path.write_text("just some text\n")
+    with pytest.raises(BundleError, match=r"^not a \.tar\.gz archive"):
+        load_bundle(path, cache)
+
+
+def test_gzip_without_tar(tmp_path, cache):
+    path = tmp_path / "model.tar.gz"
+    path.write_bytes(gzip.compress(b"not a tar" * 100))
+    with pytest.raises(BundleError, match="no tar inside"):
+        load_bundle(path, cache)
+
+
+def test_missing_path(tmp_path, cache):
+    with pytest.raises(BundleError, match="no such file or directory"):
+        load_bundle(tmp_path / "nope.tar.gz", cache)
+
+
+def _special(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    return info
+
+
+UNSAFE = [
+    ("path traversal", {"../evil.json": b"{}"}, [], "points outside the archive"),
+    ("nested traversal", {"agent/../../evil.json": b"{}"}, [], "points outside the archive"),
+    ("absolute path", {"/tmp/evil.json": b"{}"}, [], "has an absolute path"),
+    ("symlink", {}, [_special("model.pb", tarfile.SYMTYPE, "/etc/passwd")], "is a symbolic link"),
+    ("hard link", {}, [_special("model.pb", tarfile.LNKTYPE, "model_metadata.json")], "is a hard link"),
+    ("device", {}, [_special("dev", tarfile.CHRTYPE)], "is a device"),
+    ("fifo", {}, [_special("pipe", tarfile.FIFOTYPE)], "is a FIFO"),
+    ("duplicate", {"model.pb": b"x", "./model.pb": b"y"}, [], "holds 'model.pb' twice"),
+]
+
+
+@pytest.mark.parametrize("files, special, reason", [c[1:] for c in UNSAFE], ids=[c[0] for c in UNSAFE])
+def test_unsafe_archives_are_refused_before_anything_is_written(tmp_path, cache, files, special, reason):
+    path = write_tar(tmp_path / "evil.tar.gz", {"model_metadata.json": metadata_bytes(), **files}, special)
+    with pytest.raises(BundleError) as err:
+        load_bundle(path, cache)
+    assert reason in str(err.value) and "\n" not in str(err.value)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(ArchiveError):
+        extract(path, dest)
+    assert list(dest.iterdir()) == []
+    assert not (tmp_path / "evil.json").exists()
+
+
+def test_member_count_and_size_limits(tmp_path):
+    path = write_tar(tmp_path / "many.tar.gz", {f"f{i}": b"x" * 60 for i in range(3)})
+    assert [m.name for m in scan(path)] == ["f0", "f1", "f2"]
+    with pytest.raises(ArchiveError, match="more than 2 members"):
+        scan(path, max_members=2)
+    with pytest.raises(ArchiveError, match="more than 100 bytes"):
+        scan(path, max_bytes=100)
+
+
+def test_gzip_bomb_in_a_header_is_cut_off_while_scanning(tmp_path):
+    bomb = tmp_path / "bomb.tar.gz"
+    with tarfile.open(bomb, "w:gz", format=tarfile.GNU_FORMAT) as tar:
+        tar.addfile(tarfile.TarInfo("a" * 5_000_000))
+    assert bomb.stat().st_size < 50_000
+    with pytest.raises(ArchiveError, match="^archive unpacks to more than the size limit$"):
+        scan(bomb, max_members=1, max_bytes=100_000)
+
+
+def test_two_pb_files(tmp_path, cache):
+    path = write_tar(tmp_path / "two.tar.gz", {"model_1.pb": pb_bytes(), "model_2.pb": pb_bytes(),
+                                               "model_metadata.json": metadata_bytes()})
+    with pytest.raises(BundleError, match=r"^2 model files \(model_1.pb, model_2.pb\); keep one, or name the one to run model.pb$"):
+        load_bundle(path, cache)
+
+
+def test_model_pb_is_preferred_over_checkpoint_pbs(tmp_path, cache):
+    path = write_tar(tmp_path / "ckpt.tar.gz", {"model_3.pb": b"stale", "model.pb": pb_bytes(),
+                                                "model_metadata.json": metadata_bytes()})
+    with load_bundle(path, cache) as bundle:
+        assert bundle.files.path.name == "model.pb" and bundle.output_size == 5
+
+
+def test_macos_appledouble_files_are_not_models(tmp_path, cache):
+    path = write_tar(tmp_path / "mac.tar.gz", {"._model.xml": b"\0\5", "._model_metadata.json": b"\0\5",
+                                               "model.pb": pb_bytes(), "model_metadata.json": metadata_bytes()})
+    with load_bundle(path, cache) as bundle:
+        assert bundle.kind == "tensorflow" and bundle.output_size == 5
+
+
+def test_pb_beside_onnx_is_two_models(tmp_path, cache):
+    onnx = onnx_model(tmp_path / "model.onnx").read_bytes()
+    path = write_tar(tmp_path / "two.tar.gz", {"model.pb": pb_bytes(), "model.onnx": onnx,
+                                               "model_metadata.json": metadata_bytes()})
+    with pytest.raises(BundleError, match=r"^2 model files \(model.pb, model.onnx\); a bundle holds one model$"):
+        load_bundle(path, cache)
+
+
+def test_no_model(tmp_path, cache):
+    path = write_tar(tmp_path / "none.tar.gz", {"model_metadata.json": metadata_bytes(), "README": b"hi"})
+    with pytest.raises(BundleError, match=r"^no model file"):
+        load_bundle(path, cache)
+
+
+def test_ir_without_weights(tmp_path, cache):
+    files = ir_files(ov_model(), tmp_path / "ir")
+    path = write_tar(tmp_path / "x.tar.gz", {"model.xml": files["model.xml"], "model_metadata.json": metadata_bytes()})
+    with pytest.raises(BundleError, match="^model.xml has no model.bin beside it$"):
+        load_bundle(path, cache)
+
+
+def test_garbage_pb(tmp_path, cache):
+    path = write_tar(tmp_path / "g.tar.gz", {"model.pb": b"\x00garbage" * 10, "model_metadata.json": metadata_bytes()})
+    with pytest.raises(BundleError) as err:
+        load_bundle(path, cache)
+    assert "\n" not in str(err.value) and "model.pb" in str(err.value)
+
+
+@pytest.mark.parametrize("racer, reason", [
+    ({"format": "other", "version": 1}, "format must be 'racer-bundle'"),
+    ({"format": "racer-bundle", "version": 2, "preprocess": {}}, "version 2 is newer than this racer reads (1)"),
+    ({"format": "racer-bundle", "version": 1, "preprocess": {"width": 160, "bogus": 1}}, "unknown key(s) bogus"),
+    ({"format": "racer-bundle", "version": 1, "preprocess": {}, "stats": [1]}, "stats must be an object"),
+])
+def test_bad_racer_json(tmp_path, cache, racer, reason):
+    path = _ir_tar(tmp_path, ov_model(), extra={"racer.json": json.dumps(racer).encode()})
+    with pytest.raises(BundleError) as err:
+        load_bundle(path, cache)
+    assert str(err.value).startswith("racer.json: ") and reason in str(err.value)
+
+
+@pytest.mark.parametrize("sensors, reason", [
+    (["FRONT_FACING_CAMERA", "LIDAR"], "model needs LIDAR; this car has one front camera"),
+    (["STEREO_CAMERAS", "LIDAR"], "model needs STEREO_CAMERAS and LIDAR; this car has one front camera"),
+    (["STEREO_CAMERAS"], "model needs STEREO_CAMERAS; this car has one front camera"),
+])
+def test_sensor_the_car_lacks_loads_but_is_unrunnable(tmp_path, cache, sensors, reason):
+    path = write_tar(tmp_path / "l.tar.gz", {"model.pb": pb_bytes(), "model_metadata.json": metadata_bytes(_meta(sensor=sensors))})
+    with load_bundle(path, cache) as bundle:
+        assert bundle.unrunnable == reason
+        assert bundle.describe()["runnable"] is False
+        with pytest.raises(BundleError, match=reason):
+            bundle.read_model()
+    assert ir_entries(cache) == []
+
+
+def test_save_and_load_ir_round_trip(tmp_path, cache):
+    spec = PreprocessSpec(width=64, height=48, crop_top=8, layout="NCHW", scale=1 / 255)
+    stats = {"mean": np.float32(0.5), "hist": np.arange(4)}
+    saved = save_bundle(tmp_path / "b", ov_model(shape=spec.input_shape(), outputs=2, softmax=False),
+                        metadata(CONTINUOUS), spec, stats=stats, info={"steps": 10}, cache_dir=cache)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["model.bin", "model.xml", "model_metadata.json", "racer.json"]
+    racer = json.loads((tmp_path / "b" / "racer.json").read_text())
+    assert racer == {"format": "racer-bundle", "version": 1, "preprocess": spec.to_json(),
+                     "stats": {"mean": 0.5, "hist": [0, 1, 2, 3]}, "model": {"steps": 10}}
+    with load_bundle(tmp_path / "b", cache) as bundle:
+        assert (bundle.kind, bundle.spec, bundle.input_shape, bundle.output_size) == ("openvino", spec, (1, 1, 40, 64), 2)
+        assert bundle.stats == {"mean": 0.5, "hist": [0, 1, 2, 3]} and bundle.info == {"steps": 10}
+        assert bundle.metadata.training_algorithm == "sac"
+    saved.close()
+
+
+def test_save_onnx_keeps_onnx_beside_ir(tmp_path, cache):
+    onnx = onnx_model(tmp_path / "policy.onnx")
+    with save_bundle(tmp_path / "b", onnx, metadata(), DEEPRACER_SPEC, cache_dir=cache) as bundle:
+        assert bundle.kind == "openvino"
+        assert bundle.files.onnx.name == "model.onnx"
+        assert (tmp_path / "b" / "model.onnx").read_bytes() == onnx.read_bytes()
+        assert bundle.describe()["onnx_file"] == "model.onnx"
+
+
+def test_onnx_only_bundle_loads(tmp_path, cache):
+    path = write_tar(tmp_path / "o.tar.gz", {"model.onnx": onnx_model(tmp_path / "m.onnx").read_bytes(),
+                                             "model_metadata.json": metadata_bytes()})
+    with load_bundle(path, cache) as bundle:
+        assert (bundle.kind, bundle.input_name, bundle.output_name, bundle.output_size) == ("onnx", "image", "policy", 5)
+
+
+def test_save_refuses_a_model_that_does_not_fit_and_leaves_nothing(tmp_path, cache):
+    with pytest.raises(BundleError, match="gives 3 outputs"):
+        save_bundle(tmp_path / "b", ov_model(outputs=3), metadata(), DEEPRACER_SPEC, cache_dir=cache)
+    assert not (tmp_path / "b").exists()
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "keep").write_text("x")
+    with pytest.raises(BundleError, match="not an empty directory"):
+        save_bundle(tmp_path / "c", ov_model(), metadata(), DEEPRACER_SPEC, cache_dir=cache)
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["keep"]
+
+
+def test_save_refuses_bad_metadata_before_writing(tmp_path, cache):
+    with pytest.raises(BundleError, match="unknown sensor"):
+        save_bundle(tmp_path / "b", ov_model(), _meta(sensor=["SONAR"]), DEEPRACER_SPEC, cache_dir=cache)
+    assert not (tmp_path / "b").exists()
+
+
+def test_pack_is_reproducible_and_loads(tmp_path, cache):
+    save_bundle(tmp_path / "b", ov_model(), metadata(), DEEPRACER_SPEC, cache_dir=cache).close()
+    first = pack_bundle(tmp_path / "b", tmp_path / "one.tar.gz").read_bytes()
+    second = pack_bundle(tmp_path / "b", tmp_path / "two.tar.gz").read_bytes()
+    assert first == second
+    with tarfile.open(tmp_path / "one.tar.gz") as tar:
+        assert tar.getnames() == ["model.bin", "model.xml", "model_metadata.json", "racer.json"]
+    with load_bundle(tmp_path / "one.tar.gz", cache) as bundle:
+        x = np.full(bundle.input_shape, 100.0, dtype=np.float32)
+        np.testing.assert_allclose(Policy(bundle, cache / "c").infer(x), expected_output(x, 5), atol=1e-6)

@@ -1,0 +1,122 @@
+import math
+
+import numpy as np
+import pytest
+
+from sim2real.sim.render import CameraParams, Renderer, SceneParams, draw_track_texture
+from sim2real.sim.track import Track
+
+SCENE = SceneParams()
+
+
+@pytest.fixture(scope="module")
+def track():
+    return Track.load("reinvent_base")
+
+
+@pytest.fixture(scope="module")
+def small(track):
+    return Renderer(track, 160, 120)
+
+
+def near(pixel, colour, tol=25):
+    return bool(np.all(np.abs(pixel.astype(int) - np.array(colour)) <= tol))
+
+
+def is_yellow(pixel):
+    b, g, r = (int(c) for c in pixel)
+    return r > 150 and 80 < g < 180 and b < 60
+
+
+def ground_pixel(camera, width, height, ahead, left):
+    """Where a ground point (car frame, metres) lands in the image, from first principles."""
+    pitch = math.radians(camera.pitch_deg)
+    forward, down = ahead - camera.forward_m, camera.height_m
+    z = forward * math.cos(pitch) + down * math.sin(pitch)
+    y = -forward * math.sin(pitch) + down * math.cos(pitch)
+    f = (width / 2) / math.tan(math.radians(camera.hfov_deg) / 2)
+    return (height - 1) / 2 + f * y / z, (width - 1) / 2 - f * left / z
+
+
+@pytest.mark.parametrize("size", [(160, 120), (640, 480)])
+def test_frame_shape_and_type(track, size):
+    frame = Renderer(track, *size).render(*track.start_pose(0))
+    assert frame.shape == (size[1], size[0], 3)
+    assert frame.dtype == np.uint8
+
+
+def test_centre_line_view(small, track):
+    frame = small.render(*track.start_pose(0))
+    # Just ahead of the bumper, either side of the centre dash: dark track surface.
+    for col in (60, 100):
+        assert near(frame[-2, col], SCENE.track_bgr), frame[-2, col]
+    # The yellow dashed centre line runs up the middle of the image.
+    yellow_rows = [row for row in range(50, 120) if any(is_yellow(frame[row, c]) for c in range(76, 84))]
+    assert len(yellow_rows) >= 10
+    assert not any(is_yellow(p) for p in frame[60:, :40].reshape(-1, 3))
+    # The top of the image is the background, above the horizon.
+    assert near(frame[0, 80], SCENE.background_top_bgr, tol=3)
+
+
+@pytest.mark.parametrize("offset", [0.25, -0.25])
+def test_border_line_lands_where_the_camera_geometry_says(track, offset):
+    width, height = 640, 480
+    camera = CameraParams()
+    renderer = Renderer(track, width, height, camera)
+    frame = renderer.render(*track.start_pose(0, offset))
+    # On the first straight both borders are 0.38 m from the centre line.
+    border_left = math.copysign(track.half_width[0], offset) - offset
+    for ahead in (0.4, 0.6, 1.0):
+        row, col = ground_pixel(camera, width, height, ahead, border_left)
+        row, col = round(row), round(col)
+        assert near(frame[row, col], SCENE.border_bgr, tol=30), (ahead, frame[row, col])
+        # 10 cm further towards the centre line is track surface again.
+        _, inside = ground_pixel(camera, width, height, ahead, border_left - math.copysign(0.1, offset))
+        assert near(frame[row, round(inside)], SCENE.track_bgr), (ahead, frame[row, round(inside)])
+
+
+def test_offset_towards_a_border_shows_it_on_that_side(small, track):
+    left = small.render(*track.start_pose(0, 0.3))
+    right = small.render(*track.start_pose(0, -0.3))
+    white = np.all(np.abs(left.astype(int) - SCENE.border_bgr) < 40, axis=2)
+    assert white[60:, :80].sum() > 50 and white[60:, 80:].sum() == 0
+    white = np.all(np.abs(right.astype(int) - SCENE.border_bgr) < 40, axis=2)
+    assert white[60:, 80:].sum() > 50 and white[60:, :80].sum() == 0
+
+
+def test_rendering_is_deterministic_and_depends_on_the_pose(small, track):
+    pose = track.start_pose(30, 0.1)
+    first = small.render(*pose)
+    again = Renderer(track, 160, 120).render(*pose)
+    np.testing.assert_array_equal(first, small.render(*pose))
+    np.testing.assert_array_equal(first, again)
+    turned = small.render(pose[0], pose[1], pose[2] + 0.2)
+    assert np.abs(first.astype(int) - turned).mean() > 5
+
+
+def test_render_into_a_given_buffer(small, track):
+    out = np.zeros((120, 160, 3), np.uint8)
+    result = small.render(*track.start_pose(0), out=out)
+    assert result is out and out.any()
+
+
+def test_far_from_the_track_the_ground_is_floor(small, track):
+    x, y = track.outer[:, 0].min() - 20.0, track.outer[:, 1].min()
+    frame = small.render(x, y, math.pi)  # facing away from the track
+    assert near(frame[-1, 80], SCENE.floor_bgr, tol=2)
+    assert near(frame[80, 5], SCENE.floor_bgr, tol=2)
+
+
+def test_texture_paints_the_track_where_the_geometry_is(track):
+    texture = draw_track_texture(track, SCENE)
+
+    def pixel(point):
+        col = round((point[0] - texture.x0) / texture.metres_per_px)
+        row = round((texture.y0 - point[1]) / texture.metres_per_px)
+        return texture.image[row, col]
+
+    for i in range(0, track.waypoint_count, 7):
+        assert near(pixel(track.inner[i]), SCENE.border_bgr, tol=5)
+        assert near(pixel(track.outer[i]), SCENE.border_bgr, tol=5)
+        between = 0.5 * (track.inner[i] + track.centre[i])
+        assert near(pixel(between), SCENE.track_bgr, tol=5)

@@ -1,0 +1,67 @@
+"""A tiny DAgger run, exported through the equivalence gate, loads and drives as a car bundle."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from car.bundle import load_bundle
+from car.decode import ActionDecoder, throttle_for
+from car.inference import Policy
+from car.metadata import parse_metadata
+from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, expert_targets, sample_frames, train_imitation
+from sim2real.export import ExportGateError, check_equivalence, export_bundle
+
+
+def test_expert_targets_decode_back_to_the_expert_command():
+    meta = parse_metadata(ACTION_SPACE)
+    decoder = ActionDecoder(meta)
+    for steering, throttle in [(0.0, 0.3), (0.5, 0.45), (-1.0, 0.25), (0.2, 0.5)]:
+        d = decoder(expert_targets(meta, steering, throttle, 0.5))
+        assert d.steering == pytest.approx(steering, abs=1e-6)
+        assert d.throttle * 0.5 == pytest.approx(throttle, abs=1e-6)
+
+
+def test_tiny_training_exports_a_bundle_that_matches_torch(tmp_path):
+    cfg = ImitationConfig(tracks=("reinvent_base",), iterations=2, steps_per_iteration=300, epochs=1, seed=3)
+    net, meta, history, data = train_imitation(cfg, show_progress=False)
+    assert [h["samples"] for h in history.iterations] == [300, 600]
+    assert all(np.isfinite(h["loss"]) for h in history.iterations)
+    frames = sample_frames(SPEC, cfg.tracks, 1000, seed=4)
+    assert frames.shape == (1000, SPEC.out_height, SPEC.width, 1)
+    bundle, report = export_bundle(net, SPEC, ACTION_SPACE, frames, tmp_path / "bundle", {"test": True})
+    assert report.frames == 1000 and report.max_abs_error < 1e-4
+    assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == [
+        "model.bin", "model.onnx", "model.xml", "model_metadata.json", "racer.json"]
+    racer_json = json.loads((tmp_path / "bundle" / "racer.json").read_text())
+    assert racer_json["preprocess"] == SPEC.to_json()
+    assert 0.0 < racer_json["stats"]["mean"] < 1.0 and racer_json["stats"]["frames"] == 1000
+    loaded = load_bundle(tmp_path / "bundle")
+    assert loaded.spec == SPEC and not loaded.metadata.discrete
+    out = Policy(loaded).infer(frames[:1].transpose(0, 3, 1, 2).copy())
+    assert out.shape == (2,) and np.all(np.isfinite(out))
+
+
+def test_export_refuses_too_few_frames_and_an_occupied_directory(tmp_path):
+    cfg = ImitationConfig(tracks=("reinvent_base",), iterations=1, steps_per_iteration=50, epochs=1)
+    net, *_ = train_imitation(cfg, show_progress=False)
+    with pytest.raises(ValueError, match="at least 1,000 frames"):
+        export_bundle(net, SPEC, ACTION_SPACE, np.zeros((10, 42, 80, 1), np.float32), tmp_path / "b")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not an empty directory"):
+        export_bundle(net, SPEC, ACTION_SPACE, np.zeros((1000, 42, 80, 1), np.float32), tmp_path / "full")
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]  # no staging left behind
+
+
+def test_gate_catches_a_model_that_differs_from_torch(tmp_path):
+    cfg = ImitationConfig(tracks=("reinvent_base",), iterations=1, steps_per_iteration=50, epochs=1)
+    net, *_ = train_imitation(cfg, show_progress=False)
+    frames = sample_frames(SPEC, cfg.tracks, 1000, seed=1)
+    bundle, _ = export_bundle(net, SPEC, ACTION_SPACE, frames, tmp_path / "b")
+    with __import__("torch").no_grad():
+        net.head[-1].bias += 0.01  # torch now disagrees with the exported model
+    report = check_equivalence(net, Policy(bundle), SPEC, bundle.metadata, frames[:50])
+    assert report.max_abs_error == pytest.approx(0.01, rel=1e-3)
