@@ -35,7 +35,10 @@ class CameraNode:
         self.frames = 0
 
     def spin_once(self) -> Image:
-        frame, stamp = self.source.read()
+        return self.publish_frame(*self.source.read())
+
+    def publish_frame(self, frame: Any, stamp: float) -> Image:
+        """Publish a frame read elsewhere (a reader thread must not hold the graph while it waits)."""
         msg = Image(Header(Time.from_seconds(stamp), self.frame_id), frame)
         self.frames += 1
         self._publish(msg)

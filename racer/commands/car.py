@@ -1,0 +1,93 @@
+"""`racer car`: the on-car stack (what the Dockerfile and launch files run)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from racer.commands.demo import DEFAULT_MODEL
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("car", help="run the on-car stack",
+                       description="Camera, policy, control and actuator nodes. SIGTERM/SIGINT end it at neutral.")
+    p.add_argument("--config", type=Path, help="ROS 2 parameter YAML (default: launch/params/car.yaml)")
+    p.add_argument("--transport", choices=("local", "dds", "ros"), default="local",
+                   help="local = one process; dds = one process per node over Cyclone DDS; ros = rclpy")
+    p.add_argument("--sim", metavar="TRACK", help="drive the simulator on TRACK instead of hardware")
+    p.add_argument("--autostart", action="store_true", help="start in autonomous mode (only with --sim)")
+    p.add_argument("--actuator", metavar="SPEC", help="sim | pwm-sysfs[:DIR] | pca9685:BUS:ADDR | maestro:PORT")
+    p.add_argument("--calibration", type=Path, help="DeepRacer calibration.json (default: factory values)")
+    p.add_argument("--camera", metavar="SPEC", help="v4l2:/dev/videoN | file:VIDEO | images:DIR")
+    p.add_argument("--model", type=Path, help="model bundle (default: the bundled model)")
+    p.add_argument("--console", metavar="HOST:PORT", help="serve the device console")
+    p.add_argument("--state-dir", type=Path, help="models, calibration, password, certificate")
+    p.add_argument("--record", type=Path, metavar="DIR", help="record a rosbag2 (MCAP) of the drive")
+    p.add_argument("--duration", type=float, help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def _fail(message: str) -> int:
+    print(f"racer car: {message}", file=sys.stderr)
+    return 2
+
+
+def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]]):
+    """(stack, runtime) for the in-process transport, on the simulator or on hardware."""
+    from car.bundle import load_bundle
+    from car.clock import SimClock, WallClock
+    from car.inference import Policy
+    from car.runtime import CarRuntime
+    from car.stack import LocalStack, PolicyModel
+
+    model_path = args.model or Path(params["policy"].get("model") or DEFAULT_MODEL)
+    bundle = load_bundle(model_path)
+    model = PolicyModel(Policy(bundle).infer, bundle.spec, bundle.metadata)
+    if args.sim:
+        from sim2real.sim.adapters import SimActuator, SimCamera
+        from sim2real.sim.track import Track
+        from sim2real.sim.world import Simulator
+
+        sim = Simulator(Track.load(args.sim))
+        clock = SimClock(sim.time)
+        stack = LocalStack(clock, SimCamera(sim), SimActuator(sim), model, params)
+        runtime = CarRuntime(stack, sim=sim, on_sim_time=clock.set)
+    else:
+        from calibration.servo import FACTORY_DEFAULT, load
+        from car.actuators.open import open_actuator
+        from car.camera import open_camera
+
+        calibration = load(args.calibration) if args.calibration else FACTORY_DEFAULT
+        cam = params["camera"]
+        camera = open_camera(args.camera or cam.get("source"), fps=float(cam.get("fps", 15.0)))
+        driver = open_actuator(args.actuator or params["actuator"].get("spec"), calibration)
+        stack = LocalStack(WallClock(), camera, driver, model, params)
+        runtime = CarRuntime(stack)
+    return stack, runtime, bundle
+
+
+def run(args: argparse.Namespace) -> int:
+    from car.config import load_params
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    if args.autostart and not args.sim:
+        return _fail("--autostart needs --sim: a real car starts only on a user action")
+    if args.sim and args.actuator not in (None, "sim"):
+        return _fail("--sim drives the simulated car; leave --actuator out or set it to sim")
+    if not args.sim and (args.actuator == "sim" or args.camera == "sim"):
+        return _fail("the sim camera and actuator need --sim TRACK")
+    if args.transport != "local":
+        return _fail(f"transport {args.transport!r} is not available in this build")
+    try:
+        params = load_params(args.config)
+        stack, runtime, bundle = build_local(args, params)
+    except (ValueError, OSError, RuntimeError) as exc:
+        return _fail(str(exc))
+    logging.getLogger("racer.car").info("model %s, %s", bundle.name, f"simulator {args.sim}" if args.sim else "hardware")
+    if args.autostart:
+        runtime.command("set_mode", "autonomous")
+        runtime.command("start")
+    runtime.run_until_signal(args.duration)
+    return 0
