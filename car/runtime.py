@@ -51,6 +51,7 @@ class CarRuntime:
         return self.call(control.command, getattr(control.core, name), *args)
 
     def _fault(self, where: str, exc: BaseException) -> None:
+        """Called with the lock held, so no other thread can publish between the fault and the stop."""
         self.faults += 1
         self.last_fault = f"{where}: {type(exc).__name__}: {exc}"
         log.error("fault in %s, emergency stop: %s", where, self.last_fault)
@@ -69,39 +70,39 @@ class CarRuntime:
                 self.last_fault = f"camera: {exc}"
                 self.stop_event.wait(0.05)
                 continue
-            try:
-                with self.lock:
+            with self.lock:
+                try:
                     self.stack.camera.publish_frame(frame, stamp)
-            except Exception as exc:
-                self._fault("camera frame", exc)
+                except Exception as exc:
+                    self._fault("camera frame", exc)
 
     def _sim_loop(self) -> None:
         assert self.sim is not None
         t0 = time.monotonic()
         steps = 0
         while not self.stop_event.is_set():
-            try:
-                with self.lock:
+            with self.lock:
+                try:
                     self.stack.frame()
                     info = self.sim.step()
                     if self.on_sim_time is not None:
                         self.on_sim_time(info.time)
-            except Exception as exc:
-                self._fault("simulation", exc)
+                except Exception as exc:
+                    self._fault("simulation", exc)
             steps += 1
             self.stop_event.wait(max(0.0, t0 + steps * self.sim.dt - time.monotonic()))
 
     def _timer_loop(self) -> None:
         next_diag = time.monotonic()
         while not self.stop_event.wait(self.tick_period):
-            try:
-                with self.lock:
+            with self.lock:
+                try:
                     self.stack.tick()
                     if time.monotonic() >= next_diag:
                         self.stack.publish_diagnostics()
                         next_diag += self.diagnostics_period
-            except Exception as exc:
-                self._fault("timer", exc)
+                except Exception as exc:
+                    self._fault("timer", exc)
 
     def start(self) -> None:
         loops = [self._sim_loop if self.sim is not None else self._camera_loop, self._timer_loop]
