@@ -28,10 +28,11 @@ class Stepper(Protocol):
 
 class CarRuntime:
     def __init__(self, stack: LocalStack, tick_hz: float = 50.0, diagnostics_hz: float = 1.0,
-                 sim: Stepper | None = None, on_sim_time: Callable[[float], None] | None = None):
+                 sim: Stepper | None = None, on_sim_time: Callable[[float], None] | None = None,
+                 stop_event: threading.Event | None = None):
         self.stack = stack
         self.lock = threading.RLock()
-        self.stop_event = threading.Event()
+        self.stop_event = stop_event or threading.Event()
         self.tick_period = 1.0 / tick_hz
         self.diagnostics_period = 1.0 / diagnostics_hz
         self.sim = sim
@@ -104,8 +105,15 @@ class CarRuntime:
                 except Exception as exc:
                     self._fault("timer", exc)
 
+    def _actuator_watchdog_loop(self) -> None:
+        """Outside the graph lock: a hung policy or control cannot keep the car driving."""
+        actuator = self.stack.actuator
+        while not self.stop_event.wait(self.tick_period):
+            actuator.tick()
+
     def start(self) -> None:
-        loops = [self._sim_loop if self.sim is not None else self._camera_loop, self._timer_loop]
+        loops = [self._sim_loop if self.sim is not None else self._camera_loop, self._timer_loop,
+                 self._actuator_watchdog_loop]
         for loop in loops:
             thread = threading.Thread(target=loop, name=loop.__name__.strip("_"), daemon=True)
             thread.start()
@@ -118,6 +126,9 @@ class CarRuntime:
                 thread.join(timeout=2.0)
         with self.lock:
             self.stack.close()
+        close_camera = getattr(self.stack.camera.source, "close", None)
+        if close_camera is not None:
+            close_camera()
 
     def run_until_signal(self, duration_s: float | None = None) -> None:
         """Start, wait for SIGTERM/SIGINT (or `duration_s`), then stop at neutral."""

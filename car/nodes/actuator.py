@@ -1,11 +1,13 @@
 """Actuator node core: /drive in ROS units -> normalised servo/ESC commands, with its own watchdog.
 
 The actuator trusts nobody upstream: no fresh /drive within the timeout puts it at neutral, so a
-dead control process cannot leave the car driving.
+dead control process cannot leave the car driving. Its own lock lets a watchdog thread act while
+the rest of the graph is stuck.
 """
 from __future__ import annotations
 
 import math
+import threading
 
 from car.actuators.base import ActuatorFault, Driver
 from car.messages import AckermannDriveStamped, DiagnosticStatus, KeyValue, ERROR, OK
@@ -23,9 +25,14 @@ class ActuatorCore:
         self.command = (0.0, 0.0)
         self.at_neutral = True
         self.fault: str | None = None
+        self.lock = threading.RLock()
         self._safe(self.driver.neutral)
 
     def on_drive(self, msg: AckermannDriveStamped, now: float) -> None:
+        with self.lock:
+            self._drive(msg, now)
+
+    def _drive(self, msg: AckermannDriveStamped, now: float) -> None:
         d = msg.drive
         if not (math.isfinite(d.steering_angle) and math.isfinite(d.speed)):
             self.neutral()
@@ -39,17 +46,20 @@ class ActuatorCore:
             self.at_neutral = steering == 0.0 and throttle == 0.0
 
     def tick(self, now: float) -> None:
-        if not self.at_neutral and now - self.last_received > self.timeout_s:
-            self.neutral()
+        with self.lock:
+            if not self.at_neutral and now - self.last_received > self.timeout_s:
+                self.neutral()
 
     def neutral(self) -> None:
-        if self._safe(self.driver.neutral):
-            self.command = (0.0, 0.0)
-            self.at_neutral = True
+        with self.lock:
+            if self._safe(self.driver.neutral):
+                self.command = (0.0, 0.0)
+                self.at_neutral = True
 
     def close(self) -> None:
-        self.neutral()
-        self._safe(self.driver.close)
+        with self.lock:
+            self.neutral()
+            self._safe(self.driver.close)
 
     def _safe(self, fn, *args) -> bool:
         try:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ def _fail(message: str) -> int:
     return 2
 
 
-def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]]):
+def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], stop: threading.Event | None = None):
     """(stack, runtime) for the in-process transport, on the simulator or on hardware."""
     from car.bundle import load_bundle
     from car.clock import SimClock, WallClock
@@ -53,7 +55,7 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]]):
         sim = Simulator(Track.load(args.sim))
         clock = SimClock(sim.time)
         stack = LocalStack(clock, SimCamera(sim), SimActuator(sim), model, params)
-        runtime = CarRuntime(stack, sim=sim, on_sim_time=clock.set)
+        runtime = CarRuntime(stack, sim=sim, on_sim_time=clock.set, stop_event=stop)
     else:
         from calibration.servo import FACTORY_DEFAULT, load
         from car.actuators.open import open_actuator
@@ -64,7 +66,7 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]]):
         camera = open_camera(args.camera or cam.get("source"), fps=float(cam.get("fps", 15.0)))
         driver = open_actuator(args.actuator or params["actuator"].get("spec"), calibration)
         stack = LocalStack(WallClock(), camera, driver, model, params)
-        runtime = CarRuntime(stack)
+        runtime = CarRuntime(stack, stop_event=stop)
     return stack, runtime, bundle
 
 
@@ -80,9 +82,12 @@ def run(args: argparse.Namespace) -> int:
         return _fail("the sim camera and actuator need --sim TRACK")
     if args.transport != "local":
         return _fail(f"transport {args.transport!r} is not available in this build")
+    stop = threading.Event()  # a signal during start-up must still end at neutral
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         params = load_params(args.config)
-        stack, runtime, bundle = build_local(args, params)
+        stack, runtime, bundle = build_local(args, params, stop)
     except (ValueError, OSError, RuntimeError) as exc:
         return _fail(str(exc))
     logging.getLogger("racer.car").info("model %s, %s", bundle.name, f"simulator {args.sim}" if args.sim else "hardware")

@@ -1,0 +1,166 @@
+"""Failsafe on real drivers: each fault leaves the Maestro (bytes on a real pty) at neutral.
+
+The whole car stack runs with a real camera source (an images folder), a real OpenVINO policy and
+the Maestro driver talking to the emulator; faults are injected where they happen on a car.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from calibration.servo import FACTORY_DEFAULT
+from car.actuators.maestro import MaestroDriver
+from car.bundle import load_bundle, save_bundle
+from car.camera import open_camera
+from car.clock import WallClock
+from car.inference import Policy
+from car.preprocess import DEEPRACER_SPEC
+from car.runtime import CarRuntime
+from car.stack import LocalStack, PolicyModel
+from hw.maestro_emulator import MaestroEmulator
+from model_factory import metadata, ov_model
+
+# Factory calibration in quarter-microseconds: ESC (channel 0) and servo (channel 1) at mid.
+NEUTRAL = {0: 5784, 1: 5800}
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    save_bundle(out, ov_model(), metadata(), DEEPRACER_SPEC).close()
+    return out
+
+
+@pytest.fixture
+def images(tmp_path) -> Path:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((480, 640, 3), 40 + 20 * i, np.uint8))
+    return folder
+
+
+@pytest.fixture
+def maestro(tmp_path):
+    with MaestroEmulator(tmp_path / "ttyACM0") as emulator:
+        yield emulator
+
+
+def wait_until(predicate, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def driving(emulator) -> bool:
+    return emulator.positions[0] not in (0, NEUTRAL[0])
+
+
+def at_neutral(emulator) -> bool:
+    return emulator.positions[:2] == [NEUTRAL[0], NEUTRAL[1]]
+
+
+def start_car(bundle_dir, images, emulator, infer_wrapper=None):
+    bundle = load_bundle(bundle_dir)
+    infer = Policy(bundle).infer
+    model = PolicyModel(infer_wrapper(infer) if infer_wrapper else infer, bundle.spec, bundle.metadata)
+    camera = open_camera(f"images:{images}", fps=15)
+    stack = LocalStack(WallClock(), camera, MaestroDriver(FACTORY_DEFAULT, str(emulator.link)), model)
+    runtime = CarRuntime(stack)
+    runtime.command("set_mode", "autonomous")
+    runtime.command("start")
+    runtime.start()
+    assert wait_until(lambda: driving(emulator)), "the car never drove"
+    return runtime, camera
+
+
+def test_stale_command_from_a_hung_policy_goes_neutral(bundle_dir, images, maestro):
+    release = threading.Event()
+    calls = {"n": 0}
+
+    def hanging(infer):
+        def wrapped(x):
+            calls["n"] += 1
+            if calls["n"] > 10:
+                release.wait(10)
+            return infer(x)
+        return wrapped
+
+    runtime, camera = start_car(bundle_dir, images, maestro, hanging)
+    try:
+        assert wait_until(lambda: calls["n"] > 10)
+        assert wait_until(lambda: at_neutral(maestro), 1.0)
+        assert runtime.stack.actuator.core.at_neutral
+    finally:
+        release.set()
+        runtime.stop()
+        camera.close()
+
+
+def test_camera_loss_goes_neutral(bundle_dir, images, maestro):
+    runtime, camera = start_car(bundle_dir, images, maestro)
+    try:
+        for f in images.iterdir():
+            f.unlink()
+        assert wait_until(lambda: at_neutral(maestro), 2.0)
+        assert "camera stale" in runtime.stack.control.core.last_reason
+    finally:
+        runtime.stop()
+        camera.close()
+
+
+def test_exception_in_control_loop_goes_neutral_and_latches(bundle_dir, images, maestro):
+    runtime, camera = start_car(bundle_dir, images, maestro)
+    core = runtime.stack.control.core
+    original = core.tick
+    boom = {"armed": True}
+
+    def tick(now):
+        if boom["armed"]:
+            boom["armed"] = False
+            raise RuntimeError("control bug")
+        return original(now)
+
+    core.tick = tick
+    try:
+        assert wait_until(lambda: not boom["armed"])
+        assert wait_until(lambda: at_neutral(maestro), 1.0)
+        time.sleep(0.3)
+        assert at_neutral(maestro) and core.estopped  # latched: frames keep coming, the car stays
+        assert "control bug" in runtime.last_fault
+    finally:
+        runtime.stop()
+        camera.close()
+    assert maestro.positions[:2] == [0, 0]  # outputs off after the stop
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_ends_racer_car_at_neutral_then_off(bundle_dir, images, maestro, sig):
+    proc = subprocess.Popen([sys.executable, "-m", "racer.cli", "car", "--camera", f"images:{images}",
+                             "--actuator", f"maestro:{maestro.link}", "--model", str(bundle_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: at_neutral(maestro), 30), "the car never opened the Maestro"
+        assert wait_until(lambda: proc.poll() is None and len(maestro.targets) >= 2)
+        sent = len(maestro.targets)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    tail = maestro.targets[sent:]
+    assert tail[-4:] == [(0, NEUTRAL[0]), (1, NEUTRAL[1]), (0, 0), (1, 0)]
+    assert all(t in ((0, NEUTRAL[0]), (1, NEUTRAL[1]), (0, 0), (1, 0)) for t in tail)
