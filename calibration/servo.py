@@ -154,3 +154,13 @@ def pulse_from_ui(output: Output, ui_value: float) -> int:
     if not math.isfinite(ui_value):
         raise ValueError(f"{output} calibration value {ui_value!r} is not a finite number")
     return round((UI_OFFSET_US + ui_value * UI_US_PER_UNIT[output]) * 1000.0)
+
+
+def resolve(path: str | os.PathLike[str] | None) -> tuple[Calibration, str]:
+    """The calibration a car should use, and where it came from: `path`, the DeepRacer's own file,
+    or the factory values."""
+    if path:
+        return load(path), str(path)
+    if DEFAULT_PATH.exists():
+        return load(DEFAULT_PATH), str(DEFAULT_PATH)
+    return FACTORY_DEFAULT, "factory default"

@@ -57,11 +57,11 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], sto
         stack = LocalStack(clock, SimCamera(sim), SimActuator(sim), model, params)
         runtime = CarRuntime(stack, sim=sim, on_sim_time=clock.set, stop_event=stop)
     else:
-        from calibration.servo import FACTORY_DEFAULT, load
+        from calibration.servo import resolve
         from car.actuators.open import open_actuator
         from car.camera import open_camera
 
-        calibration = load(args.calibration) if args.calibration else FACTORY_DEFAULT
+        calibration, _ = resolve(args.calibration or params["actuator"].get("calibration"))
         cam = params["camera"]
         camera = open_camera(args.camera or cam.get("source"), fps=float(cam.get("fps", 15.0)))
         driver = open_actuator(args.actuator or params["actuator"].get("spec"), calibration)

@@ -86,17 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     camera.set_defaults(func=run_calibrate_camera)
 
 
-def _load_calibration(path: Path | None) -> tuple[servo.Calibration, str]:
-    if path is not None:
-        return servo.load(path), str(path)
-    if servo.DEFAULT_PATH.exists():
-        return servo.load(servo.DEFAULT_PATH), str(servo.DEFAULT_PATH)
-    return servo.FACTORY_DEFAULT, "factory default"
-
-
 def run_selftest(args: argparse.Namespace) -> int:
     try:
-        calibration, source = _load_calibration(args.calibration)
+        calibration, source = servo.resolve(args.calibration)
         driver = open_actuator(args.actuator, calibration)
     except (ValueError, ActuatorFault) as exc:
         print(f"racer selftest: {exc}", file=sys.stderr)
