@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "racer.commands.bench",
     "racer.commands.hardware",
     "racer.commands.train",
+    "racer.commands.console",
 ]
 
 
@@ -23,13 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

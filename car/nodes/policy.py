@@ -4,12 +4,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from car.decode import ActionDecoder, Decoded
 from car.messages import AckermannDrive, AckermannDriveStamped, DiagnosticStatus, Header, Image, KeyValue, ERROR, OK
 from car.preprocess import Preprocessor
+from car.shift import ShiftMonitor
+
+if TYPE_CHECKING:
+    from car.stack import PolicyModel
 
 
 @dataclass
@@ -24,8 +29,11 @@ class PolicyCore:
     """Stateless but for the frame stack; `infer` is any tensor -> output callable (OpenVINO on the car)."""
 
     def __init__(self, infer: Callable[[np.ndarray], np.ndarray], preprocessor: Preprocessor,
-                 decoder: ActionDecoder, max_steering_rad: float, max_speed_mps: float):
+                 decoder: ActionDecoder, max_steering_rad: float, max_speed_mps: float,
+                 shift: ShiftMonitor | None = None):
         self.infer = infer
+        self.shift = shift
+        self.domain_shift: float | None = None
         self.preprocessor = preprocessor
         self.decoder = decoder
         self.max_steering_rad = max_steering_rad
@@ -34,11 +42,26 @@ class PolicyCore:
         self.errors = 0
         self.last: PolicyResult | None = None
 
+    def load(self, model: PolicyModel) -> None:
+        """Swap in another model on a running car (the console's model select); the next frame uses it.
+
+        The domain-shift monitor belongs to the old model's training statistics, so it goes too.
+        """
+        self.infer = model.infer
+        self.preprocessor = Preprocessor(model.spec)
+        self.decoder = ActionDecoder(model.metadata)
+        self.shift = None
+        self.domain_shift = None
+        self.last = None
+
     def on_image(self, msg: Image) -> PolicyResult:
         """The drive command carries the frame's stamp so latency is traceable end to end."""
         t0 = time.perf_counter()
         try:
-            decoded = self.decoder(self.infer(self.preprocessor(msg.data)))
+            tensor = self.preprocessor(msg.data)
+            if self.shift is not None:
+                self.domain_shift = self.shift.score(tensor)
+            decoded = self.decoder(self.infer(tensor))
         except Exception as exc:  # any policy failure must become a neutral car, never a crash
             self.errors += 1
             self.last = PolicyResult(None, None, f"{type(exc).__name__}: {exc}", (time.perf_counter() - t0) * 1e3)
@@ -57,5 +80,6 @@ class PolicyCore:
             name="policy",
             message=(last.error or "ok") if last else "waiting for frames",
             values=(KeyValue("frames", str(self.frames)), KeyValue("errors", str(self.errors)),
-                    KeyValue("infer_ms", f"{last.infer_ms:.3f}" if last else "")),
+                    KeyValue("infer_ms", f"{last.infer_ms:.3f}" if last else ""),
+                    KeyValue("domain_shift", f"{self.domain_shift:.3f}" if self.domain_shift is not None else "")),
         )

@@ -10,6 +10,7 @@ from typing import Any
 
 from calibration import servo
 from calibration.camera import CameraCalibrationError, calibrate_images, save_camera_info
+from racer.commands.console import add_car_calibration
 from car.actuators.base import ActuatorFault
 from car.actuators.open import open_actuator
 
@@ -68,9 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     selftest.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     selftest.set_defaults(func=run_selftest)
 
-    calibrate = sub.add_parser("calibrate", help="calibrate the car's camera (and more targets)")
+    calibrate = sub.add_parser("calibrate", help="calibrate the car's camera, or a car's steering and throttle (--car)")
+    add_car_calibration(calibrate)
     targets = calibrate.add_subparsers(dest="target", metavar="TARGET")
-    targets.required = True
     camera = targets.add_parser(
         "camera", help="camera intrinsics from chessboard photos",
         description="Finds a chessboard in each image of a folder, solves for the camera intrinsics and "

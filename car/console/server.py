@@ -1,0 +1,137 @@
+"""Starting the console beside a running car: state dir, password, certificate, web server, mDNS.
+
+The web server runs in its own thread with its own event loop and reaches the graph only through
+the runtime's lock. It binds its socket before returning, so a taken port fails the start rather
+than a background thread, and it stops by itself when the runtime stops.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from car.console.app import Console, create_app
+from car.console.auth import Auth, ensure_password
+from car.console.calibration import CalibrationFormat, CalibrationService
+from car.console.mdns import Advertisement, service_info
+from car.console.models import LoadingStatus, ModelStore
+from car.console.node import ConsoleNode
+from car.console.state import StateDir
+from car.console.tls import ensure_certificate, is_loopback
+from car.console.uploads import UploadLimits
+from car.runtime import CarRuntime
+
+log = logging.getLogger("racer.console")
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """HOST:PORT (IPv6 as [ADDR]:PORT) -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--console {text!r}: expected HOST:PORT, e.g. 0.0.0.0:443 or 127.0.0.1:8080")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class ConsoleOptions:
+    host: str
+    port: int
+    state_dir: Path
+    calibration_file: Path | None = None
+    limits: UploadLimits = field(default_factory=UploadLimits)
+    tls: bool | None = None
+    advertise: bool = True
+
+    @property
+    def secure(self) -> bool:
+        """HTTPS unless told otherwise or bound to loopback, where nobody else can listen in."""
+        return self.tls if self.tls is not None else not is_loopback(self.host)
+
+
+class ConsoleServer:
+    """A running console; `url` is where it answers, `stop()` ends it (the runtime's stop does too)."""
+
+    def __init__(self, console: Console, sock: socket.socket, ssl: tuple[Path, Path] | None,
+                 advertisement: Advertisement | None):
+        self.console = console
+        self.sock = sock
+        host, port = sock.getsockname()[:2]
+        shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        self.url = f"{'https' if ssl else 'http'}://{f'[{shown}]' if ':' in shown else shown}:{port}"
+        self.app = create_app(console)
+        config = uvicorn.Config(self.app, ws="websockets-sansio", lifespan="off", log_level="warning",
+                                server_header=False, ssl_certfile=ssl[0] if ssl else None,
+                                ssl_keyfile=ssl[1] if ssl else None, timeout_graceful_shutdown=1)
+        self.server = uvicorn.Server(config)
+        self.advertisement = advertisement
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, name="console",
+                                        daemon=True)
+        self._watch = threading.Thread(target=self._stop_with_runtime, name="console-watch", daemon=True)
+
+    def start(self) -> "ConsoleServer":
+        self._thread.start()
+        self._watch.start()
+        if self.advertisement is not None:
+            threading.Thread(target=self.advertisement.start, name="mdns", daemon=True).start()
+        return self
+
+    def _stop_with_runtime(self) -> None:
+        self.console.runtime.stop_event.wait()
+        self.stop()
+
+    def stop(self) -> None:
+        self.console.stopping.set()
+        self.server.should_exit = True
+        if self.advertisement is not None:
+            self.advertisement.close()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=3.0)
+        self.sock.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(64)
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"console cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def start_console(options: ConsoleOptions, runtime: CarRuntime, model_name: str,
+                  calibration: CalibrationFormat) -> ConsoleServer:
+    """Serve the console for `runtime`; a generated first password is printed once to stderr."""
+    state = StateDir(options.state_dir).create()
+    password = ensure_password(state)
+    secure = options.secure
+    certificate = ensure_certificate(state.tls, options.host) if secure else None
+    node = ConsoleNode(runtime, model_name)
+    console = Console(
+        runtime=runtime, node=node, auth=Auth(state), store=ModelStore(state.models, state.cache),
+        calibration=CalibrationService(runtime, options.calibration_file or state.calibration, calibration),
+        state=state, limits=options.limits, secure=secure,
+        fingerprint=certificate.fingerprint if certificate else None, loading=LoadingStatus(model=model_name))
+    sock = _bind(options.host, options.port)
+    advertisement = None
+    if options.advertise and not is_loopback(options.host):
+        port = sock.getsockname()[1]
+        scheme = "https" if secure else "http"
+        advertisement = Advertisement(service_info(options.host, port, scheme, console.fingerprint))
+    server = ConsoleServer(console, sock, (certificate.cert, certificate.key) if certificate else None,
+                           advertisement).start()
+    log.info("console on %s (state in %s)", server.url, state.root)
+    if certificate:
+        log.info("console certificate SHA-256 fingerprint %s", certificate.fingerprint)
+    if password:
+        print(f"racer console password (shown once; change it with racer passwd --state-dir {state.root}): "
+              f"{password}", file=sys.stderr, flush=True)
+    return server

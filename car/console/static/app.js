@@ -1,0 +1,396 @@
+// The car console page: status, live view with command overlay, drive (joystick, keyboard,
+// gamepad over the teleop WebSocket), model upload and selection, calibration wizard.
+"use strict";
+
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const $ = (id) => document.getElementById(id);
+const SEND_MS = 50;
+let status = null;
+
+async function api(method, path, body) {
+  const init = { method, headers: { "X-CSRFToken": csrf, "Accept": "application/json" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  if (response.status === 401) location.assign("/login");
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok || data.success === false) throw new Error(data.reason || `HTTP ${response.status}`);
+  return data;
+}
+
+function say(id, text, error = false) {
+  const el = $(id);
+  el.textContent = text;
+  el.classList.toggle("error", error);
+}
+
+function fmt(value, digits, unit = "") {
+  return value === null || value === undefined ? "–" : `${Number(value).toFixed(digits)}${unit}`;
+}
+
+// Status and live view
+
+function drawOverlay(command) {
+  const canvas = $("overlay");
+  const ctx = canvas.getContext("2d");
+  const { width: w, height: h } = canvas;
+  ctx.clearRect(0, 0, w, h);
+  const angle = command.steering * Math.PI / 3;
+  const length = 30 + Math.abs(command.throttle) * (h * 0.45);
+  const sign = command.throttle < 0 ? -1 : 1;
+  ctx.lineWidth = 6;
+  ctx.lineCap = "round";
+  ctx.strokeStyle = command.throttle < 0 ? "#ff6d60" : "#5bea8a";
+  ctx.beginPath();
+  ctx.moveTo(w / 2, h - 12);
+  ctx.lineTo(w / 2 - Math.sin(angle) * length, h - 12 - sign * Math.cos(angle) * length);
+  ctx.stroke();
+  ctx.font = "14px system-ui, sans-serif";
+  ctx.fillStyle = "rgba(0,0,0,.55)";
+  ctx.fillRect(6, 6, 170, 22);
+  ctx.fillStyle = "#fff";
+  ctx.fillText(`steer ${command.steering.toFixed(2)}  thr ${command.throttle.toFixed(2)}`, 12, 22);
+}
+
+function showStatus(s) {
+  status = s;
+  const loading = s.loading.isModelLoading === "loading" ? ` · ${s.loading.job} ${s.loading.progress}%` : "";
+  const estop = s.emergency_stop ? " · EMERGENCY STOP (Start releases)" : "";
+  $("status-line").textContent =
+    `${s.mode}${s.running ? " · running" : ""}${estop} · ${s.model} · ${fmt(s.fps, 1)} fps · ${s.reason}${loading}`;
+  $("t-mode").textContent = `${s.mode}${s.running ? " (running)" : ""}`;
+  $("t-model").textContent = s.model;
+  $("t-fps").textContent = fmt(s.fps, 1);
+  $("t-latency").textContent = fmt(s.latency_ms, 1, " ms");
+  $("t-battery").textContent = fmt(s.battery_level, 0);
+  $("t-watchdog").textContent = s.watchdog || "–";
+  $("t-command").textContent = `${s.command.steering.toFixed(2)} / ${s.command.throttle.toFixed(2)}`;
+  $("t-shift").textContent = fmt(s.domain_shift, 2);
+  $("estop").classList.toggle("latched", s.emergency_stop);
+  $("mode-auto").classList.toggle("active", s.mode === "autonomous");
+  $("mode-manual").classList.toggle("active", s.mode === "manual");
+  $("start").classList.toggle("active", s.running && s.mode === "autonomous");
+  if (document.activeElement !== $("max-speed")) {
+    $("max-speed").value = Math.round(s.max_speed * 100);
+    $("max-speed-value").textContent = `${Math.round(s.max_speed * 100)}%`;
+  }
+  if (!$("wizard").hidden && s.mode !== "calibration") {
+    $("wizard").hidden = true;
+    $("calib-start").disabled = false;
+    say("calib-message", "calibration mode ended; steps not saved yet were dropped");
+  }
+  drawOverlay(s.command);
+}
+
+async function pollStatus() {
+  try {
+    showStatus(await api("GET", "/api/status"));
+  } catch (error) {
+    $("status-line").textContent = `no answer from the car: ${error.message}`;
+  }
+  setTimeout(pollStatus, 300);
+}
+
+// Drive
+
+async function act(promise) {
+  try {
+    await promise;
+    say("drive-message", "");
+  } catch (error) {
+    say("drive-message", error.message, true);
+  }
+}
+
+$("estop").addEventListener("click", () => act(api("POST", "/api/emergency_stop")));
+for (const id of ["mode-auto", "mode-manual"]) {
+  $(id).addEventListener("click", () => act(api("POST", "/api/drive_mode", { drive_mode: $(id).dataset.mode })));
+}
+$("start").addEventListener("click", () => act(api("POST", "/api/start_stop", { start_stop: "start" })));
+$("stop").addEventListener("click", () => act(api("POST", "/api/start_stop", { start_stop: "stop" })));
+$("max-speed").addEventListener("input", () => { $("max-speed-value").textContent = `${$("max-speed").value}%`; });
+$("max-speed").addEventListener("change", () =>
+  act(api("POST", "/api/max_nav_throttle", { throttle: Number($("max-speed").value) })));
+
+const input = { keys: new Set(), joystick: null, gamepad: null };
+const KEYS = { ArrowUp: "up", KeyW: "up", ArrowDown: "down", KeyS: "down", ArrowLeft: "left", KeyA: "left",
+               ArrowRight: "right", KeyD: "right" };
+
+function typing(event) {
+  return ["INPUT", "TEXTAREA", "SELECT"].includes(event.target.tagName) && event.target.type !== "range";
+}
+
+document.addEventListener("keydown", (event) => {
+  if (typing(event)) return;
+  if (event.code === "Escape") { act(api("POST", "/api/emergency_stop")); return; }
+  if (event.code === "Space") { input.keys.clear(); event.preventDefault(); return; }
+  if (KEYS[event.code]) { input.keys.add(KEYS[event.code]); event.preventDefault(); }
+});
+document.addEventListener("keyup", (event) => { if (KEYS[event.code]) input.keys.delete(KEYS[event.code]); });
+window.addEventListener("blur", () => { input.keys.clear(); input.joystick = null; });
+
+const stick = $("joystick");
+const knob = stick.querySelector(".knob");
+function moveStick(event) {
+  const box = stick.getBoundingClientRect();
+  const radius = box.width / 2;
+  let x = (event.clientX - box.left - radius) / radius;
+  let y = (event.clientY - box.top - radius) / radius;
+  const norm = Math.hypot(x, y);
+  if (norm > 1) { x /= norm; y /= norm; }
+  knob.style.left = `${50 + x * 50}%`;
+  knob.style.top = `${50 + y * 50}%`;
+  input.joystick = { steering: -x, throttle: -y };
+}
+function releaseStick() {
+  input.joystick = null;
+  knob.style.left = knob.style.top = "50%";
+}
+stick.addEventListener("pointerdown", (event) => { stick.setPointerCapture(event.pointerId); moveStick(event); });
+stick.addEventListener("pointermove", (event) => { if (stick.hasPointerCapture(event.pointerId)) moveStick(event); });
+stick.addEventListener("pointerup", releaseStick);
+stick.addEventListener("pointercancel", releaseStick);
+
+function readGamepad() {
+  const pad = [...(navigator.getGamepads ? navigator.getGamepads() : [])].find(Boolean);
+  if (!pad) { input.gamepad = null; return; }
+  const dead = (v) => (Math.abs(v) < 0.12 ? 0 : v);
+  const triggers = (pad.buttons[7]?.value || 0) - (pad.buttons[6]?.value || 0);
+  input.gamepad = { steering: -dead(pad.axes[0] || 0), throttle: triggers || -dead(pad.axes[1] || 0) };
+  if (pad.buttons[1]?.pressed) act(api("POST", "/api/emergency_stop"));
+}
+
+function command() {
+  if (input.joystick) return input.joystick;
+  if (input.gamepad && (input.gamepad.steering || input.gamepad.throttle)) return input.gamepad;
+  const k = input.keys;
+  return { steering: (k.has("left") ? 1 : 0) - (k.has("right") ? 1 : 0),
+           throttle: (k.has("up") ? 1 : 0) - (k.has("down") ? 1 : 0) };
+}
+
+const clamp = (v) => Math.max(-1, Math.min(1, v));
+let socket = null;
+let wasDriving = false;
+function openTeleop() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${location.host}/api/teleop?csrf=${encodeURIComponent(csrf)}`);
+  socket.addEventListener("message", (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "error" || message.type === "deadman") say("drive-message", message.reason, true);
+  });
+  socket.addEventListener("close", () => { socket = null; setTimeout(openTeleop, 1000); });
+}
+
+function sendTeleop() {
+  readGamepad();
+  const c = command();
+  const driving = c.steering !== 0 || c.throttle !== 0;
+  if (status && status.mode === "manual" && socket && socket.readyState === WebSocket.OPEN &&
+      (driving || wasDriving)) {
+    socket.send(JSON.stringify({ steering: clamp(c.steering), throttle: clamp(c.throttle) }));
+    wasDriving = driving;
+  }
+}
+
+// Models
+
+async function loadModels() {
+  const data = await api("GET", "/api/models");
+  const body = $("model-list");
+  body.replaceChildren();
+  for (const m of data.models) {
+    const row = document.createElement("tr");
+    row.dataset.model = m.model_folder_name;
+    row.classList.toggle("loaded", m.model_folder_name === data.loaded_model);
+    for (const text of [m.model_folder_name, `${m.model_action_space_type}, ${m.model_training_algorithm}`,
+                        m.model_sensors.join(", ")]) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    const actions = document.createElement("td");
+    actions.className = "actions";
+    const load = document.createElement("button");
+    load.textContent = "Load";
+    load.disabled = m.is_select_disabled;
+    load.title = m.reason || "";
+    load.addEventListener("click", () => loadModel(m));
+    const remove = document.createElement("button");
+    remove.textContent = "Delete";
+    remove.addEventListener("click", () => deleteModel(m));
+    actions.append(load, remove);
+    row.append(actions);
+    body.append(row);
+  }
+}
+
+function watchLoading() {
+  const timer = setInterval(async () => {
+    try {
+      const s = await api("GET", "/api/isModelLoading");
+      if (s.isModelLoading === "loading") {
+        $("upload-progress").hidden = false;
+        $("upload-progress").value = s.progress;
+        say("upload-message", `${s.model}: ${s.stage} (${s.progress}%)`);
+      }
+    } catch (error) { /* the final answer comes with the request itself */ }
+  }, 300);
+  return () => clearInterval(timer);
+}
+
+async function loadModel(m) {
+  const stop = watchLoading();
+  say("upload-message", `loading ${m.model_folder_name}…`);
+  try {
+    await api("PUT", `/api/models/${encodeURIComponent(m.model_folder_name)}/${encodeURIComponent(m.model_name)}`);
+    say("upload-message", `${m.model_folder_name} loaded; the car is stopped until you start it`);
+  } catch (error) {
+    say("upload-message", `${m.model_folder_name} not loaded: ${error.message}`, true);
+  } finally {
+    stop();
+    $("upload-progress").hidden = true;
+    loadModels();
+  }
+}
+
+async function deleteModel(m) {
+  if (!confirm(`Delete ${m.model_folder_name} from the car?`)) return;
+  try {
+    await api("POST", "/api/deleteModels", { filenames: [m.model_folder_name] });
+    say("upload-message", `${m.model_folder_name} deleted`);
+  } catch (error) {
+    say("upload-message", error.message, true);
+  }
+  loadModels();
+}
+
+$("upload-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const file = $("upload-file").files[0];
+  if (!file) return;
+  const form = new FormData();
+  form.append("file", file);
+  const xhr = new XMLHttpRequest();
+  const bar = $("upload-progress");
+  let stopWatching = () => {};
+  bar.hidden = false;
+  bar.value = 0;
+  $("upload-button").disabled = true;
+  xhr.upload.addEventListener("progress", (e) => {
+    if (e.lengthComputable) {
+      bar.value = Math.round(100 * e.loaded / e.total);
+      say("upload-message", `uploading ${file.name}: ${bar.value}%`);
+    }
+  });
+  xhr.upload.addEventListener("load", () => { stopWatching = watchLoading(); });
+  xhr.addEventListener("loadend", () => {
+    stopWatching();
+    bar.hidden = true;
+    $("upload-button").disabled = false;
+    let data = {};
+    try { data = JSON.parse(xhr.responseText); } catch (error) { /* not JSON: report the status */ }
+    if (xhr.status === 200 && data.success) {
+      say("upload-message", `${data.model_folder_name} installed: press Load to drive with it`);
+      $("upload-form").reset();
+    } else {
+      say("upload-message", `upload refused: ${data.reason || `HTTP ${xhr.status}`}`, true);
+    }
+    loadModels();
+  });
+  xhr.open("POST", "/api/uploadModels");
+  xhr.setRequestHeader("X-CSRFToken", csrf);
+  xhr.setRequestHeader("Accept", "application/json");
+  xhr.send(form);
+});
+
+// Calibration wizard: centre, then each end, for steering and then throttle; saved per output.
+
+const STEPS = [
+  { kind: "angle", key: "mid", text: "Steering: set the wheels straight ahead." },
+  { kind: "angle", key: "plus", text: "Steering: turn the wheels fully LEFT, no further than they go freely." },
+  { kind: "angle", key: "minus", text: "Steering: turn the wheels fully RIGHT." },
+  { kind: "throttle", key: "mid", text: "Throttle (wheels off the ground!): find the value where the wheels stop." },
+  { kind: "throttle", key: "plus", text: "Throttle: the fastest FORWARD you want." },
+  { kind: "throttle", key: "minus", text: "Throttle: the fastest REVERSE you want." },
+];
+const wizard = { step: 0, values: {} };
+
+function wizardValue() { return Number($("calib-value").value); }
+
+async function adjust() {
+  const step = STEPS[wizard.step];
+  try {
+    await api("PUT", `/api/adjust_calibrating_wheels/${step.kind}`, { pwm: wizardValue() });
+    say("calib-message", "");
+  } catch (error) {
+    say("calib-message", error.message, true);
+  }
+}
+
+function showStep() {
+  const step = STEPS[wizard.step];
+  $("wizard-step").textContent = `${wizard.step + 1}/${STEPS.length} ${step.text}`;
+  $("calib-value").value = Math.round(wizard.values[step.kind][step.key]);
+  adjust();
+}
+
+async function finishOutput(kind) {
+  const v = wizard.values[kind];
+  if ((v.plus - v.mid) * (v.minus - v.mid) >= 0) throw new Error("the two ends must lie on both sides of the centre");
+  await api("PUT", `/api/set_calibration/${kind}`, {
+    mid: v.mid, min: Math.min(v.plus, v.minus), max: Math.max(v.plus, v.minus), polarity: v.plus > v.mid ? 1 : -1 });
+}
+
+async function endWizard(message, error = false) {
+  $("wizard").hidden = true;
+  $("calib-start").disabled = false;
+  try { await api("POST", "/api/drive_mode", { drive_mode: "manual" }); } catch (e) { /* reported below */ }
+  say("calib-message", message, error);
+}
+
+$("calib-start").addEventListener("click", async () => {
+  try {
+    await api("POST", "/api/set_calibration_mode");
+    for (const kind of ["angle", "throttle"]) {
+      const c = await api("GET", `/api/get_calibration/${kind}`);
+      wizard.values[kind] = { mid: c.mid, plus: c.polarity === 1 ? c.max : c.min,
+                              minus: c.polarity === 1 ? c.min : c.max };
+    }
+  } catch (error) {
+    say("calib-message", error.message, true);
+    return;
+  }
+  wizard.step = 0;
+  $("wizard").hidden = false;
+  $("calib-start").disabled = true;
+  say("calib-message", "calibration mode: lift the car so its wheels turn freely");
+  showStep();
+});
+$("calib-minus").addEventListener("click", () => { $("calib-value").value = wizardValue() - 1; adjust(); });
+$("calib-plus").addEventListener("click", () => { $("calib-value").value = wizardValue() + 1; adjust(); });
+$("calib-value").addEventListener("change", adjust);
+$("calib-cancel").addEventListener("click",
+  () => endWizard("calibration cancelled; steps not saved yet were dropped"));
+$("calib-next").addEventListener("click", async () => {
+  const step = STEPS[wizard.step];
+  wizard.values[step.kind][step.key] = wizardValue();
+  const next = STEPS[wizard.step + 1];
+  if (!next || next.kind !== step.kind) {
+    try {
+      await finishOutput(step.kind);
+    } catch (error) {
+      say("calib-message", `${step.kind}: ${error.message}`, true);
+      return;
+    }
+  }
+  if (!next) { endWizard("calibration saved"); return; }
+  wizard.step += 1;
+  showStep();
+});
+
+openTeleop();
+setInterval(sendTeleop, SEND_MS);
+pollStatus();
+loadModels().catch((error) => say("upload-message", error.message, true));

@@ -1,0 +1,429 @@
+"""The device console from the laptop (`racer discover|upload|teleop|status`, `racer calibrate
+--car`) and on the car (`racer passwd`, and the console that `racer car --console` starts).
+
+Imports of the web stack stay inside the functions so that `racer --help` stays quick.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import queue
+import socket
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
+
+    from car.console.client import CarClient, Response
+    from car.console.server import ConsoleServer
+    from car.runtime import CarRuntime
+
+TELEOP_HZ = 20.0
+TELEOP_STEP = 0.25
+ARROWS = {"\x1b[A": "w", "\x1b[B": "s", "\x1b[C": "d", "\x1b[D": "a"}
+
+
+def start_car_console(args: argparse.Namespace, params: dict[str, dict[str, Any]], runtime: CarRuntime,
+                      model_name: str) -> ConsoleServer:
+    """The console for `racer car --console HOST:PORT [--state-dir DIR]`.
+
+    Calibration edits the file the car drives with: --calibration (or the parameter), else the
+    stock DeepRacer's own file when present, else calibration.json in the state dir.
+    """
+    from calibration import servo
+    from car.console.server import ConsoleOptions, parse_address, start_console
+    from car.console.state import default_state_dir
+
+    host, port = parse_address(args.console)
+    explicit = args.calibration or params.get("actuator", {}).get("calibration")
+    calibration_file = Path(explicit) if explicit else servo.DEFAULT_PATH if servo.DEFAULT_PATH.exists() else None
+    options = ConsoleOptions(host, port, args.state_dir or default_state_dir(), calibration_file)
+    return start_console(options, runtime, model_name, servo)
+
+
+def _car_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--car", required=required, metavar="HOST",
+                        help="the car's console: HOST[:PORT] or https://HOST:PORT (see racer discover)")
+    parser.add_argument("--password-stdin", action="store_true",
+                        help="read the console password from the first line of stdin when a login is needed")
+    parser.add_argument("--fingerprint", metavar="SHA256",
+                        help="on first contact, accept only this certificate fingerprint (as the car printed it)")
+
+
+def add_car_calibration(parser: argparse.ArgumentParser) -> None:
+    """`racer calibrate --car HOST`: the hardware module's calibrate parser calls this."""
+    _car_arguments(parser, required=False)
+    parser.set_defaults(func=run_calibrate)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    discover = sub.add_parser("discover", help="list the racer cars on the local network (mDNS)")
+    discover.add_argument("--timeout", type=float, default=3.0, help="seconds to listen (default 3)")
+    discover.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    discover.set_defaults(func=run_discover)
+
+    upload = sub.add_parser("upload", help="upload a model bundle to a car and load it",
+                            description="Uploads an AWS DeepRacer export or a racer bundle (.tar.gz, or a bundle "
+                                        "directory, packed on the fly), waits until the car has checked, "
+                                        "converted and installed it, then loads it.")
+    upload.add_argument("bundle", type=Path, metavar="BUNDLE")
+    _car_arguments(upload)
+    upload.add_argument("--no-load", action="store_true", help="install only; keep the loaded model")
+    upload.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    upload.set_defaults(func=run_upload)
+
+    teleop = sub.add_parser("teleop", help="drive a car from the terminal keyboard",
+                            description="w/s or up/down: faster/slower, a/d or left/right: steer, space: "
+                                        "neutral, e: emergency stop, q: quit. Leaving, or losing the "
+                                        "connection, puts the car at neutral.")
+    _car_arguments(teleop)
+    teleop.set_defaults(func=run_teleop)
+
+    status = sub.add_parser("status", help="a car's mode, model, fps, latency, watchdog")
+    _car_arguments(status)
+    status.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    status.set_defaults(func=run_status)
+
+    passwd = sub.add_parser("passwd", help="set the console password (read from stdin)",
+                            description="Sets the console password from stdin (asked twice on a terminal). "
+                                        "Ends all sessions and revokes every API token.")
+    passwd.add_argument("--state-dir", type=Path, help="the car's state dir (default: as racer car)")
+    passwd.set_defaults(func=run_passwd)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _client(args: argparse.Namespace) -> CarClient:
+    from car.console.client import CarAddress, CarClient, ClientError
+
+    def password() -> str:
+        if args.password_stdin:
+            line = sys.stdin.readline()
+            if not line:
+                raise ClientError("--password-stdin: stdin is empty")
+            return line.rstrip("\r\n")
+        if sys.stdin.isatty():
+            return getpass.getpass(f"console password for {args.car}: ")
+        raise ClientError("this car needs a login: pass --password-stdin and pipe the password")
+
+    return CarClient(CarAddress.parse(args.car), password, _say, expect_fingerprint=args.fingerprint,
+                     token_name=f"{getpass.getuser()}@{socket.gethostname()}")
+
+
+def _fail(command: str, message: str, code: int = 1) -> int:
+    print(f"racer {command}: {message}", file=sys.stderr)
+    return code
+
+
+def _checked(response: Response) -> dict[str, Any]:
+    from car.console.client import ClientError
+
+    if response.status >= 400 or response.body.get("success") is False:
+        raise ClientError(f"{response.reason} (HTTP {response.status})")
+    return response.body
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from car.console.client import ClientError
+
+    try:
+        status = _checked(_client(args).request("GET", "/api/status"))
+    except ClientError as exc:
+        return _fail("status", str(exc))
+    if args.json:
+        print(json.dumps(status))
+        return 0
+    command = status["command"]
+    latency = f"{status['latency_ms']:.1f} ms" if status.get("latency_ms") is not None else "-"
+    print(f"mode      {status['mode']} ({'running' if status['running'] else 'stopped'}), "
+          f"max speed {status['max_speed']:.2f}")
+    print(f"model     {status['model']} ({status['loading']['isModelLoading']})")
+    print(f"camera    {status['camera']}, {status['fps']:.1f} fps, latency {latency}")
+    print(f"command   steering {command['steering']:+.2f}, throttle {command['throttle']:+.2f}")
+    print(f"watchdog  {status['watchdog']}; {status['reason']}")
+    for key, label in (("battery_level", "battery"), ("domain_shift", "shift")):
+        if status.get(key) is not None:
+            print(f"{label:9} {status[key]}")
+    return 0
+
+
+def _bar(done: int, total: int, width: int = 30) -> str:
+    filled = int(width * done / total) if total else width
+    return f"[{'#' * filled}{'.' * (width - filled)}] {100 * done // max(total, 1):3d}%"
+
+
+def run_upload(args: argparse.Namespace) -> int:
+    if args.bundle.is_dir():
+        from car.bundle import BundleError, pack_bundle
+
+        with tempfile.TemporaryDirectory(prefix="racer-upload-") as work:
+            try:
+                archive = pack_bundle(args.bundle, Path(work) / f"{args.bundle.resolve().name}.tar.gz")
+            except BundleError as exc:
+                return _fail("upload", str(exc), 2)
+            return _upload(args, archive)
+    if not args.bundle.is_file():
+        return _fail("upload", f"{args.bundle}: no such file or directory", 2)
+    return _upload(args, args.bundle)
+
+
+def _upload(args: argparse.Namespace, archive: Path) -> int:
+    from car.console.client import ClientError
+
+    client = _client(args)
+    human = sys.stderr.isatty()
+    stop = threading.Event()
+
+    def progress(sent: int, total: int) -> None:
+        if human:
+            print(f"\rupload  {_bar(sent, total)} {sent / 1e6:.1f}/{total / 1e6:.1f} MB", end="", file=sys.stderr)
+        if sent >= total:
+            threading.Thread(target=watch, daemon=True).start()
+
+    def watch() -> None:
+        if human:
+            print(file=sys.stderr)
+        shown = ""
+        while not stop.wait(0.3):
+            try:
+                loading = client.request("GET", "/api/isModelLoading").body
+            except ClientError:
+                return
+            stage = loading.get("stage") or ""
+            if loading.get("isModelLoading") == "loading" and stage and stage != shown:
+                _say(f"car     {stage} ({loading.get('progress', 0)}%)")
+                shown = stage
+
+    try:
+        client.request("GET", "/api/server_ready")
+        answer = _checked(client.upload(archive, progress))
+    except ClientError as exc:
+        return _fail("upload", str(exc))
+    finally:
+        stop.set()
+    folder = answer["model_folder_name"]
+    _say(f"installed {folder}")
+    loaded = False
+    if not args.no_load:
+        try:
+            models = _checked(client.request("GET", "/api/models"))["models"]
+            entry = next(m for m in models if m["model_folder_name"] == folder)
+            _checked(client.request("PUT", f"/api/models/{folder}/{entry['model_name']}"))
+        except (ClientError, StopIteration) as exc:
+            return _fail("upload", f"installed, but loading failed: {exc}")
+        loaded = True
+        _say(f"loaded {folder}: the car is stopped; start it from the console")
+    if args.json:
+        print(json.dumps({"model": folder, "installed": True, "loaded": loaded}))
+    return 0
+
+
+def _keys(into: queue.Queue[str]) -> None:
+    """Keys from stdin (unbuffered on a terminal), arrows as w/a/s/d; end of input is q."""
+    fd = sys.stdin.fileno()
+    pending = ""
+    while True:
+        data = os.read(fd, 16)
+        if not data:
+            into.put("q")
+            return
+        pending += data.decode("utf-8", "replace")
+        while pending:
+            arrow = next((seq for seq in ARROWS if pending.startswith(seq)), None)
+            if arrow:
+                into.put(ARROWS[arrow])
+                pending = pending[len(arrow):]
+            elif pending.startswith("\x1b") and len(pending) < 3:
+                break
+            else:
+                into.put(pending[0])
+                pending = pending[1:]
+
+
+def _drain(ws: ClientConnection) -> None:
+    """Show what the car says (deadman, refusals) and keep its messages from piling up."""
+    while True:
+        try:
+            message = json.loads(ws.recv(timeout=0))
+        except TimeoutError:
+            return
+        if message.get("type") in ("error", "deadman"):
+            _say(f"\ncar: {message['reason']}")
+
+
+def _drive(client: CarClient, keys: queue.Queue[str]) -> None:
+    _checked(client.request("POST", "/api/drive_mode", {"drive_mode": "manual"}))
+    steering = throttle = 0.0
+    with client.websocket("/api/teleop") as ws:
+        _say("manual mode: w/s faster/slower, a/d steer, space neutral, e emergency stop, q quit")
+        while True:
+            try:
+                key = keys.get(timeout=1.0 / TELEOP_HZ)
+            except queue.Empty:
+                key = ""
+            if key in ("q", "\x03", "\x04"):
+                ws.send(json.dumps({"steering": 0.0, "throttle": 0.0}))
+                return
+            if key == "e":
+                ws.send(json.dumps({"estop": True}))
+                steering = throttle = 0.0
+                _say("emergency stop: start the car from the console to drive again")
+                continue
+            if key == " ":
+                steering = throttle = 0.0
+            elif key in "wsad" and key:
+                delta = TELEOP_STEP if key in "wa" else -TELEOP_STEP
+                if key in "ws":
+                    throttle = max(-1.0, min(1.0, throttle + delta))
+                else:
+                    steering = max(-1.0, min(1.0, steering + delta))
+            ws.send(json.dumps({"steering": steering, "throttle": throttle}))
+            _drain(ws)
+            if key:
+                print(f"\rsteering {steering:+.2f}  throttle {throttle:+.2f}  ", end="", file=sys.stderr, flush=True)
+
+
+def run_teleop(args: argparse.Namespace) -> int:
+    from websockets.exceptions import WebSocketException
+
+    from car.console.client import ClientError
+
+    client = _client(args)
+    keys: queue.Queue[str] = queue.Queue()
+    terminal = sys.stdin.isatty()
+    saved = None
+    try:
+        client.request("GET", "/api/server_ready")
+        if terminal:
+            import termios
+            import tty
+
+            saved = termios.tcgetattr(sys.stdin.fileno())
+            tty.setcbreak(sys.stdin.fileno())
+        threading.Thread(target=_keys, args=(keys,), daemon=True).start()
+        _drive(client, keys)
+    except (ClientError, WebSocketException, OSError) as exc:
+        return _fail("teleop", str(exc))
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+        print(file=sys.stderr)
+    return 0
+
+
+def _ask(prompt: str) -> str | None:
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    return line.strip() if line else None
+
+
+def _pick(client: CarClient, kind: str, label: str, value: float) -> float:
+    """Move one output live until the user accepts: a number sets it, + and - nudge, Enter keeps."""
+    from car.console.client import ClientError
+
+    while True:
+        _checked(client.request("PUT", f"/api/adjust_calibrating_wheels/{kind}", {"pwm": value}))
+        answer = _ask(f"  {label} [{value:g}] (number, + / -, Enter to accept): ")
+        if answer is None:
+            raise ClientError("input ended; values not saved yet were left as they were")
+        if not answer:
+            return value
+        if set(answer) <= {"+", "-"}:
+            value += answer.count("+") - answer.count("-")
+            continue
+        try:
+            value = float(answer)
+        except ValueError:
+            _say(f"  {answer!r} is not a number")
+
+
+def _calibrate_output(client: CarClient, kind: str, names: tuple[str, str, str]) -> dict[str, Any]:
+    """Centre, then the + command end, then the - command end; saved in the DeepRacer layout."""
+    current = _checked(client.request("GET", f"/api/get_calibration/{kind}"))
+    positive_end = current["max"] if current["polarity"] == 1 else current["min"]
+    negative_end = current["min"] if current["polarity"] == 1 else current["max"]
+    while True:
+        mid = _pick(client, kind, names[0], round(current["mid"]))
+        plus = _pick(client, kind, names[1], round(positive_end))
+        minus = _pick(client, kind, names[2], round(negative_end))
+        if (plus - mid) * (minus - mid) < 0:
+            break
+        _say(f"  {names[1]} and {names[2]} must lie on opposite sides of {names[0]}; again")
+    values = {"mid": mid, "min": min(plus, minus), "max": max(plus, minus), "polarity": 1 if plus > mid else -1}
+    _checked(client.request("PUT", f"/api/set_calibration/{kind}", values))
+    return values
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from car.console.client import ClientError
+
+    if not args.car:
+        return _fail("calibrate", "choose what to calibrate: racer calibrate camera ... or racer calibrate --car HOST",
+                     2)
+    if getattr(args, "target", None):
+        return _fail("calibrate", "--car calibrates a car's steering and throttle; leave out the target", 2)
+    client = _client(args)
+    try:
+        _checked(client.request("POST", "/api/set_calibration_mode"))
+        _say("calibration mode: lift the car so its wheels turn freely")
+        _say("steering (console units, 10 us each):")
+        angle = _calibrate_output(client, "angle", ("centre", "full left", "full right"))
+        _say("throttle (console units, 4.5 us each):")
+        throttle = _calibrate_output(client, "throttle", ("stopped", "full forward", "full reverse"))
+    except ClientError as exc:
+        return _fail("calibrate", str(exc))
+    finally:
+        try:
+            client.request("POST", "/api/drive_mode", {"drive_mode": "manual"})
+        except ClientError:
+            pass
+    _say(f"saved: steering {angle}, throttle {throttle}")
+    return 0
+
+
+def run_discover(args: argparse.Namespace) -> int:
+    from car.console.mdns import discover
+
+    try:
+        cars = discover(args.timeout)
+    except OSError as exc:
+        return _fail("discover", f"mDNS is not available here: {exc}")
+    if args.json:
+        print(json.dumps({"cars": [{"name": c.name, "url": c.url, "host": c.host, "addresses": list(c.addresses),
+                                    "fingerprint": c.fingerprint} for c in cars]}))
+        return 0
+    if not cars:
+        _say(f"no racer car answered within {args.timeout:g} s")
+    for car in cars:
+        print(f"{car.name:20} {car.url:32} {car.fingerprint}")
+    return 0
+
+
+def run_passwd(args: argparse.Namespace) -> int:
+    from car.console.auth import PasswordError, set_password
+    from car.console.state import StateDir, default_state_dir
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("new console password: ")
+        if getpass.getpass("again: ") != password:
+            return _fail("passwd", "the two passwords differ; nothing changed", 2)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    state = StateDir(args.state_dir or default_state_dir())
+    try:
+        set_password(state, password)
+    except (PasswordError, OSError) as exc:
+        return _fail("passwd", f"{exc}; nothing changed", 2)
+    _say(f"console password set in {state.root}; sessions ended and API tokens revoked")
+    return 0

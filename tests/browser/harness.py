@@ -1,0 +1,159 @@
+"""A simulated car with its console on 127.0.0.1, in the test process: the console tests' rig.
+
+The car is the real graph (LocalStack + CarRuntime on the simulator) with the real console
+server; only the actuator is wrapped to record every command with the wall-clock time it was
+sent, so tests can measure when the car reached neutral instead of sleeping and hoping.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from calibration import servo
+from car.bundle import load_bundle, save_bundle
+from car.clock import SimClock
+from car.console.client import CarAddress, CarClient, KnownCars
+from car.console.server import ConsoleOptions, ConsoleServer, start_console
+from car.console.state import StateDir
+from car.console.auth import set_password
+from car.console.uploads import UploadLimits
+from car.inference import Policy
+from car.preprocess import DEEPRACER_SPEC
+from car.runtime import CarRuntime
+from car.stack import LocalStack, PolicyModel
+from model_factory import onnx_model
+from sim2real.sim.adapters import SimActuator, SimCamera
+from sim2real.sim.track import Track
+from sim2real.sim.world import Simulator
+
+PASSWORD = "correct horse battery"
+STRAIGHT = [{"steering_angle": 0.0, "speed": 1.0}, {"steering_angle": 0.0, "speed": 1.0}]
+CURVES = [{"steering_angle": -20.0, "speed": 0.8}, {"steering_angle": 20.0, "speed": 0.8}]
+TEST_LIMITS = UploadLimits(request_bytes=4 << 20, unpacked_bytes=16 << 20, members=200)
+
+
+def racer_bundle(work: Path, name: str, actions: list[dict[str, float]], shape: tuple[int, ...] = (1, 120, 160, 1),
+                 outputs: int | None = None) -> Path:
+    """A racer bundle directory made with car.bundle.save_bundle from a tiny ONNX policy."""
+    work.mkdir(parents=True, exist_ok=True)
+    onnx = onnx_model(work / f"{name}.onnx", shape, outputs or len(actions))
+    metadata = {"action_space": actions, "action_space_type": "discrete", "training_algorithm": "clipped_ppo",
+                "sensor": ["FRONT_FACING_CAMERA"], "version": "5"}
+    save_bundle(work / name, onnx, metadata, DEEPRACER_SPEC, cache_dir=work / "cache")
+    return work / name
+
+
+class RecordingActuator(SimActuator):
+    """The simulated car's actuator, logging (monotonic time, steering, throttle) per command."""
+
+    def __init__(self, sim: Simulator):
+        self.log: list[tuple[float, float, float]] = []
+        super().__init__(sim)
+
+    def set(self, steering: float, throttle: float) -> None:
+        super().set(steering, throttle)
+        self.log.append((time.monotonic(), steering, throttle))
+
+    def neutral(self) -> None:
+        super().neutral()
+        self.log.append((time.monotonic(), 0.0, 0.0))
+
+
+@dataclass
+class Car:
+    url: str
+    state: StateDir
+    runtime: CarRuntime
+    sim: Simulator
+    driver: RecordingActuator
+    server: ConsoleServer
+    config: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def client(self) -> CarClient:
+        return CarClient(CarAddress.parse(self.url), lambda: PASSWORD, lambda _: None, KnownCars(self.config))
+
+    def request(self, method: str, path: str, body: bytes | dict | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """A raw HTTP request (no token, no cookie unless given): status, headers, body."""
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        sent = {"Content-Type": "application/json"} if isinstance(body, dict) else {}
+        sent.update(headers or {})
+        if self.url.startswith("https"):
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30,
+                                               context=ssl._create_unverified_context())
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=data, headers=sent)
+            response = conn.getresponse()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        finally:
+            conn.close()
+
+    def login(self) -> tuple[str, str]:
+        """A browser-style session: (cookie header value, CSRF token from the page)."""
+        status, headers, _ = self.request("POST", "/login", urlencode({"password": PASSWORD}).encode(),
+                                          {"Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 303, status
+        cookie = headers["set-cookie"].split(";", 1)[0]
+        status, _, page = self.request("GET", "/", headers={"Cookie": cookie, "Accept": "text/html"})
+        assert status == 200
+        return cookie, re.search(r'name="csrf-token" content="([^"]+)"', page.decode()).group(1)
+
+    def status(self) -> dict[str, Any]:
+        return self.client().request("GET", "/api/status").body
+
+    def wait_for(self, predicate, timeout: float = 10.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def stop(self) -> None:
+        self.runtime.stop()
+        self.server.stop()
+
+
+def start_car(root: Path, model: Path, limits: UploadLimits = TEST_LIMITS, tls: bool = False) -> Car:
+    """The car on reinvent_base driving `model`, its console on a free loopback port."""
+    bundle = load_bundle(model)
+    policy = Policy(bundle, root / "cache")
+    sim = Simulator(Track.load("reinvent_base"))
+    clock = SimClock(sim.time)
+    driver = RecordingActuator(sim)
+    stack = LocalStack(clock, SimCamera(sim), driver, PolicyModel(policy.infer, bundle.spec, bundle.metadata))
+    runtime = CarRuntime(stack, sim=sim, on_sim_time=clock.set)
+    state = StateDir(root / "state")
+    set_password(state, PASSWORD)
+    options = ConsoleOptions("127.0.0.1", 0, state.root, limits=limits, tls=tls)
+    server = start_console(options, runtime, bundle.name, servo)
+    runtime.start()
+    return Car(server.url, state, runtime, sim, driver, server, root / "laptop" / "cars.json")
+
+
+def car_fixture(name: str):
+    """A module-scoped pytest fixture: a car driving a straight-ahead model, stopped after the module."""
+
+    @pytest.fixture(scope="module")
+    def car(tmp_path_factory: pytest.TempPathFactory):
+        root = tmp_path_factory.mktemp(name)
+        car = start_car(root, racer_bundle(root / "models", "driving", STRAIGHT))
+        yield car
+        car.stop()
+
+    return car

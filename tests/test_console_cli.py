@@ -1,0 +1,163 @@
+"""`racer car --console`, and the laptop tools (status, upload, teleop, calibrate) run as processes."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from browser.harness import CURVES, PASSWORD, STRAIGHT, car_fixture, racer_bundle
+from calibration import servo
+from car.bundle import pack_bundle
+from car.console.client import CarAddress, CarClient, KnownCars
+from car.console.mdns import car_from_info, service_info
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS = ("import argparse, sys; from racer.commands import console; parser = argparse.ArgumentParser(); "
+         "sub = parser.add_subparsers(); console.register(sub); "
+         "console.add_car_calibration(sub.add_parser('calibrate')); args = parser.parse_args(); "
+         "sys.exit(args.func(args))")
+
+
+def tool(config: Path, *argv: str, stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RACER_CONFIG_DIR": str(config)}
+    return subprocess.run([sys.executable, "-c", TOOLS, *argv], input=stdin, capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stderr_lines(process: subprocess.Popen) -> queue.Queue[str]:
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
+    return lines
+
+
+def wait_for_line(lines: queue.Queue[str], needle: str, timeout: float = 60) -> tuple[str, list[str]]:
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if needle in line:
+            return line, seen
+    raise AssertionError(f"no {needle!r} in {seen}")
+
+
+def run_car(state: Path, model: Path, port: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "racer.cli", "car", "--sim", "reinvent_base", "--model", str(model),
+                             "--console", f"127.0.0.1:{port}", "--state-dir", str(state)],
+                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+
+
+def test_racer_car_serves_the_console_and_shows_a_generated_password_once(tmp_path):
+    model = racer_bundle(tmp_path / "models", "driving", STRAIGHT)
+    state, port = tmp_path / "state", free_port()
+    car = run_car(state, model, port)
+    try:
+        line, _ = wait_for_line(stderr_lines(car), "racer console password")
+        password = line.rsplit(": ", 1)[1].strip()
+        client = CarClient(CarAddress.parse(f"127.0.0.1:{port}"), lambda: password, print,
+                           KnownCars(tmp_path / "cars.json"))
+        status = client.request("GET", "/api/status")
+        assert status.status == 200 and status.body["model"] == "driving"
+        assert password not in (state / "console" / "password").read_text()
+    finally:
+        car.send_signal(signal.SIGTERM)
+        assert car.wait(timeout=30) == 0
+    again = run_car(state, model, port)
+    try:
+        _, seen = wait_for_line(stderr_lines(again), "console on")
+        assert not any("password" in line for line in seen)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(timeout=30) == 0
+
+
+def test_racer_car_refuses_a_bad_console_address(tmp_path):
+    model = racer_bundle(tmp_path / "models", "driving", STRAIGHT)
+    result = subprocess.run([sys.executable, "-m", "racer.cli", "car", "--sim", "reinvent_base", "--model",
+                             str(model), "--console", "nowhere", "--state-dir", str(tmp_path / "s")],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "expected HOST:PORT" in result.stderr
+
+
+car = car_fixture("cli")
+
+
+def test_status_upload_and_teleop_tools(car):
+    root = car.state.root.parent
+    laptop = root / "laptop-tools"
+    refused = tool(laptop, "status", "--car", car.url)
+    assert refused.returncode == 1 and "--password-stdin" in refused.stderr
+    result = tool(laptop, "status", "--car", car.url, "--password-stdin", "--json", stdin=PASSWORD + "\n")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["model"] == "driving"
+    assert "racer_" in (laptop / "cars.json").read_text()
+    human = tool(laptop, "status", "--car", car.url)
+    assert human.returncode == 0 and "model     driving" in human.stdout
+
+    bundle = racer_bundle(root / "work", "curves", CURVES)
+    result = tool(laptop, "upload", str(pack_bundle(bundle, root / "packed.tar.gz")), "--car", car.url, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"model": "packed", "installed": True, "loaded": True}
+    assert car.status()["model"] == "packed"
+    result = tool(laptop, "upload", str(bundle), "--car", car.url, "--no-load", "--json")
+    assert json.loads(result.stdout) == {"model": "curves", "installed": True, "loaded": False}
+    assert car.status()["model"] == "packed"
+    broken = root / "broken.tar.gz"
+    broken.write_bytes(b"not an archive")
+    result = tool(laptop, "upload", str(broken), "--car", car.url)
+    assert result.returncode == 1 and "not a .tar.gz archive (no gzip header) (HTTP 422)" in result.stderr
+
+    env = {**os.environ, "RACER_CONFIG_DIR": str(laptop)}
+    teleop = subprocess.Popen([sys.executable, "-c", TOOLS, "teleop", "--car", car.url], stdin=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    try:
+        wait_for_line(stderr_lines(teleop), "manual mode")
+        teleop.stdin.write("ww")
+        teleop.stdin.flush()
+        car.wait_for(lambda: car.status()["command"]["throttle"] == pytest.approx(0.25), what="teleop driving")
+        teleop.stdin.write("q")
+        teleop.stdin.flush()
+        assert teleop.wait(timeout=10) == 0
+    finally:
+        teleop.kill()
+    car.wait_for(lambda: car.status()["command"]["throttle"] == 0.0, what="neutral after teleop")
+
+
+def test_calibrate_tool_walks_both_outputs_and_saves(car):
+    root = car.state.root.parent
+    laptop = root / "laptop-calibrate"
+    answers = "\n".join([PASSWORD, "", "22", "", "", "", "", ""]) + "\n"
+    result = tool(laptop, "calibrate", "--car", car.url, "--password-stdin", stdin=answers)
+    assert result.returncode == 0, result.stderr
+    saved = servo.load(car.state.calibration)
+    assert saved.servo == servo.PulseRange(min=1_200_000, mid=1_450_000, max=1_720_000, polarity=1)
+    assert saved.motor == servo.FACTORY_DEFAULT.motor
+    assert car.status()["mode"] == "manual"
+    result = tool(laptop, "calibrate")
+    assert result.returncode == 2 and "racer calibrate camera" in result.stderr
+
+
+def test_mdns_record_carries_scheme_fingerprint_and_no_loopback_address():
+    info = service_info("0.0.0.0", 8443, "https", "AB:CD")
+    car = car_from_info(info)
+    assert (car.port, car.scheme, car.fingerprint) == (8443, "https", "AB:CD")
+    assert not any(address.startswith("127.") for address in car.addresses)
+    assert car_from_info(service_info("192.0.2.7", 443, "https", "")).url == "https://192.0.2.7:443"
