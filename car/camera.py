@@ -18,7 +18,7 @@ import numpy as np
 
 FAULT_PERIODS = 3
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
-SPEC_FORMS = "v4l2:/dev/videoN, file:VIDEO or images:DIR"
+SPEC_FORMS = "v4l2:/dev/videoN, file:VIDEO, images:DIR or bag:PATH"
 
 
 class CameraFault(RuntimeError):
@@ -239,6 +239,13 @@ class Camera:
             self._thread.join(timeout=2.0)
 
 
+def _bag_source(path: str) -> FrameSource:
+    """Imported late: car.bag needs CameraFault from this module."""
+    from car.bag import BagSource
+
+    return BagSource(path)
+
+
 def open_camera(spec: str, width: int = 640, height: int = 480, fps: float = 15.0) -> Camera:
     """Open `v4l2:/dev/videoN`, `file:VIDEO` or `images:DIR`; `sim` is the caller's to resolve.
 
@@ -254,6 +261,7 @@ def open_camera(spec: str, width: int = 640, height: int = 480, fps: float = 15.
         "v4l2": lambda: V4l2Source(location, width, height, fps),
         "file": lambda: VideoFileSource(location, fps),
         "images": lambda: ImageFolderSource(location, fps),
+        "bag": lambda: _bag_source(location),
     }
     if kind not in sources:
         raise ValueError(f"unknown camera spec {spec!r}: expected {SPEC_FORMS}")

@@ -147,10 +147,14 @@ def machine() -> str:
 
 
 def run_bench(model_path: Path, quick: bool = False) -> dict[str, Any]:
-    scale = 0.25 if quick else 1.0
+    from racer.dds_bench import bench_dds, bench_multiprocess
+
+    scale = 0.2 if quick else 1.0
     return {
         "policy": bench_policy(rounds=max(2, int(20 * scale))),
         "pipeline": bench_pipeline(model_path, frames=max(60, int(600 * scale))),
+        "pipeline_multiprocess": bench_multiprocess(model_path, frames=max(30, int(150 * scale))),
         "sim": bench_sim(seconds=2.0 * scale),
+        "dds": bench_dds(messages=max(60, int(300 * scale))),
         "machine": machine(),
     }

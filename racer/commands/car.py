@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from racer.commands import node
 from racer.commands.demo import DEFAULT_MODEL
 
 
@@ -26,9 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, help="model bundle (default: the bundled model)")
     p.add_argument("--console", metavar="HOST:PORT", help="serve the device console")
     p.add_argument("--state-dir", type=Path, help="models, calibration, password, certificate")
-    p.add_argument("--record", type=Path, metavar="DIR", help="record a rosbag2 (MCAP) of the drive")
+    p.add_argument("--record", type=Path, metavar="DIR", help="record a rosbag2 (MCAP) of the drive into DIR")
+    p.add_argument("--sim-rate", type=float, default=1.0, metavar="FACTOR",
+                   help="with --sim and dds|ros: simulated seconds per wall second (default: %(default)s)")
     p.add_argument("--duration", type=float, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
+    node.register(sub)
 
 
 def _fail(message: str) -> int:
@@ -81,18 +85,49 @@ def run(args: argparse.Namespace) -> int:
     if not args.sim and (args.actuator == "sim" or args.camera == "sim"):
         return _fail("the sim camera and actuator need --sim TRACK")
     if args.transport != "local":
-        return _fail(f"transport {args.transport!r} is not available in this build")
+        return _run_graph(args)
+    if args.sim_rate != 1.0:
+        return _fail("--sim-rate needs --transport dds or ros (the local runtime runs the simulator in real time)")
     stop = threading.Event()  # a signal during start-up must still end at neutral
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
         params = load_params(args.config)
         stack, runtime, bundle = build_local(args, params, stop)
+        recorder = _recorder(args, stack)
+        if args.console:
+            from racer.commands.console import start_car_console
+            start_car_console(args, params, runtime, bundle.name)
     except (ValueError, OSError, RuntimeError) as exc:
         return _fail(str(exc))
     logging.getLogger("racer.car").info("model %s, %s", bundle.name, f"simulator {args.sim}" if args.sim else "hardware")
     if args.autostart:
         runtime.command("set_mode", "autonomous")
         runtime.command("start")
-    runtime.run_until_signal(args.duration)
+    try:
+        runtime.run_until_signal(args.duration)
+    finally:
+        if recorder is not None:
+            runtime.call(recorder.close)
     return 0
+
+
+def _recorder(args: argparse.Namespace, stack: Any) -> Any:
+    """`--record DIR` on the local transport: the recorder listens on the in-process bus."""
+    if not args.record:
+        return None
+    from car.recorder import BagRecorder
+    return BagRecorder(stack.bus, stack.clock, args.record)
+
+
+def _run_graph(args: argparse.Namespace) -> int:
+    """`--transport dds|ros`: one supervised process per node (racer.car_graph)."""
+    from car.config import load_params
+    from racer.car_graph import run_graph
+
+    if args.console:
+        return _fail("--console runs with --transport local for now")
+    try:
+        return run_graph(args, load_params(args.config))
+    except (ValueError, OSError, RuntimeError) as exc:
+        return _fail(str(exc))

@@ -1,0 +1,45 @@
+# The on-car image: ROS 2 Jazzy + racer; `docker run` starts `ros2 launch racer car.launch.py`.
+# Host devices (camera, PWM sysfs, serial, I2C) and networking: docs/docker.md.
+#
+# Jazzy rather than Humble: the pinned OpenVINO has no wheel for Humble's Python 3.10. ROS's Python
+# extensions are built against the distribution's NumPy 1.x, so NumPy and OpenCV come from Ubuntu
+# and pip installs everything else the project pins, into a venv that sees the system packages.
+FROM ros:jazzy-ros-base
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# ROS packages follow the distribution's own releases; pinning them would break every sync.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        "ros-${ROS_DISTRO}-ackermann-msgs" \
+        "ros-${ROS_DISTRO}-diagnostic-msgs" \
+        "ros-${ROS_DISTRO}-rmw-cyclonedds-cpp" \
+        python3-venv \
+        python3-numpy \
+        python3-opencv \
+        v4l-utils \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/racer
+COPY . /opt/racer
+
+RUN python3 -m venv --system-site-packages /opt/racer/venv \
+    && python3 -c 'import tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; print("\n".join(d for d in deps if not d.startswith("opencv")))' > /tmp/requirements.txt \
+    && echo "numpy<2" > /tmp/constraints.txt \
+    && /opt/racer/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt -c /tmp/constraints.txt \
+    && /opt/racer/venv/bin/pip install --no-cache-dir --no-deps -e /opt/racer \
+    && rm /tmp/requirements.txt /tmp/constraints.txt
+
+# Register the package in an ament prefix so `ros2 launch racer car.launch.py` finds its launch files.
+RUN mkdir -p /opt/racer/install/share/ament_index/resource_index/packages /opt/racer/install/share/racer \
+    && touch /opt/racer/install/share/ament_index/resource_index/packages/racer \
+    && ln -s /opt/racer/launch /opt/racer/install/share/racer/launch \
+    && ln -s /opt/racer/package.xml /opt/racer/install/share/racer/package.xml
+
+ENV PATH="/opt/racer/venv/bin:${PATH}" \
+    AMENT_PREFIX_PATH="/opt/racer/install" \
+    RMW_IMPLEMENTATION="rmw_cyclonedds_cpp" \
+    PYTHONUNBUFFERED="1"
+
+CMD ["ros2", "launch", "racer", "car.launch.py"]

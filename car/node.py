@@ -1,0 +1,215 @@
+"""One car node per process: the adapters of `car.graph` on a process bus (dds or rclpy).
+
+A node process adds what the in-process runtime gives the graph for free: its own timers, its own
+diagnostics, and for the actuator a DDS deadline on /drive, so a dead control process puts the
+car at neutral by the actuator's own watchdog. What each node needs from outside (camera source,
+actuator driver, model) is resolved by the caller, which may import the simulator; this module
+never does.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from car.actuators.base import Driver
+from car.clock import Clock
+from car.control_commands import Command, CommandError, parse_command
+from car.decode import ActionDecoder
+from car.graph import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
+from car.messages import DRIVE_TOPIC, ERROR, OK, DiagnosticStatus, KeyValue
+from car.nodes.actuator import ActuatorCore
+from car.nodes.control import NEUTRAL, ControlCore, ControlParams
+from car.nodes.policy import PolicyCore
+from car.preprocess import Preprocessor
+from car.stack import PolicyModel
+from car.transport import NodeBus
+from car.wire import COMMAND_TOPIC
+
+log = logging.getLogger("racer.node")
+
+TICK_HZ = 100.0
+DIAGNOSTICS_HZ = 1.0
+CAMERA_RETRY_S = 0.1
+
+
+def control_params(params: dict[str, dict[str, Any]]) -> ControlParams:
+    control = params.get("control", {})
+    return ControlParams(**{k: v for k, v in control.items() if k in ControlParams.__dataclass_fields__})
+
+
+class CameraProcess:
+    """Reads the source on its own thread (a read blocks) and publishes on the bus's thread, newest frame first."""
+
+    def __init__(self, bus: NodeBus, clock: Clock, source: CameraSource):
+        self.bus, self.clock, self.source = bus, clock, source
+        self.node = CameraNode(bus, clock, source)
+        self.fault = ""
+        self._pending: tuple[Any, float] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._counted = (0, time.monotonic())
+        self._thread = threading.Thread(target=self._read_loop, name="camera reader", daemon=True)
+        bus.timer(1.0 / DIAGNOSTICS_HZ, self.publish_diagnostics, clock)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _read_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame, stamp = self.source.read()
+            except Exception as exc:  # camera loss: no frames, so the control watchdog stops the car
+                self.fault = str(exc)
+                self._stop.wait(CAMERA_RETRY_S)
+                continue
+            self.fault = ""
+            with self._lock:
+                waiting = self._pending is not None
+                self._pending = (frame, stamp)
+            if not waiting:
+                self.bus.post(self._publish_pending)
+
+    def _publish_pending(self) -> None:
+        with self._lock:
+            item, self._pending = self._pending, None
+        if item is not None:
+            self.node.publish_frame(*item)
+
+    def publish_diagnostics(self) -> None:
+        frames, since = self._counted
+        now = time.monotonic()
+        fps = (self.node.frames - frames) / max(now - since, 1e-9)
+        self._counted = (self.node.frames, now)
+        self.node._diag(DiagnosticStatus(
+            level=ERROR if self.fault else OK, name="camera", message=self.fault or "ok",
+            values=(KeyValue("frames", str(self.node.frames)), KeyValue("fps", f"{fps:.1f}"))))
+
+    def close(self) -> None:
+        self._stop.set()
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
+
+
+class PolicyProcess:
+    def __init__(self, bus: NodeBus, clock: Clock, model: PolicyModel, params: dict[str, dict[str, Any]]):
+        cp = control_params(params)
+        core = PolicyCore(model.infer, Preprocessor(model.spec), ActionDecoder(model.metadata),
+                          cp.max_steering_rad, cp.max_speed_mps)
+        self.node = PolicyNode(bus, clock, core)
+        bus.timer(1.0 / DIAGNOSTICS_HZ, self.node.publish_diagnostics, clock)
+
+
+class ControlProcess:
+    """The mux on its timer, and the commands of other processes (/control/command) answered on /diagnostics.
+
+    A change between driving and neutral is reported at once, with the age of the last policy
+    command at that moment (node clock), so the time a stale input takes to stop the car is measured
+    by the node that decides it.
+    """
+
+    def __init__(self, bus: NodeBus, clock: Clock, params: dict[str, dict[str, Any]], autostart: bool = False):
+        self.core = ControlCore(control_params(params))
+        self.node = ControlNode(bus, clock, self.core)
+        self.answer: tuple[KeyValue, ...] = ()
+        self._driving = False
+        bus.subscribe(COMMAND_TOPIC, self.on_command)
+        bus.timer(1.0 / TICK_HZ, self.tick, clock)
+        bus.timer(1.0 / DIAGNOSTICS_HZ, self.publish_diagnostics, clock)
+        if autostart:
+            self.node.command(self.core.set_mode, "autonomous")
+            self.node.command(self.core.start)
+
+    def _run(self, command: Command) -> str:
+        try:
+            if command.name == "set_max_speed":
+                self.core.set_max_speed(*command.args)
+                self.node.tick()
+            else:
+                self.node.command(getattr(self.core, command.name), *command.args)
+        except ValueError as exc:  # the core's own refusals: a bad mode, out of range, not in calibration
+            return str(exc)
+        return "ok"
+
+    def tick(self) -> None:
+        self.node.tick()
+        self._report_change()
+
+    def _report_change(self) -> None:
+        if (self.core.last_output.drive != NEUTRAL) != self._driving:
+            self.publish_diagnostics()
+
+    def on_command(self, text: str) -> None:
+        try:
+            command = parse_command(text)
+        except CommandError as exc:
+            command_id, result = exc.id, str(exc)
+        else:
+            command_id, result = command.id, self._run(command)
+        log.info("command %s: %s", text, result)
+        self.answer = (KeyValue("command_id", command_id), KeyValue("command_result", result))
+        self.publish_diagnostics()
+
+    def publish_diagnostics(self) -> None:
+        self._driving = self.core.last_output.drive != NEUTRAL
+        now = self.node.clock.now()
+        status = self.core.diagnostics(now)
+        age = self.core.mux.age("policy", now)
+        extra = (KeyValue("driving", str(self._driving).lower()),
+                 KeyValue("policy_age_ms", f"{age * 1000:.0f}" if math.isfinite(age) else ""))
+        self.node._diag(replace(status, values=status.values + extra + self.answer))
+
+
+class ActuatorProcess:
+    """The actuator with two watchdogs: its core's timeout on the node clock, and the DDS deadline on /drive.
+
+    A change between driving and neutral is reported on /diagnostics at once, with the age of the
+    last command at that moment, so the time to neutral is measured by the actuator itself.
+    """
+
+    def __init__(self, bus: NodeBus, clock: Clock, driver: Driver, params: dict[str, dict[str, Any]]):
+        cp = control_params(params)
+        timeout = float(params.get("actuator", {}).get("timeout_s", 0.25))
+        self.core = ActuatorCore(driver, cp.max_steering_rad, cp.max_speed_mps, timeout)
+        bus.watch_deadline(DRIVE_TOPIC, timeout, self.on_deadline_missed)
+        self.node = ActuatorNode(bus, clock, self.core)
+        self._reported = self.core.at_neutral
+        bus.subscribe(DRIVE_TOPIC, lambda msg: self._report_change())
+        bus.timer(1.0 / TICK_HZ, self.tick, clock)
+        bus.timer(1.0 / DIAGNOSTICS_HZ, self.node.publish_diagnostics, clock)
+
+    def tick(self) -> None:
+        self.node.tick()
+        self._report_change()
+
+    def on_deadline_missed(self) -> None:
+        if not self.core.at_neutral:
+            log.warning("no /drive within the deadline: neutral")
+            self.core.neutral()
+            self._report_change()
+
+    def _report_change(self) -> None:
+        if self.core.at_neutral != self._reported:
+            self._reported = self.core.at_neutral
+            self.node.publish_diagnostics()
+
+    def close(self) -> None:
+        self.core.close()
+
+
+def spin_until_signal(bus: NodeBus, closers: list[Callable[[], None]]) -> None:
+    """Spin until SIGTERM/SIGINT, then run `closers` (actuator to neutral, bag finished) and leave the domain."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: bus.stop())
+    try:
+        bus.spin()
+    finally:
+        for close in closers:
+            close()
+        bus.close()

@@ -1,0 +1,164 @@
+"""Runs the graph as one process per node: starts them, restarts any that dies, reports it on /diagnostics.
+
+A node that dies is restarted after a backoff that doubles with each quick failure. While a node
+is down the rest of the graph keeps the car safe by itself (control times out a silent policy or
+camera, the actuator's deadline catches a silent control); a dead actuator process cannot, so
+each process may carry an `on_exit` hook, which for the actuator puts the hardware at neutral.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from car.clock import WallClock
+from car.messages import DIAGNOSTICS_TOPIC, ERROR, OK, DiagnosticArray, DiagnosticStatus, Header, KeyValue, Time
+from car.transport import NodeBus
+
+log = logging.getLogger("racer.supervisor")
+
+POLL_S = 0.05
+DIAGNOSTICS_PERIOD_S = 1.0
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 5.0
+STABLE_S = 10.0
+STOP_GRACE_S = 5.0
+PARENT_ENV = "RACER_PARENT_PID"
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: Sequence[str]
+    on_exit: Callable[[], None] | None = None
+
+
+@dataclass
+class _Child:
+    spec: ProcessSpec
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    restarts: int = 0
+    failures: int = 0
+    next_start: float = 0.0
+    last_exit: str = ""
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+def die_with_parent(env: Mapping[str, str] = os.environ) -> None:
+    """In a supervised node on Linux: SIGTERM when the supervisor dies, so no node outlives it."""
+    parent = env.get(PARENT_ENV)
+    if not parent or sys.platform != "linux":
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(parent):  # it died before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Supervisor:
+    def __init__(self, specs: Sequence[ProcessSpec], bus: NodeBus, env: Mapping[str, str]):
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"process names must be unique: {names}")
+        self.bus = bus
+        self.env = {**env, PARENT_ENV: str(os.getpid())}
+        self.children = [_Child(spec) for spec in specs]
+        self._diagnostics = bus.publisher(DIAGNOSTICS_TOPIC)
+        clock = WallClock()
+        bus.timer(POLL_S, self.poll, clock)
+        bus.timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics, clock)
+
+    def _spawn(self, child: _Child) -> None:
+        child.proc = subprocess.Popen(list(child.spec.argv), env=self.env)
+        child.started = time.monotonic()
+        log.info("%s started (pid %d)", child.spec.name, child.proc.pid)
+
+    def start(self) -> None:
+        for child in self.children:
+            self._spawn(child)
+
+    def poll(self) -> None:
+        """Reap dead nodes (report at once, run their on_exit hook) and restart those whose backoff is over."""
+        now = time.monotonic()
+        changed = False
+        for child in self.children:
+            if child.proc is None:
+                if now >= child.next_start:
+                    child.restarts += 1
+                    self._spawn(child)
+                    changed = True
+                continue
+            returncode = child.proc.poll()
+            if returncode is None:
+                continue
+            child.proc = None
+            child.last_exit = describe_exit(returncode)
+            child.failures = 1 if now - child.started >= STABLE_S else child.failures + 1
+            delay = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (child.failures - 1))
+            child.next_start = now + delay
+            log.error("%s %s; restarting in %.1f s", child.spec.name, child.last_exit, delay)
+            if child.spec.on_exit is not None:
+                child.spec.on_exit()
+            changed = True
+        if changed:
+            self.publish_diagnostics()
+
+    def status(self, child: _Child) -> DiagnosticStatus:
+        running = child.proc is not None
+        if running:
+            message = "running"
+        else:
+            message = f"{child.last_exit}; restarting in {max(0.0, child.next_start - time.monotonic()):.1f} s"
+        return DiagnosticStatus(
+            level=OK if running else ERROR, name=f"supervisor/{child.spec.name}", message=message,
+            values=(KeyValue("pid", str(child.proc.pid) if running else ""), KeyValue("restarts", str(child.restarts)),
+                    KeyValue("last_exit", child.last_exit)))
+
+    def publish_diagnostics(self) -> None:
+        self._diagnostics(DiagnosticArray(Header(Time.from_seconds(time.time())),
+                                          tuple(self.status(c) for c in self.children)))
+
+    def stop(self) -> None:
+        """SIGTERM every node (each ends at neutral on its own), then SIGKILL what is still there after the grace."""
+        alive = [c for c in self.children if c.proc is not None]
+        for child in alive:
+            child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for child in alive:
+            try:
+                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("%s did not stop within %.0f s: killed", child.spec.name, STOP_GRACE_S)
+                child.proc.kill()
+                child.proc.wait()
+                if child.spec.on_exit is not None:
+                    child.spec.on_exit()
+            child.proc = None
+
+    def run_until_signal(self, duration_s: float | None = None) -> None:
+        """Start everything, supervise until SIGTERM/SIGINT (or `duration_s`), then stop the nodes."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.bus.stop())
+        if duration_s is not None:
+            self.bus.timer(duration_s, self.bus.stop, WallClock())
+        try:
+            self.start()
+            self.bus.spin()
+        finally:
+            self.stop()
+            self.bus.close()

@@ -1,0 +1,33 @@
+"""The QoS of each topic, one table for every transport (ROS 2 QoS terms; dds and rclpy map them)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC
+from car.wire import CLOCK_TOPIC, COMMAND_TOPIC, SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC
+
+
+@dataclass(frozen=True)
+class TopicQos:
+    """Keep-last depth and reliability (durability is always volatile). `deadline_s` is what the
+    topic's writers promise; a reader's deadline must be no shorter, or DDS does not match them."""
+
+    reliable: bool
+    depth: int
+    deadline_s: float | None = None
+
+
+SENSOR = TopicQos(reliable=False, depth=1)  # a late frame is worth less than the next one
+COMMAND = TopicQos(reliable=True, depth=1)  # only the newest command counts, but it must arrive
+DRIVE_DEADLINE_S = 0.05  # control publishes /drive on every tick, far more often than this
+TOPIC_QOS: dict[str, TopicQos] = {
+    CAMERA_TOPIC: SENSOR,
+    SIM_CAMERA_TOPIC: SENSOR,
+    CLOCK_TOPIC: SENSOR,
+    POLICY_TOPIC: COMMAND,
+    TELEOP_TOPIC: COMMAND,
+    SIM_SERVO_TOPIC: COMMAND,
+    DRIVE_TOPIC: TopicQos(reliable=True, depth=1, deadline_s=DRIVE_DEADLINE_S),
+    DIAGNOSTICS_TOPIC: TopicQos(reliable=True, depth=10),
+    COMMAND_TOPIC: TopicQos(reliable=True, depth=10),  # commands are not dropped for newer ones
+}

@@ -1,0 +1,118 @@
+"""rclpy transport: the same node processes as `dds`, as real ROS 2 nodes (the Docker image runs these).
+
+Messages cross rclpy as serialized CDR (raw subscriptions, publishing bytes), encoded by `car.wire`,
+so both transports put the same bytes on the wire and no per-type conversion lives here. rclpy is
+imported when a RosBus is made, never before: the car runs without ROS 2 installed.
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from car.clock import Clock
+from car.transport.qos import TOPIC_QOS, TopicQos
+from car.wire import WireType, wire_type
+
+SPIN_PERIOD_S = 0.1
+
+
+def _message_class(wire: WireType) -> type:
+    package, kind, name = wire.ros_type.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+class _RosClock:
+    def __init__(self, node: Any):
+        self._clock = node.get_clock()
+
+    def now(self) -> float:
+        return self._clock.now().nanoseconds * 1e-9
+
+
+class RosBus:
+    """`car.transport.NodeBus` on one rclpy node and a single-threaded executor."""
+
+    def __init__(self, name: str, ros_args: Sequence[str] = ()):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self._rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(args=["racer", "--ros-args", *ros_args] if ros_args else None, context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._stopping = threading.Event()
+        self._keep: list[Any] = []
+        self._deadlines: dict[str, tuple[float, Callable[[], None]]] = {}
+        self._posted: deque[Callable[[], None]] = deque()
+        self._guard = self.node.create_guard_condition(self._run_posted)
+
+    def _qos(self, qos: TopicQos, deadline_s: float | None) -> Any:
+        from rclpy.duration import Duration
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=qos.depth,
+                             reliability=ReliabilityPolicy.RELIABLE if qos.reliable else ReliabilityPolicy.BEST_EFFORT,
+                             durability=DurabilityPolicy.VOLATILE)
+        if deadline_s is not None:
+            profile.deadline = Duration(nanoseconds=int(deadline_s * 1e9))
+        return profile
+
+    def publisher(self, topic: str) -> Callable[[Any], None]:
+        wire, qos = wire_type(topic), TOPIC_QOS[topic]
+        pub = self.node.create_publisher(_message_class(wire), topic, self._qos(qos, qos.deadline_s))
+        return lambda msg: pub.publish(wire.encode(msg))
+
+    def subscribe(self, topic: str, callback: Callable[[Any], None]) -> None:
+        wire = wire_type(topic)
+        deadline = self._deadlines.get(topic)
+        events = {}
+        if deadline:
+            try:
+                from rclpy.event_handler import SubscriptionEventCallbacks
+            except ImportError:  # Humble
+                from rclpy.qos_event import SubscriptionEventCallbacks
+            events["event_callbacks"] = SubscriptionEventCallbacks(deadline=lambda info: deadline[1]())
+        self._keep.append(self.node.create_subscription(
+            _message_class(wire), topic, lambda data: callback(wire.decode(data)),
+            self._qos(TOPIC_QOS[topic], deadline[0] if deadline else None), raw=True, **events))
+
+    def watch_deadline(self, topic: str, period_s: float, on_missed: Callable[[], None]) -> None:
+        """As DdsBus.watch_deadline: later subscriptions to `topic` request the deadline."""
+        self._deadlines[topic] = (period_s, on_missed)
+
+    def timer(self, period_s: float, callback: Callable[[], None], clock: Clock) -> None:
+        """On the node's clock, which is `clock` (node_clock) and follows /clock under use_sim_time."""
+        self._keep.append(self.node.create_timer(period_s, callback))
+
+    def node_clock(self, sim_time: bool) -> Clock:
+        if sim_time:
+            from rclpy.parameter import Parameter
+            self.node.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])
+        return _RosClock(self.node)
+
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the executor's thread (safe from any thread: triggering a guard condition is)."""
+        self._posted.append(fn)
+        self._guard.trigger()
+
+    def _run_posted(self) -> None:
+        while self._posted:
+            self._posted.popleft()()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def spin(self) -> None:
+        while not self._stopping.is_set() and self._rclpy.ok(context=self.context):
+            self.executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+
+    def close(self) -> None:
+        self._stopping.set()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self._rclpy.try_shutdown(context=self.context)

@@ -1,0 +1,120 @@
+"""`racer node NAME`: one node of the car graph as a process.
+
+`racer car --transport dds|ros` starts these under its supervisor and `launch/car.launch.py` starts
+them as ROS 2 nodes. Here the node's outside world is resolved (camera source, actuator driver and
+calibration, model bundle, the simulator), which the car package leaves to its caller.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+NODE_NAMES = ("sim", "camera", "policy", "control", "actuator", "recorder")
+NODE_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("node", description="Run one node of the car graph (started by `racer car` and the "
+                                           "launch file).")
+    p.add_argument("name", choices=NODE_NAMES)
+    p.add_argument("--config", type=Path, help="ROS 2 parameter YAML (default: launch/params/car.yaml)")
+    p.add_argument("--transport", choices=("dds", "ros"), default="dds")
+    p.add_argument("--sim-time", action="store_true", help="follow the simulator's /clock (use_sim_time)")
+    p.add_argument("--track", help="sim: the track to simulate")
+    p.add_argument("--sim-rate", type=float, default=1.0, help="sim: simulated seconds per wall second")
+    p.add_argument("--camera", metavar="SPEC", help="camera: source spec (default: camera.source)")
+    p.add_argument("--actuator", metavar="SPEC", help="actuator: driver spec (default: actuator.spec)")
+    p.add_argument("--calibration", type=Path, help="actuator: DeepRacer calibration.json")
+    p.add_argument("--model", type=Path, help="policy: model bundle (default: policy.model, else the bundled model)")
+    p.add_argument("--autostart", action="store_true", help="control: start in autonomous mode (simulator only)")
+    p.add_argument("--record", type=Path, metavar="DIR", help="recorder: directory for the bag")
+    p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
+                   help="ROS 2 arguments (added by ros2 launch)")
+    p.set_defaults(func=run)
+
+
+def _fail(name: str, message: str) -> int:
+    print(f"racer node {name}: {message}", file=sys.stderr)
+    return 2
+
+
+def open_driver(spec: str, args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> Any:
+    """The actuator driver for `spec`: the simulator link, or hardware with its DeepRacer calibration."""
+    if spec == "sim":
+        from car.simlink import SimLinkDriver
+        return SimLinkDriver(bus)
+    from calibration.servo import resolve
+    from car.actuators.open import open_actuator
+    calibration, _ = resolve(args.calibration or params["actuator"].get("calibration"))
+    return open_actuator(spec, calibration)
+
+
+def _build(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> list[Any]:
+    """The node on `bus`; returns what to close when it ends."""
+    from car import node
+
+    clock = bus.node_clock(args.sim_time)
+    if args.name == "camera":
+        spec = args.camera or params["camera"].get("source") or ""
+        if spec == "sim":
+            from car.simlink import SimLinkCamera
+            source = SimLinkCamera(bus)
+        else:
+            from car.camera import open_camera
+            source = open_camera(spec, fps=float(params["camera"].get("fps", 15.0)))
+        camera = node.CameraProcess(bus, clock, source)
+        camera.start()
+        return [camera.close]
+    if args.name == "policy":
+        from car.bundle import load_bundle
+        from car.inference import Policy
+        from car.stack import PolicyModel
+        from racer.commands.demo import DEFAULT_MODEL
+
+        bundle = load_bundle(args.model or Path(params["policy"].get("model") or DEFAULT_MODEL))
+        node.PolicyProcess(bus, clock, PolicyModel(Policy(bundle).infer, bundle.spec, bundle.metadata), params)
+        return []
+    if args.name == "control":
+        node.ControlProcess(bus, clock, params, autostart=args.autostart)
+        return []
+    if args.name == "actuator":
+        spec = args.actuator or params["actuator"].get("spec") or ""
+        actuator = node.ActuatorProcess(bus, clock, open_driver(spec, args, params, bus), params)
+        return [actuator.close]
+    if args.record is None:
+        raise ValueError("the recorder needs --record DIR")
+    from car.recorder import BagRecorder
+    recorder = BagRecorder(bus, clock, args.record)
+    logging.getLogger("racer.node").info("recording to %s", recorder.path)
+    return [recorder.close]
+
+
+def run(args: argparse.Namespace) -> int:
+    from car.config import load_params
+    from car.node import spin_until_signal
+    from car.supervisor import die_with_parent
+    from car.transport import open_bus
+    from car.transport.dds import TimeWentBackwards
+
+    die_with_parent()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
+    if args.autostart and not args.sim_time:
+        return _fail(args.name, "--autostart is for the simulator (with --sim-time)")
+    try:
+        params = load_params(args.config)
+        if args.name == "sim":
+            from racer.sim_world import run_world
+            return run_world(args, params)
+        bus = open_bus(args.transport, args.name, args.ros_args)
+        closers = _build(args, params, bus)
+    except NODE_ERRORS as exc:
+        return _fail(args.name, str(exc))
+    try:
+        spin_until_signal(bus, closers)
+    except TimeWentBackwards as exc:  # the simulator restarted: start again with fresh state
+        return _fail(args.name, str(exc))
+    return 0

@@ -1,0 +1,143 @@
+"""Shared by the DDS and bag tests: a private loopback domain, a monitor on the graph's topics, the driving
+model, and replaying a bag as the camera into a policy."""
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from rosbags.highlevel import AnyReader
+
+from car.bag import BagSource, typestore
+from car.bundle import load_bundle
+from car.clock import SimClock
+from car.decode import ActionDecoder
+from car.graph import CameraNode, PolicyNode
+from car.inference import Policy
+from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC, DiagnosticStatus, Time
+from car.nodes.control import ControlParams
+from car.nodes.policy import PolicyCore
+from car.preprocess import Preprocessor
+from car.transport.local import LocalBus
+from car.transport.dds import SHIPPED_CONFIG, DdsBus
+from racer.commands.demo import DEFAULT_MODEL
+
+PYTHON = sys.executable
+
+
+def driving_model() -> Path:
+    """The bundled model (or RACER_TEST_MODEL): the lap and replay tests need a model that drives."""
+    model = Path(os.environ.get("RACER_TEST_MODEL", DEFAULT_MODEL))
+    if not (model / "model_metadata.json").exists() and not model.is_file():
+        pytest.skip(f"no driving model at {model}")
+    return model
+
+
+@contextmanager
+def loopback_domain() -> Iterator[dict[str, str]]:
+    """This process and its children on a random ROS domain over the shipped loopback-only config.
+
+    The tests force the shipped config even where CYCLONEDDS_URI is set, so no test sends DDS
+    traffic beyond 127.0.0.1; a random domain keeps concurrent runs on one machine apart."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CYCLONEDDS_URI", SHIPPED_CONFIG.as_uri())
+        mp.setenv("ROS_DOMAIN_ID", str(random.randint(1, 230)))
+        yield dict(os.environ)
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+class Monitor:
+    """A DdsBus in the test process, spinning on its own thread, that keeps every message it receives."""
+
+    def __init__(self, topics: tuple[str, ...]):
+        self.bus = DdsBus("test_monitor")
+        self.lock = threading.Lock()
+        self.messages: list[tuple[str, float, Any]] = []
+        for topic in topics:
+            self.bus.subscribe(topic, lambda msg, t=topic: self._keep(t, msg))
+        self._thread = threading.Thread(target=self.bus.spin, daemon=True)
+        self._thread.start()
+
+    def _keep(self, topic: str, msg: Any) -> None:
+        with self.lock:
+            self.messages.append((topic, time.monotonic(), msg))
+
+    def arrivals(self, topic: str, since: float = 0.0) -> list[tuple[float, Any]]:
+        """(monotonic arrival time, message) for `topic` since `since`: for ordering, never for speed."""
+        with self.lock:
+            return [(at, m) for t, at, m in self.messages if t == topic and at >= since]
+
+    def received(self, topic: str, since: float = 0.0) -> list[Any]:
+        return [m for _, m in self.arrivals(topic, since)]
+
+    def statuses(self, name: str, since: float = 0.0) -> list[tuple[float, DiagnosticStatus]]:
+        """(stamp, status) of every /diagnostics status called `name`, in arrival order."""
+        return [(array.header.stamp.to_seconds(), status) for array in self.received(DIAGNOSTICS_TOPIC, since)
+                for status in array.status if status.name == name]
+
+    def publisher(self, topic: str) -> Callable[[Any], None]:
+        """Publish from the test thread, on the bus's own thread."""
+        publish = self.bus.publisher(topic)
+        return lambda msg: self.bus.post(lambda: publish(msg))
+
+    def close(self) -> None:
+        self.bus.stop()
+        self._thread.join(timeout=5)
+        self.bus.close()
+
+
+def racer(log: Path, *args: str) -> subprocess.Popen:
+    """`racer ARGS` in the background, its output (and its children's) in `log`."""
+    with open(log, "w") as out:
+        return subprocess.Popen([PYTHON, "-m", "racer.cli", *args], stdout=out, stderr=subprocess.STDOUT)
+
+
+def as_float32(drive) -> tuple[np.float32, np.float32]:
+    """AckermannDrive carries float32: what a command is once it has been on the wire."""
+    return np.float32(drive.steering_angle), np.float32(drive.speed)
+
+
+def replay_policy(bag, model_path):
+    """Replay the bag's frames as the camera into a policy node: {stamp: (steering, speed)}."""
+    bus, clock = LocalBus(), SimClock()
+    bundle = load_bundle(model_path)
+    cp = ControlParams()
+    PolicyNode(bus, clock, PolicyCore(Policy(bundle).infer, Preprocessor(bundle.spec), ActionDecoder(bundle.metadata),
+                                      cp.max_steering_rad, cp.max_speed_mps))
+    out = {}
+    bus.subscribe(POLICY_TOPIC, lambda m: out.setdefault(m.header.stamp, as_float32(m.drive)))
+    source = BagSource(bag, realtime=False)
+    source.open()
+    camera = CameraNode(bus, clock, source)
+    with AnyReader([bag], default_typestore=typestore()) as reader:
+        frames = sum(c.msgcount for c in reader.connections if c.topic == CAMERA_TOPIC)
+    for _ in range(frames):
+        camera.spin_once()
+    source.release()
+    return out
+
+
+def recorded_commands(bag):
+    store = typestore()
+    with AnyReader([bag], default_typestore=store) as reader:
+        return {Time(m.header.stamp.sec, m.header.stamp.nanosec): as_float32(m.drive)
+                for m in (reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages()
+                          if c.topic == POLICY_TOPIC)}

@@ -1,0 +1,34 @@
+"""Command-line errors of `racer car --transport dds` and `racer node`: each a one-line reason, exit 2, no traceback."""
+import subprocess
+import sys
+
+import pytest
+
+from tests.dds_support import loopback_domain
+
+
+def racer(*args):
+    with loopback_domain() as env:
+        return subprocess.run([sys.executable, "-m", "racer.cli", *args], capture_output=True, text=True, timeout=60,
+                              env=env)
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["car", "--transport", "dds"], "the sim camera and actuator need --sim TRACK"),
+    (["car", "--transport", "dds", "--sim", "reinvent_base", "--sim-rate", "0"], "--sim-rate must be positive"),
+    (["car", "--sim", "reinvent_base", "--sim-rate", "2"], "--sim-rate needs --transport dds or ros"),
+    (["car", "--transport", "dds", "--sim", "reinvent_base", "--console", "127.0.0.1:8080"],
+     "--console runs with --transport local"),
+    (["node", "recorder"], "the recorder needs --record DIR"),
+    (["node", "sim"], "the sim node needs --track NAME"),
+    (["node", "sim", "--track", "Monaco"], "unknown track"),
+    (["node", "control", "--autostart"], "--autostart is for the simulator"),
+    (["node", "policy", "--model", "/nonexistent/bundle"], "/nonexistent/bundle"),
+    (["node", "camera", "--camera", "v4l2:/dev/video99"], "/dev/video99 does not exist"),
+    (["node", "actuator", "--actuator", "servo:1"], "unknown actuator spec 'servo:1'"),
+])
+def test_bad_input_is_a_clear_error(args, reason):
+    proc = racer(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert reason.lower() in proc.stderr.lower()
+    assert "Traceback" not in proc.stderr
