@@ -58,3 +58,60 @@ def test_help_lists_commands():
     assert proc.returncode == 0
     for command in ("demo", "model", "bench", "train", "export"):
         assert command in proc.stdout
+
+
+CLOSED_TRACKS = ["reinvent_base", "Oval_track", "Bowtie_track", "reInvent2019_track", "2024_reinvent_champ_ccw",
+                 "2024_reinvent_champ_cw", "Spain_track", "Tokyo_Training_track"]
+
+
+def test_bundled_model_laps_at_least_seven_of_eight_closed_tracks():
+    """The spine's bar; the model card lists which tracks training saw (at most three)."""
+    from car.bundle import load_bundle
+    from car.inference import Policy
+    from car.stack import PolicyModel
+    from sim2real.drive import run_laps
+    from sim2real.sim.track import Track
+    from sim2real.sim.world import Simulator
+
+    with load_bundle(DEFAULT_MODEL) as bundle:
+        model = PolicyModel(Policy(bundle).infer, bundle.spec, bundle.metadata)
+        trained_on = bundle.info["config"]["tracks"]
+        results = {}
+        for name in CLOSED_TRACKS:
+            sim = Simulator(Track.load(name))
+            sim.reset()
+            results[name] = run_laps(sim, model, laps=1).completed_laps
+    assert len(trained_on) <= 3
+    assert sum(results.values()) >= 7, results
+
+
+def test_live_demo_serves_the_console_while_driving(tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*RACER, "demo", "--laps", "1", "--json", "--console", f"127.0.0.1:{port}",
+                             "--state-dir", str(tmp_path / "state")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = None
+        deadline = time.monotonic() + 60
+        while ready is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/server_ready", timeout=1) as r:
+                    ready = json.loads(r.read())
+            except OSError:
+                time.sleep(0.2)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert ready is not None and ready.get("success") is True
+    assert proc.returncode == 0, err
+    assert "shown once" in err and str(tmp_path / "state") in err
+    summary = json.loads(out)
+    assert summary["completed_laps"] == 1 and summary["laps"][0]["off_track"] is False
+    assert list((tmp_path / "state").iterdir())  # the console kept its state where it was told

@@ -20,6 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-speed", type=float, default=0.5, help="max-speed setting 0..1 (default: %(default)s)")
     p.add_argument("--headless", action="store_true", help="run as fast as possible instead of in real time")
     p.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
+    p.add_argument("--console", default="127.0.0.1:8080", metavar="HOST:PORT",
+                   help="serve the device console while driving in real time (default: %(default)s; "
+                        "'off' to disable)")
+    p.add_argument("--state-dir", type=Path, help="console state (password, uploaded models); "
+                                                  "default: the console's own state dir")
     p.set_defaults(func=run)
 
 
@@ -34,12 +39,17 @@ def run(args: argparse.Namespace) -> int:
     if args.laps < 0:
         print("racer demo: --laps must be 0 or more", file=sys.stderr)
         return 2
+    if not 0.0 < args.max_speed <= 1.0:
+        print("racer demo: --max-speed must be in (0, 1]", file=sys.stderr)
+        return 2
     try:
         track = Track.load(args.track)
         bundle = load_bundle(args.model)
     except (ValueError, BundleError) as exc:
         print(f"racer demo: {exc}", file=sys.stderr)
         return 2
+    if not args.headless:
+        return run_live(args, track, bundle)
     model = PolicyModel(Policy(bundle).infer, bundle.spec, bundle.metadata)
     sim = Simulator(track)
     sim.reset()
@@ -60,3 +70,68 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"track": track.name, "laps": [lap.to_json() for lap in result.laps],
                           "completed_laps": result.completed_laps, "model": bundle.name}))
     return 0 if not failed else 1
+
+
+class _LapReporter:
+    """Wraps the simulator for the real-time runtime: prints laps, ends the run after N of them."""
+
+    def __init__(self, sim, laps: int, stop) -> None:
+        self.sim, self.laps, self.stop = sim, laps, stop
+        self.dt = sim.dt
+        self.results: list[dict] = []
+        self.lap_start = 0.0
+
+    def step(self):
+        info = self.sim.step()
+        if info.lap_completed:
+            print(f"  lap {info.laps}: {info.lap_time:6.2f} s", file=sys.stderr)
+            self.results.append({"time_s": round(info.lap_time, 3), "progress": 100.0, "off_track": False})
+            self.lap_start = info.time
+        elif info.off_track:
+            print(f"  off track at {info.progress:.1f}%: stopping", file=sys.stderr)
+            self.results.append({"time_s": round(info.time - self.lap_start, 3), "progress": round(info.progress, 2),
+                                 "off_track": True})
+            self.stop.set()
+        if self.laps and len(self.results) >= self.laps:
+            self.stop.set()
+        return info
+
+
+def run_live(args: argparse.Namespace, track, bundle) -> int:
+    """Real time through the same runtime as `racer car --sim`, with the console on loopback."""
+    import threading
+
+    from car.clock import SimClock
+    from car.config import load_params
+    from car.inference import Policy
+    from car.runtime import CarRuntime
+    from car.stack import LocalStack, PolicyModel
+    from racer.commands.console import start_car_console
+    from sim2real.sim.adapters import SimActuator, SimCamera
+    from sim2real.sim.world import Simulator
+
+    params = load_params()
+    sim = Simulator(track)
+    clock = SimClock(sim.time)
+    stop = threading.Event()
+    reporter = _LapReporter(sim, args.laps, stop)
+    stack = LocalStack(clock, SimCamera(sim), SimActuator(sim),
+                       PolicyModel(Policy(bundle).infer, bundle.spec, bundle.metadata), params)
+    runtime = CarRuntime(stack, sim=reporter, on_sim_time=clock.set, stop_event=stop)
+    if args.console != "off":
+        console_args = argparse.Namespace(console=args.console, state_dir=args.state_dir, calibration=None)
+        try:
+            start_car_console(console_args, params, runtime, bundle.name)
+        except (OSError, ValueError) as exc:
+            print(f"racer demo: console not started: {exc}", file=sys.stderr)
+            return 2
+        print(f"racer demo: console on http://{args.console}/ (Ctrl-C to stop)", file=sys.stderr)
+    runtime.call(stack.control.core.set_max_speed, args.max_speed)
+    runtime.command("set_mode", "autonomous")
+    runtime.command("start")
+    runtime.run_until_signal()
+    if args.json:
+        print(json.dumps({"track": track.name, "laps": reporter.results,
+                          "completed_laps": sum(1 for lap in reporter.results if not lap["off_track"]),
+                          "model": bundle.name}))
+    return 0 if all(not lap["off_track"] for lap in reporter.results) else 1
