@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import yaml
 
+from car.yamlfile import read_yaml
+
 from calibration.files import replace_atomically
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -132,12 +134,7 @@ def _read_matrix(document: dict[str, Any], key: str, rows: int, cols: int, path:
 def load_camera_info(path: str | os.PathLike[str]) -> CameraInfo:
     """Read a ROS camera_info YAML (plumb_bob); errors name the file and the key."""
     name = str(path)
-    try:
-        document = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise CameraCalibrationError(f"{name}: cannot read: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise CameraCalibrationError(f"{name}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    document = read_yaml(path, CameraCalibrationError)
     if not isinstance(document, dict):
         raise CameraCalibrationError(f"{name}: not a camera_info mapping")
     for key in ("image_width", "image_height"):

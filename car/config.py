@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
+from car.yamlfile import read_yaml
 
 DEFAULT_PARAMS = Path(__file__).resolve().parent.parent / "launch" / "params" / "car.yaml"
 NODES = ("camera", "policy", "control", "actuator", "console", "recorder")
@@ -13,12 +13,7 @@ NODES = ("camera", "policy", "control", "actuator", "console", "recorder")
 def load_params(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Per-node parameters with the `/**` wildcard section merged under each node's own."""
     path = Path(path) if path else DEFAULT_PARAMS
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ValueError(f"cannot read parameters {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"parameters {path} are not valid YAML: {exc}") from None
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"parameters {path}: expected a mapping of node names")
     common = _section(data, "/**", path)
