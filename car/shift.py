@@ -21,22 +21,32 @@ GRID = (3, 4)
 IGNORED_REGIONS = 2
 
 
-def region_means(frame: np.ndarray, grid: tuple[int, int] = GRID) -> np.ndarray:
-    """Mean of each of rows x cols regions of an (H, W) or (H, W, C) frame, channels averaged."""
+def _grey(frame: np.ndarray) -> np.ndarray:
+    """An (H, W) float32 image from an (H, W) or (H, W, C) frame, channels averaged."""
     image = np.asarray(frame, np.float32)
     if image.ndim == 3:
-        image = image.mean(axis=2)
+        image = image[..., 0] if image.shape[2] == 1 else image.mean(axis=2)
+    return np.ascontiguousarray(image)
+
+
+def region_means(frame: np.ndarray, grid: tuple[int, int] = GRID) -> np.ndarray:
+    """Mean of each of rows x cols regions of an (H, W) or (H, W, C) frame, channels averaged."""
     rows, cols = grid
-    return cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA).reshape(-1)
+    return cv2.resize(_grey(frame), (cols, rows), interpolation=cv2.INTER_AREA).reshape(-1)
+
+
+def contrast(frame: np.ndarray) -> float:
+    """Std of the frame's pixels, channels averaged."""
+    return float(cv2.meanStdDev(_grey(frame))[1][0, 0])
 
 
 def region_statistics(features: np.ndarray, grid: tuple[int, int] = GRID) -> dict[str, Any]:
     """The monitor's statistics of training frames (N, H, W, C), for racer.json."""
     means = np.stack([region_means(f, grid) for f in features])
-    contrast = features.reshape(len(features), -1).std(axis=1)
+    contrasts = np.array([contrast(f) for f in features])
     return {"grid": list(grid), "mean": means.mean(axis=0).round(6).tolist(),
             "std": means.std(axis=0).round(6).tolist(),
-            "contrast_mean": round(float(contrast.mean()), 6), "contrast_std": round(float(contrast.std()), 6)}
+            "contrast_mean": round(float(contrasts.mean()), 6), "contrast_std": round(float(contrasts.std()), 6)}
 
 
 class ShiftMonitor:
@@ -74,6 +84,6 @@ class ShiftMonitor:
         x = tensor[0]
         frame = x[-self._per_frame:].transpose(1, 2, 0) if self.spec.layout == "NCHW" else x[..., -self._per_frame:]
         z = (region_means(frame, self.grid) - self.mean) / self.std
-        contrast = (float(frame.std()) - self.contrast[0]) / self.contrast[1]
-        squares = np.sort(np.append(z * z, contrast * contrast))[:-IGNORED_REGIONS]
+        spread = (contrast(frame) - self.contrast[0]) / self.contrast[1]
+        squares = np.sort(np.append(z * z, spread * spread))[:-IGNORED_REGIONS]
         return float(np.sqrt(squares.mean()))

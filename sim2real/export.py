@@ -15,7 +15,8 @@ from car.bundle import Bundle, load_bundle, save_bundle
 from car.inference import Policy
 from car.metadata import ModelMetadata
 from car.preprocess import PreprocessSpec
-from sim2real.imitation import to_tensor
+from car.shift import region_statistics
+from sim2real.imitation import load_checkpoint, sample_frames, to_tensor
 
 MAX_ABS_ERROR = 1e-4
 MAX_ARGMAX_DISAGREEMENT = 1e-3
@@ -37,12 +38,13 @@ class EquivalenceReport:
 
 
 def image_stats(features: np.ndarray) -> dict[str, Any]:
-    """Training-image statistics for the car's domain-shift monitor: mean, std, a 16-bin histogram."""
+    """Training-image statistics for the car's domain-shift monitor (`car.shift`): mean, std, a
+    16-bin histogram, and per-region brightness and per-frame contrast statistics."""
     flat = features.astype(np.float32).reshape(-1)
     hist, edges = np.histogram(flat, bins=16, range=(float(flat.min()), float(flat.max()) + 1e-6))
     return {"mean": float(flat.mean()), "std": float(flat.std()),
             "histogram": (hist / hist.sum()).round(6).tolist(), "histogram_edges": edges.round(6).tolist(),
-            "frames": int(features.shape[0])}
+            "frames": int(features.shape[0]), "regions": region_statistics(features.astype(np.float32))}
 
 
 def export_onnx(net: torch.nn.Module, spec: PreprocessSpec, path: Path) -> Path:
@@ -90,3 +92,15 @@ def export_bundle(net: torch.nn.Module, spec: PreprocessSpec, metadata: dict[str
             out_dir.rmdir()
         (Path(tmp) / "bundle").rename(out_dir)
     return load_bundle(out_dir), report
+
+
+def export_checkpoint(checkpoint: Path, out_dir: Path, frames: int = 1000) -> tuple[Bundle, EquivalenceReport]:
+    """A `racer train` checkpoint -> bundle, gated and described on frames drawn the way it trained
+    (same tracks, randomization, augmentation and camera)."""
+    net, spec, action_space, data = load_checkpoint(checkpoint)
+    config = data["config"]
+    features = sample_frames(spec, tuple(config["tracks"]), frames, seed=int(config["seed"]) + 1,
+                             randomization=config.get("randomization"), augmentation=config.get("augmentation"),
+                             camera_info=config.get("camera_info"))
+    info = {"trainer": data.get("trainer", "dagger"), "config": config, "checkpoint": Path(checkpoint).name}
+    return export_bundle(net, spec, action_space, features, out_dir, info)

@@ -21,7 +21,10 @@ from tqdm import tqdm
 from car.decode import ActionDecoder, speed_for_throttle
 from car.metadata import ModelMetadata, parse_metadata
 from car.preprocess import PreprocessSpec, frame_features
+from sim2real.augment import Augmenter
+from sim2real.camera_matching import camera_from_info
 from sim2real.network import DrivingNet
+from sim2real.randomize import DomainSimulator, Randomization
 from sim2real.sim.expert import PurePursuitExpert
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator
@@ -41,6 +44,11 @@ SPEC = PreprocessSpec(width=80, height=60, crop_top=18, grey_weights=(0.114, 0.5
 
 @dataclass
 class ImitationConfig:
+    """DAgger settings. `randomization` (a preset name or YAML file) draws a new domain for every
+    episode; `augmentation` (a preset name) augments the frames stored for training, while the
+    learner drives on the clean frame; `camera_info` (a ROS camera_info YAML) sets the sim camera's
+    lens. All three default to off, which is the plain simulator."""
+
     tracks: tuple[str, ...] = ("reinvent_base", "Spain_track", "2024_reinvent_champ_cw")
     iterations: int = 6
     steps_per_iteration: int = 6000
@@ -54,6 +62,9 @@ class ImitationConfig:
     start_yaw_deg: float = 15.0
     flip: bool = True
     threads: int = 2
+    randomization: str | None = None
+    augmentation: str | None = None
+    camera_info: str | None = None
 
 
 @dataclass
@@ -115,19 +126,25 @@ def collect(cfg: ImitationConfig, spec: PreprocessSpec, meta: ModelMetadata, lea
             rng: np.random.Generator, data: Dataset, progress: tqdm | None = None) -> dict[str, float]:
     """Roll out (expert with probability beta, else learner) and label every frame with the expert."""
     steps = offs = 0
-    sims = {name: Simulator(Track.load(name)) for name in cfg.tracks}
+    sims = training_simulators(cfg, rng)
     experts = {name: PurePursuitExpert(sim.track, sim.vehicle.params) for name, sim in sims.items()}
+    augment = Augmenter(cfg.augmentation, int(rng.integers(2**31))) if cfg.augmentation else None
     while steps < cfg.steps_per_iteration:
         sim = sims[cfg.tracks[int(rng.integers(len(cfg.tracks)))]]
         expert = experts[sim.track.name]
+        if cfg.randomization:
+            sim.randomize()
+            expert.vehicle = sim.vehicle.params
         sim.reset(start_index=int(rng.integers(sim.track.waypoint_count)),
                   offset=float(rng.uniform(-cfg.start_offset_m, cfg.start_offset_m)),
                   yaw_offset=math.radians(float(rng.uniform(-cfg.start_yaw_deg, cfg.start_yaw_deg))))
         for _ in range(min(cfg.episode_steps, cfg.steps_per_iteration - steps)):
-            features = frame_features(spec, sim.render())
+            frame = sim.render()
+            features = frame_features(spec, frame)
             st = sim.vehicle.state
             steering, throttle = expert.act(st.x, st.y, st.yaw, st.speed)
-            data.add(features, expert_targets(meta, steering, throttle, cfg.max_speed_setting))
+            stored = features if augment is None else frame_features(spec, augment(frame))
+            data.add(stored, expert_targets(meta, steering, throttle, cfg.max_speed_setting))
             if learner is not None and rng.random() >= beta:
                 steering, throttle = learner.act(features)
             sim.apply(steering, throttle)
@@ -139,6 +156,17 @@ def collect(cfg: ImitationConfig, spec: PreprocessSpec, meta: ModelMetadata, lea
                 offs += 1
                 break
     return {"steps": steps, "off_track_episodes": offs}
+
+
+def training_simulators(cfg: ImitationConfig, rng: np.random.Generator) -> dict[str, Simulator]:
+    """One simulator per training track: plain, or drawing domains from `cfg.randomization` (seeded
+    from `rng` only then, so the plain run's random stream is unchanged)."""
+    camera = camera_from_info(cfg.camera_info) if cfg.camera_info else None
+    if not cfg.randomization:
+        return {name: Simulator(Track.load(name), camera=camera) for name in cfg.tracks}
+    randomization = Randomization.load(cfg.randomization)
+    return {name: DomainSimulator(Track.load(name), randomization, int(rng.integers(2**31)), camera=camera)
+            for name in cfg.tracks}
 
 
 def fit(net: DrivingNet, spec: PreprocessSpec, data: Dataset, cfg: ImitationConfig, rng: np.random.Generator) -> float:
@@ -195,14 +223,17 @@ def train_imitation(cfg: ImitationConfig, spec: PreprocessSpec = SPEC, action_sp
     return net, meta, history, data
 
 
-def config_json(cfg: ImitationConfig) -> dict[str, Any]:
+def config_json(cfg: Any) -> dict[str, Any]:
+    """A trainer's config dataclass as JSON-ready values."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
 
 
 def save_checkpoint(path: Path, net: DrivingNet, spec: PreprocessSpec, action_space: dict[str, Any],
-                    cfg: ImitationConfig, history: TrainingHistory) -> Path:
+                    cfg: Any, history: list[dict[str, Any]], trainer: str = "dagger") -> Path:
+    """`cfg` is the trainer's config (ImitationConfig or PPOConfig); export reads its tracks, seed,
+    randomization and augmentation."""
     torch.save({"state_dict": net.state_dict(), "spec": spec.to_json(), "action_space": action_space,
-                "config": config_json(cfg), "history": history.iterations}, path)
+                "config": config_json(cfg), "history": history, "trainer": trainer}, path)
     return path
 
 
@@ -217,9 +248,13 @@ def load_checkpoint(path: Path) -> tuple[DrivingNet, PreprocessSpec, dict[str, A
     return net, spec, data["action_space"], data
 
 
-def sample_frames(spec: PreprocessSpec, tracks: tuple[str, ...], count: int, seed: int) -> np.ndarray:
-    """Preprocessed frames from expert drives, for the export gate and the image statistics."""
-    cfg = ImitationConfig(tracks=tracks, steps_per_iteration=count, seed=seed)
+def sample_frames(spec: PreprocessSpec, tracks: tuple[str, ...], count: int, seed: int,
+                  randomization: str | None = None, augmentation: str | None = None,
+                  camera_info: str | None = None) -> np.ndarray:
+    """Preprocessed frames from expert drives, for the export gate and the image statistics; pass
+    the training run's randomization and augmentation so the statistics describe what it saw."""
+    cfg = ImitationConfig(tracks=tracks, steps_per_iteration=count, seed=seed, randomization=randomization,
+                          augmentation=augmentation, camera_info=camera_info)
     data = Dataset(spec.input_shape())
     collect(cfg, spec, parse_metadata(ACTION_SPACE), None, 1.0, np.random.default_rng(seed), data)
     return data.arrays()[0].astype(np.float32)

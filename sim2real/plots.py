@@ -4,23 +4,72 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 
-def training_curve(history: list[dict[str, Any]], path: Path) -> Path:
+
+def _pyplot() -> Any:
+    """pyplot on the file-only Agg backend, imported late so commands that plot nothing stay fast."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
 
-    its = [h["iteration"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.plot(its, [h["loss"] for h in history], "o-", label="imitation loss")
-    ax.set_xlabel("DAgger iteration")
-    ax.set_ylabel("weighted MSE")
-    ax.set_yscale("log")
-    ax2 = ax.twinx()
-    ax2.bar(its, [h["off_track_episodes"] for h in history], alpha=0.25, color="tab:red", label="off-track episodes")
-    ax2.set_ylabel("off-track episodes in rollouts")
-    fig.legend(loc="upper right")
+
+def _save(plt: Any, fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _twin_axes(plt: Any, xlabel: str, left: str, right: str) -> tuple[Any, Any, Any]:
+    """A figure with a left and a right y axis over one x axis."""
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(left)
+    ax2 = ax.twinx()
+    ax2.set_ylabel(right)
+    return fig, ax, ax2
+
+
+def training_curve(history: list[dict[str, Any]], path: Path) -> Path:
+    plt = _pyplot()
+    its = [h["iteration"] for h in history]
+    fig, ax, ax2 = _twin_axes(plt, "DAgger iteration", "weighted MSE", "off-track episodes in rollouts")
+    ax.plot(its, [h["loss"] for h in history], "o-", label="imitation loss")
+    ax.set_yscale("log")
+    ax2.bar(its, [h["off_track_episodes"] for h in history], alpha=0.25, color="tab:red", label="off-track episodes")
+    fig.legend(loc="upper right")
+    return _save(plt, fig, path)
+
+
+def gap_plot(summary: dict[str, dict[str, Any]], domains: list[str], path: Path) -> Path:
+    """Lap completion per held-out domain, one bar per training variant (mean over seeds, with
+    the seeds' spread), and each variant's average at the right."""
+    plt = _pyplot()
+    columns = domains + ["mean"]
+    x = np.arange(len(columns))
+    width = 0.8 / max(len(summary), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(columns) + 2), 4), dpi=100)
+    for i, (variant, row) in enumerate(summary.items()):
+        heights = [row["domains"][d]["completion_pct"] for d in domains] + [row["completion_pct"]]
+        spread = [row["domains"][d]["completion_std"] for d in domains] + [float(np.std(row["completion_by_seed"]))]
+        ax.bar(x + (i - (len(summary) - 1) / 2) * width, heights, width, yerr=spread, capsize=2,
+               label=f"{variant} ({len(row['seeds'])} seeds)")
+    ax.set_xticks(x, columns, rotation=30, ha="right")
+    ax.set_ylabel("laps completed (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title("Held-out domains: lap completion by training variant")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(plt, fig, path)
+
+
+def reward_curve(history: list[dict[str, Any]], path: Path) -> Path:
+    """PPO: mean episode reward and lap progress per rollout."""
+    plt = _pyplot()
+    steps = [h["timesteps"] for h in history]
+    fig, ax, ax2 = _twin_axes(plt, "environment steps", "reward", "progress (%)")
+    ax.plot(steps, [h["mean_reward"] for h in history], "o-", label="mean episode reward")
+    ax2.plot(steps, [h["mean_progress"] for h in history], "s--", color="tab:green", label="mean progress (%)")
+    fig.legend(loc="upper left")
+    return _save(plt, fig, path)

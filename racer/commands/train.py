@@ -19,6 +19,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=8000, help="simulator steps per iteration (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=4, help="epochs over all data per iteration (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--randomization", metavar="PRESET|FILE",
+                   help="domain randomization: none, default, strong or a YAML config (default: off)")
+    p.add_argument("--augmentation", metavar="PRESET",
+                   help="image augmentation preset: none, light, default, strong (default: off)")
+    p.add_argument("--camera-info", type=Path, metavar="FILE",
+                   help="ROS camera_info YAML: train with the calibrated camera's lens")
+    p.add_argument("--algo", choices=("dagger", "ppo"), default="dagger",
+                   help="dagger: imitation of the expert (default); ppo: RL on a DeepRacer reward function")
+    p.add_argument("--reward-function", type=Path, metavar="FILE",
+                   help="ppo: a DeepRacer reward .py defining reward_function(params) "
+                        "(default: follow the centre line)")
+    p.add_argument("--timesteps", type=int, default=200_000, help="ppo: environment steps (default: %(default)s)")
     p.add_argument("--no-export", action="store_true", help="stop after the checkpoint")
     p.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     p.set_defaults(func=run_train)
@@ -40,28 +52,60 @@ def _fail(command: str, message: str) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from sim2real.augment import AugmentationError, pipeline
     from sim2real.imitation import ImitationConfig, save_checkpoint, train_imitation, SPEC, ACTION_SPACE
-    from sim2real.plots import training_curve
+    from sim2real.plots import reward_curve, training_curve
+    from sim2real.randomize import Randomization, RandomizationError
     from sim2real.sim.track import Track
 
     tracks = tuple(t for t in args.tracks.split(",") if t)
     try:
         for name in tracks:
             Track.load(name)
-    except ValueError as exc:
+        if args.randomization:
+            Randomization.load(args.randomization)
+        if args.augmentation:
+            pipeline(args.augmentation)
+    except (ValueError, RandomizationError, AugmentationError) as exc:
         return _fail("train", str(exc))
-    if args.iterations < 1 or args.steps < 1 or args.epochs < 1:
-        return _fail("train", "--iterations, --steps and --epochs must be at least 1")
+    if args.iterations < 1 or args.steps < 1 or args.epochs < 1 or args.timesteps < 1:
+        return _fail("train", "--iterations, --steps, --epochs and --timesteps must be at least 1")
+    if args.camera_info is not None and not args.camera_info.is_file():
+        return _fail("train", f"no camera_info file at {args.camera_info}")
+    if args.reward_function is not None and args.algo != "ppo":
+        return _fail("train", "--reward-function needs --algo ppo")
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         return _fail("train", f"{args.out} exists and is not empty")
-    args.out.mkdir(parents=True, exist_ok=True)
-    cfg = ImitationConfig(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps,
-                          epochs=args.epochs, seed=args.seed)
-    net, meta, history, _ = train_imitation(cfg, show_progress=not args.json)
-    checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history)
-    curve = training_curve(history.iterations, args.out / "training_curve.png")
-    (args.out / "history.json").write_text(json.dumps(history.iterations, indent=1))
-    summary = {"checkpoint": str(checkpoint), "training_curve": str(curve), "history": history.iterations}
+    randomization = args.randomization if args.randomization != "none" else None
+    augmentation = args.augmentation if args.augmentation != "none" else None
+    camera_info = str(args.camera_info) if args.camera_info else None
+    if args.algo == "ppo":
+        from sim2real.ppo import PPOConfig, train_ppo
+        from sim2real.reward import RewardFunctionError, load_reward_function
+
+        reward_file = str(args.reward_function) if args.reward_function else None
+        try:
+            if reward_file:
+                load_reward_function(reward_file)
+        except RewardFunctionError as exc:
+            return _fail("train", str(exc))
+        args.out.mkdir(parents=True, exist_ok=True)
+        cfg = PPOConfig(reward_file=reward_file, tracks=tracks, timesteps=args.timesteps, seed=args.seed,
+                        randomization=randomization, augmentation=augmentation, camera_info=camera_info)
+        net, history = train_ppo(cfg, show_progress=not args.json)
+        checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history, trainer="ppo")
+        curve = reward_curve(history, args.out / "training_curve.png")
+    else:
+        args.out.mkdir(parents=True, exist_ok=True)
+        cfg = ImitationConfig(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps,
+                              epochs=args.epochs, seed=args.seed, randomization=randomization,
+                              augmentation=augmentation, camera_info=camera_info)
+        net, _, trained, _ = train_imitation(cfg, show_progress=not args.json)
+        history = trained.iterations
+        checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history)
+        curve = training_curve(history, args.out / "training_curve.png")
+    (args.out / "history.json").write_text(json.dumps(history, indent=1))
+    summary = {"checkpoint": str(checkpoint), "training_curve": str(curve), "history": history}
     if not args.no_export:
         export = _export(checkpoint, args.out / "bundle", args.out / "bundle.tar.gz", 1000)
         summary.update(export)
@@ -71,14 +115,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _export(checkpoint: Path, out: Path, tar: Path | None, frames: int) -> dict:
     from car.bundle import pack_bundle
-    from sim2real.export import export_bundle
-    from sim2real.imitation import load_checkpoint, sample_frames
+    from sim2real.export import export_checkpoint
 
-    net, spec, action_space, data = load_checkpoint(checkpoint)
-    tracks = tuple(data["config"]["tracks"])
-    features = sample_frames(spec, tracks, frames, seed=int(data["config"]["seed"]) + 1)
-    info = {"trainer": "dagger", "config": data["config"], "checkpoint": checkpoint.name}
-    bundle, report = export_bundle(net, spec, action_space, features, out, info)
+    bundle, report = export_checkpoint(checkpoint, out, frames)
     result = {"bundle": str(out), "equivalence": report.to_json()}
     if tar is not None:
         result["tar"] = str(pack_bundle(out, tar))

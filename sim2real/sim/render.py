@@ -9,6 +9,7 @@ plus the background seen above the horizon.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -22,24 +23,46 @@ _SUBPIXEL_BITS = 4
 
 @dataclass(frozen=True)
 class CameraParams:
-    """The camera's mounting on the car and its lens; lengths in metres, angles in degrees."""
+    """The camera's mounting on the car and its lens; lengths in metres, angles in degrees.
+
+    The lens is a pinhole filling `hfov_deg` across the image width, optionally with ROS plumb_bob
+    `distortion` (k1, k2, p1, p2, k3, in normalised coordinates). `aspect` (fy / fx) and
+    `principal_offset` (cx, cy from the image centre, as fractions of width and height) let a
+    calibrated camera be reproduced at any render size. Positive `roll_deg` leans the camera to
+    the right (clockwise seen from behind), so the horizon rises on the right of the image.
+    """
 
     height_m: float = 0.10
     pitch_deg: float = 18.0
     hfov_deg: float = 120.0
     forward_m: float = 0.08
     max_range_m: float = 12.0
+    roll_deg: float = 0.0
+    aspect: float = 1.0
+    principal_offset: tuple[float, float] = (0.0, 0.0)
+    distortion: tuple[float, ...] = ()
 
     def intrinsics(self, width: int, height: int) -> np.ndarray:
-        """3x3 pinhole matrix K for square pixels filling `hfov_deg` across the image width."""
+        """3x3 pinhole matrix K for `hfov_deg` across the image width at this render size."""
         fx = 0.5 * width / math.tan(math.radians(self.hfov_deg) / 2.0)
-        return np.array([[fx, 0.0, (width - 1) / 2.0], [0.0, fx, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+        cx = (width - 1) / 2.0 + self.principal_offset[0] * width
+        cy = (height - 1) / 2.0 + self.principal_offset[1] * height
+        return np.array([[fx, 0.0, cx], [0.0, fx * self.aspect, cy], [0.0, 0.0, 1.0]])
 
 
 @dataclass(frozen=True)
 class SceneParams:
     """How the world is painted: colours (BGR, defaults sampled from DeepRacer simulator frames),
-    paint sizes in metres, and the texture's resolution."""
+    paint sizes in metres, and the texture's resolution.
+
+    The remaining fields give a real room's untidiness, all off by default: `texture_noise` grain
+    and blotches on floor and track (grey levels, std), `line_wear` (fraction of paint worn off),
+    `light` (global illumination gain), `light_gradient` (relative light change from the middle
+    of the room to its edge), `light_spots` pools of light brightening the floor by up to
+    `spot_gain`, `shadows` soft shadows blocking `shadow_depth` of the light, `distractors`
+    (objects lying on the floor, on or near the track) and `background_clutter` (shapes against
+    the walls). `seed` says where they fall.
+    """
 
     floor_bgr: Colour = (104, 138, 97)
     track_bgr: Colour = (71, 54, 40)
@@ -54,6 +77,17 @@ class SceneParams:
     metres_per_px: float = 0.01
     margin_m: float = 1.0
     mip_levels: int = 6
+    texture_noise: float = 0.0
+    line_wear: float = 0.0
+    light: float = 1.0
+    light_gradient: float = 0.0
+    light_spots: int = 0
+    spot_gain: float = 0.4
+    shadows: int = 0
+    shadow_depth: float = 0.4
+    distractors: int = 0
+    background_clutter: int = 0
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,7 +101,8 @@ class TrackTexture:
 
 
 def draw_track_texture(track: Track, scene: SceneParams) -> TrackTexture:
-    """Paint the floor, the track surface, white borders and the dashed centre line from above."""
+    """Paint the floor, the track surface, white borders and the dashed centre line from above,
+    then the room's untidiness and light (see `SceneParams`)."""
     m = scene.metres_per_px
     corners = np.concatenate([track.inner, track.outer])
     x0 = float(corners[:, 0].min()) - scene.margin_m
@@ -89,6 +124,12 @@ def draw_track_texture(track: Track, scene: SceneParams) -> TrackTexture:
     cv2.fillPoly(image, [pixels(track.outline)], scene.track_bgr, cv2.LINE_8, _SUBPIXEL_BITS)
     if track.hole is not None:
         cv2.fillPoly(image, [pixels(track.hole)], scene.floor_bgr, cv2.LINE_8, _SUBPIXEL_BITS)
+    grain, clutter, wear, light = _streams(scene.seed, 4)
+    if scene.texture_noise > 0.0:
+        image = _add_grain(image, grain, scene.texture_noise)
+    for _ in range(scene.distractors):
+        _draw_distractor(image, pixels, track, clutter)
+    unpainted = image.copy() if scene.line_wear > 0.0 else None
     line(track.inner, track.closed, scene.border_bgr, scene.border_line_m)
     line(track.outer, track.closed, scene.border_bgr, scene.border_line_m)
     period = scene.dash_m + scene.gap_m
@@ -96,7 +137,89 @@ def draw_track_texture(track: Track, scene: SceneParams) -> TrackTexture:
         s = np.linspace(start, min(start + scene.dash_m, track.length), max(2, int(scene.dash_m / m)))
         x, y, _ = track.point_at(s)
         line(np.stack([x, y], axis=1), False, scene.centre_bgr, scene.centre_line_m)
+    if unpainted is not None:
+        worn = _smooth_noise(wear, image.shape[:2], 6)
+        worn = worn < np.quantile(worn[::4, ::4], scene.line_wear)
+        image[worn] = unpainted[worn]
+    texture = TrackTexture(image, x0, y0, m)
+    if scene.light != 1.0 or scene.light_gradient or scene.light_spots or scene.shadows:
+        image = _shade(image, _light_map(texture, track, scene, light))
     return TrackTexture(image, x0, y0, m)
+
+
+def _streams(seed: int, count: int) -> list[np.random.Generator]:
+    """Independent random streams, so turning one effect on does not move the others."""
+    return [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(count)]
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell_px: int) -> np.ndarray:
+    """Blotchy noise in 0..1 varying over about `cell_px` pixels."""
+    rows, cols = shape
+    coarse = rng.random((rows // cell_px + 2, cols // cell_px + 2), dtype=np.float32)
+    return cv2.resize(coarse, (cols, rows), interpolation=cv2.INTER_CUBIC)
+
+
+def _add_grain(image: np.ndarray, rng: np.random.Generator, amplitude: float) -> np.ndarray:
+    """Carpet or concrete: fine per-texel grain (a tiled 1.28 m patch) plus blotches a decimetre
+    or so across."""
+    rows, cols = image.shape[:2]
+    patch = rng.standard_normal((128, 128), dtype=np.float32)
+    fine = np.tile(patch, (rows // 128 + 1, cols // 128 + 1))[:rows, :cols]
+    blotch = (_smooth_noise(rng, (rows, cols), 12) - 0.5) * 3.4
+    grain = np.round(amplitude * 0.7 * (fine + blotch)).astype(np.int16)
+    return cv2.add(image, cv2.merge([grain] * 3), dtype=cv2.CV_8U)
+
+
+def _near_track(track: Track, rng: np.random.Generator, spread_m: float) -> tuple[float, float]:
+    """A random floor point within `spread_m` of the track's borders (or on the track)."""
+    x, y, heading = track.point_at(rng.uniform(0.0, track.length))
+    lateral = rng.uniform(-1.0, 1.0) * (float(track.half_width.mean()) + spread_m)
+    return float(x - lateral * math.sin(heading)), float(y + lateral * math.cos(heading))
+
+
+def _draw_distractor(image: np.ndarray, pixels: Callable[[np.ndarray], np.ndarray], track: Track,
+                     rng: np.random.Generator) -> None:
+    """A sheet of paper, a strip of tape or a leaf: a coloured rotated rectangle on the floor."""
+    centre = _near_track(track, rng, 1.0)
+    size = (rng.uniform(0.05, 0.35), rng.uniform(0.02, 0.25))
+    corners = cv2.boxPoints((centre, size, float(rng.uniform(0.0, 180.0))))
+    colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+    cv2.fillPoly(image, [pixels(corners)], colour, cv2.LINE_AA, _SUBPIXEL_BITS)
+
+
+def _light_map(texture: TrackTexture, track: Track, scene: SceneParams, rng: np.random.Generator) -> np.ndarray:
+    """Illumination gain over the floor: global light, a gradient across the room, pools of light
+    and soft shadows, worked out on an 8 cm grid and smoothly enlarged."""
+    cell = 8
+    rows, cols = texture.image.shape[:2]
+    size_m = cell * texture.metres_per_px
+    grid_y, grid_x = np.mgrid[0 : rows // cell + 1, 0 : cols // cell + 1].astype(np.float32)
+    x = texture.x0 + grid_x * size_m
+    y = texture.y0 - grid_y * size_m
+    direction = rng.uniform(0.0, 2.0 * math.pi)
+    along = (x - x.mean()) * math.cos(direction) + (y - y.mean()) * math.sin(direction)
+    gain = 1.0 + scene.light_gradient * along / max(float(np.abs(along).max()), 1e-6)
+    for _ in range(scene.light_spots):
+        cx, cy = _near_track(track, rng, 1.0)
+        sigma = rng.uniform(0.3, 0.9)
+        gain += scene.spot_gain * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2.0 * sigma**2))
+    if scene.shadows:
+        shade = np.zeros(x.shape, np.float32)
+        for _ in range(scene.shadows):
+            cx, cy = _near_track(track, rng, 1.0)
+            angles = np.sort(rng.uniform(0.0, 2.0 * math.pi, int(rng.integers(4, 7))))
+            radii = rng.uniform(0.2, 1.0, len(angles))
+            polygon = np.stack([(cx + radii * np.cos(angles) - texture.x0) / size_m,
+                                (texture.y0 - cy - radii * np.sin(angles)) / size_m], axis=1)
+            cv2.fillPoly(shade, [np.round(polygon).astype(np.int32)], 1.0)
+        gain *= 1.0 - scene.shadow_depth * cv2.GaussianBlur(shade, (5, 5), 0)
+    gain = np.maximum(gain * scene.light, 0.0).astype(np.float32)
+    return cv2.resize(gain, (cols, rows), interpolation=cv2.INTER_LINEAR)
+
+
+def _shade(image: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """The image lit by a per-pixel `gain`, saturating at white."""
+    return cv2.multiply(image, cv2.merge([gain] * 3), dtype=cv2.CV_8U)
 
 
 def ground_rays(camera: CameraParams, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,23 +230,64 @@ def ground_rays(camera: CameraParams, width: int, height: int) -> tuple[np.ndarr
     cos_p, sin_p = math.cos(pitch), math.sin(pitch)
 
     def hit(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        xn = (u - k[0, 2]) / k[0, 0]
-        yn = (v - k[1, 2]) / k[1, 1]
+        xn, yn, seen = _pixel_rays(camera, k, u, v)
         down = sin_p + cos_p * yn
         with np.errstate(divide="ignore", invalid="ignore"):
             t = np.where(down > 1e-9, camera.height_m / down, np.inf)
             ahead, left = t * (cos_p - sin_p * yn), -t * xn
             point = np.stack([camera.forward_m + ahead, left], axis=-1)
-        return np.where((np.hypot(ahead, left) <= camera.max_range_m)[..., None], point, np.inf)
+        return np.where((seen & (np.hypot(ahead, left) <= camera.max_range_m))[..., None], point, np.inf)
 
-    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
-    here = hit(u, v)
+    v, u = np.mgrid[0 : height + 1, 0 : width + 1].astype(np.float64)
+    grid = hit(u, v)
+    here = grid[:-1, :-1]
     with np.errstate(invalid="ignore"):
-        du = np.linalg.norm(hit(u + 1.0, v) - here, axis=-1)
-        dv = np.linalg.norm(hit(u, v + 1.0) - here, axis=-1)
+        du = np.linalg.norm(grid[:-1, 1:] - here, axis=-1)
+        dv = np.linalg.norm(grid[1:, :-1] - here, axis=-1)
         footprint = np.sqrt(du * dv)
     footprint[np.isnan(footprint)] = np.inf
     return here, footprint
+
+
+def _pixel_rays(camera: CameraParams, k: np.ndarray, u: np.ndarray,
+                v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each pixel's ray as undistorted normalised camera coordinates (x right, y down), rolled,
+    and whether the lens maps any ray there (strong barrel distortion folds past some radius)."""
+    xn = (u - k[0, 2]) / k[0, 0]
+    yn = (v - k[1, 2]) / k[1, 1]
+    seen = np.ones(xn.shape, bool)
+    if any(camera.distortion):
+        xd, yd = xn, yn
+        xn, yn = undistort(xd, yd, camera.distortion)
+        rx, ry = distort(xn, yn, camera.distortion)
+        seen = np.isfinite(xn) & (np.hypot(rx - xd, ry - yd) < 1e-4)
+    if camera.roll_deg:
+        c, s = math.cos(math.radians(camera.roll_deg)), math.sin(math.radians(camera.roll_deg))
+        xn, yn = c * xn - s * yn, s * xn + c * yn
+    return xn, yn, seen
+
+
+def distort(x: np.ndarray, y: np.ndarray, coefficients: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """ROS plumb_bob (OpenCV k1, k2, p1, p2, k3): ideal normalised coordinates -> the lens's."""
+    k1, k2, p1, p2, k3 = (tuple(coefficients) + (0.0,) * 5)[:5]
+    r2 = x * x + y * y
+    radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    return (x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x),
+            y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y)
+
+
+def undistort(xd: np.ndarray, yd: np.ndarray, coefficients: tuple[float, ...],
+              iterations: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Invert `distort` by fixed-point iteration from the distorted point (OpenCV's method)."""
+    k1, k2, p1, p2, k3 = (tuple(coefficients) + (0.0,) * 5)[:5]
+    x, y = xd.copy(), yd.copy()
+    with np.errstate(all="ignore"):
+        for _ in range(iterations):
+            r2 = x * x + y * y
+            radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+            x = (xd - 2.0 * p1 * x * y - p2 * (r2 + 2.0 * x * x)) / radial
+            y = (yd - p1 * (r2 + 2.0 * y * y) - 2.0 * p2 * x * y) / radial
+    return x, y
 
 
 class Renderer:
@@ -186,10 +350,18 @@ class Renderer:
 
 
 def _background(scene: SceneParams, width: int, height: int) -> np.ndarray:
-    """What lies beyond the ground in range: the room's walls, darker towards the top."""
+    """What lies beyond the ground in range: the room's walls, darker towards the top, with
+    `background_clutter` upright shapes (people, furniture) standing against them."""
     blend = np.linspace(0.0, 1.0, height)[:, None]
     column = (1.0 - blend) * np.array(scene.background_top_bgr) + blend * np.array(scene.background_bottom_bgr)
-    return np.repeat(np.round(column).astype(np.uint8)[:, None, :], width, axis=1)
+    wall = np.repeat(np.round(column).astype(np.uint8)[:, None, :], width, axis=1)
+    rng = _streams(scene.seed + 1, 1)[0]
+    for _ in range(scene.background_clutter):
+        left = int(rng.integers(0, width))
+        right = left + int(rng.uniform(0.04, 0.25) * width)
+        top = int(rng.uniform(0.0, 0.8) * height)
+        cv2.rectangle(wall, (left, top), (right, height - 1), tuple(int(c) for c in rng.integers(0, 256, 3)), -1)
+    return _shade(wall, np.full((height, width), scene.light, np.float32)) if scene.light != 1.0 else wall
 
 
 def _pack_atlas(

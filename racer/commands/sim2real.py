@@ -1,0 +1,158 @@
+"""`racer augment preview`, `racer randomization` and `racer eval`: the sim2real tools around training."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from racer.commands.train import TRAIN_TRACKS, _fail
+
+DEFAULT_EVAL_DIR = Path("runs") / "gap"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    a = sub.add_parser("augment", help="training image augmentation tools",
+                       description="Preview the training-only augmentation pipeline on simulator frames.")
+    asub = a.add_subparsers(dest="augment_command", metavar="ACTION")
+    asub.required = True
+    p = asub.add_parser("preview", help="write a PNG grid of augmented frames",
+                        description="Each row is one simulator frame: the original, then augmented versions.")
+    p.add_argument("--out", required=True, type=Path, help="PNG file to write")
+    p.add_argument("--preset", default="default", help="none, light, default or strong (default: %(default)s)")
+    p.add_argument("--rows", type=int, default=4, help="frames (default: %(default)s)")
+    p.add_argument("--cols", type=int, default=5, help="columns, the first is the original (default: %(default)s)")
+    p.add_argument("--track", default="reinvent_base", help="track to take frames from (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.set_defaults(func=run_preview)
+
+    r = sub.add_parser("randomization", help="list the domain randomization knobs, or write a config",
+                       description="Prints every knob with its unit, nominal value and preset ranges; "
+                                   "--write saves a preset as an editable YAML config for --randomization.")
+    r.add_argument("--preset", default="default", help="none, default or strong (default: %(default)s)")
+    r.add_argument("--write", type=Path, metavar="FILE", help="write the preset as YAML to FILE")
+    r.add_argument("--json", action="store_true", help="print the knobs as one JSON object")
+    r.set_defaults(func=run_randomization)
+
+    e = sub.add_parser("eval", help="measure the sim-to-real gap on held-out domains",
+                       description="Drives bundles through the car stack in held-out domains and reports lap "
+                                   "completion and progress. Without --model it trains (or reuses, in --out) the "
+                                   "variants none / randomization / augmentation / both for each seed.")
+    e.add_argument("--domains", type=Path, help="YAML list of named domains (default: the built-in held-out set)")
+    e.add_argument("--model", action="append", type=Path, metavar="BUNDLE",
+                   help="evaluate this bundle (repeatable) instead of training the variants")
+    e.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default: %(default)s)")
+    e.add_argument("--variants", default="none,randomization,augmentation,both",
+                   help="training variants, comma-separated (default: %(default)s)")
+    e.add_argument("--out", type=Path, default=DEFAULT_EVAL_DIR, help="run directory (default: %(default)s)")
+    e.add_argument("--tracks", default=TRAIN_TRACKS, help="evaluation tracks (default: %(default)s)")
+    e.add_argument("--starts", type=int, default=2,
+                   help="laps per track, from spread start points (default: %(default)s)")
+    e.add_argument("--iterations", type=int, default=5,
+                   help="variant training: DAgger iterations (default: %(default)s)")
+    e.add_argument("--steps", type=int, default=3000,
+                   help="variant training: steps per iteration (default: %(default)s)")
+    e.add_argument("--epochs", type=int, default=3,
+                   help="variant training: epochs per iteration (default: %(default)s)")
+    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    e.set_defaults(func=run_eval)
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    from sim2real.augment import AugmentationError, preview_grid
+
+    try:
+        preview_grid(args.preset, args.out, args.rows, args.cols, args.seed, args.track)
+    except (ValueError, AugmentationError) as exc:
+        return _fail("augment preview", str(exc))
+    print(f"racer augment preview: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def run_randomization(args: argparse.Namespace) -> int:
+    from sim2real.randomize import KNOBS, Randomization, RandomizationError
+
+    try:
+        chosen = Randomization.preset(args.preset)
+    except RandomizationError as exc:
+        return _fail("randomization", str(exc))
+    if args.write:
+        chosen.save(args.write)
+        print(f"racer randomization: wrote {args.write}", file=sys.stderr)
+        return 0
+    if args.json:
+        print(json.dumps({k.name: {"group": k.group, "unit": k.unit, "nominal": k.nominal, "default": k.default,
+                                   "strong": k.strong, "limits": k.limits, "doc": k.doc} for k in KNOBS.values()}))
+        return 0
+    print(f"{'knob':20s} {'group':9s} {'unit':12s} {'nominal':>8s} {'default':>16s} {'strong':>16s}  meaning")
+    for k in KNOBS.values():
+        print(f"{k.name:20s} {k.group:9s} {k.unit:12s} {k.nominal:8g} {_range(k.default):>16s} "
+              f"{_range(k.strong):>16s}  {k.doc}")
+    return 0
+
+
+def _range(bounds: tuple[float, float]) -> str:
+    return f"{bounds[0]:g}..{bounds[1]:g}"
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from sim2real.gap import (HELD_OUT, VARIANTS, DomainsFileError, EvalConfig, evaluate, format_table,
+                              load_domains, outside_training, run_gap_evaluation, summarize)
+    from sim2real.imitation import ImitationConfig
+    from sim2real.plots import gap_plot
+    from sim2real.sim.track import Track
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        return _fail("eval", f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    tracks = tuple(t for t in args.tracks.split(",") if t)
+    try:
+        domains = load_domains(args.domains) if args.domains else list(HELD_OUT)
+        for name in tracks:
+            Track.load(name)
+    except (DomainsFileError, ValueError) as exc:
+        return _fail("eval", str(exc))
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        return _fail("eval", f"unknown variant(s) {', '.join(unknown)}; variants: {', '.join(VARIANTS)}")
+    if not seeds or not tracks or args.starts < 1 or min(args.iterations, args.steps, args.epochs) < 1:
+        return _fail("eval", "--seeds and --tracks need at least one entry; --starts, --iterations, --steps and "
+                             "--epochs at least 1")
+    missing = [str(m) for m in args.model or [] if not m.exists()]
+    if missing:
+        return _fail("eval", f"no bundle at {', '.join(missing)}")
+    cfg = EvalConfig(tracks=tracks, starts=args.starts)
+
+    def log(message: str) -> None:
+        if not args.json:
+            print(f"racer eval: {message}", file=sys.stderr)
+
+    if args.model:
+        models = []
+        for path in args.model:
+            log(f"evaluating {path}")
+            name = path.name.removesuffix(".tar.gz")
+            models.append({"name": name, "variant": name, "seed": None, "bundle": str(path),
+                           "results": evaluate(path, domains, cfg)})
+    else:
+        base = ImitationConfig(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps,
+                               epochs=args.epochs, threads=1)
+        models = run_gap_evaluation(args.out, seeds, domains, base, cfg, variants, log)
+    summary = summarize(models, domains)
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot = gap_plot(summary, [d.name for d in domains], args.out / "gap.png")
+    report = {
+        "domains": [{"name": d.name, "values": d.values, "outside_training": outside_training(d)} for d in domains],
+        "eval": {"tracks": list(tracks), "laps_per_domain": len(tracks) * args.starts, "max_speed": cfg.max_speed},
+        "models": models, "summary": summary, "plot": str(plot),
+    }
+    (args.out / "gap.json").write_text(json.dumps(report, indent=1))
+    print("lap completion % (mean progress %) on held-out domains\n" + format_table(summary, domains),
+          file=sys.stderr)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"racer eval: wrote {args.out / 'gap.json'} and {plot}", file=sys.stderr)
+    return 0

@@ -1,0 +1,134 @@
+"""The gap evaluation, in a tiny version: domains files, variant training and reuse, the table,
+the plot, and `racer eval`."""
+import json
+
+import pytest
+
+from s2r_cli import racer_s2r
+from sim2real.gap import (HELD_OUT, DomainsFileError, EvalConfig, NamedDomain, format_table, load_domains,
+                          outside_training, run_gap_evaluation, summarize)
+from sim2real.imitation import ImitationConfig
+from sim2real.plots import gap_plot
+
+TINY = ImitationConfig(tracks=("reinvent_base",), iterations=1, steps_per_iteration=100, epochs=1, threads=1)
+QUICK = EvalConfig(tracks=("reinvent_base",), starts=1, lap_timeout_s=5.0)
+DARK = NamedDomain("dark", {"light": 0.5})
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gap")
+    models = run_gap_evaluation(out, [0], [DARK], TINY, QUICK, variants=("none", "both"))
+    return out, models
+
+
+def test_held_out_domains_lie_outside_the_training_ranges():
+    assert len(HELD_OUT) >= 6
+    for domain in HELD_OUT:
+        assert outside_training(domain), domain.name
+        domain.domain()  # every knob name and value is valid
+
+
+def test_domains_file(tmp_path):
+    path = tmp_path / "domains.yaml"
+    path.write_text("- name: dim\n  light: 0.5\n  exposure_ev: -0.5\n- name: laggy\n  delay_ms: 140\n")
+    domains = load_domains(path)
+    assert [d.name for d in domains] == ["dim", "laggy"]
+    assert domains[0].values == {"light": 0.5, "exposure_ev": -0.5}
+    assert domains[0].domain() == domains[0].domain()  # the same world for every model
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- name: foggy\n  fog: 0.3\n", "domain 'foggy': unknown randomization knob 'fog'"),
+    ("- name: hot\n  light: 50\n", "domain 'hot': knob light: 50 is outside"),
+    ("name: dim\nlight: 0.5\n", "expected a non-empty YAML list"),
+    ("[]\n", "expected a non-empty YAML list"),
+    ("- light: 0.5\n", "domain 1: expected a mapping with a 'name'"),
+    ("- name: a\n- name: a\n", "domain 'a' appears twice"),
+    ("- name: [a\n", "not valid YAML"),
+])
+def test_bad_domains_files(tmp_path, text, message):
+    path = tmp_path / "domains.yaml"
+    path.write_text(text)
+    with pytest.raises(DomainsFileError, match=message):
+        load_domains(path)
+    with pytest.raises(DomainsFileError, match="cannot read"):
+        load_domains(tmp_path / "missing.yaml")
+
+
+def test_variants_train_evaluate_and_are_reused(tiny_run):
+    out, models = tiny_run
+    assert [(m["variant"], m["seed"]) for m in models] == [("none", 0), ("both", 0)]
+    for m in models:
+        result = m["results"]["dark"]
+        assert result["laps"] == 1 and result["completed"] in (0, 1)
+        assert 0.0 <= result["mean_progress"] <= 100.0 and result["domain_shift"] > 0.0
+    both = json.loads((out / "both-s0" / "bundle" / "racer.json").read_text())["model"]["config"]
+    assert (both["randomization"], both["augmentation"]) == ("default", "default")
+    stamp = (out / "none-s0" / "bundle" / "model.xml").stat().st_mtime_ns
+    again = run_gap_evaluation(out, [0], [DARK], TINY, QUICK, variants=("none",))
+    assert (out / "none-s0" / "bundle" / "model.xml").stat().st_mtime_ns == stamp
+    assert again[0]["results"] == models[0]["results"]  # the same model in the same world drives the same
+
+
+def test_summary_table_and_plot(tmp_path):
+    models = [{"variant": v, "seed": s, "results": {"a": {"completion_pct": c, "mean_progress": p},
+                                                    "b": {"completion_pct": c / 2, "mean_progress": p / 2}}}
+              for v, s, c, p in (("none", 0, 50.0, 60.0), ("none", 1, 100.0, 100.0), ("both", 0, 100.0, 100.0))]
+    domains = [NamedDomain("a", {}), NamedDomain("b", {})]
+    summary = summarize(models, domains)
+    assert summary["none"]["domains"]["a"] == {"completion_pct": 75.0, "completion_std": 25.0, "mean_progress": 80.0}
+    assert summary["none"]["completion_by_seed"] == [37.5, 75.0] and summary["none"]["completion_pct"] == 56.2
+    assert summary["both"]["completion_pct"] == 75.0 and summary["both"]["seeds"] == [0]
+    table = format_table(summary, domains).splitlines()
+    assert table[1].startswith("none") and "75.0 ( 80.0)" in table[1] and table[1].endswith("0,1")
+    path = gap_plot(summary, ["a", "b"], tmp_path / "gap.png")
+    assert path.stat().st_size > 10_000
+
+
+def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):
+    out, _ = tiny_run
+    domains = tmp_path / "domains.yaml"
+    domains.write_text("- name: dim\n  light: 0.6\n")
+    code = racer_s2r("eval", "--json", "--model", str(out / "none-s0" / "bundle"), "--domains", str(domains),
+                     "--tracks", "reinvent_base", "--starts", "1", "--out", str(tmp_path / "eval"))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["domains"] == [{"name": "dim", "values": {"light": 0.6}, "outside_training": ["light"]}]
+    assert report["models"][0]["name"] == "bundle" and report["models"][0]["results"]["dim"]["laps"] == 1
+    assert set(report["summary"]["bundle"]) >= {"completion_pct", "mean_progress", "domains", "seeds"}
+    assert (tmp_path / "eval" / "gap.png").is_file() and (tmp_path / "eval" / "gap.json").is_file()
+    assert "lap completion %" in captured.err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "one"], "--seeds must be comma-separated integers"),
+    (["--variants", "none,magic"], "unknown variant(s) magic"),
+    (["--model", "no/such/bundle"], "no bundle at no/such/bundle"),
+    (["--tracks", "moon"], "unknown track 'moon'"),
+    (["--starts", "0"], "--starts"),
+])
+def test_eval_command_refuses_bad_input(tmp_path, capsys, args, message):
+    assert racer_s2r("eval", "--out", str(tmp_path / "eval"), *args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()
+
+
+def test_eval_command_names_an_unknown_knob(tmp_path, capsys):
+    domains = tmp_path / "domains.yaml"
+    domains.write_text("- name: foggy\n  fog: 0.3\n")
+    assert racer_s2r("eval", "--domains", str(domains), "--out", str(tmp_path / "eval")) == 2
+    assert "unknown randomization knob 'fog'" in capsys.readouterr().err
+
+
+def test_randomization_command(tmp_path, capsys):
+    assert racer_s2r("randomization", "--json") == 0
+    knobs = json.loads(capsys.readouterr().out)
+    assert knobs["delay_ms"]["unit"] == "ms" and knobs["delay_ms"]["strong"] == [0.0, 150.0]
+    assert racer_s2r("randomization", "--preset", "strong", "--write", str(tmp_path / "strong.yaml")) == 0
+    assert "camera_roll_deg: [-4.0, 4.0]" in (tmp_path / "strong.yaml").read_text()
+    assert racer_s2r("randomization") == 0
+    assert "wheelbase_m" in capsys.readouterr().out
+    assert racer_s2r("randomization", "--preset", "wild") == 2
+    assert "unknown randomization preset 'wild'" in capsys.readouterr().err

@@ -1,0 +1,125 @@
+"""Training with randomization and augmentation, export of what it trained on, camera matching,
+the PPO option on a user's reward function, and the `racer train` flags."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from calibration.camera import CameraInfo, save_camera_info
+from car.bundle import load_bundle
+from car.inference import Policy
+from racer.cli import main
+from sim2real.camera_matching import camera_from_info
+from sim2real.envs import make
+from sim2real.export import export_checkpoint
+from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation
+from sim2real.ppo import PPO, DrivingFeatures, actor_as_driving_net
+from sim2real.sim.render import CameraParams, ground_rays
+
+REWARD = '''
+def reward_function(params):
+    """A DeepRacer console example, unchanged: stay near the centre, keep all wheels on."""
+    if not params["all_wheels_on_track"] or params["is_offtrack"]:
+        return 1e-3
+    marker = 0.25 * params["track_width"]
+    return 1.0 if params["distance_from_center"] <= marker else 0.3
+'''
+
+
+def test_randomized_augmented_training_exports_its_statistics_through_the_gate(tmp_path):
+    cfg = ImitationConfig(tracks=("reinvent_base",), iterations=2, steps_per_iteration=150, epochs=1, seed=5,
+                          randomization="default", augmentation="default", episode_steps=50)
+    net, _, history, data = train_imitation(cfg, show_progress=False)
+    assert [h["samples"] for h in history.iterations] == [150, 300]
+    x, _ = data.arrays()
+    plain = train_imitation(ImitationConfig(tracks=("reinvent_base",), iterations=1, steps_per_iteration=150,
+                                            epochs=1, seed=5, episode_steps=50), show_progress=False)[3].arrays()[0]
+    brightness = lambda frames: frames.mean(axis=(1, 2, 3)).std()
+    assert brightness(x[:150]) > 2 * brightness(plain)  # three domains and augmentation, not one world
+
+    checkpoint = save_checkpoint(tmp_path / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history.iterations)
+    bundle, report = export_checkpoint(checkpoint, tmp_path / "bundle")
+    assert report.frames == 1000 and report.max_abs_error < 1e-4
+    racer_json = json.loads((tmp_path / "bundle" / "racer.json").read_text())
+    assert racer_json["model"]["config"]["randomization"] == "default"
+    assert racer_json["model"]["config"]["augmentation"] == "default"
+    assert racer_json["stats"]["frames"] == 1000 and len(racer_json["stats"]["regions"]["mean"]) == 12
+    bundle.close()
+
+
+def test_the_default_training_path_is_unchanged():
+    cfg = ImitationConfig(tracks=("reinvent_base",), iterations=1, steps_per_iteration=120, epochs=1, seed=2)
+    assert (cfg.randomization, cfg.augmentation, cfg.camera_info) == (None, None, None)
+    a = train_imitation(cfg, show_progress=False)[3].arrays()
+    b = train_imitation(cfg, show_progress=False)[3].arrays()
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_camera_info_reproduces_the_calibrated_lens(tmp_path):
+    k = CameraParams(hfov_deg=100.0).intrinsics(640, 480)
+    k[0, 2] += 12.0
+    path = tmp_path / "camera.yaml"
+    save_camera_info(CameraInfo(640, 480, k, np.array([-0.02, 0.001, 0.0, 0.0, 0.0])), path)
+    camera = camera_from_info(path, CameraParams(pitch_deg=20.0))
+    assert camera.hfov_deg == pytest.approx(100.0) and camera.pitch_deg == 20.0
+    assert camera.distortion == pytest.approx((-0.02, 0.001, 0.0, 0.0, 0.0))
+    np.testing.assert_allclose(camera.intrinsics(640, 480), k, atol=1e-9)
+    np.testing.assert_allclose(camera.intrinsics(160, 120)[0, 2], (k[0, 2] + 0.5) / 4 - 0.5, atol=0.01)
+    # A ground point seen through OpenCV's model of the calibrated camera lands where we render it.
+    points, _ = ground_rays(camera, 640, 480)
+    pitch = np.radians(camera.pitch_deg)
+    for ahead, left in ((0.5, 0.2), (0.8, -0.3), (0.4, 0.0), (1.5, 0.6)):
+        forward, down = ahead - camera.forward_m, camera.height_m
+        ray = np.array([[-left, -forward * np.sin(pitch) + down * np.cos(pitch),
+                         forward * np.cos(pitch) + down * np.sin(pitch)]])
+        pixel, _ = cv2.projectPoints(ray, np.zeros(3), np.zeros(3), k, np.array(camera.distortion))
+        u, v = np.round(pixel[0, 0]).astype(int)
+        assert points[v, u] == pytest.approx([ahead, left], abs=0.03 * ahead)
+
+
+def test_ppo_actor_is_exactly_a_driving_net():
+    env = make("reinvent_base", spec=SPEC, max_steps=20)
+    model = PPO("MlpPolicy", DummyVecEnv([lambda: env]), n_steps=16, batch_size=16, device="cpu",
+                policy_kwargs={"features_extractor_class": DrivingFeatures, "features_extractor_kwargs": {"spec": SPEC},
+                               "normalize_images": False, "net_arch": {"pi": [100], "vf": [100]},
+                               "activation_fn": torch.nn.ReLU})
+    net = actor_as_driving_net(model.policy, SPEC, 2)
+    obs = torch.rand(4, *SPEC.input_shape()[1:])
+    with torch.no_grad():
+        mean = model.policy.get_distribution(obs).distribution.mean
+        np.testing.assert_allclose(net(obs).numpy(), mean.numpy(), atol=1e-6)
+
+
+def test_ppo_smoke_with_a_users_reward_function_exports(tmp_path, capsys):
+    reward_file = tmp_path / "reward.py"
+    reward_file.write_text(REWARD)
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "ppo", "--reward-function", str(reward_file), "--timesteps", "128",
+                 "--tracks", "reinvent_base", "--seed", "1", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    history = summary["history"]
+    assert [h["timesteps"] for h in history] == [128]
+    assert history[0]["episodes"] >= 1 and 0.0 <= history[0]["mean_progress"] <= 100.0
+    assert summary["equivalence"]["max_abs_error"] < 1e-4 and (out / "training_curve.png").is_file()
+    bundle = load_bundle(out / "bundle")
+    assert bundle.info["trainer"] == "ppo" and bundle.info["config"]["reward_file"] == str(reward_file)
+    output = Policy(bundle).infer(np.zeros(SPEC.input_shape(), np.float32))
+    assert output.shape == (2,) and np.all(np.isfinite(output))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--randomization", "wild"], "neither a preset"),
+    (["--augmentation", "wild"], "unknown augmentation preset 'wild'"),
+    (["--reward-function", "r.py"], "--reward-function needs --algo ppo"),
+    (["--algo", "ppo", "--reward-function", "missing.py"], "missing.py: no such reward file"),
+    (["--camera-info", "missing.yaml"], "no camera_info file at missing.yaml"),
+    (["--algo", "ppo", "--timesteps", "0"], "must be at least 1"),
+])
+def test_train_flags_refuse_bad_input(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--out", str(tmp_path / "run"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
