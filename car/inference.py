@@ -9,6 +9,7 @@ import numpy as np
 import openvino as ov
 
 from car.bundle import Bundle, BundleError, default_cache_dir, error_line, ov_core
+from car.nodes.policy import PolicyModel
 
 # The one place the CPU plugin is tuned; `racer bench` passes alternatives as `config` overrides.
 # f32 is pinned because bf16-capable CPUs otherwise silently run bf16 and change the policy's
@@ -48,6 +49,11 @@ class Policy:
         self.input_shape = tuple(self.compiled.input(0).shape)
         self._output = self.compiled.output(0)
         self._request = self.compiled.create_infer_request()
+
+    def model(self) -> PolicyModel:
+        """This compiled policy with its bundle's preprocessing, action space and training statistics."""
+        b = self.bundle
+        return PolicyModel(self.infer, b.spec, b.metadata, b.stats)
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """One forward pass; the policy output flattened, float32, owned by the caller."""

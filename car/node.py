@@ -20,14 +20,12 @@ from typing import Any
 from car.actuators.base import Driver
 from car.clock import Clock
 from car.control_commands import Command, CommandError, parse_command
-from car.decode import ActionDecoder
 from car.graph import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DRIVE_TOPIC, ERROR, OK, DiagnosticStatus, KeyValue
 from car.nodes.actuator import ActuatorCore
 from car.nodes.control import NEUTRAL, ControlCore, ControlParams
 from car.nodes.policy import PolicyCore
-from car.preprocess import Preprocessor
-from car.stack import PolicyModel
+from car.nodes.policy import PolicyModel
 from car.transport import NodeBus
 from car.wire import COMMAND_TOPIC
 
@@ -100,8 +98,7 @@ class CameraProcess:
 class PolicyProcess:
     def __init__(self, bus: NodeBus, clock: Clock, model: PolicyModel, params: dict[str, dict[str, Any]]):
         cp = control_params(params)
-        core = PolicyCore(model.infer, Preprocessor(model.spec), ActionDecoder(model.metadata),
-                          cp.max_steering_rad, cp.max_speed_mps)
+        core = PolicyCore.for_model(model, cp.max_steering_rad, cp.max_speed_mps)
         self.node = PolicyNode(bus, clock, core)
         bus.timer(1.0 / DIAGNOSTICS_HZ, self.node.publish_diagnostics, clock)
 

@@ -1,32 +1,16 @@
 """The whole car graph in one process over the local transport (demo, tests, single-process car)."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from car.actuators.base import Driver
 from car.clock import Clock
-from car.decode import ActionDecoder
 from car.graph import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DIAGNOSTICS_TOPIC, DRIVE_TOPIC, AckermannDriveStamped, DiagnosticArray
-from car.metadata import ModelMetadata
 from car.nodes.actuator import ActuatorCore
 from car.nodes.control import ControlCore, ControlParams
-from car.nodes.policy import PolicyCore
-from car.preprocess import PreprocessSpec, Preprocessor
+from car.nodes.policy import PolicyCore, PolicyModel
 from car.transport.local import LocalBus
-
-
-@dataclass
-class PolicyModel:
-    """What the policy node needs of a model bundle."""
-
-    infer: Callable[[np.ndarray], np.ndarray]
-    spec: PreprocessSpec
-    metadata: ModelMetadata
 
 
 class LocalStack:
@@ -40,9 +24,7 @@ class LocalStack:
         self.clock = clock
         self.bus = LocalBus()
         self.camera = CameraNode(self.bus, clock, source)
-        self.policy = PolicyNode(self.bus, clock, PolicyCore(model.infer, Preprocessor(model.spec),
-                                                              ActionDecoder(model.metadata),
-                                                              cp.max_steering_rad, cp.max_speed_mps))
+        self.policy = PolicyNode(self.bus, clock, PolicyCore.for_model(model, cp.max_steering_rad, cp.max_speed_mps))
         self.control = ControlNode(self.bus, clock, ControlCore(cp))
         timeout = float(params.get("actuator", {}).get("timeout_s", 0.25))
         self.actuator = ActuatorNode(self.bus, clock, ActuatorCore(driver, cp.max_steering_rad, cp.max_speed_mps,

@@ -79,7 +79,7 @@ def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
     from car.bundle import load_bundle
     from car.clock import SimClock
     from car.inference import Policy
-    from car.stack import LocalStack, PolicyModel
+    from car.stack import LocalStack
     from sim2real.sim.track import Track
     from sim2real.sim.world import Simulator
 
@@ -102,7 +102,7 @@ def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
 
     with load_bundle(model_path) as bundle:
         driver = _TimedDriver()
-        stack = LocalStack(clock, Source(), driver, PolicyModel(Policy(bundle).infer, bundle.spec, bundle.metadata))
+        stack = LocalStack(clock, Source(), driver, Policy(bundle).model())
         stack.control.command(stack.control.core.set_mode, "autonomous")
         stack.control.command(stack.control.core.start)
         samples = []
@@ -115,23 +115,15 @@ def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
     return percentiles(samples)
 
 
-def bench_sim(seconds: float = 2.0, width: int = 160, height: int = 120) -> dict[str, Any]:
-    """Simulator step + camera render at the model's input size, the loop training runs."""
-    from sim2real.sim.track import Track
-    from sim2real.sim.world import Simulator
+def bench_sim(seconds: float) -> dict[str, Any]:
+    """Simulator step + camera render at 160x120 with the expert driving (the training loop), nominal
+    and with the default domain-randomization preset."""
+    from sim2real.randomize import bench_sim_randomized
 
-    sim = Simulator(Track.load("reinvent_base"), width, height)
-    sim.reset()
-    sim.apply(0.05, 0.3)
-    steps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        info = sim.step()
-        sim.render()
-        steps += 1
-        if info.off_track:
-            sim.reset()
-            sim.apply(0.05, 0.3)
-    return {"steps_per_s": round(steps / (time.perf_counter() - t0), 1), "width": width, "height": height}
+    nominal = bench_sim_randomized(seconds, preset="none")
+    randomized = bench_sim_randomized(seconds, preset="default")
+    return {"steps_per_s": nominal["steps_per_s"], "width": nominal["width"], "height": nominal["height"],
+            "randomized": {"preset": "default", "steps_per_s": randomized["steps_per_s"]}}
 
 
 def machine() -> str:
@@ -148,6 +140,7 @@ def machine() -> str:
 
 def run_bench(model_path: Path, quick: bool = False) -> dict[str, Any]:
     from racer.dds_bench import bench_dds, bench_multiprocess
+    from sim2real.augment import bench_augment
 
     scale = 0.2 if quick else 1.0
     return {
@@ -155,6 +148,7 @@ def run_bench(model_path: Path, quick: bool = False) -> dict[str, Any]:
         "pipeline": bench_pipeline(model_path, frames=max(60, int(600 * scale))),
         "pipeline_multiprocess": bench_multiprocess(model_path, frames=max(30, int(150 * scale))),
         "sim": bench_sim(seconds=2.0 * scale),
+        "augment": bench_augment(seconds=2.0 * scale),
         "dds": bench_dds(messages=max(60, int(300 * scale))),
         "machine": machine(),
     }

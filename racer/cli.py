@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "racer.commands.hardware",
     "racer.commands.train",
     "racer.commands.console",
+    "racer.commands.sim2real",
 ]
 
 

@@ -2,7 +2,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -50,6 +49,10 @@ def test_bench_reports_every_figure():
     assert report["policy"]["max_abs_diff"] < 1e-4  # same network, same input, same answer
     assert 0 < report["pipeline"]["p50_ms"] <= report["pipeline"]["p99_ms"]
     assert report["sim"]["steps_per_s"] > 0 and report["sim"]["width"] == 160
+    assert report["sim"]["randomized"]["steps_per_s"] > 0
+    assert report["augment"]["images_per_s"] > 0
+    for name in ("dds", "pipeline_multiprocess"):
+        assert 0 < report[name]["p50_ms"] <= report[name]["p99_ms"]
     assert isinstance(report["machine"], str) and report["machine"]
 
 
@@ -68,13 +71,12 @@ def test_bundled_model_laps_at_least_seven_of_eight_closed_tracks():
     """The spine's bar; the model card lists which tracks training saw (at most three)."""
     from car.bundle import load_bundle
     from car.inference import Policy
-    from car.stack import PolicyModel
     from sim2real.drive import run_laps
     from sim2real.sim.track import Track
     from sim2real.sim.world import Simulator
 
     with load_bundle(DEFAULT_MODEL) as bundle:
-        model = PolicyModel(Policy(bundle).infer, bundle.spec, bundle.metadata)
+        model = Policy(bundle).model()
         trained_on = bundle.info["config"]["tracks"]
         results = {}
         for name in CLOSED_TRACKS:

@@ -5,7 +5,6 @@ the Maestro driver talking to the emulator; faults are injected where they happe
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

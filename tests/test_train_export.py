@@ -1,17 +1,15 @@
 """A tiny DAgger run, exported through the equivalence gate, loads and drives as a car bundle."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from car.bundle import load_bundle
-from car.decode import ActionDecoder, throttle_for
+from car.decode import ActionDecoder
 from car.inference import Policy
 from car.metadata import parse_metadata
 from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, expert_targets, sample_frames, train_imitation
-from sim2real.export import ExportGateError, check_equivalence, export_bundle
+from sim2real.export import check_equivalence, export_bundle
 
 
 def test_expert_targets_decode_back_to_the_expert_command():

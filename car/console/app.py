@@ -47,7 +47,6 @@ from car.console.uploads import UploadLimits, folder_for, install_archive, recei
 from car.control.modes import Mode
 from car.inference import Policy
 from car.runtime import CarRuntime
-from car.stack import PolicyModel
 
 log = logging.getLogger("racer.console")
 
@@ -111,10 +110,8 @@ class Console:
             self.loading.step("compiling", 30)
             policy = self.store.compile(folder, model_name)
             self.loading.step("switching", 90)
-            bundle = policy.bundle
             self.runtime.command("stop")
-            self.runtime.call(self.runtime.stack.policy.core.load,
-                              PolicyModel(policy.infer, bundle.spec, bundle.metadata))
+            self.runtime.call(self.runtime.stack.policy.core.load, policy.model())
             self.policy = policy
             self.node.model_name = folder
 

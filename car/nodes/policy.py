@@ -4,17 +4,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Mapping
 
 import numpy as np
 
 from car.decode import ActionDecoder, Decoded
 from car.messages import AckermannDrive, AckermannDriveStamped, DiagnosticStatus, Header, Image, KeyValue, ERROR, OK
-from car.preprocess import Preprocessor
+from car.metadata import ModelMetadata
+from car.preprocess import PreprocessSpec, Preprocessor
 from car.shift import ShiftMonitor
 
-if TYPE_CHECKING:
-    from car.stack import PolicyModel
+
+@dataclass
+class PolicyModel:
+    """What the policy node needs of a model bundle (car.inference.Policy.model() makes one)."""
+
+    infer: Callable[[np.ndarray], np.ndarray]
+    spec: PreprocessSpec
+    metadata: ModelMetadata
+    stats: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -42,15 +50,18 @@ class PolicyCore:
         self.errors = 0
         self.last: PolicyResult | None = None
 
-    def load(self, model: PolicyModel) -> None:
-        """Swap in another model on a running car (the console's model select); the next frame uses it.
+    @classmethod
+    def for_model(cls, model: PolicyModel, max_steering_rad: float, max_speed_mps: float) -> "PolicyCore":
+        """Preprocessing, decoding and the domain-shift monitor all from the one bundle."""
+        return cls(model.infer, Preprocessor(model.spec), ActionDecoder(model.metadata), max_steering_rad,
+                   max_speed_mps, ShiftMonitor.from_stats(model.stats, model.spec))
 
-        The domain-shift monitor belongs to the old model's training statistics, so it goes too.
-        """
+    def load(self, model: PolicyModel) -> None:
+        """Swap in another model on a running car (the console's model select); the next frame uses it."""
         self.infer = model.infer
         self.preprocessor = Preprocessor(model.spec)
         self.decoder = ActionDecoder(model.metadata)
-        self.shift = None
+        self.shift = ShiftMonitor.from_stats(model.stats, model.spec)
         self.domain_shift = None
         self.last = None
 

@@ -10,9 +10,10 @@ from racer.commands.demo import DEFAULT_MODEL
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="measure policy, pipeline and simulator speed",
+    p = sub.add_parser("bench", help="measure policy, pipeline, simulator, augmentation and DDS speed",
                        description="Policy inference (OpenVINO vs onnxruntime on the DeepRacer reference network), "
-                                   "the in-process camera-to-actuator pipeline with a bundle, simulator steps/s.")
+                                   "the camera-to-actuator pipeline in one process and across processes, "
+                                   "simulator steps/s, augmentation images/s, DDS image latency; one run, one machine.")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle for the pipeline figure (default: bundled)")
     p.add_argument("--quick", action="store_true", help="fewer samples (for smoke tests)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -32,5 +33,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"policy     {name:12s} p50 {pol[name]['p50_ms']:.3f} ms  p99 {pol[name]['p99_ms']:.3f} ms", file=sys.stderr)
     pipe = report["pipeline"]
     print(f"pipeline   camera->actuator  p50 {pipe['p50_ms']:.3f} ms  p99 {pipe['p99_ms']:.3f} ms", file=sys.stderr)
-    print(f"sim        {report['sim']['steps_per_s']:.0f} steps/s at 160x120", file=sys.stderr)
+    sim = report["sim"]
+    print(f"sim        {sim['steps_per_s']:.0f} steps/s at 160x120 "
+          f"({sim['randomized']['steps_per_s']:.0f} with default randomization)", file=sys.stderr)
+    print(f"augment    {report['augment']['images_per_s']:.0f} images/s (default preset, one core)", file=sys.stderr)
+    for name in ("dds", "pipeline_multiprocess"):
+        fig = report[name]
+        print(f"{name:10s} p50 {fig['p50_ms']:.3f} ms  p99 {fig['p99_ms']:.3f} ms", file=sys.stderr)
     return 0

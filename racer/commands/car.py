@@ -46,11 +46,11 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], sto
     from car.clock import SimClock, WallClock
     from car.inference import Policy
     from car.runtime import CarRuntime
-    from car.stack import LocalStack, PolicyModel
+    from car.stack import LocalStack
 
     model_path = args.model or Path(params["policy"].get("model") or DEFAULT_MODEL)
     bundle = load_bundle(model_path)
-    model = PolicyModel(Policy(bundle).infer, bundle.spec, bundle.metadata)
+    model = Policy(bundle).model()
     if args.sim:
         from sim2real.sim.adapters import SimActuator, SimCamera
         from sim2real.sim.track import Track

@@ -31,7 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from car.bundle import BundleError, load_bundle
     from car.inference import Policy
-    from car.stack import PolicyModel
     from sim2real.drive import run_laps
     from sim2real.sim.track import Track
     from sim2real.sim.world import Simulator
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not args.headless:
         return run_live(args, track, bundle)
-    model = PolicyModel(Policy(bundle).infer, bundle.spec, bundle.metadata)
+    model = Policy(bundle).model()
     sim = Simulator(track)
     sim.reset()
     laps = args.laps or 10**9
@@ -105,7 +104,7 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
     from car.config import load_params
     from car.inference import Policy
     from car.runtime import CarRuntime
-    from car.stack import LocalStack, PolicyModel
+    from car.stack import LocalStack
     from racer.commands.console import start_car_console
     from sim2real.sim.adapters import SimActuator, SimCamera
     from sim2real.sim.world import Simulator
@@ -116,7 +115,7 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
     stop = threading.Event()
     reporter = _LapReporter(sim, args.laps, stop)
     stack = LocalStack(clock, SimCamera(sim), SimActuator(sim),
-                       PolicyModel(Policy(bundle).infer, bundle.spec, bundle.metadata), params)
+                       Policy(bundle).model(), params)
     runtime = CarRuntime(stack, sim=reporter, on_sim_time=clock.set, stop_event=stop)
     if args.console != "off":
         console_args = argparse.Namespace(console=args.console, state_dir=args.state_dir, calibration=None)

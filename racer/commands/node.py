@@ -71,11 +71,10 @@ def _build(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any
     if args.name == "policy":
         from car.bundle import load_bundle
         from car.inference import Policy
-        from car.stack import PolicyModel
         from racer.commands.demo import DEFAULT_MODEL
 
         bundle = load_bundle(args.model or Path(params["policy"].get("model") or DEFAULT_MODEL))
-        node.PolicyProcess(bus, clock, PolicyModel(Policy(bundle).infer, bundle.spec, bundle.metadata), params)
+        node.PolicyProcess(bus, clock, Policy(bundle).model(), params)
         return []
     if args.name == "control":
         node.ControlProcess(bus, clock, params, autostart=args.autostart)

@@ -28,7 +28,7 @@ from car.console.uploads import UploadLimits
 from car.inference import Policy
 from car.preprocess import DEEPRACER_SPEC
 from car.runtime import CarRuntime
-from car.stack import LocalStack, PolicyModel
+from car.stack import LocalStack
 from model_factory import onnx_model
 from sim2real.sim.adapters import SimActuator, SimCamera
 from sim2real.sim.track import Track
@@ -136,7 +136,7 @@ def start_car(root: Path, model: Path, limits: UploadLimits = TEST_LIMITS, tls: 
     sim = Simulator(Track.load("reinvent_base"))
     clock = SimClock(sim.time)
     driver = RecordingActuator(sim)
-    stack = LocalStack(clock, SimCamera(sim), driver, PolicyModel(policy.infer, bundle.spec, bundle.metadata))
+    stack = LocalStack(clock, SimCamera(sim), driver, policy.model())
     runtime = CarRuntime(stack, sim=sim, on_sim_time=clock.set)
     state = StateDir(root / "state")
     set_password(state, PASSWORD)
