@@ -13,12 +13,16 @@ from car.nodes.policy import PolicyModel
 
 # The one place the CPU plugin is tuned; `racer bench` passes alternatives as `config` overrides.
 # f32 is pinned because bf16-capable CPUs otherwise silently run bf16 and change the policy's
-# choices; one stream with a few threads suits one synchronous request per camera frame.
+# choices; one stream with a few threads suits one synchronous request per camera frame. Threads
+# are not pinned to cores: the car's camera, console and DDS threads share those cores, and pinned
+# inference threads stalled behind them (p50 1.63 ms pinned vs 1.37 ms unpinned with the other core
+# busy, reference network, 2-core EPYC).
 CPU_CONFIG: dict[str, str] = {
     "INFERENCE_PRECISION_HINT": "f32",
     "PERFORMANCE_HINT": "LATENCY",
     "NUM_STREAMS": "1",
     "INFERENCE_NUM_THREADS": str(min(4, os.cpu_count() or 1)),
+    "ENABLE_CPU_PINNING": "NO",
 }
 
 

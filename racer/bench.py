@@ -18,14 +18,21 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
             "n": int(ms.size)}
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, block: int, warmup: int = 50) -> dict[str, list[float]]:
-    """Time several callables in alternating blocks, so machine noise hits each alike."""
+def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, block: int, warmup: int = 50,
+                settle_s: float = 0.05) -> dict[str, list[float]]:
+    """Time several callables in alternating blocks, so machine noise hits each alike.
+
+    Each block starts after `settle_s` of quiet: onnxruntime's worker threads spin for a while
+    after a run, and would otherwise slow whichever block comes next (measured: OpenVINO p50
+    0.98 ms right after onnxruntime blocks vs 0.51 ms after a pause).
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            time.sleep(settle_s)
             for _ in range(block):
                 t0 = time.perf_counter()
                 fn()
