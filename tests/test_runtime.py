@@ -6,11 +6,10 @@ import time
 
 import numpy as np
 
-from car.clock import SimClock
-from car.runtime import CarRuntime
-from car.stack import LocalStack, PolicyModel
 from car.metadata import parse_metadata
+from car.nodes.policy import PolicyModel
 from car.preprocess import PreprocessSpec
+from sim2real.drive import sim_runtime
 from sim2real.sim.adapters import SimActuator, SimCamera
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator
@@ -38,13 +37,11 @@ class Driver(SimActuator):
         self.log.append("closed")
 
 
-def make(camera=None, infer=None):
+def make():
     sim = Simulator(Track.load("reinvent_base"))
-    clock = SimClock()
     driver = Driver(sim)
-    model = PolicyModel(infer or (lambda x: np.array([1.0, 0.0], np.float32)), SPEC, META)
-    stack = LocalStack(clock, camera or SimCamera(sim), driver, model)
-    return sim, driver, CarRuntime(stack, sim=sim, on_sim_time=clock.set)
+    model = PolicyModel(lambda x: np.array([1.0, 0.0], np.float32), SPEC, META)
+    return sim, driver, sim_runtime(sim, model, driver=driver)
 
 
 def test_autostart_drives_then_stop_ends_at_neutral_closed():

@@ -43,7 +43,7 @@ def _fail(message: str) -> int:
 def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], stop: threading.Event | None = None):
     """(stack, runtime) for the in-process transport, on the simulator or on hardware."""
     from car.bundle import load_bundle
-    from car.clock import SimClock, WallClock
+    from car.clock import WallClock
     from car.inference import Policy
     from car.runtime import CarRuntime
     from car.stack import LocalStack
@@ -52,14 +52,12 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], sto
     bundle = load_bundle(model_path)
     model = Policy(bundle).model()
     if args.sim:
-        from sim2real.sim.adapters import SimActuator, SimCamera
+        from sim2real.drive import sim_runtime
         from sim2real.sim.track import Track
         from sim2real.sim.world import Simulator
 
-        sim = Simulator(Track.load(args.sim))
-        clock = SimClock(sim.time)
-        stack = LocalStack(clock, SimCamera(sim), SimActuator(sim), model, params)
-        runtime = CarRuntime(stack, sim=sim, on_sim_time=clock.set, stop_event=stop)
+        runtime = sim_runtime(Simulator(Track.load(args.sim)), model, params, stop=stop)
+        stack = runtime.stack
     else:
         from calibration.servo import resolve
         from car.actuators.open import open_actuator

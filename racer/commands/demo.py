@@ -54,13 +54,13 @@ def run(args: argparse.Namespace) -> int:
     sim.reset()
     laps = args.laps or 10**9
     print(f"racer demo: {track.name} ({track.length:.2f} m), model {bundle.name}, "
-          f"max speed {args.max_speed:.2f}, {'headless' if args.headless else 'real time'}", file=sys.stderr)
+          f"max speed {args.max_speed:.2f}, headless", file=sys.stderr)
 
     def report(info, stack) -> None:
         if info.lap_completed:
             print(f"  lap {info.laps}: {info.lap_time:6.2f} s", file=sys.stderr)
 
-    result = run_laps(sim, model, laps=laps, max_speed=args.max_speed, realtime=not args.headless, on_step=report)
+    result = run_laps(sim, model, laps=laps, max_speed=args.max_speed, on_step=report)
     failed = [lap for lap in result.laps if lap.off_track or lap.progress < 100]
     for lap in failed:
         why = "off track" if lap.off_track else "lap timeout"
@@ -100,23 +100,18 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
     """Real time through the same runtime as `racer car --sim`, with the console on loopback."""
     import threading
 
-    from car.clock import SimClock
     from car.config import load_params
     from car.inference import Policy
-    from car.runtime import CarRuntime
-    from car.stack import LocalStack
     from racer.commands.console import start_car_console
-    from sim2real.sim.adapters import SimActuator, SimCamera
+    from sim2real.drive import sim_runtime
     from sim2real.sim.world import Simulator
 
     params = load_params()
     sim = Simulator(track)
-    clock = SimClock(sim.time)
     stop = threading.Event()
     reporter = _LapReporter(sim, args.laps, stop)
-    stack = LocalStack(clock, SimCamera(sim), SimActuator(sim),
-                       Policy(bundle).model(), params)
-    runtime = CarRuntime(stack, sim=reporter, on_sim_time=clock.set, stop_event=stop)
+    runtime = sim_runtime(sim, Policy(bundle).model(), params, stepper=reporter, stop=stop)
+    stack = runtime.stack
     if args.console != "off":
         console_args = argparse.Namespace(console=args.console, state_dir=args.state_dir, calibration=None)
         try:

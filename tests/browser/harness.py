@@ -19,7 +19,6 @@ from urllib.parse import urlencode
 import pytest
 from calibration import servo
 from car.bundle import load_bundle, save_bundle
-from car.clock import SimClock
 from car.console.client import CarAddress, CarClient, KnownCars
 from car.console.server import ConsoleOptions, ConsoleServer, start_console
 from car.console.state import StateDir
@@ -28,9 +27,9 @@ from car.console.uploads import UploadLimits
 from car.inference import Policy
 from car.preprocess import DEEPRACER_SPEC
 from car.runtime import CarRuntime
-from car.stack import LocalStack
 from model_factory import onnx_model
-from sim2real.sim.adapters import SimActuator, SimCamera
+from sim2real.drive import sim_runtime
+from sim2real.sim.adapters import SimActuator
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator
 
@@ -134,10 +133,8 @@ def start_car(root: Path, model: Path, limits: UploadLimits = TEST_LIMITS, tls: 
     bundle = load_bundle(model)
     policy = Policy(bundle, root / "cache")
     sim = Simulator(Track.load("reinvent_base"))
-    clock = SimClock(sim.time)
     driver = RecordingActuator(sim)
-    stack = LocalStack(clock, SimCamera(sim), driver, policy.model())
-    runtime = CarRuntime(stack, sim=sim, on_sim_time=clock.set)
+    runtime = sim_runtime(sim, policy.model(), driver=driver)
     state = StateDir(root / "state")
     set_password(state, PASSWORD)
     options = ConsoleOptions("127.0.0.1", 0, state.root, limits=limits, tls=tls)
