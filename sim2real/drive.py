@@ -5,6 +5,7 @@ measure is what the car would do with the same bundle.
 """
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ class LapResult:
     progress: float
     off_track: bool
 
+    @property
+    def completed(self) -> bool:
+        return self.progress >= 100.0 and not self.off_track
+
     def to_json(self) -> dict[str, Any]:
         return {"time_s": round(self.time_s, 3), "progress": round(self.progress, 2), "off_track": self.off_track}
 
@@ -35,7 +40,34 @@ class DriveResult:
 
     @property
     def completed_laps(self) -> int:
-        return sum(1 for lap in self.laps if lap.progress >= 100.0 and not lap.off_track)
+        return sum(1 for lap in self.laps if lap.completed)
+
+    def to_json(self, model: str) -> dict[str, Any]:
+        """The `racer demo --json` summary."""
+        return {"track": self.track, "laps": [lap.to_json() for lap in self.laps],
+                "completed_laps": self.completed_laps, "model": model}
+
+
+class LapCounter:
+    """Turns simulator steps into laps: each completed lap, and the one that ended the drive by
+    leaving the track or running past `lap_timeout_s`."""
+
+    def __init__(self, result: DriveResult, start_time: float, lap_timeout_s: float = math.inf):
+        self.result = result
+        self.lap_start = start_time
+        self.lap_timeout_s = lap_timeout_s
+
+    def observe(self, info: StepInfo) -> LapResult | None:
+        """The lap this step ended, if any (also appended to the result)."""
+        if info.lap_completed:
+            lap = LapResult(info.lap_time, 100.0, False)
+            self.lap_start = info.time
+        elif info.off_track or info.time - self.lap_start > self.lap_timeout_s:
+            lap = LapResult(info.time - self.lap_start, info.progress, info.off_track)
+        else:
+            return None
+        self.result.laps.append(lap)
+        return lap
 
 
 def sim_stack(sim: Simulator, model: PolicyModel, params: dict[str, dict[str, Any]] | None = None,
@@ -54,7 +86,7 @@ def sim_runtime(sim: Simulator, model: PolicyModel, params: dict[str, dict[str, 
 
 def run_laps(sim: Simulator, model: PolicyModel, laps: int = 1, max_speed: float = 0.5,
              params: dict[str, dict[str, Any]] | None = None, lap_timeout_s: float = 120.0,
-             on_step: Callable[[StepInfo, LocalStack], None] | None = None) -> DriveResult:
+             on_lap: Callable[[int, LapResult], None] | None = None) -> DriveResult:
     """Autonomous laps from the simulator's current pose, as fast as the CPU allows; stops at `laps`
     laps, off-track or timeout."""
     stack = sim_stack(sim, model, params)
@@ -63,20 +95,18 @@ def run_laps(sim: Simulator, model: PolicyModel, laps: int = 1, max_speed: float
     stack.control.command(stack.control.core.set_mode, "autonomous")
     stack.control.command(stack.control.core.start)
     result = DriveResult(sim.track.name)
-    lap_start = sim.time
+    counter = LapCounter(result, sim.time, lap_timeout_s)
     try:
         while len(result.laps) < laps:
             stack.frame()
             info = sim.step()
             clock.set(info.time)
-            if on_step is not None:
-                on_step(info, stack)
-            if info.lap_completed:
-                result.laps.append(LapResult(info.lap_time, 100.0, False))
-                lap_start = info.time
-            elif info.off_track or info.time - lap_start > lap_timeout_s:
-                result.laps.append(LapResult(info.time - lap_start, info.progress, info.off_track))
-                break
+            lap = counter.observe(info)
+            if lap is not None:
+                if on_lap is not None:
+                    on_lap(len(result.laps), lap)
+                if not lap.completed:
+                    break
     finally:
         stack.close()
     return result

@@ -55,44 +55,43 @@ def run(args: argparse.Namespace) -> int:
     laps = args.laps or 10**9
     print(f"racer demo: {track.name} ({track.length:.2f} m), model {bundle.name}, "
           f"max speed {args.max_speed:.2f}, headless", file=sys.stderr)
+    result = run_laps(sim, model, laps=laps, max_speed=args.max_speed, on_lap=_print_lap)
+    return _finish(args, result, bundle.name)
 
-    def report(info, stack) -> None:
-        if info.lap_completed:
-            print(f"  lap {info.laps}: {info.lap_time:6.2f} s", file=sys.stderr)
 
-    result = run_laps(sim, model, laps=laps, max_speed=args.max_speed, on_step=report)
-    failed = [lap for lap in result.laps if lap.off_track or lap.progress < 100]
-    for lap in failed:
+def _print_lap(number: int, lap) -> None:
+    if lap.completed:
+        print(f"  lap {number}: {lap.time_s:6.2f} s", file=sys.stderr)
+    else:
         why = "off track" if lap.off_track else "lap timeout"
         print(f"  stopped: {why} at {lap.progress:.1f}% after {lap.time_s:.2f} s", file=sys.stderr)
+
+
+def _finish(args: argparse.Namespace, result, model_name: str) -> int:
+    """The JSON summary when asked; exit 1 when a lap did not complete."""
     if args.json:
-        print(json.dumps({"track": track.name, "laps": [lap.to_json() for lap in result.laps],
-                          "completed_laps": result.completed_laps, "model": bundle.name}))
-    return 0 if not failed else 1
+        print(json.dumps(result.to_json(model_name)))
+    return 0 if result.completed_laps == len(result.laps) else 1
 
 
 class _LapReporter:
     """Wraps the simulator for the real-time runtime: prints laps, ends the run after N of them."""
 
     def __init__(self, sim, laps: int, stop) -> None:
+        from sim2real.drive import DriveResult, LapCounter
+
         self.sim, self.laps, self.stop = sim, laps, stop
         self.dt = sim.dt
-        self.results: list[dict] = []
-        self.lap_start = 0.0
+        self.result = DriveResult(sim.track.name)
+        self.counter = LapCounter(self.result, sim.time)
 
     def step(self):
         info = self.sim.step()
-        if info.lap_completed:
-            print(f"  lap {info.laps}: {info.lap_time:6.2f} s", file=sys.stderr)
-            self.results.append({"time_s": round(info.lap_time, 3), "progress": 100.0, "off_track": False})
-            self.lap_start = info.time
-        elif info.off_track:
-            print(f"  off track at {info.progress:.1f}%: stopping", file=sys.stderr)
-            self.results.append({"time_s": round(info.time - self.lap_start, 3), "progress": round(info.progress, 2),
-                                 "off_track": True})
-            self.stop.set()
-        if self.laps and len(self.results) >= self.laps:
-            self.stop.set()
+        lap = self.counter.observe(info)
+        if lap is not None:
+            _print_lap(len(self.result.laps), lap)
+            if not lap.completed or (self.laps and len(self.result.laps) >= self.laps):
+                self.stop.set()
         return info
 
 
@@ -124,8 +123,4 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
     runtime.command("set_mode", "autonomous")
     runtime.command("start")
     runtime.run_until_signal()
-    if args.json:
-        print(json.dumps({"track": track.name, "laps": reporter.results,
-                          "completed_laps": sum(1 for lap in reporter.results if not lap["off_track"]),
-                          "model": bundle.name}))
-    return 0 if all(not lap["off_track"] for lap in reporter.results) else 1
+    return _finish(args, reporter.result, bundle.name)
