@@ -98,7 +98,7 @@ class CarRuntime:
         while not self.stop_event.wait(self.tick_period):
             with self.lock:
                 try:
-                    self.stack.tick()
+                    self.stack.control.tick()  # the actuator has its own watchdog loop
                     if time.monotonic() >= next_diag:
                         self.stack.publish_diagnostics()
                         next_diag += self.diagnostics_period
