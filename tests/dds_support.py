@@ -20,13 +20,11 @@ from rosbags.highlevel import AnyReader
 from car.bag import BagSource, typestore
 from car.bundle import load_bundle
 from car.clock import SimClock
-from car.decode import ActionDecoder
 from car.graph import CameraNode, PolicyNode
 from car.inference import Policy
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC, DiagnosticStatus, Time
 from car.nodes.control import ControlParams
 from car.nodes.policy import PolicyCore
-from car.preprocess import Preprocessor
 from car.transport.local import LocalBus
 from car.transport.dds import SHIPPED_CONFIG, DdsBus
 from racer.commands.demo import DEFAULT_MODEL
@@ -120,8 +118,7 @@ def replay_policy(bag, model_path):
     bus, clock = LocalBus(), SimClock()
     bundle = load_bundle(model_path)
     cp = ControlParams()
-    PolicyNode(bus, clock, PolicyCore(Policy(bundle).infer, Preprocessor(bundle.spec), ActionDecoder(bundle.metadata),
-                                      cp.max_steering_rad, cp.max_speed_mps))
+    PolicyNode(bus, clock, PolicyCore.for_model(Policy(bundle).model(), cp.max_steering_rad, cp.max_speed_mps))
     out = {}
     bus.subscribe(POLICY_TOPIC, lambda m: out.setdefault(m.header.stamp, as_float32(m.drive)))
     source = BagSource(bag, realtime=False)

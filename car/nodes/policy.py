@@ -50,18 +50,21 @@ class PolicyCore:
         self.errors = 0
         self.last: PolicyResult | None = None
 
+    @staticmethod
+    def _parts(model: PolicyModel) -> tuple[Callable[[np.ndarray], np.ndarray], Preprocessor, ActionDecoder,
+                                            ShiftMonitor | None]:
+        """Inference, preprocessing, decoding and the domain-shift monitor, all from the one bundle."""
+        return (model.infer, Preprocessor(model.spec), ActionDecoder(model.metadata),
+                ShiftMonitor.from_stats(model.stats, model.spec))
+
     @classmethod
     def for_model(cls, model: PolicyModel, max_steering_rad: float, max_speed_mps: float) -> "PolicyCore":
-        """Preprocessing, decoding and the domain-shift monitor all from the one bundle."""
-        return cls(model.infer, Preprocessor(model.spec), ActionDecoder(model.metadata), max_steering_rad,
-                   max_speed_mps, ShiftMonitor.from_stats(model.stats, model.spec))
+        infer, preprocessor, decoder, shift = cls._parts(model)
+        return cls(infer, preprocessor, decoder, max_steering_rad, max_speed_mps, shift)
 
     def load(self, model: PolicyModel) -> None:
         """Swap in another model on a running car (the console's model select); the next frame uses it."""
-        self.infer = model.infer
-        self.preprocessor = Preprocessor(model.spec)
-        self.decoder = ActionDecoder(model.metadata)
-        self.shift = ShiftMonitor.from_stats(model.stats, model.spec)
+        self.infer, self.preprocessor, self.decoder, self.shift = self._parts(model)
         self.domain_shift = None
         self.last = None
 
