@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from racer.commands import node
+from racer.commands import fail, node
 from racer.commands.demo import DEFAULT_MODEL
 
 
@@ -33,11 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     node.register(sub)
-
-
-def _fail(message: str) -> int:
-    print(f"racer car: {message}", file=sys.stderr)
-    return 2
 
 
 def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], stop: threading.Event | None = None):
@@ -77,15 +72,15 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     if args.autostart and not args.sim:
-        return _fail("--autostart needs --sim: a real car starts only on a user action")
+        return fail("car", "--autostart needs --sim: a real car starts only on a user action")
     if args.sim and args.actuator not in (None, "sim"):
-        return _fail("--sim drives the simulated car; leave --actuator out or set it to sim")
+        return fail("car", "--sim drives the simulated car; leave --actuator out or set it to sim")
     if not args.sim and (args.actuator == "sim" or args.camera == "sim"):
-        return _fail("the sim camera and actuator need --sim TRACK")
+        return fail("car", "the sim camera and actuator need --sim TRACK")
     if args.transport != "local":
         return _run_graph(args)
     if args.sim_rate != 1.0:
-        return _fail("--sim-rate needs --transport dds or ros (the local runtime runs the simulator in real time)")
+        return fail("car", "--sim-rate needs --transport dds or ros (the local runtime runs the simulator in real time)")
     stop = threading.Event()  # a signal during start-up must still end at neutral
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -97,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             from racer.commands.console import start_car_console
             start_car_console(args, params, runtime, bundle.name)
     except (ValueError, OSError, RuntimeError) as exc:
-        return _fail(str(exc))
+        return fail("car", str(exc))
     logging.getLogger("racer.car").info("model %s, %s", bundle.name, f"simulator {args.sim}" if args.sim else "hardware")
     if args.autostart:
         runtime.command("set_mode", "autonomous")
@@ -124,8 +119,8 @@ def _run_graph(args: argparse.Namespace) -> int:
     from racer.car_graph import run_graph
 
     if args.console:
-        return _fail("--console runs with --transport local for now")
+        return fail("car", "--console runs with --transport local for now")
     try:
         return run_graph(args, load_params(args.config))
     except (ValueError, OSError, RuntimeError) as exc:
-        return _fail(str(exc))
+        return fail("car", str(exc))

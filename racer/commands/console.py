@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from racer.commands import fail
+
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
 
@@ -118,11 +120,6 @@ def _client(args: argparse.Namespace) -> CarClient:
                      token_name=f"{getpass.getuser()}@{socket.gethostname()}")
 
 
-def _fail(command: str, message: str, code: int = 1) -> int:
-    print(f"racer {command}: {message}", file=sys.stderr)
-    return code
-
-
 def _checked(response: Response) -> dict[str, Any]:
     from car.console.client import ClientError
 
@@ -137,7 +134,7 @@ def run_status(args: argparse.Namespace) -> int:
     try:
         status = _checked(_client(args).request("GET", "/api/status"))
     except ClientError as exc:
-        return _fail("status", str(exc))
+        return fail("status", str(exc), 1)
     if args.json:
         print(json.dumps(status))
         return 0
@@ -168,10 +165,10 @@ def run_upload(args: argparse.Namespace) -> int:
             try:
                 archive = pack_bundle(args.bundle, Path(work) / f"{args.bundle.resolve().name}.tar.gz")
             except BundleError as exc:
-                return _fail("upload", str(exc), 2)
+                return fail("upload", str(exc), 2)
             return _upload(args, archive)
     if not args.bundle.is_file():
-        return _fail("upload", f"{args.bundle}: no such file or directory", 2)
+        return fail("upload", f"{args.bundle}: no such file or directory", 2)
     return _upload(args, args.bundle)
 
 
@@ -206,7 +203,7 @@ def _upload(args: argparse.Namespace, archive: Path) -> int:
         client.request("GET", "/api/server_ready")
         answer = _checked(client.upload(archive, progress))
     except ClientError as exc:
-        return _fail("upload", str(exc))
+        return fail("upload", str(exc), 1)
     finally:
         stop.set()
     folder = answer["model_folder_name"]
@@ -218,7 +215,7 @@ def _upload(args: argparse.Namespace, archive: Path) -> int:
             entry = next(m for m in models if m["model_folder_name"] == folder)
             _checked(client.request("PUT", f"/api/models/{folder}/{entry['model_name']}"))
         except (ClientError, StopIteration) as exc:
-            return _fail("upload", f"installed, but loading failed: {exc}")
+            return fail("upload", f"installed, but loading failed: {exc}", 1)
         loaded = True
         _say(f"loaded {folder}: the car is stopped; start it from the console")
     if args.json:
@@ -311,7 +308,7 @@ def run_teleop(args: argparse.Namespace) -> int:
         threading.Thread(target=_keys, args=(keys,), daemon=True).start()
         _drive(client, keys)
     except (ClientError, WebSocketException, OSError) as exc:
-        return _fail("teleop", str(exc))
+        return fail("teleop", str(exc), 1)
     finally:
         if saved is not None:
             import termios
@@ -369,10 +366,10 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from car.console.client import ClientError
 
     if not args.car:
-        return _fail("calibrate", "choose what to calibrate: racer calibrate camera ... or racer calibrate --car HOST",
+        return fail("calibrate", "choose what to calibrate: racer calibrate camera ... or racer calibrate --car HOST",
                      2)
     if getattr(args, "target", None):
-        return _fail("calibrate", "--car calibrates a car's steering and throttle; leave out the target", 2)
+        return fail("calibrate", "--car calibrates a car's steering and throttle; leave out the target", 2)
     client = _client(args)
     try:
         _checked(client.request("POST", "/api/set_calibration_mode"))
@@ -382,7 +379,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         _say("throttle (console units, 4.5 us each):")
         throttle = _calibrate_output(client, "throttle", ("stopped", "full forward", "full reverse"))
     except ClientError as exc:
-        return _fail("calibrate", str(exc))
+        return fail("calibrate", str(exc), 1)
     finally:
         try:
             client.request("POST", "/api/drive_mode", {"drive_mode": "manual"})
@@ -398,7 +395,7 @@ def run_discover(args: argparse.Namespace) -> int:
     try:
         cars = discover(args.timeout)
     except OSError as exc:
-        return _fail("discover", f"mDNS is not available here: {exc}")
+        return fail("discover", f"mDNS is not available here: {exc}", 1)
     if args.json:
         print(json.dumps({"cars": [{"name": c.name, "url": c.url, "host": c.host, "addresses": list(c.addresses),
                                     "fingerprint": c.fingerprint} for c in cars]}))
@@ -417,13 +414,13 @@ def run_passwd(args: argparse.Namespace) -> int:
     if sys.stdin.isatty():
         password = getpass.getpass("new console password: ")
         if getpass.getpass("again: ") != password:
-            return _fail("passwd", "the two passwords differ; nothing changed", 2)
+            return fail("passwd", "the two passwords differ; nothing changed", 2)
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     state = StateDir(args.state_dir or default_state_dir())
     try:
         set_password(state, password)
     except (PasswordError, OSError) as exc:
-        return _fail("passwd", f"{exc}; nothing changed", 2)
+        return fail("passwd", f"{exc}; nothing changed", 2)
     _say(f"console password set in {state.root}; sessions ended and API tokens revoked")
     return 0

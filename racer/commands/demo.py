@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from racer.commands import fail
+
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
 
 
@@ -36,17 +38,14 @@ def run(args: argparse.Namespace) -> int:
     from sim2real.sim.world import Simulator
 
     if args.laps < 0:
-        print("racer demo: --laps must be 0 or more", file=sys.stderr)
-        return 2
+        return fail("demo", "--laps must be 0 or more")
     if not 0.0 < args.max_speed <= 1.0:
-        print("racer demo: --max-speed must be in (0, 1]", file=sys.stderr)
-        return 2
+        return fail("demo", "--max-speed must be in (0, 1]")
     try:
         track = Track.load(args.track)
         bundle = load_bundle(args.model)
     except (ValueError, BundleError) as exc:
-        print(f"racer demo: {exc}", file=sys.stderr)
-        return 2
+        return fail("demo", str(exc))
     if not args.headless:
         return run_live(args, track, bundle)
     model = Policy(bundle).model()
@@ -116,8 +115,7 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
         try:
             start_car_console(console_args, params, runtime, bundle.name)
         except (OSError, ValueError) as exc:
-            print(f"racer demo: console not started: {exc}", file=sys.stderr)
-            return 2
+            return fail("demo", f"console not started: {exc}")
         print(f"racer demo: console on http://{args.console}/ (Ctrl-C to stop)", file=sys.stderr)
     runtime.call(stack.control.core.set_max_speed, args.max_speed)
     runtime.command("set_mode", "autonomous")

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from racer.commands import fail
+
 NODE_NAMES = ("sim", "camera", "policy", "control", "actuator", "recorder")
 NODE_ERRORS = (ValueError, OSError, RuntimeError)
 
@@ -34,11 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
                    help="ROS 2 arguments (added by ros2 launch)")
     p.set_defaults(func=run)
-
-
-def _fail(name: str, message: str) -> int:
-    print(f"racer node {name}: {message}", file=sys.stderr)
-    return 2
 
 
 def open_driver(spec: str, args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> Any:
@@ -102,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
     if args.autostart and not args.sim_time:
-        return _fail(args.name, "--autostart is for the simulator (with --sim-time)")
+        return fail(f"node {args.name}", "--autostart is for the simulator (with --sim-time)")
     try:
         params = load_params(args.config)
         if args.name == "sim":
@@ -111,9 +108,9 @@ def run(args: argparse.Namespace) -> int:
         bus = open_bus(args.transport, args.name, args.ros_args)
         closers = _build(args, params, bus)
     except NODE_ERRORS as exc:
-        return _fail(args.name, str(exc))
+        return fail(f"node {args.name}", str(exc))
     try:
         spin_until_signal(bus, closers)
     except TimeWentBackwards as exc:  # the simulator restarted: start again with fresh state
-        return _fail(args.name, str(exc))
+        return fail(f"node {args.name}", str(exc))
     return 0

@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from racer.commands.train import TRAIN_TRACKS, _fail
+from racer.commands import fail
+from racer.commands.train import TRAIN_TRACKS
 
 DEFAULT_EVAL_DIR = Path("runs") / "gap"
 
@@ -64,7 +65,7 @@ def run_preview(args: argparse.Namespace) -> int:
     try:
         preview_grid(args.preset, args.out, args.rows, args.cols, args.seed, args.track)
     except (ValueError, AugmentationError) as exc:
-        return _fail("augment preview", str(exc))
+        return fail("augment preview", str(exc))
     print(f"racer augment preview: wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -75,7 +76,7 @@ def run_randomization(args: argparse.Namespace) -> int:
     try:
         chosen = Randomization.preset(args.preset)
     except RandomizationError as exc:
-        return _fail("randomization", str(exc))
+        return fail("randomization", str(exc))
     if args.write:
         chosen.save(args.write)
         print(f"racer randomization: wrote {args.write}", file=sys.stderr)
@@ -105,24 +106,24 @@ def run_eval(args: argparse.Namespace) -> int:
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
-        return _fail("eval", f"--seeds must be comma-separated integers, got {args.seeds!r}")
+        return fail("eval", f"--seeds must be comma-separated integers, got {args.seeds!r}")
     tracks = tuple(t for t in args.tracks.split(",") if t)
     try:
         domains = load_domains(args.domains) if args.domains else list(HELD_OUT)
         for name in tracks:
             Track.load(name)
     except (DomainsFileError, ValueError) as exc:
-        return _fail("eval", str(exc))
+        return fail("eval", str(exc))
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        return _fail("eval", f"unknown variant(s) {', '.join(unknown)}; variants: {', '.join(VARIANTS)}")
+        return fail("eval", f"unknown variant(s) {', '.join(unknown)}; variants: {', '.join(VARIANTS)}")
     if not seeds or not tracks or args.starts < 1 or min(args.iterations, args.steps, args.epochs) < 1:
-        return _fail("eval", "--seeds and --tracks need at least one entry; --starts, --iterations, --steps and "
+        return fail("eval", "--seeds and --tracks need at least one entry; --starts, --iterations, --steps and "
                              "--epochs at least 1")
     missing = [str(m) for m in args.model or [] if not m.exists()]
     if missing:
-        return _fail("eval", f"no bundle at {', '.join(missing)}")
+        return fail("eval", f"no bundle at {', '.join(missing)}")
     cfg = EvalConfig(tracks=tracks, starts=args.starts)
 
     def log(message: str) -> None:

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from racer.commands import fail
+
 TRAIN_TRACKS = "reinvent_base,Spain_track,2024_reinvent_champ_cw"
 
 
@@ -46,11 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_export)
 
 
-def _fail(command: str, message: str) -> int:
-    print(f"racer {command}: {message}", file=sys.stderr)
-    return 2
-
-
 def run_train(args: argparse.Namespace) -> int:
     from sim2real.augment import AugmentationError, pipeline
     from sim2real.imitation import ImitationConfig, save_checkpoint, train_imitation, SPEC, ACTION_SPACE
@@ -67,15 +64,15 @@ def run_train(args: argparse.Namespace) -> int:
         if args.augmentation:
             pipeline(args.augmentation)
     except (ValueError, RandomizationError, AugmentationError) as exc:
-        return _fail("train", str(exc))
+        return fail("train", str(exc))
     if args.iterations < 1 or args.steps < 1 or args.epochs < 1 or args.timesteps < 1:
-        return _fail("train", "--iterations, --steps, --epochs and --timesteps must be at least 1")
+        return fail("train", "--iterations, --steps, --epochs and --timesteps must be at least 1")
     if args.camera_info is not None and not args.camera_info.is_file():
-        return _fail("train", f"no camera_info file at {args.camera_info}")
+        return fail("train", f"no camera_info file at {args.camera_info}")
     if args.reward_function is not None and args.algo != "ppo":
-        return _fail("train", "--reward-function needs --algo ppo")
+        return fail("train", "--reward-function needs --algo ppo")
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
-        return _fail("train", f"{args.out} exists and is not empty")
+        return fail("train", f"{args.out} exists and is not empty")
     randomization = args.randomization if args.randomization != "none" else None
     augmentation = args.augmentation if args.augmentation != "none" else None
     camera_info = str(args.camera_info) if args.camera_info else None
@@ -88,7 +85,7 @@ def run_train(args: argparse.Namespace) -> int:
             if reward_file:
                 load_reward_function(reward_file)
         except RewardFunctionError as exc:
-            return _fail("train", str(exc))
+            return fail("train", str(exc))
         args.out.mkdir(parents=True, exist_ok=True)
         cfg = PPOConfig(reward_file=reward_file, tracks=tracks, timesteps=args.timesteps, seed=args.seed,
                         randomization=randomization, augmentation=augmentation, camera_info=camera_info)
@@ -129,11 +126,11 @@ def run_export(args: argparse.Namespace) -> int:
     from sim2real.export import ExportGateError
 
     if not args.checkpoint.is_file():
-        return _fail("export", f"no checkpoint at {args.checkpoint}")
+        return fail("export", f"no checkpoint at {args.checkpoint}")
     try:
         result = _export(args.checkpoint, args.out, args.tar, args.frames)
     except (ValueError, ExportGateError) as exc:
-        return _fail("export", str(exc))
+        return fail("export", str(exc))
     print(json.dumps(result) if args.json else f"racer export: wrote {args.out} "
           f"(max abs error {result['equivalence']['max_abs_error']:.2e} on {args.frames} frames)")
     return 0
