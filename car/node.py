@@ -36,11 +36,6 @@ DIAGNOSTICS_HZ = 1.0
 CAMERA_RETRY_S = 0.1
 
 
-def control_params(params: dict[str, dict[str, Any]]) -> ControlParams:
-    control = params.get("control", {})
-    return ControlParams(**{k: v for k, v in control.items() if k in ControlParams.__dataclass_fields__})
-
-
 class CameraProcess:
     """Reads the source on its own thread (a read blocks) and publishes on the bus's thread, newest frame first."""
 
@@ -97,7 +92,7 @@ class CameraProcess:
 
 class PolicyProcess:
     def __init__(self, bus: NodeBus, clock: Clock, model: PolicyModel, params: dict[str, dict[str, Any]]):
-        cp = control_params(params)
+        cp = ControlParams.from_params(params)
         core = PolicyCore.for_model(model, cp.max_steering_rad, cp.max_speed_mps)
         self.node = PolicyNode(bus, clock, core)
         bus.timer(1.0 / DIAGNOSTICS_HZ, self.node.publish_diagnostics, clock)
@@ -112,7 +107,7 @@ class ControlProcess:
     """
 
     def __init__(self, bus: NodeBus, clock: Clock, params: dict[str, dict[str, Any]], autostart: bool = False):
-        self.core = ControlCore(control_params(params))
+        self.core = ControlCore(ControlParams.from_params(params))
         self.node = ControlNode(bus, clock, self.core)
         self.answer: tuple[KeyValue, ...] = ()
         self._driving = False
@@ -171,10 +166,8 @@ class ActuatorProcess:
     """
 
     def __init__(self, bus: NodeBus, clock: Clock, driver: Driver, params: dict[str, dict[str, Any]]):
-        cp = control_params(params)
-        timeout = float(params.get("actuator", {}).get("timeout_s", 0.25))
-        self.core = ActuatorCore(driver, cp.max_steering_rad, cp.max_speed_mps, timeout)
-        bus.watch_deadline(DRIVE_TOPIC, timeout, self.on_deadline_missed)
+        self.core = ActuatorCore.from_params(driver, params)
+        bus.watch_deadline(DRIVE_TOPIC, self.core.timeout_s, self.on_deadline_missed)
         self.node = ActuatorNode(bus, clock, self.core)
         self._reported = self.core.at_neutral
         bus.subscribe(DRIVE_TOPIC, lambda msg: self._report_change())

@@ -6,7 +6,7 @@ from typing import Any
 from car.actuators.base import Driver
 from car.clock import Clock
 from car.graph import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
-from car.messages import DIAGNOSTICS_TOPIC, DRIVE_TOPIC, AckermannDriveStamped, DiagnosticArray
+from car.messages import DIAGNOSTICS_TOPIC, DiagnosticArray
 from car.nodes.actuator import ActuatorCore
 from car.nodes.control import ControlCore, ControlParams
 from car.nodes.policy import PolicyCore, PolicyModel
@@ -19,23 +19,15 @@ class LocalStack:
     def __init__(self, clock: Clock, source: CameraSource, driver: Driver, model: PolicyModel,
                  params: dict[str, dict[str, Any]] | None = None):
         params = params or {}
-        common = params.get("control", {})
-        cp = ControlParams(**{k: v for k, v in common.items() if k in ControlParams.__dataclass_fields__})
+        cp = ControlParams.from_params(params)
         self.clock = clock
         self.bus = LocalBus()
         self.camera = CameraNode(self.bus, clock, source)
         self.policy = PolicyNode(self.bus, clock, PolicyCore.for_model(model, cp.max_steering_rad, cp.max_speed_mps))
         self.control = ControlNode(self.bus, clock, ControlCore(cp))
-        timeout = float(params.get("actuator", {}).get("timeout_s", 0.25))
-        self.actuator = ActuatorNode(self.bus, clock, ActuatorCore(driver, cp.max_steering_rad, cp.max_speed_mps,
-                                                                   timeout))
-        self.last_drive: AckermannDriveStamped | None = None
+        self.actuator = ActuatorNode(self.bus, clock, ActuatorCore.from_params(driver, params))
         self.diagnostics: dict[str, Any] = {}
-        self.bus.subscribe(DRIVE_TOPIC, self._on_drive)
         self.bus.subscribe(DIAGNOSTICS_TOPIC, self._on_diag)
-
-    def _on_drive(self, msg: AckermannDriveStamped) -> None:
-        self.last_drive = msg
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any
 
 from car.actuators.base import ActuatorFault, Driver
+from car.nodes.control import ControlParams
 from car.messages import AckermannDriveStamped, DiagnosticStatus, KeyValue, ERROR, OK
 
 
@@ -27,6 +29,12 @@ class ActuatorCore:
         self.fault: str | None = None
         self.lock = threading.RLock()
         self._safe(self.driver.neutral)
+
+    @classmethod
+    def from_params(cls, driver: Driver, params: dict[str, dict[str, Any]]) -> "ActuatorCore":
+        """The same vehicle constants as control, and the actuator's own timeout, from the parameter file."""
+        cp = ControlParams.from_params(params)
+        return cls(driver, cp.max_steering_rad, cp.max_speed_mps, float(params.get("actuator", {}).get("timeout_s", 0.25)))
 
     def on_drive(self, msg: AckermannDriveStamped, now: float) -> None:
         with self.lock:

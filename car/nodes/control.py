@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from car.control.modes import Mode, ModeState
 from car.control.mux import Mux
@@ -18,6 +19,11 @@ class ControlParams:
     max_speed: float = 0.5
     max_steering_rad: float = 0.5236
     max_speed_mps: float = 4.0
+
+    @classmethod
+    def from_params(cls, params: dict[str, dict[str, Any]]) -> "ControlParams":
+        """The control section of the parameter file (car.config.load_params); other keys are other nodes'."""
+        return cls(**{k: v for k, v in params.get("control", {}).items() if k in cls.__dataclass_fields__})
 
 
 NEUTRAL = AckermannDrive()
