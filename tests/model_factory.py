@@ -18,10 +18,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "tests" / "fixtures" / "models"
+# Real DeepRacer data carried by the repo (tests/fixtures/deepracer/PROVENANCE.md).
+DEEPRACER_FIXTURES = REPO / "tests" / "fixtures" / "deepracer"
 PPO_TAR = MODELS / "deepracer_discrete_ppo.tar.gz"
 SAC_TAR = MODELS / "deepracer_continuous_sac.tar.gz"
-METADATA_DIR = REPO.parent / "shared" / "fixtures" / "model_metadata"
-FRAMES_DIR = REPO.parent / "shared" / "fixtures" / "images" / "sim_160x120_episode"
+METADATA_DIR = DEEPRACER_FIXTURES / "model_metadata"
+FRAMES_DIR = DEEPRACER_FIXTURES / "images" / "sim_160x120_episode"
 DISCRETE = "drfc_default_discrete_ppo_v5.json"
 CONTINUOUS = "drfc_default_continuous_sac_v4.json"
 

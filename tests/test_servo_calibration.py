@@ -18,7 +18,7 @@ from calibration import servo
 from calibration.servo import FACTORY_DEFAULT, CalibrationError
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO.parent / "shared" / "fixtures" / "device" / "calibration.json"
+FIXTURE = REPO / "tests" / "fixtures" / "deepracer" / "device" / "calibration.json"
 
 
 def test_factory_fixture_loads_as_the_factory_default() -> None:

@@ -7,9 +7,9 @@ import pytest
 
 from sim2real.sim.track import TRACKS_DIR, Track
 
-SIMTRACE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "simtrace"
+SIMTRACE = Path(__file__).resolve().parent / "fixtures" / "deepracer" / "simtrace"
 
-# Centre-line length (m) and direction, from ../shared/fixtures/PROVENANCE.md section 2.
+# Centre-line length (m) and direction, from tests/fixtures/deepracer/PROVENANCE.md section 2.
 OFFICIAL = {
     "reinvent_base": (17.71, "ccw"),
     "Oval_track": (19.55, "ccw"),

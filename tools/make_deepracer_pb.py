@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from car.archive import write_tar_gz  # noqa: E402  (stdlib only, so it runs in the TensorFlow venv)
 
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures" / "deepracer"
 OUT = REPO / "tests" / "fixtures" / "models"
 FRAMES = ("sim-image-3-00000.png", "sim-image-3-00350.png", "sim-image-3-00916.png")
 SENSOR = "FRONT_FACING_CAMERA"
