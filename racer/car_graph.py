@@ -46,7 +46,8 @@ def graph_specs(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> 
     specs += [
         ProcessSpec("camera", node_argv("camera", args, "--camera", camera)),
         ProcessSpec("policy", node_argv("policy", args, *_option("--model", args.model))),
-        ProcessSpec("control", node_argv("control", args, *(["--autostart"] if args.autostart else []))),
+        ProcessSpec("control", node_argv("control", args, *(["--autostart"] if args.autostart else [])),
+                    restart_argv=node_argv("control", args)),
         ProcessSpec("actuator", node_argv("actuator", args, "--actuator", actuator,
                                           *_option("--calibration", args.calibration))),
     ]

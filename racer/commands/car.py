@@ -55,13 +55,17 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], sto
         stack = runtime.stack
     else:
         from calibration.servo import resolve
-        from car.actuators.open import open_actuator
+        from car.actuators.isolated import IsolatedDriver
+        from car.actuators.open import parse_actuator_spec
         from car.camera import open_camera
 
         calibration, _ = resolve(args.calibration or params["actuator"].get("calibration"))
         cam = params["camera"]
         camera = open_camera(args.camera or cam.get("source"), fps=float(cam.get("fps", 15.0)))
-        driver = open_actuator(args.actuator or params["actuator"].get("spec"), calibration)
+        spec = args.actuator or params["actuator"].get("spec") or ""
+        parse_actuator_spec(spec)  # a malformed spec is a one-line error before any process starts
+        # The device and a last watchdog in a process of their own: nothing the console does here can hold them.
+        driver = IsolatedDriver(spec, calibration, float(params["actuator"].get("timeout_s", 0.25)))
         stack = LocalStack(WallClock(), camera, driver, model, params)
         runtime = CarRuntime(stack, stop_event=stop)
     return stack, runtime, bundle

@@ -5,6 +5,7 @@
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const $ = (id) => document.getElementById(id);
 const SEND_MS = 50;
+const WIZARD_REFRESH_MS = 100;
 let status = null;
 
 async function api(method, path, body) {
@@ -319,15 +320,19 @@ const wizard = { step: 0, values: {} };
 
 function wizardValue() { return Number($("calib-value").value); }
 
-async function adjust() {
+async function adjust(refresh = false) {
   const step = STEPS[wizard.step];
   try {
     await api("PUT", `/api/adjust_calibrating_wheels/${step.kind}`, { pwm: wizardValue() });
-    say("calib-message", "");
+    if (!refresh) say("calib-message", "");
   } catch (error) {
     say("calib-message", error.message, true);
   }
 }
+
+// The car drops a raw pulse after its 250 ms deadman: hold the shown value while the wizard is open,
+// so a phone that drops off the network leaves the wheels still.
+setInterval(() => { if (!$("wizard").hidden) adjust(true); }, WIZARD_REFRESH_MS);
 
 function showStep() {
   const step = STEPS[wizard.step];
