@@ -6,14 +6,14 @@ import argparse
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from calibration import servo
-from calibration.servo import FACTORY_DEFAULT, CalibrationError, PulseRange
+from calibration.servo import FACTORY_DEFAULT, CalibrationError
+from calibrations import OTHER, SAVED
 from car.actuators.pwm_sysfs import PwmSysfsDriver
 from car.config import load_params
 from hw.maestro_emulator import MaestroEmulator
@@ -23,11 +23,6 @@ from racer.cli import build_parser, main
 from racer.commands.node import open_driver
 
 REPO = Path(__file__).resolve().parents[1]
-# The issue's car: motor mid 1500000, min 1350000, polarity -1; servo mid 1480000.
-SAVED = replace(FACTORY_DEFAULT,
-                motor=PulseRange(min=1_350_000, mid=1_500_000, max=1_650_000, polarity=-1),
-                servo=replace(FACTORY_DEFAULT.servo, mid=1_480_000))
-OTHER = replace(FACTORY_DEFAULT, servo=replace(FACTORY_DEFAULT.servo, mid=1_460_000))
 
 
 @pytest.fixture
@@ -96,12 +91,8 @@ def test_a_missing_explicit_file_is_an_error_not_factory(tmp_path: Path, stock: 
 
 
 def pre_exported_tree(root: Path) -> PwmSysfsModel:
-    """A fake sysfs as servo_pkg leaves it (channels and GPIO exported), so the driver's own plain
-    file writes reach it from any process."""
     model = PwmSysfsModel(root)
-    for channel in (0, 1):
-        model.write(model.chip / "export", str(channel))
-    model.write(model.gpio_dir / "export", "436")
+    model.export_outputs()
     return model
 
 
