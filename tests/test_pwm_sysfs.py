@@ -6,8 +6,6 @@ import errno
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from calibration.servo import FACTORY_DEFAULT, save
 from calibrations import SAVED
 from car.actuators.base import ActuatorFault
 from car.actuators.pwm_sysfs import KernelFiles, PwmSysfsDriver, find_chip
+from hw.fds import run_python
 from hw.sysfs import ModelAttribute, PwmSysfsModel
 
 MOTOR_MID, SERVO_MID = FACTORY_DEFAULT.motor.mid, FACTORY_DEFAULT.servo.mid
@@ -248,52 +247,28 @@ def test_kernel_attribute_writes_each_value_whole_at_offset_zero(tmp_path: Path)
         KernelFiles().write(tmp_path / "missing", "1")
 
 
-# Runs in its own process: the open-file limit is lowered and every descriptor left is taken.
 EMFILE_SCRIPT = """
-import errno, json, os, resource, sys
+import json, sys
 from pathlib import Path
 from calibration import servo
 from car.actuators.pwm_sysfs import KernelFiles, PwmSysfsDriver
+from hw.fds import no_free_fds
 from hw.sysfs import PwmSysfsModel
 
 model = PwmSysfsModel(Path(sys.argv[1]))
 model.export_outputs()
-kind = sys.argv[3]
-driver = PwmSysfsDriver(servo.load(sys.argv[2]), model.pwm_dir, files=model if kind == "model" else KernelFiles())
-resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-flood = []
-
-def exhaust():
-    try:
-        while True:
-            flood.append(os.open(os.devnull, os.O_RDONLY))
-    except OSError as exc:
-        assert exc.errno == errno.EMFILE, exc
-    try:
-        open(os.devnull)
-    except OSError as exc:
-        assert exc.errno == errno.EMFILE, exc
-
-def release():
-    while flood:
-        os.close(flood.pop())
+driver = PwmSysfsDriver(servo.load(sys.argv[2]), model.pwm_dir, files=model if sys.argv[3] == "model" else KernelFiles())
 
 def outputs():
     return [model.attribute(0, "duty_cycle"), model.attribute(1, "duty_cycle"), model.attribute(0, "enable"),
             model.attribute(1, "enable"), model.read(model.gpio(436) / "value")]
 
-exhaust()
-driver.set(0.5, 0.8)
-release()
-driving = outputs()
-exhaust()
-driver.neutral()
-release()
-neutral = outputs()
-exhaust()
-driver.close()
-release()
-print(json.dumps({"driving": driving, "neutral": neutral, "closed": outputs()}))
+report = {}
+for name, action in (("driving", lambda: driver.set(0.5, 0.8)), ("neutral", driver.neutral), ("closed", driver.close)):
+    with no_free_fds():
+        action()
+    report[name] = outputs()
+print(json.dumps(report))
 """
 
 
@@ -302,10 +277,7 @@ def test_pulses_and_neutral_still_reach_the_outputs_when_the_process_has_no_fd_l
                                                                                       kind: str) -> None:
     saved = tmp_path / "calibration.json"
     save(SAVED, saved)
-    tests = Path(__file__).resolve().parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
-    result = subprocess.run([sys.executable, "-c", EMFILE_SCRIPT, str(tmp_path / "sys"), str(saved), kind],
-                            capture_output=True, text=True, timeout=60, env=env)
+    result = run_python(EMFILE_SCRIPT, str(tmp_path / "sys"), str(saved), kind)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     driving = [SAVED.motor.pulse_ns(0.8), SAVED.servo.pulse_ns(0.5)]
