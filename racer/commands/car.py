@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from car.openfiles import raise_open_file_limit
 from racer.commands import fail, node
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         return fail("car", "--sim drives the simulated car; leave --actuator out or set it to sim")
     if not args.sim and (args.actuator == "sim" or args.camera == "sim"):
         return fail("car", "the sim camera and actuator need --sim TRACK")
+    raise_open_file_limit()  # before any node starts: the graph's processes inherit it
     if args.transport != "local":
         return _run_graph(args)
     if args.sim_rate != 1.0:

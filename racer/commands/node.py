@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from car.openfiles import raise_open_file_limit
 from racer.commands import fail
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
                         format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
     if args.autostart and not args.sim_time:
         return fail(f"node {args.name}", "--autostart is for the simulator (with --sim-time)")
+    raise_open_file_limit()  # also for nodes that ros2 launch starts without `racer car`
     try:
         params = load_params(args.config)
         if args.name == "sim":
