@@ -3,7 +3,7 @@ stock DeepRacer file, else factory; applied from the first pulse in every comman
 from __future__ import annotations
 
 import argparse
-import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -196,9 +196,8 @@ def test_the_console_wizard_starts_from_the_car_calibration_and_saves_to_the_sta
             server.stop()
 
 
-def test_racer_car_with_console_sends_only_the_saved_calibration_from_the_first_pulse(tmp_path: Path,
-                                                                                      stock: Path) -> None:
-    """Issue 9 case 5: the saved mids are the first targets, and the factory's never appear."""
+@pytest.fixture
+def bundle_and_frames(tmp_path: Path) -> tuple[Path, Path]:
     import cv2
 
     from car.bundle import save_bundle
@@ -210,17 +209,34 @@ def test_racer_car_with_console_sends_only_the_saved_calibration_from_the_first_
     frames = tmp_path / "frames"
     frames.mkdir()
     cv2.imwrite(str(frames / "000.png"), np.full((480, 640, 3), 60, np.uint8))
+    return bundle, frames
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("transport", [("local", "--console", "127.0.0.1:0"), ("dds",)], ids=["local+console", "dds"])
+def test_racer_car_sends_only_the_saved_calibration_from_the_first_pulse(
+        tmp_path: Path, stock: Path, bundle_and_frames: tuple[Path, Path], transport: tuple[str, ...]) -> None:
+    """Issue 9 case 5: the saved mids are the first targets, and the factory's never appear."""
+    from dds_support import loopback_domain, wait_for
+
+    bundle, frames = bundle_and_frames
     state = saved_state_dir(tmp_path / "state")
-    with MaestroEmulator(tmp_path / "ttyACM0") as maestro:
-        result = subprocess.run(
-            [sys.executable, "-m", "racer.cli", "car", "--actuator", f"maestro:{maestro.link}", "--camera",
-             f"images:{frames}", "--model", str(bundle), "--console", "127.0.0.1:0", "--state-dir", str(state),
-             "--duration", "1"], capture_output=True, text=True, timeout=120, cwd=REPO,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
-        targets = maestro.wait_for(4)
-    assert result.returncode == 0, result.stderr
-    assert f"calibration: {state / 'calibration.json'}" in result.stderr
     neutral = [(0, 1_500_000 // 250), (1, 1_480_000 // 250)]
+    with MaestroEmulator(tmp_path / "ttyACM0") as maestro, loopback_domain():
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "racer.cli", "car", "--transport", *transport, "--actuator",
+             f"maestro:{maestro.link}", "--camera", f"images:{frames}", "--model", str(bundle),
+             "--state-dir", str(state)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        try:
+            wait_for(lambda: len(maestro.targets) >= 2 or proc.poll() is not None, 120, "the Maestro opened")
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        wait_for(lambda: maestro.targets[-2:] == [(0, 0), (1, 0)], 10, "the outputs switched off")
+        targets = list(maestro.targets)
+    assert proc.returncode == 0, err
+    assert f"calibration: {state / 'calibration.json'}" in err
     assert targets[:2] == neutral
-    assert targets[-4:] == [*neutral, (0, 0), (1, 0)]
     assert set(targets) == {*neutral, (0, 0), (1, 0)}  # never the factory's 5784 / 5800
