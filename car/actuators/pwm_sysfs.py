@@ -48,19 +48,17 @@ class KernelAttribute:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
 
     def write(self, value: str) -> None:
-        if self._fd is None:
-            raise OSError(errno.EBADF, os.strerror(errno.EBADF), str(self.path))
         try:
-            os.pwrite(self._fd, value.encode(), 0)
+            os.pwrite(self._fd, value.encode(), 0)  # after close(), fd -1: EBADF
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def close(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
             os.close(fd)
 
 
@@ -108,7 +106,7 @@ class PwmSysfsDriver(PulseDriver):
         # Opened once at connect and kept: a pulse must never need a free file descriptor.
         self._duty: dict[int, SysfsAttribute] = {}
         self._enable: dict[int, SysfsAttribute] = {}
-        self._output_off: SysfsAttribute = None  # type: ignore[assignment]  # set by _connect
+        self._output_off: SysfsAttribute | None = None
         super().__init__(calibration, f"pwm-sysfs:{self.pwm_dir}")
 
     def _connect(self) -> None:
@@ -127,18 +125,19 @@ class PwmSysfsDriver(PulseDriver):
             self.files.write(pwm / "period", str(PERIOD_NS))
             self._duty[channel] = self.files.open(pwm / "duty_cycle")
             self._enable[channel] = self.files.open(pwm / "enable")
-        self._output_off = self.files.open(self._gpio / "value")
+        output_off = self._output_off = self.files.open(self._gpio / "value")
         # Neutral at the calibrated mids first; only then the PWM, and last the output buffer.
         self._write(self.calibration.motor.mid, self.calibration.servo.mid)
         for enable in self._enable.values():
             enable.write("1")
-        self._output_off.write("0")
+        output_off.write("0")
 
     def _write(self, motor_ns: int, servo_ns: int) -> None:
         self._duty[MOTOR_CHANNEL].write(str(motor_ns))
         self._duty[SERVO_CHANNEL].write(str(servo_ns))
 
     def _disable(self) -> None:
+        assert self._output_off is not None, "only called while connected"
         self._output_off.write("1")
         for enable in self._enable.values():
             enable.write("0")
@@ -146,7 +145,7 @@ class PwmSysfsDriver(PulseDriver):
     def _disconnect(self) -> None:
         """Close every attribute held open; never raises."""
         handles = [*self._duty.values(), *self._enable.values(), self._output_off]
-        self._duty, self._enable, self._output_off = {}, {}, None  # type: ignore[assignment]
+        self._duty, self._enable, self._output_off = {}, {}, None
         for handle in filter(None, handles):
             with contextlib.suppress(OSError):
                 handle.close()

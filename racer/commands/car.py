@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from car.openfiles import raise_open_file_limit
 from racer.commands import fail, node
+from racer.commands.demo import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from calibration.servo import Calibration
-from racer.commands.demo import DEFAULT_MODEL
 
 
 def register(sub: argparse._SubParsersAction) -> None:
