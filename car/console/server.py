@@ -13,6 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -118,7 +119,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def start_console(options: ConsoleOptions, runtime: CarRuntime, model_name: str,
-                  calibration: CalibrationFormat) -> ConsoleServer:
+                  calibration: CalibrationFormat, car_calibration: Any = None) -> ConsoleServer:
     """Serve the console for `runtime`; a generated first password is printed once to stderr."""
     state = StateDir(options.state_dir).create()
     password = ensure_password(state)
@@ -127,7 +128,8 @@ def start_console(options: ConsoleOptions, runtime: CarRuntime, model_name: str,
     node = ConsoleNode(runtime, model_name)
     console = Console(
         runtime=runtime, node=node, auth=Auth(state), store=ModelStore(state.models, state.cache),
-        calibration=CalibrationService(runtime, options.calibration_file or state.calibration, calibration),
+        calibration=CalibrationService(runtime, options.calibration_file or state.calibration, calibration,
+                                       car_calibration),
         state=state, limits=options.limits, secure=secure,
         fingerprint=certificate.fingerprint if certificate else None, loading=LoadingStatus(model=model_name))
     sock = _bind(options.host, options.port)

@@ -22,6 +22,7 @@ from racer.commands import fail
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
 
+    from calibration.servo import CarCalibration
     from car.console.client import CarClient, Response
     from car.console.server import ConsoleServer
     from car.runtime import CarRuntime
@@ -33,21 +34,20 @@ ARROWS = {"\x1b[A": "w", "\x1b[B": "s", "\x1b[C": "d", "\x1b[D": "a"}
 
 
 def start_car_console(args: argparse.Namespace, params: dict[str, dict[str, Any]], runtime: CarRuntime,
-                      model_name: str) -> ConsoleServer:
+                      model_name: str, calibration: CarCalibration | None = None) -> ConsoleServer:
     """The console for `racer car --console HOST:PORT [--state-dir DIR]`.
 
-    Calibration edits the file the car drives with: --calibration (or the parameter), else the
-    stock DeepRacer's own file when present, else calibration.json in the state dir.
+    `calibration` is what the car started with (resolved here when not given). The wizard starts
+    from it and saves to the state dir's calibration.json, which wins at the next start.
     """
     from calibration import servo
     from car.console.server import ConsoleOptions, parse_address, start_console
-    from car.console.state import default_state_dir
+    from racer.commands.node import car_calibration
 
     host, port = parse_address(args.console)
-    explicit = args.calibration or params.get("actuator", {}).get("calibration")
-    calibration_file = Path(explicit) if explicit else servo.DEFAULT_PATH if servo.DEFAULT_PATH.exists() else None
-    options = ConsoleOptions(host, port, args.state_dir or default_state_dir(), calibration_file)
-    return start_console(options, runtime, model_name, servo)
+    car = calibration or car_calibration(args, params)
+    options = ConsoleOptions(host, port, car.state_file.parent, car.state_file)
+    return start_console(options, runtime, model_name, servo, car.calibration)
 
 
 def _car_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
