@@ -3,6 +3,7 @@ log in, upload and load a model, drive autonomously and watch it in the stream, 
 calibrate with the wizard, on a desktop and a phone-sized screen, with no request leaving the car."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -146,6 +147,12 @@ def test_emergency_stop_button_and_escape_key(page: Page, car: Car):
     page.click("#mode-manual")
     page.click("#start")
     expect(page.locator("#estop")).to_have_class("estop")
+    car.runtime.command("fault", "camera stale for 300 ms (limit 250 ms)")  # any latched fault
+    expect(page.locator("#status-line")).to_contain_text(
+        "STOPPED: camera stale for 300 ms (limit 250 ms) (Start, or let go of the throttle, to drive again)")
+    expect(page.locator("#start")).to_have_class(re.compile("attention"))
+    page.click("#start")
+    expect(page.locator("#start")).not_to_have_class(re.compile("attention"))
 
 
 def test_calibration_wizard(page: Page, car: Car):

@@ -58,9 +58,11 @@ function drawOverlay(command) {
 function showStatus(s) {
   status = s;
   const loading = s.loading.isModelLoading === "loading" ? ` · ${s.loading.job} ${s.loading.progress}%` : "";
-  const estop = s.emergency_stop ? " · EMERGENCY STOP (Start releases)" : "";
+  const estop = s.emergency_stop ? " · EMERGENCY STOP (Start releases)"
+    : s.start_needed ? ` · STOPPED: ${s.latched} (Start${s.mode === "manual" ? ", or let go of the throttle," : ""} to drive again)`
+    : "";
   $("status-line").textContent =
-    `${s.mode}${s.running ? " · running" : ""}${estop} · ${s.model} · ${fmt(s.fps, 1)} fps · ${s.reason}${loading}`;
+    `${s.mode}${s.running ? " · running" : ""}${estop} · ${s.model} · ${fmt(s.fps, 1)} fps${s.start_needed ? "" : ` · ${s.reason}`}${loading}`;
   $("t-mode").textContent = `${s.mode}${s.running ? " (running)" : ""}`;
   $("t-model").textContent = s.model;
   $("t-fps").textContent = fmt(s.fps, 1);
@@ -73,6 +75,7 @@ function showStatus(s) {
   $("mode-auto").classList.toggle("active", s.mode === "autonomous");
   $("mode-manual").classList.toggle("active", s.mode === "manual");
   $("start").classList.toggle("active", s.running && s.mode === "autonomous");
+  $("start").classList.toggle("attention", s.start_needed);
   if (document.activeElement !== $("max-speed")) {
     $("max-speed").value = Math.round(s.max_speed * 100);
     $("max-speed-value").textContent = `${Math.round(s.max_speed * 100)}%`;
