@@ -204,3 +204,19 @@ def test_signal_ends_racer_car_at_neutral_then_off(bundle_dir, images, maestro, 
     tail = maestro.targets[sent:]
     assert tail[-4:] == [(0, NEUTRAL[0]), (1, NEUTRAL[1]), (0, 0), (1, 0)]
     assert all(t in ((0, NEUTRAL[0]), (1, NEUTRAL[1]), (0, 0), (1, 0)) for t in tail)
+
+
+def test_a_signal_while_the_actuator_node_starts_still_ends_with_the_outputs_off(maestro, tmp_path):
+    """SIGTERM as soon as the node has opened the Maestro (before or while it spins): neutral, then off."""
+    proc = subprocess.Popen([sys.executable, "-m", "racer.cli", "node", "actuator", "--transport", "dds",
+                             "--actuator", f"maestro:{maestro.link}", "--state-dir", str(tmp_path / "state")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: maestro.positions[:2] == [NEUTRAL[0], NEUTRAL[1]], 60), "never opened the Maestro"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert maestro.positions[:2] == [0, 0]  # outputs off, not merely at neutral

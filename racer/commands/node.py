@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
     if args.autostart and not args.sim_time:
         return fail(f"node {args.name}", "--autostart is for the simulator (with --sim-time)")
     raise_open_file_limit()  # also for nodes that ros2 launch starts without `racer car`
+    stopping = threading.Event()  # a signal during start-up still ends at neutral (spin_until_signal)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
     try:
         params = load_params(args.config)
         if args.name == "sim":
@@ -122,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     except NODE_ERRORS as exc:
         return fail(f"node {args.name}", str(exc))
     try:
-        spin_until_signal(bus, closers)
+        spin_until_signal(bus, closers, stopping)
     except TimeWentBackwards as exc:  # the simulator restarted: start again with fresh state
         return fail(f"node {args.name}", str(exc))
     return 0
