@@ -342,3 +342,16 @@ def test_leaving_calibration_or_stopping_is_not_a_stale_teleop():
     c.on_teleop(cmd(0.2, 0.1, 1.0), 0.2)
     c.stop(0.3)
     assert c.state.latch is None and c.tick(0.6).drive == NEUTRAL and c.state.latch is None
+
+
+def test_a_policy_error_does_not_stop_manual_driving():
+    c = ControlCore()
+    c.on_policy_error("RuntimeError: inference failed", 0.0)
+    assert c.on_teleop(cmd(0.1, 0.1, 1.0), 0.1).drive.speed == pytest.approx(0.5)
+    c.on_policy(cmd(0.15), 0.15)  # it answers again
+    c.set_mode("autonomous", 0.2)
+    assert c.state.latch is None
+    c.start(0.2)
+    c.on_policy_error("RuntimeError: inference failed", 0.3)
+    assert c.state.latch.reason == "RuntimeError: inference failed"
+    assert c.on_policy(cmd(0.4), 0.4).drive == NEUTRAL  # answering again does not restart the car

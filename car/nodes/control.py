@@ -64,8 +64,16 @@ class ControlCore:
     def driving(self) -> bool:
         return self.last_output.drive != NEUTRAL
 
+    def _faults(self, now: float) -> dict[str, str]:
+        """The watchdog's faults that matter in this mode: a policy error stops only autonomous driving."""
+        faults = self.watchdog.faults(now)
+        if self.state.mode is not Mode.AUTONOMOUS:
+            faults.pop("policy", None)
+        return faults
+
     def on_policy(self, msg: AckermannDriveStamped, now: float) -> AckermannDriveStamped:
         self.mux.put("policy", msg, now)
+        self.watchdog.clear("policy")  # the policy answers again; a latch it caused stays until start
         if self.state.running:
             self._policy_since_start = True
         return self.tick(now)
@@ -92,7 +100,7 @@ class ControlCore:
         if (latch is not None and stamp < latch.since) or now - stamp > self.params.teleop_timeout_s:
             return self.tick(now)
         if latch is not None and self.state.mode is Mode.MANUAL and msg.drive.speed == 0.0 \
-                and not self.watchdog.faults(now):
+                and not self._faults(now):
             self.state.rearm()  # the stick let go after the fault: the user is back in control
         self.mux.put("teleop", msg, now)
         return self.tick(now)
@@ -108,7 +116,7 @@ class ControlCore:
     def start(self, now: float) -> AckermannDriveStamped:
         """The user's start: clears every latch (a policy error gets a new try); refused while a fault is present."""
         self.watchdog.clear("policy")
-        faults = self.watchdog.faults(now)
+        faults = self._faults(now)
         if faults:
             raise ValueError(f"cannot start: {'; '.join(faults.values())}")
         self.state.start()
@@ -140,7 +148,7 @@ class ControlCore:
         for name, v in (("steering", steering), ("throttle", throttle)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not -1.0 <= v <= 1.0:
                 raise ValueError(f"calibration {name} must be within -1..1, got {v!r}")
-        if not self.watchdog.faults(now):
+        if not self._faults(now):
             self.state.rearm()
         p = self.params
         msg = AckermannDriveStamped(Header(Time.from_seconds(now), CALIBRATION_FRAME),
@@ -150,7 +158,7 @@ class ControlCore:
         return self.tick(now)
 
     def tick(self, now: float) -> AckermannDriveStamped:
-        faults = self.watchdog.faults(now)
+        faults = self._faults(now)
         if faults:
             self.state.trip("; ".join(faults.values()), now)
         drive, reason = self._select(now)
@@ -189,7 +197,7 @@ class ControlCore:
             steering_angle=msg.drive.steering_angle, speed=msg.drive.speed * scale)), state.mode.value
 
     def diagnostics(self, now: float) -> DiagnosticStatus:
-        faults = self.watchdog.faults(now)
+        faults = self._faults(now)
         latch = self.state.latch
         return DiagnosticStatus(
             level=ERROR if faults or latch is not None else OK,
