@@ -1,6 +1,9 @@
 """Runs the graph as one process per node: starts them, restarts any that dies, reports it on /diagnostics.
 
-A node that dies is restarted after a backoff that doubles with each quick failure. While a node
+A node that dies is restarted after a backoff that doubles with each quick failure, unless it keeps
+failing the same way at start-up (the same exit status, GIVE_UP_AFTER times in a row, each within
+STABLE_S of its start): a missing package or a bad parameter does not heal by restarting, so the
+supervisor reports it and stops trying, rather than printing the same error forever. While a node
 is down the rest of the graph keeps the car safe by itself (control times out a silent policy or
 camera, the actuator's deadline catches a silent control); a dead actuator process cannot, so
 each process may carry an `on_exit` hook, which for the actuator puts the hardware at neutral.
@@ -28,6 +31,7 @@ DIAGNOSTICS_PERIOD_S = 1.0
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 5.0
 STABLE_S = 10.0
+GIVE_UP_AFTER = 3
 STOP_GRACE_S = 5.0
 PARENT_ENV = "RACER_PARENT_PID"
 PR_SET_PDEATHSIG = 1
@@ -53,6 +57,11 @@ class _Child:
     failures: int = 0
     next_start: float = 0.0
     last_exit: str = ""
+    same_start_failures: int = 0  # start-up failures in a row with the same exit status; GIVE_UP_AFTER ends them
+
+    @property
+    def given_up(self) -> bool:
+        return self.same_start_failures >= GIVE_UP_AFTER
 
 
 def describe_exit(returncode: int) -> str:
@@ -104,7 +113,7 @@ class Supervisor:
         changed = False
         for child in self.children:
             if child.proc is None:
-                if now >= child.next_start:
+                if not child.given_up and now >= child.next_start:
                     child.restarts += 1
                     self._spawn(child)
                     changed = True
@@ -113,11 +122,20 @@ class Supervisor:
             if returncode is None:
                 continue
             child.proc = None
-            child.last_exit = describe_exit(returncode)
-            child.failures = 1 if now - child.started >= STABLE_S else child.failures + 1
+            exit_text, quick = describe_exit(returncode), now - child.started < STABLE_S
+            if quick and returncode > 0:  # a signal comes from outside (a kill, the OOM killer), a status from the node
+                child.same_start_failures = child.same_start_failures + 1 if exit_text == child.last_exit else 1
+            else:
+                child.same_start_failures = 0
+            child.last_exit = exit_text
+            child.failures = child.failures + 1 if quick else 1
             delay = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (child.failures - 1))
             child.next_start = now + delay
-            log.error("%s %s; restarting in %.1f s", child.spec.name, child.last_exit, delay)
+            if child.given_up:
+                log.error("%s %s at start-up %d times in a row: not restarting it (its error is above)",
+                          child.spec.name, child.last_exit, child.same_start_failures)
+            else:
+                log.error("%s %s; restarting in %.1f s", child.spec.name, child.last_exit, delay)
             if child.spec.on_exit is not None:
                 child.spec.on_exit()
             changed = True
@@ -128,6 +146,8 @@ class Supervisor:
         running = child.proc is not None
         if running:
             message = "running"
+        elif child.given_up:
+            message = f"{child.last_exit} at start-up {child.same_start_failures} times in a row; not restarted"
         else:
             message = f"{child.last_exit}; restarting in {max(0.0, child.next_start - time.monotonic()):.1f} s"
         return DiagnosticStatus(

@@ -1,106 +1,131 @@
-"""The rclpy transport without ROS 2: a stand-in rclpy records the calls RosBus makes.
-
-rclpy cannot be installed here (it runs in the Docker image); this pins down what the adapter asks
-of it: serialized CDR both ways (the dds transport's bytes), the topics' QoS, the /drive deadline,
-sim time through use_sim_time, and work posted through a guard condition.
-"""
+"""RosBus on real rclpy (Fast DDS, loopback, a private domain): messages, QoS, the /drive deadline, sim time,
+posted work, the discovery range, and what a missing message package says."""
+import math
+import subprocess
 import sys
-import types
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-import numpy as np
 import pytest
 
-from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, Header, Image, Time, drive_msg
-from car.wire import IMAGE, DRIVE
+from car.clock import WallClock
+from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, Time, drive_msg
+from car.transport.ros import RosBus, RosUnavailable, _message_class, install_hint, ros_environment
+from car.wire import CLOCK_TOPIC, WireType
+from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
+from tests.dds_support import PYTHON, loopback_domain, wait_for
+
+from rclpy.qos import DurabilityPolicy, ReliabilityPolicy  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-class Recorder:
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
+@contextmanager
+def nodes(*names: str) -> Iterator[list[RosBus]]:
+    """RosBus nodes in this process on a private loopback domain, closed at the end."""
+    with loopback_domain():
+        buses = [RosBus(name) for name in names]
+        try:
+            yield buses
+        finally:
+            for bus in buses:
+                bus.close()
 
 
-class FakeNode:
-    def __init__(self, name):
-        self.name, self.publishers, self.subscriptions, self.timers, self.parameters = name, [], [], [], []
-        self.published = []
-
-    def create_publisher(self, msg_type, topic, qos):
-        self.publishers.append((msg_type, topic, qos))
-        return types.SimpleNamespace(publish=lambda data: self.published.append((topic, data)))
-
-    def create_subscription(self, msg_type, topic, callback, qos, raw=False, event_callbacks=None):
-        self.subscriptions.append(types.SimpleNamespace(msg_type=msg_type, topic=topic, callback=callback, qos=qos,
-                                                        raw=raw, events=event_callbacks))
-        return self.subscriptions[-1]
-
-    def create_timer(self, period, callback):
-        self.timers.append((period, callback))
-
-    def create_guard_condition(self, callback):
-        return types.SimpleNamespace(trigger=callback)
-
-    def set_parameters(self, parameters):
-        self.parameters.extend(parameters)
-
-    def get_clock(self):
-        return types.SimpleNamespace(now=lambda: types.SimpleNamespace(nanoseconds=1_500_000_000))
+def spin_until_matched(writer: RosBus, topic: str, *buses: RosBus) -> None:
+    """Spin each bus on its own thread (close() ends them) until a reader of `topic` matches `writer`."""
+    for bus in buses:
+        threading.Thread(target=bus.spin, daemon=True).start()
+    wait_for(lambda: writer.node.count_subscribers(topic) >= 1, 30, f"a reader of {topic} to match")
 
 
-@pytest.fixture
-def rclpy(monkeypatch):
-    """Just enough of rclpy's module layout for RosBus."""
-    modules = {
-        "rclpy": types.SimpleNamespace(Context=object, init=lambda args, context: None, ok=lambda context: True,
-                                       create_node=lambda name, context: FakeNode(name),
-                                       try_shutdown=lambda context: None),
-        "rclpy.executors": types.SimpleNamespace(SingleThreadedExecutor=lambda context: types.SimpleNamespace(
-            add_node=lambda node: None)),
-        "rclpy.qos": types.SimpleNamespace(QoSProfile=Recorder, HistoryPolicy=types.SimpleNamespace(KEEP_LAST="keep_last"),
-                                           ReliabilityPolicy=types.SimpleNamespace(RELIABLE="reliable",
-                                                                                   BEST_EFFORT="best_effort"),
-                                           DurabilityPolicy=types.SimpleNamespace(VOLATILE="volatile")),
-        "rclpy.duration": types.SimpleNamespace(Duration=lambda nanoseconds: ("duration", nanoseconds)),
-        "rclpy.parameter": types.SimpleNamespace(Parameter=type("Parameter", (Recorder,), {
-            "Type": types.SimpleNamespace(BOOL="bool")})),
-        "rclpy.event_handler": types.SimpleNamespace(SubscriptionEventCallbacks=Recorder),
-        "sensor_msgs.msg": types.SimpleNamespace(Image="sensor_msgs/Image"),
-        "ackermann_msgs.msg": types.SimpleNamespace(AckermannDriveStamped="ackermann_msgs/AckermannDriveStamped"),
-    }
-    for name, module in modules.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    from car.transport.ros import RosBus
-    return RosBus
+def test_discovery_stays_on_this_machine_unless_the_user_chose():
+    assert ros_environment({})["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    assert ros_environment({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"})["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"
+    assert "ROS_AUTOMATIC_DISCOVERY_RANGE" not in ros_environment({"ROS_LOCALHOST_ONLY": "0"})
+    assert ros_environment({"ROS_AUTOMATIC_DISCOVERY_RANGE": ""})["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
 
 
-def test_messages_cross_rclpy_as_the_same_cdr_bytes(rclpy):
-    bus = rclpy("camera", ["-r", "__node:=camera"])
-    image = Image(Header(Time(1, 2), "camera"), np.zeros((2, 3, 3), np.uint8))
-    bus.publisher(CAMERA_TOPIC)(image)
-    assert bus.node.published == [(CAMERA_TOPIC, IMAGE.encode(image))]
-    msg_type, topic, qos = bus.node.publishers[0]
-    assert (msg_type, topic) == ("sensor_msgs/Image", CAMERA_TOPIC)
-    assert qos.kwargs == {"history": "keep_last", "depth": 1, "reliability": "best_effort", "durability": "volatile"}
-    got = []
-    bus.subscribe(DRIVE_TOPIC, got.append)
-    (sub,) = bus.node.subscriptions
-    assert sub.raw and sub.events is None and sub.qos.kwargs["reliability"] == "reliable"
-    sub.callback(DRIVE.encode(drive_msg(Time(5, 6), 0.25, 1.0)))
-    assert got[0].header.stamp == Time(5, 6) and got[0].drive.speed == 1.0
+def test_drive_commands_cross_between_nodes_with_the_topics_qos():
+    with nodes("control", "actuator") as (control, actuator):
+        got = []
+        actuator.subscribe(DRIVE_TOPIC, got.append)
+        publish = control.publisher(DRIVE_TOPIC)
+        control.publisher(CAMERA_TOPIC)
+        spin_until_matched(control, DRIVE_TOPIC, control, actuator)
+        sent = drive_msg(Time(12, 345), 0.25, 1.5, "base_link")
+        control.post(lambda: publish(sent))
+        wait_for(lambda: got, 10, "the command")
+        assert got[0] == sent  # both values are exact in float32
+        (drive_writer,) = actuator.node.get_publishers_info_by_topic(DRIVE_TOPIC)
+        assert drive_writer.node_name == "control" and drive_writer.topic_type == "ackermann_msgs/msg/AckermannDriveStamped"
+        assert drive_writer.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        assert drive_writer.qos_profile.deadline.nanoseconds == 50_000_000  # what the actuator's deadline matches
+        (image_writer,) = actuator.node.get_publishers_info_by_topic(CAMERA_TOPIC)
+        assert image_writer.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+        assert image_writer.qos_profile.durability == DurabilityPolicy.VOLATILE
 
 
-def test_drive_deadline_sim_time_and_posted_work(rclpy):
-    bus = rclpy("actuator")
-    missed = []
-    bus.watch_deadline(DRIVE_TOPIC, 0.2, lambda: missed.append(True))
-    bus.subscribe(DRIVE_TOPIC, lambda msg: None)
-    (sub,) = bus.node.subscriptions
-    assert sub.qos.deadline == ("duration", 200_000_000)
-    sub.events.kwargs["deadline"]("info")
-    assert missed == [True]
-    bus.publisher(DRIVE_TOPIC)
-    assert bus.node.publishers[0][2].deadline == ("duration", 50_000_000)  # what the actuator's deadline matches
-    clock = bus.node_clock(sim_time=True)
-    assert bus.node.parameters[0].args == ("use_sim_time", "bool", True) and clock.now() == 1.5
-    ran = []
-    bus.post(lambda: ran.append("posted"))
-    assert ran == ["posted"]
+def test_a_silent_drive_writer_trips_the_readers_deadline():
+    with nodes("control", "actuator") as (control, actuator):
+        missed = []
+        actuator.watch_deadline(DRIVE_TOPIC, 0.2, lambda: missed.append(time.monotonic()))
+        actuator.subscribe(DRIVE_TOPIC, lambda msg: None)
+        publish = control.publisher(DRIVE_TOPIC)
+        spin_until_matched(control, DRIVE_TOPIC, control, actuator)
+        control.post(lambda: publish(drive_msg(Time(1, 0), 0.0, 1.0)))
+        wait_for(lambda: missed, 10, "a missed deadline")
+
+
+def test_a_node_on_sim_time_follows_clock_and_runs_posted_work_on_its_thread():
+    with nodes("sim", "follower") as (sim, node):
+        clock = node.node_clock(sim_time=True)
+        ticks, ran_on = [], []
+        node.timer(0.5, lambda: ticks.append(clock.now()), clock)
+        publish = sim.publisher(CLOCK_TOPIC)
+        spin_until_matched(sim, CLOCK_TOPIC, sim, node)
+        t = [100.0]
+
+        def step():
+            t[0] += 0.05
+            publish(Time.from_seconds(t[0]))
+
+        sim.timer(0.01, step, WallClock())
+        wait_for(lambda: len(ticks) >= 4, 30, "four timer ticks on sim time")
+        assert all(100.0 <= tick < 200.0 for tick in ticks)  # simulation time, not wall time
+        # the first tick may come with the jump from 0 to 100 s; then one in each 0.5 s of /clock
+        periods = [math.floor(tick / 0.5 + 1e-6) for tick in ticks[1:]]
+        assert periods == list(range(periods[0], periods[0] + len(periods)))
+        node.post(lambda: ran_on.append(threading.current_thread().name))
+        wait_for(lambda: ran_on, 10, "the posted call")
+        assert ran_on[0] != threading.current_thread().name
+
+
+def test_a_missing_message_package_is_one_line_that_says_what_to_install():
+    with pytest.raises(RosUnavailable) as caught:
+        _message_class(WireType("ackermann_msgz/msg/AckermannDriveStamped", None, None, None))
+    assert str(caught.value) == ("ROS 2 message ackermann_msgz/msg/AckermannDriveStamped cannot be loaded "
+                                 "(No module named 'ackermann_msgz'): `make ros` installs it into racer's venv; "
+                                 "on a ROS 2 install, apt install ros-jazzy-ackermann-msgz")
+    assert install_hint("deepracer_interfaces_pkg").endswith("build that folder with colcon")
+    assert str(ROOT / "car" / "interfaces" / "ackermann_msgs") in install_hint("ackermann_msgs")
+
+
+def test_a_node_without_ackermann_msgs_exits_with_that_line(tmp_path):
+    """What a user without the package sees: `racer node control --transport ros` prints one line, exit 2."""
+    shadow = tmp_path / "ackermann_msgs"  # a package without its generated `msg` module, as a broken install
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("")
+    with loopback_domain() as env:
+        proc = subprocess.run([PYTHON, "-m", "racer.cli", "node", "control", "--transport", "ros"],
+                              env={**env, "PYTHONPATH": f"{tmp_path}:{ROOT}"}, capture_output=True, text=True,
+                              timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "racer node control: ROS 2 message ackermann_msgs/msg/AckermannDriveStamped cannot be loaded "
+        f"(No module named 'ackermann_msgs.msg'): `make ros` builds it into racer's venv from "
+        f"{ROOT / 'car' / 'interfaces' / 'ackermann_msgs'}; on a ROS 2 install, apt install ros-jazzy-ackermann-msgs")
+    assert "Traceback" not in proc.stderr

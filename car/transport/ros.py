@@ -7,9 +7,11 @@ imported when a RosBus is made, never before: the car runs without ROS 2 install
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from car.clock import Clock
@@ -17,11 +19,42 @@ from car.transport.qos import TOPIC_QOS, TopicQos
 from car.wire import WireType, wire_type
 
 SPIN_PERIOD_S = 0.1
+INTERFACES = Path(__file__).resolve().parents[1] / "interfaces"  # the car's own message packages (make ros)
+NOT_IN_ROS = ("deepracer_interfaces_pkg",)  # the DeepRacer device software's own package: no apt release
+DISCOVERY_VARIABLES = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")
+
+
+def ros_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`env` (default: this process's) with ROS 2 discovery kept on this machine, unless the user chose a range.
+
+    Jazzy's own default is SUBNET (multicast on every interface); racer keeps to loopback as its dds
+    transport does with its shipped config. Either ROS_AUTOMATIC_DISCOVERY_RANGE (Jazzy on) or the
+    older ROS_LOCALHOST_ONLY counts as the user's choice."""
+    out = dict(os.environ if env is None else env)
+    if not any(out.get(name) for name in DISCOVERY_VARIABLES):
+        out["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    return out
+
+
+class RosUnavailable(RuntimeError):
+    """rclpy or a message package the car uses cannot be imported; the message says what to install."""
+
+
+def install_hint(package: str) -> str:
+    """What installs ROS 2 package `package` (an import name such as `ackermann_msgs`) for racer."""
+    own = INTERFACES / package
+    venv = f"`make ros` builds it into racer's venv from {own}" if own.is_dir() else "`make ros` installs it into racer's venv"
+    if package in NOT_IN_ROS:
+        return f"{venv}; on a ROS 2 install, build that folder with colcon"
+    return f"{venv}; on a ROS 2 install, apt install ros-{os.environ.get('ROS_DISTRO', 'jazzy')}-{package.replace('_', '-')}"
 
 
 def _message_class(wire: WireType) -> type:
     package, kind, name = wire.ros_type.split("/")
-    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+    try:
+        return getattr(importlib.import_module(f"{package}.{kind}"), name)
+    except (ImportError, AttributeError) as exc:  # missing, or generated for another Python or ROS release
+        raise RosUnavailable(f"ROS 2 message {wire.ros_type} cannot be loaded ({exc}): {install_hint(package)}") from None
 
 
 class _RosClock:
@@ -36,8 +69,12 @@ class RosBus:
     """`car.transport.NodeBus` on one rclpy node and a single-threaded executor."""
 
     def __init__(self, name: str, ros_args: Sequence[str] = ()):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
+        os.environ.update(ros_environment())  # the rmw reads it when the context starts
+        try:
+            import rclpy
+            from rclpy.executors import SingleThreadedExecutor
+        except ImportError as exc:
+            raise RosUnavailable(f"--transport ros needs rclpy ({exc}): {install_hint('rclpy')}") from None
 
         self._rclpy = rclpy
         self.context = rclpy.Context()
