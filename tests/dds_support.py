@@ -25,8 +25,9 @@ from car.inference import Policy
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC, DiagnosticStatus, Time
 from car.nodes.control import ControlParams
 from car.nodes.policy import PolicyCore
+from car.transport import open_bus
 from car.transport.local import LocalBus
-from car.transport.dds import SHIPPED_CONFIG, DdsBus
+from car.transport.dds import SHIPPED_CONFIG
 from racer.commands.demo import DEFAULT_MODEL
 
 PYTHON = sys.executable
@@ -44,10 +45,13 @@ def driving_model() -> Path:
 def loopback_domain() -> Iterator[dict[str, str]]:
     """This process and its children on a random ROS domain over the shipped loopback-only config.
 
-    The tests force the shipped config even where CYCLONEDDS_URI is set, so no test sends DDS
-    traffic beyond 127.0.0.1; a random domain keeps concurrent runs on one machine apart."""
+    The tests force the shipped config even where CYCLONEDDS_URI is set, and rclpy's discovery to
+    LOCALHOST, so no test sends DDS traffic beyond 127.0.0.1; a random domain keeps concurrent runs on
+    one machine apart."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CYCLONEDDS_URI", SHIPPED_CONFIG.as_uri())
+        mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        mp.delenv("ROS_LOCALHOST_ONLY", raising=False)
         mp.setenv("ROS_DOMAIN_ID", str(random.randint(1, 230)))
         yield dict(os.environ)
 
@@ -63,10 +67,11 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 class Monitor:
-    """A DdsBus in the test process, spinning on its own thread, that keeps every message it receives."""
+    """A node in the test process (DdsBus, or RosBus on real rclpy), spinning on its own thread, that keeps every
+    message it receives."""
 
-    def __init__(self, topics: tuple[str, ...]):
-        self.bus = DdsBus("test_monitor")
+    def __init__(self, topics: tuple[str, ...], transport: str = "dds"):
+        self.bus = open_bus(transport, "test_monitor")
         self.lock = threading.Lock()
         self.messages: list[tuple[str, float, Any]] = []
         for topic in topics:
@@ -100,6 +105,21 @@ class Monitor:
         self.bus.stop()
         self._thread.join(timeout=5)
         self.bus.close()
+
+
+def assert_a_lap(monitor: Monitor, timeout_s: float, traced_share: float) -> None:
+    """Wait for the simulator's first lap and check it: a sane lap time, never off track, and at least
+    `traced_share` of the policy's commands carrying the stamp of a camera frame the monitor saw."""
+    laps = wait_for(lambda: [s for _, s in monitor.statuses("simulator") if int(s.value("laps") or 0) >= 1],
+                    timeout_s, "a completed lap")
+    lap_time = float(laps[0].value("lap_times").split(",")[0])
+    assert 4.0 < lap_time < 30.0
+    assert all(s.value("off_track") == "false" for _, s in monitor.statuses("simulator"))
+    frames = {m.header.stamp for m in monitor.received(CAMERA_TOPIC)}
+    commands = monitor.received(POLICY_TOPIC)
+    assert len(commands) > 50
+    traced = [c for c in commands if c.header.stamp in frames]  # a command carries its camera frame's stamp
+    assert len(traced) >= traced_share * len(commands)
 
 
 def racer(log: Path, *args: str) -> subprocess.Popen:

@@ -1,13 +1,20 @@
-"""launch/car.launch.py, checked without ROS 2: the launch modules are stand-ins that record what the file declares."""
+"""launch/car.launch.py: what it declares (launch and launch_ros have no wheels, so stand-ins record it), and the
+node command lines it produces, run as launch_ros would run them, on real rclpy: the car drives a lap."""
 import importlib.util
+import signal
+import subprocess
 import sys
 import types
 from pathlib import Path
 
 import pytest
+import yaml
 
 from car.config import NODES, load_params
+from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC
 from racer.cli import build_parser
+from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
+from tests.dds_support import Monitor, assert_a_lap, driving_model, loopback_domain, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "car.launch.py"
@@ -29,8 +36,8 @@ class LaunchConfiguration:
         return context[self.name]
 
 
-@pytest.fixture
-def launch_module(monkeypatch):
+def load_launch_file(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """launch/car.launch.py imported over stand-ins of the launch modules."""
     stubs = {
         "launch": {"LaunchDescription": Declared},
         "launch.actions": {"DeclareLaunchArgument": type("DeclareLaunchArgument", (Declared,), {}),
@@ -45,6 +52,11 @@ def launch_module(monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def launch_module(monkeypatch):
+    return load_launch_file(monkeypatch)
 
 
 def launch(module, **arguments):
@@ -97,3 +109,63 @@ def test_every_launched_command_line_is_one_racer_accepts(launch_module):
 def test_autostart_without_the_simulator_is_refused(launch_module):
     with pytest.raises(ValueError, match="autostart:=true needs sim:=TRACK"):
         launch(launch_module, autostart="true")
+
+
+def command_lines(nodes, work: Path) -> dict[str, list[str]]:
+    """Each node's command line as launch_ros builds it: the executable from PATH, the arguments, then
+    `--ros-args -r __node:=NAME` and one `--params-file` per parameter entry (a dict goes to a file first)."""
+    racer = str(Path(sys.executable).with_name("racer"))
+    lines = {}
+    for node in nodes:
+        name = node.kwargs["name"]
+        params = []
+        for i, entry in enumerate(node.kwargs["parameters"]):
+            if isinstance(entry, dict):
+                path = work / f"{name}_{i}.yaml"
+                path.write_text(yaml.safe_dump({"/**": {"ros__parameters": entry}}))
+                entry = str(path)
+            params += ["--params-file", entry]
+        lines[name] = [racer, *node.kwargs["arguments"], "--ros-args", "-r", f"__node:={name}", *params]
+    return lines
+
+
+def run_nodes(lines: dict[str, list[str]], work: Path) -> dict[str, subprocess.Popen]:
+    procs = {}
+    for name, argv in lines.items():
+        with open(work / f"{name}.log", "w") as log:
+            procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    return procs
+
+
+def stop_nodes(procs: dict[str, subprocess.Popen], work: Path) -> dict[str, int]:
+    """SIGTERM every node, as launch does on Ctrl-C; their exit codes."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    codes = {}
+    for name, proc in procs.items():
+        try:
+            codes[name] = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            codes[name] = proc.wait()
+        assert "Traceback" not in (work / f"{name}.log").read_text(), (work / f"{name}.log").read_text()[-2000:]
+    return codes
+
+
+@pytest.mark.timeout(240)
+def test_the_launched_command_lines_drive_a_lap_on_real_rclpy(monkeypatch, tmp_path):
+    model = str(driving_model())
+    nodes = launch(load_launch_file(monkeypatch), sim="reinvent_base", autostart="true", model=model)
+    with loopback_domain():
+        monitor = Monitor((DIAGNOSTICS_TOPIC, CAMERA_TOPIC, POLICY_TOPIC), "ros")
+        procs = run_nodes(command_lines(nodes, tmp_path), tmp_path)
+        try:
+            assert_a_lap(monitor, 150, traced_share=0.5)
+            wait_for(lambda: monitor.bus.node.get_node_names_and_namespaces(), 10, "the ROS graph")
+            names = {name for name, _ in monitor.bus.node.get_node_names_and_namespaces()}
+            assert {"sim", "camera", "policy", "control", "actuator"} <= names  # -r __node:=NAME took effect
+        finally:
+            codes = stop_nodes(procs, tmp_path)
+            monitor.close()
+    assert codes == dict.fromkeys(procs, 0)

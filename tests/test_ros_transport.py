@@ -2,7 +2,6 @@
 posted work, the discovery range, and what a missing message package says."""
 import math
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
