@@ -145,8 +145,24 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
-def run_bench(model_path: Path, quick: bool = False) -> dict[str, Any]:
+def bench_transports(model_path: Path, scale: float) -> dict[str, Any]:
+    """Image latency between two processes (`dds`, `ros`) and camera -> /drive across node processes
+    (`pipeline_multiprocess`, `pipeline_multiprocess_ros`). Without rclpy (no `make ros`) the two ros
+    figures are `{"unavailable": reason}`."""
+    from car.transport.ros import RosUnavailable
     from racer.dds_bench import bench_dds, bench_multiprocess
+
+    messages, frames = max(60, int(300 * scale)), max(30, int(150 * scale))
+    report = {"dds": bench_dds(messages), "pipeline_multiprocess": bench_multiprocess(model_path, frames)}
+    try:
+        report["ros"] = bench_dds(messages, transport="ros")
+        report["pipeline_multiprocess_ros"] = bench_multiprocess(model_path, frames, transport="ros")
+    except RosUnavailable as exc:
+        report["ros"] = report["pipeline_multiprocess_ros"] = {"unavailable": str(exc)}
+    return report
+
+
+def run_bench(model_path: Path, quick: bool = False) -> dict[str, Any]:
     from racer.flood_bench import bench_flood
     from sim2real.augment import bench_augment
 
@@ -154,10 +170,9 @@ def run_bench(model_path: Path, quick: bool = False) -> dict[str, Any]:
     return {
         "policy": bench_policy(rounds=max(2, int(20 * scale))),
         "pipeline": bench_pipeline(model_path, frames=max(60, int(600 * scale))),
-        "pipeline_multiprocess": bench_multiprocess(model_path, frames=max(30, int(150 * scale))),
         "sim": bench_sim(seconds=2.0 * scale),
         "augment": bench_augment(seconds=2.0 * scale),
-        "dds": bench_dds(messages=max(60, int(300 * scale))),
+        **bench_transports(model_path, scale),
         "safety": bench_flood(model_path),
         "machine": machine(),
     }

@@ -1,4 +1,5 @@
-"""DDS figures for `racer bench`: image latency between two processes, and camera -> /drive across node processes.
+"""Transport figures for `racer bench`: image latency between two processes, and camera -> /drive across node
+processes, on racer's Cyclone DDS transport (`dds`) or on real rclpy (`ros`, after `make ros`).
 
 Both run on a private random ROS domain, so a car graph running on the same machine neither
 disturbs them nor sees them. Latency is the receiver's wall clock minus the message's stamp,
@@ -19,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, AckermannDriveStamped, Header, Image, Time
-from car.transport.dds import DdsBus, cyclone_environment
+from car.transport import NodeBus, open_bus
+from car.transport.dds import cyclone_environment
+from car.transport.ros import ros_environment
 from car.wire import COMMAND_TOPIC
 from racer.bench import percentiles
 
@@ -33,7 +36,8 @@ def _private_domain() -> int:
 
 
 def _child_env(domain: int) -> dict[str, str]:
-    return {**cyclone_environment(), "ROS_DOMAIN_ID": str(domain)}
+    """Loopback-only for either transport (unless the user configured otherwise), on the private domain."""
+    return {**ros_environment(cyclone_environment()), "ROS_DOMAIN_ID": str(domain)}
 
 
 @contextmanager
@@ -52,7 +56,7 @@ def _processes(argvs: list[list[str]], env: dict[str, str]) -> Iterator[list[sub
                 proc.wait()
 
 
-def _collect(bus: DdsBus, topic: str, latency: Callable[[Any], float | None], count: int,
+def _collect(bus: NodeBus, topic: str, latency: Callable[[Any], float | None], count: int,
              procs: list[subprocess.Popen], on_idle: Callable[[], None] | None = None) -> list[float]:
     """Spin `bus` until `count` samples of `latency(msg)` (None = not a sample) after the warm-up."""
     samples: list[float] = []
@@ -75,11 +79,12 @@ def _collect(bus: DdsBus, topic: str, latency: Callable[[Any], float | None], co
     return samples[WARMUP:]
 
 
-def bench_dds(messages: int = 300, rate_hz: float = 30.0) -> dict[str, Any]:
-    """p50/p99 of a 160x120 bgr8 sensor_msgs/Image published at `rate_hz` to another process on loopback."""
+def bench_dds(messages: int = 300, rate_hz: float = 30.0, transport: str = "dds") -> dict[str, Any]:
+    """p50/p99 of a 160x120 bgr8 sensor_msgs/Image published at `rate_hz` to another process on loopback,
+    both ends on `transport`."""
     domain = _private_domain()
-    argv = [sys.executable, "-m", "racer.dds_bench", "--publish", str(rate_hz)]
-    bus = DdsBus("bench_sub", domain)
+    argv = [sys.executable, "-m", "racer.dds_bench", "--publish", str(rate_hz), "--transport", transport]
+    bus = open_bus(transport, "bench_sub", domain=domain)
     try:
         with _processes([argv], _child_env(domain)) as procs:
             samples = _collect(bus, CAMERA_TOPIC, lambda msg: time.time() - msg.header.stamp.to_seconds(),
@@ -89,9 +94,9 @@ def bench_dds(messages: int = 300, rate_hz: float = 30.0) -> dict[str, Any]:
     return {**percentiles(samples), "rate_hz": rate_hz, "bytes": int(np.prod(IMAGE_SHAPE))}
 
 
-def _publish_images(rate_hz: float) -> None:
+def _publish_images(rate_hz: float, transport: str) -> None:
     """The sending side of bench_dds, in its own process until terminated."""
-    bus = DdsBus("bench_pub")
+    bus = open_bus(transport, "bench_pub")
     publish = bus.publisher(CAMERA_TOPIC)
     frame = np.random.default_rng(0).integers(0, 256, IMAGE_SHAPE, dtype=np.uint8)
     period = 1.0 / rate_hz
@@ -115,13 +120,13 @@ def _track_frames(folder: Path, count: int = 60) -> None:
         cv2.imwrite(str(folder / f"{i:03d}.png"), sim.render())
 
 
-def bench_multiprocess(model: Path, frames: int = 150) -> dict[str, Any]:
+def bench_multiprocess(model: Path, frames: int = 150, transport: str = "dds") -> dict[str, Any]:
     """Camera frame captured -> its /drive command received, with camera, policy and control in their own
-    processes over DDS (the graph of `racer car --transport dds`, timed from a fourth process)."""
+    processes (the graph of `racer car --transport TRANSPORT`, timed from a fourth process)."""
     from car.control_commands import command_json
 
     domain = _private_domain()
-    bus = DdsBus("bench_drive", domain)
+    bus = open_bus(transport, "bench_drive", domain=domain)
     seen: set[Time] = set()
 
     def latency(msg: AckermannDriveStamped) -> float | None:
@@ -143,7 +148,7 @@ def bench_multiprocess(model: Path, frames: int = 150) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             _track_frames(Path(tmp))
-            node = [sys.executable, "-m", "racer.cli", "node"]
+            node = [sys.executable, "-m", "racer.cli", "node", "--transport", transport]
             argvs = [node + ["camera", "--camera", f"images:{tmp}"], node + ["policy", "--model", str(model)],
                      node + ["control"]]
             with _processes(argvs, _child_env(domain)) as procs:
@@ -154,6 +159,6 @@ def bench_multiprocess(model: Path, frames: int = 150) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["--publish"] or len(sys.argv) != 3:
-        sys.exit("usage: python -m racer.dds_bench --publish RATE_HZ (the sender of bench_dds)")
-    _publish_images(float(sys.argv[2]))
+    if sys.argv[1:2] != ["--publish"] or len(sys.argv) != 5 or sys.argv[3] != "--transport":
+        sys.exit("usage: python -m racer.dds_bench --publish RATE_HZ --transport dds|ros (the sender of bench_dds)")
+    _publish_images(float(sys.argv[2]), sys.argv[4])

@@ -26,17 +26,20 @@ class NodeBus(Protocol):
 
     def spin(self) -> None: ...
 
+    def spin_once(self, max_wait_s: float) -> None: ...
+
     def stop(self) -> None: ...
 
     def close(self) -> None: ...
 
 
-def open_bus(transport: str, name: str, ros_args: Sequence[str] = ()) -> NodeBus:
-    """A node's bus; rclpy is imported only for `ros`, so the car runs without ROS 2 installed."""
+def open_bus(transport: str, name: str, ros_args: Sequence[str] = (), domain: int | None = None) -> NodeBus:
+    """A node's bus on ROS domain `domain` (default: ROS_DOMAIN_ID); rclpy is imported only for `ros`, so the
+    car runs without ROS 2 installed. `ros_args` (`--ros-args ...` of ros2 launch) only mean something to rclpy."""
     if transport == "dds":
         from car.transport.dds import DdsBus
-        return DdsBus(name)
+        return DdsBus(name, domain)
     if transport == "ros":
         from car.transport.ros import RosBus
-        return RosBus(name, ros_args)
+        return RosBus(name, ros_args, domain)
     raise ValueError(f"unknown transport {transport!r} for a node process: expected {' or '.join(PROCESS_TRANSPORTS)}")

@@ -68,7 +68,8 @@ class _RosClock:
 class RosBus:
     """`car.transport.NodeBus` on one rclpy node and a single-threaded executor."""
 
-    def __init__(self, name: str, ros_args: Sequence[str] = ()):
+    def __init__(self, name: str, ros_args: Sequence[str] = (), domain: int | None = None):
+        """`domain` defaults to ROS_DOMAIN_ID, as for any ROS 2 node."""
         os.environ.update(ros_environment())  # the rmw reads it when the context starts
         try:
             import rclpy
@@ -78,7 +79,8 @@ class RosBus:
 
         self._rclpy = rclpy
         self.context = rclpy.Context()
-        rclpy.init(args=["racer", "--ros-args", *ros_args] if ros_args else None, context=self.context)
+        rclpy.init(args=["racer", "--ros-args", *ros_args] if ros_args else None, context=self.context,
+                   domain_id=domain)
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -146,7 +148,10 @@ class RosBus:
 
     def spin(self) -> None:
         while not self._stopping.is_set() and self._rclpy.ok(context=self.context):
-            self.executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+            self.spin_once()
+
+    def spin_once(self, max_wait_s: float = SPIN_PERIOD_S) -> None:
+        self.executor.spin_once(timeout_sec=max_wait_s)
 
     def close(self) -> None:
         self._stopping.set()

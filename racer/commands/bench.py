@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure policy, pipeline, simulator, augmentation and DDS speed",
                        description="Policy inference (OpenVINO vs onnxruntime on the DeepRacer reference network), "
                                    "the camera-to-actuator pipeline in one process and across processes, "
-                                   "simulator steps/s, augmentation images/s, DDS image latency; one run, one machine.")
+                                   "simulator steps/s, augmentation images/s, image latency over DDS and over rclpy "
+                                   "(after `make ros`); one run, one machine.")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle for the pipeline figure (default: bundled)")
     p.add_argument("--quick", action="store_true", help="fewer samples (for smoke tests)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"safety     neutral {safety['flood_neutral_ms']:.0f} ms after the driver went silent, e-stop "
           f"{safety['flood_estop_ms']:.1f} ms, under {safety['flood_connections']} idle connections and a login burst",
           file=sys.stderr)
-    for name in ("dds", "pipeline_multiprocess"):
+    for name in ("dds", "pipeline_multiprocess", "ros", "pipeline_multiprocess_ros"):
         fig = report[name]
-        print(f"{name:10s} p50 {fig['p50_ms']:.3f} ms  p99 {fig['p99_ms']:.3f} ms", file=sys.stderr)
+        figures = fig.get("unavailable") or f"p50 {fig['p50_ms']:.3f} ms  p99 {fig['p99_ms']:.3f} ms"
+        print(f"{name:10s} {figures}", file=sys.stderr)
     return 0
