@@ -31,14 +31,27 @@ RUN python3 -m venv --system-site-packages /opt/racer/venv \
     && /opt/racer/venv/bin/pip install --no-cache-dir --no-deps -e /opt/racer \
     && rm /tmp/requirements.txt /tmp/constraints.txt
 
+# deepracer_interfaces_pkg (ServoCtrlMsg, the simulator link) is in no ROS release: build the project's own
+# message package, the one `make ros` builds, into the image's ament prefix.
+# hadolint ignore=SC1091
+RUN . "/opt/ros/${ROS_DISTRO}/setup.sh" \
+    && colcon --log-base /tmp/colcon-log build --merge-install \
+        --base-paths car/interfaces/deepracer_interfaces_pkg \
+        --build-base /tmp/colcon-build --install-base /opt/racer/install \
+    && rm -rf /tmp/colcon-log /tmp/colcon-build
+
 # Register the package in an ament prefix so `ros2 launch racer car.launch.py` finds its launch files.
 RUN mkdir -p /opt/racer/install/share/ament_index/resource_index/packages /opt/racer/install/share/racer \
     && touch /opt/racer/install/share/ament_index/resource_index/packages/racer \
     && ln -s /opt/racer/launch /opt/racer/install/share/racer/launch \
     && ln -s /opt/racer/package.xml /opt/racer/install/share/racer/package.xml
 
+# The entrypoint sources only /opt/ros: the racer prefix (Ubuntu 24.04's Python 3.12) is added here, and
+# ROS's setup keeps what is already set.
 ENV PATH="/opt/racer/venv/bin:${PATH}" \
     AMENT_PREFIX_PATH="/opt/racer/install" \
+    PYTHONPATH="/opt/racer/install/lib/python3.12/site-packages" \
+    LD_LIBRARY_PATH="/opt/racer/install/lib" \
     RMW_IMPLEMENTATION="rmw_cyclonedds_cpp" \
     PYTHONUNBUFFERED="1"
 

@@ -45,6 +45,20 @@ def test_installs_the_message_packages_and_the_project(dockerfile):
     assert "COPY . /opt/racer" in [f"COPY {v}" for v in instructions(dockerfile, "COPY")]
 
 
+def test_builds_deepracer_interfaces_from_the_package_make_ros_builds(dockerfile):
+    """ackermann_msgs comes from the ROS apt repository; deepracer_interfaces_pkg, in no ROS release, is built
+    with colcon from car/interfaces, into the prefix whose Python path and libraries the image sets."""
+    runs = instructions(dockerfile, "RUN")
+    (build,) = [r for r in runs if "colcon" in r]
+    assert "--base-paths car/interfaces/deepracer_interfaces_pkg" in build
+    assert "--install-base /opt/racer/install" in build and "--merge-install" in build
+    assert (ROOT / "car" / "interfaces" / "deepracer_interfaces_pkg" / "msg" / "ServoCtrlMsg.msg").is_file()
+    python = re.search(r"python3\.\d+", dockerfile.envs["PYTHONPATH"]).group(0)
+    assert dockerfile.envs["PYTHONPATH"] == f"/opt/racer/install/lib/{python}/site-packages"
+    assert dockerfile.envs["LD_LIBRARY_PATH"] == "/opt/racer/install/lib"
+    assert dockerfile.baseimage == "ros:jazzy-ros-base" and python == "python3.12"  # Ubuntu 24.04's, Jazzy's base
+
+
 def test_pip_gets_every_runtime_dependency_but_opencv(dockerfile):
     """The image's requirements come from pyproject.toml; only OpenCV is left to Ubuntu, whose build
     matches ROS's NumPy. Runs the Dockerfile's own one-liner on this checkout."""
@@ -85,5 +99,5 @@ def test_build_context_leaves_out_the_checkout_clutter_but_not_the_sources():
 def test_host_devices_are_documented():
     doc = (ROOT / "docs" / "docker.md").read_text()
     for device in ("--device /dev/video0", "/sys/class/pwm", "--device /dev/ttyACM0", "--device /dev/i2c-1",
-                   "--network host", "CYCLONEDDS_URI"):
+                   "--network host", "CYCLONEDDS_URI", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
         assert device in doc
