@@ -1,6 +1,7 @@
 """RosBus on real rclpy (Fast DDS, loopback, a private domain): messages, QoS, the /drive deadline, sim time,
 posted work, the discovery range, and what a missing message package says."""
 import math
+import signal
 import subprocess
 import threading
 import time
@@ -128,3 +129,30 @@ def test_a_node_without_ackermann_msgs_exits_with_that_line(tmp_path):
         f"(No module named 'ackermann_msgs.msg'): `make ros` builds it into racer's venv from "
         f"{ROOT / 'car' / 'interfaces' / 'ackermann_msgs'}; on a ROS 2 install, apt install ros-jazzy-ackermann-msgs")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.timeout(180)
+def test_the_supervisor_gives_up_on_nodes_that_cannot_load_their_messages(tmp_path):
+    """`racer car --transport ros` without ackermann_msgs: each node that needs it says so in one line, three
+    times, then the supervisor stops restarting it; the nodes that do not need it keep running."""
+    shadow = tmp_path / "ackermann_msgs"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("")
+    log = tmp_path / "racer.log"
+    with loopback_domain() as env, open(log, "w") as out:
+        proc = subprocess.Popen([PYTHON, "-m", "racer.cli", "car", "--transport", "ros", "--sim", "reinvent_base"],
+                                env={**env, "PYTHONPATH": f"{tmp_path}:{ROOT}"}, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            needing = ("policy", "control", "actuator")
+            wait_for(lambda: all(f"{name} exited with status 2 at start-up 3 times in a row: not restarting"
+                                 in log.read_text() for name in needing), 150, "the supervisor to give up")
+            assert proc.poll() is None  # the supervisor, the simulator and the camera run on
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=30)
+    text = log.read_text()
+    assert code == 0 and "Traceback" not in text, text[-3000:]
+    for name in needing:
+        assert text.count(f"racer node {name}: ROS 2 message ackermann_msgs/msg/AckermannDriveStamped cannot be "
+                          "loaded (No module named 'ackermann_msgs.msg')") == 3
+    assert "camera exited" not in text and "sim exited" not in text
