@@ -84,7 +84,8 @@ def test_runs_ros2_launch_of_the_car_launch_file(dockerfile):
 def test_package_manifest_declares_the_ros_dependencies():
     manifest = (ROOT / "package.xml").read_text()
     assert "<name>racer</name>" in manifest
-    for dep in ("rclpy", "launch_ros", "sensor_msgs", "ackermann_msgs", "diagnostic_msgs", "rosgraph_msgs"):
+    for dep in ("rclpy", "launch_ros", "sensor_msgs", "ackermann_msgs", "deepracer_interfaces_pkg", "diagnostic_msgs",
+                "rosgraph_msgs"):
         assert f"<exec_depend>{dep}</exec_depend>" in manifest
 
 
