@@ -69,6 +69,16 @@ def test_drive_commands_cross_between_nodes_with_the_topics_qos():
         assert image_writer.qos_profile.durability == DurabilityPolicy.VOLATILE
 
 
+def test_a_node_brings_only_its_topics_to_discovery():
+    """No parameter, type-description or logger services and no /rosout: 15 fewer endpoints a node to match."""
+    with nodes("control", "observer") as (control, observer):
+        control.publisher(DRIVE_TOPIC)
+        wait_for(lambda: observer.node.get_publisher_names_and_types_by_node("control", "/"), 30, "control's topics")
+        publishers = {name for name, _ in observer.node.get_publisher_names_and_types_by_node("control", "/")}
+        assert publishers == {DRIVE_TOPIC, "/parameter_events"}
+        assert observer.node.get_service_names_and_types_by_node("control", "/") == []
+
+
 def test_a_silent_drive_writer_trips_the_readers_deadline():
     with nodes("control", "actuator") as (control, actuator):
         missed = []
