@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from car.messages import DIAGNOSTICS_TOPIC, POLICY_TOPIC
 from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
 from tests.dds_support import assert_a_lap, wait_for
 from tests.test_dds_graph import (Graph, command, kill_actuator, kill_control, kill_policy, pid_of, running_graph,
@@ -39,17 +40,28 @@ def start_driving(graph: Graph) -> None:
     wait_driving(graph)
 
 
+def at_work(graph: Graph, node: str, since: float) -> float | None:
+    """When `node` first did its job after `since`: the policy's first command, the others' first report."""
+    if node == "policy":
+        arrivals = [at for at, _ in graph.monitor.arrivals(POLICY_TOPIC, since)]
+    else:
+        arrivals = [at for at, array in graph.monitor.arrivals(DIAGNOSTICS_TOPIC, since)
+                    if any(s.name == node for s in array.status)]
+    return arrivals[0] if arrivals else None
+
+
 def states_after_restart(graph: Graph, node: str, pid: int) -> list[str]:
-    """The actuator's states for STAYS_STOPPED_S of sim time once `node` (pid before the kill: `pid`) is back,
-    kept for test_a_restarted_node_never_drives_by_itself."""
+    """The actuator's states for STAYS_STOPPED_S of sim time once the restarted `node` (pid before the kill: `pid`)
+    is at work, kept for test_a_restarted_node_never_drives_by_itself."""
     assert pid_of(graph, node) != pid
     back = time.monotonic()
+    working = wait_for(lambda: at_work(graph, node, back), 90, f"the restarted {node} at work")
 
     def sim_time_passed():
-        stamps = [t for t, _ in graph.monitor.statuses("actuator", back)]
+        stamps = [t for t, _ in graph.monitor.statuses("actuator", working)]
         return stamps and stamps[-1] - stamps[0] >= STAYS_STOPPED_S
     wait_for(sim_time_passed, 60, f"{STAYS_STOPPED_S} s of actuator reports after {node} came back")
-    RESTARTED[node] = [s.message for _, s in graph.monitor.statuses("actuator", back)]
+    RESTARTED[node] = [s.message for _, s in graph.monitor.statuses("actuator", working)]
     return RESTARTED[node]
 
 

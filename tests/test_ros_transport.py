@@ -18,6 +18,7 @@ from car.wire import CLOCK_TOPIC, WireType
 from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
 from tests.dds_support import PYTHON, loopback_domain, wait_for
 
+from rclpy.node import NodeNameNonExistentError  # noqa: E402
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,9 +74,14 @@ def test_a_node_brings_only_its_topics_to_discovery():
     """No parameter, type-description or logger services and no /rosout: 15 fewer endpoints a node to match."""
     with nodes("control", "observer") as (control, observer):
         control.publisher(DRIVE_TOPIC)
-        wait_for(lambda: observer.node.get_publisher_names_and_types_by_node("control", "/"), 30, "control's topics")
-        publishers = {name for name, _ in observer.node.get_publisher_names_and_types_by_node("control", "/")}
-        assert publishers == {DRIVE_TOPIC, "/parameter_events"}
+        def publishers():
+            try:
+                return {name for name, _ in observer.node.get_publisher_names_and_types_by_node("control", "/")}
+            except NodeNameNonExistentError:  # not discovered yet
+                return set()
+
+        wait_for(lambda: DRIVE_TOPIC in publishers(), 30, "control's topics")
+        assert publishers() == {DRIVE_TOPIC, "/parameter_events"}
         assert observer.node.get_service_names_and_types_by_node("control", "/") == []
 
 
