@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsParticipant
+from cyclonedds.domain import DomainParticipant
 from rosbags.highlevel import AnyReader
 
 from car.bag import BagSource, typestore
@@ -31,6 +33,7 @@ from car.transport.dds import SHIPPED_CONFIG
 from racer.commands.demo import DEFAULT_MODEL
 
 PYTHON = sys.executable
+DOMAIN_PROBE_S = 0.2
 
 
 def driving_model() -> Path:
@@ -43,17 +46,35 @@ def driving_model() -> Path:
 
 @contextmanager
 def loopback_domain() -> Iterator[dict[str, str]]:
-    """This process and its children on a random ROS domain over the shipped loopback-only config.
+    """This process and its children on a random free ROS domain over the shipped loopback-only config.
 
     The tests force the shipped config even where CYCLONEDDS_URI is set, and rclpy's discovery to
-    LOCALHOST, so no test sends DDS traffic beyond 127.0.0.1; a random domain keeps concurrent runs on
-    one machine apart."""
+    LOCALHOST, so no test sends DDS traffic beyond 127.0.0.1; a random domain that nobody answers on
+    keeps concurrent runs (and any graph left running) on one machine apart."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CYCLONEDDS_URI", SHIPPED_CONFIG.as_uri())
         mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         mp.delenv("ROS_LOCALHOST_ONLY", raising=False)
-        mp.setenv("ROS_DOMAIN_ID", str(random.randint(1, 230)))
+        mp.setenv("ROS_DOMAIN_ID", str(free_domain()))
         yield dict(os.environ)
+
+
+def free_domain(tries: int = 20) -> int:
+    """A random ROS domain (1..230) in which no participant answers on loopback within DOMAIN_PROBE_S
+    (a participant answers a newcomer's announcement at once, in a few ms; Fast DDS ones too)."""
+    for _ in range(tries):
+        domain = random.randint(1, 230)
+        probe = DomainParticipant(domain)
+        participants = BuiltinDataReader(probe, BuiltinTopicDcpsParticipant)
+        deadline = time.monotonic() + DOMAIN_PROBE_S
+        busy = False
+        while not busy and time.monotonic() < deadline:
+            busy = any(s.key != probe.guid for s in participants.take(16))
+            time.sleep(0.01)
+        del participants, probe
+        if not busy:
+            return domain
+    raise RuntimeError(f"no free ROS domain in {tries} tries: is something flooding every domain on this machine?")
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:

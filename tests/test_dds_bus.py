@@ -121,3 +121,17 @@ def test_deadline_fires_only_when_drive_stops_and_only_for_writers_that_promise_
 def test_deadline_that_cannot_match_is_refused(buses, topic, period, message):
     with pytest.raises(ValueError, match=message):
         buses("x").watch_deadline(topic, period, lambda: None)
+
+
+def test_a_test_domain_is_one_nobody_else_answers_on(monkeypatch):
+    """What keeps the tests apart from another run, or a graph left running, on the same machine."""
+    from tests import dds_support
+
+    with loopback_domain():
+        taken = DdsBus("someone_else", 57)
+        picks = iter([57, 57, 58])
+        monkeypatch.setattr(dds_support.random, "randint", lambda a, b: next(picks))
+        try:
+            assert dds_support.free_domain() == 58
+        finally:
+            taken.close()

@@ -1,8 +1,10 @@
-"""The car graph as separate processes over real Cyclone DDS on loopback: a simulated lap, node faults, commands.
+"""The car graph as separate processes on loopback, over racer's Cyclone DDS (`dds`) and over real rclpy on Fast DDS
+(`ros`): a simulated lap, node faults, commands.
 
-`racer car --transport dds --sim` runs the simulator world, camera, policy, control, actuator and
-recorder as supervised processes that follow the simulator's /clock. The faults are real (SIGKILL,
-SIGSTOP on the node's process); every time is taken from message stamps and the nodes' own clocks.
+`racer car --transport dds|ros --sim` runs the simulator world, camera, policy, control, actuator and
+recorder as supervised processes that follow the simulator's /clock, watched by a monitor node on the
+same transport. The faults are real (SIGKILL, SIGSTOP on the node's process); every time is taken from
+message stamps and the nodes' own clocks.
 """
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ from rosbags.highlevel import AnyReader
 from car.bag import typestore
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, ERROR, POLICY_TOPIC, DiagnosticStatus
 from car.wire import COMMAND_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
-from tests.dds_support import (Monitor, driving_model, loopback_domain, racer, recorded_commands, replay_policy,
-                               wait_for)
+from tests.dds_support import (Monitor, assert_a_lap, driving_model, loopback_domain, racer, recorded_commands,
+                               replay_policy, wait_for)
 
 pytestmark = pytest.mark.timeout(240)
 BUDGET_S = 0.25
@@ -32,19 +34,29 @@ class Graph:
     monitor: Monitor
     record: Path
     log: Path
+    transport: str
 
 
-@pytest.fixture(scope="module")
-def graph(tmp_path_factory):
+# Of the policy's commands, how many must carry the stamp of a frame the monitor saw (a command stamped
+# any other way matches almost none); rclpy's monitor, slower per message, drops more best-effort frames
+# on a busy machine.
+TRACED_SHARE = {"dds": 0.9, "ros": 0.5}
+
+
+@pytest.fixture(scope="module", params=["dds", "ros"])
+def graph(request, tmp_path_factory):
+    transport = request.param
+    if transport == "ros":
+        from tests import ros_support  # noqa: F401  (without `make ros` it says so)
     model = driving_model()
-    work = tmp_path_factory.mktemp("graph")
+    work = tmp_path_factory.mktemp(f"graph_{transport}")
     with loopback_domain():
-        monitor = Monitor((DIAGNOSTICS_TOPIC, POLICY_TOPIC, DRIVE_TOPIC, CAMERA_TOPIC, SIM_SERVO_TOPIC))
+        monitor = Monitor((DIAGNOSTICS_TOPIC, POLICY_TOPIC, DRIVE_TOPIC, CAMERA_TOPIC, SIM_SERVO_TOPIC), transport)
         log = work / "racer.log"
-        proc = racer(log, "car", "--transport", "dds", "--sim", "reinvent_base", "--autostart",
+        proc = racer(log, "car", "--transport", transport, "--sim", "reinvent_base", "--autostart",
                      "--model", str(model), "--record", str(work / "bags"))
         try:
-            yield Graph(proc, monitor, work / "bags", log)
+            yield Graph(proc, monitor, work / "bags", log, transport)
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -86,16 +98,7 @@ def control_to_neutral(graph: Graph, since: float) -> tuple[float, DiagnosticSta
 
 
 def test_processes_drive_a_lap_in_sim_time(graph):
-    laps = wait_for(lambda: [s for _, s in graph.monitor.statuses("simulator") if int(value(s, "laps")) >= 1],
-                    90, "a completed lap")
-    lap_time = float(value(laps[0], "lap_times").split(",")[0])
-    assert 4.0 < lap_time < 30.0
-    assert all(value(s, "off_track") == "false" for _, s in graph.monitor.statuses("simulator"))
-    frames = {m.header.stamp for m in graph.monitor.received(CAMERA_TOPIC)}
-    commands = graph.monitor.received(POLICY_TOPIC)
-    assert len(commands) > 50
-    traced = [c for c in commands if c.header.stamp in frames]  # a command carries its camera frame's stamp
-    assert len(traced) >= 0.9 * len(commands)
+    assert_a_lap(graph.monitor, 120, TRACED_SHARE[graph.transport])
     for node in ("sim", "camera", "policy", "control", "actuator", "recorder"):
         assert pid_of(graph, node) > 0
 
