@@ -159,14 +159,25 @@ def test_kill_actuator_the_supervisor_puts_the_car_at_neutral(graph):
     stays_stopped_until_start(graph, "actuator")
 
 
+def at_work(graph: Graph, node: str, since: float) -> bool:
+    """`node` did its job after `since`: the policy sent a command, the others reported."""
+    if node == "policy":
+        return bool(graph.monitor.received(POLICY_TOPIC, since))
+    return bool(graph.monitor.statuses(node, since))
+
+
 def stays_stopped_until_start(graph: Graph, node: str) -> None:
     """After `node` failed and came back: control holds neutral, latched, until a user's start."""
     pid_of(graph, node)  # running again
     since = time.monotonic()
+    # a node still starting (a policy loading its model) would make any car look stopped: wait for its work
+    wait_for(lambda: at_work(graph, node, since) and graph.monitor.statuses("control", since), 60,
+             f"the restarted {node} at work")
+    watched = time.monotonic()
     time.sleep(1.0)
-    drives = [s for _, s in graph.monitor.statuses("control", since) if value(s, "driving") == "true"]
+    drives = [s for _, s in graph.monitor.statuses("control", watched) if value(s, "driving") == "true"]
     assert not drives, drives[0]
-    last = graph.monitor.statuses("control")[-1][1]  # its latest report (it reports once a second)
+    last = graph.monitor.statuses("control", since)[-1][1]  # the restarted control's latest (once a second)
     if node == "control":  # a new control process starts stopped, in manual mode
         assert value(last, "running") == "false" and value(last, "mode") == "manual"
         command(graph, {"command": "set_mode", "mode": "autonomous"}, "autonomous-again")
