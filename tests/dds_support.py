@@ -136,11 +136,29 @@ def assert_a_lap(monitor: Monitor, timeout_s: float, traced_share: float) -> Non
     lap_time = float(laps[0].value("lap_times").split(",")[0])
     assert 4.0 < lap_time < 30.0
     assert all(s.value("off_track") == "false" for _, s in monitor.statuses("simulator"))
+    assert len(monitor.received(POLICY_TOPIC)) > 50
+    assert_traced(monitor, traced_share)
+
+
+def assert_traced(monitor: Monitor, traced_share: float) -> None:
+    """At least `traced_share` of the policy's commands carry the stamp of a camera frame the monitor saw."""
     frames = {m.header.stamp for m in monitor.received(CAMERA_TOPIC)}
     commands = monitor.received(POLICY_TOPIC)
-    assert len(commands) > 50
     traced = [c for c in commands if c.header.stamp in frames]  # a command carries its camera frame's stamp
     assert len(traced) >= traced_share * len(commands)
+
+
+def assert_it_drives(monitor: Monitor, timeout_s: float, traced_share: float) -> None:
+    """Wait until the actuator drives on the policy's commands: at least 30 commands, `traced_share` of them
+    carrying the stamp of a camera frame the monitor saw. Control's last words are in the failure."""
+    def driving():
+        return (len(monitor.received(POLICY_TOPIC)) >= 30
+                and any(s.message == "driving" for _, s in monitor.statuses("actuator")))
+    try:
+        wait_for(driving, timeout_s, "the actuator to drive on the policy's commands")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; control said {[s.message for _, s in monitor.statuses('control')][-3:]}")
+    assert_traced(monitor, traced_share)
 
 
 def racer(log: Path, *args: str) -> subprocess.Popen:

@@ -1,5 +1,5 @@
 """launch/car.launch.py: what it declares (launch and launch_ros have no wheels, so stand-ins record it), and the
-node command lines it produces, run as launch_ros would run them, on real rclpy: the car drives a lap."""
+node command lines it produces, run as launch_ros would run them, on real rclpy: the car drives."""
 import importlib.util
 import signal
 import subprocess
@@ -14,7 +14,7 @@ from car.config import NODES, load_params
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC
 from racer.cli import build_parser
 from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
-from tests.dds_support import Monitor, assert_a_lap, driving_model, loopback_domain, wait_for
+from tests.dds_support import Monitor, assert_it_drives, driving_model, loopback_domain, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "car.launch.py"
@@ -154,14 +154,14 @@ def stop_nodes(procs: dict[str, subprocess.Popen], work: Path) -> dict[str, int]
 
 
 @pytest.mark.timeout(240)
-def test_the_launched_command_lines_drive_a_lap_on_real_rclpy(monkeypatch, tmp_path):
+def test_the_launched_command_lines_drive_the_car_on_real_rclpy(monkeypatch, tmp_path):
     model = str(driving_model())
     nodes = launch(load_launch_file(monkeypatch), sim="reinvent_base", autostart="true", model=model)
     with loopback_domain():
         monitor = Monitor((DIAGNOSTICS_TOPIC, CAMERA_TOPIC, POLICY_TOPIC), "ros")
         procs = run_nodes(command_lines(nodes, tmp_path), tmp_path)
         try:
-            assert_a_lap(monitor, 150, traced_share=0.5)
+            assert_it_drives(monitor, 150, traced_share=0.5)
             wait_for(lambda: monitor.bus.node.get_node_names_and_namespaces(), 10, "the ROS graph")
             names = {name for name, _ in monitor.bus.node.get_node_names_and_namespaces()}
             assert {"sim", "camera", "policy", "control", "actuator"} <= names  # -r __node:=NAME took effect

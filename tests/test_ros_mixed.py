@@ -1,7 +1,7 @@
 """One car graph over two DDS vendors: racer's own nodes on Cyclone DDS and real rclpy nodes on Fast DDS.
 
 The launch file's command lines, with the simulator, the policy and the actuator moved to `--transport dds`:
-every hop of the lap then crosses vendors, both ways (images sim -> camera -> policy, drive commands
+every hop of the drive then crosses vendors, both ways (images sim -> camera -> policy, drive commands
 policy -> control -> actuator, the last one under the actuator's /drive deadline), and a monitor on each
 side hears the other side's diagnostics. A control node killed on Fast DDS trips the Cyclone actuator's
 deadline.
@@ -14,7 +14,7 @@ import pytest
 
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC
 from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
-from tests.dds_support import Monitor, assert_a_lap, driving_model, loopback_domain, wait_for
+from tests.dds_support import Monitor, assert_it_drives, driving_model, loopback_domain, wait_for
 from tests.test_launch import command_lines, launch, load_launch_file, run_nodes, stop_nodes
 
 pytestmark = pytest.mark.timeout(240)
@@ -26,7 +26,7 @@ def statuses_by_name(monitor: Monitor) -> set[str]:
     return {s.name for array in monitor.received(DIAGNOSTICS_TOPIC) for s in array.status}
 
 
-def test_cyclone_and_fast_dds_nodes_drive_a_lap_together(monkeypatch, tmp_path):
+def test_cyclone_and_fast_dds_nodes_drive_the_car_together(monkeypatch, tmp_path):
     nodes = launch(load_launch_file(monkeypatch), sim="reinvent_base", autostart="true", model=str(driving_model()))
     lines = command_lines(nodes, tmp_path)
     for name in ON_CYCLONE:
@@ -37,11 +37,12 @@ def test_cyclone_and_fast_dds_nodes_drive_a_lap_together(monkeypatch, tmp_path):
         on_cyclone = Monitor((DIAGNOSTICS_TOPIC, DRIVE_TOPIC), "dds")
         procs = run_nodes(lines, tmp_path)
         try:
-            assert_a_lap(on_fast_dds, 150, traced_share=0.5)  # images and commands crossed every way to get here
+            assert_it_drives(on_fast_dds, 150, traced_share=0.5)  # images and commands crossed every way to get here
             assert {"simulator", "policy", "actuator"} <= statuses_by_name(on_fast_dds)  # Cyclone -> Fast DDS
             assert {"camera", "control"} <= statuses_by_name(on_cyclone)  # Fast DDS -> Cyclone
             assert any(m.drive.speed > 0 for m in on_cyclone.received(DRIVE_TOPIC))
 
+            wait_for(lambda: on_fast_dds.statuses("actuator")[-1][1].message == "driving", 20, "the actuator driving")
             since = time.monotonic()
             os.kill(procs["control"].pid, signal.SIGKILL)
             neutral = wait_for(lambda: next((s for _, s in on_fast_dds.statuses("actuator", since)
