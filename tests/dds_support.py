@@ -21,6 +21,7 @@ from rosbags.highlevel import AnyReader
 
 from car.bag import BagSource, typestore
 from car.bundle import load_bundle
+from car.control_commands import command_json
 from car.clock import SimClock
 from car.graph import CameraNode, PolicyNode
 from car.inference import Policy
@@ -30,6 +31,7 @@ from car.nodes.policy import PolicyCore
 from car.transport import open_bus
 from car.transport.local import LocalBus
 from car.transport.dds import SHIPPED_CONFIG
+from car.wire import COMMAND_TOPIC
 from racer.commands.demo import DEFAULT_MODEL
 
 PYTHON = sys.executable
@@ -131,8 +133,8 @@ class Monitor:
 def assert_a_lap(monitor: Monitor, timeout_s: float, traced_share: float) -> None:
     """Wait for the simulator's first lap and check it: a sane lap time, never off track, and at least
     `traced_share` of the policy's commands carrying the stamp of a camera frame the monitor saw."""
-    laps = wait_for(lambda: [s for _, s in monitor.statuses("simulator") if int(s.value("laps") or 0) >= 1],
-                    timeout_s, "a completed lap")
+    laps = explained(monitor, lambda: [s for _, s in monitor.statuses("simulator") if int(s.value("laps") or 0) >= 1],
+                     timeout_s, "a completed lap")
     lap_time = float(laps[0].value("lap_times").split(",")[0])
     assert 4.0 < lap_time < 30.0
     assert all(s.value("off_track") == "false" for _, s in monitor.statuses("simulator"))
@@ -149,16 +151,29 @@ def assert_traced(monitor: Monitor, traced_share: float) -> None:
 
 
 def assert_it_drives(monitor: Monitor, timeout_s: float, traced_share: float) -> None:
-    """Wait until the actuator drives on the policy's commands: at least 30 commands, `traced_share` of them
-    carrying the stamp of a camera frame the monitor saw. Control's last words are in the failure."""
+    """Start the car as a user does (again after a latched stop) until the actuator drives on the policy's
+    commands: at least 30 commands, `traced_share` of them carrying the stamp of a camera frame the monitor
+    saw. Control's last words are in the failure."""
+    command = monitor.publisher(COMMAND_TOPIC)
+    next_start = [0.0]
+
     def driving():
-        return (len(monitor.received(POLICY_TOPIC)) >= 30
-                and any(s.message == "driving" for _, s in monitor.statuses("actuator")))
-    try:
-        wait_for(driving, timeout_s, "the actuator to drive on the policy's commands")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; control said {[s.message for _, s in monitor.statuses('control')][-3:]}")
+        if time.monotonic() >= next_start[0]:  # as a user would: autonomous, start (again after a latched stop)
+            command(command_json("set_mode", mode="autonomous"))
+            command(command_json("start"))
+            next_start[0] = time.monotonic() + 1.0
+        states = monitor.statuses("actuator")
+        return len(monitor.received(POLICY_TOPIC)) >= 30 and states and states[-1][1].message == "driving"
+    explained(monitor, driving, timeout_s, "the actuator to drive on the policy's commands")
     assert_traced(monitor, traced_share)
+
+
+def explained(monitor: Monitor, predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """wait_for, with control's last three reports in the failure (a latched stop says why)."""
+    try:
+        return wait_for(predicate, timeout_s, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; control said {[s.message for _, s in monitor.statuses('control')][-3:]}") from None
 
 
 def racer(log: Path, *args: str) -> subprocess.Popen:
