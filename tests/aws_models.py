@@ -6,7 +6,8 @@ actions), ``model/model_metadata.json`` and three 640x480 Gazebo frames ``pictur
 ``sample_model_dir()`` downloads the sdist once with the running interpreter's pip, checks its
 SHA-256 and extracts that folder to ``$RACER_TEST_CACHE`` (default ``~/.cache/racer-tests``).
 A failed fetch raises ``AwsModelsUnavailable`` with a one-line reason, so CI fails loudly
-instead of skipping.
+instead of skipping (the ``sample_model`` fixture in conftest.py). Stdlib only: the TensorFlow
+reference tool imports it from its own venv.
 """
 from __future__ import annotations
 
@@ -18,8 +19,6 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
-
-import pytest
 
 SDIST = "deepracer-utils==1.5.6"
 SDIST_FILE = "deepracer_utils-1.5.6.tar.gz"
@@ -99,11 +98,3 @@ def sample_model_dir() -> Path:
                 raise
     return target
 
-
-@pytest.fixture(scope="session")
-def sample_model() -> Path:
-    """Session fixture: the ``sample-model`` directory; fails the test (one line) if unavailable."""
-    try:
-        return sample_model_dir()
-    except AwsModelsUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)

@@ -1,2 +1,15 @@
-"""Shared fixtures: ``sample_model`` (real AWS DeepRacer models, tests/aws_models.py)."""
-from aws_models import sample_model  # noqa: F401
+"""Shared fixtures."""
+from pathlib import Path
+
+import pytest
+
+from aws_models import AwsModelsUnavailable, sample_model_dir
+
+
+@pytest.fixture(scope="session")
+def sample_model() -> Path:
+    """Real AWS DeepRacer models (tests/aws_models.py); fails the test with one line if unavailable."""
+    try:
+        return sample_model_dir()
+    except AwsModelsUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
