@@ -27,7 +27,7 @@ from openvino.frontend import FrontEndManager
 from car.archive import ArchiveError, extract, is_os_litter, write_tar_gz
 from car.metadata import MetadataError, ModelMetadata, parse_metadata
 from car.native_stderr import native_logs_silenced
-from car.preprocess import DEEPRACER_SPEC, PreprocessSpec
+from car.preprocess import DEEPRACER_PRESETS, DEEPRACER_SPEC, PreprocessSpec
 
 METADATA_FILE = "model_metadata.json"
 RACER_FILE = "racer.json"
@@ -348,6 +348,17 @@ class Bundle:
             self.shipped_ir_reason = str(exc)
             return None
         return xml
+
+    def use_preprocess(self, preset: str) -> None:
+        """Feed an AWS DeepRacer export with another DEEPRACER_PRESETS entry ("stock", "area").
+
+        racer bundles carry their training's preprocessing in racer.json, so they refuse this.
+        """
+        if self.is_racer_bundle:
+            raise BundleError(f"{self.name} carries its own preprocessing ({RACER_FILE}); presets are for AWS DeepRacer exports")
+        if preset not in DEEPRACER_PRESETS:
+            raise BundleError(f"unknown preprocessing {preset!r}; choose from {', '.join(DEEPRACER_PRESETS)}")
+        self.spec = dataclasses.replace(DEEPRACER_PRESETS[preset], input_name=self.spec.input_name)
 
     def read_model(self) -> ov.Model:
         """A fresh openvino.Model with the input fixed to the spec's shape where it was dynamic."""

@@ -1,4 +1,5 @@
-"""`racer model inspect|check|convert`: validate a bundle or a DeepRacer tar.gz before it reaches the car."""
+"""`racer model inspect|check|convert|predict`: validate a bundle or a DeepRacer tar.gz before it reaches the
+car, convert it, and see what it does on pictures."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,8 @@ from typing import Any, Callable
 import openvino as ov
 
 from car.bundle import Bundle, BundleError, load_bundle, pack_bundle, save_bundle
-from car.inference import check_runnable
+from car.inference import Policy, check_runnable
+from car.preprocess import DEEPRACER_PRESETS
 
 
 def _inspect(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
@@ -19,16 +21,31 @@ def _inspect(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
-    reason = check_runnable(bundle, Path(args.cache_dir) / "compiled" if args.cache_dir else None)
+    reason = check_runnable(bundle, _compiled_cache(args))
     if reason:
         raise BundleError(reason)
     described = bundle.describe()
     return {key: described[key] for key in ("name", "kind", "input", "output")}
 
 
+def _compiled_cache(args: argparse.Namespace) -> Path | None:
+    return Path(args.cache_dir) / "compiled" if args.cache_dir else None
+
+
+def _predict(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
+    from racer.predict import predict
+
+    if args.preprocess:
+        bundle.use_preprocess(args.preprocess)
+    policy = Policy(bundle, _compiled_cache(args))
+    return predict(policy, [Path(p) for p in args.images], Path(args.explain) if args.explain else None)
+
+
 def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
     if bundle.unrunnable:
         raise BundleError(bundle.unrunnable)
+    if args.preprocess:
+        bundle.use_preprocess(args.preprocess)
     out = Path(args.out)
     packing = out.name.endswith((".tar.gz", ".tgz"))
     onnx = bundle.files.path if bundle.kind == "onnx" else bundle.files.onnx
@@ -56,6 +73,13 @@ def _human(action: str, result: dict[str, Any]) -> str:
         return "\n".join(lines)
     if action == "check":
         return f"ok: {result['name']} ({result['kind']}) runs on this car"
+    if action == "predict":
+        rows = [f"{result['model']}:"]
+        for p in result["predictions"]:
+            chosen = f"action {p['action']} (p={p['output'][p['action']]:.3f})" if p["action"] is not None else "continuous"
+            rows.append(f"  {p['image']}: {chosen}, steering {p['steering_deg']:+.1f} deg, speed {p['speed_mps']:.2f} m/s"
+                        + (f", heatmap {p['explain']}" if "explain" in p else ""))
+        return "\n".join(rows)
     return f"wrote {result['out']} ({', '.join(result['files'])})"
 
 
@@ -63,7 +87,9 @@ def _runner(action: str, body: Callable[[Bundle, argparse.Namespace], dict[str, 
     def run(args: argparse.Namespace) -> int:
         try:
             with load_bundle(args.path, args.cache_dir) as bundle:
-                result = {"ok": True, **body(bundle, args)}
+                result = body(bundle, args)
+                if action != "predict":
+                    result = {"ok": True, **result}
         except (BundleError, OSError) as exc:
             reason = str(exc) if isinstance(exc, BundleError) else f"{exc.filename}: {exc.strerror}"
             if args.json:
@@ -71,27 +97,40 @@ def _runner(action: str, body: Callable[[Bundle, argparse.Namespace], dict[str, 
             else:
                 print(f"racer model {action}: {reason}", file=sys.stderr)
             return 1
-        print(json.dumps(result) if args.json else _human(action, result))
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(_human(action, result), file=sys.stderr)
         return 0
 
     return run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("model", help="inspect, check or convert a model bundle",
-                            description="Validate a racer bundle or an AWS DeepRacer model .tar.gz; convert .pb/ONNX to OpenVINO IR.")
+    parser = sub.add_parser("model", help="inspect, check, convert or try a model bundle",
+                            description="Validate a racer bundle or an AWS DeepRacer model .tar.gz; convert .pb/ONNX to "
+                                        "OpenVINO IR; show what a model does on pictures.")
     actions = parser.add_subparsers(dest="model_action", metavar="ACTION")
     actions.required = True
     helps = {
-        "inspect": ("show what a bundle holds", _inspect),
+        "inspect": ("show what a bundle holds: model, input, output, precision, actions", _inspect),
         "check": ("exit 0 if this car can run the bundle, 1 with the reason if not", _check),
         "convert": ("write the model as an OpenVINO IR racer bundle (directory, or .tar.gz)", _convert),
+        "predict": ("the model's output, chosen action, steering and speed on each picture", _predict),
     }
+    presets = ("preprocessing of an AWS DeepRacer export: stock (default; the stock car's INTER_LINEAR resize "
+               "and 8-bit grey) or area (INTER_AREA resize, float grey)")
     for action, (text, body) in helps.items():
         p = actions.add_parser(action, help=text, description=text)
         p.add_argument("path", help="bundle directory or .tar.gz")
         if action == "convert":
             p.add_argument("--out", required=True, help="new directory, or a path ending in .tar.gz")
+        if action == "predict":
+            p.add_argument("images", nargs="+", metavar="IMAGE", help="pictures (any size; PNG, JPEG, ...)")
+            p.add_argument("--explain", metavar="DIR",
+                           help="write an occlusion-sensitivity heatmap per picture to DIR (<name>.explain.png)")
+        if action in ("convert", "predict"):
+            p.add_argument("--preprocess", choices=sorted(DEEPRACER_PRESETS), help=presets)
         p.add_argument("--cache-dir", help="converted-model cache (default $RACER_CACHE_DIR or ~/.cache/racer/ir)")
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         p.set_defaults(func=_runner(action, body))
