@@ -293,6 +293,17 @@ def cached_ir(pb: Path, io: GraphIO, cache_dir: Path) -> Path:
     return xml
 
 
+def model_precision(model: ov.Model) -> str:
+    """"int8" (quantized: FakeQuantize, or int8 weights), "f16" (weights compressed to fp16) or "f32"."""
+    ops = model.get_ops()
+    if any(op.get_type_name() == "FakeQuantize" for op in ops):
+        return "int8"
+    weights = {op.get_element_type() for op in ops if op.get_type_name() == "Constant"}
+    if weights & {ov.Type.i8, ov.Type.u8}:
+        return "int8"
+    return "f16" if ov.Type.f16 in weights else "f32"
+
+
 class Bundle:
     """A loaded and validated bundle. Archives are unpacked to a private temp dir kept until close()."""
 
@@ -314,6 +325,7 @@ class Bundle:
         self.output_name: str | None = None
         self.input_shape: tuple[int, ...] | None = None
         self.output_size: int | None = None
+        self.precision: str | None = None
         self._graph_io: GraphIO | None = None
         self._ir: Path | None = None
         self.shipped_ir_reason: str | None = None
@@ -375,6 +387,7 @@ class Bundle:
 
     def _validate(self) -> None:
         model = self.read_model()
+        self.precision = model_precision(model)
         self.input_name, self.input_shape = self._check_input(model)
         self.output_name, self.output_size = self._check_output(model)
         if self.files.onnx is not None:
@@ -433,6 +446,7 @@ class Bundle:
             "reason": self.unrunnable,
             "input": {"name": self.input_name, "shape": list(self.input_shape) if self.input_shape else None},
             "output": {"name": self.output_name, "size": self.output_size},
+            "precision": self.precision,
             "preprocess": self.spec.to_json(),
             "metadata": {
                 "action_space_type": meta.action_space_type,

@@ -62,12 +62,18 @@ def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
 
 def _human(action: str, result: dict[str, Any]) -> str:
     if action == "inspect":
-        lines = [f"{result['name']}: {result['kind']} model {result['model_file']}",
+        lines = [f"{result['name']}: {result['kind']} model {result['model_file']} ({result['precision']})",
                  f"  input  {result['input']['name']} {result['input']['shape']}",
                  f"  output {result['output']['name']} ({result['output']['size']} values)"]
         meta = result["metadata"]
         lines.append(f"  {meta['action_space_type']} {meta['training_algorithm']}, sensors {', '.join(meta['sensor'])}, "
                      f"max steering {meta['max_steering_deg']} deg, max speed {meta['max_speed']} m/s")
+        if meta["action_space_type"] == "discrete":
+            lines.append("  output  steering  speed")
+            lines += [f"  {a['index']:>6}  {a['steering_angle']:+.1f} deg  {a['speed']:.2f} m/s" for a in meta["action_space"]]
+        shipped = result["shipped_ir"]
+        if shipped and not shipped["used"]:
+            lines.append(f"  {shipped['file']} beside the .pb not used: {shipped['reason']}")
         if not result["runnable"]:
             lines.append(f"  not runnable: {result['reason']}")
         return "\n".join(lines)
