@@ -3,6 +3,7 @@ car, convert it, and see what it does on pictures."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import tempfile
@@ -41,6 +42,25 @@ def _predict(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
     return predict(policy, [Path(p) for p in args.images], Path(args.explain) if args.explain else None)
 
 
+def _int8(bundle: Bundle) -> tuple[ov.Model, dict[str, Any]]:
+    """The bundle's model quantized by NNCF, if it passes the equivalence gate (racer/quantize.py)."""
+    if importlib.util.find_spec("nncf") is None:
+        raise BundleError("--int8 needs NNCF: pip install 'racer[int8]'")
+    from car.bundle import model_precision
+    from racer.quantize import quantize_gated
+
+    def progress(message: str) -> None:
+        print(f"racer model convert: {message}", file=sys.stderr)
+
+    model, report = quantize_gated(bundle.read_model(), bundle.spec, bundle.metadata, progress=progress)
+    if model_precision(model) != "int8":
+        raise BundleError("NNCF kept every layer in f32 to hold the decisions; no INT8 model written")
+    if not report.passed:
+        raise BundleError(f"{report.summary()}: fails the equivalence gate; no INT8 model written")
+    progress(report.summary())
+    return model, report.to_json()
+
+
 def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
     if bundle.unrunnable:
         raise BundleError(bundle.unrunnable)
@@ -48,16 +68,23 @@ def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
         bundle.use_preprocess(args.preprocess)
     out = Path(args.out)
     packing = out.name.endswith((".tar.gz", ".tgz"))
+    if not packing and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BundleError(f"{out} exists and is not an empty directory")
     onnx = bundle.files.path if bundle.kind == "onnx" else bundle.files.onnx
     info = {**bundle.info, "converted_from": bundle.name, "source_kind": bundle.kind, "openvino": ov.__version__}
+    model: ov.Model | Path = onnx or bundle.read_model()
+    gate = None
+    if args.int8:
+        model, gate = _int8(bundle)
+        info["int8_gate"] = gate
     with tempfile.TemporaryDirectory(prefix="racer-convert-") as tmp:
         target = Path(tmp) / bundle.name if packing else out
-        with save_bundle(target, model=onnx or bundle.read_model(), metadata=bundle.metadata.raw, spec=bundle.spec,
+        with save_bundle(target, model=model, metadata=bundle.metadata.raw, spec=bundle.spec,
                          stats=bundle.stats, info=info, cache_dir=args.cache_dir) as saved:
             if packing:
                 pack_bundle(saved.root, out)
             return {"name": bundle.name, "out": str(out), "files": sorted(p.name for p in saved.root.iterdir()),
-                    "input": saved.describe()["input"]}
+                    "input": saved.describe()["input"], "precision": saved.precision, "int8_gate": gate}
 
 
 def _human(action: str, result: dict[str, Any]) -> str:
@@ -86,7 +113,7 @@ def _human(action: str, result: dict[str, Any]) -> str:
             rows.append(f"  {p['image']}: {chosen}, steering {p['steering_deg']:+.1f} deg, speed {p['speed_mps']:.2f} m/s"
                         + (f", heatmap {p['explain']}" if "explain" in p else ""))
         return "\n".join(rows)
-    return f"wrote {result['out']} ({', '.join(result['files'])})"
+    return f"wrote {result['out']} ({', '.join(result['files'])}; {result['precision']})"
 
 
 def _runner(action: str, body: Callable[[Bundle, argparse.Namespace], dict[str, Any]]) -> Callable[[argparse.Namespace], int]:
@@ -131,6 +158,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("path", help="bundle directory or .tar.gz")
         if action == "convert":
             p.add_argument("--out", required=True, help="new directory, or a path ending in .tar.gz")
+            p.add_argument("--int8", action="store_true",
+                           help="quantize with NNCF on simulator frames; written only if INT8 chooses the f32 action "
+                                "on at least 99%% of 1,000 unseen frames (continuous: moves steering/speed by at most 0.05)")
         if action == "predict":
             p.add_argument("images", nargs="+", metavar="IMAGE", help="pictures (any size; PNG, JPEG, ...)")
             p.add_argument("--explain", metavar="DIR",
