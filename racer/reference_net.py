@@ -5,14 +5,29 @@ graph under every runtime without a training framework installed.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
+from car.metadata import ModelMetadata, parse_metadata
+from car.preprocess import DEEPRACER_SPEC, PreprocessSpec
+
 INPUT_SHAPE = (1, 1, 120, 160)
 ACTIONS = 5
+STEERING_DEG = (-30.0, -15.0, 0.0, 15.0, 30.0)
 CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
 DENSE = 512
+
+
+def reference_spec() -> PreprocessSpec:
+    """The stock-car DeepRacer preprocessing in the network's NCHW layout."""
+    return dataclasses.replace(DEEPRACER_SPEC, layout="NCHW")
+
+
+def reference_metadata() -> ModelMetadata:
+    """Five discrete actions at 1 m/s, one per output."""
+    return parse_metadata({"action_space": [{"steering_angle": s, "speed": 1.0} for s in STEERING_DEG]})
 
 
 def build_reference_onnx(path: Path, seed: int = 0) -> Path:

@@ -144,3 +144,18 @@ def test_the_car_stack_drives_the_simulator_with_each_model(aws):
             result = run_laps(sim, Policy(bundle, aws["cache"] / "compiled").model(), laps=1, lap_timeout_s=10.0)
         [lap] = result.laps
         assert lap.progress > 0.5, (checkpoint, lap)
+
+
+def test_int8_of_a_real_model_passes_the_gate_and_says_so(aws, tmp_path):
+    out = tmp_path / "int8"
+    done = racer(aws, "convert", str(aws["archives"][48]), "--int8", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    gate = result["int8_gate"]
+    assert result["precision"] == "int8" and gate["passed"] and gate["frames"] == 1000 and gate["agreement"] >= 0.99
+    assert "INT8 chooses the f32 action on" in done.stderr
+    assert json.loads((out / "racer.json").read_text())["model"]["int8_gate"] == gate
+    assert json.loads(racer(aws, "inspect", str(out), "--json").stdout)["precision"] == "int8"
+    predicted = json.loads(racer(aws, "predict", str(out), *map(str, aws["pictures"]), "--json").stdout)
+    for entry, want in zip(predicted["predictions"], REFERENCE["model_48"]):
+        assert abs(sum(entry["output"]) - 1) < 1e-3 and np.abs(np.array(entry["output"]) - want).max() < 0.1
