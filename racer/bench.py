@@ -41,8 +41,14 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, block: int, warm
 
 
 def bench_policy(rounds: int = 20, block: int = 50, gate_frames: int = 1000) -> dict[str, Any]:
-    """The DeepRacer reference network under OpenVINO f32 (the car's config), OpenVINO INT8 (NNCF,
-    as `racer model convert --int8` makes it, with its gate agreement) and onnxruntime, same input."""
+    """The DeepRacer reference network under OpenVINO f32 (the car's config), OpenVINO INT8 and
+    onnxruntime, same input.
+
+    INT8 is NNCF's quantization of every layer, calibrated on simulator frames as `racer model
+    convert --int8` does, with the gate's figures reported beside it. Accuracy control is left out
+    here: the reference network's random weights leave 80% of frames within 0.02 of a tie between
+    two actions (a trained AWS model: 8.5%), so it would keep every layer in f32 and time nothing.
+    """
     import onnxruntime as ort
     import openvino as ov
 
@@ -56,7 +62,7 @@ def bench_policy(rounds: int = 20, block: int = 50, gate_frames: int = 1000) -> 
         core = ov.Core()
         requests = {}
         int8, gate = quantize_gated(core.read_model(path), reference_spec(), reference_metadata(),
-                                    calibration_frames=min(300, gate_frames), validation_frames=gate_frames // 2,
+                                    calibration_frames=min(300, gate_frames), validation_frames=0,
                                     gate_frames=gate_frames)
         for name, model in (("openvino", str(path)), ("openvino_int8", int8)):
             requests[name] = core.compile_model(model, "CPU", compile_config(None)).create_infer_request()

@@ -70,23 +70,27 @@ def decision_error(metadata: ModelMetadata) -> Callable[[np.ndarray, np.ndarray]
 def quantize(model: ov.Model, calibration: list[np.ndarray], validation: list[np.ndarray],
              metadata: ModelMetadata) -> ov.Model:
     """NNCF post-training INT8 quantization with accuracy control on `validation`: the metric is the
-    share of frames on which the quantized model decides as `model` does (within MAX_CONTINUOUS_ERROR)."""
+    share of frames on which the quantized model decides as `model` does (within MAX_CONTINUOUS_ERROR).
+    With no validation frames, every layer NNCF can quantize is quantized."""
     import logging
 
     import nncf
 
     nncf.set_log_level(logging.WARNING)  # NNCF logs to stdout, which belongs to --json
-    f32 = compiled_infer(model)
-    error = decision_error(metadata)
-    items = [(x, f32(x)) for x in validation]
-
-    def same_decisions(compiled: ov.CompiledModel, data: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, list[float]]:
-        output = compiled.output(0)
-        got = np.stack([np.asarray(compiled({0: x})[output]).reshape(-1) for x, _ in data])
-        same = (error(np.stack([want for _, want in data]), got) <= (0.0 if metadata.discrete else MAX_CONTINUOUS_ERROR))
-        return float(same.mean()), same.astype(float).tolist()
-
     with contextlib.redirect_stdout(sys.stderr):  # its progress bars too
+        if not validation:
+            return nncf.quantize(model, nncf.Dataset(calibration), subset_size=len(calibration))
+        f32 = compiled_infer(model)
+        error = decision_error(metadata)
+        items = [(x, f32(x)) for x in validation]
+
+        def same_decisions(compiled: ov.CompiledModel, data: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, list[float]]:
+            output = compiled.output(0)
+            got = np.stack([np.asarray(compiled({0: x})[output]).reshape(-1) for x, _ in data])
+            bound = 0.0 if metadata.discrete else MAX_CONTINUOUS_ERROR
+            same = error(np.stack([want for _, want in data]), got) <= bound
+            return float(same.mean()), same.astype(float).tolist()
+
         return nncf.quantize_with_accuracy_control(
             model, nncf.Dataset(calibration), nncf.Dataset(items, lambda item: item[0]), same_decisions,
             max_drop=MAX_VALIDATION_DROP, subset_size=len(calibration))
@@ -139,12 +143,13 @@ def quantize_gated(model: ov.Model, spec: PreprocessSpec, metadata: ModelMetadat
                    calibration_frames: int = CALIBRATION_FRAMES, validation_frames: int = VALIDATION_FRAMES,
                    gate_frames: int = GATE_FRAMES,
                    progress: Callable[[str], None] = lambda _: None) -> tuple[ov.Model, GateReport]:
-    """The INT8 model and its gate report (the caller refuses it when not `report.passed`)."""
+    """The INT8 model and its gate report (the caller refuses it when not `report.passed`);
+    `validation_frames=0` quantizes every layer, without accuracy control."""
     progress(f"rendering {calibration_frames} calibration, {validation_frames} validation and {gate_frames} gate frames")
     calibration = simulator_inputs(spec, calibration_frames, CALIBRATION_SEED)
     validation = simulator_inputs(spec, validation_frames, VALIDATION_SEED)
     gate = simulator_inputs(spec, gate_frames, GATE_SEED)
-    progress("quantizing with NNCF (accuracy control)")
+    progress("quantizing with NNCF" + (" (accuracy control)" if validation else ""))
     int8 = quantize(model, calibration, validation, metadata)
     progress("comparing INT8 with f32 on the gate frames")
     return int8, equivalence_gate(compiled_infer(model), compiled_infer(int8), gate, metadata)
