@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,8 @@ import openvino as ov
 from car.inference import compile_config
 from car.metadata import ModelMetadata
 from car.preprocess import Preprocessor, PreprocessSpec
+from sim2real.sim.track import Track
+from sim2real.sim.world import Simulator
 
 CALIBRATION_FRAMES = 300
 VALIDATION_FRAMES = 500
@@ -40,22 +42,21 @@ MAX_CONTINUOUS_ERROR = 0.05
 CALIBRATION_SEED, GATE_SEED, VALIDATION_SEED = 1, 2, 3
 
 
-def simulator_inputs(spec: PreprocessSpec, count: int, seed: int) -> list[np.ndarray]:
-    """`count` model inputs (spec.input_shape(), float32) of simulator camera frames at random poses:
-    a random closed official track, waypoint, lateral offset (+-0.3 m) and heading (+-0.35 rad)."""
-    from sim2real.sim.track import Track
-    from sim2real.sim.world import Simulator
-
+def posed_simulators(count: int, seed: int) -> Iterator[Simulator]:
+    """`count` times a simulator put at a random pose: a random closed official track, waypoint,
+    lateral offset (+-0.3 m) and heading (+-0.35 rad); deterministic for a seed."""
     rng = np.random.default_rng(seed)
-    tracks = [t for t in (Track.load(name) for name in Track.names()) if t.closed]
-    sims = [Simulator(track) for track in tracks]
-    inputs = []
+    sims = [Simulator(track) for track in (Track.load(name) for name in Track.names()) if track.closed]
     for _ in range(count):
         sim = sims[int(rng.integers(len(sims)))]
         sim.reset(start_index=int(rng.integers(sim.track.waypoint_count)), offset=float(rng.uniform(-0.3, 0.3)),
                   yaw_offset=float(rng.uniform(-0.35, 0.35)))
-        inputs.append(Preprocessor(spec)(sim.render()))
-    return inputs
+        yield sim
+
+
+def simulator_inputs(spec: PreprocessSpec, count: int, seed: int) -> list[np.ndarray]:
+    """`count` model inputs (spec.input_shape(), float32) of simulator camera frames at random poses."""
+    return [Preprocessor(spec)(sim.render()) for sim in posed_simulators(count, seed)]
 
 
 def decision_error(metadata: ModelMetadata) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
