@@ -76,9 +76,17 @@ class ControlNode:
         bus.subscribe(DIAGNOSTICS_TOPIC, self._on_diagnostics)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        """Faults other nodes report: a policy error, an actuator fault, a node that died (the supervisor's)."""
         for status in msg.status:
-            if status.name == "policy" and status.level >= ERROR:
+            if status.level < ERROR:
+                continue
+            if status.name == "policy":
                 self._publish(self.core.on_policy_error(status.message, self.clock.now()))
+            elif status.name == "actuator":
+                self._publish(self.core.fault(f"actuator: {status.message}", self.clock.now()))
+            elif status.name.startswith("supervisor/"):
+                node = status.name.split("/", 1)[1]
+                self._publish(self.core.on_node_exit(f"{node} node: {status.message}", self.clock.now()))
 
     def command(self, fn: Callable[..., AckermannDriveStamped], *args: Any) -> AckermannDriveStamped:
         """Run a core command (start, stop, set_mode, ...) and publish its output at once."""

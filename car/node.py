@@ -193,11 +193,18 @@ class ActuatorProcess:
         self.core.close()
 
 
-def spin_until_signal(bus: NodeBus, closers: list[Callable[[], None]]) -> None:
-    """Spin until SIGTERM/SIGINT, then run `closers` (actuator to neutral, bag finished) and leave the domain."""
+def spin_until_signal(bus: NodeBus, closers: list[Callable[[], None]],
+                      stopping: threading.Event | None = None) -> None:
+    """Spin until SIGTERM/SIGINT, then run `closers` (actuator to neutral, bag finished) and leave the domain.
+
+    `stopping` is set by the handlers the caller installed for its start-up: a signal that came
+    while the node was being built (its driver already open) ends it here, through the closers.
+    """
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: bus.stop())
     try:
+        if stopping is not None and stopping.is_set():
+            return
         bus.spin()
     finally:
         for close in closers:

@@ -35,9 +35,13 @@ PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True)
 class ProcessSpec:
+    """A node process; `restart_argv` (default `argv`) starts it again after it died, so a one-time
+    action such as `--autostart` is not repeated by a restart (a restarted node never resumes driving)."""
+
     name: str
     argv: Sequence[str]
     on_exit: Callable[[], None] | None = None
+    restart_argv: Sequence[str] | None = None
 
 
 @dataclass
@@ -84,7 +88,9 @@ class Supervisor:
         bus.timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics, clock)
 
     def _spawn(self, child: _Child) -> None:
-        child.proc = subprocess.Popen(list(child.spec.argv), env=self.env)
+        spec = child.spec
+        argv = spec.restart_argv if child.restarts and spec.restart_argv is not None else spec.argv
+        child.proc = subprocess.Popen(list(argv), env=self.env)
         child.started = time.monotonic()
         log.info("%s started (pid %d)", child.spec.name, child.proc.pid)
 

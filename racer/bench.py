@@ -162,6 +162,7 @@ def machine() -> str:
 
 def run_bench(model_path: Path, quick: bool = False) -> dict[str, Any]:
     from racer.dds_bench import bench_dds, bench_multiprocess
+    from racer.flood_bench import bench_flood
     from sim2real.augment import bench_augment
 
     scale = 0.2 if quick else 1.0
@@ -172,5 +173,6 @@ def run_bench(model_path: Path, quick: bool = False) -> dict[str, Any]:
         "sim": bench_sim(seconds=2.0 * scale),
         "augment": bench_augment(seconds=2.0 * scale),
         "dds": bench_dds(messages=max(60, int(300 * scale))),
+        "safety": bench_flood(model_path),
         "machine": machine(),
     }

@@ -46,9 +46,11 @@ def graph_specs(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> 
     specs += [
         ProcessSpec("camera", node_argv("camera", args, "--camera", camera)),
         ProcessSpec("policy", node_argv("policy", args, *_option("--model", args.model))),
-        ProcessSpec("control", node_argv("control", args, *(["--autostart"] if args.autostart else []))),
+        ProcessSpec("control", node_argv("control", args, *(["--autostart"] if args.autostart else [])),
+                    restart_argv=node_argv("control", args)),
         ProcessSpec("actuator", node_argv("actuator", args, "--actuator", actuator,
-                                          *_option("--calibration", args.calibration))),
+                                          *_option("--calibration", args.calibration),
+                                          *_option("--state-dir", args.state_dir))),
     ]
     if args.record:
         specs.append(ProcessSpec("recorder", node_argv("recorder", args, "--record", str(args.record))))
@@ -59,9 +61,11 @@ def run_graph(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> in
     """Supervise the graph until SIGTERM/SIGINT; every node ends at neutral on its own signal."""
     from car.transport import open_bus
     from car.transport.dds import cyclone_environment
-    from racer.commands.node import open_driver
+    from racer.commands.node import car_calibration, open_driver
 
     specs = graph_specs(args, params)
+    if not args.sim:  # the actuator node resolves it too; a bad file must stop the start, not loop restarts
+        car_calibration(args, params)
     bus = open_bus(args.transport, "supervisor")
     # The link to the simulated car is made now, so DDS has matched it long before it is needed.
     sim_link = open_driver("sim", args, params, bus) if args.sim else None

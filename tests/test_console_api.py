@@ -223,8 +223,11 @@ def test_calibration_reaches_a_pulse_driver_exactly(tmp_path):
         service.adjust("throttle", {"pwm": float("nan")})
     service.set("angle", {"mid": 0, "min": -25, "max": 25, "polarity": 1})
     assert driver.calibration.servo.max == servo.MAX_PULSE_NS
+    with pytest.raises(ApiError, match="outside the wizard's 1196000..1696000 ns"):
+        service.adjust("throttle", {"pwm": 222})  # the 2.5 ms ESC pulse
+    with pytest.raises(ApiError, match="pwm must be a number"):
+        service.adjust("throttle", {"pwm": 10 ** 400})
     runtime.command("set_mode", "manual")
-    service.leave()
     assert driver.calibration == service.saved == servo.load(tmp_path / "calibration.json")
     assert service.saved.servo == servo.PulseRange(min=1_250_000, mid=1_500_000, max=1_750_000, polarity=1)
     driver.set(1.0, 0.0)

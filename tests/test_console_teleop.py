@@ -17,8 +17,15 @@ DEADLINE_S = 0.25
 car = car_fixture("teleop")
 
 
-def drive(car: Car, ws, seconds: float, steering: float = 0.25, throttle: float = 1.0) -> float:
-    """Send commands at 20 Hz; the time of the last one."""
+def drive(car: Car, ws, seconds: float, steering: float = 0.25, throttle: float = 1.0, rearm: bool = True) -> float:
+    """The stick at rest until the car is not latched (an earlier test's client may still be closing),
+    then commands at 20 Hz; the time of the last one."""
+    def rested() -> bool:
+        ws.send(json.dumps({"steering": 0, "throttle": 0}))
+        return car.status()["latched"] is None
+
+    if rearm:
+        car.wait_for(rested, what="the stick at rest to re-arm the car")
     end = time.monotonic() + seconds
     last = 0.0
     while time.monotonic() < end:
@@ -90,8 +97,10 @@ def test_estop_over_the_socket_latches_and_bad_messages_stop_the_car(car):
         ws.send(json.dumps({"estop": True}))
         assert json.loads(ws.recv(timeout=2)) == {"type": "estop"}
         assert car.status()["emergency_stop"] is True
-        drive(car, ws, 0.3)
+        ws.send(json.dumps({"steering": 0, "throttle": 0}))  # letting go of the stick does not clear an e-stop
+        drive(car, ws, 0.3, rearm=False)
         assert car.driver.log[-1][1:] == (0.0, 0.0)
+        assert car.status()["latched"] == "emergency stop" and car.status()["start_needed"] is True
     client.request("POST", "/api/start_stop", {"start_stop": "start"})
     assert car.status()["emergency_stop"] is False
 

@@ -9,7 +9,7 @@ from car.control.mux import Mux
 from car.control.watchdog import Watchdog
 from car.messages import ERROR, OK, Time, drive_msg
 from car.nodes.actuator import ActuatorCore
-from car.nodes.control import ControlCore, ControlParams
+from car.nodes.control import CALIBRATION_FRAME, NEUTRAL, ControlCore, ControlParams
 
 
 class RecordingDriver:
@@ -43,6 +43,10 @@ def test_mode_change_stops_and_rejects_unknown():
     s.set_mode("autonomous")
     s.start()
     assert s.running
+    with pytest.raises(ValueError, match="stop the car before calibrating"):
+        s.set_mode(Mode.CALIBRATION)
+    assert s.mode is Mode.AUTONOMOUS and s.running
+    s.stop()
     assert s.set_mode(Mode.CALIBRATION) is True
     assert not s.running
     assert s.set_mode("calibration") is False
@@ -105,9 +109,13 @@ def test_stale_policy_and_camera_loss_go_neutral():
     c.on_camera(0.2)
     assert c.tick(0.25).drive.speed > 0
     out = c.tick(0.2501)
-    assert out.drive.speed == 0.0 and c.last_reason == "policy command stale"
+    assert out.drive.speed == 0.0 and c.last_reason.startswith("policy command stale (latched")
     c.on_camera(0.3)
     c.on_policy(cmd(0.3), 0.3)
+    assert c.last_output.drive.speed == 0.0  # the policy is back, but a fault that clears never restarts
+    c.start(0.3)
+    c.on_policy(cmd(0.31), 0.31)
+    assert c.last_output.drive.speed > 0
     c.on_policy(cmd(0.56), 0.56)  # policy still talking but the camera went quiet at 0.3
     assert c.last_output.drive.speed == 0.0
     assert "camera stale" in c.last_reason
@@ -130,7 +138,9 @@ def test_mode_change_passes_through_neutral_and_teleop_deadman():
     c.on_teleop(cmd(0.0, 0.1, 1.0), 0.0)
     assert c.last_output.drive.speed == pytest.approx(0.5)
     assert c.tick(0.26).drive.speed == 0.0  # deadman: no teleop for 250 ms
+    c.on_teleop(cmd(1.0, 0.0, 0.0), 1.0)  # the stick let go: re-armed
     c.on_teleop(cmd(1.0, 0.1, 1.0), 1.0)
+    assert c.last_output.drive.speed == pytest.approx(0.5)
     out = c.set_mode("autonomous", 1.01)
     assert out.drive.speed == 0.0 and out.drive.steering_angle == 0.0
     c.set_mode("manual", 1.02)
@@ -143,7 +153,12 @@ def test_emergency_stop_latches():
     c.start(0.0)
     c.emergency_stop(0.0)
     assert c.on_policy(cmd(0.1), 0.1).drive.speed == 0.0
-    assert c.last_reason == "emergency stop"
+    assert c.last_reason == "emergency stop (latched: start to drive again)"
+    c.set_mode("manual", 0.2)
+    c.on_teleop(cmd(0.3, 0.0, 0.0), 0.3)  # letting go of the stick does not clear an emergency stop
+    assert c.on_teleop(cmd(0.31, 0.1, 1.0), 0.31).drive.speed == 0.0 and c.estopped
+    c.start(0.4)
+    assert c.on_teleop(cmd(0.41, 0.1, 1.0), 0.41).drive.speed == pytest.approx(0.5)
 
 
 def test_calibration_mode_raw_commands():
@@ -153,7 +168,10 @@ def test_calibration_mode_raw_commands():
     c.set_mode("calibration", 0.0)
     out = c.calibrate(0.5, -0.25, 0.0)
     assert out.drive.steering_angle == pytest.approx(0.25) and out.drive.speed == pytest.approx(-1.0)
-    assert c.tick(100.0).drive.steering_angle == pytest.approx(0.25)  # holds while calibrating
+    assert out.header.frame_id == CALIBRATION_FRAME
+    assert c.tick(0.25).drive.steering_angle == pytest.approx(0.25)  # holds for one deadman
+    out = c.tick(0.2501)
+    assert out.drive == NEUTRAL and out.header.frame_id == ""  # the wizard went silent: the car's own mapping
     with pytest.raises(ValueError, match="within -1..1"):
         c.calibrate(1.5, 0.0, 0.0)
 
@@ -186,3 +204,154 @@ def test_actuator_fault_reported_and_retried():
     assert d.calls[-1] == ("neutral",) and a.fault is None and a.diagnostics(1.0).level == OK
     a.close()
     assert d.calls[-2:] == [("neutral",), ("close",)]
+
+
+def started(mode="autonomous"):
+    c = ControlCore()
+    c.set_mode(mode, 0.0)
+    c.start(0.0)
+    return c
+
+
+def test_camera_fault_that_clears_stays_latched_and_start_is_refused_meanwhile():
+    c = started()
+    c.on_camera(0.0)
+    c.on_policy(cmd(0.0), 0.0)
+    assert c.last_output.drive.speed > 0
+    out = c.on_policy(cmd(0.3), 0.3)  # the camera went quiet at 0
+    assert out.drive == NEUTRAL and "camera stale" in c.last_reason and not c.state.running
+    with pytest.raises(ValueError, match="cannot start: camera stale"):
+        c.start(0.3)
+    for t in (2.0, 2.05, 2.1):  # the camera is back, the policy drives again
+        c.on_camera(t)
+        assert c.on_policy(cmd(t), t).drive == NEUTRAL
+    status = c.diagnostics(2.1)
+    assert status.level == ERROR and status.value("start_needed") == "true" and "camera stale" in status.value("latched")
+    c.start(2.2)
+    c.on_camera(2.2)
+    assert c.on_policy(cmd(2.2), 2.2).drive.speed > 0 and c.diagnostics(2.2).value("start_needed") == "false"
+
+
+def test_node_exit_latches_so_a_restarted_node_cannot_resume():
+    c = started()
+    c.on_policy(cmd(0.0), 0.0)
+    c.on_node_exit("actuator killed by SIGKILL", 0.1)
+    for t in (0.2, 0.3, 5.0):
+        assert c.on_policy(cmd(t), t).drive == NEUTRAL
+    assert c.last_reason.startswith("actuator killed by SIGKILL (latched")
+
+
+def test_policy_that_never_answered_after_start_waits_without_latching():
+    c = started()
+    assert c.tick(1.0).drive == NEUTRAL and c.last_reason == "waiting for the policy"
+    assert c.on_policy(cmd(1.0), 1.0).drive.speed > 0
+
+
+def test_teleop_latch_drops_late_commands_and_needs_the_stick_let_go():
+    c = ControlCore()
+    assert c.on_teleop(cmd(0.0, 0.1, 1.0), 0.0).drive.speed == pytest.approx(0.5)
+    c.fault("teleop deadman: no command for 180 ms", 0.18)
+    assert c.last_output.drive == NEUTRAL
+    assert c.on_teleop(cmd(0.17, 0.1, 1.0), 0.2).drive == NEUTRAL  # sent before the deadman fired: dropped
+    assert c.on_teleop(cmd(0.2, 0.1, 1.0), 0.2).drive == NEUTRAL  # still pushing the stick: latched
+    c.on_teleop(cmd(0.21, 0.0, 0.0), 0.21)
+    assert c.on_teleop(cmd(0.22, 0.1, 1.0), 0.22).drive.speed == pytest.approx(0.5)
+    assert c.on_teleop(cmd(0.0, 0.1, 1.0), 0.6).drive == NEUTRAL  # older than the deadman when it arrives
+    c.on_teleop(cmd(0.6, 0.0, 0.0), 0.6)
+    c.on_teleop(cmd(0.61, 0.1, 1.0), 0.61)
+    assert c.tick(0.87).drive == NEUTRAL and c.last_reason.startswith("teleop command stale (latched")
+
+
+def test_teleop_cannot_rearm_while_the_fault_is_present():
+    c = ControlCore()
+    c.on_camera(0.0)
+    c.on_teleop(cmd(0.5, 0.0, 0.0), 0.5)  # camera stale at 0.5: latched
+    assert "camera stale" in c.last_reason
+    c.on_teleop(cmd(0.6, 0.0, 0.0), 0.6)  # the stick let go, but the camera is still gone
+    c.on_camera(0.7)
+    assert c.on_teleop(cmd(0.7, 0.1, 1.0), 0.7).drive == NEUTRAL
+    c.on_teleop(cmd(0.71, 0.0, 0.0), 0.71)
+    assert c.on_teleop(cmd(0.72, 0.1, 1.0), 0.72).drive.speed > 0
+
+
+def test_manual_and_autonomous_speed_limits_are_separate():
+    c = ControlCore(ControlParams(max_speed=0.3, manual_max_speed=0.5))
+    c.set_manual_max_speed(1.0)
+    assert c.state.max_speed == 0.3
+    assert c.on_teleop(cmd(0.0, 0.0, 1.0), 0.0).drive.speed == pytest.approx(1.0)
+    c.set_mode("autonomous", 0.1)
+    c.start(0.1)
+    assert c.on_policy(cmd(0.1, 0.0, 1.0), 0.1).drive.speed == pytest.approx(0.3)
+    for bad in (1.5, -0.1, float("nan"), True, 10 ** 400):
+        with pytest.raises(ValueError, match="max speed"):
+            c.set_manual_max_speed(bad)
+
+
+def test_calibration_only_from_stopped_and_output_frames_cannot_be_forged():
+    c = ControlCore()
+    c.on_teleop(cmd(0.0, 0.1, 1.0), 0.0)
+    with pytest.raises(ValueError, match="stop the car before calibrating"):
+        c.set_mode("calibration", 0.01)
+    forged = drive_msg(Time.from_seconds(0.02), 0.1, 1.0, CALIBRATION_FRAME)
+    assert c.on_teleop(forged, 0.02).header.frame_id == ""  # only control puts a command in the raw frame
+    c.set_mode("autonomous", 0.03)
+    c.start(0.03)
+    c.on_policy(cmd(0.04), 0.04)
+    with pytest.raises(ValueError, match="stop the car before calibrating"):
+        c.set_mode("calibration", 0.05)
+    c.stop(0.06)
+    c.set_mode("calibration", 0.07)
+    assert c.state.mode is Mode.CALIBRATION
+
+
+class CalibratedDriver(RecordingDriver):
+    """A pulse driver's view for the actuator core: it maps through whatever table `calibration` holds."""
+
+    def __init__(self):
+        super().__init__()
+        self.calibration = "car table"
+
+    def set(self, steering, throttle):
+        super().set(steering, throttle)
+        self.calls[-1] += (self.calibration,)
+
+    def neutral(self):
+        super().neutral()
+        self.calls[-1] += (self.calibration,)
+
+
+def test_actuator_switches_calibration_per_command_through_neutral():
+    d = CalibratedDriver()
+    a = ActuatorCore(d, 0.5, 4.0)
+    a.on_drive(drive_msg(Time.from_seconds(0.0), 0.25, 1.0, CALIBRATION_FRAME), 0.0)
+    assert d.calls[-1] == ("neutral", "car table") and a.fault == "no raw calibration on the actuator"
+    a.set_calibrations("car table", "raw table")
+    a.on_drive(drive_msg(Time.from_seconds(0.1), 0.25, 1.0, CALIBRATION_FRAME), 0.1)
+    assert d.calls[-3:] == [("neutral", "car table"), ("neutral", "raw table"), ("set", 0.5, 0.25, "raw table")]
+    a.on_drive(cmd(0.2, 0.25, 1.0), 0.2)
+    assert d.calls[-3:] == [("neutral", "raw table"), ("neutral", "car table"), ("set", 0.5, 0.25, "car table")]
+    assert a.diagnostics(0.2).value("calibration") == "car"
+
+
+def test_leaving_calibration_or_stopping_is_not_a_stale_teleop():
+    c = ControlCore()
+    c.set_mode("calibration", 0.0)
+    c.calibrate(0.5, 0.1, 0.0)
+    c.set_mode("manual", 0.1)  # the wizard's last raw command was live: the mode change is not a fault
+    assert c.state.latch is None and c.last_reason == "idle: waiting for teleop"
+    c.on_teleop(cmd(0.2, 0.1, 1.0), 0.2)
+    c.stop(0.3)
+    assert c.state.latch is None and c.tick(0.6).drive == NEUTRAL and c.state.latch is None
+
+
+def test_a_policy_error_does_not_stop_manual_driving():
+    c = ControlCore()
+    c.on_policy_error("RuntimeError: inference failed", 0.0)
+    assert c.on_teleop(cmd(0.1, 0.1, 1.0), 0.1).drive.speed == pytest.approx(0.5)
+    c.on_policy(cmd(0.15), 0.15)  # it answers again
+    c.set_mode("autonomous", 0.2)
+    assert c.state.latch is None
+    c.start(0.2)
+    c.on_policy_error("RuntimeError: inference failed", 0.3)
+    assert c.state.latch.reason == "RuntimeError: inference failed"
+    assert c.on_policy(cmd(0.4), 0.4).drive == NEUTRAL  # answering again does not restart the car

@@ -55,6 +55,8 @@ def test_bench_reports_every_figure():
     assert report["augment"]["images_per_s"] > 0
     for name in ("dds", "pipeline_multiprocess"):
         assert 0 < report[name]["p50_ms"] <= report[name]["p99_ms"]
+    safety = report["safety"]
+    assert 0 < safety["flood_neutral_ms"] and 0 < safety["flood_estop_ms"] and safety["flood_connections"] > 0
     assert isinstance(report["machine"], str) and report["machine"]
 
 

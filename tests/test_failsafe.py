@@ -102,19 +102,60 @@ def test_stale_command_from_a_hung_policy_goes_neutral(bundle_dir, images, maest
         assert wait_until(lambda: calls["n"] > 10)
         assert wait_until(lambda: at_neutral(maestro), 1.0)
         assert runtime.stack.actuator.core.at_neutral
+        release.set()  # the policy answers again: the car stays where the fault left it
+        # the policy held the graph, so the camera's heartbeat went quiet too: whichever latched first
+        stays_stopped_until_start(runtime, maestro, "policy command stale", "camera stale")
     finally:
         release.set()
         runtime.stop()
         camera.close()
 
 
-def test_camera_loss_goes_neutral(bundle_dir, images, maestro):
+def stays_stopped_until_start(runtime, maestro, *reasons: str) -> None:
+    """The fault has cleared: the outputs stay at neutral, latched with one of `reasons`, until a user's start."""
+    resumed = wait_until(lambda: driving(maestro), 1.5)
+    assert not resumed, "the car drove off by itself after the fault cleared"
+    assert any(reason in runtime.stack.control.core.state.latch.reason for reason in reasons)
+    assert runtime.stack.control.core.diagnostics(runtime.stack.clock.now()).value("start_needed") == "true"
+    runtime.command("start")
+    assert wait_until(lambda: driving(maestro)), "start did not drive the car again"
+
+
+def test_camera_loss_goes_neutral_and_its_return_does_not_restart_the_car(bundle_dir, images, maestro):
     runtime, camera = start_car(bundle_dir, images, maestro)
     try:
+        frames = {f.name: f.read_bytes() for f in images.iterdir()}
         for f in images.iterdir():
             f.unlink()
         assert wait_until(lambda: at_neutral(maestro), 2.0)
         assert "camera stale" in runtime.stack.control.core.last_reason
+        with pytest.raises(ValueError, match="cannot start: camera stale"):
+            runtime.command("start")
+        for name, data in frames.items():  # the issue's case: the folder refilled after 2 s
+            (images / name).write_bytes(data)
+        stays_stopped_until_start(runtime, maestro, "camera stale")
+    finally:
+        runtime.stop()
+        camera.close()
+
+
+def test_a_policy_error_that_clears_does_not_restart_the_car(bundle_dir, images, maestro):
+    failing = {"left": 0, "armed": False}
+
+    def flaky(infer):
+        def wrapped(x):
+            if failing["left"] > 0:
+                failing["left"] -= 1
+                raise RuntimeError("inference failed")
+            return infer(x)
+        return wrapped
+
+    runtime, camera = start_car(bundle_dir, images, maestro, flaky)
+    try:
+        failing["left"] = 3
+        assert wait_until(lambda: at_neutral(maestro), 2.0)
+        assert wait_until(lambda: failing["left"] == 0)
+        stays_stopped_until_start(runtime, maestro, "inference failed")
     finally:
         runtime.stop()
         camera.close()
@@ -163,3 +204,19 @@ def test_signal_ends_racer_car_at_neutral_then_off(bundle_dir, images, maestro, 
     tail = maestro.targets[sent:]
     assert tail[-4:] == [(0, NEUTRAL[0]), (1, NEUTRAL[1]), (0, 0), (1, 0)]
     assert all(t in ((0, NEUTRAL[0]), (1, NEUTRAL[1]), (0, 0), (1, 0)) for t in tail)
+
+
+def test_a_signal_while_the_actuator_node_starts_still_ends_with_the_outputs_off(maestro, tmp_path):
+    """SIGTERM as soon as the node has opened the Maestro (before or while it spins): neutral, then off."""
+    proc = subprocess.Popen([sys.executable, "-m", "racer.cli", "node", "actuator", "--transport", "dds",
+                             "--actuator", f"maestro:{maestro.link}", "--state-dir", str(tmp_path / "state")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: maestro.positions[:2] == [NEUTRAL[0], NEUTRAL[1]], 60), "never opened the Maestro"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert maestro.positions[:2] == [0, 0]  # outputs off, not merely at neutral

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from calibration.servo import FACTORY_DEFAULT
+from calibration.servo import FACTORY_DEFAULT, save
+from calibrations import SAVED
 from car.actuators.base import ActuatorFault
 from car.actuators.maestro import MaestroDriver, decode_errors
+from hw.fds import run_python
 from hw.maestro_emulator import MaestroEmulator
 
 NEUTRAL = [bytes.fromhex("8400182d"), bytes.fromhex("8401282d")]
@@ -165,3 +167,36 @@ def test_emulator_bad_bytes_set_the_protocol_error_bit(stream: str) -> None:
     assert reply == bytes.fromhex("1000")
     assert emulator.positions[1] == 0
     assert emulator.feed(bytes.fromhex("a1")) == bytes.fromhex("0000")
+
+
+def test_the_first_targets_are_the_saved_calibration_mids(maestro: MaestroEmulator, link: Path) -> None:
+    driver = MaestroDriver(SAVED, str(link))
+    driver.close()
+    maestro.wait_for(6)
+    assert maestro.packets[0] == bytes((0xA1,))  # Get Errors clears what was latched, before any target
+    neutral = [(0, 1_500_000 // 250), (1, 1_480_000 // 250)]
+    assert maestro.targets == [*neutral, *neutral, (0, 0), (1, 0)]  # open at neutral; close: neutral, off
+
+
+EMFILE_SCRIPT = """
+import sys
+from calibration import servo
+from car.actuators.maestro import MaestroDriver
+from hw.fds import no_free_fds
+
+driver = MaestroDriver(servo.load(sys.argv[2]), sys.argv[1])
+for action in (lambda: driver.set(0.5, 0.8), driver.neutral, driver.close):
+    with no_free_fds():
+        action()
+"""
+
+
+def test_targets_and_neutral_still_reach_the_maestro_when_the_process_has_no_fd_left(
+        maestro: MaestroEmulator, link: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "calibration.json"
+    save(SAVED, saved)
+    result = run_python(EMFILE_SCRIPT, str(link), str(saved))
+    assert result.returncode == 0, result.stderr
+    neutral = [(0, 1_500_000 // 250), (1, 1_480_000 // 250)]
+    driving = [(0, SAVED.motor.pulse_ns(0.8) // 250), (1, SAVED.servo.pulse_ns(0.5) // 250)]
+    assert maestro.wait_for(8) == [*neutral, *driving, *neutral, *neutral, (0, 0), (1, 0)]

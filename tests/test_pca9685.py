@@ -6,6 +6,7 @@ import errno
 import pytest
 
 from calibration.servo import FACTORY_DEFAULT
+from calibrations import SAVED
 from car.actuators.base import ActuatorFault
 from car.actuators.pca9685 import Pca9685Driver, pulse_counts
 from hw.pca9685 import AI, LED0_ON_L, MODE1, PRE_SCALE, RESTART, SLEEP, Pca9685Model
@@ -137,3 +138,22 @@ def test_model_block_writes_without_auto_increment_hit_one_register() -> None:
     with pytest.raises(OSError) as caught:
         model.read_byte_data(0x42, MODE1)
     assert caught.value.errno == errno.EREMOTEIO
+
+
+def test_the_first_pulses_are_the_saved_calibration_mids_on_a_bus_opened_once(chip: Pca9685Model) -> None:
+    opened = []
+
+    def open_bus(bus: int) -> Pca9685Model:
+        opened.append(bus)
+        return chip
+
+    driver = Pca9685Driver(SAVED, 1, 0x41, open_bus=open_bus)
+    neutral = (chip.pulse_ns(0), chip.pulse_ns(1))
+    assert neutral == (pytest.approx(1_500_000, abs=5_000), pytest.approx(1_480_000, abs=5_000))
+    assert chip.outputs == [neutral]  # nothing, not even a factory pulse, before the saved mids
+    for _ in range(10):
+        driver.set(0.0, 1.0)
+    assert chip.pulse_ns(0) == pytest.approx(1_350_000, abs=5_000)  # polarity -1: forward is the saved min
+    driver.close()
+    assert opened == [1] and chip.closed
+    assert chip.outputs[-1] == (None, None)

@@ -1,17 +1,22 @@
 """The stock DeepRacer PWM sysfs driver against a sysfs model that enforces the kernel's rules."""
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
+import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from calibration.servo import FACTORY_DEFAULT
+from calibration.servo import FACTORY_DEFAULT, save
+from calibrations import SAVED
 from car.actuators.base import ActuatorFault
 from car.actuators.pwm_sysfs import KernelFiles, PwmSysfsDriver, find_chip
-from hw.sysfs import PwmSysfsModel
+from hw.fds import run_python
+from hw.sysfs import ModelAttribute, PwmSysfsModel
 
 MOTOR_MID, SERVO_MID = FACTORY_DEFAULT.motor.mid, FACTORY_DEFAULT.servo.mid
 
@@ -128,7 +133,7 @@ def test_channels_left_exported_by_servo_pkg_are_reused(sysfs: PwmSysfsModel) ->
 def test_a_channel_unexported_under_the_driver_faults_then_recovers(sysfs: PwmSysfsModel) -> None:
     driver = open_driver(sysfs)
     sysfs.write(sysfs.chip / "unexport", "1")
-    with pytest.raises(ActuatorFault, match=r"No such file or directory.*pwm1/duty_cycle"):
+    with pytest.raises(ActuatorFault, match=r"No such device.*pwm1/duty_cycle"):  # kernfs: ENODEV
         driver.set(0.5, 0.0)
     driver.set(0.5, 0.0)
     assert sysfs.attribute(1, "duty_cycle") == 1_575_000
@@ -137,7 +142,7 @@ def test_a_channel_unexported_under_the_driver_faults_then_recovers(sysfs: PwmSy
 
 
 class CloseMidWrite:
-    """File ops that run driver.close() between two writes, as a signal handler would."""
+    """File ops that run driver.close() between two pulse writes, as a signal handler would."""
 
     def __init__(self, model: PwmSysfsModel) -> None:
         self.model = model
@@ -147,10 +152,20 @@ class CloseMidWrite:
         return self.model.read(path)
 
     def write(self, path: Path, value: str) -> None:
-        if self.driver is not None and path.name == "duty_cycle" and value == "1700000":
-            driver, self.driver = self.driver, None
-            driver.close()
         self.model.write(path, value)
+
+    def open(self, path: Path) -> ModelAttribute:
+        attribute = self.model.open(path)
+        store = attribute.write
+
+        def write(value: str) -> None:
+            if self.driver is not None and path.name == "duty_cycle" and value == "1700000":
+                driver, self.driver = self.driver, None
+                driver.close()
+            store(value)
+
+        attribute.write = write  # type: ignore[method-assign]
+        return attribute
 
 
 def test_close_inside_a_set_still_ends_at_neutral_and_off(sysfs: PwmSysfsModel) -> None:
@@ -176,14 +191,99 @@ def test_close_from_a_real_signal_handler_during_a_drive_loop(sysfs: PwmSysfsMod
         signal.signal(signal.SIGALRM, previous)
 
 
-def test_kernel_files_write_one_value_per_open(tmp_path: Path) -> None:
-    files = KernelFiles()
-    attribute = tmp_path / "duty_cycle"
-    attribute.write_text("0\n")
-    files.write(attribute, "1450000")
-    assert files.read(attribute) == "1450000"
-    with pytest.raises(FileNotFoundError):
-        files.write(tmp_path / "missing", "1")
+def test_a_saved_calibration_is_the_first_duty_written_and_enable_comes_after(tmp_path: Path) -> None:
+    model = PwmSysfsModel(tmp_path / "sys")
+    driver = PwmSysfsDriver(SAVED, model.pwm_dir, files=model)
+    chip = "class/pwm/pwmchip1"
+    assert model.writes[-5:] == [
+        (f"{chip}/pwm0/duty_cycle", "1500000"),
+        (f"{chip}/pwm1/duty_cycle", "1480000"),
+        (f"{chip}/pwm0/enable", "1"),
+        (f"{chip}/pwm1/enable", "1"),
+        ("class/gpio/gpio436/value", "0"),
+    ]
+    assert [w for w in model.writes if w[0].endswith("duty_cycle")] == model.writes[-5:-3]
+    driver.set(0.0, 1.0)  # polarity -1: full forward is the saved min
+    assert model.attribute(0, "duty_cycle") == 1_350_000
+    driver.close()
+    assert (model.attribute(0, "duty_cycle"), model.attribute(1, "duty_cycle")) == (1_500_000, 1_480_000)
+
+
+def open_fds_under(root: Path) -> list[str]:
+    """This process's descriptors open on files below root."""
+    fds = Path("/proc/self/fd")
+    targets = []
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            targets.append(os.readlink(fd))
+    return [t for t in targets if t.startswith(str(root))]
+
+
+@pytest.mark.parametrize("kind", ["model", "kernel"])
+def test_attributes_stay_open_while_connected_and_are_closed_by_close(tmp_path: Path, kind: str) -> None:
+    model = PwmSysfsModel(tmp_path / "sys")
+    model.export_outputs()
+    driver = PwmSysfsDriver(FACTORY_DEFAULT, model.pwm_dir, files=model if kind == "model" else KernelFiles())
+    held = open_fds_under(tmp_path)
+    assert {Path(t).name for t in held} >= {"duty_cycle", "enable", "value"}
+    for _ in range(20):
+        driver.set(0.3, 0.1)
+    assert open_fds_under(tmp_path) == held  # no open per pulse
+    driver.close()
+    assert open_fds_under(tmp_path) == []
+
+
+def test_kernel_attribute_writes_each_value_whole_at_offset_zero(tmp_path: Path) -> None:
+    path = tmp_path / "duty_cycle"
+    path.write_text("0\n")
+    attribute = KernelFiles().open(path)
+    for value in ("1450000", "1575000", "1200000"):
+        attribute.write(value)
+        assert path.read_text().strip() == value
+    path.unlink()
+    attribute.close()
+    attribute.close()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        KernelFiles().write(tmp_path / "missing", "1")
+
+
+EMFILE_SCRIPT = """
+import json, sys
+from pathlib import Path
+from calibration import servo
+from car.actuators.pwm_sysfs import KernelFiles, PwmSysfsDriver
+from hw.fds import no_free_fds
+from hw.sysfs import PwmSysfsModel
+
+model = PwmSysfsModel(Path(sys.argv[1]))
+model.export_outputs()
+driver = PwmSysfsDriver(servo.load(sys.argv[2]), model.pwm_dir, files=model if sys.argv[3] == "model" else KernelFiles())
+
+def outputs():
+    return [model.attribute(0, "duty_cycle"), model.attribute(1, "duty_cycle"), model.attribute(0, "enable"),
+            model.attribute(1, "enable"), model.read(model.gpio(436) / "value")]
+
+report = {}
+for name, action in (("driving", lambda: driver.set(0.5, 0.8)), ("neutral", driver.neutral), ("closed", driver.close)):
+    with no_free_fds():
+        action()
+    report[name] = outputs()
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.parametrize("kind", ["model", "kernel"])
+def test_pulses_and_neutral_still_reach_the_outputs_when_the_process_has_no_fd_left(tmp_path: Path,
+                                                                                      kind: str) -> None:
+    saved = tmp_path / "calibration.json"
+    save(SAVED, saved)
+    result = run_python(EMFILE_SCRIPT, str(tmp_path / "sys"), str(saved), kind)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    driving = [SAVED.motor.pulse_ns(0.8), SAVED.servo.pulse_ns(0.5)]
+    assert report["driving"] == [*driving, 1, 1, "0"]
+    assert report["neutral"] == [1_500_000, 1_480_000, 1, 1, "0"]
+    assert report["closed"] == [1_500_000, 1_480_000, 0, 0, "1"]
 
 
 @pytest.mark.parametrize(("path", "value", "code"), [

@@ -5,6 +5,7 @@ servo_pkg. GPIO 436 gates the output buffer and is active low: 1 cuts both signa
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from pathlib import Path
@@ -20,12 +21,45 @@ OUTPUT_ENABLE_GPIO = 436
 PWM_CLASS_DIR = Path("/sys/class/pwm")
 
 
+class SysfsAttribute(Protocol):
+    """One attribute file kept open; each write() is one whole value, as a sysfs store takes it."""
+
+    def write(self, value: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class SysfsFiles(Protocol):
     """How the driver reads and writes attribute files; tests substitute a kernel model."""
 
     def read(self, path: Path) -> str: ...
 
     def write(self, path: Path, value: str) -> None: ...
+
+    def open(self, path: Path) -> SysfsAttribute: ...
+
+
+class KernelAttribute:
+    """A real sysfs attribute held open: a value is one pwrite() at offset 0, and needs no new file
+    descriptor, so pulses keep flowing when the process has run out of them (EMFILE).
+
+    Raises OSError naming the path (ENODEV once the attribute is gone, e.g. unexported).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+
+    def write(self, value: str) -> None:
+        try:
+            os.pwrite(self._fd, value.encode(), 0)  # after close(), fd -1: EBADF
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 class KernelFiles:
@@ -35,11 +69,14 @@ class KernelFiles:
         return path.read_text().strip()
 
     def write(self, path: Path, value: str) -> None:
-        fd = os.open(path, os.O_WRONLY)
+        attribute = self.open(path)
         try:
-            os.write(fd, value.encode())
+            attribute.write(value)
         finally:
-            os.close(fd)
+            attribute.close()
+
+    def open(self, path: Path) -> KernelAttribute:
+        return KernelAttribute(path)
 
 
 def find_chip(pwm_dir: Path) -> Path:
@@ -66,10 +103,14 @@ class PwmSysfsDriver(PulseDriver):
         self.gpio_dir = Path(gpio_dir) if gpio_dir is not None else class_dir.parent / "gpio"
         self.files = files or KernelFiles()
         self._gpio = self.gpio_dir / f"gpio{OUTPUT_ENABLE_GPIO}"
-        self._channels: dict[int, Path] = {}
+        # Opened once at connect and kept: a pulse must never need a free file descriptor.
+        self._duty: dict[int, SysfsAttribute] = {}
+        self._enable: dict[int, SysfsAttribute] = {}
+        self._output_off: SysfsAttribute | None = None
         super().__init__(calibration, f"pwm-sysfs:{self.pwm_dir}")
 
     def _connect(self) -> None:
+        self._disconnect()
         chip = find_chip(self.pwm_dir)
         if not self._gpio.exists():
             self.files.write(self.gpio_dir / "export", str(OUTPUT_ENABLE_GPIO))
@@ -82,20 +123,29 @@ class PwmSysfsDriver(PulseDriver):
             if int(self.files.read(pwm / "duty_cycle")) > PERIOD_NS:
                 self.files.write(pwm / "duty_cycle", "0")
             self.files.write(pwm / "period", str(PERIOD_NS))
-            self._channels[channel] = pwm
+            self._duty[channel] = self.files.open(pwm / "duty_cycle")
+            self._enable[channel] = self.files.open(pwm / "enable")
+        output_off = self._output_off = self.files.open(self._gpio / "value")
+        # Neutral at the calibrated mids first; only then the PWM, and last the output buffer.
         self._write(self.calibration.motor.mid, self.calibration.servo.mid)
-        for pwm in self._channels.values():
-            self.files.write(pwm / "enable", "1")
-        self.files.write(self._gpio / "value", "0")
+        for enable in self._enable.values():
+            enable.write("1")
+        output_off.write("0")
 
     def _write(self, motor_ns: int, servo_ns: int) -> None:
-        self.files.write(self._channels[MOTOR_CHANNEL] / "duty_cycle", str(motor_ns))
-        self.files.write(self._channels[SERVO_CHANNEL] / "duty_cycle", str(servo_ns))
+        self._duty[MOTOR_CHANNEL].write(str(motor_ns))
+        self._duty[SERVO_CHANNEL].write(str(servo_ns))
 
     def _disable(self) -> None:
-        self.files.write(self._gpio / "value", "1")
-        for pwm in self._channels.values():
-            self.files.write(pwm / "enable", "0")
+        assert self._output_off is not None, "only called while connected"
+        self._output_off.write("1")
+        for enable in self._enable.values():
+            enable.write("0")
 
     def _disconnect(self) -> None:
-        """Nothing to release: sysfs keeps no handle open between writes."""
+        """Close every attribute held open; never raises."""
+        handles = [*self._duty.values(), *self._enable.values(), self._output_off]
+        self._duty, self._enable, self._output_off = {}, {}, None
+        for handle in filter(None, handles):
+            with contextlib.suppress(OSError):
+                handle.close()

@@ -8,6 +8,7 @@ route cannot be added open by mistake.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -18,6 +19,7 @@ import logging
 import math
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +40,14 @@ from starlette.websockets import WebSocket
 from car.console.auth import Auth, LoginRefused, Session
 from car.console.calibration import CalibrationService
 from car.console.errors import ApiError
+from car.console.limits import ConnectionLimits
 from car.console.models import LoadingStatus, ModelStore
 from car.console.node import ConsoleNode
 from car.console.state import StateDir
 from car.console.stream import BOUNDARY, JpegCache, mjpeg
 from car.console.teleop import TeleopSession
 from car.console.uploads import UploadLimits, folder_for, install_archive, receive_archive
-from car.control.modes import Mode
+from car.control.modes import Mode, brief
 from car.inference import Policy
 from car.runtime import CarRuntime
 
@@ -60,6 +63,23 @@ STATE_CHANGING_GETS = frozenset({"/api/set_calibration_mode"})
 MAX_JSON_BODY = 64 << 10
 STREAM_FPS = 15.0
 DRIVE_MODES = {"manual": "manual", "auto": "autonomous", "autonomous": "autonomous"}
+
+
+class LoginPool:
+    """Password checks (scrypt, ~50 ms of CPU each) in a small pool of their own, refused when it is
+    full: a login burst never queues work in front of anything else, nor behind itself."""
+
+    def __init__(self, workers: int = 2):
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="login")
+        self._slots = threading.BoundedSemaphore(workers)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if not self._slots.acquire(blocking=False):
+            raise LoginRefused(429, "too many logins at once; try again in a second", retry_after=1)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        finally:
+            self._slots.release()
 
 
 @dataclass
@@ -78,6 +98,8 @@ class Console:
     loading: LoadingStatus = field(default_factory=LoadingStatus)
     policy: Policy | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    logins: LoginPool = field(default_factory=LoginPool)
 
     @contextlib.contextmanager
     def job(self, kind: str, model: str, done: str) -> Iterator[None]:
@@ -103,6 +125,18 @@ class Console:
         with self.job("install", folder, "installed"):
             install_archive(archive, folder, self.store, self.state.uploads, self.limits, self.loading.step)
         return folder
+
+    def command(self, name: str, *args: Any) -> None:
+        """A control command; control's refusals (start while a fault is present, calibration while
+        driving) become 409 with control's reason."""
+        try:
+            self.runtime.command(name, *args)
+        except ValueError as exc:
+            raise ApiError(409, str(exc)) from None
+
+    def emergency_stop(self) -> None:
+        self.runtime.command("emergency_stop")
+        log.warning("emergency stop from the console")
 
     def load(self, folder: str, model_name: str) -> None:
         """Compile the model, stop the car, swap the policy's model: the car needs a new start."""
@@ -141,10 +175,10 @@ async def json_body(request: Request) -> dict[str, Any]:
 
 def number(body: dict[str, Any], key: str, low: float, high: float) -> float:
     value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ApiError(400, f"{key} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ApiError(400, f"{key} must be a number, got {brief(value)}")
     if not low <= value <= high:
-        raise ApiError(400, f"{key} must be within {low:g}..{high:g}, got {value!r}")
+        raise ApiError(400, f"{key} must be within {low:g}..{high:g}, got {brief(value)}")
     return float(value)
 
 
@@ -251,7 +285,7 @@ def create_app(console: Console) -> Starlette:
             console.auth.check_login(client)
             async with request.form(max_files=0, max_fields=8, max_part_size=4096) as form:
                 password = str(form.get("password") or "")
-            sid, _ = await run_in_threadpool(console.auth.login, password, client)
+            sid, _ = await console.logins.run(console.auth.login, password, client)
         except LoginRefused as exc:
             headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
             log.warning("console login refused for %s: %s", client, exc.reason)
@@ -315,22 +349,22 @@ def create_app(console: Console) -> Starlette:
         mode = (await json_body(request)).get("drive_mode")
         if mode not in DRIVE_MODES:
             raise ApiError(400, f"drive_mode must be manual or auto, got {mode!r}")
-        await run_in_threadpool(runtime.command, "set_mode", DRIVE_MODES[mode])
-        console.calibration.leave()
+        await run_in_threadpool(console.command, "set_mode", DRIVE_MODES[mode])
         return ok()
 
     async def start_stop(request: Request) -> Response:
         action = (await json_body(request)).get("start_stop")
         if action not in ("start", "stop"):
             raise ApiError(400, f"start_stop must be start or stop, got {action!r}")
-        await run_in_threadpool(runtime.command, action)
+        await run_in_threadpool(console.command, action)
         return ok()
 
     async def emergency_stop(request: Request) -> Response:
-        await run_in_threadpool(runtime.command, "emergency_stop")
+        console.emergency_stop()  # on the event loop: never queued behind the thread pool
         return ok(message="emergency stop: the car stays stopped until the next start")
 
     async def max_nav_throttle(request: Request) -> Response:
+        """The autonomous speed limit, in percent."""
         percent = number(await json_body(request), "throttle", 0.0, 100.0)
         await run_in_threadpool(runtime.call, runtime.stack.control.core.set_max_speed, percent / 100.0)
         return ok()
@@ -343,8 +377,9 @@ def create_app(console: Console) -> Starlette:
         core = runtime.stack.control.core
         if core.state.mode is not Mode.MANUAL:
             raise ApiError(409, f"manual_drive needs manual mode; the car is in {core.state.mode.value} mode")
-        await run_in_threadpool(runtime.call, core.set_max_speed, max_speed)
-        await run_in_threadpool(console.node.teleop, -angle, -throttle)
+        stamp = console.node.now()
+        await run_in_threadpool(runtime.call, core.set_manual_max_speed, max_speed)
+        await run_in_threadpool(console.node.teleop, -angle, -throttle, stamp)
         return ok()
 
     async def set_calibration_mode(request: Request) -> Response:

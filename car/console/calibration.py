@@ -1,11 +1,12 @@
 """Steering and throttle calibration through the console, in the DeepRacer console's units.
 
 The wizard asks for raw pulse widths ("move the wheels to X"), beyond what the current
-calibration maps commands to. While the car is in calibration mode the driver therefore runs on
-a raw calibration spanning the whole 0.5..2.5 ms pulse range around the current centres, and a
-raw pulse becomes the normalised command that lands on exactly that pulse. Leaving calibration
-mode puts the saved calibration back on the driver. Drivers without pulse calibration (the
-simulator) just receive the normalised commands.
+calibration maps commands to. The actuator therefore holds a second, raw calibration: the servo
+over the whole 0.5..2.5 ms range around its centre, the ESC only within RAW_THROTTLE_BAND_NS of its
+centre, so no wizard step can spin the wheels hard. A raw pulse becomes the normalised command that
+lands on exactly that pulse, sent by control in the calibration frame, which is valid in
+calibration mode only and lasts the teleop deadman unless the wizard repeats it. Drivers without
+pulse calibration (the simulator) just receive the normalised commands.
 """
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from car.console.errors import ApiError
-from car.control.modes import Mode
+from car.control.modes import brief
 from car.runtime import CarRuntime
 
 KINDS = {"angle": "Servo", "throttle": "Motor"}
+# The ESC band of a wizard step: 0.25 ms either side of neutral, ~1.6x the factory calibration's widest offset.
+RAW_THROTTLE_BAND_NS = 250_000
 
 
 class CalibrationFormat(Protocol):
@@ -45,26 +48,34 @@ class CalibrationFormat(Protocol):
 
 def _number(body: dict[str, Any], key: str) -> float:
     value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ApiError(400, f"{key} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1e6 <= value <= 1e6:
+        raise ApiError(400, f"{key} must be a number, got {brief(value)}")
     return float(value)
 
 
 class CalibrationService:
-    """Owns the calibration file and what the driver runs on; calls run under the graph lock."""
+    """Owns the calibration file and the wizard's raw pulses; the actuator holds both tables."""
 
-    def __init__(self, runtime: CarRuntime, path: Path, fmt: CalibrationFormat):
+    def __init__(self, runtime: CarRuntime, path: Path, fmt: CalibrationFormat, initial: Any = None):
         self.runtime = runtime
         self.path = path
         self.fmt = fmt
-        self.saved = fmt.load(path) if path.is_file() else fmt.FACTORY_DEFAULT
-        self.raw_mids = self.raw_pulses = (self.saved.servo.mid, self.saved.motor.mid)
-        self._apply(self.saved)
+        self.saved = initial if initial is not None else fmt.load(path) if path.is_file() else fmt.FACTORY_DEFAULT
+        self.raw = self._raw(self.saved)
+        self.raw_pulses = (self.saved.servo.mid, self.saved.motor.mid)
+        self._apply()
 
-    def _apply(self, calibration: Any) -> None:
-        driver = self.runtime.stack.actuator.core.driver
-        if hasattr(driver, "calibration"):
-            self.runtime.call(setattr, driver, "calibration", calibration)
+    def _apply(self) -> None:
+        self.runtime.stack.actuator.core.set_calibrations(self.saved, self.raw)
+
+    def _raw(self, calibration: Any) -> Any:
+        """Servo: all of 0.5..2.5 ms around its centre; ESC: the band around its centre; + command = longer pulse."""
+        low, high = self.fmt.MIN_PULSE_NS, self.fmt.MAX_PULSE_NS
+        motor = calibration.motor
+        return dataclasses.replace(
+            calibration, servo=dataclasses.replace(calibration.servo, min=low, max=high, polarity=1),
+            motor=dataclasses.replace(motor, min=max(low, motor.mid - RAW_THROTTLE_BAND_NS),
+                                      max=min(high, motor.mid + RAW_THROTTLE_BAND_NS), polarity=1))
 
     def _range(self, kind: str) -> tuple[str, Any]:
         if kind not in KINDS:
@@ -72,25 +83,20 @@ class CalibrationService:
         output = KINDS[kind]
         return output, self.saved.servo if output == "Servo" else self.saved.motor
 
-    def _raw_range(self, pulses: Any) -> Any:
-        """All of 0.5..2.5 ms around the current centre, + command = longer pulse."""
-        return dataclasses.replace(pulses, min=self.fmt.MIN_PULSE_NS, max=self.fmt.MAX_PULSE_NS, polarity=1)
-
-    def _raw_command(self, pulse_ns: int, mid: int) -> float:
-        """The command that the raw range around `mid` maps to `pulse_ns`."""
-        if pulse_ns >= mid:
-            return (pulse_ns - mid) / (self.fmt.MAX_PULSE_NS - mid)
-        return (pulse_ns - mid) / (mid - self.fmt.MIN_PULSE_NS)
+    @staticmethod
+    def _raw_command(pulse_ns: int, pulses: Any) -> float:
+        """The command that the raw range `pulses` (polarity 1) maps to `pulse_ns`."""
+        if pulse_ns >= pulses.mid:
+            return (pulse_ns - pulses.mid) / (pulses.max - pulses.mid)
+        return (pulse_ns - pulses.mid) / (pulses.mid - pulses.min)
 
     def enter(self) -> None:
-        """Calibration mode at neutral, the driver on raw pulses."""
-        self.runtime.command("set_mode", "calibration")
-        self.raw_mids = self.raw_pulses = (self.saved.servo.mid, self.saved.motor.mid)
-        self._apply(dataclasses.replace(self.saved, servo=self._raw_range(self.saved.servo),
-                                        motor=self._raw_range(self.saved.motor)))
-
-    def leave(self) -> None:
-        self._apply(self.saved)
+        """Calibration mode at neutral (control refuses it unless the car is stopped)."""
+        try:
+            self.runtime.command("set_mode", "calibration")
+        except ValueError as exc:
+            raise ApiError(409, str(exc)) from None
+        self.raw_pulses = (self.saved.servo.mid, self.saved.motor.mid)
 
     def get(self, kind: str) -> dict[str, Any]:
         output, pulses = self._range(kind)
@@ -99,7 +105,7 @@ class CalibrationService:
                 "polarity": pulses.polarity, "success": True}
 
     def set(self, kind: str, body: dict[str, Any]) -> None:
-        """Validate, save atomically, and use the new values (at once unless still calibrating)."""
+        """Validate, save atomically, and hand the actuator the new tables (it switches at neutral)."""
         output, current = self._range(kind)
         polarity = body.get("polarity")
         if polarity not in (1, -1) or isinstance(polarity, bool):
@@ -108,30 +114,33 @@ class CalibrationService:
             pulses = dataclasses.replace(current, polarity=polarity, **{
                 key: self.fmt.pulse_from_ui(output, _number(body, key)) for key in ("min", "mid", "max")})
             self.fmt.validate_range(pulses, f"Calibration.{output}")
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise ApiError(400, str(exc)) from None
         updated = dataclasses.replace(self.saved, **{"servo" if output == "Servo" else "motor": pulses})
         try:
             self.fmt.save(updated, self.path)
         except OSError as exc:
             raise ApiError(500, f"cannot save {self.path}: {exc.strerror or exc}") from None
-        self.saved = updated
-        if self.runtime.stack.control.core.state.mode is not Mode.CALIBRATION:
-            self._apply(updated)
+        self.saved, self.raw = updated, self._raw(updated)
+        self.raw_pulses = (updated.servo.mid, updated.motor.mid)
+        self._apply()
 
     def adjust(self, kind: str, body: dict[str, Any]) -> None:
-        """Hold one output at a raw pulse (DeepRacer console units), the other where it was."""
+        """Hold one output at a raw pulse (DeepRacer console units), the other where it was, for one deadman."""
         output, _ = self._range(kind)
         try:
             pulse = self.fmt.pulse_from_ui(output, _number(body, "pwm"))
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise ApiError(400, str(exc)) from None
-        low, high = self.fmt.MIN_PULSE_NS, self.fmt.MAX_PULSE_NS
-        if not low <= pulse <= high:
-            raise ApiError(400, f"pwm {body['pwm']} is a {pulse} ns pulse, outside {low}..{high} ns")
+        raw = self.raw.servo if output == "Servo" else self.raw.motor
+        if not raw.min <= pulse <= raw.max:
+            low, high = (self.fmt.ui_from_pulse(output, p) for p in (raw.min, raw.max))
+            raise ApiError(400, f"pwm {body['pwm']} is a {pulse} ns pulse, outside the wizard's {raw.min}..{raw.max} ns "
+                                f"(pwm {min(low, high):g}..{max(low, high):g})")
         servo, motor = self.raw_pulses
         self.raw_pulses = (pulse, motor) if output == "Servo" else (servo, pulse)
-        steering, throttle = (self._raw_command(p, mid) for p, mid in zip(self.raw_pulses, self.raw_mids))
+        steering = self._raw_command(self.raw_pulses[0], self.raw.servo)
+        throttle = self._raw_command(self.raw_pulses[1], self.raw.motor)
         try:
             self.runtime.command("calibrate", steering, throttle)
         except ValueError as exc:

@@ -73,11 +73,21 @@ class ConsoleNode:
     def _on_drive(self, msg: AckermannDriveStamped) -> None:
         self.command = (msg.drive.steering_angle / self.max_steering_rad, msg.drive.speed / self.max_speed_mps)
 
-    def teleop(self, steering: float, throttle: float) -> None:
-        """One teleop command, normalised (+ = left, + = forward); the control mux applies max speed."""
-        stamp = Time.from_seconds(self.stack.clock.now())
-        msg = drive_msg(stamp, steering * self.max_steering_rad, throttle * self.max_speed_mps, "console")
+    def now(self) -> float:
+        """The graph's clock (s): teleop commands are stamped when they arrive, not when they are handled."""
+        return self.stack.clock.now()
+
+    def teleop(self, steering: float, throttle: float, stamp: float | None = None) -> None:
+        """One teleop command, normalised (+ = left, + = forward), stamped `stamp` (node clock, s; default
+        now). Control drops it if it is older than the deadman or than the latest latch, and applies
+        the manual speed limit."""
+        when = Time.from_seconds(self.now() if stamp is None else stamp)
+        msg = drive_msg(when, steering * self.max_steering_rad, throttle * self.max_speed_mps, "console")
         self.runtime.call(self._teleop, msg)
+
+    def teleop_lost(self, reason: str) -> None:
+        """The teleop client went silent or away while driving: neutral, latched until the user acts."""
+        self.runtime.command("fault", reason)
 
     @property
     def fps(self) -> float:
@@ -117,6 +127,9 @@ class ConsoleNode:
             "mode": state.mode.value,
             "running": state.running,
             "max_speed": state.max_speed,
+            "manual_max_speed": state.manual_max_speed,
+            "latched": state.latch.reason if state.latch else None,
+            "start_needed": state.latch is not None,
             "model": self.model_name,
             "fps": round(self.fps, 1),
             "latency_ms": round(self.latency_ms, 1) if self.latency_ms is not None and state.mode is Mode.AUTONOMOUS

@@ -6,17 +6,20 @@ than a background thread, and it stops by itself when the runtime stops.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from car.console.app import Console, create_app
 from car.console.auth import Auth, ensure_password
+from car.console.limits import RateLimitedErrors, guarded_protocol
 from car.console.calibration import CalibrationFormat, CalibrationService
 from car.console.mdns import Advertisement, service_info
 from car.console.models import LoadingStatus, ModelStore
@@ -64,14 +67,22 @@ class ConsoleServer:
         shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         self.url = f"{'https' if ssl else 'http'}://{f'[{shown}]' if ':' in shown else shown}:{port}"
         self.app = create_app(console)
-        config = uvicorn.Config(self.app, ws="websockets-sansio", lifespan="off", log_level="warning",
-                                server_header=False, ssl_certfile=ssl[0] if ssl else None,
-                                ssl_keyfile=ssl[1] if ssl else None, timeout_graceful_shutdown=1)
+        limits = console.connection_limits
+        config = uvicorn.Config(self.app, http=guarded_protocol(limits), ws="websockets-sansio", lifespan="off",
+                                log_level="warning", server_header=False, ssl_certfile=ssl[0] if ssl else None,
+                                ssl_keyfile=ssl[1] if ssl else None, timeout_graceful_shutdown=1,
+                                timeout_keep_alive=5, h11_max_incomplete_event_size=limits.max_header_bytes,
+                                ws_max_size=limits.max_websocket_message_bytes, ws_per_message_deflate=False,
+                                limit_concurrency=limits.total)
         self.server = uvicorn.Server(config)
+        self.errors = RateLimitedErrors()
         self.advertisement = advertisement
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, name="console",
-                                        daemon=True)
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), name="console", daemon=True)
         self._watch = threading.Thread(target=self._stop_with_runtime, name="console-watch", daemon=True)
+
+    async def _serve(self) -> None:
+        asyncio.get_running_loop().set_exception_handler(self.errors)
+        await self.server.serve(sockets=[self.sock])
 
     def start(self) -> "ConsoleServer":
         self._thread.start()
@@ -108,7 +119,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def start_console(options: ConsoleOptions, runtime: CarRuntime, model_name: str,
-                  calibration: CalibrationFormat) -> ConsoleServer:
+                  calibration: CalibrationFormat, car_calibration: Any = None) -> ConsoleServer:
     """Serve the console for `runtime`; a generated first password is printed once to stderr."""
     state = StateDir(options.state_dir).create()
     password = ensure_password(state)
@@ -117,7 +128,8 @@ def start_console(options: ConsoleOptions, runtime: CarRuntime, model_name: str,
     node = ConsoleNode(runtime, model_name)
     console = Console(
         runtime=runtime, node=node, auth=Auth(state), store=ModelStore(state.models, state.cache),
-        calibration=CalibrationService(runtime, options.calibration_file or state.calibration, calibration),
+        calibration=CalibrationService(runtime, options.calibration_file or state.calibration, calibration,
+                                       car_calibration),
         state=state, limits=options.limits, secure=secure,
         fingerprint=certificate.fingerprint if certificate else None, loading=LoadingStatus(model=model_name))
     sock = _bind(options.host, options.port)

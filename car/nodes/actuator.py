@@ -3,6 +3,10 @@
 The actuator trusts nobody upstream: no fresh /drive within the timeout puts it at neutral, so a
 dead control process cannot leave the car driving. Its own lock lets a watchdog thread act while
 the rest of the graph is stuck.
+
+Calibration: a pulse driver maps commands through a calibration. Each /drive says which one in its
+frame_id (control decides, `car.nodes.control.CALIBRATION_FRAME` for the wizard's raw pulses); a
+change of mapping is made at neutral, so no command is ever mapped through the wrong table.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import threading
 from typing import Any
 
 from car.actuators.base import ActuatorFault, Driver
-from car.nodes.control import ControlParams
+from car.nodes.control import CALIBRATION_FRAME, ControlParams
 from car.messages import AckermannDriveStamped, DiagnosticStatus, KeyValue, ERROR, OK
 
 
@@ -28,6 +32,9 @@ class ActuatorCore:
         self.at_neutral = True
         self.fault: str | None = None
         self.lock = threading.RLock()
+        car = getattr(driver, "calibration", None)
+        self.calibrations: dict[str, Any] = {"car": car} if car is not None else {}
+        self.profile = "car"
         self._safe(self.driver.neutral)
 
     @classmethod
@@ -40,11 +47,34 @@ class ActuatorCore:
         with self.lock:
             self._drive(msg, now)
 
+    def set_calibrations(self, car: Any, raw: Any) -> None:
+        """The car's calibration and the wizard's bounded raw ranges; the one in use changes at neutral."""
+        with self.lock:
+            if not self.calibrations:
+                return  # a driver without pulse calibration (the simulator) takes normalised commands as they are
+            self.calibrations = {"car": car, "raw": raw}
+            self._use(self.profile, force=True)
+
+    def _use(self, profile: str, force: bool = False) -> bool:
+        """Switch the driver to `profile` through neutral; False (and neutral) when it has no such table."""
+        if not self.calibrations or (profile == self.profile and not force):
+            return True
+        table = self.calibrations.get(profile)
+        self.neutral()
+        if table is None:
+            self.fault = f"no {profile} calibration on the actuator"
+            return False
+        self.driver.calibration = table
+        self.profile = profile
+        return self._safe(self.driver.neutral)
+
     def _drive(self, msg: AckermannDriveStamped, now: float) -> None:
         d = msg.drive
         if not (math.isfinite(d.steering_angle) and math.isfinite(d.speed)):
             self.neutral()
             self.fault = "non-finite /drive command"
+            return
+        if not self._use("raw" if msg.header.frame_id == CALIBRATION_FRAME else "car"):
             return
         steering = max(-1.0, min(1.0, d.steering_angle / self.max_steering_rad))
         throttle = max(-1.0, min(1.0, d.speed / self.max_speed_mps))
@@ -86,5 +116,6 @@ class ActuatorCore:
             name="actuator",
             message=self.fault or ("neutral" if self.at_neutral else "driving"),
             values=(KeyValue("steering", f"{self.command[0]:.3f}"), KeyValue("throttle", f"{self.command[1]:.3f}"),
+                    KeyValue("calibration", self.profile),
                     KeyValue("drive_age_ms", f"{age * 1000:.0f}" if math.isfinite(age) else "")),
         )

@@ -40,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"sim        {sim['steps_per_s']:.0f} steps/s at 160x120 "
           f"({sim['randomized']['steps_per_s']:.0f} with default randomization)", file=sys.stderr)
     print(f"augment    {report['augment']['images_per_s']:.0f} images/s (default preset, one core)", file=sys.stderr)
+    safety = report["safety"]
+    print(f"safety     neutral {safety['flood_neutral_ms']:.0f} ms after the driver went silent, e-stop "
+          f"{safety['flood_estop_ms']:.1f} ms, under {safety['flood_connections']} idle connections and a login burst",
+          file=sys.stderr)
     for name in ("dds", "pipeline_multiprocess"):
         fig = report[name]
         print(f"{name:10s} p50 {fig['p50_ms']:.3f} ms  p99 {fig['p99_ms']:.3f} ms", file=sys.stderr)

@@ -7,10 +7,14 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from car.openfiles import raise_open_file_limit
 from racer.commands import fail, node
 from racer.commands.demo import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from calibration.servo import Calibration
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,11 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sim", metavar="TRACK", help="drive the simulator on TRACK instead of hardware")
     p.add_argument("--autostart", action="store_true", help="start in autonomous mode (only with --sim)")
     p.add_argument("--actuator", metavar="SPEC", help="sim | pwm-sysfs[:DIR] | pca9685:BUS:ADDR | maestro:PORT")
-    p.add_argument("--calibration", type=Path, help="DeepRacer calibration.json (default: factory values)")
+    p.add_argument("--calibration", type=Path,
+                   help="DeepRacer calibration.json, used unless the state dir has one (default: the stock "
+                        "DeepRacer's file, else factory values)")
     p.add_argument("--camera", metavar="SPEC", help="v4l2:/dev/videoN | file:VIDEO | images:DIR")
     p.add_argument("--model", type=Path, help="model bundle (default: the bundled model)")
     p.add_argument("--console", metavar="HOST:PORT", help="serve the device console")
-    p.add_argument("--state-dir", type=Path, help="models, calibration, password, certificate")
+    p.add_argument("--state-dir", type=Path,
+                   help="models, calibration (wins over --calibration), password, certificate")
     p.add_argument("--record", type=Path, metavar="DIR", help="record a rosbag2 (MCAP) of the drive into DIR")
     p.add_argument("--sim-rate", type=float, default=1.0, metavar="FACTOR",
                    help="with --sim and dds|ros: simulated seconds per wall second (default: %(default)s)")
@@ -35,8 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     node.register(sub)
 
 
-def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], stop: threading.Event | None = None):
-    """(stack, runtime) for the in-process transport, on the simulator or on hardware."""
+def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], calibration: Calibration,
+                stop: threading.Event | None = None):
+    """(stack, runtime, bundle) for the in-process transport, on the simulator or on hardware opened
+    with `calibration`."""
     from car.bundle import load_bundle
     from car.clock import WallClock
     from car.inference import Policy
@@ -54,14 +63,16 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], sto
         runtime = sim_runtime(Simulator(Track.load(args.sim)), model, params, stop=stop)
         stack = runtime.stack
     else:
-        from calibration.servo import resolve
-        from car.actuators.open import open_actuator
+        from car.actuators.isolated import IsolatedDriver
+        from car.actuators.open import parse_actuator_spec
         from car.camera import open_camera
 
-        calibration, _ = resolve(args.calibration or params["actuator"].get("calibration"))
         cam = params["camera"]
         camera = open_camera(args.camera or cam.get("source"), fps=float(cam.get("fps", 15.0)))
-        driver = open_actuator(args.actuator or params["actuator"].get("spec"), calibration)
+        spec = args.actuator or params["actuator"].get("spec") or ""
+        parse_actuator_spec(spec)  # a malformed spec is a one-line error before any process starts
+        # The device and a last watchdog in a process of their own: nothing the console does here can hold them.
+        driver = IsolatedDriver(spec, calibration, float(params["actuator"].get("timeout_s", 0.25)))
         stack = LocalStack(WallClock(), camera, driver, model, params)
         runtime = CarRuntime(stack, stop_event=stop)
     return stack, runtime, bundle
@@ -77,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         return fail("car", "--sim drives the simulated car; leave --actuator out or set it to sim")
     if not args.sim and (args.actuator == "sim" or args.camera == "sim"):
         return fail("car", "the sim camera and actuator need --sim TRACK")
+    raise_open_file_limit()  # before any node starts: the graph's processes inherit it
     if args.transport != "local":
         return _run_graph(args)
     if args.sim_rate != 1.0:
@@ -86,11 +98,13 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         params = load_params(args.config)
-        stack, runtime, bundle = build_local(args, params, stop)
+        # Resolved before any device is opened: a bad file stops the start with nothing written.
+        calibration = node.car_calibration(args, params)
+        stack, runtime, bundle = build_local(args, params, calibration.calibration, stop)
         recorder = _recorder(args, stack)
         if args.console:
             from racer.commands.console import start_car_console
-            start_car_console(args, params, runtime, bundle.name)
+            start_car_console(args, params, runtime, bundle.name, calibration)
     except (ValueError, OSError, RuntimeError) as exc:
         return fail("car", str(exc))
     logging.getLogger("racer.car").info("model %s, %s", bundle.name, f"simulator {args.sim}" if args.sim else "hardware")

@@ -22,31 +22,32 @@ from racer.commands import fail
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
 
+    from calibration.servo import CarCalibration
     from car.console.client import CarClient, Response
     from car.console.server import ConsoleServer
     from car.runtime import CarRuntime
 
 TELEOP_HZ = 20.0
 TELEOP_STEP = 0.25
+WIZARD_REFRESH_S = 0.1
 ARROWS = {"\x1b[A": "w", "\x1b[B": "s", "\x1b[C": "d", "\x1b[D": "a"}
 
 
 def start_car_console(args: argparse.Namespace, params: dict[str, dict[str, Any]], runtime: CarRuntime,
-                      model_name: str) -> ConsoleServer:
+                      model_name: str, calibration: CarCalibration | None = None) -> ConsoleServer:
     """The console for `racer car --console HOST:PORT [--state-dir DIR]`.
 
-    Calibration edits the file the car drives with: --calibration (or the parameter), else the
-    stock DeepRacer's own file when present, else calibration.json in the state dir.
+    `calibration` is what the car started with (resolved here when not given). The wizard starts
+    from it and saves to the state dir's calibration.json, which wins at the next start.
     """
     from calibration import servo
     from car.console.server import ConsoleOptions, parse_address, start_console
-    from car.console.state import default_state_dir
+    from racer.commands.node import car_calibration
 
     host, port = parse_address(args.console)
-    explicit = args.calibration or params.get("actuator", {}).get("calibration")
-    calibration_file = Path(explicit) if explicit else servo.DEFAULT_PATH if servo.DEFAULT_PATH.exists() else None
-    options = ConsoleOptions(host, port, args.state_dir or default_state_dir(), calibration_file)
-    return start_console(options, runtime, model_name, servo)
+    car = calibration or car_calibration(args, params)
+    options = ConsoleOptions(host, port, car.state_file.parent, car.state_file)
+    return start_console(options, runtime, model_name, servo, car.calibration)
 
 
 def _car_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -325,12 +326,54 @@ def _ask(prompt: str) -> str | None:
     return line.strip() if line else None
 
 
-def _pick(client: CarClient, kind: str, label: str, value: float) -> float:
+class _Hold:
+    """Repeats the wizard's current raw value every WIZARD_REFRESH_S while the user looks at it: the
+    car drops a raw pulse after its deadman (250 ms), so a wizard that goes away leaves the wheels still."""
+
+    def __init__(self, client: CarClient):
+        self.client = client
+        self.step: tuple[str, float] | None = None
+        self.error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._refresh, name="calibration hold", daemon=True)
+
+    def __enter__(self) -> "_Hold":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+    def _refresh(self) -> None:
+        from car.console.client import ClientError
+
+        while not self._stop.wait(WIZARD_REFRESH_S):
+            step = self.step
+            if step is None:
+                continue
+            try:
+                self.client.request("PUT", f"/api/adjust_calibrating_wheels/{step[0]}", {"pwm": step[1]})
+            except (ClientError, OSError) as exc:
+                self.error = str(exc)
+
+    def show(self, kind: str, value: float) -> None:
+        _checked(self.client.request("PUT", f"/api/adjust_calibrating_wheels/{kind}", {"pwm": value}))
+        self.step = (kind, value)
+
+
+def _pick(hold: _Hold, kind: str, label: str, value: float) -> float:
     """Move one output live until the user accepts: a number sets it, + and - nudge, Enter keeps."""
     from car.console.client import ClientError
 
     while True:
-        _checked(client.request("PUT", f"/api/adjust_calibrating_wheels/{kind}", {"pwm": value}))
+        try:
+            hold.show(kind, value)
+        except ClientError as exc:  # a value the car refuses: say why, back to the last value it took
+            if hold.step is None or hold.step[0] != kind:
+                raise
+            _say(f"  refused: {exc}")
+            value = hold.step[1]
         answer = _ask(f"  {label} [{value:g}] (number, + / -, Enter to accept): ")
         if answer is None:
             raise ClientError("input ended; values not saved yet were left as they were")
@@ -345,15 +388,16 @@ def _pick(client: CarClient, kind: str, label: str, value: float) -> float:
             _say(f"  {answer!r} is not a number")
 
 
-def _calibrate_output(client: CarClient, kind: str, names: tuple[str, str, str]) -> dict[str, Any]:
+def _calibrate_output(hold: _Hold, kind: str, names: tuple[str, str, str]) -> dict[str, Any]:
     """Centre, then the + command end, then the - command end; saved in the DeepRacer layout."""
+    client = hold.client
     current = _checked(client.request("GET", f"/api/get_calibration/{kind}"))
     positive_end = current["max"] if current["polarity"] == 1 else current["min"]
     negative_end = current["min"] if current["polarity"] == 1 else current["max"]
     while True:
-        mid = _pick(client, kind, names[0], round(current["mid"]))
-        plus = _pick(client, kind, names[1], round(positive_end))
-        minus = _pick(client, kind, names[2], round(negative_end))
+        mid = _pick(hold, kind, names[0], round(current["mid"]))
+        plus = _pick(hold, kind, names[1], round(positive_end))
+        minus = _pick(hold, kind, names[2], round(negative_end))
         if (plus - mid) * (minus - mid) < 0:
             break
         _say(f"  {names[1]} and {names[2]} must lie on opposite sides of {names[0]}; again")
@@ -374,10 +418,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
     try:
         _checked(client.request("POST", "/api/set_calibration_mode"))
         _say("calibration mode: lift the car so its wheels turn freely")
-        _say("steering (console units, 10 us each):")
-        angle = _calibrate_output(client, "angle", ("centre", "full left", "full right"))
-        _say("throttle (console units, 4.5 us each):")
-        throttle = _calibrate_output(client, "throttle", ("stopped", "full forward", "full reverse"))
+        with _Hold(client) as hold:
+            _say("steering (console units, 10 us each):")
+            angle = _calibrate_output(hold, "angle", ("centre", "full left", "full right"))
+            _say("throttle (console units, 4.5 us each):")
+            throttle = _calibrate_output(hold, "throttle", ("stopped", "full forward", "full reverse"))
     except ClientError as exc:
         return fail("calibrate", str(exc), 1)
     finally:

@@ -62,7 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     selftest.add_argument("--actuator", required=True, metavar="SPEC",
                           help="pwm-sysfs[:CHIP_DIR], pca9685:BUS:ADDR or maestro:PORT")
     selftest.add_argument("--calibration", type=Path, metavar="FILE",
-                          help=f"calibration.json (default {servo.DEFAULT_PATH} if present, else factory values)")
+                          help=f"calibration.json, used unless the state dir has one (default {servo.DEFAULT_PATH} "
+                               "if present, else factory values)")
+    selftest.add_argument("--state-dir", type=Path, metavar="DIR",
+                          help="the car's state dir, whose calibration.json (saved by the console) wins")
     selftest.add_argument("--throttle", type=_fraction, default=0.2,
                           help="throttle of the forward and reverse pulses, in (0, 1] (default 0.2)")
     selftest.add_argument("--dwell", type=_seconds, default=0.5, help="seconds to hold each step (default 0.5)")
@@ -89,12 +92,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_selftest(args: argparse.Namespace) -> int:
     try:
-        calibration, source = servo.resolve(args.calibration)
+        car = servo.resolve(args.calibration, args.state_dir)
+        calibration = car.calibration
         driver = open_actuator(args.actuator, calibration)
     except (ValueError, ActuatorFault) as exc:
         print(f"racer selftest: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) else 1
-    report: dict[str, Any] = {"actuator": args.actuator, "calibration": source, "steps": [], "error": None}
+    report: dict[str, Any] = {"actuator": args.actuator, "calibration": car.source, "steps": [], "error": None}
     human = sys.stderr if args.json else sys.stdout
     try:
         for name, steering, direction in SELFTEST_STEPS:

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from car.openfiles import raise_open_file_limit
 from racer.commands import fail
+
+if TYPE_CHECKING:
+    from calibration.servo import CarCalibration
 
 NODE_NAMES = ("sim", "camera", "policy", "control", "actuator", "recorder")
 NODE_ERRORS = (ValueError, OSError, RuntimeError)
@@ -30,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", metavar="SPEC", help="camera: source spec (default: camera.source)")
     p.add_argument("--actuator", metavar="SPEC", help="actuator: driver spec (default: actuator.spec)")
     p.add_argument("--calibration", type=Path, help="actuator: DeepRacer calibration.json")
+    p.add_argument("--state-dir", type=Path, help="actuator: the car's state dir, whose calibration.json wins")
     p.add_argument("--model", type=Path, help="policy: model bundle (default: policy.model, else the bundled model)")
     p.add_argument("--autostart", action="store_true", help="control: start in autonomous mode (simulator only)")
     p.add_argument("--record", type=Path, metavar="DIR", help="recorder: directory for the bag")
@@ -38,15 +45,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def car_calibration(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> CarCalibration:
+    """calibration.servo.resolve with the options of `racer car` or `racer node` (`--state-dir`,
+    `--calibration`, else the parameter actuator.calibration); CalibrationError names a bad file."""
+    from calibration.servo import resolve
+    return resolve(args.calibration or params["actuator"].get("calibration"), args.state_dir)
+
+
 def open_driver(spec: str, args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> Any:
-    """The actuator driver for `spec`: the simulator link, or hardware with its DeepRacer calibration."""
+    """The actuator driver for `spec`: the simulator link, or hardware opened (at neutral) with the
+    car's calibration, so the first pulse is already the calibrated one."""
     if spec == "sim":
         from car.simlink import SimLinkDriver
         return SimLinkDriver(bus)
-    from calibration.servo import resolve
     from car.actuators.open import open_actuator
-    calibration, _ = resolve(args.calibration or params["actuator"].get("calibration"))
-    return open_actuator(spec, calibration)
+    return open_actuator(spec, car_calibration(args, params).calibration)
 
 
 def _build(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> list[Any]:
@@ -100,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
                         format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
     if args.autostart and not args.sim_time:
         return fail(f"node {args.name}", "--autostart is for the simulator (with --sim-time)")
+    raise_open_file_limit()  # also for nodes that ros2 launch starts without `racer car`
+    stopping = threading.Event()  # a signal during start-up still ends at neutral (spin_until_signal)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
     try:
         params = load_params(args.config)
         if args.name == "sim":
@@ -110,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     except NODE_ERRORS as exc:
         return fail(f"node {args.name}", str(exc))
     try:
-        spin_until_signal(bus, closers)
+        spin_until_signal(bus, closers, stopping)
     except TimeWentBackwards as exc:  # the simulator restarted: start again with fresh state
         return fail(f"node {args.name}", str(exc))
     return 0

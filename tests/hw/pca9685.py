@@ -31,6 +31,8 @@ class Pca9685Model:
         self.present = True
         self.closed = False
         self.violations: list[str] = []
+        # What the ESC and servo pins put out (pulse_ns of channels 0 and 1), each time a transfer changed it.
+        self.outputs: list[tuple[int | None, int | None]] = []
         self.registers = bytearray(256)
         self.power_cycle()
 
@@ -86,6 +88,11 @@ class Pca9685Model:
         if any(LED0_ON_L <= r <= LED_LAST or ALL_LED_ON_L <= r <= ALL_LED_OFF_H for r in registers):
             self.registers[MODE1] &= ~RESTART
 
+    def _record_outputs(self) -> None:
+        pins = (self.pulse_ns(0), self.pulse_ns(1))
+        if pins != (self.outputs[-1] if self.outputs else (None, None)):
+            self.outputs.append(pins)
+
     def _next(self, register: int, step: int) -> int:
         return (register + step) & 0xFF if self.registers[MODE1] & AI else register
 
@@ -97,6 +104,7 @@ class Pca9685Model:
         self._select(i2c_addr)
         self._store(register, value)
         self._end_of_led_write(range(register, register + 1))
+        self._record_outputs()
 
     def write_i2c_block_data(self, i2c_addr: int, register: int, data: Sequence[int],
                              force: bool | None = None) -> None:
@@ -107,6 +115,7 @@ class Pca9685Model:
         for target, value in zip(written, data):
             self._store(target, value)
         self._end_of_led_write(range(min(written, default=register), max(written, default=register) + 1))
+        self._record_outputs()
 
     def read_i2c_block_data(self, i2c_addr: int, register: int, length: int,
                             force: bool | None = None) -> list[int]:

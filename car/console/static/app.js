@@ -5,6 +5,7 @@
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const $ = (id) => document.getElementById(id);
 const SEND_MS = 50;
+const WIZARD_REFRESH_MS = 100;
 let status = null;
 
 async function api(method, path, body) {
@@ -57,9 +58,11 @@ function drawOverlay(command) {
 function showStatus(s) {
   status = s;
   const loading = s.loading.isModelLoading === "loading" ? ` · ${s.loading.job} ${s.loading.progress}%` : "";
-  const estop = s.emergency_stop ? " · EMERGENCY STOP (Start releases)" : "";
+  const estop = s.emergency_stop ? " · EMERGENCY STOP (Start releases)"
+    : s.start_needed ? ` · STOPPED: ${s.latched} (Start${s.mode === "manual" ? ", or let go of the throttle," : ""} to drive again)`
+    : "";
   $("status-line").textContent =
-    `${s.mode}${s.running ? " · running" : ""}${estop} · ${s.model} · ${fmt(s.fps, 1)} fps · ${s.reason}${loading}`;
+    `${s.mode}${s.running ? " · running" : ""}${estop} · ${s.model} · ${fmt(s.fps, 1)} fps${s.start_needed ? "" : ` · ${s.reason}`}${loading}`;
   $("t-mode").textContent = `${s.mode}${s.running ? " (running)" : ""}`;
   $("t-model").textContent = s.model;
   $("t-fps").textContent = fmt(s.fps, 1);
@@ -72,6 +75,7 @@ function showStatus(s) {
   $("mode-auto").classList.toggle("active", s.mode === "autonomous");
   $("mode-manual").classList.toggle("active", s.mode === "manual");
   $("start").classList.toggle("active", s.running && s.mode === "autonomous");
+  $("start").classList.toggle("attention", s.start_needed);
   if (document.activeElement !== $("max-speed")) {
     $("max-speed").value = Math.round(s.max_speed * 100);
     $("max-speed-value").textContent = `${Math.round(s.max_speed * 100)}%`;
@@ -319,15 +323,19 @@ const wizard = { step: 0, values: {} };
 
 function wizardValue() { return Number($("calib-value").value); }
 
-async function adjust() {
+async function adjust(refresh = false) {
   const step = STEPS[wizard.step];
   try {
     await api("PUT", `/api/adjust_calibrating_wheels/${step.kind}`, { pwm: wizardValue() });
-    say("calib-message", "");
+    if (!refresh) say("calib-message", "");
   } catch (error) {
     say("calib-message", error.message, true);
   }
 }
+
+// The car drops a raw pulse after its 250 ms deadman: hold the shown value while the wizard is open,
+// so a phone that drops off the network leaves the wheels still.
+setInterval(() => { if (!$("wizard").hidden) adjust(true); }, WIZARD_REFRESH_MS);
 
 function showStep() {
   const step = STEPS[wizard.step];
