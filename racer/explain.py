@@ -13,6 +13,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from car.decode import squash
 from car.metadata import ModelMetadata
 
 PATCH = 16
@@ -23,8 +24,7 @@ def decision_change(metadata: ModelMetadata) -> Callable[[np.ndarray, np.ndarray
     """How far policy output `b` is from `a`, in the units above."""
     if metadata.discrete:
         return lambda a, b: float(0.5 * np.abs(a - b).sum())
-    squash = np.tanh if metadata.training_algorithm == "sac" else (lambda v: np.clip(v, -1.0, 1.0))
-    return lambda a, b: float(np.abs(squash(a) - squash(b)).max())
+    return lambda a, b: float(np.abs(squash(a, metadata) - squash(b, metadata)).max())
 
 
 def occlusion_map(infer: Callable[[np.ndarray], np.ndarray], x: np.ndarray, layout: str,

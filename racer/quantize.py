@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
+from car.decode import squash
 from car.inference import compile_config
 from car.metadata import ModelMetadata
 from car.preprocess import Preprocessor, PreprocessSpec
@@ -64,8 +65,7 @@ def decision_error(metadata: ModelMetadata) -> Callable[[np.ndarray, np.ndarray]
     the argmax differs; continuous, the largest change of the squashed steering or speed."""
     if metadata.discrete:
         return lambda a, b: (a.argmax(axis=1) != b.argmax(axis=1)).astype(np.float64)
-    squash = np.tanh if metadata.training_algorithm == "sac" else (lambda v: np.clip(v, -1.0, 1.0))
-    return lambda a, b: np.abs(squash(a) - squash(b)).max(axis=1)
+    return lambda a, b: np.abs(squash(a, metadata) - squash(b, metadata)).max(axis=1)
 
 
 def quantize(model: ov.Model, calibration: list[np.ndarray], validation: list[np.ndarray],

@@ -155,7 +155,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                "and 8-bit grey) or area (INTER_AREA resize, float grey)")
     for action, (text, body) in helps.items():
         p = actions.add_parser(action, help=text, description=text)
-        p.add_argument("path", help="bundle directory or .tar.gz")
+        p.add_argument("path", metavar="MODEL" if action == "predict" else "PATH", help="bundle directory or .tar.gz")
         if action == "convert":
             p.add_argument("--out", required=True, help="new directory, or a path ending in .tar.gz")
             p.add_argument("--int8", action="store_true",
