@@ -191,12 +191,16 @@ def unrunnable_reason(metadata: ModelMetadata) -> str | None:
 
 
 def graph_io_names(metadata: ModelMetadata) -> tuple[tuple[str, ...], str]:
-    """The DeepRacer input nodes (current, then very old) and policy output node for this metadata."""
+    """The DeepRacer input nodes (current, then very old) and policy output node for this metadata.
+
+    A file without `sensor` (OBSERVATION) is an old model, whose graph names its camera
+    `observation`, or one whose tool left the key out: FRONT_FACING_CAMERA is its second guess.
+    """
     sac = metadata.training_algorithm == "sac"
     scope = SAC_SCOPE if sac else PPO_SCOPE
     sensor = metadata.camera_sensor
-    inputs = (f"{scope}/network_0/{sensor}/{sensor}", f"{scope}/network_0/observation/observation")
-    return inputs, SAC_OUTPUT if sac else PPO_OUTPUT
+    names = ("observation", "FRONT_FACING_CAMERA") if sensor == "OBSERVATION" else (sensor, "observation")
+    return tuple(f"{scope}/network_0/{n}/{n}" for n in names), SAC_OUTPUT if sac else PPO_OUTPUT
 
 
 def _node(tensor_name: str) -> str:

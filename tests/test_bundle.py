@@ -286,6 +286,14 @@ LITTER = [
 ]
 
 
+def test_metadata_without_sensor_finds_the_front_camera_input(tmp_path, cache):
+    meta = {k: v for k, v in metadata().items() if k != "sensor"}
+    path = write_tar(tmp_path / "old.tar.gz", {"model.pb": pb_bytes(), "model_metadata.json": metadata_bytes(meta)})
+    with load_bundle(path, cache) as bundle:
+        assert bundle.metadata.sensors == ("OBSERVATION",)
+        assert (bundle.input_name, bundle.output_size) == (PPO_INPUT, 5)
+
+
 @pytest.mark.parametrize("litter, dirs", [c[1:] for c in LITTER], ids=[c[0] for c in LITTER])
 def test_operating_system_litter_is_ignored_at_any_depth(tmp_path, cache, litter, dirs):
     top = "mymodel/" if dirs else ""

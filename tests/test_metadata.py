@@ -142,3 +142,15 @@ def test_invalid_json_and_missing_file(tmp_path):
         load_metadata(path)
     with pytest.raises(MetadataError, match="^cannot read model_metadata.json"):
         load_metadata(tmp_path / "missing.json")
+
+
+def test_console_shows_a_model_without_sensor_as_camera(tmp_path):
+    from car.console.models import ModelStore
+
+    for folder, extra in (("old", {}), ("new", {"sensor": ["FRONT_FACING_CAMERA"]})):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "model.pb").write_bytes(b"")
+        (tmp_path / folder / "model_metadata.json").write_text(json.dumps({"action_space": DISCRETE, **extra}))
+    listed = {m.folder: m.to_json() for m in ModelStore(tmp_path, tmp_path / "cache").list()}
+    assert listed["old"]["model_sensors"] == ["Camera"] and not listed["old"]["is_select_disabled"]
+    assert listed["new"]["model_sensors"] == ["Front-facing camera"]
