@@ -97,9 +97,9 @@ _INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest":
 # What the stock AWS DeepRacer car's inference node feeds a frozen-graph model, and so the default
 # for AWS exports: the 640x480 frame resized to 160x120 with OpenCV's default INTER_LINEAR, then
 # COLOR_BGR2GRAY to 8-bit grey, raw 0..255, NHWC. Owners validated their models on that car, so
-# racer reproduces its input byte for byte (the stock-car input of the three deepracer-utils
-# pictures, tests/fixtures/models/aws_sample_tf.npz). DEEPRACER_AREA_SPEC (INTER_AREA, float grey)
-# is the better low-pass filter, offered as `--preprocess area`; on the real AWS sample models it
+# racer makes the same OpenCV calls (its bytes equal tools/make_aws_reference.py's, made with
+# another OpenCV release, on the three deepracer-utils pictures). DEEPRACER_AREA_SPEC (INTER_AREA,
+# float grey) is the better low-pass filter, offered as `--preprocess area`; on the real AWS sample models it
 # moves action probabilities by up to 0.031 (model_48, dr-demo-1) and kept the top action on all
 # nine model x picture pairs.
 DEEPRACER_SPEC = PreprocessSpec(interpolation="linear", grey_8bit=True)
