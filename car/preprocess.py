@@ -99,9 +99,9 @@ _INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest":
 # COLOR_BGR2GRAY to 8-bit grey, raw 0..255, NHWC. Owners validated their models on that car, so
 # racer makes the same OpenCV calls (its bytes equal tools/make_aws_reference.py's, made with
 # another OpenCV release, on the three deepracer-utils pictures). DEEPRACER_AREA_SPEC (INTER_AREA,
-# float grey) is the better low-pass filter, offered as `--preprocess area`; on the real AWS sample models it
-# moves action probabilities by up to 0.031 (model_48, dr-demo-1) and kept the top action on all
-# nine model x picture pairs.
+# float grey) is the better low-pass filter, offered as `--preprocess area`; on the real AWS
+# sample models it moves action probabilities by up to 0.031 (model_48, dr-demo-1) and kept the
+# top action on all nine model x picture pairs.
 DEEPRACER_SPEC = PreprocessSpec(interpolation="linear", grey_8bit=True)
 DEEPRACER_AREA_SPEC = PreprocessSpec(interpolation="area")
 DEEPRACER_PRESETS = {"stock": DEEPRACER_SPEC, "area": DEEPRACER_AREA_SPEC}
