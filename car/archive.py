@@ -95,15 +95,17 @@ def _checked_name(info: tarfile.TarInfo) -> str:
     return "/".join(parts)
 
 
-# What Finder, Windows Explorer and zip tools add beside the files: AppleDouble `._name` resource
-# forks, `__MACOSX/` folders, Finder's `.DS_Store`, Explorer's `Thumbs.db` and `desktop.ini`.
+# What Finder, Windows Explorer, WSL and zip tools add beside the files: AppleDouble `._name`
+# resource forks, `__MACOSX/` folders, Finder's `.DS_Store`, Explorer's `Thumbs.db` and
+# `desktop.ini`, and the `name:Zone.Identifier` download marks WSL copies out of Windows.
 _LITTER_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
 
 
 def is_os_litter(name: str) -> bool:
     """True when a relative '/'-separated path is, or lies inside, an operating system's metadata."""
     parts = [p for p in name.split("/") if p]
-    return any(p.startswith("._") or p == "__MACOSX" or p.lower() in _LITTER_FILES for p in parts)
+    return any(p.startswith("._") or p == "__MACOSX" or p.lower() in _LITTER_FILES or p.endswith(":Zone.Identifier")
+               for p in parts)
 
 
 def scan(path: str | Path, max_members: int = MAX_MEMBERS, max_bytes: int = MAX_UNPACKED_BYTES) -> list[Member]:

@@ -282,7 +282,8 @@ LITTER = [
      ["__MACOSX/", "__MACOSX/mymodel/", "mymodel/"]),
     (".DS_Store at every depth", {".DS_Store": b"Bud1", "mymodel/.DS_Store": b"Bud1", "mymodel/agent/.DS_Store": b"Bud1"},
      ["mymodel/", "mymodel/agent/"]),
-    ("windows explorer", {"Thumbs.db": b"\xd0\xcf", "mymodel/desktop.ini": b"[.ShellClassInfo]"}, ["mymodel/"]),
+    ("windows explorer and wsl", {"Thumbs.db": b"\xd0\xcf", "mymodel/desktop.ini": b"[.ShellClassInfo]",
+                                  "mymodel/model.pb:Zone.Identifier": b"[ZoneTransfer]\r\nZoneId=3"}, ["mymodel/"]),
 ]
 
 
