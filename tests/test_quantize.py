@@ -12,7 +12,7 @@ import pytest
 from car.bundle import save_bundle
 from car.metadata import parse_metadata
 from car.preprocess import DEEPRACER_SPEC
-from model_factory import PPO_TAR, metadata, ov_model
+from model_factory import PPO_TAR, SAC_TAR, metadata, ov_model
 from racer.quantize import GATE_FRAMES, equivalence_gate, simulator_inputs
 
 DISCRETE = parse_metadata({"action_space": [{"steering_angle": s, "speed": 1} for s in (-30, 0, 30)]})
@@ -87,3 +87,18 @@ def test_int8_into_a_non_empty_directory_fails_before_quantizing(tmp_path):
     assert done.returncode == 1 and "racer model convert: rendering" not in done.stderr
     assert json.loads(done.stdout)["reason"] == f"{tmp_path / 'out'} exists and is not an empty directory"
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep"]
+
+
+def test_continuous_int8_reports_its_error_bound_and_writes_only_when_it_holds(tmp_path):
+    out = tmp_path / "sac-int8"
+    done = _convert(str(SAC_TAR), "--int8", "--out", str(out), "--json", cache=tmp_path / "cache")
+    result = json.loads(done.stdout)
+    if done.returncode == 0:
+        gate = result["int8_gate"]
+        assert (gate["frames"], gate["agreement"], gate["bound"]) == (1000, None, {"max_error": 0.05})
+        assert gate["passed"] and 0 < gate["p99_error"] <= gate["max_error"] <= 0.05
+        assert result["precision"] == "int8" and json.loads((out / "racer.json").read_text())["model"]["int8_gate"] == gate
+        assert f"INT8 moves steering/speed by at most {gate['max_error']:.4f}" in done.stderr
+    else:
+        assert result["reason"].startswith("INT8 moves steering/speed by at most ")
+        assert result["reason"].endswith("fails the equivalence gate; no INT8 model written") and not out.exists()
