@@ -12,9 +12,10 @@ from typing import Any, Callable
 
 import openvino as ov
 
-from car.bundle import Bundle, BundleError, load_bundle, pack_bundle, save_bundle
+from car.bundle import Bundle, BundleError, load_bundle, model_precision, pack_bundle, save_bundle
 from car.inference import Policy, check_runnable
 from car.preprocess import DEEPRACER_PRESETS
+from racer.predict import predict
 
 
 def _inspect(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
@@ -34,8 +35,6 @@ def _compiled_cache(args: argparse.Namespace) -> Path | None:
 
 
 def _predict(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
-    from racer.predict import predict
-
     if args.preprocess:
         bundle.use_preprocess(args.preprocess)
     policy = Policy(bundle, _compiled_cache(args))
@@ -46,8 +45,7 @@ def _int8(bundle: Bundle) -> tuple[ov.Model, dict[str, Any]]:
     """The bundle's model quantized by NNCF, if it passes the equivalence gate (racer/quantize.py)."""
     if importlib.util.find_spec("nncf") is None:
         raise BundleError("--int8 needs NNCF: pip install 'racer[int8]'")
-    from car.bundle import model_precision
-    from racer.quantize import quantize_gated
+    from racer.quantize import quantize_gated  # the simulator renders its frames
 
     def progress(message: str) -> None:
         print(f"racer model convert: {message}", file=sys.stderr)
