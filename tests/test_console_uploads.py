@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from browser.harness import CURVES, STRAIGHT, Car, racer_bundle, start_car
-from model_factory import PPO_TAR, SAC_TAR, ir_files, metadata_bytes, nan_model, onnx_model, write_tar
+from model_factory import PPO_TAR, SAC_TAR, ir_files, metadata_bytes, nan_model, onnx_model, pb_bytes, write_tar
 
 EVIL = f"racer-evil-{uuid.uuid4().hex}"
 
@@ -247,6 +247,18 @@ def test_aws_export_converts_in_the_background_with_progress(rig):
     assert client.request("PUT", f"/api/models/{folder}/model").status == 200
     assert client.request("GET", "/api/status").body["model"] == folder
     assert any((car.state.cache / "ir").rglob("model.xml"))
+
+
+def test_a_folder_tarred_on_a_mac_installs_without_its_appledouble_files(rig):
+    car, _, _, _ = rig
+    double = b"\0\5\026\7\0\2\0\0Mac OS X        "
+    folder = tarfile.TarInfo("mymodel")
+    folder.type = tarfile.DIRTYPE
+    archive = tar_gz({"./._mymodel": double, "mymodel/._model.pb": double, "mymodel/model.pb": pb_bytes(),
+                      "mymodel/._model_metadata.json": double, "mymodel/model_metadata.json": metadata_bytes()}, [folder])
+    status, body = upload(car, "mymodel.tar.gz", archive)
+    assert (status, body["model_folder_name"]) == (200, "mymodel"), body
+    assert sorted(p.name for p in (car.state.models / "mymodel").iterdir()) == ["model.pb", "model_metadata.json"]
 
 
 def test_delete_models_is_all_or_nothing(rig):

@@ -43,9 +43,11 @@ def test_bench_reports_every_figure():
     proc = racer("bench", "--quick", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    for runtime in ("openvino", "onnxruntime"):
+    for runtime in ("openvino", "openvino_int8", "onnxruntime"):
         fig = report["policy"][runtime]
         assert 0 < fig["p50_ms"] <= fig["p99_ms"]
+    gate = report["policy"]["openvino_int8"]["gate"]
+    assert gate["frames"] == 200 and 0.5 < gate["agreement"] <= 1 and gate["passed"] == (gate["agreement"] >= 0.99)
     assert report["policy"]["max_abs_diff"] < 1e-4  # same network, same input, same answer
     assert 0 < report["pipeline"]["p50_ms"] <= report["pipeline"]["p99_ms"]
     assert report["sim"]["steps_per_s"] > 0 and report["sim"]["width"] == 160
