@@ -163,7 +163,8 @@ def stays_stopped_until_start(graph: Graph, node: str) -> None:
     time.sleep(1.0)
     drives = [s for _, s in graph.monitor.statuses("control", since) if value(s, "driving") == "true"]
     assert not drives, drives[0]
-    last = graph.monitor.statuses("control")[-1][1]  # its latest report (it reports once a second)
+    last = wait_for(lambda: next(iter(graph.monitor.statuses("control", since)[-1:]), None), 20,
+                    "a control report after the restart")[1]
     if node == "control":  # a new control process starts stopped, in manual mode
         assert value(last, "running") == "false" and value(last, "mode") == "manual"
         command(graph, {"command": "set_mode", "mode": "autonomous"}, "autonomous-again")
