@@ -158,6 +158,8 @@ def test_calibrate_tool_walks_both_outputs_and_saves(car):
 def test_mdns_record_carries_scheme_fingerprint_and_no_loopback_address():
     info = service_info("0.0.0.0", 8443, "https", "AB:CD")
     car = car_from_info(info)
-    assert (car.port, car.scheme, car.fingerprint) == (8443, "https", "AB:CD")
+    assert (car.port, car.fingerprint) == (8443, "AB:CD")
     assert not any(address.startswith("127.") for address in car.addresses)
     assert car_from_info(service_info("192.0.2.7", 443, "https", "")).url == "https://192.0.2.7:443"
+    # the record's scheme is unauthenticated: a spoofed "http" never downgrades the tools
+    assert car_from_info(service_info("192.0.2.7", 8080, "http", "")).url == "https://192.0.2.7:8080"

@@ -15,13 +15,15 @@ import math
 from pathlib import Path
 from typing import Any, Protocol
 
+from car.console import bodies
 from car.console.errors import ApiError
-from car.control.modes import brief
 from car.runtime import CarRuntime
 
 KINDS = {"angle": "Servo", "throttle": "Motor"}
 # The ESC band of a wizard step: 0.25 ms either side of neutral, ~1.6x the factory calibration's widest offset.
 RAW_THROTTLE_BAND_NS = 250_000
+# Console units are far smaller; this only keeps hostile numbers (1e308) away from the pulse arithmetic.
+UI_LIMIT = 1e6
 
 
 class CalibrationFormat(Protocol):
@@ -47,10 +49,7 @@ class CalibrationFormat(Protocol):
 
 
 def _number(body: dict[str, Any], key: str) -> float:
-    value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1e6 <= value <= 1e6:
-        raise ApiError(400, f"{key} must be a number, got {brief(value)}")
-    return float(value)
+    return bodies.number(body, key, -UI_LIMIT, UI_LIMIT)
 
 
 class CalibrationService:
@@ -107,9 +106,7 @@ class CalibrationService:
     def set(self, kind: str, body: dict[str, Any]) -> None:
         """Validate, save atomically, and hand the actuator the new tables (it switches at neutral)."""
         output, current = self._range(kind)
-        polarity = body.get("polarity")
-        if polarity not in (1, -1) or isinstance(polarity, bool):
-            raise ApiError(400, f"polarity must be 1 or -1, got {polarity!r}")
+        polarity = bodies.choice(body, "polarity", [1, -1])
         try:
             pulses = dataclasses.replace(current, polarity=polarity, **{
                 key: self.fmt.pulse_from_ui(output, _number(body, key)) for key in ("min", "mid", "max")})

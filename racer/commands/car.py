@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         recorder = _recorder(args, stack)
         if args.console:
             from racer.commands.console import start_car_console
-            start_car_console(args, params, runtime, bundle.name, calibration)
+            start_car_console(args, params, runtime, bundle.name, calibration, model_path=bundle.source)
     except (ValueError, OSError, RuntimeError) as exc:
         return fail("car", str(exc))
     logging.getLogger("racer.car").info("model %s, %s", bundle.name, f"simulator {args.sim}" if args.sim else "hardware")
