@@ -110,7 +110,7 @@ class KnownCars:
         write_private(self.path, json.dumps(cars, indent=1, sort_keys=True).encode())
 
 
-def unreachable(address: CarAddress, exc: OSError) -> ClientError:
+def unreachable(address: CarAddress, exc: OSError, timeout_s: float = TIMEOUT_S) -> ClientError:
     """What failed on the way to the car, said plainly: unresolvable, refused, timed out, TLS, other."""
     where = address.netloc
     if isinstance(exc, socket.gaierror):
@@ -120,7 +120,7 @@ def unreachable(address: CarAddress, exc: OSError) -> ClientError:
         return ClientError(f"{where} refused the connection: nothing listens on port {address.port} (is the car "
                            "running with --console on this port?)")
     if isinstance(exc, (TimeoutError, socket.timeout)):
-        return ClientError(f"{where} did not answer within {TIMEOUT_S:g} s (is the car on this network?)")
+        return ClientError(f"{where} did not answer within {timeout_s:g} s (is the car on this network?)")
     if isinstance(exc, ssl.SSLError):
         return ClientError(f"TLS with {where} failed: {exc.reason or exc} (is it serving plain HTTP? "
                            f"try http:// only if it runs on this machine)")
@@ -150,6 +150,7 @@ class CarClient:
         self.expect_fingerprint = expect_fingerprint
         self.token_name = token_name
         self._ssl: ssl.SSLContext | None = None
+        self.timeout_s = TIMEOUT_S
         if address.scheme == "http" and self.known.pinned_over_https(address.host):
             raise ClientError(f"{address.host} was pinned over HTTPS; refusing plain HTTP to it "
                               f"(use https://{address.host}:PORT)")
@@ -162,9 +163,9 @@ class CarClient:
             return self._ssl
         pinned = self.known.get(self.address.key).get("certificate")
         try:
-            presented = ssl.get_server_certificate((self.address.host, self.address.port), timeout=TIMEOUT_S)
+            presented = ssl.get_server_certificate((self.address.host, self.address.port), timeout=self.timeout_s)
         except OSError as exc:
-            raise unreachable(self.address, exc) from None
+            raise unreachable(self.address, exc, self.timeout_s) from None
         seen = fingerprint(ssl.PEM_cert_to_DER_cert(presented))
         if pinned is not None:
             was = fingerprint(ssl.PEM_cert_to_DER_cert(pinned))
@@ -189,9 +190,9 @@ class CarClient:
     def _connection(self) -> http.client.HTTPConnection:
         context = self._context()
         if context is not None:
-            return http.client.HTTPSConnection(self.address.host, self.address.port, timeout=TIMEOUT_S,
+            return http.client.HTTPSConnection(self.address.host, self.address.port, timeout=self.timeout_s,
                                                context=context)
-        return http.client.HTTPConnection(self.address.host, self.address.port, timeout=TIMEOUT_S)
+        return http.client.HTTPConnection(self.address.host, self.address.port, timeout=self.timeout_s)
 
     def _exchange(self, method: str, path: str, body: bytes | Iterator[bytes] | None,
                   headers: dict[str, str]) -> tuple[int, bytes, http.client.HTTPMessage]:
@@ -211,7 +212,7 @@ class CarClient:
         except ssl.SSLCertVerificationError:
             raise ClientError(f"{self.address.netloc} no longer presents the pinned certificate") from None
         except OSError as exc:
-            raise unreachable(self.address, exc) from None
+            raise unreachable(self.address, exc, self.timeout_s) from None
         finally:
             conn.close()
 
@@ -298,7 +299,7 @@ class CarClient:
     def websocket(self, path: str) -> ClientConnection:
         scheme = "wss" if self.address.scheme == "https" else "ws"
         try:
-            return connect(f"{scheme}://{self.address.netloc}{path}", ssl=self._context(), open_timeout=TIMEOUT_S,
+            return connect(f"{scheme}://{self.address.netloc}{path}", ssl=self._context(), open_timeout=self.timeout_s,
                            additional_headers={"Authorization": f"Bearer {self._token()}"})
         except OSError as exc:
-            raise unreachable(self.address, exc) from None
+            raise unreachable(self.address, exc, self.timeout_s) from None
