@@ -105,11 +105,10 @@ class Console:
     hosts: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})
     cookie: str = "racer_session"
     uploads: UploadSlot = field(default_factory=UploadSlot)
-    live: LiveConnections | None = None
+    live: LiveConnections = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.live is None:
-            self.live = LiveConnections(self.auth.alive)
+        self.live = LiveConnections(self.auth.alive)
 
     @property
     def scheme(self) -> str:
