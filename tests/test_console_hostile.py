@@ -22,6 +22,7 @@ from websockets.sync.client import connect
 from browser.harness import CURVES, PASSWORD, STRAIGHT, Car, car_fixture, racer_bundle, start_car
 from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from car.console.live import CHECK_PERIOD_S
+from car.console.server import served_hosts
 from car.console.uploads import UploadLimits
 from test_console_uploads import multipart, tar_gz
 
@@ -224,6 +225,14 @@ def test_dns_rebinding_and_cross_scheme_origins_are_refused(car):
     assert car.request("POST", "/api/start_stop", {"start_stop": "stop"}, {**change, "Origin": car.url})[0] == 200
     assert car.request("GET", "/api/server_ready", headers={"Host": f"localhost:{car.port}"})[0] == 200
     assert cookie.startswith(f"racer_session_{car.port}=")  # browsers share cookies across ports
+
+
+def test_the_host_allow_list_is_the_consoles_names_and_addresses():
+    hostname = socket.gethostname().lower()
+    names = served_hosts("0.0.0.0", ["DeepRacer.lan"])
+    assert {"127.0.0.1", "localhost", "::1", hostname, f"{hostname}.local", "deepracer.lan"} <= names
+    assert "attacker.example" not in names and "0.0.0.0" not in names
+    assert "192.0.2.7" in served_hosts("192.0.2.7")
 
 
 # 7. hostile JSON -----------------------------------------------------------------------------------

@@ -114,10 +114,10 @@ def served_hosts(bind_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
     """The Host names the console answers to: loopback, the bound address (or, bound to all, every
     interface's address), the car's host name with and without .local, and `extra`."""
     hostname = (socket.gethostname() or "racer").lower()
-    names = {*LOOPBACK_NAMES, "127.0.0.1", "::1", hostname, f"{hostname}.local", bind_host.strip("[]").lower()}
-    if bind_host.strip("[]") in ("0.0.0.0", "::", ""):
-        names.update(addresses(bind_host))
-    return frozenset(name.lower() for name in (*names, *extra) if name)
+    bound = bind_host.strip("[]")
+    names = {*LOOPBACK_NAMES, "127.0.0.1", "::1", hostname, f"{hostname}.local", *extra}
+    names.update(addresses(bind_host) if bound in ("0.0.0.0", "::", "") else [bound])
+    return frozenset(name.lower() for name in names if name)
 
 
 def _bind(host: str, port: int) -> socket.socket:

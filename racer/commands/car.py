@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", metavar="SPEC", help="v4l2:/dev/videoN | file:VIDEO | images:DIR")
     p.add_argument("--model", type=Path, help="model bundle (default: the bundled model)")
     p.add_argument("--console", metavar="HOST:PORT", help="serve the device console")
+    p.add_argument("--console-name", action="append", default=[], metavar="NAME",
+                   help="another DNS name the console answers to (besides its addresses and HOSTNAME[.local]); "
+                        "repeatable")
     p.add_argument("--state-dir", type=Path,
                    help="models, calibration (wins over --calibration), password, certificate")
     p.add_argument("--record", type=Path, metavar="DIR", help="record a rosbag2 (MCAP) of the drive into DIR")

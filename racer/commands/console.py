@@ -48,7 +48,8 @@ def start_car_console(args: argparse.Namespace, params: dict[str, dict[str, Any]
 
     host, port = parse_address(args.console)
     car = calibration or car_calibration(args, params)
-    options = ConsoleOptions(host, port, car.state_file.parent, car.state_file, startup_model=model_path)
+    options = ConsoleOptions(host, port, car.state_file.parent, car.state_file, startup_model=model_path,
+                             extra_hosts=tuple(getattr(args, "console_name", None) or ()))
     return start_console(options, runtime, model_name, servo, car.calibration)
 
 
@@ -477,5 +478,5 @@ def run_passwd(args: argparse.Namespace) -> int:
         set_password(state, password)
     except (PasswordError, OSError) as exc:
         return fail("passwd", f"{exc}; nothing changed", 2)
-    _say(f"console password set in {state.root}; sessions ended and API tokens revoked")
+    _say(f"console password set in {state.root}; sessions ended, API tokens revoked, their sockets closed")
     return 0
