@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -170,13 +171,13 @@ def test_logout_closes_the_sessions_teleop_socket_and_camera_stream_within_100_m
 
 def test_revoking_a_token_or_changing_the_password_closes_its_sockets(car, tmp_path):
     cookie, csrf = car.login()
-    made = [json.loads(car.request("POST", "/api/tokens", {"name": name}, {"Cookie": cookie, "X-CSRFToken": csrf})[2])
-            for name in ("revoked", "other")]
+    session = {"Cookie": cookie, "X-CSRFToken": csrf}
+    made = [json.loads(car.request("POST", "/api/tokens", {"name": name}, session)[2]) for name in ("revoked", "other")]
     sockets = [connect(f"ws://127.0.0.1:{car.port}/api/teleop", open_timeout=5,
                        additional_headers={"Authorization": f"Bearer {t['token']}"}) for t in made]
     for ws in sockets:
         ws.recv(timeout=5)
-    assert car.request("DELETE", f"/api/tokens/{made[0]['id']}", headers={"Cookie": cookie, "X-CSRFToken": csrf})[0] == 200
+    assert car.request("DELETE", f"/api/tokens/{made[0]['id']}", headers=session)[0] == 200
     assert closes_with_1008(sockets[0]) <= 0.1
     sockets[1].send(json.dumps({"steering": 0, "throttle": 0}))  # the other token's socket still works
     result = subprocess.run([*RACER, "passwd", "--state-dir", str(car.state.root)], input=PASSWORD + "\n",
@@ -460,3 +461,30 @@ def test_tls_to_a_plain_http_console_says_tls_failed(car, tmp_path):
                        KnownCars(tmp_path / "cars.json"))
     with pytest.raises(ClientError, match="TLS with 127.0.0.1"):
         client.request("GET", "/api/status")
+
+
+@pytest.mark.parametrize("command", ["status", "teleop"])
+def test_racer_status_and_teleop_say_the_car_refused_rather_than_ask_for_a_login(tmp_path, command):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = subprocess.run([*RACER, command, "--car", f"127.0.0.1:{port}"], capture_output=True, text=True,
+                            cwd=REPO, env={**os.environ, "RACER_CONFIG_DIR": str(tmp_path)},
+                            timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert "refused the connection" in result.stderr and "login" not in result.stderr, result.stderr
+
+
+def test_racer_discover_marks_what_mdns_said_as_unverified(monkeypatch, capsys):
+    import argparse
+
+    from car.console import mdns
+    from racer.commands import console
+
+    heard = mdns.CarService("deepracer", "deepracer.local", ("192.0.2.7",), 8080, "AB:CD")
+    monkeypatch.setattr(mdns, "discover", lambda timeout_s: [heard])
+    assert console.run_discover(argparse.Namespace(timeout=0.1, json=False)) == 0
+    out = capsys.readouterr()
+    assert "https://192.0.2.7:8080" in out.out and "unverified AB:CD" in out.out and "unverified" in out.err
+    assert console.run_discover(argparse.Namespace(timeout=0.1, json=True)) == 0
+    assert json.loads(capsys.readouterr().out)["cars"][0]["verified"] is False

@@ -49,7 +49,7 @@ from car.console.node import ConsoleNode
 from car.console.state import StateDir
 from car.console.stream import BOUNDARY, JpegCache, mjpeg
 from car.console.teleop import TeleopSession
-from car.console.uploads import UploadLimits, UploadSlot, folder_for, install_archive, receive_archive
+from car.console.uploads import UploadLimits, UploadSlot, install_archive, receive_archive
 from car.control.modes import Mode
 from car.inference import Policy
 from car.runtime import CarRuntime

@@ -11,7 +11,6 @@ pulse calibration (the simulator) just receive the normalised commands.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -132,8 +131,8 @@ class CalibrationService:
         raw = self.raw.servo if output == "Servo" else self.raw.motor
         if not raw.min <= pulse <= raw.max:
             low, high = (self.fmt.ui_from_pulse(output, p) for p in (raw.min, raw.max))
-            raise ApiError(400, f"pwm {body['pwm']} is a {pulse} ns pulse, outside the wizard's {raw.min}..{raw.max} ns "
-                                f"(pwm {min(low, high):g}..{max(low, high):g})")
+            raise ApiError(400, f"pwm {body['pwm']} is a {pulse} ns pulse, outside the wizard's "
+                                f"{raw.min}..{raw.max} ns (pwm {min(low, high):g}..{max(low, high):g})")
         servo, motor = self.raw_pulses
         self.raw_pulses = (pulse, motor) if output == "Servo" else (servo, pulse)
         steering = self._raw_command(self.raw_pulses[0], self.raw.servo)
