@@ -430,6 +430,12 @@ def test_the_client_never_sends_credentials_in_the_clear(tmp_path):
     known.update("https://127.0.0.1:8443", certificate="PEM")
     with pytest.raises(ClientError, match="pinned over HTTPS"):
         CarClient(CarAddress.parse("http://127.0.0.1:8080"), lambda: "x", print, known)
+    older = KnownCars(tmp_path / "older.json")  # cars.json as an older version keyed it: HOST:PORT
+    older.path.write_text(json.dumps({"127.0.0.2:8443": {"certificate": "PEM", "token": "racer_x_y"}}))
+    assert older.get("https://127.0.0.2:8443")["certificate"] == "PEM"  # still pinned: no silent re-pin
+    assert older.get("http://127.0.0.2:8443") == {}
+    with pytest.raises(ClientError, match="pinned over HTTPS"):
+        CarClient(CarAddress.parse("http://127.0.0.2:8080"), lambda: "x", print, older)
 
 
 def test_an_unreachable_car_is_reported_as_what_failed(tmp_path):

@@ -95,12 +95,16 @@ class KnownCars:
             raise ClientError(f"cannot read {self.path}: {exc}") from None
 
     def get(self, key: str) -> dict[str, str]:
-        return self.read().get(key, {})
+        """The entry for `key`; an https key falls back to the entry an older version kept under
+        HOST:PORT (only HTTPS pinned certificates), so an upgrade never silently re-pins."""
+        cars = self.read()
+        legacy = key.removeprefix("https://") if key.startswith("https://") else None
+        return cars.get(key) or (cars.get(legacy, {}) if legacy else {})
 
     def pinned_over_https(self, host: str) -> bool:
-        """Whether a certificate is pinned for `host` on any HTTPS port."""
-        return any(key.startswith("https://") and CarAddress.parse(key).host == host and entry.get("certificate")
-                   for key, entry in self.read().items() if "://" in key)
+        """Whether a certificate is pinned for `host` on any HTTPS port (older HOST:PORT entries too)."""
+        return any(entry.get("certificate") and CarAddress.parse(key if "://" in key else f"https://{key}").host == host
+                   for key, entry in self.read().items() if not key.startswith("http://"))
 
     def update(self, key: str, **values: str | None) -> None:
         cars = self.read()
