@@ -4,6 +4,7 @@ bomb, uploads, and the laptop client's refusals. Everything over real HTTP and W
 loopback (127.0.0.x addresses stand for different clients)."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -21,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from browser.harness import CURVES, PASSWORD, STRAIGHT, Car, car_fixture, racer_bundle, start_car
+from car.console.auth import LOGIN_BACKOFF_S
 from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from car.console.live import CHECK_PERIOD_S
 from car.console.server import served_hosts
@@ -104,6 +106,7 @@ def test_connections_beyond_the_per_client_cap_are_closed_at_accept(car):
 def test_guesses_from_many_addresses_never_lock_the_owner_out(car):
     limiter = car.server.console.auth.limiter
     attackers = [f"127.0.0.{n}" for n in range(2, 8)]
+    limiter.backoff_s = 300.0  # 30 slow password checks on a loaded machine may outlast the default 10 s
     try:
         for address in attackers:
             assert [login_from(car, address, "guess") for _ in range(5)] == [401] * 5
@@ -111,6 +114,7 @@ def test_guesses_from_many_addresses_never_lock_the_owner_out(car):
         assert blocked == [429] * 6  # even the right password waits on an attacker's address
         assert login_from(car, "127.0.0.1", PASSWORD) == 200  # the owner's client gets in
     finally:
+        limiter.backoff_s = LOGIN_BACKOFF_S
         for address in attackers:
             limiter.succeeded(address)
 
@@ -146,21 +150,21 @@ def closes_with_1008(ws) -> float:
 
 def test_logout_closes_the_sessions_teleop_socket_and_camera_stream_within_100_ms(car):
     cookie, csrf = car.login()
-    ws = connect(f"ws://127.0.0.1:{car.port}/api/teleop?csrf={csrf}", additional_headers={"Cookie": cookie},
-                 open_timeout=5)
-    assert json.loads(ws.recv(timeout=5))["type"] == "hello"
-    stream = http.client.HTTPConnection("127.0.0.1", car.port, timeout=10)
-    stream.request("GET", "/api/camera.mjpg", headers={"Cookie": cookie})
-    response = stream.getresponse()
-    assert response.status == 200 and response.read(64)
-    ended: list[float] = []
-    reader = threading.Thread(target=lambda: (response.read(), ended.append(time.monotonic())))
-    reader.start()
-    assert car.request("POST", "/logout", headers={"Cookie": cookie, "X-CSRFToken": csrf})[0] == 200
-    logged_out = time.monotonic()
-    ws_close_s = closes_with_1008(ws)
-    reader.join(timeout=5)
-    stream.close()
+    with connect(f"ws://127.0.0.1:{car.port}/api/teleop?csrf={csrf}", additional_headers={"Cookie": cookie},
+                 open_timeout=5) as ws:
+        assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+        stream = http.client.HTTPConnection("127.0.0.1", car.port, timeout=10)
+        stream.request("GET", "/api/camera.mjpg", headers={"Cookie": cookie})
+        response = stream.getresponse()
+        assert response.status == 200 and response.read(64)
+        ended: list[float] = []
+        reader = threading.Thread(target=lambda: (response.read(), ended.append(time.monotonic())))
+        reader.start()
+        assert car.request("POST", "/logout", headers={"Cookie": cookie, "X-CSRFToken": csrf})[0] == 200
+        logged_out = time.monotonic()
+        ws_close_s = closes_with_1008(ws)
+        reader.join(timeout=5)
+        stream.close()
     assert ended, "the camera stream kept flowing after logout"
     stream_s = ended[0] - logged_out
     print(f"\nclose after logout: teleop {ws_close_s * 1000:.0f} ms, stream {stream_s * 1000:.0f} ms "
@@ -173,17 +177,21 @@ def test_revoking_a_token_or_changing_the_password_closes_its_sockets(car, tmp_p
     cookie, csrf = car.login()
     session = {"Cookie": cookie, "X-CSRFToken": csrf}
     made = [json.loads(car.request("POST", "/api/tokens", {"name": name}, session)[2]) for name in ("revoked", "other")]
-    sockets = [connect(f"ws://127.0.0.1:{car.port}/api/teleop", open_timeout=5,
-                       additional_headers={"Authorization": f"Bearer {t['token']}"}) for t in made]
-    for ws in sockets:
-        ws.recv(timeout=5)
-    assert car.request("DELETE", f"/api/tokens/{made[0]['id']}", headers=session)[0] == 200
-    assert closes_with_1008(sockets[0]) <= 0.1
-    sockets[1].send(json.dumps({"steering": 0, "throttle": 0}))  # the other token's socket still works
-    result = subprocess.run([*RACER, "passwd", "--state-dir", str(car.state.root)], input=PASSWORD + "\n",
-                            capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    assert closes_with_1008(sockets[1]) <= 0.1
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(connect(f"ws://127.0.0.1:{car.port}/api/teleop", open_timeout=5,
+                                               additional_headers={"Authorization": f"Bearer {t['token']}"}))
+                   for t in made]
+        for ws in sockets:
+            ws.recv(timeout=5)
+        assert car.request("DELETE", f"/api/tokens/{made[0]['id']}", headers=session)[0] == 200
+        revoked_s = closes_with_1008(sockets[0])
+        sockets[1].send(json.dumps({"steering": 0, "throttle": 0}))  # the other token's socket still works
+        result = subprocess.run([*RACER, "passwd", "--state-dir", str(car.state.root)], input=PASSWORD + "\n",
+                                capture_output=True, text=True, cwd=REPO)
+        assert result.returncode == 0, result.stderr
+        passwd_s = closes_with_1008(sockets[1])
+    print(f"\nclose after revocation {revoked_s * 1000:.0f} ms, after racer passwd {passwd_s * 1000:.0f} ms")
+    assert revoked_s <= 0.1 and passwd_s <= 0.1
     assert car.request("GET", "/api/status", headers={"Cookie": cookie})[0] == 401
     car.config.unlink(missing_ok=True)  # the laptop's token went with the password change
 
