@@ -90,3 +90,36 @@ def test_no_route_answers_5xx_to_hostile_input(car):
     print(f"\nfuzzer: {TALLY['requests']} requests, {TALLY['5xx']} answered 5xx")
     assert TALLY["requests"] >= 500
     assert failures == []
+
+
+MESSAGES = st.one_of(
+    st.dictionaries(st.sampled_from(["steering", "throttle", "estop"]), st.one_of(VALUES, HOSTILE_NUMBERS),
+                    max_size=3).map(json.dumps),
+    RAW_BODIES.map(lambda raw: raw[:1000].decode("utf-8", "replace")),
+    st.text(max_size=200)).filter(lambda text: len(text.encode()) <= 4096)  # larger frames: 1009, tested apart
+SENTINEL = "[]"  # always answered with an error: every reply before it belongs to the fuzzed message
+
+
+def test_the_teleop_socket_answers_hostile_messages_and_stays_open(car):
+    client = car.client()
+    client.request("POST", "/api/drive_mode", {"drive_mode": "manual"})
+    sent = [0]
+    with client.websocket("/api/teleop") as ws:
+        assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+
+        @settings(max_examples=300, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(MESSAGES)
+        def fuzz(message: str) -> None:
+            ws.send(message)
+            ws.send(SENTINEL)
+            sent[0] += 1
+            while True:  # raises ConnectionClosed if the console dropped the socket
+                reply = json.loads(ws.recv(timeout=5))
+                assert reply["type"] in ("error", "estop", "deadman"), reply
+                if reply.get("reason") == "a teleop message must be a JSON object":
+                    break
+
+        fuzz()
+    print(f"\nteleop fuzzer: {sent[0]} messages, the socket stayed open")
+    client.request("POST", "/api/start_stop", {"start_stop": "stop"})
