@@ -207,7 +207,21 @@ def test_racer_bundle_installs_atomically_and_loads(rig):
 
     replaced = {**good, "model_metadata.json": json.dumps(
         {**json.loads(good["model_metadata.json"]), "version": "6"}).encode()}
-    assert upload(car, "curves.tar.gz", tar_gz(replaced))[0] == 200
+    missing, done = [], threading.Event()
+
+    def watch() -> None:  # the folder never disappears while it is replaced
+        while not done.is_set():
+            if not (car.state.models / "curves" / "model_metadata.json").is_file():
+                missing.append(time.monotonic())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert upload(car, "curves.tar.gz", tar_gz(replaced))[0] == 200
+    finally:
+        done.set()
+        watcher.join()
+    assert missing == []
     assert json.loads((car.state.models / "curves" / "model_metadata.json").read_text())["version"] == "6"
     assert sorted(p.name for p in car.state.models.iterdir()) == ["curves"]
 
@@ -269,9 +283,14 @@ def test_delete_models_is_all_or_nothing(rig):
     assert answer.status == 400
     assert (car.state.models / "deepracer_continuous_sac").is_dir()
     assert client.request("POST", "/api/deleteModels", {"filenames": ["nope"]}).status == 404
+    assert client.request("PUT", "/api/models/deepracer_continuous_sac/model").status == 200  # converts it
+    converted = {p.name for p in (car.state.cache / "ir").glob("*/*")}
     answer = client.request("POST", "/api/deleteModels", {"filenames": ["deepracer_continuous_sac"]})
     assert answer.status == 200 and answer.body["success"] is True
     assert not (car.state.models / "deepracer_continuous_sac").exists()
+    left = {p.name for p in (car.state.cache / "ir").glob("*/*")}
+    assert len(converted - left) == 1  # its converted IR went with it; the other models' stayed
+    assert client.request("PUT", "/api/models/driving/model").status == 200
 
 
 def test_upload_requests_without_a_file_are_refused(rig):
