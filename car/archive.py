@@ -95,8 +95,24 @@ def _checked_name(info: tarfile.TarInfo) -> str:
     return "/".join(parts)
 
 
+# What Finder, Windows Explorer, WSL and zip tools add beside the files: AppleDouble `._name`
+# resource forks, `__MACOSX/` folders, Finder's `.DS_Store`, Explorer's `Thumbs.db` and
+# `desktop.ini`, and the `name:Zone.Identifier` download marks WSL copies out of Windows.
+_LITTER_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
+
+
+def is_os_litter(name: str) -> bool:
+    """True when a relative '/'-separated path is, or lies inside, an operating system's metadata."""
+    parts = [p for p in name.split("/") if p]
+    return any(p.startswith("._") or p == "__MACOSX" or p.lower() in _LITTER_FILES or p.endswith(":Zone.Identifier")
+               for p in parts)
+
+
 def scan(path: str | Path, max_members: int = MAX_MEMBERS, max_bytes: int = MAX_UNPACKED_BYTES) -> list[Member]:
-    """Check every member of the archive without writing anything; the checked member list."""
+    """Check every member of the archive without writing anything; the checked member list.
+
+    Operating-system litter (is_os_litter) is checked like any member but left out of the list.
+    """
     members: list[Member] = []
     seen: set[str] = set()
     total = 0
@@ -105,30 +121,31 @@ def scan(path: str | Path, max_members: int = MAX_MEMBERS, max_bytes: int = MAX_
             if not (info.isreg() or info.isdir()):
                 raise ArchiveError(f"archive member {info.name!r} is {_kind(info)}")
             name = _checked_name(info)
-            if not name:
+            total += info.size if info.isreg() else 0
+            if total > max_bytes:
+                raise ArchiveError(f"archive unpacks to more than {max_bytes} bytes")
+            if not name or is_os_litter(name):
                 continue
             if name in seen:
                 raise ArchiveError(f"archive holds {name!r} twice")
             seen.add(name)
             if len(members) >= max_members:
                 raise ArchiveError(f"archive has more than {max_members} members")
-            total += info.size if info.isreg() else 0
-            if total > max_bytes:
-                raise ArchiveError(f"archive unpacks to more than {max_bytes} bytes")
             members.append(Member(name, info.isdir(), info.size if info.isreg() else 0))
     return members
 
 
 def extract(path: str | Path, dest: str | Path, max_members: int = MAX_MEMBERS,
             max_bytes: int = MAX_UNPACKED_BYTES) -> list[Member]:
-    """Scan, then write the checked members under `dest` (a fresh directory of the caller's)."""
+    """Scan, then write the checked members under `dest` (a fresh directory of the caller's);
+    operating-system litter is not written."""
     members = scan(path, max_members, max_bytes)
     checked = {m.name: m for m in members}
     dest = Path(dest)
     with _reading(Path(path), max_bytes + max_members * _BYTES_PER_HEADER) as tar:
         for info in tar:
             name = _checked_name(info)
-            if not name:
+            if not name or is_os_litter(name):
                 continue
             member = checked.get(name)
             if member is None or member.is_dir != info.isdir() or (info.isreg() and member.size != info.size):

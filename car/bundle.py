@@ -24,9 +24,10 @@ import numpy as np
 import openvino as ov
 from openvino.frontend import FrontEndManager
 
-from car.archive import ArchiveError, extract, write_tar_gz
+from car.archive import ArchiveError, extract, is_os_litter, write_tar_gz
 from car.metadata import MetadataError, ModelMetadata, parse_metadata
-from car.preprocess import DEEPRACER_SPEC, PreprocessSpec
+from car.native_stderr import native_logs_silenced
+from car.preprocess import DEEPRACER_PRESETS, DEEPRACER_SPEC, PreprocessSpec
 
 METADATA_FILE = "model_metadata.json"
 RACER_FILE = "racer.json"
@@ -76,16 +77,19 @@ def _shape_text(shape: Any) -> str:
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """The model inside a bundle; racer bundles may carry ONNX beside the IR (for benchmarks)."""
+    """The model inside a bundle; racer bundles may carry ONNX beside the IR (for benchmarks), and
+    a `.pb` may come with the IR a stock car, DREM or racer converted it to (`shipped_ir`)."""
 
     kind: str
     path: Path
     onnx: Path | None = None
+    shipped_ir: Path | None = None
 
 
 def _files(root: Path, pattern: str) -> list[Path]:
-    """Matching files, skipping hidden ones such as the `._model.pb` that macOS tar adds."""
-    return sorted(p for p in root.glob(pattern) if p.is_file() and not p.name.startswith("."))
+    """Matching files, skipping hidden ones and operating-system litter such as macOS `._model.pb`."""
+    return sorted(p for p in root.glob(pattern)
+                  if p.is_file() and not p.name.startswith(".") and not is_os_litter(p.relative_to(root).as_posix()))
 
 
 def find_model(root: Path) -> ModelFiles:
@@ -96,13 +100,13 @@ def find_model(root: Path) -> ModelFiles:
     def listed(paths: list[Path]) -> str:
         return f"{len(paths)} model files ({', '.join(p.relative_to(root).as_posix() for p in paths)})"
 
-    if pbs and (xmls or onnxs):
+    if pbs and (onnxs or len(xmls) > 1):
         raise BundleError(f"{listed(pbs + xmls + onnxs)}; a bundle holds one model")
     if pbs:
         chosen = [p for p in pbs if p.name == "model.pb"] or pbs
         if len(chosen) > 1:
             raise BundleError(f"{listed(chosen)}; keep one, or name the one to run model.pb")
-        return ModelFiles("tensorflow", chosen[0])
+        return ModelFiles("tensorflow", chosen[0], shipped_ir=xmls[0] if xmls else None)
     if len(xmls) > 1 or len(onnxs) > 1:
         raise BundleError(f"{listed(xmls + onnxs)}; a bundle holds one model")
     if xmls:
@@ -116,8 +120,9 @@ def find_model(root: Path) -> ModelFiles:
 
 
 def _content_root(root: Path) -> Path:
-    """Step into a single top-level folder, as left by `tar czf x.tar.gz folder/`."""
-    entries = list(root.iterdir())
+    """Step into a single top-level folder, as left by `tar czf x.tar.gz folder/` (a Mac's tar adds
+    `._folder` beside it; unpacked folders may hold `__MACOSX/` or `.DS_Store`)."""
+    entries = [p for p in root.iterdir() if not is_os_litter(p.name)]
     if len(entries) == 1 and entries[0].is_dir() and entries[0].name != "agent":
         return entries[0]
     return root
@@ -186,12 +191,16 @@ def unrunnable_reason(metadata: ModelMetadata) -> str | None:
 
 
 def graph_io_names(metadata: ModelMetadata) -> tuple[tuple[str, ...], str]:
-    """The DeepRacer input nodes (current, then very old) and policy output node for this metadata."""
+    """The DeepRacer input nodes (current, then very old) and policy output node for this metadata.
+
+    A file without `sensor` (OBSERVATION) is an old model, whose graph names its camera
+    `observation`, or one whose tool left the key out: FRONT_FACING_CAMERA is its second guess.
+    """
     sac = metadata.training_algorithm == "sac"
     scope = SAC_SCOPE if sac else PPO_SCOPE
     sensor = metadata.camera_sensor
-    inputs = (f"{scope}/network_0/{sensor}/{sensor}", f"{scope}/network_0/observation/observation")
-    return inputs, SAC_OUTPUT if sac else PPO_OUTPUT
+    names = ("observation", "FRONT_FACING_CAMERA") if sensor == "OBSERVATION" else (sensor, "observation")
+    return tuple(f"{scope}/network_0/{n}/{n}" for n in names), SAC_OUTPUT if sac else PPO_OUTPUT
 
 
 def _node(tensor_name: str) -> str:
@@ -210,7 +219,8 @@ class GraphIO:
 def frozen_graph_io(pb: Path, metadata: ModelMetadata, spec: PreprocessSpec) -> GraphIO:
     """Find the camera input and policy output by their DeepRacer names, without converting."""
     try:
-        graph = FrontEndManager().load_by_framework("tf").load(str(pb))
+        with native_logs_silenced():
+            graph = FrontEndManager().load_by_framework("tf").load(str(pb))
     except Exception as exc:
         raise BundleError(f"{pb.name} is not a TensorFlow frozen graph: {error_line(exc)}") from None
     inputs = {name: place for place in graph.get_inputs() for name in place.get_names()}
@@ -240,7 +250,8 @@ def frozen_graph_io(pb: Path, metadata: ModelMetadata, spec: PreprocessSpec) -> 
 def convert_frozen_graph(pb: Path, io: GraphIO) -> ov.Model:
     """OpenVINO's TensorFlow frontend on the .pb itself: no TensorFlow needed on the car."""
     try:
-        return ov.convert_model(str(pb), input=[(io.input, list(io.shape), ov.Type.f32)], output=io.output)
+        with native_logs_silenced():
+            return ov.convert_model(str(pb), input=[(io.input, list(io.shape), ov.Type.f32)], output=io.output)
     except Exception as exc:
         raise BundleError(f"OpenVINO cannot convert {pb.name}: {error_line(exc)}") from None
 
@@ -249,15 +260,30 @@ def _ov_tag() -> str:
     return "ov-" + re.sub(r"[^A-Za-z0-9.-]+", "_", ov.__version__)
 
 
+# Where racer records, in the IR it converts, the sha256 of the .pb it came from: an IR shipped
+# beside a .pb is used instead of converting only when it names that .pb.
+SOURCE_RT_INFO = ["racer", "source_sha256"]
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ir_source_sha256(model: ov.Model) -> str | None:
+    """The .pb sha256 racer wrote into this IR when converting it, or None (not racer's, or older)."""
+    return model.get_rt_info(SOURCE_RT_INFO).astype(str) if model.has_rt_info(SOURCE_RT_INFO) else None
+
+
 def cached_ir(pb: Path, io: GraphIO, cache_dir: Path) -> Path:
     """model.xml converted from `pb`, keyed by the .pb's sha256, the cut and the OpenVINO version."""
-    digest = hashlib.sha256(pb.read_bytes()).hexdigest()
+    digest = file_sha256(pb)
     cut = hashlib.sha256(f"{io.input}\n{io.shape}\n{io.output}".encode()).hexdigest()[:8]
     entry = cache_dir / _ov_tag() / f"{digest}-{cut}"
     xml = entry / "model.xml"
     if xml.is_file() and xml.with_suffix(".bin").is_file():
         return xml
     model = convert_frozen_graph(pb, io)
+    model.set_rt_info(digest, SOURCE_RT_INFO)
     entry.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=entry.parent))
     try:
@@ -269,6 +295,17 @@ def cached_ir(pb: Path, io: GraphIO, cache_dir: Path) -> Path:
         if not xml.is_file():
             raise
     return xml
+
+
+def model_precision(model: ov.Model) -> str:
+    """"int8" (quantized: FakeQuantize, or int8 weights), "f16" (weights compressed to fp16) or "f32"."""
+    ops = model.get_ops()
+    if any(op.get_type_name() == "FakeQuantize" for op in ops):
+        return "int8"
+    weights = {op.get_element_type() for op in ops if op.get_type_name() == "Constant"}
+    if weights & {ov.Type.i8, ov.Type.u8}:
+        return "int8"
+    return "f16" if ov.Type.f16 in weights else "f32"
 
 
 class Bundle:
@@ -292,8 +329,10 @@ class Bundle:
         self.output_name: str | None = None
         self.input_shape: tuple[int, ...] | None = None
         self.output_size: int | None = None
+        self.precision: str | None = None
         self._graph_io: GraphIO | None = None
         self._ir: Path | None = None
+        self.shipped_ir_reason: str | None = None
         self._tmp = tmp
 
     def _model_file(self) -> Path:
@@ -306,8 +345,36 @@ class Bundle:
             if not self.is_racer_bundle:
                 self.spec = dataclasses.replace(self.spec, input_name=_node(self._graph_io.input))
         if self._ir is None or not self._ir.is_file():
-            self._ir = cached_ir(self.files.path, self._graph_io, self.cache_dir)
+            self._ir = self._current_shipped_ir() or cached_ir(self.files.path, self._graph_io, self.cache_dir)
         return self._ir
+
+    def _current_shipped_ir(self) -> Path | None:
+        """The IR shipped beside the .pb if it was converted from this very .pb and passes the
+        input/output checks; otherwise None, with `shipped_ir_reason` saying why it is not used."""
+        xml = self.files.shipped_ir
+        if xml is None:
+            return None
+        try:
+            model = self._read(xml)
+            if ir_source_sha256(model) != file_sha256(self.files.path):
+                raise BundleError(f"{xml.name} is not recorded as converted from this {self.files.path.name}")
+            self._check_input(model)
+            self._check_output(model)
+        except BundleError as exc:
+            self.shipped_ir_reason = str(exc)
+            return None
+        return xml
+
+    def use_preprocess(self, preset: str) -> None:
+        """Feed an AWS DeepRacer export with another DEEPRACER_PRESETS entry ("stock", "area").
+
+        racer bundles carry their training's preprocessing in racer.json, so they refuse this.
+        """
+        if self.is_racer_bundle:
+            raise BundleError(f"{self.name} carries its own preprocessing ({RACER_FILE}); presets are for AWS DeepRacer exports")
+        if preset not in DEEPRACER_PRESETS:
+            raise BundleError(f"unknown preprocessing {preset!r}; choose from {', '.join(DEEPRACER_PRESETS)}")
+        self.spec = dataclasses.replace(DEEPRACER_PRESETS[preset], input_name=self.spec.input_name)
 
     def read_model(self) -> ov.Model:
         """A fresh openvino.Model with the input fixed to the spec's shape where it was dynamic."""
@@ -324,6 +391,7 @@ class Bundle:
 
     def _validate(self) -> None:
         model = self.read_model()
+        self.precision = model_precision(model)
         self.input_name, self.input_shape = self._check_input(model)
         self.output_name, self.output_size = self._check_output(model)
         if self.files.onnx is not None:
@@ -377,10 +445,12 @@ class Bundle:
             "kind": self.kind,
             "model_file": self.files.path.relative_to(self.root).as_posix(),
             "onnx_file": self.files.onnx.relative_to(self.root).as_posix() if self.files.onnx else None,
+            "shipped_ir": self._shipped_ir_json(),
             "runnable": self.unrunnable is None,
             "reason": self.unrunnable,
             "input": {"name": self.input_name, "shape": list(self.input_shape) if self.input_shape else None},
             "output": {"name": self.output_name, "size": self.output_size},
+            "precision": self.precision,
             "preprocess": self.spec.to_json(),
             "metadata": {
                 "action_space_type": meta.action_space_type,
@@ -395,6 +465,12 @@ class Bundle:
             "stats": self.stats,
             "info": self.info,
         }
+
+    def _shipped_ir_json(self) -> dict[str, Any] | None:
+        xml = self.files.shipped_ir
+        if xml is None:
+            return None
+        return {"file": xml.relative_to(self.root).as_posix(), "used": self._ir == xml, "reason": self.shipped_ir_reason}
 
     def close(self) -> None:
         if self._tmp is not None:

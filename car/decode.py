@@ -39,6 +39,12 @@ def throttle_for(speed: float, max_speed: float, max_speed_setting: float = 1.0)
     return math.copysign(a * v * v + b * v, speed) * max_speed_setting
 
 
+def squash(output: np.ndarray, metadata: ModelMetadata) -> np.ndarray:
+    """A continuous policy output brought into [-1, 1] as the navigation node does: tanh for SAC
+    (its head gives the pre-tanh mean), clip for PPO. Any shape; element-wise."""
+    return np.tanh(output) if metadata.training_algorithm == "sac" else np.clip(output, -1.0, 1.0)
+
+
 class ActionDecoder:
     def __init__(self, metadata: ModelMetadata):
         self.metadata = metadata
@@ -61,7 +67,7 @@ class ActionDecoder:
         else:
             if out.size != 2:
                 raise ValueError(f"continuous policy gave {out.size} outputs, expected 2")
-            unit = np.tanh(out) if meta.training_algorithm == "sac" else np.clip(out, -1.0, 1.0)
+            unit = squash(out, meta)
             index = None
             steering_deg = _rescale(unit[0], meta.steering.low, meta.steering.high)
             speed = _rescale(unit[1], meta.speed.low, meta.speed.high)

@@ -30,7 +30,8 @@ class Range:
 
 @dataclass(frozen=True)
 class ModelMetadata:
-    """Parsed metadata; legacy files without type or algorithm are discrete clipped_ppo."""
+    """Parsed metadata; legacy files without type or algorithm are discrete clipped_ppo, and
+    without `sensor` have the legacy single camera OBSERVATION (the stock console's "Camera")."""
 
     action_space_type: str
     actions: tuple[Action, ...]
@@ -111,18 +112,16 @@ def parse_metadata(data: Any) -> ModelMetadata:
                 raise MetadataError(f"action_space[{i}] needs steering_angle and speed")
             parsed.append(Action(_number(item["steering_angle"], f"action_space[{i}].steering_angle"),
                                  _number(item["speed"], f"action_space[{i}].speed")))
-        if any("index" in item for item in space):
-            order = [item.get("index") for item in space]
-            if sorted(order) != list(range(len(space))):
-                raise MetadataError("action_space index values must be 0..N-1, each once")
-            parsed = [a for _, a in sorted(zip(order, parsed), key=lambda p: p[0])]
+        # Output i is action_space[i]: the AWS simulator trains and the stock car decodes by list
+        # position; an `index` key (written by deepracer-utils and the AWS console) is a label only.
         actions = tuple(parsed)
     else:
         if not isinstance(space, dict):
             raise MetadataError("continuous action_space must be an object with steering_angle and speed")
         steering = _range(space, "steering_angle")
         speed = _range(space, "speed")
-    sensors = data.get("sensor", ["FRONT_FACING_CAMERA"])
+    # Models from before the `sensor` key had the one camera, named "observation" in their graph.
+    sensors = data.get("sensor", ["OBSERVATION"])
     if isinstance(sensors, str):
         sensors = [sensors]
     if not isinstance(sensors, list) or not sensors:

@@ -20,7 +20,8 @@ class PreprocessSpec:
     """How a BGR camera frame becomes the model input tensor.
 
     Steps, in order: resize to (width, height) with `interpolation`; crop rows
-    [crop_top, height - crop_bottom); grey with `grey_weights` (B, G, R) or keep BGR when None;
+    [crop_top, height - crop_bottom); grey with `grey_weights` (B, G, R) or keep BGR when None,
+    rounded to 8 bits when `grey_8bit` (OpenCV's COLOR_BGR2GRAY, so BT.601 weights only);
     x * scale + offset; stack the last `frame_stack` frames on the channel axis (newest last).
     `layout` is NCHW or NHWC for the model's single input tensor.
     """
@@ -36,6 +37,7 @@ class PreprocessSpec:
     layout: str = "NHWC"
     interpolation: str = "area"
     input_name: str | None = None
+    grey_8bit: bool = False
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0:
@@ -44,6 +46,8 @@ class PreprocessSpec:
             raise ValueError(f"preprocess: crop {self.crop_top}+{self.crop_bottom} leaves no rows of {self.height}")
         if self.grey_weights is not None and len(self.grey_weights) != 3:
             raise ValueError("preprocess: grey_weights needs three values (B, G, R)")
+        if self.grey_8bit and tuple(self.grey_weights or ()) != BT601_BGR:
+            raise ValueError("preprocess: grey_8bit is OpenCV's COLOR_BGR2GRAY and needs grey_weights BT.601")
         if self.frame_stack < 1:
             raise ValueError(f"preprocess: frame_stack must be >= 1, got {self.frame_stack}")
         if self.layout not in ("NCHW", "NHWC"):
@@ -90,8 +94,17 @@ class PreprocessSpec:
 
 _INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
 
-# What the AWS DeepRacer car feeds a frozen-graph model: 160x120 grey, raw 0..255, NHWC.
-DEEPRACER_SPEC = PreprocessSpec()
+# What the stock AWS DeepRacer car's inference node feeds a frozen-graph model, and so the default
+# for AWS exports: the 640x480 frame resized to 160x120 with OpenCV's default INTER_LINEAR, then
+# COLOR_BGR2GRAY to 8-bit grey, raw 0..255, NHWC. Owners validated their models on that car, so
+# racer makes the same OpenCV calls (its bytes equal tools/make_aws_reference.py's, made with
+# another OpenCV release, on the three deepracer-utils pictures). DEEPRACER_AREA_SPEC (INTER_AREA,
+# float grey) is the better low-pass filter, offered as `--preprocess area`; on the real AWS
+# sample models it moves action probabilities by up to 0.031 (model_48, dr-demo-1) and kept the
+# top action on all nine model x picture pairs.
+DEEPRACER_SPEC = PreprocessSpec(interpolation="linear", grey_8bit=True)
+DEEPRACER_AREA_SPEC = PreprocessSpec(interpolation="area")
+DEEPRACER_PRESETS = {"stock": DEEPRACER_SPEC, "area": DEEPRACER_AREA_SPEC}
 
 
 def frame_features(spec: PreprocessSpec, bgr: np.ndarray) -> np.ndarray:
@@ -101,7 +114,9 @@ def frame_features(spec: PreprocessSpec, bgr: np.ndarray) -> np.ndarray:
     if bgr.shape[1] != spec.width or bgr.shape[0] != spec.height:
         bgr = cv2.resize(bgr, (spec.width, spec.height), interpolation=_INTERPOLATION[spec.interpolation])
     bgr = bgr[spec.crop_top : spec.height - spec.crop_bottom]
-    if spec.grey_weights is not None:
+    if spec.grey_8bit:
+        img = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)[:, :, None]
+    elif spec.grey_weights is not None:
         img = cv2.transform(bgr.astype(np.float32), np.asarray([spec.grey_weights], dtype=np.float32))
         img = img.reshape(img.shape[0], img.shape[1], 1)
     else:

@@ -1,7 +1,11 @@
-"""Settings every test shares."""
+"""Settings and fixtures every test shares."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+from aws_models import AwsModelsUnavailable, sample_model_dir
 
 
 @pytest.fixture(autouse=True)
@@ -9,3 +13,12 @@ def private_state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     """An empty default state dir ($XDG_STATE_HOME/racer) per test, inherited by subprocesses, so a
     calibration or password saved on the developer's machine never changes a result."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
+
+
+@pytest.fixture(scope="session")
+def sample_model() -> Path:
+    """Real AWS DeepRacer models (tests/aws_models.py); fails the test with one line if unavailable."""
+    try:
+        return sample_model_dir()
+    except AwsModelsUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)

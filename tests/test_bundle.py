@@ -1,6 +1,7 @@
 """Model bundles: the DeepRacer .pb fixtures, the IR cache, every refusal, save/pack round trips."""
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -41,7 +42,7 @@ def test_discrete_ppo_pb_loads_with_deepracer_names(cache):
         assert bundle.output_name == "main_level/agent/main/online/network_1/ppo_head_0/policy"
         assert bundle.input_shape == (1, 120, 160, 1)
         assert bundle.output_size == 5
-        assert bundle.spec == PreprocessSpec(input_name=PPO_INPUT)
+        assert bundle.spec == dataclasses.replace(DEEPRACER_SPEC, input_name=PPO_INPUT)
         assert bundle.metadata.training_algorithm == "clipped_ppo"
         assert bundle.stats is None and bundle.unrunnable is None
 
@@ -265,11 +266,108 @@ def test_model_pb_is_preferred_over_checkpoint_pbs(tmp_path, cache):
         assert bundle.files.path.name == "model.pb" and bundle.output_size == 5
 
 
-def test_macos_appledouble_files_are_not_models(tmp_path, cache):
-    path = write_tar(tmp_path / "mac.tar.gz", {"._model.xml": b"\0\5", "._model_metadata.json": b"\0\5",
-                                               "model.pb": pb_bytes(), "model_metadata.json": metadata_bytes()})
+def _dir(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info
+
+
+APPLE_DOUBLE = b"\0\5\026\7\0\2\0\0Mac OS X        "
+# (archive files, directory members) as Finder, macOS tar, zip tools and Windows Explorer leave them.
+LITTER = [
+    ("macos tar of a folder", {"./._mymodel": APPLE_DOUBLE, "mymodel/._model.pb": APPLE_DOUBLE,
+                               "mymodel/._model_metadata.json": APPLE_DOUBLE}, ["mymodel/"]),
+    ("appledouble at the root", {"._model.xml": APPLE_DOUBLE, "._model_metadata.json": APPLE_DOUBLE}, []),
+    ("__MACOSX beside the folder", {"__MACOSX/mymodel/._model.pb": APPLE_DOUBLE, "__MACOSX/._mymodel": APPLE_DOUBLE},
+     ["__MACOSX/", "__MACOSX/mymodel/", "mymodel/"]),
+    (".DS_Store at every depth", {".DS_Store": b"Bud1", "mymodel/.DS_Store": b"Bud1", "mymodel/agent/.DS_Store": b"Bud1"},
+     ["mymodel/", "mymodel/agent/"]),
+    ("windows explorer and wsl", {"Thumbs.db": b"\xd0\xcf", "mymodel/desktop.ini": b"[.ShellClassInfo]",
+                                  "mymodel/model.pb:Zone.Identifier": b"[ZoneTransfer]\r\nZoneId=3"}, ["mymodel/"]),
+]
+
+
+def test_metadata_without_sensor_finds_the_front_camera_input(tmp_path, cache):
+    meta = {k: v for k, v in metadata().items() if k != "sensor"}
+    path = write_tar(tmp_path / "old.tar.gz", {"model.pb": pb_bytes(), "model_metadata.json": metadata_bytes(meta)})
+    with load_bundle(path, cache) as bundle:
+        assert bundle.metadata.sensors == ("OBSERVATION",)
+        assert (bundle.input_name, bundle.output_size) == (PPO_INPUT, 5)
+
+
+@pytest.mark.parametrize("litter, dirs", [c[1:] for c in LITTER], ids=[c[0] for c in LITTER])
+def test_operating_system_litter_is_ignored_at_any_depth(tmp_path, cache, litter, dirs):
+    top = "mymodel/" if dirs else ""
+    files = {**litter, f"{top}model.pb": pb_bytes(), f"{top}model_metadata.json": metadata_bytes()}
+    path = write_tar(tmp_path / "mac.tar.gz", files, [_dir(d) for d in dirs])
+    with load_bundle(path, cache) as bundle:
+        assert (bundle.kind, bundle.files.path.name, bundle.output_size) == ("tensorflow", "model.pb", 5)
+    assert {m.name for m in scan(path)} == {d.rstrip("/") for d in dirs if "MACOSX" not in d} | {
+        f"{top}model.pb", f"{top}model_metadata.json"}
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    extract(path, dest)
+    written = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
+    assert written == {f"{top}model.pb", f"{top}model_metadata.json"}
+
+
+def test_litter_in_an_unpacked_folder_is_ignored(tmp_path, cache):
+    folder = tmp_path / "unpacked"
+    (folder / "__MACOSX").mkdir(parents=True)
+    (folder / "mymodel").mkdir()
+    (folder / "._mymodel").write_bytes(APPLE_DOUBLE)
+    (folder / ".DS_Store").write_bytes(b"Bud1")
+    (folder / "mymodel" / "model.pb").write_bytes(pb_bytes())
+    (folder / "mymodel" / "model_metadata.json").write_bytes(metadata_bytes())
+    with load_bundle(folder, cache) as bundle:
+        assert bundle.root == folder / "mymodel" and bundle.output_size == 5
+
+
+def test_an_archive_of_litter_alone_has_no_model(tmp_path, cache):
+    path = write_tar(tmp_path / "mac.tar.gz", {"._model.pb": APPLE_DOUBLE, "__MACOSX/model_metadata.json": b"{}"})
+    assert scan(path) == []
+    with pytest.raises(BundleError, match="^no model file"):
+        load_bundle(path, cache)
+
+
+def _converted_ir(tmp_path: Path, archive: Path, cache: Path) -> dict[str, bytes]:
+    with load_bundle(archive, cache) as bundle:
+        return ir_files(bundle.read_model(), tmp_path / f"ir-{archive.stem}")
+
+
+def test_pb_with_its_own_converted_ir_uses_that_ir(tmp_path, cache):
+    ir = _converted_ir(tmp_path, PPO_TAR, cache / "first")
+    path = write_tar(tmp_path / "drem.tar.gz", {"model.pb": pb_bytes(), **ir, "model_metadata.json": metadata_bytes()})
     with load_bundle(path, cache) as bundle:
         assert bundle.kind == "tensorflow" and bundle.output_size == 5
+        assert bundle.describe()["shipped_ir"] == {"file": "model.xml", "used": True, "reason": None}
+    assert ir_entries(cache) == []
+
+
+STALE_IR = [
+    ("another model's ir", lambda tmp, cache: _converted_ir(tmp, SAC_TAR, cache),
+     "model.xml is not recorded as converted from this model.pb"),
+    ("ir without source record", lambda tmp, cache: ir_files(ov_model(), tmp / "plain"),
+     "model.xml is not recorded as converted from this model.pb"),
+    ("ir that does not load", lambda tmp, cache: {"model.xml": b"<net", "model.bin": b""}, "cannot read model.xml: "),
+    ("ir without weights", lambda tmp, cache: {"model.xml": ir_files(ov_model(), tmp / "w")["model.xml"]},
+     "cannot read model.xml: "),
+]
+
+
+@pytest.mark.parametrize("make_ir, reason", [c[1:] for c in STALE_IR], ids=[c[0] for c in STALE_IR])
+def test_pb_with_a_stale_or_broken_ir_converts_the_pb(tmp_path, cache, make_ir, reason):
+    ir = make_ir(tmp_path, cache / "other")
+    path = write_tar(tmp_path / "car.tar.gz", {"model.pb": pb_bytes(), **ir, "model_metadata.json": metadata_bytes()})
+    expected = np.load(MODELS / "tf_expected.npz")
+    with load_bundle(path, cache) as bundle:
+        shipped = bundle.describe()["shipped_ir"]
+        assert (shipped["file"], shipped["used"]) == ("model.xml", False)
+        assert shipped["reason"].startswith(reason) and "\n" not in shipped["reason"]
+        policy = Policy(bundle, tmp_path / "compiled")
+        got = np.stack([policy.infer(x.astype(np.float32)) for x in expected["inputs"]])
+    np.testing.assert_allclose(got, expected["discrete_ppo"], atol=1e-5)
+    assert len(ir_entries(cache)) == 1
 
 
 def test_pb_beside_onnx_is_two_models(tmp_path, cache):

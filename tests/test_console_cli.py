@@ -65,13 +65,18 @@ def run_car(state: Path, model: Path, port: int) -> subprocess.Popen:
                             cwd=REPO, stderr=subprocess.PIPE, text=True)
 
 
-def test_racer_car_serves_the_console_and_shows_a_generated_password_once(tmp_path):
+def test_racer_car_writes_a_generated_password_to_a_private_file_and_prints_only_its_path(tmp_path):
     model = racer_bundle(tmp_path / "models", "driving", STRAIGHT)
     state, port = tmp_path / "state", free_port()
     car = run_car(state, model, port)
     try:
-        line, _ = wait_for_line(stderr_lines(car), "racer console password")
-        password = line.rsplit(": ", 1)[1].strip()
+        lines = stderr_lines(car)
+        line, before = wait_for_line(lines, "first password was generated")
+        path = state / "console" / "first-password"
+        assert str(path) in line and path.stat().st_mode & 0o777 == 0o600
+        password = path.read_text().strip()
+        _, after = wait_for_line(lines, "model driving")
+        assert not any(password in text for text in [*before, line, *after])  # the journal never sees it
         client = CarClient(CarAddress.parse(f"127.0.0.1:{port}"), lambda: password, print,
                            KnownCars(tmp_path / "cars.json"))
         status = client.request("GET", "/api/status")
@@ -124,6 +129,9 @@ def test_status_upload_and_teleop_tools(car):
     broken.write_bytes(b"not an archive")
     result = tool(laptop, "upload", str(broken), "--car", car.url)
     assert result.returncode == 1 and "not a .tar.gz archive (no gzip header) (HTTP 422)" in result.stderr
+    human = tool(laptop, "status", "--car", car.url)  # the failed upload is not blamed on the loaded model
+    assert "model     packed\n" in human.stdout, human.stdout
+    assert "install of broken: failed: not a .tar.gz archive" in human.stdout
 
     env = {**os.environ, "RACER_CONFIG_DIR": str(laptop)}
     teleop = subprocess.Popen([sys.executable, "-c", TOOLS, "teleop", "--car", car.url], stdin=subprocess.PIPE,
@@ -158,6 +166,8 @@ def test_calibrate_tool_walks_both_outputs_and_saves(car):
 def test_mdns_record_carries_scheme_fingerprint_and_no_loopback_address():
     info = service_info("0.0.0.0", 8443, "https", "AB:CD")
     car = car_from_info(info)
-    assert (car.port, car.scheme, car.fingerprint) == (8443, "https", "AB:CD")
+    assert (car.port, car.fingerprint) == (8443, "AB:CD")
     assert not any(address.startswith("127.") for address in car.addresses)
     assert car_from_info(service_info("192.0.2.7", 443, "https", "")).url == "https://192.0.2.7:443"
+    # the record's scheme is unauthenticated: a spoofed "http" never downgrades the tools
+    assert car_from_info(service_info("192.0.2.7", 8080, "http", "")).url == "https://192.0.2.7:8080"

@@ -72,7 +72,7 @@ def test_every_route_but_login_and_server_ready_refuses_an_unauthenticated_reque
 
 def test_a_wrong_bearer_token_is_refused(car):
     status, _, body = car.request("GET", "/api/status", headers={"Authorization": "Bearer racer_00_nope"})
-    assert status == 401 and json.loads(body)["reason"] == "invalid or revoked API token"
+    assert status == 401 and json.loads(body)["reason"] == "invalid, expired or revoked API token"
 
 
 def test_session_cookie_is_httponly_strict_and_state_changes_need_the_csrf_token(car):
@@ -117,28 +117,42 @@ def test_logins_are_rate_limited(car):
         limiter.succeeded("127.0.0.1")
 
 
-def test_limiter_counts_per_client_and_in_total():
+def test_limiter_backs_off_per_client_only_and_forgets():
     now = [0.0]
-    limiter = LoginLimiter(per_client=2, total=3, window_s=10.0, clock=lambda: now[0])
+    limiter = LoginLimiter(free=2, backoff_s=10.0, max_backoff_s=40.0, forget_s=100.0, tracked=3,
+                           clock=lambda: now[0])
+    limiter.failed("a")
+    assert limiter.retry_after("a") == 0
+    limiter.failed("a")
+    assert limiter.retry_after("a") == 10 and limiter.retry_after("b") == 0
+    now[0] = 10.0
+    limiter.failed("a")
+    assert limiter.retry_after("a") == 20  # doubles with each further failure
     limiter.failed("a")
     limiter.failed("a")
-    assert limiter.retry_after("a") == 11 and limiter.retry_after("b") == 0
-    limiter.failed("b")
-    assert limiter.retry_after("c") > 0
-    now[0] = 10.5
-    assert limiter.retry_after("a") == 0 and limiter.retry_after("c") == 0
+    assert limiter.retry_after("a") == 40  # capped
+    for client in ("b", "c", "d"):  # many clients never block another one
+        limiter.failed(client)
+        limiter.failed(client)
+    assert limiter.retry_after("e") == 0
+    assert limiter.retry_after("a") == 0  # the oldest record was forgotten to bound memory
+    now[0] = 200.0
+    assert limiter.retry_after("d") == 0
 
 
 def test_api_tokens_are_created_listed_without_secrets_and_revoked(car):
     client = car.client()
-    created = client.request("POST", "/api/tokens", {"name": "ci script"}).body
+    cookie, csrf = car.login()
+    status, _, body = car.request("POST", "/api/tokens", {"name": "ci script"}, {"Cookie": cookie, "X-CSRFToken": csrf})
+    assert status == 200, body
+    created = json.loads(body)
     token = created["token"]
     headers = {"Authorization": f"Bearer {token}"}
     assert car.request("GET", "/api/status", headers=headers)[0] == 200
     listed = client.request("GET", "/api/tokens").body["tokens"]
-    assert {"id": created["id"], "name": "ci script"}.items() <= next(
+    assert {"id": created["id"], "name": "ci script", "expires": created["expires"]}.items() <= next(
         t for t in listed if t["id"] == created["id"]).items()
-    assert all(set(t) == {"id", "name", "created"} for t in listed)
+    assert all(set(t) == {"id", "name", "created", "expires"} for t in listed)
     assert token not in car.state.tokens.read_text()
     assert client.request("DELETE", f"/api/tokens/{created['id']}").status == 200
     assert car.request("GET", "/api/status", headers=headers)[0] == 401
@@ -152,7 +166,7 @@ def test_password_is_stored_as_a_salted_scrypt_hash_readable_only_by_its_owner(t
     assert verify_password("s3cret-pass", stored) and not verify_password("s3cret-pasS", stored)
     assert not verify_password("x", "md5$abc")
     state = StateDir(tmp_path / "state")
-    set_password(state, "s3cret-pass")
+    set_password(state, "s3cret-pass-phrase")
     assert stat.S_IMODE(state.password.stat().st_mode) == 0o600
     assert stat.S_IMODE(state.secrets.stat().st_mode) == 0o700
     with pytest.raises(PasswordError):
@@ -166,7 +180,7 @@ def test_changing_the_password_ends_sessions_and_revokes_tokens(tmp_path):
     set_password(state, "first password")
     auth = Auth(state)
     sid, _ = auth.login("first password", "me")
-    _, token = auth.create_token("laptop")
+    _, token, _ = auth.create_token("laptop")
     assert auth.session(sid) and auth.token_valid(token)
     result = subprocess.run([sys.executable, "-c", RACER, "passwd", "--state-dir", str(state.root)],
                             input="second password\n", capture_output=True, text=True, cwd=REPO)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from browser.harness import CURVES, STRAIGHT, Car, racer_bundle, start_car
-from model_factory import PPO_TAR, SAC_TAR, ir_files, metadata_bytes, nan_model, onnx_model, write_tar
+from model_factory import PPO_TAR, SAC_TAR, ir_files, metadata_bytes, nan_model, onnx_model, pb_bytes, write_tar
 
 EVIL = f"racer-evil-{uuid.uuid4().hex}"
 
@@ -207,7 +207,21 @@ def test_racer_bundle_installs_atomically_and_loads(rig):
 
     replaced = {**good, "model_metadata.json": json.dumps(
         {**json.loads(good["model_metadata.json"]), "version": "6"}).encode()}
-    assert upload(car, "curves.tar.gz", tar_gz(replaced))[0] == 200
+    missing, done = [], threading.Event()
+
+    def watch() -> None:  # the folder never disappears while it is replaced
+        while not done.is_set():
+            if not (car.state.models / "curves" / "model_metadata.json").is_file():
+                missing.append(time.monotonic())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert upload(car, "curves.tar.gz", tar_gz(replaced))[0] == 200
+    finally:
+        done.set()
+        watcher.join()
+    assert missing == []
     assert json.loads((car.state.models / "curves" / "model_metadata.json").read_text())["version"] == "6"
     assert sorted(p.name for p in car.state.models.iterdir()) == ["curves"]
 
@@ -249,6 +263,18 @@ def test_aws_export_converts_in_the_background_with_progress(rig):
     assert any((car.state.cache / "ir").rglob("model.xml"))
 
 
+def test_a_folder_tarred_on_a_mac_installs_without_its_appledouble_files(rig):
+    car, _, _, _ = rig
+    double = b"\0\5\026\7\0\2\0\0Mac OS X        "
+    folder = tarfile.TarInfo("mymodel")
+    folder.type = tarfile.DIRTYPE
+    archive = tar_gz({"./._mymodel": double, "mymodel/._model.pb": double, "mymodel/model.pb": pb_bytes(),
+                      "mymodel/._model_metadata.json": double, "mymodel/model_metadata.json": metadata_bytes()}, [folder])
+    status, body = upload(car, "mymodel.tar.gz", archive)
+    assert (status, body["model_folder_name"]) == (200, "mymodel"), body
+    assert sorted(p.name for p in (car.state.models / "mymodel").iterdir()) == ["model.pb", "model_metadata.json"]
+
+
 def test_delete_models_is_all_or_nothing(rig):
     car, _, _, _ = rig
     client = car.client()
@@ -257,9 +283,14 @@ def test_delete_models_is_all_or_nothing(rig):
     assert answer.status == 400
     assert (car.state.models / "deepracer_continuous_sac").is_dir()
     assert client.request("POST", "/api/deleteModels", {"filenames": ["nope"]}).status == 404
+    assert client.request("PUT", "/api/models/deepracer_continuous_sac/model").status == 200  # converts it
+    converted = {p.name for p in (car.state.cache / "ir").glob("*/*")}
     answer = client.request("POST", "/api/deleteModels", {"filenames": ["deepracer_continuous_sac"]})
     assert answer.status == 200 and answer.body["success"] is True
     assert not (car.state.models / "deepracer_continuous_sac").exists()
+    left = {p.name for p in (car.state.cache / "ir").glob("*/*")}
+    assert len(converted - left) == 1  # its converted IR went with it; the other models' stayed
+    assert client.request("PUT", "/api/models/driving/model").status == 200
 
 
 def test_upload_requests_without_a_file_are_refused(rig):

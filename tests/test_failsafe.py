@@ -128,12 +128,16 @@ def test_camera_loss_goes_neutral_and_its_return_does_not_restart_the_car(bundle
         for f in images.iterdir():
             f.unlink()
         assert wait_until(lambda: at_neutral(maestro), 2.0)
-        assert "camera stale" in runtime.stack.control.core.last_reason
+        # no frames, so the policy went quiet too: whichever of the two latched first
+        assert wait_until(lambda: "camera stale" in runtime.stack.control.core.last_reason
+                          or "policy command stale" in runtime.stack.control.core.last_reason, 2.0)
+        assert wait_until(lambda: "camera stale" in "; ".join(runtime.stack.control.core.watchdog.faults(
+            runtime.stack.clock.now()).values()), 2.0)
         with pytest.raises(ValueError, match="cannot start: camera stale"):
             runtime.command("start")
         for name, data in frames.items():  # the case: the folder refilled after 2 s
             (images / name).write_bytes(data)
-        stays_stopped_until_start(runtime, maestro, "camera stale")
+        stays_stopped_until_start(runtime, maestro, "camera stale", "policy command stale")
     finally:
         runtime.stop()
         camera.close()

@@ -49,26 +49,34 @@ def test_legacy_file_defaults_to_discrete_clipped_ppo():
     assert meta.actions[0] == Action(-30.0, 1.0) and meta.max_speed == 1.0
 
 
-def test_missing_sensor_and_network_default_to_front_camera_shallow():
+def test_missing_sensor_is_the_legacy_camera_and_network_shallow():
+    # The stock console shows such models' sensor as "Camera", its name for OBSERVATION.
     meta = parse_metadata({"action_space": [{"steering_angle": 10, "speed": 1}]})
-    assert meta.sensors == FRONT and meta.camera_sensor == "FRONT_FACING_CAMERA"
+    assert meta.sensors == ("OBSERVATION",) and meta.camera_sensor == "OBSERVATION"
     assert meta.neural_network == "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW" and meta.version is None
 
 
-def test_indexed_fixture_keeps_index_order():
+def test_indexed_fixture_decodes_by_list_position():
     meta = load_metadata(METADATA_DIR / "deepracer_utils_drfc1_discrete_indexed_v4.json")
     assert meta.actions[0] == Action(-30.0, 1.0)
     assert meta.actions[7] == Action(0.0, 2.0)
     assert meta.actions[13] == Action(30.0, 2.0)
 
 
-def test_actions_are_ordered_by_index_not_by_position():
+def test_index_keys_do_not_reorder_the_actions():
+    # Output i is action_space[i] in the AWS simulator and on the stock car, whatever `index` says.
     meta = parse_metadata({"action_space": [
-        {"steering_angle": 30, "speed": 1, "index": 2},
-        {"steering_angle": -30, "speed": 1, "index": 0},
         {"steering_angle": 0, "speed": 2, "index": 1},
+        {"steering_angle": -30, "speed": 1, "index": 0},
     ]})
-    assert meta.actions == (Action(-30.0, 1.0), Action(0.0, 2.0), Action(30.0, 1.0))
+    assert meta.actions == (Action(0.0, 2.0), Action(-30.0, 1.0))
+
+
+@pytest.mark.parametrize("indexes", [(1, 2, 3), (0, 0, 0), (5, "a", None)], ids=["1-based", "repeated", "junk"])
+def test_any_index_labels_load(indexes):
+    meta = parse_metadata({"action_space": [{"steering_angle": a, "speed": 1, "index": i}
+                                            for a, i in zip((-30, 0, 30), indexes)]})
+    assert [a.steering_deg for a in meta.actions] == [-30.0, 0.0, 30.0]
 
 
 def test_stereo_camera_is_the_camera_sensor():
@@ -97,8 +105,6 @@ BAD = [
     ("steering as bool", {"action_space": [{"steering_angle": True, "speed": 1}]},
      "action_space[0].steering_angle must be a number, got True"),
     ("missing speed", {"action_space": [{"steering_angle": 0}]}, "action_space[0] needs steering_angle and speed"),
-    ("duplicate index", {"action_space": [dict(DISCRETE[0], index=0), dict(DISCRETE[1], index=0)]},
-     "action_space index values must be 0..N-1, each once"),
     ("low above high", {"action_space": {**CONTINUOUS, "speed": {"low": 2, "high": 1}}, "action_space_type": "continuous"},
      "action_space.speed: low 2.0 must be below high 1.0"),
     ("low equals high", {"action_space": {**CONTINUOUS, "steering_angle": {"low": 5, "high": 5}}, "action_space_type": "continuous"},
@@ -136,3 +142,15 @@ def test_invalid_json_and_missing_file(tmp_path):
         load_metadata(path)
     with pytest.raises(MetadataError, match="^cannot read model_metadata.json"):
         load_metadata(tmp_path / "missing.json")
+
+
+def test_console_shows_a_model_without_sensor_as_camera(tmp_path):
+    from car.console.models import ModelStore
+
+    for folder, extra in (("old", {}), ("new", {"sensor": ["FRONT_FACING_CAMERA"]})):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "model.pb").write_bytes(b"")
+        (tmp_path / folder / "model_metadata.json").write_text(json.dumps({"action_space": DISCRETE, **extra}))
+    listed = {m.folder: m.to_json() for m in ModelStore(tmp_path, tmp_path / "cache").list()}
+    assert listed["old"]["model_sensors"] == ["Camera"] and not listed["old"]["is_select_disabled"]
+    assert listed["new"]["model_sensors"] == ["Front-facing camera"]

@@ -11,7 +11,9 @@ import pytest
 
 from car.bundle import load_bundle
 from car.inference import Policy
-from model_factory import MODELS, PPO_TAR, SAC_TAR, metadata_bytes, pb_bytes, write_tar
+from model_factory import FRAMES_DIR, MODELS, PPO_TAR, SAC_TAR, metadata_bytes, pb_bytes, write_tar
+
+FRAMES = ("sim-image-3-00000.png", "sim-image-3-00350.png", "sim-image-3-00916.png")
 
 
 @pytest.fixture
@@ -87,3 +89,76 @@ def test_convert_to_a_non_empty_directory_fails_cleanly(racer, tmp_path):
     done = racer("convert", str(SAC_TAR), "--out", str(tmp_path / "out"), "--json")
     assert done.returncode == 1
     assert json.loads(done.stdout) == {"ok": False, "reason": f"{tmp_path / 'out'} exists and is not an empty directory"}
+
+
+@pytest.mark.parametrize("pb", [bytes(range(256)) * 8, b'node { name: "x" '], ids=["binary garbage", "broken text"])
+def test_a_bad_pb_gives_one_line_and_no_native_log(racer, tmp_path, pb):
+    path = write_tar(tmp_path / "bad.tar.gz", {"model.pb": pb, "model_metadata.json": metadata_bytes()})
+    done = racer("check", str(path), "--json")
+    assert (done.returncode, done.stderr) == (1, "")
+    assert json.loads(done.stdout)["reason"].startswith("model.pb is not a TensorFlow frozen graph: ")
+    human = racer("check", str(path))
+    assert human.returncode == 1 and human.stdout == ""
+    assert human.stderr.startswith("racer model check: model.pb is not a TensorFlow frozen graph")
+    assert human.stderr.count("\n") == 1
+
+
+def test_mac_archive_of_a_folder_checks_ok(racer, tmp_path):
+    double = b"\0\5\026\7\0\2\0\0Mac OS X        "
+    path = write_tar(tmp_path / "mymodel.tar.gz", {
+        "./._mymodel": double, "mymodel/._model.pb": double, "mymodel/model.pb": pb_bytes(),
+        "mymodel/._model_metadata.json": double, "mymodel/model_metadata.json": metadata_bytes()})
+    done = racer("check", str(path), "--json")
+    assert done.returncode == 0, done.stdout
+    assert json.loads(done.stdout)["output"]["size"] == 5
+
+
+def test_predict_json_on_the_fixture_frames(racer):
+    expected = np.load(MODELS / "tf_expected.npz")
+    frames = [str(FRAMES_DIR / name) for name in FRAMES]
+    done = racer("predict", str(PPO_TAR), *frames, "--json")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    result = json.loads(done.stdout)
+    assert result["model"] == "deepracer_discrete_ppo" and [p["image"] for p in result["predictions"]] == frames
+    actions = json.loads(metadata_bytes())["action_space"]
+    for entry, want in zip(result["predictions"], expected["discrete_ppo"]):
+        assert np.abs(np.array(entry["output"]) - want).max() < 1e-5
+        action = actions[entry["action"]]
+        assert entry["action"] == int(want.argmax())
+        assert (entry["steering_deg"], entry["speed_mps"]) == (action["steering_angle"], action["speed"])
+
+
+def test_predict_continuous_has_no_action(racer):
+    done = racer("predict", str(SAC_TAR), str(FRAMES_DIR / FRAMES[0]), "--json")
+    [entry] = json.loads(done.stdout)["predictions"]
+    assert entry["action"] is None and len(entry["output"]) == 2
+    assert -30 <= entry["steering_deg"] <= 30 and 1 <= entry["speed_mps"] <= 2
+
+
+def test_predict_human_form_on_stderr(racer):
+    done = racer("predict", str(PPO_TAR), str(FRAMES_DIR / FRAMES[0]))
+    assert done.returncode == 0 and done.stdout == ""
+    assert done.stderr.startswith("deepracer_discrete_ppo:\n  ") and " deg, speed " in done.stderr
+
+
+def test_predict_refuses_bad_pictures_before_writing_heatmaps(racer, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    good = str(FRAMES_DIR / FRAMES[0])
+    cases = [(text, f"{text} is not an image OpenCV can read"), (tmp_path / "gone.png", f"no such picture: {tmp_path / 'gone.png'}")]
+    for bad, reason in cases:
+        done = racer("predict", str(PPO_TAR), good, str(bad), "--explain", str(tmp_path / "heat"), "--json")
+        assert done.returncode == 1 and json.loads(done.stdout) == {"ok": False, "reason": reason}
+    assert not (tmp_path / "heat").exists()
+
+
+def test_preprocess_preset_is_for_aws_exports_only(racer, tmp_path):
+    out = tmp_path / "racer_bundle"
+    assert racer("convert", str(PPO_TAR), "--out", str(out), "--preprocess", "area", "--json").returncode == 0
+    assert json.loads((out / "racer.json").read_text())["preprocess"]["interpolation"] == "area"
+    done = racer("predict", str(out), str(FRAMES_DIR / FRAMES[0]), "--preprocess", "stock", "--json")
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["reason"] == ("racer_bundle carries its own preprocessing (racer.json); "
+                                                 "presets are for AWS DeepRacer exports")
+    usage = racer("predict", str(PPO_TAR), str(FRAMES_DIR / FRAMES[0]), "--preprocess", "bilinear")
+    assert usage.returncode == 2 and "invalid choice: 'bilinear'" in usage.stderr

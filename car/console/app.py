@@ -4,7 +4,9 @@ Paths, request bodies and response shapes follow the DeepRacer console, so its h
 scripts carry over; unlike it, a failure is a 4xx/5xx with {"success": false, "reason": ...}
 and nothing answers success before it happened. Every route but /login and /api/server_ready
 sits behind the session-or-token gate in `Gate`, which is applied to the whole app, so a new
-route cannot be added open by mistake.
+route cannot be added open by mistake; every body is read through car.console.bodies. Each
+change a user makes (mode, start/stop, e-stop, model load, upload, calibration save) is logged as
+one structured line (`events`).
 """
 from __future__ import annotations
 
@@ -14,11 +16,9 @@ import contextlib
 import hashlib
 import hmac
 import html
-import json
 import logging
-import math
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,17 +37,20 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from car.console.auth import Auth, LoginRefused, Session
+from car.console import bodies
+from car.console.auth import MAX_TOKEN_LIFETIME_DAYS, TOKEN_LIFETIME_DAYS, Auth, Credential, LoginRefused, Session
 from car.console.calibration import CalibrationService
 from car.console.errors import ApiError
+from car.console.events import event
 from car.console.limits import ConnectionLimits
+from car.console.live import LiveConnections
 from car.console.models import LoadingStatus, ModelStore
 from car.console.node import ConsoleNode
 from car.console.state import StateDir
 from car.console.stream import BOUNDARY, JpegCache, mjpeg
 from car.console.teleop import TeleopSession
-from car.console.uploads import UploadLimits, folder_for, install_archive, receive_archive
-from car.control.modes import Mode, brief
+from car.console.uploads import UploadLimits, UploadSlot, install_archive, receive_archive
+from car.control.modes import Mode
 from car.inference import Policy
 from car.runtime import CarRuntime
 
@@ -56,11 +59,10 @@ log = logging.getLogger("racer.console")
 STATIC = Path(__file__).resolve().parent / "static"
 PAGES = Path(__file__).resolve().parent / "pages"
 MAX_LOGIN_BODY = 4096
-SESSION_COOKIE = "racer_session"
 PUBLIC_PATHS = frozenset({"/login", "/api/server_ready"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STATE_CHANGING_GETS = frozenset({"/api/set_calibration_mode"})
-MAX_JSON_BODY = 64 << 10
+SESSION_ONLY = frozenset({("POST", "/api/tokens")})
 STREAM_FPS = 15.0
 DRIVE_MODES = {"manual": "manual", "auto": "autonomous", "autonomous": "autonomous"}
 
@@ -100,28 +102,53 @@ class Console:
     stopping: threading.Event = field(default_factory=threading.Event)
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     logins: LoginPool = field(default_factory=LoginPool)
+    hosts: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})
+    cookie: str = "racer_session"
+    uploads: UploadSlot = field(default_factory=UploadSlot)
+    live: LiveConnections = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.live = LiveConnections(self.auth.alive)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.secure else "http"
 
     @contextlib.contextmanager
     def job(self, kind: str, model: str, done: str) -> Iterator[None]:
         """One install or load at a time, reported through /api/isModelLoading."""
         if not self.loading.lock.acquire(blocking=False):
-            raise ApiError(409, f"busy: {self.loading.job} of {self.loading.model!r} is still running")
+            raise self.busy()
         try:
             self.loading.begin(kind, model)
             try:
                 yield
             except ApiError as exc:
                 self.loading.finish("error", exc.reason)
+                event(f"{kind}_failed", model=model, reason=exc.reason)
                 raise
             except Exception as exc:
                 self.loading.finish("error", f"{type(exc).__name__}: {exc}")
+                event(f"{kind}_failed", model=model, reason=f"{type(exc).__name__}: {exc}")
                 raise
             self.loading.finish(done)
+            event(done, model=model)
         finally:
             self.loading.lock.release()
 
-    def install(self, archive: Path, filename: str) -> str:
-        folder = folder_for(filename)
+    def busy(self) -> ApiError:
+        return ApiError(409, f"busy: {self.loading.job} of {self.loading.model!r} is still running")
+
+    def delete(self, folders: list[str]) -> None:
+        """Not while an install or load runs: both use the conversion cache that a delete prunes."""
+        if not self.loading.lock.acquire(blocking=False):
+            raise self.busy()
+        try:
+            self.store.delete(folders)
+        finally:
+            self.loading.lock.release()
+
+    def install(self, archive: Path, folder: str) -> str:
         with self.job("install", folder, "installed"):
             install_archive(archive, folder, self.store, self.state.uploads, self.limits, self.loading.step)
         return folder
@@ -132,11 +159,13 @@ class Console:
         try:
             self.runtime.command(name, *args)
         except ValueError as exc:
+            event("command_refused", command=name, args=list(args), reason=str(exc))
             raise ApiError(409, str(exc)) from None
+        event("command", command=name, args=list(args))
 
-    def emergency_stop(self) -> None:
+    def emergency_stop(self, source: str = "console") -> None:
         self.runtime.command("emergency_stop")
-        log.warning("emergency stop from the console")
+        event("emergency_stop", source=source)
 
     def load(self, folder: str, model_name: str) -> None:
         """Compile the model, stop the car, swap the policy's model: the car needs a new start."""
@@ -159,27 +188,12 @@ def fail(status: int, reason: str, headers: dict[str, str] | None = None) -> JSO
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_JSON_BODY:
-            raise ApiError(413, f"request body is larger than {MAX_JSON_BODY} bytes")
-    try:
-        data = json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "request body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "request body must be a JSON object")
-    return data
+    return await bodies.read_object(request.stream())
 
 
-def number(body: dict[str, Any], key: str, low: float, high: float) -> float:
-    value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ApiError(400, f"{key} must be a number, got {brief(value)}")
-    if not low <= value <= high:
-        raise ApiError(400, f"{key} must be within {low:g}..{high:g}, got {brief(value)}")
-    return float(value)
+def credential(connection: HTTPConnection) -> Credential:
+    """What the gate let this request or socket in with."""
+    return connection.scope["state"]["credential"]
 
 
 def _style_hash(page: str) -> str:
@@ -189,11 +203,13 @@ def _style_hash(page: str) -> str:
 
 
 class Gate:
-    """Authentication, CSRF and security headers for every HTTP request and WebSocket.
+    """Host check, authentication, CSRF and security headers for every HTTP request and WebSocket.
 
-    A request passes with a valid API token (Authorization: Bearer) or a session cookie. With a
-    session, anything that changes state also needs the session's CSRF token in X-CSRFToken (a
-    WebSocket: in the csrf query parameter) and, when the browser sends an Origin, the same origin.
+    The Host header must name the console (one of `console.hosts`, set at start), so a rebound DNS
+    name cannot reach it. A request passes with a valid API token (Authorization: Bearer) or a
+    session cookie. With a session, anything that changes state also needs the session's CSRF
+    token in X-CSRFToken (a WebSocket: in the csrf query parameter) and, when the browser sends an
+    Origin, exactly this console's scheme, host and port. Creating an API token needs a session.
     """
 
     def __init__(self, app: ASGIApp, console: Console, login_style: str):
@@ -219,7 +235,9 @@ class Gate:
                 message = {**message, "headers": [*message.get("headers", []), *self.headers]}
             await send(message)
 
-        refusal = None if scope["path"] in PUBLIC_PATHS else self.refusal(scope)
+        refusal = self.host_refusal(scope)
+        if refusal is None and scope["path"] not in PUBLIC_PATHS:
+            refusal = self.refusal(scope)
         if refusal is None:
             await self.app(scope, receive, send_with_headers)
         elif scope["type"] == "websocket":
@@ -227,30 +245,45 @@ class Gate:
         else:
             await refusal(scope, receive, send_with_headers)
 
+    def host_refusal(self, scope: Scope) -> Response | None:
+        host = HTTPConnection(scope).headers.get("host", "")
+        try:
+            name = urlsplit(f"//{host}").hostname
+        except ValueError:
+            name = None
+        if name is None or name.lower() not in self.console.hosts:
+            return fail(400, f"Host {host[:80]!r} is not a name this console serves")
+        return None
+
     def refusal(self, scope: Scope) -> Response | None:
         conn = HTTPConnection(scope)
+        state = scope.setdefault("state", {})
         authorization = conn.headers.get("authorization", "")
         if authorization.lower().startswith("bearer "):
-            if self.console.auth.token_valid(authorization[7:].strip()):
-                return None
-            return fail(401, "invalid or revoked API token")
-        sid = conn.cookies.get(SESSION_COOKIE)
+            token_id = self.console.auth.token_id(authorization[7:].strip())
+            if token_id is None:
+                return fail(401, "invalid, expired or revoked API token")
+            if (scope.get("method"), scope["path"]) in SESSION_ONLY:
+                return fail(403, "API tokens are made from a logged-in session, not from another token")
+            state["credential"] = Credential("token", token_id)
+            return None
+        sid = conn.cookies.get(self.console.cookie)
         session = self.console.auth.session(sid)
-        if session is None:
+        if session is None or sid is None:
             if scope["type"] == "http" and scope["method"] == "GET" and "text/html" in conn.headers.get("accept", ""):
                 return RedirectResponse("/login", status_code=303)
             return fail(401, "log in first (POST /login) or send an API token")
-        scope.setdefault("state", {})["session"] = session
-        scope["state"]["session_id"] = sid
+        state["session"] = session
+        state["session_id"] = sid
+        state["credential"] = Credential("session", sid)
         if scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS or scope["path"] in STATE_CHANGING_GETS:
             return self.csrf_refusal(conn, session, scope["type"] == "websocket")
         return None
 
-    @staticmethod
-    def csrf_refusal(conn: HTTPConnection, session: Session, websocket: bool) -> Response | None:
+    def csrf_refusal(self, conn: HTTPConnection, session: Session, websocket: bool) -> Response | None:
         origin = conn.headers.get("origin")
-        if origin and urlsplit(origin).netloc != conn.headers.get("host", ""):
-            return fail(403, f"cross-origin request from {origin} refused")
+        if origin and origin.rstrip("/") != f"{self.console.scheme}://{conn.headers.get('host', '')}":
+            return fail(403, f"cross-origin request from {origin[:80]} refused")
         token = QueryParams(conn.scope.get("query_string", b"")).get("csrf") if websocket \
             else conn.headers.get("x-csrftoken")
         if not token or not hmac.compare_digest(token.encode(), session.csrf.encode()):
@@ -269,7 +302,7 @@ def create_app(console: Console) -> Starlette:
         return HTMLResponse(login_page.replace("{{error}}", message), status_code=status, headers=headers)
 
     async def login_form(request: Request) -> Response:
-        if console.auth.session(request.cookies.get(SESSION_COOKIE)):
+        if console.auth.session(request.cookies.get(console.cookie)):
             return RedirectResponse("/", status_code=303)
         return render_login()
 
@@ -293,13 +326,15 @@ def create_app(console: Console) -> Starlette:
                 return fail(exc.status, exc.reason, headers)
             return render_login(exc.reason, exc.status, headers)
         response: Response = ok() if wants_json else RedirectResponse("/", status_code=303)
-        response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict", secure=console.secure, path="/")
+        response.set_cookie(console.cookie, sid, httponly=True, samesite="strict", secure=console.secure, path="/")
+        event("login", client=client)
         return response
 
     async def logout(request: Request) -> Response:
+        """Ends the session (a token's request: nothing to end); its sockets close within 100 ms."""
         console.auth.logout(request.scope["state"].get("session_id"))
         response = ok()
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(console.cookie, path="/", secure=console.secure, httponly=True, samesite="strict")
         return response
 
     async def index(request: Request) -> Response:
@@ -318,23 +353,27 @@ def create_app(console: Console) -> Starlette:
                                  "lidar_status": "not_connected"})
 
     async def upload(request: Request) -> Response:
+        """One upload at a time, from the first byte of its body to its install (409 for another)."""
         if console.loading.lock.locked():
-            raise ApiError(409, f"busy: {console.loading.job} of {console.loading.model!r} is still running")
-        filename, archive = await receive_archive(request.headers.get("content-type", ""),
-                                                  request.headers.get("content-length"), request.stream(),
-                                                  console.state.uploads, console.limits.request_bytes)
-        try:
-            folder = await run_in_threadpool(console.install, archive, filename)
-        finally:
-            archive.unlink(missing_ok=True)
-        log.info("console installed model %s", folder)
+            raise console.busy()
+        with console.uploads.claim():
+            try:
+                folder, archive = await receive_archive(
+                    request.headers.get("content-type", ""), request.headers.get("content-length"), request.stream(),
+                    console.state.uploads, console.limits, console.store.check_new_folder)
+            except ApiError as exc:
+                event("upload_failed", reason=exc.reason)
+                raise
+            try:
+                await run_in_threadpool(console.install, archive, folder)
+            finally:
+                archive.unlink(missing_ok=True)
         return ok(message=f"Model {folder} uploaded and installed", model_folder_name=folder)
 
     async def delete_models(request: Request) -> Response:
-        names = (await json_body(request)).get("filenames")
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise ApiError(400, "filenames must be a non-empty list of model folder names")
-        await run_in_threadpool(console.store.delete, names)
+        names = bodies.text_list(await json_body(request), "filenames", 100, 64)
+        await run_in_threadpool(console.delete, names)
+        event("models_deleted", models=names)
         return ok(message="Models deleted successfully from your vehicle")
 
     async def load_model(request: Request) -> Response:
@@ -346,34 +385,30 @@ def create_app(console: Console) -> Starlette:
         return JSONResponse(console.loading.to_json())
 
     async def drive_mode(request: Request) -> Response:
-        mode = (await json_body(request)).get("drive_mode")
-        if mode not in DRIVE_MODES:
-            raise ApiError(400, f"drive_mode must be manual or auto, got {mode!r}")
+        mode = bodies.choice(await json_body(request), "drive_mode", list(DRIVE_MODES))
         await run_in_threadpool(console.command, "set_mode", DRIVE_MODES[mode])
         return ok()
 
     async def start_stop(request: Request) -> Response:
-        action = (await json_body(request)).get("start_stop")
-        if action not in ("start", "stop"):
-            raise ApiError(400, f"start_stop must be start or stop, got {action!r}")
+        action = bodies.choice(await json_body(request), "start_stop", ["start", "stop"])
         await run_in_threadpool(console.command, action)
         return ok()
 
     async def emergency_stop(request: Request) -> Response:
-        console.emergency_stop()  # on the event loop: never queued behind the thread pool
+        console.emergency_stop("api")  # on the event loop: never queued behind the thread pool
         return ok(message="emergency stop: the car stays stopped until the next start")
 
     async def max_nav_throttle(request: Request) -> Response:
         """The autonomous speed limit, in percent."""
-        percent = number(await json_body(request), "throttle", 0.0, 100.0)
+        percent = bodies.number(await json_body(request), "throttle", 0.0, 100.0)
         await run_in_threadpool(runtime.call, runtime.stack.control.core.set_max_speed, percent / 100.0)
         return ok()
 
     async def manual_drive(request: Request) -> Response:
         """DeepRacer convention: angle + = right, throttle - = forward; max_speed 0..1 sets the limit."""
         body = await json_body(request)
-        angle, throttle = number(body, "angle", -1.0, 1.0), number(body, "throttle", -1.0, 1.0)
-        max_speed = number(body, "max_speed", 0.0, 1.0)
+        angle, throttle = bodies.number(body, "angle", -1.0, 1.0), bodies.number(body, "throttle", -1.0, 1.0)
+        max_speed = bodies.number(body, "max_speed", 0.0, 1.0)
         core = runtime.stack.control.core
         if core.state.mode is not Mode.MANUAL:
             raise ApiError(409, f"manual_drive needs manual mode; the car is in {core.state.mode.value} mode")
@@ -384,6 +419,7 @@ def create_app(console: Console) -> Starlette:
 
     async def set_calibration_mode(request: Request) -> Response:
         await run_in_threadpool(console.calibration.enter)
+        event("command", command="set_mode", args=["calibration"])
         return ok()
 
     async def get_calibration(request: Request) -> Response:
@@ -392,6 +428,8 @@ def create_app(console: Console) -> Starlette:
     async def set_calibration(request: Request) -> Response:
         body = await json_body(request)
         await run_in_threadpool(console.calibration.set, request.path_params["kind"], body)
+        event("calibration_saved", kind=request.path_params["kind"],
+              values={key: body[key] for key in ("min", "mid", "max", "polarity")})
         return ok()
 
     async def adjust_wheels(request: Request) -> Response:
@@ -414,26 +452,36 @@ def create_app(console: Console) -> Starlette:
         return JSONResponse({**snapshot, "loading": console.loading.to_json(), "fingerprint": console.fingerprint})
 
     async def camera(request: Request) -> Response:
-        return StreamingResponse(mjpeg(cache, STREAM_FPS, console.stopping),
-                                 media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        """The stream ends when the console stops or the credential it was opened with ends."""
+        async def frames() -> AsyncIterator[bytes]:
+            async with console.live.hold(credential(request)) as held:
+                async for part in mjpeg(cache, STREAM_FPS, console.stopping, held.ended):
+                    yield part
+
+        return StreamingResponse(frames(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
 
     async def tokens(request: Request) -> Response:
         return ok(tokens=console.auth.tokens())
 
     async def create_token(request: Request) -> Response:
-        name = (await json_body(request)).get("name", "")
-        if not isinstance(name, str) or not name.strip():
-            raise ApiError(400, "name the token (who or what uses it)")
-        token_id, token = console.auth.create_token(name.strip())
-        return ok(id=token_id, token=token)
+        """{"name": who uses it, "days": lifetime 1..365 (default 90)} -> {id, token, expires}."""
+        body = await json_body(request)
+        name = bodies.text(body, "name", 80)
+        days = bodies.optional_integer(body, "days", 1, MAX_TOKEN_LIFETIME_DAYS, TOKEN_LIFETIME_DAYS)
+        token_id, token, expires = console.auth.create_token(name, days)
+        event("token_created", id=token_id, name=name, expires=expires)
+        return ok(id=token_id, token=token, expires=expires)
 
     async def revoke_token(request: Request) -> Response:
+        """Revokes the token; sockets opened with it close within 100 ms."""
         if not console.auth.revoke_token(request.path_params["token_id"]):
             raise ApiError(404, "no such token")
+        event("token_revoked", id=request.path_params["token_id"])
         return ok()
 
     async def teleop(websocket: WebSocket) -> None:
-        await TeleopSession(websocket, console.node).run()
+        async with console.live.hold(credential(websocket)) as held:
+            await TeleopSession(websocket, console.node, held.ended, console.emergency_stop).run()
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -444,8 +492,9 @@ def create_app(console: Console) -> Starlette:
         return fail(exc.status_code, exc.detail)
 
     async def server_error(request: Request, exc: Exception) -> Response:
+        """The details go to the car's log, not to the client."""
         log.exception("console request %s %s failed", request.method, request.url.path)
-        return fail(500, f"internal error: {type(exc).__name__}: {exc}")
+        return fail(500, "internal error; the car's log has the details")
 
     write = ["PUT", "POST"]
     routes = [

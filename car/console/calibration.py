@@ -11,17 +11,18 @@ pulse calibration (the simulator) just receive the normalised commands.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any, Protocol
 
+from car.console import bodies
 from car.console.errors import ApiError
-from car.control.modes import brief
 from car.runtime import CarRuntime
 
 KINDS = {"angle": "Servo", "throttle": "Motor"}
 # The ESC band of a wizard step: 0.25 ms either side of neutral, ~1.6x the factory calibration's widest offset.
 RAW_THROTTLE_BAND_NS = 250_000
+# Console units are far smaller; this only keeps hostile numbers (1e308) away from the pulse arithmetic.
+UI_LIMIT = 1e6
 
 
 class CalibrationFormat(Protocol):
@@ -47,10 +48,7 @@ class CalibrationFormat(Protocol):
 
 
 def _number(body: dict[str, Any], key: str) -> float:
-    value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1e6 <= value <= 1e6:
-        raise ApiError(400, f"{key} must be a number, got {brief(value)}")
-    return float(value)
+    return bodies.number(body, key, -UI_LIMIT, UI_LIMIT)
 
 
 class CalibrationService:
@@ -107,9 +105,7 @@ class CalibrationService:
     def set(self, kind: str, body: dict[str, Any]) -> None:
         """Validate, save atomically, and hand the actuator the new tables (it switches at neutral)."""
         output, current = self._range(kind)
-        polarity = body.get("polarity")
-        if polarity not in (1, -1) or isinstance(polarity, bool):
-            raise ApiError(400, f"polarity must be 1 or -1, got {polarity!r}")
+        polarity = bodies.choice(body, "polarity", [1, -1])
         try:
             pulses = dataclasses.replace(current, polarity=polarity, **{
                 key: self.fmt.pulse_from_ui(output, _number(body, key)) for key in ("min", "mid", "max")})
@@ -135,8 +131,8 @@ class CalibrationService:
         raw = self.raw.servo if output == "Servo" else self.raw.motor
         if not raw.min <= pulse <= raw.max:
             low, high = (self.fmt.ui_from_pulse(output, p) for p in (raw.min, raw.max))
-            raise ApiError(400, f"pwm {body['pwm']} is a {pulse} ns pulse, outside the wizard's {raw.min}..{raw.max} ns "
-                                f"(pwm {min(low, high):g}..{max(low, high):g})")
+            raise ApiError(400, f"pwm {body['pwm']} is a {pulse} ns pulse, outside the wizard's "
+                                f"{raw.min}..{raw.max} ns (pwm {min(low, high):g}..{max(low, high):g})")
         servo, motor = self.raw_pulses
         self.raw_pulses = (pulse, motor) if output == "Servo" else (servo, pulse)
         steering = self._raw_command(self.raw_pulses[0], self.raw.servo)

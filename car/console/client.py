@@ -3,8 +3,10 @@
 Trust on first use: the first contact with a car over HTTPS fetches its self-signed certificate,
 shows its fingerprint and pins it; afterwards the TLS handshake trusts only that certificate, so
 a different car or a man in the middle fails before the password or token is sent. The tools log
-in once with the password, exchange the session for an API token and keep the token with the
-pinned certificate in ~/.config/racer/cars.json (mode 0600).
+in once with the password, exchange the session for a named API token, log the session out, and
+keep the token with the pinned certificate in ~/.config/racer/cars.json (mode 0600), keyed by
+scheme, host and port. Plain HTTP is refused to any car but one on this machine's loopback and
+to a car pinned over HTTPS, so a token or password never crosses a network in the clear.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import ssl
 import uuid
 from collections.abc import Callable, Iterator
@@ -52,20 +55,25 @@ class CarAddress:
 
     @classmethod
     def parse(cls, text: str) -> "CarAddress":
-        """HOST, HOST:PORT, [IPv6]:PORT or a URL; without a scheme, https unless the host is loopback."""
-        url = urlsplit(text if "://" in text else f"//{text}")
-        if url.scheme not in ("", "http", "https") or not url.hostname:
-            raise ClientError(f"--car {text!r}: expected HOST[:PORT] or https://HOST[:PORT]")
-        scheme = url.scheme or ("http" if is_loopback(url.hostname) else "https")
+        """HOST, HOST:PORT, [IPv6]:PORT or a URL; without a scheme, https unless the host is loopback.
+        ClientError for plain http:// to a host that is not loopback."""
         try:
-            port = url.port or (DEFAULT_HTTPS_PORT if scheme == "https" else DEFAULT_HTTP_PORT)
+            url = urlsplit(text if "://" in text else f"//{text}")
+            hostname, explicit_port = url.hostname, url.port
         except ValueError:
-            raise ClientError(f"--car {text!r}: bad port") from None
-        return cls(scheme, url.hostname, port)
+            raise ClientError(f"--car {text!r}: expected HOST[:PORT] or https://HOST[:PORT]") from None
+        if url.scheme not in ("", "http", "https") or not hostname:
+            raise ClientError(f"--car {text!r}: expected HOST[:PORT] or https://HOST[:PORT]")
+        scheme = url.scheme or ("http" if is_loopback(hostname) else "https")
+        if scheme == "http" and not is_loopback(hostname):
+            raise ClientError(f"--car {text!r}: plain HTTP would send the password and token in the clear; "
+                              f"use https://{url.netloc} (cars off this machine serve HTTPS)")
+        return cls(scheme, hostname, explicit_port or (DEFAULT_HTTPS_PORT if scheme == "https" else DEFAULT_HTTP_PORT))
 
     @property
     def key(self) -> str:
-        return f"{self.host}:{self.port}"
+        """cars.json key: scheme://host:port, so nothing pinned or issued over HTTPS is used over HTTP."""
+        return f"{self.scheme}://{self.netloc}"
 
     @property
     def netloc(self) -> str:
@@ -73,7 +81,7 @@ class CarAddress:
 
 
 class KnownCars:
-    """cars.json: per HOST:PORT the pinned certificate (PEM) and the API token."""
+    """cars.json: per scheme://HOST:PORT the pinned certificate (PEM) and the API token."""
 
     def __init__(self, path: Path | None = None):
         self.path = path or config_dir() / "cars.json"
@@ -87,7 +95,16 @@ class KnownCars:
             raise ClientError(f"cannot read {self.path}: {exc}") from None
 
     def get(self, key: str) -> dict[str, str]:
-        return self.read().get(key, {})
+        """The entry for `key`; an https key falls back to the entry an older version kept under
+        HOST:PORT (only HTTPS pinned certificates), so an upgrade never silently re-pins."""
+        cars = self.read()
+        legacy = key.removeprefix("https://") if key.startswith("https://") else None
+        return cars.get(key) or (cars.get(legacy, {}) if legacy else {})
+
+    def pinned_over_https(self, host: str) -> bool:
+        """Whether a certificate is pinned for `host` on any HTTPS port (older HOST:PORT entries too)."""
+        return any(entry.get("certificate") and CarAddress.parse(key if "://" in key else f"https://{key}").host == host
+                   for key, entry in self.read().items() if not key.startswith("http://"))
 
     def update(self, key: str, **values: str | None) -> None:
         cars = self.read()
@@ -95,6 +112,23 @@ class KnownCars:
         cars[key] = {k: v for k, v in entry.items() if v is not None}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_private(self.path, json.dumps(cars, indent=1, sort_keys=True).encode())
+
+
+def unreachable(address: CarAddress, exc: OSError, timeout_s: float = TIMEOUT_S) -> ClientError:
+    """What failed on the way to the car, said plainly: unresolvable, refused, timed out, TLS, other."""
+    where = address.netloc
+    if isinstance(exc, socket.gaierror):
+        return ClientError(f"cannot resolve {address.host!r}: {exc.strerror or exc} (check the name, or use the "
+                           "car's address from racer discover)")
+    if isinstance(exc, ConnectionRefusedError):
+        return ClientError(f"{where} refused the connection: nothing listens on port {address.port} (is the car "
+                           "running with --console on this port?)")
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return ClientError(f"{where} did not answer within {timeout_s:g} s (is the car on this network?)")
+    if isinstance(exc, ssl.SSLError):
+        return ClientError(f"TLS with {where} failed: {exc.reason or exc} (is it serving plain HTTP? "
+                           f"try http:// only if it runs on this machine)")
+    return ClientError(f"cannot reach {where}: {exc.strerror or exc}")
 
 
 @dataclass
@@ -120,6 +154,10 @@ class CarClient:
         self.expect_fingerprint = expect_fingerprint
         self.token_name = token_name
         self._ssl: ssl.SSLContext | None = None
+        self.timeout_s = TIMEOUT_S
+        if address.scheme == "http" and self.known.pinned_over_https(address.host):
+            raise ClientError(f"{address.host} was pinned over HTTPS; refusing plain HTTP to it "
+                              f"(use https://{address.host}:PORT)")
 
     def _context(self) -> ssl.SSLContext | None:
         """TLS that trusts exactly the pinned certificate (pinning it on first contact)."""
@@ -129,9 +167,9 @@ class CarClient:
             return self._ssl
         pinned = self.known.get(self.address.key).get("certificate")
         try:
-            presented = ssl.get_server_certificate((self.address.host, self.address.port), timeout=TIMEOUT_S)
+            presented = ssl.get_server_certificate((self.address.host, self.address.port), timeout=self.timeout_s)
         except OSError as exc:
-            raise ClientError(f"cannot reach {self.address.netloc}: {exc}") from None
+            raise unreachable(self.address, exc, self.timeout_s) from None
         seen = fingerprint(ssl.PEM_cert_to_DER_cert(presented))
         if pinned is not None:
             was = fingerprint(ssl.PEM_cert_to_DER_cert(pinned))
@@ -156,9 +194,9 @@ class CarClient:
     def _connection(self) -> http.client.HTTPConnection:
         context = self._context()
         if context is not None:
-            return http.client.HTTPSConnection(self.address.host, self.address.port, timeout=TIMEOUT_S,
+            return http.client.HTTPSConnection(self.address.host, self.address.port, timeout=self.timeout_s,
                                                context=context)
-        return http.client.HTTPConnection(self.address.host, self.address.port, timeout=TIMEOUT_S)
+        return http.client.HTTPConnection(self.address.host, self.address.port, timeout=self.timeout_s)
 
     def _exchange(self, method: str, path: str, body: bytes | Iterator[bytes] | None,
                   headers: dict[str, str]) -> tuple[int, bytes, http.client.HTTPMessage]:
@@ -178,7 +216,7 @@ class CarClient:
         except ssl.SSLCertVerificationError:
             raise ClientError(f"{self.address.netloc} no longer presents the pinned certificate") from None
         except OSError as exc:
-            raise ClientError(f"cannot reach {self.address.netloc}: {exc}") from None
+            raise unreachable(self.address, exc, self.timeout_s) from None
         finally:
             conn.close()
 
@@ -195,7 +233,11 @@ class CarClient:
         return token or self._new_token()
 
     def _new_token(self) -> str:
-        """Log in with the password, then trade the session for a named API token."""
+        """Log in with the password, trade the session for a named API token, log the session out.
+        The car is reached first, so an unreachable car is not reported as a login problem."""
+        status, data, _ = self._exchange("GET", "/api/server_ready", None, {"Accept": "application/json"})
+        if status != 200:
+            raise ClientError(f"{self.address.netloc} is not a ready racer console: {self._json(status, data).reason}")
         form = urlencode({"password": self.password()}).encode()
         status, data, headers = self._exchange("POST", "/login", form, {
             "Content-Type": "application/x-www-form-urlencoded", "Content-Length": str(len(form)),
@@ -212,6 +254,8 @@ class CarClient:
             "Cookie": cookie, "X-CSRFToken": match.group(1), "Content-Type": "application/json",
             "Content-Length": str(len(body))})
         answer = self._json(status, data)
+        self._exchange("POST", "/logout", None, {"Cookie": cookie, "X-CSRFToken": match.group(1),
+                                                 "Content-Length": "0"})
         if status != 200:
             raise ClientError(f"cannot create an API token: {answer.reason}")
         self.known.update(self.address.key, token=answer.body["token"])
@@ -259,7 +303,7 @@ class CarClient:
     def websocket(self, path: str) -> ClientConnection:
         scheme = "wss" if self.address.scheme == "https" else "ws"
         try:
-            return connect(f"{scheme}://{self.address.netloc}{path}", ssl=self._context(), open_timeout=TIMEOUT_S,
+            return connect(f"{scheme}://{self.address.netloc}{path}", ssl=self._context(), open_timeout=self.timeout_s,
                            additional_headers={"Authorization": f"Bearer {self._token()}"})
         except OSError as exc:
-            raise ClientError(f"cannot open {path} on {self.address.netloc}: {exc}") from None
+            raise unreachable(self.address, exc, self.timeout_s) from None

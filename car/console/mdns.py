@@ -1,9 +1,11 @@
 """mDNS (zeroconf): the car advertises its console, `racer discover` lists the cars on the network.
 
 The advertisement carries the scheme and the certificate fingerprint so a user can compare what
-`racer discover` shows with what the car printed; mDNS itself is unauthenticated, so the tools
-still pin the fingerprint they see on first contact, never the advertised one. A console bound
-to loopback is not advertised: nobody else could reach it.
+`racer discover` shows with what the car printed. mDNS itself is unauthenticated, so `racer
+discover` shows everything it heard as unverified and never takes the scheme from the record: a
+car reached over the network is always https (the tools refuse plain HTTP beyond loopback), and
+the tools pin the fingerprint they see on first contact, never the advertised one. A console
+bound to loopback is not advertised: nobody else could reach it.
 """
 from __future__ import annotations
 
@@ -27,17 +29,17 @@ class CarService:
     host: str
     addresses: tuple[str, ...]
     port: int
-    scheme: str
     fingerprint: str
 
     @property
     def url(self) -> str:
+        """Always https: the record's scheme is not authenticated, so it is not trusted."""
         address = self.addresses[0] if self.addresses else self.host
         host = f"[{address}]" if ":" in address else address
-        return f"{self.scheme}://{host}:{self.port}"
+        return f"https://{host}:{self.port}"
 
 
-def _addresses(bind_host: str) -> list[str]:
+def addresses(bind_host: str) -> list[str]:
     """The addresses a console bound to `bind_host` answers on, loopback left out."""
     try:
         bound = ipaddress.ip_address(bind_host.strip("[]"))
@@ -57,7 +59,7 @@ def _addresses(bind_host: str) -> list[str]:
 def service_info(bind_host: str, port: int, scheme: str, fingerprint: str | None) -> ServiceInfo:
     hostname = socket.gethostname() or "racer"
     return ServiceInfo(SERVICE_TYPE, f"{hostname}.{SERVICE_TYPE}", port=port, server=f"{hostname}.local.",
-                       parsed_addresses=_addresses(bind_host),
+                       parsed_addresses=addresses(bind_host),
                        properties={"scheme": scheme, "fingerprint": fingerprint or "", "path": "/"})
 
 
@@ -65,7 +67,7 @@ def car_from_info(info: ServiceInfo) -> CarService:
     props = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
     return CarService(name=info.name.removesuffix(f".{SERVICE_TYPE}"), host=(info.server or "").rstrip("."),
                       addresses=tuple(info.parsed_addresses()), port=info.port or 0,
-                      scheme=props.get("scheme", "https"), fingerprint=props.get("fingerprint", ""))
+                      fingerprint=props.get("fingerprint", ""))
 
 
 class Advertisement:

@@ -1,11 +1,16 @@
 """The models installed on the car (one folder each under the state dir) and the loading status.
 
-Folders appear only by an atomic rename of a fully checked bundle, so anything listed here has
-passed every upload check; a folder that fails to read later (edited by hand) is listed as not
-selectable with the reason, rather than hidden.
+Folders appear only by an atomic rename of a fully checked bundle (a replacement is one atomic
+exchange of the old and new folder), so anything listed here has passed every upload check; a
+folder that fails to read later (edited by hand) is listed as not selectable with the reason,
+rather than hidden. The model the car started with (`racer car --model`, else the bundled one) is
+listed too, marked `"startup": true`, so the user can always go back to it; it cannot be deleted
+or replaced by an upload. Deleting a model removes its converted IR from the cache.
 """
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import os
 import re
 import shutil
@@ -15,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from car.bundle import METADATA_FILE, BundleError, find_model, load_bundle, unrunnable_reason
+from car.bundle import METADATA_FILE, BundleError, ModelFiles, find_model, load_bundle, unrunnable_reason
 from car.console.errors import ApiError
 from car.inference import Policy
 from car.metadata import MetadataError, ModelMetadata, load_metadata
@@ -26,6 +31,17 @@ ACTION_SPACE_NAMES = {"discrete": "Discrete", "continuous": "Continuous"}
 SENSOR_NAMES = {"OBSERVATION": "Camera", "FRONT_FACING_CAMERA": "Front-facing camera", "LEFT_CAMERA": "Left camera",
                 "STEREO_CAMERAS": "Stereo camera", "LIDAR": "LiDAR", "SECTOR_LIDAR": "LiDAR",
                 "DISCRETIZED_SECTOR_LIDAR": "LiDAR"}
+RENAME_EXCHANGE = 2  # linux/fs.h: renameat2() swaps the two paths in one step
+AT_FDCWD = -100
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two existing paths atomically (Linux renameat2 RENAME_EXCHANGE): there is never a
+    moment when either name is missing. OSError when the filesystem cannot."""
+    if _libc.renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno), str(a))
 
 
 def check_folder_name(name: str) -> str:
@@ -42,6 +58,7 @@ class InstalledModel:
     model_name: str
     metadata: ModelMetadata | None
     reason: str | None
+    startup: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The DeepRacer console's model entry."""
@@ -54,6 +71,7 @@ class InstalledModel:
             "model_sensors": [SENSOR_NAMES.get(s, s) for s in meta.sensors] if meta else [],
             "is_select_disabled": self.reason is not None,
             "reason": self.reason,
+            "startup": self.startup,
         }
 
 
@@ -89,56 +107,94 @@ class LoadingStatus:
                 "stage": self.stage, "progress": self.progress, "reason": self.reason}
 
 
-class ModelStore:
-    """state_dir/models/<folder>/ with the bundle files; conversions cached under `cache_dir`."""
+def _frozen_graph(path: Path) -> Path | None:
+    """The bundle's .pb, when it is an AWS export (the only kind that is converted and cached)."""
+    try:
+        files: ModelFiles = find_model(path)
+    except BundleError:
+        return None
+    return files.path if files.path.suffix == ".pb" else None
 
-    def __init__(self, root: Path, cache_dir: Path):
+
+class ModelStore:
+    """state_dir/models/<folder>/ with the bundle files, plus the start-up model (a bundle directory,
+    listed under its own name); conversions cached under `cache_dir`."""
+
+    def __init__(self, root: Path, cache_dir: Path, startup: Path | None = None):
         self.root = root
         self.cache_dir = cache_dir
+        self.startup = startup if startup is not None and startup.is_dir() else None
 
-    def _read(self, path: Path) -> InstalledModel:
+    def _read(self, path: Path, startup: bool = False) -> InstalledModel:
         try:
             files = find_model(path)
             metadata = load_metadata(path / METADATA_FILE)
         except (BundleError, MetadataError) as exc:
-            return InstalledModel(path.name, path, "model", None, str(exc))
-        return InstalledModel(path.name, path, files.path.stem, metadata, unrunnable_reason(metadata))
+            return InstalledModel(path.name, path, "model", None, str(exc), startup)
+        return InstalledModel(path.name, path, files.path.stem, metadata, unrunnable_reason(metadata), startup)
+
+    def _installed(self) -> list[Path]:
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and FOLDER_NAME.fullmatch(p.name))
 
     def list(self) -> list[InstalledModel]:
-        """Selectable models first, each group by name."""
-        folders = sorted(p for p in self.root.iterdir() if p.is_dir() and FOLDER_NAME.fullmatch(p.name))
-        models = [self._read(p) for p in folders]
-        return sorted(models, key=lambda m: (m.reason is not None, m.folder.lower()))
+        """The start-up model first, then the selectable models, then the others, each group by name."""
+        models = sorted((self._read(p) for p in self._installed()), key=lambda m: (m.reason is not None,
+                                                                                     m.folder.lower()))
+        return ([self._read(self.startup, startup=True)] if self.startup else []) + models
 
     def get(self, folder: str) -> InstalledModel:
         path = self.root / check_folder_name(folder)
+        if self.startup is not None and folder == self.startup.name:
+            return self._read(self.startup, startup=True)
         if not path.is_dir():
             raise ApiError(404, f"no model {folder!r} on this car")
         return self._read(path)
 
+    def check_new_folder(self, folder: str) -> None:
+        """ApiError(409) when an upload named `folder` would shadow the start-up model."""
+        if self.startup is not None and folder == self.startup.name:
+            raise ApiError(409, f"{folder!r} is the model the car started with; rename the file to upload it")
+
+    def remove_stale(self) -> None:
+        """Remove what an interrupted replace or delete left behind (hidden folders)."""
+        for path in self.root.iterdir():
+            if path.name.startswith((".replaced-", ".deleted-")):
+                shutil.rmtree(path, ignore_errors=True)
+
     def install(self, content: Path, folder: str) -> None:
-        """Move a checked bundle directory in as `folder`, replacing an older one atomically."""
+        """Move a checked bundle directory in as `folder`; an older one is swapped out in one step."""
+        self.check_new_folder(folder)
         target = self.root / check_folder_name(folder)
         if not target.exists():
             os.rename(content, target)
             return
-        old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=self.root))
-        os.rename(target, old / folder)
-        try:
-            os.rename(content, target)
-        except OSError:
-            os.rename(old / folder, target)
-            raise
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
+        exchange(content, target)
+        shutil.rmtree(content, ignore_errors=True)
+        self.prune_cache()
 
     def delete(self, folders: list[str]) -> None:
-        """Delete all of `folders` or, if any is unknown, none of them."""
-        paths = [self.get(folder).path for folder in folders]
-        for path in paths:
+        """Delete all of `folders` or, if any is unknown or the start-up model, none of them; then
+        drop cached conversions no remaining model uses."""
+        models = [self.get(folder) for folder in folders]
+        if any(m.startup for m in models):
+            raise ApiError(409, "the model the car started with cannot be deleted")
+        for model in models:
             trash = Path(tempfile.mkdtemp(prefix=".deleted-", dir=self.root))
-            os.rename(path, trash / path.name)
+            os.rename(model.path, trash / model.path.name)
             shutil.rmtree(trash, ignore_errors=True)
+        self.prune_cache()
+
+    def prune_cache(self) -> None:
+        """Remove converted IR (cache/ir/<openvino>/<pb sha256>-<cut>) whose frozen graph no model
+        here has. (OpenVINO's compiled blobs are keyed by its own hashes and only speed up loads.)"""
+        used = set()
+        for path in [*self._installed(), *([self.startup] if self.startup else [])]:
+            with_pb = _frozen_graph(path)
+            if with_pb is not None:
+                used.add(hashlib.sha256(with_pb.read_bytes()).hexdigest())
+        for entry in self.cache_dir.glob("ir/*/*"):
+            if entry.is_dir() and entry.name.split("-", 1)[0] not in used:
+                shutil.rmtree(entry, ignore_errors=True)
 
     def compile(self, folder: str, model_name: str) -> Policy:
         """The folder's model, validated and compiled for the CPU (its frozen graph converted once)."""

@@ -2,7 +2,9 @@
 
 The web server runs in its own thread with its own event loop and reaches the graph only through
 the runtime's lock. It binds its socket before returning, so a taken port fails the start rather
-than a background thread, and it stops by itself when the runtime stops.
+than a background thread, and it stops by itself when the runtime stops. It answers only to the
+host names and addresses it serves (`served_hosts`), and takes the client's address from the
+socket: X-Forwarded-For and friends are ignored.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import logging
 import socket
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,14 +22,14 @@ import uvicorn
 
 from car.console.app import Console, create_app
 from car.console.auth import Auth, ensure_password
-from car.console.limits import RateLimitedErrors, guarded_protocol
 from car.console.calibration import CalibrationFormat, CalibrationService
-from car.console.mdns import Advertisement, service_info
+from car.console.limits import RateLimitedErrors, guarded_protocol
+from car.console.mdns import Advertisement, addresses, service_info
 from car.console.models import LoadingStatus, ModelStore
 from car.console.node import ConsoleNode
 from car.console.state import StateDir
-from car.console.tls import ensure_certificate, is_loopback
-from car.console.uploads import UploadLimits
+from car.console.tls import LOOPBACK_NAMES, ensure_certificate, is_loopback
+from car.console.uploads import UploadLimits, remove_stale
 from car.runtime import CarRuntime
 
 log = logging.getLogger("racer.console")
@@ -49,6 +52,8 @@ class ConsoleOptions:
     limits: UploadLimits = field(default_factory=UploadLimits)
     tls: bool | None = None
     advertise: bool = True
+    startup_model: Path | None = None
+    extra_hosts: tuple[str, ...] = ()
 
     @property
     def secure(self) -> bool:
@@ -73,7 +78,7 @@ class ConsoleServer:
                                 ssl_keyfile=ssl[1] if ssl else None, timeout_graceful_shutdown=1,
                                 timeout_keep_alive=5, h11_max_incomplete_event_size=limits.max_header_bytes,
                                 ws_max_size=limits.max_websocket_message_bytes, ws_per_message_deflate=False,
-                                limit_concurrency=limits.total)
+                                limit_concurrency=limits.total, proxy_headers=False)
         self.server = uvicorn.Server(config)
         self.errors = RateLimitedErrors()
         self.advertisement = advertisement
@@ -105,6 +110,16 @@ class ConsoleServer:
         self.sock.close()
 
 
+def served_hosts(bind_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    """The Host names the console answers to: loopback, the bound address (or, bound to all, every
+    interface's address), the car's host name with and without .local, and `extra`."""
+    hostname = (socket.gethostname() or "racer").lower()
+    bound = bind_host.strip("[]")
+    names = {*LOOPBACK_NAMES, "127.0.0.1", "::1", hostname, f"{hostname}.local", *extra}
+    names.update(addresses(bind_host) if bound in ("0.0.0.0", "::", "") else [bound])
+    return frozenset(name.lower() for name in names if name)
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -120,22 +135,31 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def start_console(options: ConsoleOptions, runtime: CarRuntime, model_name: str,
                   calibration: CalibrationFormat, car_calibration: Any = None) -> ConsoleServer:
-    """Serve the console for `runtime`; a generated first password is printed once to stderr."""
+    """Serve the console for `runtime`. On the first start a password is generated and written to
+    a file only the owner can read; its path (never the password) is printed to stderr."""
     state = StateDir(options.state_dir).create()
-    password = ensure_password(state)
+    stale = remove_stale(state.uploads)
+    if stale:
+        log.info("console removed %d unfinished upload file(s) from %s", stale, state.uploads)
+    password_file = ensure_password(state)
     secure = options.secure
     certificate = ensure_certificate(state.tls, options.host) if secure else None
     node = ConsoleNode(runtime, model_name)
+    store = ModelStore(state.models, state.cache, options.startup_model)
+    store.remove_stale()
+    sock = _bind(options.host, options.port)
+    port = sock.getsockname()[1]
     console = Console(
-        runtime=runtime, node=node, auth=Auth(state), store=ModelStore(state.models, state.cache),
+        runtime=runtime, node=node, auth=Auth(state), store=store,
         calibration=CalibrationService(runtime, options.calibration_file or state.calibration, calibration,
                                        car_calibration),
         state=state, limits=options.limits, secure=secure,
-        fingerprint=certificate.fingerprint if certificate else None, loading=LoadingStatus(model=model_name))
-    sock = _bind(options.host, options.port)
+        fingerprint=certificate.fingerprint if certificate else None, loading=LoadingStatus(model=model_name),
+        hosts=served_hosts(options.host, options.extra_hosts),
+        # browsers share cookies between ports of one host; __Host- also pins it to this origin over HTTPS
+        cookie=f"{'__Host-' if secure else ''}racer_session_{port}")
     advertisement = None
     if options.advertise and not is_loopback(options.host):
-        port = sock.getsockname()[1]
         scheme = "https" if secure else "http"
         advertisement = Advertisement(service_info(options.host, port, scheme, console.fingerprint))
     server = ConsoleServer(console, sock, (certificate.cert, certificate.key) if certificate else None,
@@ -143,7 +167,8 @@ def start_console(options: ConsoleOptions, runtime: CarRuntime, model_name: str,
     log.info("console on %s (state in %s)", server.url, state.root)
     if certificate:
         log.info("console certificate SHA-256 fingerprint %s", certificate.fingerprint)
-    if password:
-        print(f"racer console password (shown once; change it with racer passwd --state-dir {state.root}): "
-              f"{password}", file=sys.stderr, flush=True)
+    if password_file:
+        print(f"racer console: a first password was generated and written to {password_file} (readable by "
+              f"this user only); log in with it, then change it with racer passwd --state-dir {state.root}",
+              file=sys.stderr, flush=True)
     return server

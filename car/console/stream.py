@@ -6,6 +6,7 @@ while someone watches; encoding runs in a worker thread so the event loop keeps 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator
 
@@ -35,15 +36,18 @@ class JpegCache:
             return self._jpeg
 
 
-async def mjpeg(cache: JpegCache, max_fps: float, stopping: threading.Event) -> AsyncIterator[bytes]:
-    """Until the console stops: an endless stream would otherwise hold its shutdown."""
+async def mjpeg(cache: JpegCache, max_fps: float, stopping: threading.Event,
+                ended: asyncio.Event) -> AsyncIterator[bytes]:
+    """Multipart parts until the console stops (an endless stream would otherwise hold its shutdown)
+    or `ended` is set (the viewer's login ended), which ends the stream within a frame period."""
     last = 0
     period = 1.0 / max_fps
-    while not stopping.is_set():
+    while not stopping.is_set() and not ended.is_set():
         frame = cache.node.frame
         if frame is not None and frame.number != last:
             last = frame.number
             jpeg = await run_in_threadpool(cache.encode, frame)
             yield (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
                    + jpeg + b"\r\n")
-        await asyncio.sleep(period)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ended.wait(), period)

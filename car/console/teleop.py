@@ -4,57 +4,54 @@ The client sends `{"steering": s, "throttle": t}` (each -1..1, + = left / forwar
 while it drives, or `{"estop": true}`. When the connection closes, or no message has come
 for DEADMAN_S while the car was being driven, the console publishes a neutral command at once, so
 the car is at neutral within 250 ms of the client vanishing; the control mux's own teleop timeout
-and the actuator watchdog stay behind it as further layers.
+and the actuator watchdog stay behind it as further layers. A bad message is answered with
+{"type": "error", "reason": ...} and the socket stays open; when the credential the socket was
+opened with ends (logout, revocation, password change) it closes with 1008.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from car.console import bodies
+from car.console.errors import ApiError
 from car.console.node import ConsoleNode
-from car.control.modes import Mode, brief
+from car.control.modes import Mode
 
 DEADMAN_S = 0.18
 DEADMAN_POLL_S = 0.02
 MAX_MESSAGE_BYTES = 1024
-
-
-def _axis(message: dict[str, Any], key: str) -> float:
-    value = message.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or (isinstance(value, float) and not math.isfinite(value)) or not -1 <= value <= 1:
-        raise ValueError(f"{key} must be a number in -1..1, got {brief(value)}")
-    return float(value)
+CREDENTIAL_ENDED = 1008
 
 
 def parse_command(text: str) -> dict[str, Any]:
-    """A checked teleop message: {"estop": True} or {"steering": float, "throttle": float}."""
+    """A checked teleop message: {"estop": True} or {"steering": float, "throttle": float} (each
+    -1..1); ValueError with the reason otherwise."""
     if len(text) > MAX_MESSAGE_BYTES:
         raise ValueError(f"messages are at most {MAX_MESSAGE_BYTES} bytes")
     try:
-        message = json.loads(text)
-    except (json.JSONDecodeError, RecursionError, ValueError):
-        raise ValueError("messages must be JSON objects") from None
-    if not isinstance(message, dict):
-        raise ValueError("messages must be JSON objects")
-    if message.get("estop") is True:
-        return {"estop": True}
-    return {key: _axis(message, key) for key in ("steering", "throttle")}
+        message = bodies.parse_object(text, "a teleop message")
+        if message.get("estop") is True:
+            return {"estop": True}
+        return {key: bodies.number(message, key, -1.0, 1.0) for key in ("steering", "throttle")}
+    except ApiError as exc:
+        raise ValueError(exc.reason) from None
 
 
 class TeleopSession:
     """One driver on one socket. The emergency stop, the deadman and the commands act on the event
     loop itself, never queued behind the thread pool that serves uploads and logins."""
 
-    def __init__(self, ws: WebSocket, node: ConsoleNode):
+    def __init__(self, ws: WebSocket, node: ConsoleNode, ended: asyncio.Event, estop: Callable[[str], None]):
         self.ws = ws
         self.node = node
+        self.ended = ended
+        self.estop = estop
         self.last_message = time.monotonic()
         self.driving = False
 
@@ -86,7 +83,7 @@ class TeleopSession:
             return
         if command.get("estop"):
             self.driving = False
-            self.node.runtime.command("emergency_stop")
+            self.estop("teleop")
             await self.ws.send_json({"type": "estop"})
             return
         if self.node.stack.control.core.state.mode is not Mode.MANUAL:
@@ -95,18 +92,26 @@ class TeleopSession:
         self.driving = command["steering"] != 0.0 or command["throttle"] != 0.0
         self.node.teleop(command["steering"], command["throttle"], stamp)
 
+    async def close_when_ended(self) -> None:
+        await self.ended.wait()
+        self.lost("teleop: the login it was opened with ended")
+        with contextlib.suppress(Exception):
+            await self.ws.close(CREDENTIAL_ENDED, "logged out, token revoked or password changed")
+
     async def run(self) -> None:
         await self.ws.accept()
         watchdog = asyncio.create_task(self.deadman())
+        closer = asyncio.create_task(self.close_when_ended())
         try:
             await self.ws.send_json({"type": "hello", "deadman_ms": round(DEADMAN_S * 1000)})
             while True:
                 message = await self.ws.receive()
-                if message["type"] == "websocket.disconnect":
+                if message["type"] == "websocket.disconnect" or self.ended.is_set():
                     break
                 await self.handle(message.get("text") or "")
         except WebSocketDisconnect:
             pass
         finally:
             watchdog.cancel()
+            closer.cancel()
             self.lost("teleop client disconnected")

@@ -3,16 +3,21 @@
 Nothing of an archive is unpacked before every member has been checked (car.archive), and
 nothing reaches the model folder before the bundle has loaded, compiled and run a blank frame
 to a finite output. Each step works inside the state directory's uploads/ folder and the
-install is one rename, so a failure at any point leaves the installed models as they were.
+install is one atomic rename (or exchange), so a failure at any point leaves the installed models
+as they were; what a crash leaves in uploads/ is removed at the next start. One upload runs at a
+time, within a wall-clock limit, and its file name is checked from the part's headers, before any
+of the body is stored: spaces become `_` as on the stock console, anything else unsafe is refused.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 import re
 import shutil
 import tempfile
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +27,7 @@ from car.archive import ArchiveError, Member, extract, scan
 from car.bundle import METADATA_FILE, RACER_FILE, BundleError, load_bundle
 from car.console.errors import ApiError
 from car.console.models import ModelStore, check_folder_name
+from car.control.modes import brief
 from car.inference import check_runnable
 
 ARCHIVE_SUFFIX = re.compile(r"\.(tar\.gz|tgz)$", re.IGNORECASE)
@@ -32,28 +38,63 @@ TAR_HEADER_BYTES = 4096
 
 @dataclass(frozen=True)
 class UploadLimits:
+    """Request size (bytes), what the archive may unpack to, its member count, and the wall-clock
+    seconds one upload may take from its first byte to the end of its body."""
+
     request_bytes: int = 256 << 20
     unpacked_bytes: int = 1 << 30
     members: int = 1000
+    seconds: float = 600.0
 
 
 def folder_for(filename: str) -> str:
-    """The model folder an uploaded file name installs to: the name without .tar.gz."""
+    """The model folder an uploaded file name installs to: the name without .tar.gz, spaces as `_`
+    (`demo model v2.tar.gz` -> `demo_model_v2`); ApiError(400) for a path or an unsafe name."""
     if "/" in filename or "\\" in filename:
         raise ApiError(400, f"file name {filename!r} must not contain a path")
     if not ARCHIVE_SUFFIX.search(filename):
         raise ApiError(400, f"{filename!r} is not a .tar.gz model archive")
-    return check_folder_name(ARCHIVE_SUFFIX.sub("", filename))
+    return check_folder_name(ARCHIVE_SUFFIX.sub("", filename).replace(" ", "_"))
+
+
+class UploadSlot:
+    """One upload at a time, from its first byte to its install; used on the event loop only."""
+
+    def __init__(self) -> None:
+        self.busy = False
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[None]:
+        if self.busy:
+            raise ApiError(409, "another upload is in progress; send this one when it has finished")
+        self.busy = True
+        try:
+            yield
+        finally:
+            self.busy = False
+
+
+def remove_stale(directory: Path) -> int:
+    """Remove what a crash left in the uploads folder (partial archives, staging folders): the count."""
+    removed = 0
+    for path in directory.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 class _FilePart:
     """Collects the multipart body's `file` part into an open file, counting bytes."""
 
-    def __init__(self, out, limit: int):
+    def __init__(self, out, limit: int, check_folder: Callable[[str], None]):
         self.out = out
         self.limit = limit
+        self.check_folder = check_folder
         self.size = 0
-        self.filename: str | None = None
+        self.folder: str | None = None
         self._header_field = b""
         self._header_value = b""
         self._headers: dict[bytes, bytes] = {}
@@ -82,9 +123,10 @@ class _FilePart:
     def _headers_done(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         if options.get(b"name") == b"file":
-            if self.filename is not None:
+            if self.folder is not None:
                 raise ApiError(400, "more than one file in the upload; send one model per request")
-            self.filename = options.get(b"filename", b"").decode("utf-8", "replace")
+            self.folder = folder_for(options.get(b"filename", b"").decode("utf-8", "replace"))
+            self.check_folder(self.folder)
             self._is_file = True
 
     def _data(self, data: bytes, start: int, end: int) -> None:
@@ -100,33 +142,49 @@ class _FilePart:
 
 
 async def receive_archive(content_type: str, content_length: str | None, body: AsyncIterator[bytes],
-                          directory: Path, limit: int) -> tuple[str, Path]:
-    """Stream the multipart field `file` into a new file under `directory`: (filename, path)."""
+                          directory: Path, limits: UploadLimits,
+                          check_folder: Callable[[str], None]) -> tuple[str, Path]:
+    """Stream the multipart field `file` into a new file under `directory`: (model folder, path).
+
+    The file name is turned into the model folder (`folder_for`) and passed to `check_folder` as
+    soon as the part's headers arrive, so a bad name is refused before any of the body is stored.
+    ApiError: 400 (not multipart, bad name, malformed), 413 (over `limits.request_bytes`), 408 (over
+    `limits.seconds`).
+    """
     kind, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise ApiError(400, "send the model as multipart/form-data with a field named file")
+    limit = limits.request_bytes
     if content_length is not None and content_length.isdigit() and int(content_length) > limit + MAX_FORM_OVERHEAD:
         raise ApiError(413, f"upload is larger than the {limit >> 20} MiB limit")
     fd, name = tempfile.mkstemp(prefix="upload-", suffix=".tar.gz", dir=directory)
     path = Path(name)
     try:
         with open(fd, "wb") as out:
-            part = _FilePart(out, limit)
+            part = _FilePart(out, limit, check_folder)
             parser = MultipartParser(boundary, part.callbacks())
-            async for chunk in body:
-                parser.write(chunk)
+
+            async def receive() -> None:
+                async for chunk in body:
+                    parser.write(chunk)
+
+            try:
+                await asyncio.wait_for(receive(), limits.seconds)
+            except asyncio.TimeoutError:
+                raise ApiError(408, f"the upload took longer than {limits.seconds:g} s; "
+                                    "try again on a better connection") from None
             parser.finalize()
     except ApiError:
         path.unlink(missing_ok=True)
         raise
     except Exception as exc:
         path.unlink(missing_ok=True)
-        raise ApiError(400, f"malformed multipart body: {exc}") from None
-    if part.filename is None:
+        raise ApiError(400, f"malformed multipart body: {brief(str(exc), 120)}") from None
+    if part.folder is None:
         path.unlink(missing_ok=True)
         raise ApiError(400, "no field named file in the upload")
-    return part.filename, path
+    return part.folder, path
 
 
 def _check_members(members: list[Member]) -> None:

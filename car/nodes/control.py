@@ -102,7 +102,7 @@ class ControlCore:
         if latch is not None and self.state.mode is Mode.MANUAL and msg.drive.speed == 0.0 \
                 and not self._faults(now):
             self.state.rearm()  # the stick let go after the fault: the user is back in control
-        self.mux.put("teleop", msg, now)
+        self.mux.put("teleop", msg, min(stamp, now))  # its deadman runs from when the driver sent it
         return self.tick(now)
 
     def on_camera(self, now: float) -> None:

@@ -11,7 +11,7 @@ from racer.commands.demo import DEFAULT_MODEL
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure policy, pipeline, simulator, augmentation and DDS speed",
-                       description="Policy inference (OpenVINO vs onnxruntime on the DeepRacer reference network), "
+                       description="Policy inference (OpenVINO f32 and INT8 vs onnxruntime on the DeepRacer reference network), "
                                    "the camera-to-actuator pipeline in one process and across processes, "
                                    "simulator steps/s, augmentation images/s, image latency over DDS and over rclpy "
                                    "(after `make ros`); one run, one machine.")
@@ -30,8 +30,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     pol = report["policy"]
     print(f"machine    {report['machine']}", file=sys.stderr)
-    for name in ("openvino", "onnxruntime"):
-        print(f"policy     {name:12s} p50 {pol[name]['p50_ms']:.3f} ms  p99 {pol[name]['p99_ms']:.3f} ms", file=sys.stderr)
+    for name in ("openvino", "openvino_int8", "onnxruntime"):
+        print(f"policy     {name:13s} p50 {pol[name]['p50_ms']:.3f} ms  p99 {pol[name]['p99_ms']:.3f} ms", file=sys.stderr)
+    gate = pol["openvino_int8"]["gate"]
+    print(f"           INT8 chooses the f32 action on {gate['agreement']:.1%} of {gate['frames']} simulator frames",
+          file=sys.stderr)
     pipe = report["pipeline"]
     print(f"pipeline   camera->actuator  p50 {pipe['p50_ms']:.3f} ms  p99 {pipe['p99_ms']:.3f} ms", file=sys.stderr)
     sim = report["sim"]

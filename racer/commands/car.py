@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", metavar="SPEC", help="v4l2:/dev/videoN | file:VIDEO | images:DIR")
     p.add_argument("--model", type=Path, help="model bundle (default: the bundled model)")
     p.add_argument("--console", metavar="HOST:PORT", help="serve the device console")
+    p.add_argument("--console-name", action="append", default=[], metavar="NAME",
+                   help="another DNS name the console answers to (besides its addresses and HOSTNAME[.local]); "
+                        "repeatable")
     p.add_argument("--state-dir", type=Path,
                    help="models, calibration (wins over --calibration), password, certificate")
     p.add_argument("--record", type=Path, metavar="DIR", help="record a rosbag2 (MCAP) of the drive into DIR")
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         recorder = _recorder(args, stack)
         if args.console:
             from racer.commands.console import start_car_console
-            start_car_console(args, params, runtime, bundle.name, calibration)
+            start_car_console(args, params, runtime, bundle.name, calibration, model_path=bundle.source)
     except (ValueError, OSError, RuntimeError) as exc:
         return fail("car", str(exc))
     logging.getLogger("racer.car").info("model %s, %s", bundle.name, f"simulator {args.sim}" if args.sim else "hardware")

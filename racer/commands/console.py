@@ -34,11 +34,13 @@ ARROWS = {"\x1b[A": "w", "\x1b[B": "s", "\x1b[C": "d", "\x1b[D": "a"}
 
 
 def start_car_console(args: argparse.Namespace, params: dict[str, dict[str, Any]], runtime: CarRuntime,
-                      model_name: str, calibration: CarCalibration | None = None) -> ConsoleServer:
+                      model_name: str, calibration: CarCalibration | None = None,
+                      model_path: Path | None = None) -> ConsoleServer:
     """The console for `racer car --console HOST:PORT [--state-dir DIR]`.
 
     `calibration` is what the car started with (resolved here when not given). The wizard starts
     from it and saves to the state dir's calibration.json, which wins at the next start.
+    `model_path` is the bundle the car started with: the console lists it so a user can go back to it.
     """
     from calibration import servo
     from car.console.server import ConsoleOptions, parse_address, start_console
@@ -46,7 +48,8 @@ def start_car_console(args: argparse.Namespace, params: dict[str, dict[str, Any]
 
     host, port = parse_address(args.console)
     car = calibration or car_calibration(args, params)
-    options = ConsoleOptions(host, port, car.state_file.parent, car.state_file)
+    options = ConsoleOptions(host, port, car.state_file.parent, car.state_file, startup_model=model_path,
+                             extra_hosts=tuple(getattr(args, "console_name", None) or ()))
     return start_console(options, runtime, model_name, servo, car.calibration)
 
 
@@ -143,7 +146,12 @@ def run_status(args: argparse.Namespace) -> int:
     latency = f"{status['latency_ms']:.1f} ms" if status.get("latency_ms") is not None else "-"
     print(f"mode      {status['mode']} ({'running' if status['running'] else 'stopped'}), "
           f"max speed {status['max_speed']:.2f}")
-    print(f"model     {status['model']} ({status['loading']['isModelLoading']})")
+    print(f"model     {status['model']}")
+    loading = status["loading"]
+    if loading["job"] and loading["isModelLoading"] in ("loading", "error"):
+        what = f"{loading['job']} of {loading['model']}"
+        print(f"{'job':9} {what}: " + (f"failed: {loading['reason']}" if loading["isModelLoading"] == "error"
+                                       else f"{loading['stage']} ({loading['progress']}%)"))
     print(f"camera    {status['camera']}, {status['fps']:.1f} fps, latency {latency}")
     print(f"command   steering {command['steering']:+.2f}, throttle {command['throttle']:+.2f}")
     print(f"watchdog  {status['watchdog']}; {status['reason']}")
@@ -443,12 +451,15 @@ def run_discover(args: argparse.Namespace) -> int:
         return fail("discover", f"mDNS is not available here: {exc}", 1)
     if args.json:
         print(json.dumps({"cars": [{"name": c.name, "url": c.url, "host": c.host, "addresses": list(c.addresses),
-                                    "fingerprint": c.fingerprint} for c in cars]}))
+                                    "fingerprint": c.fingerprint, "verified": False} for c in cars]}))
         return 0
     if not cars:
         _say(f"no racer car answered within {args.timeout:g} s")
+    else:
+        _say("mDNS is unauthenticated: names and fingerprints below are unverified; compare the fingerprint "
+             "with the one the car printed before the first login")
     for car in cars:
-        print(f"{car.name:20} {car.url:32} {car.fingerprint}")
+        print(f"{car.name:20} {car.url:32} unverified {car.fingerprint or '-'}")
     return 0
 
 
@@ -467,5 +478,5 @@ def run_passwd(args: argparse.Namespace) -> int:
         set_password(state, password)
     except (PasswordError, OSError) as exc:
         return fail("passwd", f"{exc}; nothing changed", 2)
-    _say(f"console password set in {state.root}; sessions ended and API tokens revoked")
+    _say(f"console password set in {state.root}; sessions ended, API tokens revoked, their sockets closed")
     return 0

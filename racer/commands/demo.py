@@ -113,7 +113,7 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
     if args.console != "off":
         console_args = argparse.Namespace(console=args.console, state_dir=args.state_dir, calibration=None)
         try:
-            start_car_console(console_args, params, runtime, bundle.name)
+            start_car_console(console_args, params, runtime, bundle.name, model_path=bundle.source)
         except (OSError, ValueError) as exc:
             return fail("demo", f"console not started: {exc}")
         print(f"racer demo: console on http://{args.console}/ (Ctrl-C to stop)", file=sys.stderr)

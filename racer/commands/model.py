@@ -1,7 +1,9 @@
-"""`racer model inspect|check|convert`: validate a bundle or a DeepRacer tar.gz before it reaches the car."""
+"""`racer model inspect|check|convert|predict`: validate a bundle or a DeepRacer tar.gz before it reaches the
+car, convert it, and see what it does on pictures."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import tempfile
@@ -10,8 +12,10 @@ from typing import Any, Callable
 
 import openvino as ov
 
-from car.bundle import Bundle, BundleError, load_bundle, pack_bundle, save_bundle
-from car.inference import check_runnable
+from car.bundle import Bundle, BundleError, load_bundle, model_precision, pack_bundle, save_bundle
+from car.inference import Policy, check_runnable
+from car.preprocess import DEEPRACER_PRESETS
+from racer.predict import predict
 
 
 def _inspect(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
@@ -19,51 +23,104 @@ def _inspect(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
-    reason = check_runnable(bundle, Path(args.cache_dir) / "compiled" if args.cache_dir else None)
+    reason = check_runnable(bundle, _compiled_cache(args))
     if reason:
         raise BundleError(reason)
     described = bundle.describe()
     return {key: described[key] for key in ("name", "kind", "input", "output")}
 
 
+def _compiled_cache(args: argparse.Namespace) -> Path | None:
+    return Path(args.cache_dir) / "compiled" if args.cache_dir else None
+
+
+def _predict(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
+    if args.preprocess:
+        bundle.use_preprocess(args.preprocess)
+    policy = Policy(bundle, _compiled_cache(args))
+    return predict(policy, [Path(p) for p in args.images], Path(args.explain) if args.explain else None)
+
+
+def _int8(bundle: Bundle) -> tuple[ov.Model, dict[str, Any]]:
+    """The bundle's model quantized by NNCF, if it passes the equivalence gate (racer/quantize.py)."""
+    if importlib.util.find_spec("nncf") is None:
+        raise BundleError("--int8 needs NNCF: pip install 'racer[int8]'")
+    from racer.quantize import quantize_gated  # the simulator renders its frames
+
+    def progress(message: str) -> None:
+        print(f"racer model convert: {message}", file=sys.stderr)
+
+    model, report = quantize_gated(bundle.read_model(), bundle.spec, bundle.metadata, progress=progress)
+    if model_precision(model) != "int8":
+        raise BundleError("NNCF kept every layer in f32 to hold the decisions; no INT8 model written")
+    if not report.passed:
+        raise BundleError(f"{report.summary()}: fails the equivalence gate; no INT8 model written")
+    progress(report.summary())
+    return model, report.to_json()
+
+
 def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
     if bundle.unrunnable:
         raise BundleError(bundle.unrunnable)
+    if args.preprocess:
+        bundle.use_preprocess(args.preprocess)
     out = Path(args.out)
     packing = out.name.endswith((".tar.gz", ".tgz"))
+    if not packing and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BundleError(f"{out} exists and is not an empty directory")
     onnx = bundle.files.path if bundle.kind == "onnx" else bundle.files.onnx
     info = {**bundle.info, "converted_from": bundle.name, "source_kind": bundle.kind, "openvino": ov.__version__}
+    model: ov.Model | Path = onnx or bundle.read_model()
+    gate = None
+    if args.int8:
+        model, gate = _int8(bundle)
+        info["int8_gate"] = gate
     with tempfile.TemporaryDirectory(prefix="racer-convert-") as tmp:
         target = Path(tmp) / bundle.name if packing else out
-        with save_bundle(target, model=onnx or bundle.read_model(), metadata=bundle.metadata.raw, spec=bundle.spec,
+        with save_bundle(target, model=model, metadata=bundle.metadata.raw, spec=bundle.spec,
                          stats=bundle.stats, info=info, cache_dir=args.cache_dir) as saved:
             if packing:
                 pack_bundle(saved.root, out)
             return {"name": bundle.name, "out": str(out), "files": sorted(p.name for p in saved.root.iterdir()),
-                    "input": saved.describe()["input"]}
+                    "input": saved.describe()["input"], "precision": saved.precision, "int8_gate": gate}
 
 
 def _human(action: str, result: dict[str, Any]) -> str:
     if action == "inspect":
-        lines = [f"{result['name']}: {result['kind']} model {result['model_file']}",
+        lines = [f"{result['name']}: {result['kind']} model {result['model_file']} ({result['precision']})",
                  f"  input  {result['input']['name']} {result['input']['shape']}",
                  f"  output {result['output']['name']} ({result['output']['size']} values)"]
         meta = result["metadata"]
         lines.append(f"  {meta['action_space_type']} {meta['training_algorithm']}, sensors {', '.join(meta['sensor'])}, "
                      f"max steering {meta['max_steering_deg']} deg, max speed {meta['max_speed']} m/s")
+        if meta["action_space_type"] == "discrete":
+            lines.append("  output  steering  speed")
+            lines += [f"  {a['index']:>6}  {a['steering_angle']:+.1f} deg  {a['speed']:.2f} m/s" for a in meta["action_space"]]
+        shipped = result["shipped_ir"]
+        if shipped and not shipped["used"]:
+            lines.append(f"  {shipped['file']} beside the .pb not used: {shipped['reason']}")
         if not result["runnable"]:
             lines.append(f"  not runnable: {result['reason']}")
         return "\n".join(lines)
     if action == "check":
         return f"ok: {result['name']} ({result['kind']}) runs on this car"
-    return f"wrote {result['out']} ({', '.join(result['files'])})"
+    if action == "predict":
+        rows = [f"{result['model']}:"]
+        for p in result["predictions"]:
+            chosen = f"action {p['action']} (p={p['output'][p['action']]:.3f})" if p["action"] is not None else "continuous"
+            rows.append(f"  {p['image']}: {chosen}, steering {p['steering_deg']:+.1f} deg, speed {p['speed_mps']:.2f} m/s"
+                        + (f", heatmap {p['explain']}" if "explain" in p else ""))
+        return "\n".join(rows)
+    return f"wrote {result['out']} ({', '.join(result['files'])}; {result['precision']})"
 
 
 def _runner(action: str, body: Callable[[Bundle, argparse.Namespace], dict[str, Any]]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
             with load_bundle(args.path, args.cache_dir) as bundle:
-                result = {"ok": True, **body(bundle, args)}
+                result = body(bundle, args)
+                if action != "predict":
+                    result = {"ok": True, **result}
         except (BundleError, OSError) as exc:
             reason = str(exc) if isinstance(exc, BundleError) else f"{exc.filename}: {exc.strerror}"
             if args.json:
@@ -71,27 +128,43 @@ def _runner(action: str, body: Callable[[Bundle, argparse.Namespace], dict[str, 
             else:
                 print(f"racer model {action}: {reason}", file=sys.stderr)
             return 1
-        print(json.dumps(result) if args.json else _human(action, result))
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(_human(action, result), file=sys.stderr)
         return 0
 
     return run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("model", help="inspect, check or convert a model bundle",
-                            description="Validate a racer bundle or an AWS DeepRacer model .tar.gz; convert .pb/ONNX to OpenVINO IR.")
+    parser = sub.add_parser("model", help="inspect, check, convert or try a model bundle",
+                            description="Validate a racer bundle or an AWS DeepRacer model .tar.gz; convert .pb/ONNX to "
+                                        "OpenVINO IR; show what a model does on pictures.")
     actions = parser.add_subparsers(dest="model_action", metavar="ACTION")
     actions.required = True
     helps = {
-        "inspect": ("show what a bundle holds", _inspect),
+        "inspect": ("show what a bundle holds: model, input, output, precision, actions", _inspect),
         "check": ("exit 0 if this car can run the bundle, 1 with the reason if not", _check),
         "convert": ("write the model as an OpenVINO IR racer bundle (directory, or .tar.gz)", _convert),
+        "predict": ("the model's output, chosen action, steering and speed on each picture", _predict),
     }
+    presets = ("preprocessing of an AWS DeepRacer export: stock (default; the stock car's INTER_LINEAR resize "
+               "and 8-bit grey) or area (INTER_AREA resize, float grey)")
     for action, (text, body) in helps.items():
         p = actions.add_parser(action, help=text, description=text)
-        p.add_argument("path", help="bundle directory or .tar.gz")
+        p.add_argument("path", metavar="MODEL" if action == "predict" else "PATH", help="bundle directory or .tar.gz")
         if action == "convert":
             p.add_argument("--out", required=True, help="new directory, or a path ending in .tar.gz")
+            p.add_argument("--int8", action="store_true",
+                           help="quantize with NNCF on simulator frames; written only if INT8 chooses the f32 action "
+                                "on at least 99%% of 1,000 unseen frames (continuous: moves steering/speed by at most 0.05)")
+        if action == "predict":
+            p.add_argument("images", nargs="+", metavar="IMAGE", help="pictures (any size; PNG, JPEG, ...)")
+            p.add_argument("--explain", metavar="DIR",
+                           help="write an occlusion-sensitivity heatmap per picture to DIR (<name>.explain.png)")
+        if action in ("convert", "predict"):
+            p.add_argument("--preprocess", choices=sorted(DEEPRACER_PRESETS), help=presets)
         p.add_argument("--cache-dir", help="converted-model cache (default $RACER_CACHE_DIR or ~/.cache/racer/ir)")
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         p.set_defaults(func=_runner(action, body))

@@ -137,7 +137,7 @@ def start_car(root: Path, model: Path, limits: UploadLimits = TEST_LIMITS, tls: 
     runtime = sim_runtime(sim, policy.model(), driver=driver)
     state = StateDir(root / "state")
     set_password(state, PASSWORD)
-    options = ConsoleOptions("127.0.0.1", 0, state.root, limits=limits, tls=tls)
+    options = ConsoleOptions("127.0.0.1", 0, state.root, limits=limits, tls=tls, startup_model=model)
     server = start_console(options, runtime, bundle.name, servo)
     runtime.start()
     return Car(server.url, state, runtime, sim, driver, server, root / "laptop" / "cars.json")
