@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from sim2real.sim.render import CameraParams, Renderer, SceneParams, draw_track_texture
+from sim2real.sim.render import CameraParams, Renderer, SceneParams, draw_track_texture, field_bounds
 from sim2real.sim.track import Track
 
 SCENE = SceneParams()
@@ -25,7 +25,7 @@ def near(pixel, colour, tol=25):
 
 def is_yellow(pixel):
     b, g, r = (int(c) for c in pixel)
-    return r > 150 and 80 < g < 180 and b < 60
+    return r > b + 50 and g > b + 25
 
 
 def ground_pixel(camera, width, height, ahead, left):
@@ -54,8 +54,8 @@ def test_centre_line_view(small, track):
     yellow_rows = [row for row in range(50, 120) if any(is_yellow(frame[row, c]) for c in range(76, 84))]
     assert len(yellow_rows) >= 10
     assert not any(is_yellow(p) for p in frame[60:, :40].reshape(-1, 3))
-    # The top of the image is the background, above the horizon.
-    assert near(frame[0, 80], SCENE.background_top_bgr, tol=3)
+    # The top of the image is the sky above the far wall.
+    assert near(frame[0, 80], SCENE.sky_bgr, tol=3)
 
 
 @pytest.mark.parametrize("offset", [0.25, -0.25])
@@ -64,9 +64,11 @@ def test_border_line_lands_where_the_camera_geometry_says(track, offset):
     camera = CameraParams()
     renderer = Renderer(track, width, height, camera)
     frame = renderer.render(*track.start_pose(0, offset))
-    # On the first straight both borders are 0.38 m from the centre line.
-    border_left = math.copysign(track.half_width[0], offset) - offset
-    for ahead in (0.4, 0.6, 1.0):
+    # On the first straight both borders are 0.38 m from the centre line; the white strips lie
+    # inside them, 7.62 cm wide.
+    strip = math.copysign(track.half_width[0] - SCENE.border_line_m / 2, offset)
+    border_left = strip - offset
+    for ahead in (0.6, 0.8, 1.2):
         row, col = ground_pixel(camera, width, height, ahead, border_left)
         row, col = round(row), round(col)
         assert near(frame[row, col], SCENE.border_bgr, tol=30), (ahead, frame[row, col])
@@ -100,11 +102,27 @@ def test_render_into_a_given_buffer(small, track):
     assert result is out and out.any()
 
 
-def test_far_from_the_track_the_ground_is_floor(small, track):
-    x, y = track.outer[:, 0].min() - 20.0, track.outer[:, 1].min()
-    frame = small.render(x, y, math.pi)  # facing away from the track
+def test_walls_stand_around_the_field_with_the_sky_above(small, track):
+    x_min, y_min, x_max, y_max = field_bounds(track, SCENE)
+    # reinvent_base's field as measured in the AWS simulator's world, to the centimetre.
+    assert (x_min, y_min, x_max, y_max) == pytest.approx((-0.587, -0.613, 8.575, 5.795), abs=0.015)
+    # Between the track and the east wall, 0.5 m from it, facing it: the lit wall fills the view
+    # above the grass; the sky is above the wall's top, out of sight.
+    frame = small.render(x_max - 0.5, 2.6, 0.0)
     assert near(frame[-1, 80], SCENE.floor_bgr, tol=2)
-    assert near(frame[80, 5], SCENE.floor_bgr, tol=2)
+    assert near(frame[0, 80], SCENE.wall_bgr, tol=2)
+    # Facing the far (west) wall from there, 8.5 m away: its top is 5.8 deg up, below the top of
+    # the image (11.8 deg up), so the sky shows above the unlit wall, and the grass below it.
+    frame = small.render(x_max - 0.5, 2.6, math.pi)
+    assert near(frame[0, 80], SCENE.sky_bgr, tol=2)
+    wall_rows = [row for row in range(120) if near(frame[row, 80], SCENE.wall_shade_bgr, tol=2)]
+    camera = CameraParams()
+    f = 80 / math.tan(math.radians(camera.hfov_deg / 2))
+    distance = x_max - 0.5 - camera.forward_m - x_min
+    up = math.atan((SCENE.wall_height_m - camera.height_m) / distance) + math.radians(camera.pitch_deg)
+    top = 59.5 - f * math.tan(up)
+    assert wall_rows and abs(wall_rows[0] - top) <= 1.5
+    assert near(frame[wall_rows[-1] + 3, 80], SCENE.floor_bgr, tol=6)
 
 
 def test_texture_paints_the_track_where_the_geometry_is(track):
@@ -116,7 +134,11 @@ def test_texture_paints_the_track_where_the_geometry_is(track):
         return texture.image[row, col]
 
     for i in range(0, track.waypoint_count, 7):
-        assert near(pixel(track.inner[i]), SCENE.border_bgr, tol=5)
-        assert near(pixel(track.outer[i]), SCENE.border_bgr, tol=5)
+        for border in (track.inner[i], track.outer[i]):
+            strip = border + (track.centre[i] - border) * (SCENE.border_line_m / 2) / np.linalg.norm(
+                track.centre[i] - border)
+            assert near(pixel(strip), SCENE.border_bgr, tol=5)
+            outside = border - (track.centre[i] - border) * 0.03 / np.linalg.norm(track.centre[i] - border)
+            assert near(pixel(outside), SCENE.floor_bgr, tol=5)
         between = 0.5 * (track.inner[i] + track.centre[i])
         assert near(pixel(between), SCENE.track_bgr, tol=5)

@@ -46,7 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--variants", default="none,randomization,augmentation,both",
                    help="training variants, comma-separated (default: %(default)s)")
     e.add_argument("--out", type=Path, default=DEFAULT_EVAL_DIR, help="run directory (default: %(default)s)")
-    e.add_argument("--tracks", default=TRAIN_TRACKS, help="evaluation tracks (default: %(default)s)")
+    e.add_argument("--tracks", default="",
+                   help="evaluation tracks, comma-separated (default: every closed track the model did not train on, "
+                        "as its bundle records)")
+    e.add_argument("--train-tracks", default=TRAIN_TRACKS,
+                   help="variant training: training tracks (default: %(default)s)")
+    e.add_argument("--max-speed", type=float, default=0.5, metavar="X",
+                   help="the console's max-speed setting the laps are driven at, (0, 1] (default: %(default)s)")
     e.add_argument("--starts", type=int, default=2,
                    help="laps per track, from spread start points (default: %(default)s)")
     e.add_argument("--iterations", type=int, default=5,
@@ -108,9 +114,10 @@ def run_eval(args: argparse.Namespace) -> int:
     except ValueError:
         return fail("eval", f"--seeds must be comma-separated integers, got {args.seeds!r}")
     tracks = tuple(t for t in args.tracks.split(",") if t)
+    train_tracks = tuple(t for t in args.train_tracks.split(",") if t)
     try:
         domains = load_domains(args.domains) if args.domains else list(HELD_OUT)
-        for name in tracks:
+        for name in tracks + train_tracks:
             Track.load(name)
     except (DomainsFileError, ValueError) as exc:
         return fail("eval", str(exc))
@@ -118,13 +125,15 @@ def run_eval(args: argparse.Namespace) -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         return fail("eval", f"unknown variant(s) {', '.join(unknown)}; variants: {', '.join(VARIANTS)}")
-    if not seeds or not tracks or args.starts < 1 or min(args.iterations, args.steps, args.epochs) < 1:
-        return fail("eval", "--seeds and --tracks need at least one entry; --starts, --iterations, --steps and "
-                             "--epochs at least 1")
+    if not seeds or not train_tracks or args.starts < 1 or min(args.iterations, args.steps, args.epochs) < 1:
+        return fail("eval", "--seeds and --train-tracks need at least one entry; --starts, --iterations, --steps "
+                             "and --epochs at least 1")
+    if not 0.0 < args.max_speed <= 1.0:
+        return fail("eval", f"--max-speed must be in (0, 1], got {args.max_speed}")
     missing = [str(m) for m in args.model or [] if not m.exists()]
     if missing:
         return fail("eval", f"no bundle at {', '.join(missing)}")
-    cfg = EvalConfig(tracks=tracks, starts=args.starts)
+    cfg = EvalConfig(tracks=tracks, starts=args.starts, max_speed=args.max_speed)
 
     def log(message: str) -> None:
         if not args.json:
@@ -138,15 +147,15 @@ def run_eval(args: argparse.Namespace) -> int:
             models.append({"name": name, "variant": name, "seed": None, "bundle": str(path),
                            "results": evaluate(path, domains, cfg)})
     else:
-        base = ImitationConfig(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps,
-                               epochs=args.epochs, threads=1)
+        base = ImitationConfig(tracks=train_tracks, iterations=args.iterations, steps_per_iteration=args.steps,
+                               epochs=args.epochs, max_speed_setting=args.max_speed)
         models = run_gap_evaluation(args.out, seeds, domains, base, cfg, variants, log)
     summary = summarize(models, domains)
     args.out.mkdir(parents=True, exist_ok=True)
     plot = gap_plot(summary, [d.name for d in domains], args.out / "gap.png")
     report = {
         "domains": [{"name": d.name, "values": d.values, "outside_training": outside_training(d)} for d in domains],
-        "eval": {"tracks": list(tracks), "laps_per_domain": len(tracks) * args.starts, "max_speed": cfg.max_speed},
+        "eval": {"tracks": list(tracks) or "held out per model", "starts": args.starts, "max_speed": cfg.max_speed},
         "models": models, "summary": summary, "plot": str(plot),
     }
     (args.out / "gap.json").write_text(json.dumps(report, indent=1))
