@@ -1,5 +1,8 @@
+import json
 import math
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -142,3 +145,55 @@ def test_texture_paints_the_track_where_the_geometry_is(track):
             assert near(pixel(outside), SCENE.floor_bgr, tol=5)
         between = 0.5 * (track.inner[i] + track.centre[i])
         assert near(pixel(between), SCENE.track_bgr, tol=5)
+
+
+def run_racer(*argv):
+    from racer.cli import main
+
+    return main(list(argv))
+
+
+def test_render_command_writes_the_camera_frame(tmp_path, capsys, track):
+    out = tmp_path / "view.png"
+    assert run_racer("sim", "render", "reinvent_base", "--pose", "5.009,0.592,0.011", "--out", str(out), "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == {"track": "reinvent_base", "pose": [5.009, 0.592, 0.011], "size": [160, 120], "out": str(out),
+                      "beside": None}
+    written = cv2.imread(str(out), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(written, Renderer(track).render(5.009, 0.592, 0.011))
+    big = tmp_path / "big.png"
+    assert run_racer("sim", "render", "reinvent_base", "--pose", "5,0.6,0", "--size", "640x480", "--out", str(big)) == 0
+    assert cv2.imread(str(big)).shape == (480, 640, 3)
+
+
+def test_render_command_beside_a_picture(tmp_path, track):
+    picture = tmp_path / "gazebo.png"
+    cv2.imwrite(str(picture), np.full((48, 64, 3), 200, np.uint8))
+    out = tmp_path / "pair.png"
+    assert run_racer("sim", "render", "reinvent_base", "--pose", "5,0.6,0", "--beside", str(picture),
+                     "--out", str(out)) == 0
+    pair = cv2.imread(str(out), cv2.IMREAD_COLOR)
+    assert pair.shape == (48, 128, 3) and (pair[:, :64] == 200).all()
+    np.testing.assert_array_equal(pair[:, 64:], Renderer(track, 64, 48).render(5.0, 0.6, 0.0))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["moon", "--pose", "1,2,0"], "unknown track 'moon'"),
+    (["reinvent_base", "--pose", "1,2"], "--pose must be X,Y,YAW"),
+    (["reinvent_base", "--pose", "1,2,0", "--size", "big"], "--size must be WxH"),
+    (["reinvent_base", "--pose", "1,2,0", "--beside", "no/such.png"], "cannot read an image"),
+])
+def test_render_command_refuses_bad_input(tmp_path, capsys, args, message):
+    assert run_racer("sim", "render", *args, "--out", str(tmp_path / "x.png")) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_fit_dynamics_command(capsys):
+    trace = Path(__file__).resolve().parent / "fixtures" / "deepracer" / "simtrace" / \
+        "console_eval_reinvent_base_0-iteration.csv"
+    assert run_racer("sim", "fit-dynamics", str(trace), "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["steering"]["tau_s"] == pytest.approx(0.49, abs=0.02)
+    assert report["steering"]["r2"] >= 0.94 and report["replay_yaw_rate_r2"] >= 0.9
+    assert run_racer("sim", "fit-dynamics", str(trace.with_name("drfc1_hyperparameters.json"))) == 1

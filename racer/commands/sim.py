@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--size", default="160x120", metavar="WxH",
                    help="image size in pixels (default: %(default)s, the model input; the camera is 640x480)")
     r.add_argument("--out", required=True, type=Path, help="image file to write (.png, .jpg)")
+    r.add_argument("--beside", type=Path, metavar="IMAGE",
+                   help="write this picture (e.g. a Gazebo frame at the same pose) and the render, at the "
+                        "picture's size, side by side")
     r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     r.set_defaults(func=run_render)
 
@@ -59,6 +62,7 @@ def parse_pose(text: str) -> tuple[float, float, float]:
 
 def run_render(args: argparse.Namespace) -> int:
     import cv2
+    import numpy as np
 
     from sim2real.sim.render import Renderer
     from sim2real.sim.track import Track
@@ -69,7 +73,15 @@ def run_render(args: argparse.Namespace) -> int:
         track = Track.load(args.track)
     except ValueError as exc:
         return fail("sim render", str(exc))
+    picture = None
+    if args.beside is not None:
+        picture = cv2.imread(str(args.beside), cv2.IMREAD_COLOR)
+        if picture is None:
+            return fail("sim render", f"cannot read an image from {args.beside}")
+        size = (picture.shape[1], picture.shape[0])
     frame = Renderer(track, *size).render(*pose)
+    if picture is not None:
+        frame = np.hstack([picture, frame])
     if not track.on_track(pose[0], pose[1], 0.0):
         print(f"racer sim render: note: ({pose[0]}, {pose[1]}) is off the road of {track.name}", file=sys.stderr)
     try:
@@ -80,7 +92,8 @@ def run_render(args: argparse.Namespace) -> int:
     if not written:
         return fail("sim render", f"could not write {args.out} (use .png or .jpg)", code=1)
     if args.json:
-        print(json.dumps({"track": track.name, "pose": list(pose), "size": list(size), "out": str(args.out)}))
+        print(json.dumps({"track": track.name, "pose": list(pose), "size": list(size), "out": str(args.out),
+                          "beside": str(args.beside) if args.beside else None}))
     else:
         print(f"racer sim render: wrote {args.out}", file=sys.stderr)
     return 0

@@ -61,6 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="variant training: steps per iteration (default: %(default)s)")
     e.add_argument("--epochs", type=int, default=3,
                    help="variant training: epochs per iteration (default: %(default)s)")
+    e.add_argument("--lap-times", action="store_true",
+                   help="instead: each --model's lap times in the nominal simulator next to the privileged "
+                        "expert's, 2 laps from rest per track (default tracks: every closed one)")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.set_defaults(func=run_eval)
 
@@ -102,6 +105,31 @@ def _range(bounds: tuple[float, float]) -> str:
     return f"{bounds[0]:g}..{bounds[1]:g}"
 
 
+def _lap_times(args: argparse.Namespace, tracks: tuple[str, ...]) -> int:
+    from sim2real.laptimes import lap_time_table
+    from sim2real.sim.track import Track
+
+    if not args.model:
+        return fail("eval", "--lap-times needs at least one --model")
+    tracks = tracks or tuple(name for name in Track.names() if Track.load(name).closed)
+    report = {"max_speed": args.max_speed, "models": []}
+    for path in args.model:
+        rows = lap_time_table(path, tracks, args.max_speed)
+        report["models"].append({"model": str(path), "tracks": rows})
+        print(f"{path}: lap times (s) at max-speed {args.max_speed}, model vs expert", file=sys.stderr)
+        for row in rows:
+            ratio = f"{row['ratio']:.3f}" if row["ratio"] is not None else "-"
+            print(f"  {row['track']:26s} {_laps(row['model']):>16s} {_laps(row['expert']):>16s}  {ratio}",
+                  file=sys.stderr)
+    if args.json:
+        print(json.dumps(report))
+    return 0
+
+
+def _laps(times: list[float | None]) -> str:
+    return ", ".join("off" if t is None else f"{t:.2f}" for t in times)
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from sim2real.gap import (HELD_OUT, VARIANTS, DomainsFileError, EvalConfig, evaluate, format_table,
                               load_domains, outside_training, run_gap_evaluation, summarize)
@@ -134,6 +162,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if missing:
         return fail("eval", f"no bundle at {', '.join(missing)}")
     cfg = EvalConfig(tracks=tracks, starts=args.starts, max_speed=args.max_speed)
+    if args.lap_times:
+        return _lap_times(args, tracks)
 
     def log(message: str) -> None:
         if not args.json:

@@ -13,6 +13,8 @@ leaves the track when its centre does (../shared/DEEPRACER_SIM.md):
 """
 from __future__ import annotations
 
+import math
+
 from car.actuators.base import Driver
 from car.bundle import Bundle
 from car.decode import speed_for_throttle
@@ -41,8 +43,13 @@ class ActionSpeedActuator(SimActuator):
         super().__init__(sim)
 
     def set(self, steering: float, throttle: float) -> None:
-        speed = speed_for_throttle(throttle, self._model_max_speed, self._setting) * self._setting
-        super().set(steering, speed / self._sim.vehicle.params.max_speed_mps)
+        # The parabola passes 1 at 5/6 of the model's max speed and is clipped there, so a full
+        # throttle is the max speed itself.
+        if abs(throttle) >= self._setting:
+            speed = math.copysign(self._model_max_speed, throttle)
+        else:
+            speed = speed_for_throttle(throttle, self._model_max_speed, self._setting)
+        super().set(steering, speed * self._setting / self._sim.vehicle.params.max_speed_mps)
 
 
 def aws_rules(sim: Simulator, bundle: Bundle, max_speed_setting: float) -> Driver:
