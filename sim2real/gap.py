@@ -64,6 +64,10 @@ HELD_OUT: tuple[NamedDomain, ...] = (
 )
 
 
+# The plain simulator: the AWS DeepRacer simulator's world, as AWS-trained models saw it.
+NOMINAL = NamedDomain("nominal", {})
+
+
 class DomainsFileError(ValueError):
     """A domains file that is not a list of named knob mappings."""
 

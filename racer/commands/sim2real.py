@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Drives bundles through the car stack in held-out domains and reports lap "
                                    "completion and progress. Without --model it trains (or reuses, in --out) the "
                                    "variants none / randomization / augmentation / both for each seed.")
-    e.add_argument("--domains", type=Path, help="YAML list of named domains (default: the built-in held-out set)")
+    e.add_argument("--domains", type=Path, metavar="FILE|nominal",
+                   help="YAML list of named domains, or 'nominal' for the plain simulator alone "
+                        "(default: the built-in held-out set)")
     e.add_argument("--model", action="append", type=Path, metavar="BUNDLE",
                    help="evaluate this bundle (repeatable) instead of training the variants")
     e.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default: %(default)s)")
@@ -131,7 +133,7 @@ def _laps(times: list[float | None]) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from sim2real.gap import (HELD_OUT, VARIANTS, DomainsFileError, EvalConfig, evaluate, format_table,
+    from sim2real.gap import (HELD_OUT, NOMINAL, VARIANTS, DomainsFileError, EvalConfig, evaluate, format_table,
                               load_domains, outside_training, run_gap_evaluation, summarize)
     from sim2real.imitation import ImitationConfig
     from sim2real.plots import gap_plot
@@ -144,7 +146,8 @@ def run_eval(args: argparse.Namespace) -> int:
     tracks = tuple(t for t in args.tracks.split(",") if t)
     train_tracks = tuple(t for t in args.train_tracks.split(",") if t)
     try:
-        domains = load_domains(args.domains) if args.domains else list(HELD_OUT)
+        domains = list(HELD_OUT) if args.domains is None else [NOMINAL] if str(args.domains) == "nominal" \
+            else load_domains(args.domains)
         for name in tracks + train_tracks:
             Track.load(name)
     except (DomainsFileError, ValueError) as exc:
