@@ -27,7 +27,7 @@ def test_tiny_training_exports_a_bundle_that_matches_torch(tmp_path):
     assert [h["samples"] for h in history.iterations] == [300, 600]
     assert all(np.isfinite(h["loss"]) for h in history.iterations)
     frames = sample_frames(SPEC, cfg.tracks, 1000, seed=4)
-    assert frames.shape == (1000, SPEC.out_height, SPEC.width, 1)
+    assert frames.shape == (1000, SPEC.out_height, SPEC.width, SPEC.channels)
     bundle, report = export_bundle(net, SPEC, ACTION_SPACE, frames, tmp_path / "bundle", {"test": True})
     assert report.frames == 1000 and report.max_abs_error < 1e-4
     assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == [
