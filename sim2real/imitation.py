@@ -47,7 +47,7 @@ class ImitationConfig:
     """DAgger settings. `randomization` (a preset name or YAML file) draws a new domain for every
     episode; `augmentation` (a preset name) augments the frames stored for training, while the
     learner drives on the clean frame; `camera_info` (a ROS camera_info YAML) sets the sim camera's
-    lens. All three default to off, which is the plain simulator."""
+    lens, which randomization then leaves as measured. All three default to off, which is the plain simulator."""
 
     tracks: tuple[str, ...] = ("reinvent_base", "Spain_track", "2024_reinvent_champ_cw")
     iterations: int = 6
@@ -181,6 +181,8 @@ def training_simulators(cfg: ImitationConfig, rng: np.random.Generator) -> dict[
     if not cfg.randomization:
         return {name: Simulator(Track.load(name), camera=camera) for name in cfg.tracks}
     randomization = Randomization.load(cfg.randomization)
+    if camera is not None:
+        randomization = randomization.for_calibrated_lens()
     return {name: DomainSimulator(Track.load(name), randomization, int(rng.integers(2**31)), camera=camera)
             for name in cfg.tracks}
 

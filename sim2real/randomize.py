@@ -136,6 +136,10 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
 )}
 
 
+# What `racer calibrate camera` measures: field of view and distortion.
+LENS_KNOBS = ("camera_hfov_deg", "lens_k1")
+
+
 def knob_named(name: str) -> Knob:
     try:
         return KNOBS[name]
@@ -293,6 +297,11 @@ class Randomization:
     def save(self, path: str | Path) -> Path:
         Path(path).write_text(self.to_yaml())
         return Path(path)
+
+    def for_calibrated_lens(self) -> Randomization:
+        """This randomization without the lens knobs (`LENS_KNOBS`), for training with a camera
+        calibration (`racer train --camera-info`): the lens is measured, the mounting still varies."""
+        return Randomization({name: r for name, r in self.ranges.items() if name not in LENS_KNOBS})
 
     def sample(self, rng: np.random.Generator) -> Domain:
         values = {name: KNOBS[name].draw(rng, low, high) for name, (low, high) in self.ranges.items()}
