@@ -17,7 +17,9 @@ from .vehicle import VehicleParams, clip_command
 
 @dataclass(frozen=True)
 class ExpertParams:
-    """Look-ahead grows with speed; target speed is capped by lateral acceleration and braking."""
+    """Look-ahead grows with speed; target speed is capped by lateral acceleration and braking;
+    `lag_compensation` (0..1) is the share of the steering lag the command makes up within one
+    `control_period_s` (1: the wheels reach the wanted angle by the next command)."""
 
     lookahead_m: float = 0.3
     lookahead_s: float = 0.25
