@@ -115,6 +115,17 @@ def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):
     assert "lap completion %" in captured.err
 
 
+def test_eval_command_in_the_nominal_world(tiny_run, tmp_path, capsys):
+    out, _ = tiny_run
+    code = racer_s2r("eval", "--json", "--model", str(out / "none-s0" / "bundle"), "--domains", "nominal",
+                     "--tracks", "reinvent_base", "--starts", "1", "--out", str(tmp_path / "eval"))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["domains"] == [{"name": "nominal", "values": {}, "outside_training": []}]
+    assert report["models"][0]["results"]["nominal"]["laps"] == 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["--seeds", "one"], "--seeds must be comma-separated integers"),
     (["--variants", "none,magic"], "unknown variant(s) magic"),
