@@ -49,7 +49,7 @@ class ImitationConfig:
     learner drives on the clean frame; `camera_info` (a ROS camera_info YAML) sets the sim camera's
     lens, which randomization then leaves as measured. All three default to off, which is the plain simulator."""
 
-    tracks: tuple[str, ...] = ("reinvent_base", "Spain_track", "2024_reinvent_champ_cw")
+    tracks: tuple[str, ...] = ("reinvent_base", "Spain_track", "Tokyo_Training_track")
     iterations: int = 6
     steps_per_iteration: int = 6000
     episode_steps: int = 600

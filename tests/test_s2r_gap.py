@@ -74,12 +74,15 @@ def test_variants_train_evaluate_and_are_reused(tiny_run):
 
 def test_models_are_evaluated_on_tracks_they_did_not_train_on(tiny_run):
     out, models = tiny_run
-    # The shipped recipe's tracks leave four shapes; the reversed 2024 track is the same shape.
+    # The reversed 2024 track is the same shape as the 2024 track.
     assert held_out_tracks(("reinvent_base", "Spain_track", "2024_reinvent_champ_cw")) == (
         "Bowtie_track", "Oval_track", "Tokyo_Training_track", "reInvent2019_track")
     with load_bundle(out / "none-s0" / "bundle") as bundle:
         assert training_tracks(bundle) == ("reinvent_base",)
     assert "reinvent_base" not in held_out_tracks(("reinvent_base",))
+    # The shipped recipe trains on three shapes and leaves five tracks.
+    assert held_out_tracks(ImitationConfig().tracks) == (
+        "2024_reinvent_champ_ccw", "2024_reinvent_champ_cw", "Bowtie_track", "Oval_track", "reInvent2019_track")
     assert models[0]["results"]["dark"]["tracks"] == ["reinvent_base"]  # QUICK names its track
 
 

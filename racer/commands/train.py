@@ -8,7 +8,7 @@ from pathlib import Path
 
 from racer.commands import fail
 
-TRAIN_TRACKS = "reinvent_base,Spain_track,2024_reinvent_champ_cw"
+TRAIN_TRACKS = "reinvent_base,Spain_track,Tokyo_Training_track"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
