@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "racer.commands.train",
     "racer.commands.console",
     "racer.commands.sim2real",
+    "racer.commands.sim",
 ]
 
 

@@ -86,10 +86,10 @@ def sim_runtime(sim: Simulator, model: PolicyModel, params: dict[str, dict[str, 
 
 def run_laps(sim: Simulator, model: PolicyModel, laps: int = 1, max_speed: float = 0.5,
              params: dict[str, dict[str, Any]] | None = None, lap_timeout_s: float = 120.0,
-             on_lap: Callable[[int, LapResult], None] | None = None) -> DriveResult:
+             on_lap: Callable[[int, LapResult], None] | None = None, driver: Driver | None = None) -> DriveResult:
     """Autonomous laps from the simulator's current pose, as fast as the CPU allows; stops at `laps`
-    laps, off-track or timeout."""
-    stack = sim_stack(sim, model, params)
+    laps, off-track or timeout. `driver` replaces the simulator's actuator (see `sim.rules`)."""
+    stack = sim_stack(sim, model, params, driver)
     clock = stack.clock
     stack.control.core.set_max_speed(max_speed)
     stack.control.command(stack.control.core.set_mode, "autonomous")

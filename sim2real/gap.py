@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from car.bundle import load_bundle
+from car.bundle import Bundle, load_bundle
 from car.inference import Policy
 from car.shift import ShiftMonitor
 from car.stack import PolicyModel
@@ -28,6 +28,7 @@ from sim2real.drive import run_laps
 from sim2real.export import export_checkpoint
 from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation
 from sim2real.randomize import Domain, DomainSimulator, Randomization, RandomizationError
+from sim2real.sim.rules import aws_rules, is_aws_export
 from sim2real.sim.track import Track
 
 # Training variant -> (randomization preset, augmentation preset).
@@ -56,11 +57,15 @@ HELD_OUT: tuple[NamedDomain, ...] = (
     NamedDomain("grey_carpet", {"floor_hue_deg": 70.0, "floor_shade": 1.45, "surface_shade": 0.65,
                                 "texture_noise": 10.0}),
     NamedDomain("worn_tape", {"line_wear": 0.3, "line_width": 0.8, "line_shade": 0.72}),
-    NamedDomain("knocked_camera", {"camera_pitch_deg": 22.5, "camera_roll_deg": 2.8, "camera_height_m": 0.113}),
+    NamedDomain("knocked_camera", {"camera_pitch_deg": 18.0, "camera_roll_deg": 2.8, "camera_height_m": 0.115}),
     NamedDomain("cheap_camera", {"sensor_noise": 6.0, "motion_blur_px": 3.5, "jpeg_quality": 45.0, "lens_k1": 0.07}),
     NamedDomain("tired_car", {"delay_ms": 120.0, "steering_trim": 0.05, "steering_gain": 0.87, "throttle_gain": 1.12}),
     NamedDomain("messy_floor", {"distractors": 12, "shadows": 5, "shadow_depth": 0.55, "background_clutter": 8}),
 )
+
+
+# The plain simulator: the AWS DeepRacer simulator's world, as AWS-trained models saw it.
+NOMINAL = NamedDomain("nominal", {})
 
 
 class DomainsFileError(ValueError):
@@ -94,21 +99,41 @@ def outside_training(domain: NamedDomain, preset: str = "default") -> list[str]:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Laps per (model, domain) = tracks x starts; each lap starts at rest on the centre line."""
+    """Laps per (model, domain) = tracks x starts; each lap starts at rest on the centre line.
+    Empty `tracks` means every closed track the model did not train on (see `held_out_tracks`)."""
 
-    tracks: tuple[str, ...] = ("reinvent_base", "Spain_track", "2024_reinvent_champ_cw")
+    tracks: tuple[str, ...] = ()
     starts: int = 2
     max_speed: float = 0.5
     lap_timeout_s: float = 60.0
 
 
+def held_out_tracks(trained: Sequence[str]) -> tuple[str, ...]:
+    """The built-in closed tracks that differ in shape from every track in `trained` (a track
+    driven the other way round is the same shape)."""
+    def shape(name: str) -> frozenset[tuple[float, float]]:
+        return frozenset(map(tuple, np.round(Track.load(name).centre, 3).tolist()))
+
+    seen = {shape(name) for name in trained}
+    return tuple(name for name in Track.names() if Track.load(name).closed and shape(name) not in seen)
+
+
+def training_tracks(bundle: Bundle) -> tuple[str, ...]:
+    """The tracks a racer bundle records it trained on (none known for other bundles)."""
+    config = bundle.info.get("config")
+    tracks = config.get("tracks") if isinstance(config, dict) else None
+    return tuple(str(t) for t in tracks) if isinstance(tracks, list) else ()
+
+
 def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalConfig = EvalConfig()
              ) -> dict[str, dict[str, Any]]:
-    """Per domain: laps driven, laps completed, completion %, mean progress, mean domain-shift score."""
+    """Per domain: laps driven, laps completed, completion %, mean progress, mean domain-shift score.
+    An AWS export drives under the AWS simulator's rules (`sim.rules`)."""
     results = {}
     with load_bundle(bundle_path) as bundle:
         policy = Policy(bundle)
         monitor = ShiftMonitor.from_stats(bundle.stats, bundle.spec)
+        tracks = cfg.tracks or held_out_tracks(training_tracks(bundle))
         for named in domains:
             scores: list[float] = []
 
@@ -119,16 +144,18 @@ def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalC
 
             model = PolicyModel(infer, bundle.spec, bundle.metadata)
             progress, completed = [], 0
-            for track_name in cfg.tracks:
+            for track_name in tracks:
                 sim = DomainSimulator(Track.load(track_name))
                 sim.set_domain(named.domain())
                 for k in range(cfg.starts):
                     sim.reset(start_index=k * sim.track.waypoint_count // cfg.starts)
-                    drive = run_laps(sim, model, laps=1, max_speed=cfg.max_speed, lap_timeout_s=cfg.lap_timeout_s)
+                    driver = aws_rules(sim, bundle, cfg.max_speed) if is_aws_export(bundle) else None
+                    drive = run_laps(sim, model, laps=1, max_speed=cfg.max_speed, lap_timeout_s=cfg.lap_timeout_s,
+                                     driver=driver)
                     progress.append(drive.laps[0].progress)
                     completed += drive.completed_laps
             results[named.name] = {
-                "laps": len(progress), "completed": completed,
+                "tracks": list(tracks), "laps": len(progress), "completed": completed,
                 "completion_pct": round(100.0 * completed / len(progress), 2),
                 "mean_progress": round(float(np.mean(progress)), 2),
                 "domain_shift": round(float(np.mean(scores)), 3) if scores else None,

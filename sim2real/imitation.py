@@ -8,6 +8,7 @@ learner's output exactly as the car does.
 from __future__ import annotations
 
 import math
+from collections import deque
 from pathlib import Path
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -37,8 +38,8 @@ ACTION_SPACE = {
     "neural_network": "RACER_SMALL_CNN",
     "version": "5",
 }
-SPEC = PreprocessSpec(width=80, height=60, crop_top=18, grey_weights=(0.114, 0.587, 0.299), scale=1 / 255.0,
-                      offset=0.0, frame_stack=1, layout="NCHW", interpolation="area", input_name="image")
+SPEC = PreprocessSpec(width=80, height=60, crop_top=12, grey_weights=(0.114, 0.587, 0.299), scale=1 / 255.0,
+                      offset=0.0, frame_stack=2, layout="NCHW", interpolation="area", input_name="image")
 
 
 @dataclass
@@ -46,9 +47,9 @@ class ImitationConfig:
     """DAgger settings. `randomization` (a preset name or YAML file) draws a new domain for every
     episode; `augmentation` (a preset name) augments the frames stored for training, while the
     learner drives on the clean frame; `camera_info` (a ROS camera_info YAML) sets the sim camera's
-    lens. All three default to off, which is the plain simulator."""
+    lens, which randomization then leaves as measured. All three default to off, which is the plain simulator."""
 
-    tracks: tuple[str, ...] = ("reinvent_base", "Spain_track", "2024_reinvent_champ_cw")
+    tracks: tuple[str, ...] = ("reinvent_base", "Spain_track", "Tokyo_Training_track")
     iterations: int = 6
     steps_per_iteration: int = 6000
     episode_steps: int = 600
@@ -56,11 +57,11 @@ class ImitationConfig:
     batch_size: int = 256
     learning_rate: float = 1e-3
     seed: int = 0
-    max_speed_setting: float = 0.5
+    max_speed_setting: float = 1.0
     start_offset_m: float = 0.2
     start_yaw_deg: float = 15.0
     flip: bool = True
-    threads: int = 2
+    threads: int = 1
     randomization: str | None = None
     augmentation: str | None = None
     camera_info: str | None = None
@@ -137,12 +138,16 @@ def collect(cfg: ImitationConfig, spec: PreprocessSpec, meta: ModelMetadata, lea
         sim.reset(start_index=int(rng.integers(sim.track.waypoint_count)),
                   offset=float(rng.uniform(-cfg.start_offset_m, cfg.start_offset_m)),
                   yaw_offset=math.radians(float(rng.uniform(-cfg.start_yaw_deg, cfg.start_yaw_deg))))
+        frames: deque[np.ndarray] = deque(maxlen=spec.frame_stack)
         for _ in range(min(cfg.episode_steps, cfg.steps_per_iteration - steps)):
             frame = sim.render()
-            features = frame_features(spec, frame)
+            if not frames:
+                frames.extend([frame] * (spec.frame_stack - 1))
+            frames.append(frame)
+            features = stacked_features(spec, list(frames))
             st = sim.vehicle.state
-            steering, throttle = expert.act(st.x, st.y, st.yaw, st.speed)
-            stored = features if augment is None else frame_features(spec, augment(frame))
+            steering, throttle = expert.act(st.x, st.y, st.yaw, st.speed, st.steering_rad)
+            stored = features if augment is None else stacked_features(spec, augment_together(augment, list(frames)))
             data.add(stored, expert_targets(meta, steering, throttle, cfg.max_speed_setting))
             if learner is not None and rng.random() >= beta:
                 steering, throttle = learner.act(features)
@@ -157,6 +162,18 @@ def collect(cfg: ImitationConfig, spec: PreprocessSpec, meta: ModelMetadata, lea
     return {"steps": steps, "off_track_episodes": offs}
 
 
+def stacked_features(spec: PreprocessSpec, frames: list[np.ndarray]) -> np.ndarray:
+    """The last `spec.frame_stack` BGR frames (oldest first) -> (H, W, C) features, stacked on the
+    channel axis as the car's `Preprocessor` stacks them."""
+    return np.concatenate([frame_features(spec, f) for f in frames[-spec.frame_stack:]], axis=2)
+
+
+def augment_together(augment: Augmenter, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """The frames of one stack augmented as one picture, so they change alike and the motion
+    between them survives."""
+    return np.split(augment(np.concatenate(frames, axis=0)), len(frames), axis=0)
+
+
 def training_simulators(cfg: ImitationConfig, rng: np.random.Generator) -> dict[str, Simulator]:
     """One simulator per training track: plain, or drawing domains from `cfg.randomization` (seeded
     from `rng` only then, so the plain run's random stream is unchanged)."""
@@ -164,6 +181,8 @@ def training_simulators(cfg: ImitationConfig, rng: np.random.Generator) -> dict[
     if not cfg.randomization:
         return {name: Simulator(Track.load(name), camera=camera) for name in cfg.tracks}
     randomization = Randomization.load(cfg.randomization)
+    if camera is not None:
+        randomization = randomization.for_calibrated_lens()
     return {name: DomainSimulator(Track.load(name), randomization, int(rng.integers(2**31)), camera=camera)
             for name in cfg.tracks}
 

@@ -78,7 +78,7 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("centre_hue_deg", "visual", "deg", 0.0, (-8.0, 8.0), (-20.0, 20.0), (-180.0, 180.0),
          "hue rotation of the yellow centre line (orange to lime)"),
     Knob("line_width", "visual", "x", 1.0, (0.85, 1.2), (0.7, 1.4), (0.1, 5.0),
-         "width of border and centre lines relative to 5 cm and 4 cm"),
+         "width of border strips and centre line relative to 7.62 cm and 2.54 cm"),
     Knob("line_wear", "visual", "fraction", 0.0, (0.0, 0.2), (0.0, 0.4), (0.0, 1.0),
          "fraction of the painted lines worn away, in patches"),
     Knob("light", "visual", "x", 1.0, (0.75, 1.3), (0.5, 1.7), (0.0, 10.0),
@@ -101,15 +101,17 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          "upright shapes (people, furniture) against the walls", count=True),
     Knob("distractors", "visual", "count", 0.0, (0.0, 8.0), (0.0, 20.0), (0.0, 200.0),
          "objects lying on the floor (paper, tape, leaves), some on the track", count=True),
-    Knob("camera_height_m", "camera", "m", 0.10, (0.09, 0.11), (0.08, 0.12), (0.02, 0.5),
+    Knob("camera_height_m", "camera", "m", 0.1328, (0.12, 0.145), (0.10, 0.16), (0.02, 0.5),
          "lens height above the floor"),
-    Knob("camera_pitch_deg", "camera", "deg", 18.0, (15.0, 21.0), (12.0, 24.0), (0.0, 60.0),
+    Knob("camera_forward_m", "camera", "m", 0.142, (0.12, 0.165), (0.08, 0.20), (-0.2, 0.5),
+         "lens ahead of the axle midpoint (the car's reported position)"),
+    Knob("camera_pitch_deg", "camera", "deg", 13.61, (10.5, 16.5), (7.0, 21.0), (0.0, 60.0),
          "downward tilt of the optical axis"),
     Knob("camera_roll_deg", "camera", "deg", 0.0, (-2.0, 2.0), (-4.0, 4.0), (-30.0, 30.0),
          "lean of the camera about its optical axis, + = to the right"),
-    Knob("camera_hfov_deg", "camera", "deg", 120.0, (112.0, 128.0), (105.0, 135.0), (30.0, 170.0),
-         "pinhole horizontal field of view"),
-    Knob("lens_k1", "camera", "1", 0.0, (-0.02, 0.05), (-0.03, 0.12), (-0.5, 1.0),
+    Knob("camera_hfov_deg", "camera", "deg", 64.74, (58.0, 72.0), (50.0, 125.0), (30.0, 170.0),
+         "pinhole horizontal field of view (the real car's lens is sold as 120 deg; `strong` reaches it)"),
+    Knob("lens_k1", "camera", "1", 0.0, (-0.05, 0.05), (-0.2, 0.12), (-0.5, 1.0),
          "plumb_bob radial distortion k1 (- = barrel; strong barrel folds the image corners)"),
     Knob("exposure_ev", "camera", "EV", 0.0, (-0.4, 0.4), (-0.8, 0.8), (-5.0, 5.0),
          "exposure error in stops (gain 2**ev, saturating)"),
@@ -125,11 +127,17 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          "servo travel per unit of steering command"),
     Knob("throttle_gain", "dynamics", "x", 1.0, (0.9, 1.1), (0.8, 1.25), (0.1, 3.0),
          "top speed per unit of throttle command (battery, ESC)"),
-    Knob("delay_ms", "dynamics", "ms", 50.0, (20.0, 100.0), (0.0, 150.0), (0.0, 500.0),
-         "actuation delay from command to wheels"),
-    Knob("wheelbase_m", "dynamics", "m", 0.165, (0.158, 0.172), (0.15, 0.18), (0.05, 0.5),
+    Knob("delay_ms", "dynamics", "ms", 0.0, (0.0, 60.0), (0.0, 120.0), (0.0, 500.0),
+         "pure actuation delay from command to wheels, before the steering lag"),
+    Knob("steering_lag_ms", "dynamics", "ms", 490.0, (350.0, 650.0), (200.0, 900.0), (0.0, 3000.0),
+         "time constant of the first-order lag the wheel angle follows the servo command with"),
+    Knob("wheelbase_m", "dynamics", "m", 0.164, (0.157, 0.171), (0.15, 0.18), (0.05, 0.5),
          "distance between the axles"),
 )}
+
+
+# What `racer calibrate camera` measures: field of view and distortion.
+LENS_KNOBS = ("camera_hfov_deg", "lens_k1")
 
 
 def knob_named(name: str) -> Knob:
@@ -173,9 +181,9 @@ class Domain:
             floor_bgr=_tint(base.floor_bgr, get("floor_hue_deg"), get("floor_shade")),
             border_bgr=_tint(base.border_bgr, 0.0, get("line_shade")),
             centre_bgr=_tint(base.centre_bgr, get("centre_hue_deg"), 1.0),
-            background_top_bgr=_tint(base.background_top_bgr, get("background_hue_deg"), get("background_shade")),
-            background_bottom_bgr=_tint(base.background_bottom_bgr, get("background_hue_deg"),
-                                        get("background_shade")),
+            wall_bgr=_tint(base.wall_bgr, get("background_hue_deg"), get("background_shade")),
+            wall_shade_bgr=_tint(base.wall_shade_bgr, get("background_hue_deg"), get("background_shade")),
+            sky_bgr=_tint(base.sky_bgr, get("background_hue_deg"), get("background_shade")),
             border_line_m=base.border_line_m * width,
             centre_line_m=base.centre_line_m * width,
             texture_noise=v.get("texture_noise", base.texture_noise),
@@ -195,6 +203,7 @@ class Domain:
         v = self.values
         distortion = (v["lens_k1"],) + tuple(base.distortion[1:]) if "lens_k1" in v else base.distortion
         return replace(base, height_m=v.get("camera_height_m", base.height_m),
+                       forward_m=v.get("camera_forward_m", base.forward_m),
                        pitch_deg=v.get("camera_pitch_deg", base.pitch_deg),
                        roll_deg=v.get("camera_roll_deg", base.roll_deg),
                        hfov_deg=v.get("camera_hfov_deg", base.hfov_deg), distortion=distortion)
@@ -205,6 +214,7 @@ class Domain:
                        steering_gain=v.get("steering_gain", base.steering_gain),
                        throttle_gain=v.get("throttle_gain", base.throttle_gain),
                        delay_s=v["delay_ms"] / 1000.0 if "delay_ms" in v else base.delay_s,
+                       steering_lag_s=v["steering_lag_ms"] / 1000.0 if "steering_lag_ms" in v else base.steering_lag_s,
                        wheelbase_m=v.get("wheelbase_m", base.wheelbase_m))
 
     def sensor(self) -> SensorParams:
@@ -288,6 +298,11 @@ class Randomization:
         Path(path).write_text(self.to_yaml())
         return Path(path)
 
+    def for_calibrated_lens(self) -> Randomization:
+        """This randomization without the lens knobs (`LENS_KNOBS`), for training with a camera
+        calibration (`racer train --camera-info`): the lens is measured, the mounting still varies."""
+        return Randomization({name: r for name, r in self.ranges.items() if name not in LENS_KNOBS})
+
     def sample(self, rng: np.random.Generator) -> Domain:
         values = {name: KNOBS[name].draw(rng, low, high) for name, (low, high) in self.ranges.items()}
         return Domain(values, int(rng.integers(2**31)))
@@ -354,7 +369,7 @@ def bench_sim_randomized(seconds: float = 2.0, preset: str = "default", episode_
         for _ in range(episode_steps):
             sim.render()
             st = sim.vehicle.state
-            sim.apply(*expert.act(st.x, st.y, st.yaw, st.speed))
+            sim.apply(*expert.act(st.x, st.y, st.yaw, st.speed, st.steering_rad))
             steps += 1
             if sim.step().off_track:
                 break

@@ -151,7 +151,7 @@ def test_wrappers_work_on_a_foreign_image_env():
     pre = PreprocessObservation(ChaseDot(), SPEC, colour_order="rgb")
     obs, _ = pre.reset(seed=0)
     expected = Preprocessor(SPEC)(ChaseDot()._frame()[..., ::-1].copy())[0]
-    assert obs.shape == pre.observation_space.shape == (1, 42, 80)
+    assert obs.shape == pre.observation_space.shape == SPEC.input_shape()[1:] == (2, 48, 80)
     np.testing.assert_allclose(obs, expected, atol=1e-6)
 
 
@@ -172,7 +172,7 @@ def test_wrapper_errors():
 def test_randomization_wrapper_drives_our_simulator():
     env = make("reinvent_base", randomization="strong", augmentation="light", spec=SPEC, seed=4, max_steps=20)
     obs, _ = env.reset(seed=0)
-    assert obs.shape == (1, 42, 80) and obs.dtype == np.float32 and 0.0 <= obs.min() and obs.max() <= 1.0
+    assert obs.shape == SPEC.input_shape()[1:] and obs.dtype == np.float32 and 0.0 <= obs.min() and obs.max() <= 1.0
     sim = env.unwrapped.sim
     domain = sim.domain
     assert domain.values and sim.vehicle.params.delay_s == pytest.approx(domain.values["delay_ms"] / 1000)

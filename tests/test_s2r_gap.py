@@ -4,9 +4,10 @@ import json
 
 import pytest
 
+from car.bundle import load_bundle
 from s2r_cli import racer_s2r
-from sim2real.gap import (HELD_OUT, DomainsFileError, EvalConfig, NamedDomain, format_table, load_domains,
-                          outside_training, run_gap_evaluation, summarize)
+from sim2real.gap import (HELD_OUT, DomainsFileError, EvalConfig, NamedDomain, format_table, held_out_tracks,
+                          load_domains, outside_training, run_gap_evaluation, summarize, training_tracks)
 from sim2real.imitation import ImitationConfig
 from sim2real.plots import gap_plot
 
@@ -71,6 +72,20 @@ def test_variants_train_evaluate_and_are_reused(tiny_run):
     assert again[0]["results"] == models[0]["results"]  # the same model in the same world drives the same
 
 
+def test_models_are_evaluated_on_tracks_they_did_not_train_on(tiny_run):
+    out, models = tiny_run
+    # The reversed 2024 track is the same shape as the 2024 track.
+    assert held_out_tracks(("reinvent_base", "Spain_track", "2024_reinvent_champ_cw")) == (
+        "Bowtie_track", "Oval_track", "Tokyo_Training_track", "reInvent2019_track")
+    with load_bundle(out / "none-s0" / "bundle") as bundle:
+        assert training_tracks(bundle) == ("reinvent_base",)
+    assert "reinvent_base" not in held_out_tracks(("reinvent_base",))
+    # The shipped recipe trains on three shapes and leaves five tracks.
+    assert held_out_tracks(ImitationConfig().tracks) == (
+        "2024_reinvent_champ_ccw", "2024_reinvent_champ_cw", "Bowtie_track", "Oval_track", "reInvent2019_track")
+    assert models[0]["results"]["dark"]["tracks"] == ["reinvent_base"]  # QUICK names its track
+
+
 def test_summary_table_and_plot(tmp_path):
     models = [{"variant": v, "seed": s, "results": {"a": {"completion_pct": c, "mean_progress": p},
                                                     "b": {"completion_pct": c / 2, "mean_progress": p / 2}}}
@@ -91,15 +106,27 @@ def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):
     domains = tmp_path / "domains.yaml"
     domains.write_text("- name: dim\n  light: 0.6\n")
     code = racer_s2r("eval", "--json", "--model", str(out / "none-s0" / "bundle"), "--domains", str(domains),
-                     "--tracks", "reinvent_base", "--starts", "1", "--out", str(tmp_path / "eval"))
+                     "--tracks", "reinvent_base", "--starts", "1", "--max-speed", "0.8", "--out", str(tmp_path / "eval"))
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out)
     assert report["domains"] == [{"name": "dim", "values": {"light": 0.6}, "outside_training": ["light"]}]
     assert report["models"][0]["name"] == "bundle" and report["models"][0]["results"]["dim"]["laps"] == 1
+    assert report["eval"] == {"tracks": ["reinvent_base"], "starts": 1, "max_speed": 0.8}
     assert set(report["summary"]["bundle"]) >= {"completion_pct", "mean_progress", "domains", "seeds"}
     assert (tmp_path / "eval" / "gap.png").is_file() and (tmp_path / "eval" / "gap.json").is_file()
     assert "lap completion %" in captured.err
+
+
+def test_eval_command_in_the_nominal_world(tiny_run, tmp_path, capsys):
+    out, _ = tiny_run
+    code = racer_s2r("eval", "--json", "--model", str(out / "none-s0" / "bundle"), "--domains", "nominal",
+                     "--tracks", "reinvent_base", "--starts", "1", "--out", str(tmp_path / "eval"))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["domains"] == [{"name": "nominal", "values": {}, "outside_training": []}]
+    assert report["models"][0]["results"]["nominal"]["laps"] == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -108,6 +135,8 @@ def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):
     (["--model", "no/such/bundle"], "no bundle at no/such/bundle"),
     (["--tracks", "moon"], "unknown track 'moon'"),
     (["--starts", "0"], "--starts"),
+    (["--max-speed", "1.5"], "--max-speed must be in (0, 1]"),
+    (["--train-tracks", "moon"], "unknown track 'moon'"),
 ])
 def test_eval_command_refuses_bad_input(tmp_path, capsys, args, message):
     assert racer_s2r("eval", "--out", str(tmp_path / "eval"), *args) == 2
@@ -125,7 +154,7 @@ def test_eval_command_names_an_unknown_knob(tmp_path, capsys):
 def test_randomization_command(tmp_path, capsys):
     assert racer_s2r("randomization", "--json") == 0
     knobs = json.loads(capsys.readouterr().out)
-    assert knobs["delay_ms"]["unit"] == "ms" and knobs["delay_ms"]["strong"] == [0.0, 150.0]
+    assert knobs["delay_ms"]["unit"] == "ms" and knobs["delay_ms"]["strong"] == [0.0, 120.0]
     assert racer_s2r("randomization", "--preset", "strong", "--write", str(tmp_path / "strong.yaml")) == 0
     assert "camera_roll_deg: [-4.0, 4.0]" in (tmp_path / "strong.yaml").read_text()
     assert racer_s2r("randomization") == 0

@@ -29,7 +29,13 @@ def test_every_knob_is_documented_with_unit_nominal_and_ranges():
         # strong never narrows default
         assert knob.strong[0] <= knob.default[0] and knob.default[1] <= knob.strong[1], knob.name
     assert {k.group for k in KNOBS.values()} == {"visual", "camera", "dynamics"}
-    assert KNOBS["delay_ms"].strong == (0.0, 150.0)
+    assert KNOBS["delay_ms"].strong == (0.0, 120.0)
+    # Nominal values are the simulator's own.
+    assert KNOBS["steering_lag_ms"].nominal == pytest.approx(1000 * VehicleParams().steering_lag_s)
+    assert KNOBS["camera_forward_m"].nominal == CameraParams().forward_m
+    assert KNOBS["camera_hfov_deg"].nominal == CameraParams().hfov_deg
+    # The real car's lens is sold as 120 deg: the strong preset reaches it.
+    assert KNOBS["camera_hfov_deg"].strong[1] >= 120.0 and KNOBS["lens_k1"].strong[0] < 0.0
 
 
 def test_every_knob_changes_the_simulation():
@@ -148,7 +154,8 @@ def test_wear_removes_paint_and_distractors_and_grain_mark_the_floor(track):
     messy = draw_track_texture(track, Domain({"distractors": 20}, seed=2).scene(SceneParams())).image
     assert (np.abs(messy.astype(int) - nominal).max(axis=2) > 30).sum() > 1000
     grainy = draw_track_texture(track, Domain({"texture_noise": 10}).scene(SceneParams())).image
-    assert np.std(grainy[:50, :50].astype(float) - nominal[:50, :50]) == pytest.approx(10, rel=0.35)
+    field = (slice(200, 250), slice(200, 250))  # grass inside the walls
+    assert np.std(grainy[field].astype(float) - nominal[field]) == pytest.approx(10, rel=0.35)
 
 
 def test_roll_tilts_the_horizon_and_the_lens_bends_it():

@@ -15,7 +15,7 @@ from racer.cli import main
 from sim2real.camera_matching import camera_from_info
 from sim2real.envs import make
 from sim2real.export import export_checkpoint
-from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation
+from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation, training_simulators
 from sim2real.ppo import PPO, DrivingFeatures, actor_as_driving_net
 from sim2real.sim.render import CameraParams, ground_rays
 
@@ -123,3 +123,17 @@ def test_train_flags_refuse_bad_input(tmp_path, monkeypatch, capsys, args, messa
     assert main(["train", "--out", str(tmp_path / "run"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_calibrated_lens_stays_as_measured_under_randomization(tmp_path):
+    k = CameraParams(hfov_deg=120.0).intrinsics(640, 480)
+    path = tmp_path / "camera.yaml"
+    save_camera_info(CameraInfo(640, 480, k, np.array([-0.3, 0.08, 0.0, 0.0, 0.0])), path)
+    cfg = ImitationConfig(tracks=("reinvent_base",), randomization="default", camera_info=str(path))
+    sim = training_simulators(cfg, np.random.default_rng(0))["reinvent_base"]
+    pitches = set()
+    for _ in range(3):
+        sim.randomize()
+        assert sim.camera.hfov_deg == pytest.approx(120.0) and sim.camera.distortion[0] == pytest.approx(-0.3)
+        pitches.add(sim.camera.pitch_deg)
+    assert len(pitches) == 3  # the mounting still varies

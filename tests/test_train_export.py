@@ -27,7 +27,7 @@ def test_tiny_training_exports_a_bundle_that_matches_torch(tmp_path):
     assert [h["samples"] for h in history.iterations] == [300, 600]
     assert all(np.isfinite(h["loss"]) for h in history.iterations)
     frames = sample_frames(SPEC, cfg.tracks, 1000, seed=4)
-    assert frames.shape == (1000, SPEC.out_height, SPEC.width, 1)
+    assert frames.shape == (1000, SPEC.out_height, SPEC.width, SPEC.channels)
     bundle, report = export_bundle(net, SPEC, ACTION_SPACE, frames, tmp_path / "bundle", {"test": True})
     assert report.frames == 1000 and report.max_abs_error < 1e-4
     assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == [
@@ -45,11 +45,11 @@ def test_export_refuses_too_few_frames_and_an_occupied_directory(tmp_path):
     cfg = ImitationConfig(tracks=("reinvent_base",), iterations=1, steps_per_iteration=50, epochs=1)
     net, *_ = train_imitation(cfg, show_progress=False)
     with pytest.raises(ValueError, match="at least 1,000 frames"):
-        export_bundle(net, SPEC, ACTION_SPACE, np.zeros((10, 42, 80, 1), np.float32), tmp_path / "b")
+        export_bundle(net, SPEC, ACTION_SPACE, np.zeros((10, 48, 80, 2), np.float32), tmp_path / "b")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
     with pytest.raises(ValueError, match="not an empty directory"):
-        export_bundle(net, SPEC, ACTION_SPACE, np.zeros((1000, 42, 80, 1), np.float32), tmp_path / "full")
+        export_bundle(net, SPEC, ACTION_SPACE, np.zeros((1000, 48, 80, 2), np.float32), tmp_path / "full")
     assert [p.name for p in (tmp_path / "full").iterdir()] == ["keep.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]  # no staging left behind
 

@@ -39,14 +39,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Drives bundles through the car stack in held-out domains and reports lap "
                                    "completion and progress. Without --model it trains (or reuses, in --out) the "
                                    "variants none / randomization / augmentation / both for each seed.")
-    e.add_argument("--domains", type=Path, help="YAML list of named domains (default: the built-in held-out set)")
+    e.add_argument("--domains", type=Path, metavar="FILE|nominal",
+                   help="YAML list of named domains, or 'nominal' for the plain simulator alone "
+                        "(default: the built-in held-out set)")
     e.add_argument("--model", action="append", type=Path, metavar="BUNDLE",
                    help="evaluate this bundle (repeatable) instead of training the variants")
     e.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default: %(default)s)")
     e.add_argument("--variants", default="none,randomization,augmentation,both",
                    help="training variants, comma-separated (default: %(default)s)")
     e.add_argument("--out", type=Path, default=DEFAULT_EVAL_DIR, help="run directory (default: %(default)s)")
-    e.add_argument("--tracks", default=TRAIN_TRACKS, help="evaluation tracks (default: %(default)s)")
+    e.add_argument("--tracks", default="",
+                   help="evaluation tracks, comma-separated (default: every closed track the model did not train on, "
+                        "as its bundle records)")
+    e.add_argument("--train-tracks", default=TRAIN_TRACKS,
+                   help="variant training: training tracks (default: %(default)s)")
+    e.add_argument("--max-speed", type=float, default=0.5, metavar="X",
+                   help="the console's max-speed setting the laps are driven at, (0, 1] (default: %(default)s)")
     e.add_argument("--starts", type=int, default=2,
                    help="laps per track, from spread start points (default: %(default)s)")
     e.add_argument("--iterations", type=int, default=5,
@@ -55,6 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="variant training: steps per iteration (default: %(default)s)")
     e.add_argument("--epochs", type=int, default=3,
                    help="variant training: epochs per iteration (default: %(default)s)")
+    e.add_argument("--lap-times", action="store_true",
+                   help="instead: each --model's lap times in the nominal simulator next to the privileged "
+                        "expert's, 2 laps from rest per track (default tracks: every closed one)")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.set_defaults(func=run_eval)
 
@@ -96,8 +107,33 @@ def _range(bounds: tuple[float, float]) -> str:
     return f"{bounds[0]:g}..{bounds[1]:g}"
 
 
+def _lap_times(args: argparse.Namespace, tracks: tuple[str, ...]) -> int:
+    from sim2real.laptimes import lap_time_table
+    from sim2real.sim.track import Track
+
+    if not args.model:
+        return fail("eval", "--lap-times needs at least one --model")
+    tracks = tracks or tuple(name for name in Track.names() if Track.load(name).closed)
+    report = {"max_speed": args.max_speed, "models": []}
+    for path in args.model:
+        rows = lap_time_table(path, tracks, args.max_speed)
+        report["models"].append({"model": str(path), "tracks": rows})
+        print(f"{path}: lap times (s) at max-speed {args.max_speed}, model vs expert", file=sys.stderr)
+        for row in rows:
+            ratio = f"{row['ratio']:.3f}" if row["ratio"] is not None else "-"
+            print(f"  {row['track']:26s} {_laps(row['model']):>16s} {_laps(row['expert']):>16s}  {ratio}",
+                  file=sys.stderr)
+    if args.json:
+        print(json.dumps(report))
+    return 0
+
+
+def _laps(times: list[float | None]) -> str:
+    return ", ".join("off" if t is None else f"{t:.2f}" for t in times)
+
+
 def run_eval(args: argparse.Namespace) -> int:
-    from sim2real.gap import (HELD_OUT, VARIANTS, DomainsFileError, EvalConfig, evaluate, format_table,
+    from sim2real.gap import (HELD_OUT, NOMINAL, VARIANTS, DomainsFileError, EvalConfig, evaluate, format_table,
                               load_domains, outside_training, run_gap_evaluation, summarize)
     from sim2real.imitation import ImitationConfig
     from sim2real.plots import gap_plot
@@ -108,9 +144,11 @@ def run_eval(args: argparse.Namespace) -> int:
     except ValueError:
         return fail("eval", f"--seeds must be comma-separated integers, got {args.seeds!r}")
     tracks = tuple(t for t in args.tracks.split(",") if t)
+    train_tracks = tuple(t for t in args.train_tracks.split(",") if t)
     try:
-        domains = load_domains(args.domains) if args.domains else list(HELD_OUT)
-        for name in tracks:
+        domains = list(HELD_OUT) if args.domains is None else [NOMINAL] if str(args.domains) == "nominal" \
+            else load_domains(args.domains)
+        for name in tracks + train_tracks:
             Track.load(name)
     except (DomainsFileError, ValueError) as exc:
         return fail("eval", str(exc))
@@ -118,13 +156,17 @@ def run_eval(args: argparse.Namespace) -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         return fail("eval", f"unknown variant(s) {', '.join(unknown)}; variants: {', '.join(VARIANTS)}")
-    if not seeds or not tracks or args.starts < 1 or min(args.iterations, args.steps, args.epochs) < 1:
-        return fail("eval", "--seeds and --tracks need at least one entry; --starts, --iterations, --steps and "
-                             "--epochs at least 1")
+    if not seeds or not train_tracks or args.starts < 1 or min(args.iterations, args.steps, args.epochs) < 1:
+        return fail("eval", "--seeds and --train-tracks need at least one entry; --starts, --iterations, --steps "
+                             "and --epochs at least 1")
+    if not 0.0 < args.max_speed <= 1.0:
+        return fail("eval", f"--max-speed must be in (0, 1], got {args.max_speed}")
     missing = [str(m) for m in args.model or [] if not m.exists()]
     if missing:
         return fail("eval", f"no bundle at {', '.join(missing)}")
-    cfg = EvalConfig(tracks=tracks, starts=args.starts)
+    cfg = EvalConfig(tracks=tracks, starts=args.starts, max_speed=args.max_speed)
+    if args.lap_times:
+        return _lap_times(args, tracks)
 
     def log(message: str) -> None:
         if not args.json:
@@ -138,15 +180,15 @@ def run_eval(args: argparse.Namespace) -> int:
             models.append({"name": name, "variant": name, "seed": None, "bundle": str(path),
                            "results": evaluate(path, domains, cfg)})
     else:
-        base = ImitationConfig(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps,
-                               epochs=args.epochs, threads=1)
+        base = ImitationConfig(tracks=train_tracks, iterations=args.iterations, steps_per_iteration=args.steps,
+                               epochs=args.epochs, max_speed_setting=args.max_speed)
         models = run_gap_evaluation(args.out, seeds, domains, base, cfg, variants, log)
     summary = summarize(models, domains)
     args.out.mkdir(parents=True, exist_ok=True)
     plot = gap_plot(summary, [d.name for d in domains], args.out / "gap.png")
     report = {
         "domains": [{"name": d.name, "values": d.values, "outside_training": outside_training(d)} for d in domains],
-        "eval": {"tracks": list(tracks), "laps_per_domain": len(tracks) * args.starts, "max_speed": cfg.max_speed},
+        "eval": {"tracks": list(tracks) or "held out per model", "starts": args.starts, "max_speed": cfg.max_speed},
         "models": models, "summary": summary, "plot": str(plot),
     }
     (args.out / "gap.json").write_text(json.dumps(report, indent=1))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from racer.commands import fail
 
-TRAIN_TRACKS = "reinvent_base,Spain_track,2024_reinvent_champ_cw"
+TRAIN_TRACKS = "reinvent_base,Spain_track,Tokyo_Training_track"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=8000, help="simulator steps per iteration (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=4, help="epochs over all data per iteration (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--max-speed", type=float, default=1.0, metavar="X",
+                   help="the console's max-speed setting (0..1] the policy learns to drive at (default: %(default)s)")
     p.add_argument("--randomization", metavar="PRESET|FILE",
                    help="domain randomization: none, default, strong or a YAML config (default: off)")
     p.add_argument("--augmentation", metavar="PRESET",
@@ -67,6 +69,8 @@ def run_train(args: argparse.Namespace) -> int:
         return fail("train", str(exc))
     if args.iterations < 1 or args.steps < 1 or args.epochs < 1 or args.timesteps < 1:
         return fail("train", "--iterations, --steps, --epochs and --timesteps must be at least 1")
+    if not 0.0 < args.max_speed <= 1.0:
+        return fail("train", f"--max-speed must be in (0, 1], got {args.max_speed}")
     if args.camera_info is not None and not args.camera_info.is_file():
         return fail("train", f"no camera_info file at {args.camera_info}")
     if args.reward_function is not None and args.algo != "ppo":
@@ -88,7 +92,8 @@ def run_train(args: argparse.Namespace) -> int:
             return fail("train", str(exc))
         args.out.mkdir(parents=True, exist_ok=True)
         cfg = PPOConfig(reward_file=reward_file, tracks=tracks, timesteps=args.timesteps, seed=args.seed,
-                        randomization=randomization, augmentation=augmentation, camera_info=camera_info)
+                        randomization=randomization, augmentation=augmentation, camera_info=camera_info,
+                        max_speed_setting=args.max_speed)
         net, history = train_ppo(cfg, show_progress=not args.json)
         checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history, trainer="ppo")
         curve = reward_curve(history, args.out / "training_curve.png")
@@ -96,7 +101,7 @@ def run_train(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         cfg = ImitationConfig(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps,
                               epochs=args.epochs, seed=args.seed, randomization=randomization,
-                              augmentation=augmentation, camera_info=camera_info)
+                              augmentation=augmentation, camera_info=camera_info, max_speed_setting=args.max_speed)
         net, _, trained, _ = train_imitation(cfg, show_progress=not args.json)
         history = trained.iterations
         checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history)

@@ -17,7 +17,9 @@ from .vehicle import VehicleParams, clip_command
 
 @dataclass(frozen=True)
 class ExpertParams:
-    """Look-ahead grows with speed; target speed is capped by lateral acceleration and braking."""
+    """Look-ahead grows with speed; target speed is capped by lateral acceleration and braking;
+    `lag_compensation` (0..1) is the share of the steering lag the command makes up within one
+    `control_period_s` (1: the wheels reach the wanted angle by the next command)."""
 
     lookahead_m: float = 0.3
     lookahead_s: float = 0.25
@@ -28,6 +30,8 @@ class ExpertParams:
     curvature_span_m: float = 0.3
     speed_gain: float = 0.3
     plan_spacing_m: float = 0.05
+    lag_compensation: float = 1.0
+    control_period_s: float = 1.0 / 15.0
 
 
 class PurePursuitExpert:
@@ -39,8 +43,9 @@ class PurePursuitExpert:
         self.params = params or ExpertParams()
         self._plan_s, self._plan_speed = _speed_plan(track, self.params)
 
-    def act(self, x: float, y: float, yaw: float, speed: float) -> tuple[float, float]:
-        """Normalised (steering, throttle) for the car at (x, y, yaw) moving at `speed` m/s."""
+    def act(self, x: float, y: float, yaw: float, speed: float, wheel_rad: float | None = None) -> tuple[float, float]:
+        """Normalised (steering, throttle) for the car at (x, y, yaw) moving at `speed` m/s; with the
+        wheels' present angle `wheel_rad`, the command also makes up for the steering lag."""
         p, car = self.params, self.vehicle
         # Aim from where the car will be when this command takes effect.
         ahead = speed * car.delay_s
@@ -55,7 +60,13 @@ class PurePursuitExpert:
         dx, dy = float(tx) - rear_x, float(ty) - rear_y
         lateral = -math.sin(yaw) * dx + math.cos(yaw) * dy
         distance2 = max(dx * dx + dy * dy, 1e-6)
-        wheel = math.atan(2.0 * car.wheelbase_m * lateral / distance2)
+        # The car turns `yaw_gain` times as tightly as its wheel angle says.
+        wheel = math.atan(2.0 * car.wheelbase_m * lateral / distance2 / car.yaw_gain)
+        if wheel_rad is not None and car.steering_lag_s > 0.0:
+            # Overdrive the lagging wheels: at full compensation they reach `wheel` within one
+            # control period.
+            reach = 1.0 - math.exp(-p.control_period_s / car.steering_lag_s)
+            wheel += p.lag_compensation * (1.0 / reach - 1.0) * (wheel - wheel_rad)
         steering = (wheel / car.max_steering_rad - car.steering_trim) / car.steering_gain
 
         target = float(np.interp(s + speed * car.speed_time_constant_s, self._plan_s, self._plan_speed))

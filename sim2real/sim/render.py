@@ -1,10 +1,16 @@
-"""Camera view of the track from the car: a pinhole camera looking at a painted ground plane.
+"""Camera view of the track from the car: a pinhole camera in the AWS DeepRacer simulator's world,
+a painted ground plane inside a walled field with the sky above (../shared/DEEPRACER_SIM.md).
 
-Speed comes from doing the geometry once. Each pixel's ray is intersected with the ground in the
-car frame at construction; a frame is then one affine transform of those points by the car pose
-and one `cv2.remap` into an atlas that holds the top-down track texture at several mip levels
-(each pixel samples the level matching its ground footprint, so distant paint does not alias)
-plus the background seen above the horizon.
+Speed comes from doing the geometry once. Each pixel's ray is intersected at construction, in the
+car frame, with the ground if it points down, else with the horizontal plane of the wall tops; a
+frame is then one affine transform of those points by the car pose and one `cv2.remap` into an
+atlas. The atlas holds the top-down ground texture at several mip levels (each pixel samples the
+level matching its ground footprint, so distant paint does not alias) and a coarse texture of the
+wall-top plane. Walls are vertical, the field is convex and the camera is inside it, so a ray
+crosses a wall exactly when the point where it meets its plane lies outside the field: both
+textures paint the outside of the field with the colour of the wall in that direction (beyond a
+corner, split on the line from the field's centre through the corner) and the inside with grass or
+sky.
 """
 from __future__ import annotations
 
@@ -19,11 +25,17 @@ from .track import Track
 
 Colour = tuple[int, int, int]
 _SUBPIXEL_BITS = 4
+# The wall-top plane's texture has 8 cm texels: the wall-top edge is sharp to a pixel at 160x120.
+SKY_LEVEL = 3
 
 
 @dataclass(frozen=True)
 class CameraParams:
     """The camera's mounting on the car and its lens; lengths in metres, angles in degrees.
+
+    Defaults are the AWS simulator's camera (URDF values, ../shared/DEEPRACER_SIM.md): 64.74 deg
+    ideal pinhole, lens 0.1328 m above the floor and 0.142 m ahead of the axle midpoint, pitched
+    13.61 deg down. It is what AWS-trained models saw, not a measurement of the real car's lens.
 
     The lens is a pinhole filling `hfov_deg` across the image width, optionally with ROS plumb_bob
     `distortion` (k1, k2, p1, p2, k3, in normalised coordinates). `aspect` (fy / fx) and
@@ -32,11 +44,11 @@ class CameraParams:
     the right (clockwise seen from behind), so the horizon rises on the right of the image.
     """
 
-    height_m: float = 0.10
-    pitch_deg: float = 18.0
-    hfov_deg: float = 120.0
-    forward_m: float = 0.08
-    max_range_m: float = 12.0
+    height_m: float = 0.1328
+    pitch_deg: float = 13.61
+    hfov_deg: float = 64.74
+    forward_m: float = 0.142
+    max_range_m: float = 100.0
     roll_deg: float = 0.0
     aspect: float = 1.0
     principal_offset: tuple[float, float] = (0.0, 0.0)
@@ -52,8 +64,13 @@ class CameraParams:
 
 @dataclass(frozen=True)
 class SceneParams:
-    """How the world is painted: colours (BGR, defaults sampled from DeepRacer simulator frames),
-    paint sizes in metres, and the texture's resolution.
+    """How the world is painted: colours (BGR), paint sizes in metres, the walled field, and the
+    texture's resolution. Defaults are the AWS simulator's reinvent_base world as rendered in its
+    Gazebo frames (../shared/DEEPRACER_SIM.md): border strips `border_line_m` wide lying inside
+    the road, a dashed centre line, a grass field reaching `field_margin_m` beyond the track on
+    every side inside walls `wall_height_m` high, and the sky above. A wall is `wall_bgr` when its
+    inner face meets the light travelling horizontally along `light_direction` (x, y), else
+    `wall_shade_bgr` (which walls are lit was read off the Gazebo frames: east and north).
 
     The remaining fields give a real room's untidiness, all off by default: `texture_noise` grain
     and blotches on floor and track (grey levels, std), `line_wear` (fraction of paint worn off),
@@ -64,16 +81,20 @@ class SceneParams:
     the walls). `seed` says where they fall.
     """
 
-    floor_bgr: Colour = (104, 138, 97)
-    track_bgr: Colour = (71, 54, 40)
-    border_bgr: Colour = (212, 217, 216)
-    centre_bgr: Colour = (0, 130, 218)
-    background_top_bgr: Colour = (22, 18, 10)
-    background_bottom_bgr: Colour = (48, 42, 28)
-    border_line_m: float = 0.05
-    centre_line_m: float = 0.04
-    dash_m: float = 0.12
-    gap_m: float = 0.12
+    floor_bgr: Colour = (116, 150, 106)
+    track_bgr: Colour = (72, 55, 41)
+    border_bgr: Colour = (207, 211, 212)
+    centre_bgr: Colour = (1, 129, 214)
+    wall_bgr: Colour = (27, 23, 12)
+    wall_shade_bgr: Colour = (3, 2, 1)
+    sky_bgr: Colour = (178, 178, 178)
+    border_line_m: float = 0.0762
+    centre_line_m: float = 0.0254
+    dash_m: float = 0.0508
+    gap_m: float = 0.0508
+    field_margin_m: float = 0.91
+    wall_height_m: float = 1.0
+    light_direction: tuple[float, float] = (0.5, 0.1)
     metres_per_px: float = 0.01
     margin_m: float = 1.0
     mip_levels: int = 6
@@ -100,15 +121,49 @@ class TrackTexture:
     metres_per_px: float
 
 
-def draw_track_texture(track: Track, scene: SceneParams) -> TrackTexture:
-    """Paint the floor, the track surface, white borders and the dashed centre line from above,
-    then the room's untidiness and light (see `SceneParams`)."""
-    m = scene.metres_per_px
+def field_bounds(track: Track, scene: SceneParams) -> tuple[float, float, float, float]:
+    """The walled field (x_min, y_min, x_max, y_max) in metres: the track's bounding box grown by
+    `field_margin_m` (reinvent_base's field reaches 0.90-0.92 m beyond its borders)."""
     corners = np.concatenate([track.inner, track.outer])
-    x0 = float(corners[:, 0].min()) - scene.margin_m
-    y0 = float(corners[:, 1].max()) + scene.margin_m
-    cols = int(math.ceil((corners[:, 0].max() + scene.margin_m - x0) / m)) + 1
-    rows = int(math.ceil((y0 - corners[:, 1].min() + scene.margin_m) / m)) + 1
+    low, high = corners.min(axis=0) - scene.field_margin_m, corners.max(axis=0) + scene.field_margin_m
+    return float(low[0]), float(low[1]), float(high[0]), float(high[1])
+
+
+def _paint_walls(image: np.ndarray, x0: float, y0: float, m: float, field: tuple[float, float, float, float],
+                 scene: SceneParams, inside: Colour | None) -> None:
+    """Paint a texture whose texel (col, row) is centred on world (x0 + col*m, y0 - row*m): outside
+    the field, the colour of the wall a ray from inside crosses to get there (exact for rays from
+    the field's centre, which decides beyond a corner); inside, `inside` (None keeps what is there)."""
+    rows, cols = image.shape[:2]
+    x = x0 + np.arange(cols) * m
+    y = y0 - np.arange(rows) * m
+    # Only the bands outside the field are worked on: the texture is mostly field.
+    c0, c1 = np.searchsorted(x, field[0]), np.searchsorted(x, field[2], side="right")
+    r0, r1 = np.searchsorted(-y, -field[3]), np.searchsorted(-y, -field[1], side="right")
+    if inside is not None:
+        image[r0:r1, c0:c1] = inside
+    for rs, cs in ((slice(0, r0), slice(0, cols)), (slice(r1, rows), slice(0, cols)),
+                   (slice(r0, r1), slice(0, c0)), (slice(r0, r1), slice(c1, cols))):
+        bx, by = x[cs][None, :], y[rs][:, None]
+        beyond_x = np.maximum(np.maximum(field[0] - bx, bx - field[2]), 0.0)
+        beyond_y = np.maximum(np.maximum(field[1] - by, by - field[3]), 0.0)
+        east_west = beyond_x * (field[3] - field[1]) >= beyond_y * (field[2] - field[0])
+        # The inner normal of the wall each texel lies behind, facing the light or not.
+        normal_x = np.where(east_west, np.where(bx > field[2], -1.0, 1.0), 0.0)
+        normal_y = np.where(east_west, 0.0, np.where(by > field[3], -1.0, 1.0))
+        lit = normal_x * scene.light_direction[0] + normal_y * scene.light_direction[1] < 0.0
+        image[rs, cs] = np.where(lit[..., None], np.array(scene.wall_bgr, np.uint8),
+                                 np.array(scene.wall_shade_bgr, np.uint8))
+
+
+def draw_track_texture(track: Track, scene: SceneParams) -> TrackTexture:
+    """Paint the field, the road, the border strips and the dashed centre line from above, then
+    the room's untidiness and light (see `SceneParams`); beyond the field, the walls (see module)."""
+    m = scene.metres_per_px
+    field = field_bounds(track, scene)
+    x0, y0 = field[0] - scene.margin_m, field[3] + scene.margin_m
+    cols = int(math.ceil((field[2] + scene.margin_m - x0) / m)) + 1
+    rows = int(math.ceil((y0 - field[1] + scene.margin_m) / m)) + 1
     image = np.empty((rows, cols, 3), np.uint8)
     image[:] = scene.floor_bgr
 
@@ -130,21 +185,59 @@ def draw_track_texture(track: Track, scene: SceneParams) -> TrackTexture:
     for _ in range(scene.distractors):
         _draw_distractor(image, pixels, track, clutter)
     unpainted = image.copy() if scene.line_wear > 0.0 else None
-    line(track.inner, track.closed, scene.border_bgr, scene.border_line_m)
-    line(track.outer, track.closed, scene.border_bgr, scene.border_line_m)
+    for border in (track.inner, track.outer):
+        line(_inset(border, track.centre, 0.5 * scene.border_line_m), track.closed, scene.border_bgr,
+             scene.border_line_m)
     period = scene.dash_m + scene.gap_m
+    # A round-capped stroke reaches half its width past each end of its centre line.
+    cap = min(0.5 * scene.centre_line_m, 0.25 * scene.dash_m)
     for start in np.arange(0.0, track.length, period):
-        s = np.linspace(start, min(start + scene.dash_m, track.length), max(2, int(scene.dash_m / m)))
+        end = min(start + scene.dash_m, track.length)
+        s = np.linspace(start + cap, end - cap, max(2, int(scene.dash_m / m)))
         x, y, _ = track.point_at(s)
         line(np.stack([x, y], axis=1), False, scene.centre_bgr, scene.centre_line_m)
     if unpainted is not None:
         worn = _smooth_noise(wear, image.shape[:2], 6)
         worn = worn < np.quantile(worn[::4, ::4], scene.line_wear)
         image[worn] = unpainted[worn]
+    _paint_walls(image, x0, y0, m, field, scene, None)
+    _draw_wall_clutter(image, x0, y0, m, field, scene)
     texture = TrackTexture(image, x0, y0, m)
     if scene.light != 1.0 or scene.light_gradient or scene.light_spots or scene.shadows:
         image = _shade(image, _light_map(texture, track, scene, light))
     return TrackTexture(image, x0, y0, m)
+
+
+def _inset(border: np.ndarray, centre: np.ndarray, depth_m: float) -> np.ndarray:
+    """The border line moved `depth_m` towards the centre line (each border point faces its own
+    centre-line point in DeepRacer's waypoint files)."""
+    towards = centre - border
+    return border + towards * (depth_m / np.maximum(np.linalg.norm(towards, axis=1, keepdims=True), 1e-9))
+
+
+def _draw_wall_clutter(image: np.ndarray, x0: float, y0: float, m: float, field: tuple[float, float, float, float],
+                       scene: SceneParams) -> None:
+    """`background_clutter` upright shapes (people, furniture) standing against the walls: each a
+    stretch of wall in one colour, painted behind the wall so every ray through it sees it."""
+    rng = _streams(scene.seed + 1, 1)[0]
+    width, height = field[2] - field[0], field[3] - field[1]
+    for _ in range(scene.background_clutter):
+        along = rng.uniform(0.0, 2.0 * (width + height))
+        size = rng.uniform(0.3, 1.5)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if along < width:
+            box = (field[0] + along, field[1] - 50.0, field[0] + along + size, field[1])
+        elif along < width + height:
+            box = (field[2], field[1] + along - width, field[2] + 50.0, field[1] + along - width + size)
+        elif along < 2.0 * width + height:
+            box = (field[0] + along - width - height, field[3], field[0] + along - width - height + size,
+                   field[3] + 50.0)
+        else:
+            box = (field[0] - 50.0, field[1] + along - 2.0 * width - height, field[0],
+                   field[1] + along - 2.0 * width - height + size)
+        corners = ((box[0] - x0) / m, (y0 - box[3]) / m), ((box[2] - x0) / m, (y0 - box[1]) / m)
+        cv2.rectangle(image, tuple(int(round(c)) for c in corners[0]), tuple(int(round(c)) for c in corners[1]),
+                      colour, -1)
 
 
 def _streams(seed: int, count: int) -> list[np.random.Generator]:
@@ -225,6 +318,11 @@ def _shade(image: np.ndarray, gain: np.ndarray) -> np.ndarray:
 def ground_rays(camera: CameraParams, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel: where its ray meets the ground in the car frame (x forward, y left, metres; inf
     where it misses the ground within range), and the pixel's ground footprint (metres)."""
+    return plane_rays(camera, width, height, camera.height_m)
+
+
+def plane_rays(camera: CameraParams, width: int, height: int, drop_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """As `ground_rays` for the horizontal plane `drop_m` below the lens (negative: above it)."""
     k = camera.intrinsics(width, height)
     pitch = math.radians(camera.pitch_deg)
     cos_p, sin_p = math.cos(pitch), math.sin(pitch)
@@ -233,7 +331,7 @@ def ground_rays(camera: CameraParams, width: int, height: int) -> tuple[np.ndarr
         xn, yn, seen = _pixel_rays(camera, k, u, v)
         down = sin_p + cos_p * yn
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(down > 1e-9, camera.height_m / down, np.inf)
+            t = np.where(down * drop_m > 1e-12, drop_m / down, np.inf)
             ahead, left = t * (cos_p - sin_p * yn), -t * xn
             point = np.stack([camera.forward_m + ahead, left], axis=-1)
         return np.where((seen & (np.hypot(ahead, left) <= camera.max_range_m))[..., None], point, np.inf)
@@ -310,24 +408,28 @@ class Renderer:
         levels = [texture.image]
         for _ in range(1, self.scene.mip_levels):
             levels.append(cv2.pyrDown(levels[-1]))
-        self._atlas, origins, background_origin = _pack_atlas(levels, _background(self.scene, width, height))
+        sky_level = min(SKY_LEVEL, len(levels) - 1)
+        self._atlas, origins, sky_origin = _pack_atlas(levels, _sky_texture(track, texture, levels[sky_level].shape,
+                                                                               sky_level, self.scene))
 
         points, footprint = ground_rays(self.camera, width, height)
         ground = np.isfinite(points[..., 0])
         level = np.log2(np.maximum(footprint / texture.metres_per_px, 1.0))
         level = np.clip(np.round(np.where(ground, level, 0.0)), 0, len(levels) - 1).astype(int)
+        up, _ = plane_rays(self.camera, width, height, self.camera.height_m - self.scene.wall_height_m)
+        # Rays meeting neither plane in range run into a wall far away.
+        up[~np.isfinite(up[..., 0])] = (self.camera.max_range_m, 0.0)
+        points[~ground] = up[~ground]
 
         # A level-k texel coordinate is (level-0 coordinate + 0.5) / 2**k - 0.5, shifted to the
-        # level's place in the atlas and clamped inside it (its margin is floor colour).
-        scale = np.where(ground, 0.5**level, 0.0)
+        # level's place in the atlas and clamped inside it (beyond the field it is wall colour).
+        level[~ground] = sky_level
+        scale = 0.5**level
         origin = np.asarray(origins, np.float64)[level]
         size = np.asarray([lv.shape[1::-1] for lv in levels], np.float64)[level]
+        origin[~ground] = sky_origin
         offset = origin + (0.5 * scale - 0.5)[..., None]
         lo, hi = origin, origin + size - 1.0
-        v, u = np.mgrid[0:height, 0:width]
-        sky = np.stack([background_origin[0] + u, background_origin[1] + v], axis=-1).astype(np.float64)
-        offset[~ground], lo[~ground], hi[~ground] = sky[~ground], sky[~ground], sky[~ground]
-        points[~ground] = 0.0
 
         self._points = points.astype(np.float32)
         self._scale = np.repeat(scale[..., None], 2, axis=-1).astype(np.float32)
@@ -349,26 +451,26 @@ class Renderer:
         return cv2.remap(self._atlas, self._map, None, cv2.INTER_LINEAR, dst=out, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _background(scene: SceneParams, width: int, height: int) -> np.ndarray:
-    """What lies beyond the ground in range: the room's walls, darker towards the top, with
-    `background_clutter` upright shapes (people, furniture) standing against them."""
-    blend = np.linspace(0.0, 1.0, height)[:, None]
-    column = (1.0 - blend) * np.array(scene.background_top_bgr) + blend * np.array(scene.background_bottom_bgr)
-    wall = np.repeat(np.round(column).astype(np.uint8)[:, None, :], width, axis=1)
-    rng = _streams(scene.seed + 1, 1)[0]
-    for _ in range(scene.background_clutter):
-        left = int(rng.integers(0, width))
-        right = left + int(rng.uniform(0.04, 0.25) * width)
-        top = int(rng.uniform(0.0, 0.8) * height)
-        cv2.rectangle(wall, (left, top), (right, height - 1), tuple(int(c) for c in rng.integers(0, 256, 3)), -1)
-    return _shade(wall, np.full((height, width), scene.light, np.float32)) if scene.light != 1.0 else wall
+def _sky_texture(track: Track, ground: TrackTexture, shape: tuple[int, ...], level: int,
+                 scene: SceneParams) -> np.ndarray:
+    """The wall-top plane seen from below at mip level `level` of the ground texture's grid: sky
+    over the field, the walls (and what stands against them) beyond it."""
+    image = np.empty(shape, np.uint8)
+    step = ground.metres_per_px * 2**level
+    # Level-k texel j is centred on level-0 coordinate (j + 0.5) * 2**k - 0.5.
+    shift = (0.5 * 2**level - 0.5) * ground.metres_per_px
+    x0, y0 = ground.x0 + shift, ground.y0 - shift
+    field = field_bounds(track, scene)
+    _paint_walls(image, x0, y0, step, field, scene, scene.sky_bgr)
+    _draw_wall_clutter(image, x0, y0, step, field, scene)
+    return _shade(image, np.full(shape[:2], scene.light, np.float32)) if scene.light != 1.0 else image
 
 
 def _pack_atlas(
-    levels: list[np.ndarray], background: np.ndarray
+    levels: list[np.ndarray], sky: np.ndarray
 ) -> tuple[np.ndarray, list[tuple[int, int]], tuple[int, int]]:
-    """Level 0 on the left; the smaller levels and the background stacked in a column beside it."""
-    column = levels[1:] + [background]
+    """Level 0 on the left; the smaller levels and the sky stacked in a column beside it."""
+    column = levels[1:] + [sky]
     width = levels[0].shape[1] + max(img.shape[1] for img in column)
     height = max(levels[0].shape[0], sum(img.shape[0] for img in column))
     atlas = np.zeros((height, width, 3), np.uint8)
