@@ -14,7 +14,7 @@ def racer(*args):
 
 
 @pytest.mark.parametrize("args, reason", [
-    (["car", "--transport", "dds"], "the sim camera and actuator need --sim TRACK"),
+    (["car", "--transport", "dds"], "nothing to drive: pass --sim TRACK"),
     (["car", "--transport", "dds", "--sim", "reinvent_base", "--sim-rate", "0"], "--sim-rate must be positive"),
     (["car", "--sim", "reinvent_base", "--sim-rate", "2"], "--sim-rate needs --transport dds or ros"),
     (["car", "--transport", "dds", "--sim", "reinvent_base", "--console", "127.0.0.1:8080"],

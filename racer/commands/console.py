@@ -66,7 +66,9 @@ def add_car_calibration(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    discover = sub.add_parser("discover", help="list the racer cars on the local network (mDNS)")
+    discover = sub.add_parser("discover", help="list the racer cars on the local network (mDNS)",
+                              description="Listens for racer cars that announce their console over mDNS "
+                                          "(_racer._tcp) and prints name, address and certificate fingerprint.")
     discover.add_argument("--timeout", type=float, default=3.0, help="seconds to listen (default 3)")
     discover.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     discover.set_defaults(func=run_discover)
@@ -88,7 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _car_arguments(teleop)
     teleop.set_defaults(func=run_teleop)
 
-    status = sub.add_parser("status", help="a car's mode, model, fps, latency, watchdog")
+    status = sub.add_parser("status", help="a car's mode, model, fps, latency, watchdog",
+                            description="Asks a car's console once for its mode, model, camera rate, latency, "
+                                        "last command, watchdog and battery.")
     _car_arguments(status)
     status.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     status.set_defaults(func=run_status)

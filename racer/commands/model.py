@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -12,6 +13,16 @@ import openvino as ov
 
 from car.bundle import Bundle, BundleError, load_bundle, pack_bundle, save_bundle
 from car.inference import check_runnable
+
+
+# Suffixes a user may take for an archive format; convert writes only directories and .tar.gz.
+OTHER_ARCHIVES = frozenset({".zip", ".tar", ".gz", ".bz2", ".xz", ".7z"})
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _inspect(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
@@ -31,6 +42,10 @@ def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
         raise BundleError(bundle.unrunnable)
     out = Path(args.out)
     packing = out.name.endswith((".tar.gz", ".tgz"))
+    if not packing and out.suffix in OTHER_ARCHIVES:
+        raise BundleError(f"--out {out}: racer writes a bundle directory, or a .tar.gz; not a {out.suffix} file")
+    if not out.absolute().parent.is_dir():
+        raise BundleError(f"--out {out}: the folder {out.parent} does not exist")
     onnx = bundle.files.path if bundle.kind == "onnx" else bundle.files.onnx
     info = {**bundle.info, "converted_from": bundle.name, "source_kind": bundle.kind, "openvino": ov.__version__}
     with tempfile.TemporaryDirectory(prefix="racer-convert-") as tmp:
@@ -39,6 +54,7 @@ def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
                          stats=bundle.stats, info=info, cache_dir=args.cache_dir) as saved:
             if packing:
                 pack_bundle(saved.root, out)
+                out.chmod(0o666 & ~_umask())  # as any file the user makes, not the private temporary's 0600
             return {"name": bundle.name, "out": str(out), "files": sorted(p.name for p in saved.root.iterdir()),
                     "input": saved.describe()["input"]}
 

@@ -25,8 +25,9 @@ NODE_ERRORS = (ValueError, OSError, RuntimeError)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("node", description="Run one node of the car graph (started by `racer car` and the "
-                                           "launch file).")
+    p = sub.add_parser("node", help="run one node of the car graph (racer car --transport dds|ros and the launch "
+                                    "file start these)",
+                       description="Run one node of the car graph (started by `racer car` and the launch file).")
     p.add_argument("name", choices=NODE_NAMES)
     p.add_argument("--config", type=Path, help="ROS 2 parameter YAML (default: launch/params/car.yaml)")
     p.add_argument("--transport", choices=("dds", "ros"), default="dds")
