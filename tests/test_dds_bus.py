@@ -121,3 +121,14 @@ def test_deadline_fires_only_when_drive_stops_and_only_for_writers_that_promise_
 def test_deadline_that_cannot_match_is_refused(buses, topic, period, message):
     with pytest.raises(ValueError, match=message):
         buses("x").watch_deadline(topic, period, lambda: None)
+
+
+def test_a_signal_after_close_is_harmless():
+    """Ctrl-C reaches a node twice (the terminal's SIGINT and the supervisor's SIGTERM): the second may come
+    while the node is closing, and its handler's stop() must find nothing left to wake, not a missing guard."""
+    with loopback_domain():
+        bus = DdsBus("closing")
+        bus.stop()
+        bus.close()
+        bus.stop()
+        assert bus._stopping.is_set()
