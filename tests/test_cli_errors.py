@@ -102,3 +102,27 @@ def test_a_recording_replays_on_a_laptop_without_an_actuator(tmp_path):
     with AnyReader([replay], default_typestore=typestore()) as reader:
         decisions = [c for c, _, _ in reader.messages() if c.topic == POLICY_TOPIC]
     assert decisions  # the policy decided on the replayed frames
+
+
+def test_a_failed_start_leaves_no_camera_thread_behind(tmp_path):
+    """An actuator that cannot open ends the start with its one-line error; the camera opened before it is
+    closed first, so the process never exits with its reader thread inside OpenCV."""
+    import argparse
+    import threading
+
+    import cv2
+    import numpy as np
+
+    from car.config import load_params
+    from racer.commands.car import build_local
+    from calibration.servo import FACTORY_DEFAULT
+
+    video = tmp_path / "drive.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15, (160, 120))
+    for i in range(30):
+        writer.write(np.full((120, 160, 3), 8 * i, np.uint8))
+    writer.release()
+    args = argparse.Namespace(model=None, sim=None, camera=f"file:{video}", actuator=f"maestro:{tmp_path}/none")
+    with pytest.raises(RuntimeError, match="could not open port"):  # ActuatorFault
+        build_local(args, load_params(), FACTORY_DEFAULT)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("camera ")]

@@ -125,15 +125,23 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], cal
         from car.camera import open_camera
 
         cam = params["camera"]
-        camera = open_camera(args.camera or cam.get("source"), fps=float(cam.get("fps", 15.0)))
         spec = args.actuator or params["actuator"].get("spec") or "sim"
-        if spec == "sim":  # argument_problem allows this only for a replay
-            logging.getLogger("racer.car").info("replay without an actuator: nothing moves")
-            driver = ReplayDriver()
-        else:
-            parse_actuator_spec(spec)  # a malformed spec is a one-line error before any process starts
-            # The device and a last watchdog in a process of their own: nothing the console does here can hold them.
-            driver = IsolatedDriver(spec, calibration, float(params["actuator"].get("timeout_s", 0.25)))
+        if spec != "sim":
+            parse_actuator_spec(spec)  # a malformed spec is a one-line error before anything is opened
+        camera = open_camera(args.camera or cam.get("source"), fps=float(cam.get("fps", 15.0)))
+        try:
+            if spec == "sim":  # argument_problem allows this only for a replay
+                logging.getLogger("racer.car").info("replay without an actuator: nothing moves")
+                driver = ReplayDriver()
+            else:
+                # The device and a last watchdog in a process of their own: nothing the console does here can
+                # hold them.
+                driver = IsolatedDriver(spec, calibration, float(params["actuator"].get("timeout_s", 0.25)))
+        except BaseException:
+            # The camera's reader thread must not outlive a failed start: a process that exits while it is
+            # inside OpenCV's native code can abort in C++ teardown instead of ending with the one-line error.
+            camera.close()
+            raise
         stack = LocalStack(WallClock(), camera, driver, model, params)
         runtime = CarRuntime(stack, stop_event=stop)
     return stack, runtime, bundle
@@ -160,11 +168,15 @@ def run(args: argparse.Namespace) -> int:
         # Resolved before any device is opened: a bad file stops the start with nothing written.
         calibration = node.car_calibration(args, params)
         stack, runtime, bundle = build_local(args, params, calibration.calibration, stop)
+    except (ValueError, OSError, RuntimeError) as exc:
+        return fail("car", str(exc))
+    try:
         recorder = _recorder(args, stack)
         if args.console:
             from racer.commands.console import start_car_console
             start_car_console(args, params, runtime, bundle.name, calibration)
     except (ValueError, OSError, RuntimeError) as exc:
+        runtime.stop()  # the camera thread and the actuator's process end (at neutral) before this one does
         return fail("car", str(exc))
     logging.getLogger("racer.car").info("model %s, %s", bundle.name, f"simulator {args.sim}" if args.sim else "hardware")
     if args.autostart:
