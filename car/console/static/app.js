@@ -10,6 +10,7 @@ const WIZARD_REFRESH_MS = 100;
 const ANSWER_MS = 2000;
 let status = null;
 let offline = false;
+let arriving = true;  // until the first status: what the page finds when it opens
 
 async function api(method, path, body) {
   const init = { method, headers: { "X-CSRFToken": csrf, "Accept": "application/json" } };
@@ -98,9 +99,11 @@ function showStatus(s) {
     $("wizard").hidden = true;
     $("calib-start").disabled = false;
     say("calib-message", "calibration mode ended; steps not saved yet were dropped");
-  } else if ($("wizard").hidden && s.mode === "calibration" && !wizard.opening) {
+  } else if (arriving && s.mode === "calibration" && !wizard.opening) {
+    // Only what the page finds on arrival: later, calibration mode is this page's own wizard (or another's).
     openWizard("the car is still in calibration mode from an earlier visit: carry on, or Cancel to leave it");
   }
+  arriving = false;
   drawOverlay(s.command);
 }
 
