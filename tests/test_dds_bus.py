@@ -135,3 +135,14 @@ def test_a_test_domain_is_one_nobody_else_answers_on(monkeypatch):
             assert dds_support.free_domain() == 58
         finally:
             taken.close()
+
+
+def test_a_signal_after_close_is_harmless():
+    """Ctrl-C reaches a node twice (the terminal's SIGINT and the supervisor's SIGTERM): the second may come
+    while the node is closing, and its handler's stop() must find nothing left to wake, not a missing guard."""
+    with loopback_domain():
+        bus = DdsBus("closing")
+        bus.stop()
+        bus.close()
+        bus.stop()
+        assert bus._stopping.is_set()

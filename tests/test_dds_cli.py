@@ -14,7 +14,7 @@ def racer(*args):
 
 
 @pytest.mark.parametrize("args, reason", [
-    (["car", "--transport", "dds"], "the sim camera and actuator need --sim TRACK"),
+    (["car", "--transport", "dds"], "nothing to drive: pass --sim TRACK"),
     (["car", "--transport", "dds", "--sim", "reinvent_base", "--sim-rate", "0"], "--sim-rate must be positive"),
     (["car", "--sim", "reinvent_base", "--sim-rate", "2"], "--sim-rate needs --transport dds or ros"),
     (["car", "--transport", "dds", "--sim", "reinvent_base", "--console", "127.0.0.1:8080"],
@@ -32,3 +32,15 @@ def test_bad_input_is_a_clear_error(args, reason):
     assert proc.returncode == 2, proc.stderr
     assert reason.lower() in proc.stderr.lower()
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["node", "camera", "--track", "reinvent_base"], "racer node camera: --track is not for the camera node; leave it out"),
+    (["node", "actuator", "--model", "m", "--autostart"],
+     "racer node actuator: --model and --autostart are not for the actuator node; leave them out"),
+    (["node", "policy", "--sim-rate", "2"], "racer node policy: --sim-rate is not for the policy node; leave it out"),
+])
+def test_an_option_another_node_uses_is_refused(args, reason):
+    proc = racer(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == reason

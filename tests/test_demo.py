@@ -1,7 +1,13 @@
 """End to end: the bundled model drives the simulator through the car stack, from the command line."""
 import json
+import queue
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 
 import pytest
 
@@ -93,34 +99,111 @@ def test_bundled_model_races_the_closed_tracks_at_full_max_speed():
     assert sum(results.values()) >= MIN_LAPPED, results
 
 
-def test_live_demo_serves_the_console_while_driving(tmp_path):
-    import socket
-    import time
-    import urllib.request
-
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([*RACER, "demo", "--laps", "1", "--json", "--console", f"127.0.0.1:{port}",
-                             "--state-dir", str(tmp_path / "state")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return s.getsockname()[1]
+
+
+def server_ready(port: int) -> dict | None:
     try:
-        ready = None
-        deadline = time.monotonic() + 60
-        while ready is None and time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/server_ready", timeout=1) as r:
-                    ready = json.loads(r.read())
-            except OSError:
-                time.sleep(0.2)
-        out, err = proc.communicate(timeout=120)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/server_ready", timeout=5) as r:
+            return json.loads(r.read())
+    except OSError:
+        return None
+
+
+def wait_for_line(lines: queue.Queue, needle: str, timeout: float = 180) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            seen.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            continue
+        if needle in seen[-1]:
+            return seen
+    raise AssertionError(f"no {needle!r} in {seen}")
+
+
+def live_demo(*args: str) -> tuple[subprocess.Popen, queue.Queue]:
+    proc = subprocess.Popen([*RACER, "demo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    return proc, lines
+
+
+def interrupt(proc: subprocess.Popen) -> str:
+    """Ctrl-C, and the process's stdout once it ended."""
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=60)[0]
+
+
+def test_live_demo_keeps_the_console_up_after_the_laps_until_ctrl_c(tmp_path):
+    port = free_port()
+    state = tmp_path / "state"
+    proc, lines = live_demo("--laps", "1", "--json", "--console", f"127.0.0.1:{port}", "--state-dir", str(state))
+    try:
+        seen = wait_for_line(lines, "laps done, car stopped; the console stays on")
+        password_file = state / "console" / "first-password"
+        assert any(f"written to {password_file}" in line for line in seen)
+        assert password_file.read_text().strip() not in "".join(seen)
+        assert any("lap 1:" in line for line in seen)
+        time.sleep(1.0)  # a user opening the printed address a while after the laps
+        assert proc.poll() is None
+        assert server_ready(port) == {"success": True}
+        out = interrupt(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert ready is not None and ready.get("success") is True
-    assert proc.returncode == 0, err
-    password_file = tmp_path / "state" / "console" / "first-password"
-    assert f"written to {password_file}" in err and password_file.read_text().strip() not in err
+        proc.kill()
+    assert proc.returncode == 0
     summary = json.loads(out)
     assert summary["completed_laps"] == 1 and summary["laps"][0]["off_track"] is False
-    assert list((tmp_path / "state").iterdir())  # the console kept its state where it was told
+    assert list(state.iterdir())  # the console kept its state where it was told
+
+    # The second start of the same console: no new password, but where to get one.
+    proc, lines = live_demo("--laps", "1", "--console", f"127.0.0.1:{port}", "--state-dir", str(state))
+    try:
+        seen = wait_for_line(lines, "console on")
+        hint = wait_for_line(lines, "password")[-1]
+        assert f"racer passwd --state-dir {state}" in hint
+        assert not any("first-password" in line for line in seen)
+        interrupt(proc)
+    finally:
+        proc.kill()
+
+
+def test_live_demo_on_a_busy_port_says_what_to_do(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = racer("demo", "--console", f"127.0.0.1:{port}", "--state-dir", str(tmp_path / "state"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"racer demo: console not started: 127.0.0.1:{port} is in use (another racer demo?); "
+        "pass --console 127.0.0.1:8081, or --console off")
+
+
+def test_open_track_is_one_run_to_its_end():
+    proc = racer("demo", "--track", "Straight_track", "--headless", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["completed_laps"] == 1 and len(summary["laps"]) == 1
+    assert "Straight_track is open: one run to its end" in proc.stderr
+
+
+def test_endless_headless_demo_ends_on_ctrl_c_with_its_summary():
+    proc, lines = live_demo("--laps", "0", "--headless", "--json")
+    try:
+        wait_for_line(lines, "lap 1:")
+        out = interrupt(proc)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    summary = json.loads(out)
+    assert summary["completed_laps"] >= 1 and summary["completed_laps"] == len(summary["laps"])
+
+
+def test_demo_help_lists_the_tracks():
+    proc = racer("demo", "--help")
+    assert "Tokyo_Training_track" in proc.stdout and "Straight_track" in proc.stdout

@@ -74,6 +74,9 @@ def test_convert_pb_to_ir_tar_gz_keeps_tensorflows_numbers(racer, tmp_path):
     result = json.loads(done.stdout)
     assert result["ok"] is True and result["out"] == str(out)
     assert result["files"] == ["model.bin", "model.xml", "model_metadata.json", "racer.json"]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # readable as any file the user makes, not 0600
     expected = np.load(MODELS / "tf_expected.npz")
     with load_bundle(out, tmp_path / "cache") as bundle:
         assert bundle.kind == "openvino" and bundle.info["converted_from"] == "deepracer_discrete_ppo"
@@ -162,3 +165,15 @@ def test_preprocess_preset_is_for_aws_exports_only(racer, tmp_path):
                                                  "presets are for AWS DeepRacer exports")
     usage = racer("predict", str(PPO_TAR), str(FRAMES_DIR / FRAMES[0]), "--preprocess", "bilinear")
     assert usage.returncode == 2 and "invalid choice: 'bilinear'" in usage.stderr
+
+
+@pytest.mark.parametrize("out, reason", [
+    ("model.zip", "--out {tmp}/model.zip: racer writes a bundle directory, or a .tar.gz; not a .zip file"),
+    ("missing/dir/model.tar.gz", "--out {tmp}/missing/dir/model.tar.gz: the folder {tmp}/missing/dir does not exist"),
+    ("missing/bundle", "--out {tmp}/missing/bundle: the folder {tmp}/missing does not exist"),
+])
+def test_convert_out_is_a_directory_or_a_tar_gz_in_an_existing_folder(racer, tmp_path, out, reason):
+    done = racer("convert", str(SAC_TAR), "--out", str(tmp_path / out))
+    assert done.returncode == 1
+    assert done.stderr == f"racer model convert: {reason.format(tmp=tmp_path)}\n"
+    assert not (tmp_path / "missing").exists() and not (tmp_path / out).exists()  # no folder made on the way

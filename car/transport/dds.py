@@ -188,6 +188,8 @@ class DdsBus:
 
     def stop(self) -> None:
         """Make spin() return (safe from any thread and from signal handlers)."""
+        if self._stopping.is_set():  # already woken, or closed: a second signal during close() finds no guard
+            return
         self._stopping.set()
         self._guard.set(True)
 

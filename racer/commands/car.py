@@ -23,13 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="ROS 2 parameter YAML (default: launch/params/car.yaml)")
     p.add_argument("--transport", choices=("local", "dds", "ros"), default="local",
                    help="local = one process; dds = one process per node over Cyclone DDS; ros = rclpy")
-    p.add_argument("--sim", metavar="TRACK", help="drive the simulator on TRACK instead of hardware")
+    p.add_argument("--sim", metavar="TRACK", help="drive the simulator on TRACK (e.g. reinvent_base) instead of "
+                                                  "hardware; without it, give --camera and --actuator")
     p.add_argument("--autostart", action="store_true", help="start in autonomous mode (only with --sim)")
     p.add_argument("--actuator", metavar="SPEC", help="sim | pwm-sysfs[:DIR] | pca9685:BUS:ADDR | maestro:PORT")
     p.add_argument("--calibration", type=Path,
                    help="DeepRacer calibration.json, used unless the state dir has one (default: the stock "
                         "DeepRacer's file, else factory values)")
-    p.add_argument("--camera", metavar="SPEC", help="v4l2:/dev/videoN | file:VIDEO | images:DIR")
+    p.add_argument("--camera", metavar="SPEC",
+                   help="v4l2:/dev/videoN | file:VIDEO | images:DIR | bag:PATH (a recording; without --actuator "
+                        "it replays on a laptop and nothing moves)")
     p.add_argument("--model", type=Path, help="model bundle (default: the bundled model)")
     p.add_argument("--console", metavar="HOST:PORT", help="serve the device console")
     p.add_argument("--console-name", action="append", default=[], metavar="NAME",
@@ -43,6 +46,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     node.register(sub)
+
+
+HARDWARE_ACTUATORS = "--actuator pwm-sysfs (stock DeepRacer), pca9685:BUS:ADDR or maestro:PORT"
+
+
+def argument_problem(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> str | None:
+    """What is wrong with this combination of options, in the user's words (None: it can run).
+
+    The camera and actuator come from the options, else the parameter file (whose defaults are the
+    simulator's), so `racer car` alone asks for --sim or a car's camera and actuator.
+    """
+    camera = args.camera or params["camera"].get("source") or "sim"
+    actuator = args.actuator or params["actuator"].get("spec") or "sim"
+    if args.sim:
+        ignored = [flag for flag, given in (("--camera", args.camera not in (None, "sim")),
+                                            ("--actuator", args.actuator not in (None, "sim")),
+                                            ("--calibration", args.calibration is not None)) if given]
+        if ignored:
+            return (f"--sim drives the simulated car, which has its own camera and no actuator to calibrate: "
+                    f"leave out {' and '.join(ignored)}")
+        if args.sim_rate != 1.0 and args.transport == "local":
+            return "--sim-rate needs --transport dds or ros (the local runtime runs the simulator in real time)"
+        return None
+    if args.autostart:
+        return "--autostart needs --sim: a real car starts only on a user action"
+    if args.sim_rate != 1.0:
+        return "--sim-rate is for the simulator: add --sim TRACK"
+    if camera.startswith("bag:") and actuator == "sim":
+        if args.transport != "local":
+            return "replaying a recording without an actuator runs with --transport local"
+        return None  # a replay on a laptop: the policy drives nothing (see build_local)
+    if camera == "sim" and actuator == "sim":
+        return ("nothing to drive: pass --sim TRACK for the simulator (e.g. --sim reinvent_base), or a car's "
+                f"--camera v4l2:/dev/video0 and {HARDWARE_ACTUATORS}")
+    if actuator == "sim":
+        return f"--camera {camera} drives a real car: add {HARDWARE_ACTUATORS} (or use --sim TRACK)"
+    if camera == "sim":
+        return (f"--actuator {actuator} needs the car's camera: add --camera v4l2:/dev/video0 (or file:VIDEO, "
+                "images:DIR, bag:PATH)")
+    return None
+
+
+class ReplayDriver:
+    """The actuator of a replay without hardware (`--camera bag:PATH` alone): the policy's commands
+    reach /drive (and `--record`), and nothing moves."""
+
+    def set(self, steering: float, throttle: float) -> None:
+        """Nothing to drive."""
+
+    def neutral(self) -> None:
+        """Nothing to drive."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], calibration: Calibration,
@@ -71,11 +128,23 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], cal
         from car.camera import open_camera
 
         cam = params["camera"]
+        spec = args.actuator or params["actuator"].get("spec") or "sim"
+        if spec != "sim":
+            parse_actuator_spec(spec)  # a malformed spec is a one-line error before anything is opened
         camera = open_camera(args.camera or cam.get("source"), fps=float(cam.get("fps", 15.0)))
-        spec = args.actuator or params["actuator"].get("spec") or ""
-        parse_actuator_spec(spec)  # a malformed spec is a one-line error before any process starts
-        # The device and a last watchdog in a process of their own: nothing the console does here can hold them.
-        driver = IsolatedDriver(spec, calibration, float(params["actuator"].get("timeout_s", 0.25)))
+        try:
+            if spec == "sim":  # argument_problem allows this only for a replay
+                logging.getLogger("racer.car").info("replay without an actuator: nothing moves")
+                driver = ReplayDriver()
+            else:
+                # The device and a last watchdog in a process of their own: nothing the console does here can
+                # hold them.
+                driver = IsolatedDriver(spec, calibration, float(params["actuator"].get("timeout_s", 0.25)))
+        except BaseException:
+            # The camera's reader thread must not outlive a failed start: a process that exits while it is
+            # inside OpenCV's native code can abort in C++ teardown instead of ending with the one-line error.
+            camera.close()
+            raise
         stack = LocalStack(WallClock(), camera, driver, model, params)
         runtime = CarRuntime(stack, stop_event=stop)
     return stack, runtime, bundle
@@ -85,17 +154,15 @@ def run(args: argparse.Namespace) -> int:
     from car.config import load_params
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
-    if args.autostart and not args.sim:
-        return fail("car", "--autostart needs --sim: a real car starts only on a user action")
-    if args.sim and args.actuator not in (None, "sim"):
-        return fail("car", "--sim drives the simulated car; leave --actuator out or set it to sim")
-    if not args.sim and (args.actuator == "sim" or args.camera == "sim"):
-        return fail("car", "the sim camera and actuator need --sim TRACK")
+    try:
+        problem = argument_problem(args, load_params(args.config))
+    except (ValueError, OSError) as exc:
+        return fail("car", str(exc))
+    if problem:
+        return fail("car", problem)
     raise_open_file_limit()  # before any node starts: the graph's processes inherit it
     if args.transport != "local":
         return _run_graph(args)
-    if args.sim_rate != 1.0:
-        return fail("car", "--sim-rate needs --transport dds or ros (the local runtime runs the simulator in real time)")
     stop = threading.Event()  # a signal during start-up must still end at neutral
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -104,11 +171,15 @@ def run(args: argparse.Namespace) -> int:
         # Resolved before any device is opened: a bad file stops the start with nothing written.
         calibration = node.car_calibration(args, params)
         stack, runtime, bundle = build_local(args, params, calibration.calibration, stop)
+    except (ValueError, OSError, RuntimeError) as exc:
+        return fail("car", str(exc))
+    try:
         recorder = _recorder(args, stack)
         if args.console:
             from racer.commands.console import start_car_console
             start_car_console(args, params, runtime, bundle.name, calibration, model_path=bundle.source)
     except (ValueError, OSError, RuntimeError) as exc:
+        runtime.stop()  # the camera thread and the actuator's process end (at neutral) before this one does
         return fail("car", str(exc))
     logging.getLogger("racer.car").info("model %s, %s", bundle.name, f"simulator {args.sim}" if args.sim else "hardware")
     if args.autostart:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import math
 import os
 import queue
 import socket
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 TELEOP_HZ = 20.0
 TELEOP_STEP = 0.25
+KEY_HOLD_S = 0.75  # above the usual first key-repeat delay (X11: 660 ms), so a held key never drops out
 WIZARD_REFRESH_S = 0.1
 ARROWS = {"\x1b[A": "w", "\x1b[B": "s", "\x1b[C": "d", "\x1b[D": "a"}
 
@@ -69,7 +72,9 @@ def add_car_calibration(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    discover = sub.add_parser("discover", help="list the racer cars on the local network (mDNS)")
+    discover = sub.add_parser("discover", help="list the racer cars on the local network (mDNS)",
+                              description="Listens for racer cars that announce their console over mDNS "
+                                          "(_racer._tcp) and prints name, address and certificate fingerprint.")
     discover.add_argument("--timeout", type=float, default=3.0, help="seconds to listen (default 3)")
     discover.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     discover.set_defaults(func=run_discover)
@@ -85,13 +90,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     upload.set_defaults(func=run_upload)
 
     teleop = sub.add_parser("teleop", help="drive a car from the terminal keyboard",
-                            description="w/s or up/down: faster/slower, a/d or left/right: steer, space: "
-                                        "neutral, e: emergency stop, q: quit. Leaving, or losing the "
-                                        "connection, puts the car at neutral.")
+                            description="Hold w/s or up/down: faster/slower, a/d or left/right: steer (a "
+                                        "terminal has no key-up: a key acts while it repeats, and the car "
+                                        "lets go when it stops), space: neutral, e: emergency stop, q: quit. "
+                                        "Leaving, or losing the connection, puts the car at neutral. Needs a "
+                                        "terminal.")
     _car_arguments(teleop)
     teleop.set_defaults(func=run_teleop)
 
-    status = sub.add_parser("status", help="a car's mode, model, fps, latency, watchdog")
+    status = sub.add_parser("status", help="a car's mode, model, fps, latency, watchdog",
+                            description="Asks a car's console once for its mode, model, camera rate, latency, "
+                                        "last command, watchdog and battery.")
     _car_arguments(status)
     status.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     status.set_defaults(func=run_status)
@@ -265,11 +274,40 @@ def _drain(ws: ClientConnection) -> None:
             _say(f"\ncar: {message['reason']}")
 
 
+class _Axes:
+    """Steering and throttle from keys. A terminal has no key-up, only the repeats of a held key: an axis keeps
+    its value while its keys keep coming (within KEY_HOLD_S, longer than a terminal's first repeat delay) and
+    falls back to zero when they stop, so a released key never leaves the car driving."""
+
+    def __init__(self) -> None:
+        self.steering = self.throttle = 0.0
+        self._pressed = {"steering": -math.inf, "throttle": -math.inf}
+
+    def key(self, key: str, now: float) -> None:
+        if key == " ":
+            self.steering = self.throttle = 0.0
+            return
+        axis = "throttle" if key in "ws" else "steering"
+        value = getattr(self, axis) + (TELEOP_STEP if key in "wa" else -TELEOP_STEP)
+        setattr(self, axis, max(-1.0, min(1.0, value)))
+        self._pressed[axis] = now
+
+    def expire(self, now: float) -> bool:
+        """Zero the axes whose keys stopped; True when that changed something."""
+        changed = False
+        for axis, pressed in self._pressed.items():
+            if getattr(self, axis) != 0.0 and now - pressed > KEY_HOLD_S:
+                setattr(self, axis, 0.0)
+                changed = True
+        return changed
+
+
 def _drive(client: CarClient, keys: queue.Queue[str]) -> None:
     _checked(client.request("POST", "/api/drive_mode", {"drive_mode": "manual"}))
-    steering = throttle = 0.0
+    axes = _Axes()
     with client.websocket("/api/teleop") as ws:
-        _say("manual mode: w/s faster/slower, a/d steer, space neutral, e emergency stop, q quit")
+        _say("manual mode: hold w/s faster/slower, a/d steer (a key acts while it repeats), space neutral, "
+             "e emergency stop, q quit")
         while True:
             try:
                 key = keys.get(timeout=1.0 / TELEOP_HZ)
@@ -280,21 +318,20 @@ def _drive(client: CarClient, keys: queue.Queue[str]) -> None:
                 return
             if key == "e":
                 ws.send(json.dumps({"estop": True}))
-                steering = throttle = 0.0
-                _say("emergency stop: start the car from the console to drive again")
+                axes = _Axes()
+                _say(f"\nemergency stop: the car stays stopped until you press Start on its console page "
+                     f"({client.address.scheme}://{client.address.netloc}/)")
                 continue
-            if key == " ":
-                steering = throttle = 0.0
-            elif key in "wsad" and key:
-                delta = TELEOP_STEP if key in "wa" else -TELEOP_STEP
-                if key in "ws":
-                    throttle = max(-1.0, min(1.0, throttle + delta))
-                else:
-                    steering = max(-1.0, min(1.0, steering + delta))
-            ws.send(json.dumps({"steering": steering, "throttle": throttle}))
+            now = time.monotonic()
+            if key and key in " wsad":
+                axes.key(key, now)
+            if axes.expire(now):
+                key = "released"
+            ws.send(json.dumps({"steering": axes.steering, "throttle": axes.throttle}))
             _drain(ws)
             if key:
-                print(f"\rsteering {steering:+.2f}  throttle {throttle:+.2f}  ", end="", file=sys.stderr, flush=True)
+                print(f"\rsteering {axes.steering:+.2f}  throttle {axes.throttle:+.2f}  ", end="", file=sys.stderr,
+                      flush=True)
 
 
 def run_teleop(args: argparse.Namespace) -> int:
@@ -302,18 +339,18 @@ def run_teleop(args: argparse.Namespace) -> int:
 
     from car.console.client import ClientError
 
+    if not sys.stdin.isatty():
+        return fail("teleop", "needs a terminal for its keys (stdin is not one): run it in a terminal window", 2)
     client = _client(args)
     keys: queue.Queue[str] = queue.Queue()
-    terminal = sys.stdin.isatty()
     saved = None
     try:
         client.request("GET", "/api/server_ready")
-        if terminal:
-            import termios
-            import tty
+        import termios
+        import tty
 
-            saved = termios.tcgetattr(sys.stdin.fileno())
-            tty.setcbreak(sys.stdin.fileno())
+        saved = termios.tcgetattr(sys.stdin.fileno())
+        tty.setcbreak(sys.stdin.fileno())
         threading.Thread(target=_keys, args=(keys,), daemon=True).start()
         _drive(client, keys)
     except (ClientError, WebSocketException, OSError) as exc:

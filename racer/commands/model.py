@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +17,16 @@ from car.bundle import Bundle, BundleError, load_bundle, model_precision, pack_b
 from car.inference import Policy, check_runnable
 from car.preprocess import DEEPRACER_PRESETS
 from racer.predict import predict
+
+
+# Suffixes a user may take for an archive format; convert writes only directories and .tar.gz.
+OTHER_ARCHIVES = frozenset({".zip", ".tar", ".gz", ".bz2", ".xz", ".7z"})
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _inspect(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
@@ -68,6 +79,10 @@ def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
     packing = out.name.endswith((".tar.gz", ".tgz"))
     if not packing and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BundleError(f"{out} exists and is not an empty directory")
+    if not packing and out.suffix in OTHER_ARCHIVES:
+        raise BundleError(f"--out {out}: racer writes a bundle directory, or a .tar.gz; not a {out.suffix} file")
+    if not out.absolute().parent.is_dir():
+        raise BundleError(f"--out {out}: the folder {out.parent} does not exist")
     onnx = bundle.files.path if bundle.kind == "onnx" else bundle.files.onnx
     info = {**bundle.info, "converted_from": bundle.name, "source_kind": bundle.kind, "openvino": ov.__version__}
     model: ov.Model | Path = onnx or bundle.read_model()
@@ -81,6 +96,7 @@ def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
                          stats=bundle.stats, info=info, cache_dir=args.cache_dir) as saved:
             if packing:
                 pack_bundle(saved.root, out)
+                out.chmod(0o666 & ~_umask())  # as any file the user makes, not the private temporary's 0600
             return {"name": bundle.name, "out": str(out), "files": sorted(p.name for p in saved.root.iterdir()),
                     "input": saved.describe()["input"], "precision": saved.precision, "int8_gate": gate}
 

@@ -21,18 +21,31 @@ if TYPE_CHECKING:
     from calibration.servo import CarCalibration
 
 NODE_NAMES = ("sim", "camera", "policy", "control", "actuator", "recorder")
+# The options each node uses (dest: (flag, default)); given to another node they would do nothing, so
+# they are refused.
+NODE_OPTIONS = {
+    "sim": {"track": ("--track", None), "sim_rate": ("--sim-rate", 1.0)},
+    "camera": {"camera": ("--camera", None)},
+    "policy": {"model": ("--model", None)},
+    "control": {"autostart": ("--autostart", False)},
+    "actuator": {"actuator": ("--actuator", None), "calibration": ("--calibration", None),
+                 "state_dir": ("--state-dir", None)},
+    "recorder": {"record": ("--record", None)},
+}
 NODE_ERRORS = (ValueError, OSError, RuntimeError)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("node", description="Run one node of the car graph (started by `racer car` and the "
-                                           "launch file).")
+    p = sub.add_parser("node", help="run one node of the car graph (racer car --transport dds|ros and the launch "
+                                    "file start these)",
+                       description="Run one node of the car graph (started by `racer car` and the launch file).")
     p.add_argument("name", choices=NODE_NAMES)
     p.add_argument("--config", type=Path, help="ROS 2 parameter YAML (default: launch/params/car.yaml)")
     p.add_argument("--transport", choices=("dds", "ros"), default="dds")
     p.add_argument("--sim-time", action="store_true", help="follow the simulator's /clock (use_sim_time)")
     p.add_argument("--track", help="sim: the track to simulate")
-    p.add_argument("--sim-rate", type=float, default=1.0, help="sim: simulated seconds per wall second")
+    p.add_argument("--sim-rate", type=float, default=NODE_OPTIONS["sim"]["sim_rate"][1],
+                   help="sim: simulated seconds per wall second")
     p.add_argument("--camera", metavar="SPEC", help="camera: source spec (default: camera.source)")
     p.add_argument("--actuator", metavar="SPEC", help="actuator: driver spec (default: actuator.spec)")
     p.add_argument("--calibration", type=Path, help="actuator: DeepRacer calibration.json")
@@ -111,6 +124,11 @@ def run(args: argparse.Namespace) -> int:
     die_with_parent()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
+    unused = [flag for name, options in NODE_OPTIONS.items() if name != args.name
+              for dest, (flag, default) in options.items() if getattr(args, dest) != default]
+    if unused:
+        return fail(f"node {args.name}", f"{' and '.join(unused)} {'is' if len(unused) == 1 else 'are'} not "
+                                         f"for the {args.name} node; leave {'it' if len(unused) == 1 else 'them'} out")
     if args.autostart and not args.sim_time:
         return fail(f"node {args.name}", "--autostart is for the simulator (with --sim-time)")
     raise_open_file_limit()  # also for nodes that ros2 launch starts without `racer car`

@@ -6,10 +6,15 @@ const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const $ = (id) => document.getElementById(id);
 const SEND_MS = 50;
 const WIZARD_REFRESH_MS = 100;
+// A car that does not answer within this is gone (a dropped Wi-Fi never refuses: requests just hang).
+const ANSWER_MS = 2000;
 let status = null;
+let offline = false;
+let arriving = true;  // until the first status: what the page finds when it opens
 
 async function api(method, path, body) {
   const init = { method, headers: { "X-CSRFToken": csrf, "Accept": "application/json" } };
+  if (method === "GET") init.signal = AbortSignal.timeout(ANSWER_MS);
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -43,7 +48,7 @@ function drawOverlay(command) {
   const sign = command.throttle < 0 ? -1 : 1;
   ctx.lineWidth = 6;
   ctx.lineCap = "round";
-  ctx.strokeStyle = command.throttle < 0 ? "#ff6d60" : "#5bea8a";
+  ctx.strokeStyle = command.throttle < 0 ? "#ff6d60" : command.throttle > 0 ? "#5bea8a" : "#9aa0a6";
   ctx.beginPath();
   ctx.moveTo(w / 2, h - 12);
   ctx.lineTo(w / 2 - Math.sin(angle) * length, h - 12 - sign * Math.cos(angle) * length);
@@ -55,14 +60,23 @@ function drawOverlay(command) {
   ctx.fillText(`steer ${command.steering.toFixed(2)}  thr ${command.throttle.toFixed(2)}`, 12, 22);
 }
 
+// The car's idle reasons in the words of someone holding the controls.
+const REASONS = {
+  "idle: waiting for teleop": "ready: drive with the joystick, keys or a gamepad",
+  "stopped": "stopped: press Start to drive",
+  "waiting for the policy": "starting the model…",
+};
+
 function showStatus(s) {
   status = s;
   const loading = s.loading.isModelLoading === "loading" ? ` · ${s.loading.job} ${s.loading.progress}%` : "";
   const estop = s.emergency_stop ? " · EMERGENCY STOP (Start releases)"
     : s.start_needed ? ` · STOPPED: ${s.latched} (Start${s.mode === "manual" ? ", or let go of the throttle," : ""} to drive again)`
     : "";
+  const reason = s.start_needed ? "" : ` · ${REASONS[s.reason] || s.reason}`;
   $("status-line").textContent =
-    `${s.mode}${s.running ? " · running" : ""}${estop} · ${s.model} · ${fmt(s.fps, 1)} fps${s.start_needed ? "" : ` · ${s.reason}`}${loading}`;
+    `${s.mode}${s.running ? " · running" : ""}${estop} · ${s.model} · ${fmt(s.fps, 1)} fps${reason}${loading}`;
+  $("status-line").classList.toggle("alarm", s.emergency_stop || s.start_needed);
   $("t-mode").textContent = `${s.mode}${s.running ? " (running)" : ""}`;
   $("t-model").textContent = s.model;
   $("t-fps").textContent = fmt(s.fps, 1);
@@ -72,6 +86,7 @@ function showStatus(s) {
   $("t-command").textContent = `${s.command.steering.toFixed(2)} / ${s.command.throttle.toFixed(2)}`;
   $("t-shift").textContent = fmt(s.domain_shift, 2);
   $("estop").classList.toggle("latched", s.emergency_stop);
+  $("estop").textContent = s.emergency_stop ? "STOPPED" : "STOP";
   $("mode-auto").classList.toggle("active", s.mode === "autonomous");
   $("mode-manual").classList.toggle("active", s.mode === "manual");
   $("start").classList.toggle("active", s.running && s.mode === "autonomous");
@@ -84,15 +99,53 @@ function showStatus(s) {
     $("wizard").hidden = true;
     $("calib-start").disabled = false;
     say("calib-message", "calibration mode ended; steps not saved yet were dropped");
+  } else if (arriving && s.mode === "calibration" && !wizard.opening) {
+    // Only what the page finds on arrival: later, calibration mode is this page's own wizard (or another's).
+    openWizard("the car is still in calibration mode from an earlier visit: carry on, or Cancel to leave it");
   }
+  arriving = false;
   drawOverlay(s.command);
+}
+
+// A car that stops answering: say so where the state was, blank what is no longer known, and make the
+// controls inert until it answers again.
+function setOffline(reason) {
+  $("offline-reason").textContent = reason;
+  if (offline) return;
+  offline = true;
+  status = null;
+  document.body.classList.add("lost");
+  $("status-line").classList.remove("alarm");
+  $("offline").hidden = false;
+  document.querySelector("main").inert = true;
+  $("status-line").textContent = "CONNECTION LOST";
+  for (const dd of document.querySelectorAll(".telemetry dd")) dd.textContent = "–";
+  for (const el of document.querySelectorAll("main .active, main .attention")) el.classList.remove("active", "attention");
+  $("estop").classList.remove("latched");
+  $("estop").textContent = "STOP";
+  $("overlay").getContext("2d").clearRect(0, 0, $("overlay").width, $("overlay").height);
+  input.keys.clear();
+  releaseStick();
+}
+
+function setOnline() {
+  if (!offline) return;
+  offline = false;
+  document.body.classList.remove("lost");
+  $("offline").hidden = true;
+  document.querySelector("main").inert = false;
+  $("camera").src = `/api/camera.mjpg?t=${Date.now()}`;  // the old stream ended with the connection
 }
 
 async function pollStatus() {
   try {
-    showStatus(await api("GET", "/api/status"));
+    const s = await api("GET", "/api/status");
+    setOnline();
+    showStatus(s);
   } catch (error) {
-    $("status-line").textContent = `no answer from the car: ${error.message}`;
+    // fetch's own errors (refused, unreachable) are TypeErrors; an error answer carries its reason.
+    setOffline(error.name === "TimeoutError" ? `no answer for ${ANSWER_MS / 1000} s`
+      : error.name === "TypeError" ? "cannot reach it" : error.message);
   }
   setTimeout(pollStatus, 300);
 }
@@ -109,6 +162,10 @@ async function act(promise) {
 }
 
 $("estop").addEventListener("click", () => act(api("POST", "/api/emergency_stop")));
+$("logout").addEventListener("click", async () => {
+  try { await api("POST", "/logout"); } catch (error) { /* the session ends with the page either way */ }
+  location.assign("/login");
+});
 for (const id of ["mode-auto", "mode-manual"]) {
   $(id).addEventListener("click", () => act(api("POST", "/api/drive_mode", { drive_mode: $(id).dataset.mode })));
 }
@@ -191,7 +248,7 @@ function sendTeleop() {
   readGamepad();
   const c = command();
   const driving = c.steering !== 0 || c.throttle !== 0;
-  if (status && status.mode === "manual" && socket && socket.readyState === WebSocket.OPEN &&
+  if (!offline && status && status.mode === "manual" && socket && socket.readyState === WebSocket.OPEN &&
       (driving || wasDriving)) {
     socket.send(JSON.stringify({ steering: clamp(c.steering), throttle: clamp(c.throttle) }));
     wasDriving = driving;
@@ -319,28 +376,55 @@ const STEPS = [
   { kind: "throttle", key: "plus", text: "Throttle: the fastest FORWARD you want." },
   { kind: "throttle", key: "minus", text: "Throttle: the fastest REVERSE you want." },
 ];
-const wizard = { step: 0, values: {} };
+// The console's calibration units (calibration/servo.py): microseconds of pulse per unit, around 1.5 ms.
+const UNIT_US = { angle: 10, throttle: 4.5 };
+const UNITS = {
+  angle: "steering servo; each unit is 10 µs of pulse, 0 = 1.5 ms; + and − move the wheels one way and the other",
+  throttle: "ESC; each unit is 4.5 µs of pulse, 0 = 1.5 ms; the car keeps it within a gentle band around stopped",
+};
+// accepted: the value the car last took for this step (what the wizard holds it at); a refused one is never saved.
+const wizard = { step: 0, values: {}, accepted: null, request: 0, opening: false };
 
 function wizardValue() { return Number($("calib-value").value); }
 
+function showValue(value) {
+  const kind = STEPS[wizard.step].kind;
+  $("calib-value").value = value;
+  $("calib-pulse").textContent = `${((1500 + value * UNIT_US[kind]) / 1000).toFixed(3)} ms`;
+}
+
+// Show the field's value on the car; true when it took it. Only the latest request speaks: an answer that
+// arrives late (another step's, or a value clicked past) changes nothing. A refused value stays in the field
+// with the reason, while the car holds the last value it took.
 async function adjust(refresh = false) {
   const step = STEPS[wizard.step];
+  const value = refresh && wizard.accepted !== null ? wizard.accepted : wizardValue();
+  const request = refresh ? wizard.request : ++wizard.request;
   try {
-    await api("PUT", `/api/adjust_calibrating_wheels/${step.kind}`, { pwm: wizardValue() });
-    if (!refresh) say("calib-message", "");
+    await api("PUT", `/api/adjust_calibrating_wheels/${step.kind}`, { pwm: value });
+    if (!refresh && request === wizard.request) {
+      wizard.accepted = value;
+      showValue(value);
+      say("calib-message", "");
+    }
+    return true;
   } catch (error) {
-    say("calib-message", error.message, true);
+    if (!refresh && request === wizard.request) say("calib-message", `${value} refused: ${error.message}`, true);
+    return false;
   }
 }
 
 // The car drops a raw pulse after its 250 ms deadman: hold the shown value while the wizard is open,
 // so a phone that drops off the network leaves the wheels still.
-setInterval(() => { if (!$("wizard").hidden) adjust(true); }, WIZARD_REFRESH_MS);
+setInterval(() => { if (!$("wizard").hidden && !offline) adjust(true); }, WIZARD_REFRESH_MS);
 
 function showStep() {
   const step = STEPS[wizard.step];
   $("wizard-step").textContent = `${wizard.step + 1}/${STEPS.length} ${step.text}`;
-  $("calib-value").value = Math.round(wizard.values[step.kind][step.key]);
+  $("calib-unit").textContent = UNITS[step.kind];
+  wizard.accepted = null;
+  wizard.request += 1;  // answers for the previous step are stale now
+  showValue(Math.round(wizard.values[step.kind][step.key]));
   adjust();
 }
 
@@ -358,7 +442,9 @@ async function endWizard(message, error = false) {
   say("calib-message", message, error);
 }
 
-$("calib-start").addEventListener("click", async () => {
+// Into calibration mode (again, after a reload) with the car's current values, from step 1.
+async function openWizard(message) {
+  wizard.opening = true;
   try {
     await api("POST", "/api/set_calibration_mode");
     for (const kind of ["angle", "throttle"]) {
@@ -369,21 +455,28 @@ $("calib-start").addEventListener("click", async () => {
   } catch (error) {
     say("calib-message", error.message, true);
     return;
+  } finally {
+    wizard.opening = false;
   }
   wizard.step = 0;
   $("wizard").hidden = false;
   $("calib-start").disabled = true;
-  say("calib-message", "calibration mode: lift the car so its wheels turn freely");
+  $("wizard-note").textContent = message;
   showStep();
-});
+}
+
+$("calib-start").addEventListener("click", () => openWizard(""));
 $("calib-minus").addEventListener("click", () => { $("calib-value").value = wizardValue() - 1; adjust(); });
 $("calib-plus").addEventListener("click", () => { $("calib-value").value = wizardValue() + 1; adjust(); });
-$("calib-value").addEventListener("change", adjust);
+$("calib-value").addEventListener("change", () => adjust());
 $("calib-cancel").addEventListener("click",
   () => endWizard("calibration cancelled; steps not saved yet were dropped"));
 $("calib-next").addEventListener("click", async () => {
   const step = STEPS[wizard.step];
-  wizard.values[step.kind][step.key] = wizardValue();
+  // Only a value the car takes now is kept: a refused one stays on screen with the reason.
+  const value = wizardValue();
+  if (!(await adjust())) return;
+  wizard.values[step.kind][step.key] = value;
   const next = STEPS[wizard.step + 1];
   if (!next || next.kind !== step.kind) {
     try {
@@ -396,6 +489,12 @@ $("calib-next").addEventListener("click", async () => {
   if (!next) { endWizard("calibration saved"); return; }
   wizard.step += 1;
   showStep();
+});
+// A closed tab leaves calibration mode (the request outlives the page); a reload offers the wizard again.
+window.addEventListener("pagehide", () => {
+  if ($("wizard").hidden) return;
+  fetch("/api/drive_mode", { method: "POST", keepalive: true, body: JSON.stringify({ drive_mode: "manual" }),
+                             headers: { "X-CSRFToken": csrf, "Content-Type": "application/json" } });
 });
 
 openTeleop();
