@@ -9,6 +9,7 @@ import http.client
 import json
 import logging
 import os
+import pty
 import socket
 import subprocess
 import sys
@@ -482,9 +483,14 @@ def test_racer_status_and_teleop_say_the_car_refused_rather_than_ask_for_a_login
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    result = subprocess.run([*RACER, command, "--car", f"127.0.0.1:{port}"], capture_output=True, text=True,
-                            cwd=REPO, env={**os.environ, "RACER_CONFIG_DIR": str(tmp_path)},
-                            timeout=60, stdin=subprocess.DEVNULL)
+    terminal, keyboard = pty.openpty()  # teleop wants a terminal before anything else
+    try:
+        result = subprocess.run([*RACER, command, "--car", f"127.0.0.1:{port}"], capture_output=True, text=True,
+                                cwd=REPO, env={**os.environ, "RACER_CONFIG_DIR": str(tmp_path)},
+                                timeout=60, stdin=keyboard)
+    finally:
+        os.close(terminal)
+        os.close(keyboard)
     assert result.returncode == 1
     assert "refused the connection" in result.stderr and "login" not in result.stderr, result.stderr
 

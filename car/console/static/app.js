@@ -10,6 +10,7 @@ const WIZARD_REFRESH_MS = 100;
 const ANSWER_MS = 2000;
 let status = null;
 let offline = false;
+let missed = 0;  // status polls in a row without an answer
 let arriving = true;  // until the first status: what the page finds when it opens
 
 async function api(method, path, body) {
@@ -140,12 +141,17 @@ function setOnline() {
 async function pollStatus() {
   try {
     const s = await api("GET", "/api/status");
+    missed = 0;
     setOnline();
     showStatus(s);
   } catch (error) {
     // fetch's own errors (refused, unreachable) are TypeErrors; an error answer carries its reason.
-    setOffline(error.name === "TimeoutError" ? `no answer for ${ANSWER_MS / 1000} s`
-      : error.name === "TypeError" ? "cannot reach it" : error.message);
+    // Two misses in a row: one slow answer from a busy car is not a lost car.
+    missed += 1;
+    if (missed >= 2) {
+      setOffline(error.name === "TimeoutError" ? `no answer for ${ANSWER_MS / 1000} s`
+        : error.name === "TypeError" ? "cannot reach it" : error.message);
+    }
   }
   setTimeout(pollStatus, 300);
 }
