@@ -410,7 +410,7 @@ async function adjust(refresh = false) {
     await api("PUT", `/api/adjust_calibrating_wheels/${step.kind}`, { pwm: value });
     if (!refresh && request === wizard.request) {
       wizard.accepted = value;
-      showValue(value);
+      if (wizardValue() === value) showValue(value);  // not over a value the user typed since
       say("calib-message", "");
     }
     return true;
