@@ -86,7 +86,7 @@ class ControlNode:
                 self._publish(self.core.fault(f"actuator: {status.message}", self.clock.now()))
             elif status.name.startswith("supervisor/"):
                 node = status.name.split("/", 1)[1]
-                self._publish(self.core.on_node_exit(f"{node} node: {status.message}", self.clock.now()))
+                self._publish(self.core.fault(f"{node} node: {status.message}", self.clock.now()))
 
     def command(self, fn: Callable[..., AckermannDriveStamped], *args: Any) -> AckermannDriveStamped:
         """Run a core command (start, stop, set_mode, ...) and publish its output at once."""

@@ -235,7 +235,7 @@ def test_camera_fault_that_clears_stays_latched_and_start_is_refused_meanwhile()
 def test_node_exit_latches_so_a_restarted_node_cannot_resume():
     c = started()
     c.on_policy(cmd(0.0), 0.0)
-    c.on_node_exit("actuator killed by SIGKILL", 0.1)
+    c.fault("actuator killed by SIGKILL", 0.1)
     for t in (0.2, 0.3, 5.0):
         assert c.on_policy(cmd(t), t).drive == NEUTRAL
     assert c.last_reason.startswith("actuator killed by SIGKILL (latched")

@@ -83,12 +83,9 @@ class ControlCore:
         self.watchdog.fault("policy", reason)
         return self.tick(now)
 
-    def on_node_exit(self, reason: str, now: float) -> AckermannDriveStamped:
-        """A node of the graph died (the supervisor said so): latched, so its restart cannot resume driving."""
-        return self.fault(reason, now)
-
     def fault(self, reason: str, now: float) -> AckermannDriveStamped:
-        """A fault reported from outside (teleop client lost, a node died): neutral, latched."""
+        """A fault reported from outside (teleop client lost, an actuator fault, a node that died, so
+        its restart cannot resume driving): neutral, latched."""
         self.mux.clear()
         self.state.trip(reason, now)
         return self.tick(now)
