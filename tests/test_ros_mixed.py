@@ -38,8 +38,11 @@ def test_cyclone_and_fast_dds_nodes_drive_the_car_together(monkeypatch, tmp_path
         procs = run_nodes(lines, tmp_path)
         try:
             assert_it_drives(on_fast_dds, 150, traced_share=0.5)  # images and commands crossed every way to get here
-            assert {"simulator", "policy", "actuator"} <= statuses_by_name(on_fast_dds)  # Cyclone -> Fast DDS
-            assert {"camera", "control"} <= statuses_by_name(on_cyclone)  # Fast DDS -> Cyclone
+            # each node reports once a second: wait for a report from every one, both ways
+            wait_for(lambda: {"simulator", "policy", "actuator"} <= statuses_by_name(on_fast_dds), 10,
+                     "Cyclone nodes' diagnostics on Fast DDS")
+            wait_for(lambda: {"camera", "control"} <= statuses_by_name(on_cyclone), 10,
+                     "Fast DDS nodes' diagnostics on Cyclone")
             assert any(m.drive.speed > 0 for m in on_cyclone.received(DRIVE_TOPIC))
 
             assert_it_drives(on_fast_dds, 60, traced_share=0.5)  # again, if a stale input latched a stop meanwhile
