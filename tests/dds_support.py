@@ -151,7 +151,7 @@ def assert_traced(monitor: Monitor, traced_share: float) -> None:
     frames = {m.header.stamp for m in monitor.received(CAMERA_TOPIC)}
     assert frames, "the monitor saw no camera frame"
     # commands on frames from before the monitor's first frame cannot be traced by it (discovery order)
-    first = min((s.to_seconds() for s in frames), default=0.0))
+    first = min((s.to_seconds() for s in frames), default=0.0)
     commands = [c for c in monitor.received(POLICY_TOPIC) if c.header.stamp.to_seconds() >= first]
     traced = [c for c in commands if c.header.stamp in frames]  # a command carries its camera frame's stamp
     assert len(traced) >= traced_share * len(commands)
