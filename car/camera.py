@@ -198,8 +198,8 @@ class Camera:
             except (CameraFault, cv2.error, OSError) as exc:
                 self.source.release()
                 is_open = False
-                with self._condition:
-                    self._error = str(exc)
+                with self._condition:  # a source's CameraFault names the source already
+                    self._error = str(exc) if isinstance(exc, CameraFault) else f"{self.name}: {exc}"
                 self._stop.wait(self.source.period_s)
                 continue
             with self._condition:
@@ -227,8 +227,7 @@ class Camera:
                     return self._frame
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    reason = self._error or f"no frame for {limit * 1000:.0f} ms"
-                    raise CameraFault(f"{self.name}: {reason}")
+                    raise CameraFault(self._error or f"{self.name}: no frame for {limit * 1000:.0f} ms")
                 self._condition.wait(remaining)
 
     def close(self) -> None:
