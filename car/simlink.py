@@ -11,7 +11,7 @@ import queue
 
 import numpy as np
 
-from car.camera import CameraFault
+from car.camera.source import CameraFault
 from car.graph import Bus
 from car.messages import Image
 from car.wire import SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC, ServoCtrl

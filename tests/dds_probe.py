@@ -18,7 +18,7 @@ from cyclonedds.qos import Policy, Qos
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 
-from car.bag import typestore
+from car.transport.rosbag import typestore
 from car.wire import wire_type
 
 ANY = SampleState.Any | ViewState.Any | InstanceState.Any

@@ -19,7 +19,7 @@ from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsParticipant
 from cyclonedds.domain import DomainParticipant
 from rosbags.highlevel import AnyReader
 
-from car.bag import BagSource, typestore
+from car.camera.bag import BagSource
 from car.bundle import load_bundle
 from car.control_commands import command_json
 from car.clock import SimClock
@@ -31,6 +31,7 @@ from car.nodes.policy import PolicyCore
 from car.transport import open_bus
 from car.transport.local import LocalBus
 from car.transport.dds import SHIPPED_CONFIG
+from car.transport.rosbag import typestore
 from car.wire import COMMAND_TOPIC
 from racer.commands.demo import DEFAULT_MODEL
 

@@ -82,7 +82,7 @@ def test_absent_hardware_is_an_actuator_fault(tmp_path: Path) -> None:
 
 
 def test_the_car_package_imports_neither_sim2real_nor_calibration() -> None:
-    code = ("import sys, car.actuators.open, car.camera; "
+    code = ("import sys, car.actuators.open, car.camera.capture; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sim2real', 'calibration')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[1])

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from car.bag import BagSource, typestore
-from car.camera import CameraFault
+from car.camera.bag import BagSource
+from car.camera.source import CameraFault
 from car.clock import SimClock
 from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, DiagnosticArray,
                           DiagnosticStatus, Header, Image, Time, drive_msg)
 from car.recorder import RECORDED_TOPICS, BagRecorder, new_bag_path
 from car.transport.local import LocalBus
+from car.transport.rosbag import typestore
 from tests.dds_support import driving_model, recorded_commands, replay_policy
 
 

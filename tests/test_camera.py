@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from car.camera import CameraFault, open_camera
+from car.camera.capture import open_camera
+from car.camera.source import CameraFault
 
 SIZE = (64, 48)
 

@@ -76,7 +76,7 @@ def test_car_options_that_cannot_run_together_are_refused_in_the_users_words(arg
 
 def test_a_recording_replays_on_a_laptop_without_an_actuator(tmp_path):
     """`racer car --camera bag:PATH` alone: the policy drives the recorded frames and --record keeps what it said."""
-    from car.bag import typestore
+    from car.transport.rosbag import typestore
     from car.clock import SimClock
     from car.messages import CAMERA_TOPIC, POLICY_TOPIC, Header, Image, Time
     from car.recorder import BagRecorder

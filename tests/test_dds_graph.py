@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from car.bag import typestore
+from car.transport.rosbag import typestore
 from car.bundle import load_bundle
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, ERROR, POLICY_TOPIC, DiagnosticStatus
 from car.wire import COMMAND_TOPIC, SIM_SERVO_TOPIC, ServoCtrl

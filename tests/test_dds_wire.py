@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from car.bag import typestore
+from car.transport.rosbag import typestore
 from car.clock import WallClock
 from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC, AckermannDrive,
                           AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Header, Image, KeyValue, Time)

@@ -19,7 +19,7 @@ import pytest
 from calibration.servo import FACTORY_DEFAULT
 from car.actuators.maestro import MaestroDriver
 from car.bundle import load_bundle, save_bundle
-from car.camera import open_camera
+from car.camera.capture import open_camera
 from car.clock import WallClock
 from car.inference import Policy
 from car.preprocess import DEEPRACER_SPEC

@@ -9,7 +9,7 @@ import pytest
 from calibration import servo
 from car.actuators.maestro import MaestroDriver
 from car.bundle import load_bundle
-from car.camera import open_camera
+from car.camera.capture import open_camera
 from car.clock import WallClock
 from car.console.auth import set_password
 from car.console.client import CarAddress, CarClient, KnownCars

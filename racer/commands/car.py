@@ -125,7 +125,7 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], cal
     else:
         from car.actuators.isolated import IsolatedDriver
         from car.actuators.open import parse_actuator_spec
-        from car.camera import open_camera
+        from car.camera.capture import open_camera
 
         cam = params["camera"]
         spec = args.actuator or params["actuator"].get("spec") or "sim"

@@ -86,7 +86,7 @@ def _build(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any
             from car.simlink import SimLinkCamera
             source = SimLinkCamera(bus)
         else:
-            from car.camera import open_camera
+            from car.camera.capture import open_camera
             source = open_camera(spec, fps=float(params["camera"].get("fps", 15.0)))
         camera = node.CameraProcess(bus, clock, source)
         camera.start()

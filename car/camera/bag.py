@@ -1,4 +1,4 @@
-"""rosbag2 files: the type store the car's messages decode with, and `bag:PATH`, a recorded drive as a camera.
+"""`bag:PATH`: a recorded drive (rosbag2) as a camera.
 
 A replayed frame keeps its recorded stamp (shifted by whole bag lengths when the replay loops), so
 the policy's /policy/drive commands carry the same stamps as the recorded ones and can be compared
@@ -13,34 +13,17 @@ from pathlib import Path
 import numpy as np
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
-from rosbags.typesys.store import Typestore
 
-from car.camera import CameraFault
+from car.camera.source import CameraFault
 from car.messages import CAMERA_TOPIC
 from car.wire import IMAGE, WireError
-
-EXTRA_TYPES = {
-    "ackermann_msgs/msg/AckermannDrive": (
-        "float32 steering_angle\nfloat32 steering_angle_velocity\nfloat32 speed\nfloat32 acceleration\nfloat32 jerk\n"),
-    "ackermann_msgs/msg/AckermannDriveStamped": "std_msgs/Header header\nackermann_msgs/AckermannDrive drive\n",
-    "deepracer_interfaces_pkg/msg/ServoCtrlMsg": "float32 angle\nfloat32 throttle\n",
-}
-
-
-def typestore() -> Typestore:
-    """ROS 2 Humble's types plus ackermann_msgs and the DeepRacer servo message, which Humble's store lacks."""
-    store = get_typestore(Stores.ROS2_HUMBLE)
-    for name, text in EXTRA_TYPES.items():
-        store.register(get_types_from_msg(text, name))
-    return store
 
 
 class BagSource:
     """The /camera/image_raw frames of a rosbag2 directory, released at their recorded pace, in a loop.
 
     A camera source (`read() -> (frame, stamp)`, in recorded order) and a FrameSource for
-    `car.camera.Camera` (`open`, `grab`, `release`), so `bag:PATH` opens like any other camera spec.
+    `car.camera.capture.Camera` (`open`, `grab`, `release`), so `bag:PATH` opens like any other camera spec.
     """
 
     def __init__(self, path: str | Path, topic: str = CAMERA_TOPIC, realtime: bool = True):

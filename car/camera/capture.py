@@ -11,31 +11,15 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
 
+from car.camera.source import CameraFault, FrameSource
+
 FAULT_PERIODS = 3
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
 SPEC_FORMS = "v4l2:/dev/videoN, file:VIDEO, images:DIR or bag:PATH"
-
-
-class CameraFault(RuntimeError):
-    """No fresh frame: the device is gone, stalled, or returned something that is not an image."""
-
-
-class FrameSource(Protocol):
-    """One kind of device, driven by Camera's reader thread; open/grab raise CameraFault."""
-
-    name: str
-    period_s: float
-
-    def open(self) -> None: ...
-
-    def grab(self) -> tuple[np.ndarray, float]: ...
-
-    def release(self) -> None: ...
 
 
 def _checked(frame: np.ndarray | None, name: str) -> np.ndarray:
@@ -239,8 +223,8 @@ class Camera:
 
 
 def _bag_source(path: str) -> FrameSource:
-    """Imported late: car.bag needs CameraFault from this module."""
-    from car.bag import BagSource
+    """Imported late: only a replay needs rosbags."""
+    from car.camera.bag import BagSource
 
     return BagSource(path)
 
