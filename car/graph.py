@@ -9,7 +9,7 @@ from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_T
                           AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Header, Image, Time)
 from car.nodes.actuator import ActuatorCore
 from car.nodes.control import ControlCore
-from car.nodes.policy import PolicyCore
+from car.policy.core import PolicyCore
 
 
 class Bus(Protocol):

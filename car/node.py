@@ -24,8 +24,8 @@ from car.graph import ActuatorNode, CameraNode, CameraSource, ControlNode, Polic
 from car.messages import DRIVE_TOPIC, ERROR, OK, DiagnosticStatus, KeyValue
 from car.nodes.actuator import ActuatorCore
 from car.nodes.control import NEUTRAL, ControlCore, ControlParams
-from car.nodes.policy import PolicyCore
-from car.nodes.policy import PolicyModel
+from car.policy.core import PolicyCore
+from car.policy.core import PolicyModel
 from car.transport import NodeBus
 from car.wire import COMMAND_TOPIC
 

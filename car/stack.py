@@ -9,7 +9,7 @@ from car.graph import ActuatorNode, CameraNode, CameraSource, ControlNode, Polic
 from car.messages import DIAGNOSTICS_TOPIC, DiagnosticArray
 from car.nodes.actuator import ActuatorCore
 from car.nodes.control import ControlCore, ControlParams
-from car.nodes.policy import PolicyCore, PolicyModel
+from car.policy.core import PolicyCore, PolicyModel
 from car.transport.local import LocalBus
 
 

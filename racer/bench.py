@@ -52,7 +52,7 @@ def bench_policy(rounds: int = 20, block: int = 50, gate_frames: int = 1000) -> 
     import onnxruntime as ort
     import openvino as ov
 
-    from car.inference import compile_config
+    from car.policy.inference import compile_config
     from racer.quantize import quantize_gated
     from racer.reference_net import INPUT_SHAPE, build_reference_onnx, reference_metadata, reference_spec
 
@@ -98,9 +98,9 @@ class _TimedDriver:
 
 def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
     """Camera frame in -> actuator command out through the in-process car stack with a bundle."""
-    from car.bundle import load_bundle
+    from car.policy.bundle import load_bundle
     from car.clock import SimClock
-    from car.inference import Policy
+    from car.policy.inference import Policy
     from car.stack import LocalStack
     from sim2real.sim.track import Track
     from sim2real.sim.world import Simulator

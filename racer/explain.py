@@ -13,8 +13,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from car.decode import squash
-from car.metadata import ModelMetadata
+from car.policy.decode import squash
+from car.policy.metadata import ModelMetadata
 
 PATCH = 16
 STRIDE = 8

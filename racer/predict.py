@@ -12,10 +12,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from car.bundle import BundleError
-from car.decode import ActionDecoder
-from car.inference import Policy
-from car.preprocess import Preprocessor
+from car.policy.bundle import BundleError
+from car.policy.decode import ActionDecoder
+from car.policy.inference import Policy
+from car.policy.preprocess import Preprocessor
 from racer.explain import decision_change, heatmap_image, occlusion_map
 
 

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from car.decode import squash
-from car.inference import compile_config
-from car.metadata import ModelMetadata
-from car.preprocess import Preprocessor, PreprocessSpec
+from car.policy.decode import squash
+from car.policy.inference import compile_config
+from car.policy.metadata import ModelMetadata
+from car.policy.preprocess import Preprocessor, PreprocessSpec
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator
 

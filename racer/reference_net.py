@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from car.metadata import ModelMetadata, parse_metadata
-from car.preprocess import DEEPRACER_SPEC, Preprocessor, PreprocessSpec
+from car.policy.metadata import ModelMetadata, parse_metadata
+from car.policy.preprocess import DEEPRACER_SPEC, Preprocessor, PreprocessSpec
 from racer.quantize import posed_simulators
 from sim2real.sim.expert import PurePursuitExpert
 

@@ -1,6 +1,6 @@
 """Training-only image augmentation (albumentations 2.0.8, the last MIT release).
 
-It acts on the camera's BGR frames before the shared preprocessing (`car.preprocess`), which the
+It acts on the camera's BGR frames before the shared preprocessing (`car.policy.preprocess`), which the
 car runs unchanged, so augmentation can never leak into what the car does. Presets scale one
 recipe: a colour change (jitter, brightness/contrast or hue/saturation), blur, sensor noise,
 shadows, a small shift or perspective change, and JPEG re-compression. Probabilities favour the

@@ -16,9 +16,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from car.decode import ActionDecoder
-from car.metadata import parse_metadata
-from car.preprocess import PreprocessSpec, Preprocessor
+from car.policy.decode import ActionDecoder
+from car.policy.metadata import parse_metadata
+from car.policy.preprocess import PreprocessSpec, Preprocessor
 from sim2real.augment import Augmenter
 from sim2real.imitation import ACTION_SPACE
 from sim2real.randomize import Domain, DomainSimulator, Randomization

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from car.bundle import Bundle, load_bundle, save_bundle
-from car.inference import Policy
-from car.metadata import ModelMetadata
-from car.preprocess import PreprocessSpec
-from car.shift import region_statistics
+from car.policy.bundle import Bundle, load_bundle, save_bundle
+from car.policy.inference import Policy
+from car.policy.metadata import ModelMetadata
+from car.policy.preprocess import PreprocessSpec
+from car.policy.shift import region_statistics
 from sim2real.imitation import load_checkpoint, sample_frames, to_tensor
 
 MAX_ABS_ERROR = 1e-4
@@ -38,7 +38,7 @@ class EquivalenceReport:
 
 
 def image_stats(features: np.ndarray) -> dict[str, Any]:
-    """Training-image statistics for the car's domain-shift monitor (`car.shift`): mean, std, a
+    """Training-image statistics for the car's domain-shift monitor (`car.policy.shift`): mean, std, a
     16-bin histogram, and per-region brightness and per-frame contrast statistics."""
     flat = features.astype(np.float32).reshape(-1)
     hist, edges = np.histogram(flat, bins=16, range=(float(flat.min()), float(flat.max()) + 1e-6))

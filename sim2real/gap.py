@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from car.bundle import Bundle, load_bundle
-from car.inference import Policy
-from car.shift import ShiftMonitor
+from car.policy.bundle import Bundle, load_bundle
+from car.policy.inference import Policy
+from car.policy.shift import ShiftMonitor
 from car.stack import PolicyModel
 from car.yamlfile import read_yaml
 from sim2real.drive import run_laps

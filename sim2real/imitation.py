@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from car.decode import ActionDecoder, speed_for_throttle
-from car.metadata import ModelMetadata, parse_metadata
-from car.preprocess import PreprocessSpec, frame_features
+from car.policy.decode import ActionDecoder, speed_for_throttle
+from car.policy.metadata import ModelMetadata, parse_metadata
+from car.policy.preprocess import PreprocessSpec, frame_features
 from sim2real.augment import Augmenter
 from sim2real.camera_matching import camera_from_info
 from sim2real.network import DrivingNet

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from car.bundle import load_bundle
-from car.inference import Policy
+from car.policy.bundle import load_bundle
+from car.policy.inference import Policy
 from sim2real.drive import LapCounter, DriveResult, run_laps
 from sim2real.sim.expert import PurePursuitExpert
 from sim2real.sim.rules import aws_rules, is_aws_export

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from car.preprocess import PreprocessSpec
+from car.policy.preprocess import PreprocessSpec
 
 
 class DrivingNet(nn.Module):

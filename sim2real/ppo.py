@@ -20,8 +20,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from torch import nn
 from tqdm import tqdm
 
-from car.metadata import parse_metadata
-from car.preprocess import PreprocessSpec
+from car.policy.metadata import parse_metadata
+from car.policy.preprocess import PreprocessSpec
 from sim2real.camera_matching import camera_from_info
 from sim2real.envs import make
 from sim2real.imitation import ACTION_SPACE, SPEC

@@ -20,14 +20,14 @@ from cyclonedds.domain import DomainParticipant
 from rosbags.highlevel import AnyReader
 
 from car.camera.bag import BagSource
-from car.bundle import load_bundle
+from car.policy.bundle import load_bundle
 from car.control_commands import command_json
 from car.clock import SimClock
 from car.graph import CameraNode, PolicyNode
-from car.inference import Policy
+from car.policy.inference import Policy
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC, DiagnosticStatus, Time
 from car.nodes.control import ControlParams
-from car.nodes.policy import PolicyCore
+from car.policy.core import PolicyCore
 from car.transport import open_bus
 from car.transport.local import LocalBus
 from car.transport.dds import SHIPPED_CONFIG

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from aws_models import CHECKPOINTS, PICTURES
-from car.bundle import load_bundle
-from car.inference import Policy
-from car.preprocess import DEEPRACER_AREA_SPEC, DEEPRACER_SPEC, Preprocessor
+from car.policy.bundle import load_bundle
+from car.policy.inference import Policy
+from car.policy.preprocess import DEEPRACER_AREA_SPEC, DEEPRACER_SPEC, Preprocessor
 from model_factory import MODELS, write_tar
 
 REFERENCE = np.load(MODELS / "aws_sample_tf.npz")
@@ -102,7 +102,7 @@ def test_predict_equals_tensorflow_on_three_models_and_pictures(aws):
 
 
 def test_area_preset_moves_the_probabilities_but_not_the_choice(aws):
-    """The measurement behind the stock-car default (car/preprocess.py DEEPRACER_SPEC)."""
+    """The measurement behind the stock-car default (car/policy/preprocess.py DEEPRACER_SPEC)."""
     frames = [cv2.imread(str(p)) for p in aws["pictures"]]
     moved = []
     for checkpoint in CHECKPOINTS:

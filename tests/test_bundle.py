@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-import car.bundle
-from car.archive import ArchiveError, extract, scan
-from car.bundle import BundleError, load_bundle, pack_bundle, save_bundle
-from car.inference import Policy
-from car.preprocess import DEEPRACER_SPEC, PreprocessSpec
+import car.policy.bundle
+from car.policy.archive import ArchiveError, extract, scan
+from car.policy.bundle import BundleError, load_bundle, pack_bundle, save_bundle
+from car.policy.inference import Policy
+from car.policy.preprocess import DEEPRACER_SPEC, PreprocessSpec
 from model_factory import (CONTINUOUS, FRAMES_DIR, MODELS, PPO_TAR, SAC_TAR, expected_output, ir_files, metadata,
                            metadata_bytes, onnx_model, ov_model, pb_bytes, write_tar)
 
@@ -80,8 +80,8 @@ def test_archive_is_unpacked_privately_and_removed_on_close(cache):
 
 def test_second_load_uses_the_cached_ir(cache, monkeypatch):
     conversions = []
-    real = car.bundle.convert_frozen_graph
-    monkeypatch.setattr(car.bundle, "convert_frozen_graph", lambda *a: conversions.append(a) or real(*a))
+    real = car.policy.bundle.convert_frozen_graph
+    monkeypatch.setattr(car.policy.bundle, "convert_frozen_graph", lambda *a: conversions.append(a) or real(*a))
     load_bundle(PPO_TAR, cache).close()
     [xml] = ir_entries(cache)
     stamp = xml.stat().st_mtime_ns
@@ -116,7 +116,7 @@ def test_fixture_inputs_are_the_grey_frames():
 
 def _ir_tar(tmp_path: Path, model, meta: dict | bytes | None = None, extra: dict[str, bytes] | None = None) -> Path:
     files = ir_files(model, tmp_path / "ir")
-    files[car.bundle.METADATA_FILE] = meta if isinstance(meta, bytes) else metadata_bytes(meta)
+    files[car.policy.bundle.METADATA_FILE] = meta if isinstance(meta, bytes) else metadata_bytes(meta)
     return write_tar(tmp_path / "bundle.tar.gz", {**files, **(extra or {})})
 
 

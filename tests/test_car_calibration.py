@@ -160,8 +160,8 @@ def test_selftest_reads_the_state_dir(tmp_path: Path, stock: Path, capsys) -> No
 
 def recorder_runtime(calibration: servo.Calibration):
     from car.clock import SimClock
-    from car.metadata import parse_metadata
-    from car.preprocess import PreprocessSpec
+    from car.policy.metadata import parse_metadata
+    from car.policy.preprocess import PreprocessSpec
     from car.runtime import CarRuntime
     from car.stack import LocalStack, PolicyModel
     from test_console_api import PulseRecorder
@@ -200,8 +200,8 @@ def test_the_console_wizard_starts_from_the_car_calibration_and_saves_to_the_sta
 def bundle_and_frames(tmp_path: Path) -> tuple[Path, Path]:
     import cv2
 
-    from car.bundle import save_bundle
-    from car.preprocess import DEEPRACER_SPEC
+    from car.policy.bundle import save_bundle
+    from car.policy.preprocess import DEEPRACER_SPEC
     from model_factory import metadata, ov_model
 
     bundle = tmp_path / "tiny"

@@ -16,8 +16,8 @@ from car.clock import SimClock
 from car.console.calibration import CalibrationService
 from car.console.errors import ApiError
 from car.messages import DiagnosticStatus, KeyValue
-from car.metadata import parse_metadata
-from car.preprocess import PreprocessSpec
+from car.policy.metadata import parse_metadata
+from car.policy.preprocess import PreprocessSpec
 from car.runtime import CarRuntime
 from car.stack import LocalStack, PolicyModel
 

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from car.decode import ActionDecoder, speed_parabola, throttle_for
-from car.metadata import parse_metadata
+from car.policy.decode import ActionDecoder, speed_parabola, throttle_for
+from car.policy.metadata import parse_metadata
 
 
 def discrete(*actions: tuple[float, float]):

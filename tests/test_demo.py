@@ -81,8 +81,8 @@ CLOSED_TRACKS = ["reinvent_base", "Oval_track", "Bowtie_track", "reInvent2019_tr
 
 def test_bundled_model_races_the_closed_tracks_at_full_max_speed():
     """The model card's bar at max-speed 1.0, in the AWS simulator's world; training saw at most three tracks."""
-    from car.bundle import load_bundle
-    from car.inference import Policy
+    from car.policy.bundle import load_bundle
+    from car.policy.inference import Policy
     from sim2real.drive import run_laps
     from sim2real.sim.track import Track
     from sim2real.sim.world import Simulator

@@ -18,11 +18,11 @@ import pytest
 
 from calibration.servo import FACTORY_DEFAULT
 from car.actuators.maestro import MaestroDriver
-from car.bundle import load_bundle, save_bundle
+from car.policy.bundle import load_bundle, save_bundle
 from car.camera.capture import open_camera
 from car.clock import WallClock
-from car.inference import Policy
-from car.preprocess import DEEPRACER_SPEC
+from car.policy.inference import Policy
+from car.policy.preprocess import DEEPRACER_SPEC
 from car.runtime import CarRuntime
 from car.stack import LocalStack, PolicyModel
 from hw.maestro_emulator import MaestroEmulator

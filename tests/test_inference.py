@@ -5,10 +5,10 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from car.bundle import BundleError, load_bundle, save_bundle
-from car.decode import ActionDecoder
-from car.inference import CPU_CONFIG, Policy, check_runnable
-from car.preprocess import DEEPRACER_SPEC
+from car.policy.bundle import BundleError, load_bundle, save_bundle
+from car.policy.decode import ActionDecoder
+from car.policy.inference import CPU_CONFIG, Policy, check_runnable
+from car.policy.preprocess import DEEPRACER_SPEC
 from model_factory import MODELS, PPO_TAR, SAC_TAR, expected_output, metadata, nan_model, ov_model
 
 TF = np.load(MODELS / "tf_expected.npz")

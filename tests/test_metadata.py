@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from car.metadata import Action, MetadataError, Range, load_metadata, parse_metadata
+from car.policy.metadata import Action, MetadataError, Range, load_metadata, parse_metadata
 from model_factory import METADATA_DIR
 
 FRONT = ("FRONT_FACING_CAMERA",)

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from car.bundle import load_bundle
-from car.inference import Policy
+from car.policy.bundle import load_bundle
+from car.policy.inference import Policy
 from model_factory import FRAMES_DIR, MODELS, PPO_TAR, SAC_TAR, metadata_bytes, pb_bytes, write_tar
 
 FRAMES = ("sim-image-3-00000.png", "sim-image-3-00350.png", "sim-image-3-00916.png")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import threading
 
-from car.native_stderr import drop_native_log_lines, native_logs_silenced
+from car.policy.native_stderr import drop_native_log_lines, native_logs_silenced
 
 PROTOBUF = (b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
             b"E0000 00:00:1796028293.657027   11291 text_format.cc:417] Error parsing text-format tensorflow.GraphDef: "

@@ -11,9 +11,9 @@ import openvino as ov
 import openvino.opset13 as ops
 import pytest
 
-from car.bundle import save_bundle
-from car.metadata import parse_metadata
-from car.preprocess import DEEPRACER_SPEC
+from car.policy.bundle import save_bundle
+from car.policy.metadata import parse_metadata
+from car.policy.preprocess import DEEPRACER_SPEC
 from model_factory import PPO_TAR, SAC_TAR, metadata
 from racer.quantize import GATE_FRAMES, equivalence_gate, simulator_inputs
 

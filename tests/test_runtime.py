@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 
-from car.metadata import parse_metadata
-from car.nodes.policy import PolicyModel
-from car.preprocess import PreprocessSpec
+from car.policy.metadata import parse_metadata
+from car.policy.core import PolicyModel
+from car.policy.preprocess import PreprocessSpec
 from sim2real.drive import sim_runtime
 from sim2real.sim.adapters import SimActuator, SimCamera
 from sim2real.sim.track import Track

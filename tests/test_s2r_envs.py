@@ -7,7 +7,7 @@ import pytest
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 
-from car.preprocess import Preprocessor
+from car.policy.preprocess import Preprocessor
 from sim2real.envs import (ENV_ID, ActionDelay, AugmentObservation, DeepRacerEnv, DomainRandomization,
                            PreprocessObservation, make)
 from sim2real.imitation import SPEC

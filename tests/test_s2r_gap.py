@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from car.bundle import load_bundle
+from car.policy.bundle import load_bundle
 from s2r_cli import racer_s2r
 from sim2real.gap import (HELD_OUT, DomainsFileError, EvalConfig, NamedDomain, format_table, held_out_tracks,
                           load_domains, outside_training, run_gap_evaluation, summarize, training_tracks)

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from car.decode import ActionDecoder
+from car.policy.decode import ActionDecoder
 from car.messages import Header, Image, Time
-from car.metadata import parse_metadata
-from car.nodes.policy import PolicyCore
-from car.preprocess import PreprocessSpec, Preprocessor
-from car.shift import GRID, ShiftMonitor, region_means
+from car.policy.metadata import parse_metadata
+from car.policy.core import PolicyCore
+from car.policy.preprocess import PreprocessSpec, Preprocessor
+from car.policy.shift import GRID, ShiftMonitor, region_means
 from sim2real.export import image_stats
 from sim2real.imitation import ACTION_SPACE, SPEC, sample_frames
 from sim2real.randomize import Domain, DomainSimulator

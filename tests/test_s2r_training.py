@@ -9,8 +9,8 @@ import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from calibration.camera import CameraInfo, save_camera_info
-from car.bundle import load_bundle
-from car.inference import Policy
+from car.policy.bundle import load_bundle
+from car.policy.inference import Policy
 from racer.cli import main
 from sim2real.camera_matching import camera_from_info
 from sim2real.envs import make

@@ -8,14 +8,14 @@ import pytest
 
 from calibration import servo
 from car.actuators.maestro import MaestroDriver
-from car.bundle import load_bundle
+from car.policy.bundle import load_bundle
 from car.camera.capture import open_camera
 from car.clock import WallClock
 from car.console.auth import set_password
 from car.console.client import CarAddress, CarClient, KnownCars
 from car.console.server import ConsoleOptions, start_console
 from car.console.state import StateDir
-from car.inference import Policy
+from car.policy.inference import Policy
 from car.runtime import CarRuntime
 from car.stack import LocalStack
 from test_failsafe import NEUTRAL, bundle_dir, images, maestro, wait_until  # noqa: F401  (fixtures)

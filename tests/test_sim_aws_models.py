@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from aws_models import sample_model_dir
-from car.bundle import load_bundle
-from car.inference import Policy
-from car.preprocess import Preprocessor
+from car.policy.bundle import load_bundle
+from car.policy.inference import Policy
+from car.policy.preprocess import Preprocessor
 from sim2real.sim.render import Renderer
 from sim2real.sim.track import Track
 

@@ -4,8 +4,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from car.bundle import load_bundle
-from car.decode import throttle_for
+from car.policy.bundle import load_bundle
+from car.policy.decode import throttle_for
 from model_factory import PPO_TAR
 from sim2real.gap import EvalConfig, NamedDomain, evaluate
 from sim2real.sim.rules import AWS_OFF_TRACK_M, ActionSpeedActuator, aws_rules, is_aws_export

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from car.bundle import load_bundle
-from car.decode import ActionDecoder
-from car.inference import Policy
-from car.metadata import parse_metadata
+from car.policy.bundle import load_bundle
+from car.policy.decode import ActionDecoder
+from car.policy.inference import Policy
+from car.policy.metadata import parse_metadata
 from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, expert_targets, sample_frames, train_imitation
 from sim2real.export import check_equivalence, export_bundle
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from car.archive import write_tar_gz  # noqa: E402  (stdlib only, so it runs in the TensorFlow venv)
+from car.policy.archive import write_tar_gz  # noqa: E402  (stdlib only, so it runs in the TensorFlow venv)
 
 FIXTURES = REPO / "tests" / "fixtures" / "deepracer"
 OUT = REPO / "tests" / "fixtures" / "models"

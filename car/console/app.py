@@ -51,7 +51,7 @@ from car.console.stream import BOUNDARY, JpegCache, mjpeg
 from car.console.teleop import TeleopSession
 from car.console.uploads import UploadLimits, UploadSlot, install_archive, receive_archive
 from car.control.modes import Mode
-from car.inference import Policy
+from car.policy.inference import Policy
 from car.runtime import CarRuntime
 
 log = logging.getLogger("racer.console")

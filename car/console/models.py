@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from car.bundle import METADATA_FILE, BundleError, ModelFiles, find_model, load_bundle, unrunnable_reason
+from car.policy.bundle import METADATA_FILE, BundleError, ModelFiles, find_model, load_bundle, unrunnable_reason
 from car.console.errors import ApiError
-from car.inference import Policy
-from car.metadata import MetadataError, ModelMetadata, load_metadata
+from car.policy.inference import Policy
+from car.policy.metadata import MetadataError, ModelMetadata, load_metadata
 
 FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ALGORITHM_NAMES = {"clipped_ppo": "Clipped PPO", "sac": "Soft actor critic"}

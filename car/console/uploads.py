@@ -1,6 +1,6 @@
 """Model uploads: the request body streamed to disk, then checked, converted and installed.
 
-Nothing of an archive is unpacked before every member has been checked (car.archive), and
+Nothing of an archive is unpacked before every member has been checked (car.policy.archive), and
 nothing reaches the model folder before the bundle has loaded, compiled and run a blank frame
 to a finite output. Each step works inside the state directory's uploads/ folder and the
 install is one atomic rename (or exchange), so a failure at any point leaves the installed models
@@ -23,12 +23,12 @@ from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from car.archive import ArchiveError, Member, extract, scan
-from car.bundle import METADATA_FILE, RACER_FILE, BundleError, load_bundle
+from car.policy.archive import ArchiveError, Member, extract, scan
+from car.policy.bundle import METADATA_FILE, RACER_FILE, BundleError, load_bundle
 from car.console.errors import ApiError
 from car.console.models import ModelStore, check_folder_name
 from car.control.modes import brief
-from car.inference import check_runnable
+from car.policy.inference import check_runnable
 
 ARCHIVE_SUFFIX = re.compile(r"\.(tar\.gz|tgz)$", re.IGNORECASE)
 MAX_JSON_BYTES = 1 << 20

@@ -106,9 +106,9 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], cal
                 stop: threading.Event | None = None):
     """(stack, runtime, bundle) for the in-process transport, on the simulator or on hardware opened
     with `calibration`."""
-    from car.bundle import load_bundle
+    from car.policy.bundle import load_bundle
     from car.clock import WallClock
-    from car.inference import Policy
+    from car.policy.inference import Policy
     from car.runtime import CarRuntime
     from car.stack import LocalStack
 

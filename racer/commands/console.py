@@ -177,7 +177,7 @@ def _bar(done: int, total: int, width: int = 30) -> str:
 
 def run_upload(args: argparse.Namespace) -> int:
     if args.bundle.is_dir():
-        from car.bundle import BundleError, pack_bundle
+        from car.policy.bundle import BundleError, pack_bundle
 
         with tempfile.TemporaryDirectory(prefix="racer-upload-") as work:
             try:

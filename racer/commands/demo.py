@@ -38,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from car.bundle import BundleError, load_bundle
-    from car.inference import Policy
+    from car.policy.bundle import BundleError, load_bundle
+    from car.policy.inference import Policy
     from sim2real.drive import DriveResult, run_laps
     from sim2real.sim.track import Track
     from sim2real.sim.world import Simulator
@@ -128,7 +128,7 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
     import threading
 
     from car.config import load_params
-    from car.inference import Policy
+    from car.policy.inference import Policy
     from sim2real.drive import sim_runtime
     from sim2real.sim.world import Simulator
 

@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 import openvino as ov
 
-from car.bundle import Bundle, BundleError, load_bundle, model_precision, pack_bundle, save_bundle
-from car.inference import Policy, check_runnable
-from car.preprocess import DEEPRACER_PRESETS
+from car.policy.bundle import Bundle, BundleError, load_bundle, model_precision, pack_bundle, save_bundle
+from car.policy.inference import Policy, check_runnable
+from car.policy.preprocess import DEEPRACER_PRESETS
 from racer.predict import predict
 
 

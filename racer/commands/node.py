@@ -92,8 +92,8 @@ def _build(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any
         camera.start()
         return [camera.close]
     if args.name == "policy":
-        from car.bundle import load_bundle
-        from car.inference import Policy
+        from car.policy.bundle import load_bundle
+        from car.policy.inference import Policy
         from racer.commands.demo import DEFAULT_MODEL
 
         bundle = load_bundle(args.model or Path(params["policy"].get("model") or DEFAULT_MODEL))

@@ -116,7 +116,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _export(checkpoint: Path, out: Path, tar: Path | None, frames: int) -> dict:
-    from car.bundle import pack_bundle
+    from car.policy.bundle import pack_bundle
     from sim2real.export import export_checkpoint
 
     bundle, report = export_checkpoint(checkpoint, out, frames)

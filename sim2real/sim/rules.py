@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 
 from car.actuators.base import Driver
-from car.bundle import Bundle
-from car.decode import speed_for_throttle
+from car.policy.bundle import Bundle
+from car.policy.decode import speed_for_throttle
 
 from .adapters import SimActuator
 from .world import Simulator

@@ -18,14 +18,14 @@ from urllib.parse import urlencode
 
 import pytest
 from calibration import servo
-from car.bundle import load_bundle, save_bundle
+from car.policy.bundle import load_bundle, save_bundle
 from car.console.client import CarAddress, CarClient, KnownCars
 from car.console.server import ConsoleOptions, ConsoleServer, start_console
 from car.console.state import StateDir
 from car.console.auth import set_password
 from car.console.uploads import UploadLimits
-from car.inference import Policy
-from car.preprocess import DEEPRACER_SPEC
+from car.policy.inference import Policy
+from car.policy.preprocess import DEEPRACER_SPEC
 from car.runtime import CarRuntime
 from model_factory import onnx_model
 from sim2real.drive import sim_runtime
@@ -41,7 +41,7 @@ TEST_LIMITS = UploadLimits(request_bytes=4 << 20, unpacked_bytes=16 << 20, membe
 
 def racer_bundle(work: Path, name: str, actions: list[dict[str, float]], shape: tuple[int, ...] = (1, 120, 160, 1),
                  outputs: int | None = None) -> Path:
-    """A racer bundle directory made with car.bundle.save_bundle from a tiny ONNX policy."""
+    """A racer bundle directory made with car.policy.bundle.save_bundle from a tiny ONNX policy."""
     work.mkdir(parents=True, exist_ok=True)
     onnx = onnx_model(work / f"{name}.onnx", shape, outputs or len(actions))
     metadata = {"action_space": actions, "action_space_type": "discrete", "training_algorithm": "clipped_ppo",

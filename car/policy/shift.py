@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from car.preprocess import PreprocessSpec
+from car.policy.preprocess import PreprocessSpec
 
 GRID = (3, 4)
 IGNORED_REGIONS = 2

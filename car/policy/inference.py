@@ -8,8 +8,8 @@ from typing import Mapping
 import numpy as np
 import openvino as ov
 
-from car.bundle import Bundle, BundleError, default_cache_dir, error_line, ov_core
-from car.nodes.policy import PolicyModel
+from car.policy.bundle import Bundle, BundleError, default_cache_dir, error_line, ov_core
+from car.policy.core import PolicyModel
 
 # The one place the CPU plugin is tuned; `racer bench` passes alternatives as `config` overrides.
 # f32 is pinned because bf16-capable CPUs otherwise silently run bf16 and change the policy's

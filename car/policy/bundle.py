@@ -24,10 +24,10 @@ import numpy as np
 import openvino as ov
 from openvino.frontend import FrontEndManager
 
-from car.archive import ArchiveError, extract, is_os_litter, write_tar_gz
-from car.metadata import MetadataError, ModelMetadata, parse_metadata
-from car.native_stderr import native_logs_silenced
-from car.preprocess import DEEPRACER_PRESETS, DEEPRACER_SPEC, PreprocessSpec
+from car.policy.archive import ArchiveError, extract, is_os_litter, write_tar_gz
+from car.policy.metadata import MetadataError, ModelMetadata, parse_metadata
+from car.policy.native_stderr import native_logs_silenced
+from car.policy.preprocess import DEEPRACER_PRESETS, DEEPRACER_SPEC, PreprocessSpec
 
 METADATA_FILE = "model_metadata.json"
 RACER_FILE = "racer.json"

@@ -8,16 +8,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from car.decode import ActionDecoder, Decoded
+from car.policy.decode import ActionDecoder, Decoded
 from car.messages import AckermannDrive, AckermannDriveStamped, DiagnosticStatus, Header, Image, KeyValue, ERROR, OK
-from car.metadata import ModelMetadata
-from car.preprocess import PreprocessSpec, Preprocessor
-from car.shift import ShiftMonitor
+from car.policy.metadata import ModelMetadata
+from car.policy.preprocess import PreprocessSpec, Preprocessor
+from car.policy.shift import ShiftMonitor
 
 
 @dataclass
 class PolicyModel:
-    """What the policy node needs of a model bundle (car.inference.Policy.model() makes one)."""
+    """What the policy node needs of a model bundle (car.policy.inference.Policy.model() makes one)."""
 
     infer: Callable[[np.ndarray], np.ndarray]
     spec: PreprocessSpec

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from car.metadata import ModelMetadata
+from car.policy.metadata import ModelMetadata
 
 
 @dataclass(frozen=True)
