@@ -8,7 +8,7 @@ from car.clock import Clock
 from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC, ERROR,
                           AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Header, Image, Time)
 from car.nodes.actuator import ActuatorCore
-from car.nodes.control import ControlCore
+from car.control.core import ControlCore
 from car.policy.core import PolicyCore
 
 

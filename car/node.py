@@ -19,11 +19,11 @@ from typing import Any
 
 from car.actuators.base import Driver
 from car.clock import Clock
-from car.control_commands import Command, CommandError, parse_command
+from car.control.commands import Command, CommandError, parse_command
 from car.graph import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DRIVE_TOPIC, ERROR, OK, DiagnosticStatus, KeyValue
 from car.nodes.actuator import ActuatorCore
-from car.nodes.control import NEUTRAL, ControlCore, ControlParams
+from car.control.core import NEUTRAL, ControlCore, ControlParams
 from car.policy.core import PolicyCore
 from car.policy.core import PolicyModel
 from car.transport import NodeBus

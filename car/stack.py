@@ -8,7 +8,7 @@ from car.clock import Clock
 from car.graph import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DIAGNOSTICS_TOPIC, DiagnosticArray
 from car.nodes.actuator import ActuatorCore
-from car.nodes.control import ControlCore, ControlParams
+from car.control.core import ControlCore, ControlParams
 from car.policy.core import PolicyCore, PolicyModel
 from car.transport.local import LocalBus
 

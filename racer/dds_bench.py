@@ -123,7 +123,7 @@ def _track_frames(folder: Path, count: int = 60) -> None:
 def bench_multiprocess(model: Path, frames: int = 150, transport: str = "dds") -> dict[str, Any]:
     """Camera frame captured -> its /drive command received, with camera, policy and control in their own
     processes (the graph of `racer car --transport TRANSPORT`, timed from a fourth process)."""
-    from car.control_commands import command_json
+    from car.control.commands import command_json
 
     domain = _private_domain()
     bus = open_bus(transport, "bench_drive", domain=domain)

@@ -21,12 +21,12 @@ from rosbags.highlevel import AnyReader
 
 from car.camera.bag import BagSource
 from car.policy.bundle import load_bundle
-from car.control_commands import command_json
+from car.control.commands import command_json
 from car.clock import SimClock
 from car.graph import CameraNode, PolicyNode
 from car.policy.inference import Policy
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC, DiagnosticStatus, Time
-from car.nodes.control import ControlParams
+from car.control.core import ControlParams
 from car.policy.core import PolicyCore
 from car.transport import open_bus
 from car.transport.local import LocalBus

@@ -9,7 +9,7 @@ from car.control.mux import Mux
 from car.control.watchdog import Watchdog
 from car.messages import ERROR, OK, Time, drive_msg
 from car.nodes.actuator import ActuatorCore
-from car.nodes.control import CALIBRATION_FRAME, NEUTRAL, ControlCore, ControlParams
+from car.control.core import CALIBRATION_FRAME, NEUTRAL, ControlCore, ControlParams
 
 
 class RecordingDriver:

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from car.clock import SimClock
-from car.control_commands import CommandError, command_json, parse_command
+from car.control.commands import CommandError, command_json, parse_command
 from car.messages import DIAGNOSTICS_TOPIC
 from car.node import ControlProcess
 from car.transport.local import LocalBus

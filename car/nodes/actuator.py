@@ -5,7 +5,7 @@ dead control process cannot leave the car driving. Its own lock lets a watchdog 
 the rest of the graph is stuck.
 
 Calibration: a pulse driver maps commands through a calibration. Each /drive says which one in its
-frame_id (control decides, `car.nodes.control.CALIBRATION_FRAME` for the wizard's raw pulses); a
+frame_id (control decides, `car.control.core.CALIBRATION_FRAME` for the wizard's raw pulses); a
 change of mapping is made at neutral, so no command is ever mapped through the wrong table.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from car.actuators.base import ActuatorFault, Driver
-from car.nodes.control import CALIBRATION_FRAME, ControlParams
+from car.control.core import CALIBRATION_FRAME, ControlParams
 from car.messages import AckermannDriveStamped, DiagnosticStatus, KeyValue, ERROR, OK
 
 
