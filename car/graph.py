@@ -7,7 +7,7 @@ from typing import Any, Protocol
 from car.clock import Clock
 from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC, ERROR,
                           AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Header, Image, Time)
-from car.nodes.actuator import ActuatorCore
+from car.actuators.core import ActuatorCore
 from car.control.core import ControlCore
 from car.policy.core import PolicyCore
 

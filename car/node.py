@@ -22,7 +22,7 @@ from car.clock import Clock
 from car.control.commands import Command, CommandError, parse_command
 from car.graph import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DRIVE_TOPIC, ERROR, OK, DiagnosticStatus, KeyValue
-from car.nodes.actuator import ActuatorCore
+from car.actuators.core import ActuatorCore
 from car.control.core import NEUTRAL, ControlCore, ControlParams
 from car.policy.core import PolicyCore
 from car.policy.core import PolicyModel

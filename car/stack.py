@@ -7,7 +7,7 @@ from car.actuators.base import Driver
 from car.clock import Clock
 from car.graph import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DIAGNOSTICS_TOPIC, DiagnosticArray
-from car.nodes.actuator import ActuatorCore
+from car.actuators.core import ActuatorCore
 from car.control.core import ControlCore, ControlParams
 from car.policy.core import PolicyCore, PolicyModel
 from car.transport.local import LocalBus

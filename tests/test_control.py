@@ -8,7 +8,7 @@ from car.control.modes import Mode, ModeState
 from car.control.mux import Mux
 from car.control.watchdog import Watchdog
 from car.messages import ERROR, OK, Time, drive_msg
-from car.nodes.actuator import ActuatorCore
+from car.actuators.core import ActuatorCore
 from car.control.core import CALIBRATION_FRAME, NEUTRAL, ControlCore, ControlParams
 
 

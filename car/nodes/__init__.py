@@ -1,1 +1,0 @@
-"""Node cores: plain Python fed messages, returning messages; transports wrap them."""
