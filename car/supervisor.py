@@ -10,18 +10,17 @@ each process may carry an `on_exit` hook, which for the actuator puts the hardwa
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from car.clock import WallClock
 from car.messages import DIAGNOSTICS_TOPIC, ERROR, OK, DiagnosticArray, DiagnosticStatus, Header, KeyValue, Time
+from car.process import PARENT_ENV
 from car.transport import NodeBus
 
 log = logging.getLogger("racer.supervisor")
@@ -33,8 +32,6 @@ MAX_BACKOFF_S = 5.0
 STABLE_S = 10.0
 GIVE_UP_AFTER = 3
 STOP_GRACE_S = 5.0
-PARENT_ENV = "RACER_PARENT_PID"
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -71,16 +68,6 @@ def describe_exit(returncode: int) -> str:
         except ValueError:
             return f"killed by signal {-returncode}"
     return f"exited with status {returncode}"
-
-
-def die_with_parent(env: Mapping[str, str] = os.environ) -> None:
-    """In a supervised node on Linux: SIGTERM when the supervisor dies, so no node outlives it."""
-    parent = env.get(PARENT_ENV)
-    if not parent or sys.platform != "linux":
-        return
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != int(parent):  # it died before the request was in place
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class Supervisor:

@@ -28,12 +28,12 @@ POLL_S = 0.01
 def _serve(conn: Connection, spec: str, calibration: ActuatorCalibration, timeout_s: float) -> None:
     """The child: open the driver, answer every request with ("ok",) or ("fault", reason)."""
     from car.actuators.open import open_actuator
-    from car.supervisor import die_with_parent
+    from car.process import PARENT_ENV, die_with_parent
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches the whole process group: end at neutral
         signal.signal(sig, lambda *_: stop.set())
-    die_with_parent({"RACER_PARENT_PID": str(multiprocessing.parent_process().pid)})
+    die_with_parent({PARENT_ENV: str(multiprocessing.parent_process().pid)})
     try:
         driver = open_actuator(spec, calibration)
     except (ActuatorFault, OSError, ValueError) as exc:

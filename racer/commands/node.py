@@ -117,7 +117,7 @@ def _build(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any
 def run(args: argparse.Namespace) -> int:
     from car.config import load_params
     from car.node import spin_until_signal
-    from car.supervisor import die_with_parent
+    from car.process import die_with_parent
     from car.transport import open_bus
     from car.transport.dds import TimeWentBackwards
 
