@@ -101,7 +101,7 @@ def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
     from car.policy.bundle import load_bundle
     from car.clock import SimClock
     from car.policy.inference import Policy
-    from car.stack import LocalStack
+    from car.graph.stack import LocalStack
     from sim2real.sim.track import Track
     from sim2real.sim.world import Simulator
 

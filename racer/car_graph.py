@@ -11,7 +11,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from car.supervisor import ProcessSpec, Supervisor
+from car.graph.supervisor import ProcessSpec, Supervisor
 
 log = logging.getLogger("racer.car")
 

@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from car.clock import WallClock
-from car.graph import Bus
+from car.graph.adapters import Bus
 from car.messages import DIAGNOSTICS_TOPIC, OK, WARN, DiagnosticArray, DiagnosticStatus, Header, Image, KeyValue, Time
 from car.wire import CLOCK_TOPIC, SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
 from sim2real.sim.track import Track
@@ -86,7 +86,7 @@ class SimWorld:
 
 def run_world(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> int:
     """`racer node sim --track NAME [--sim-rate R]`: the world, stepped until SIGTERM/SIGINT."""
-    from car.node import spin_until_signal
+    from car.graph.multiprocess import spin_until_signal
     from car.transport import open_bus
 
     if not args.track:

@@ -13,8 +13,8 @@ from typing import Any
 
 from car.actuators.base import Driver
 from car.clock import SimClock
-from car.runtime import CarRuntime, Stepper
-from car.stack import LocalStack, PolicyModel
+from car.graph.runtime import CarRuntime, Stepper
+from car.graph.stack import LocalStack, PolicyModel
 from sim2real.sim.adapters import SimActuator, SimCamera
 from sim2real.sim.world import Simulator, StepInfo
 

@@ -23,7 +23,7 @@ from car.camera.bag import BagSource
 from car.policy.bundle import load_bundle
 from car.control.commands import command_json
 from car.clock import SimClock
-from car.graph import CameraNode, PolicyNode
+from car.graph.adapters import CameraNode, PolicyNode
 from car.policy.inference import Policy
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC, DiagnosticStatus, Time
 from car.control.core import ControlParams

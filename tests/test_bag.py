@@ -11,7 +11,7 @@ from car.camera.source import CameraFault
 from car.clock import SimClock
 from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, DiagnosticArray,
                           DiagnosticStatus, Header, Image, Time, drive_msg)
-from car.recorder import RECORDED_TOPICS, BagRecorder, new_bag_path
+from car.graph.recorder import RECORDED_TOPICS, BagRecorder, new_bag_path
 from car.transport.local import LocalBus
 from car.transport.rosbag import typestore
 from tests.dds_support import driving_model, recorded_commands, replay_policy

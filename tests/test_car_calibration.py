@@ -162,8 +162,8 @@ def recorder_runtime(calibration: servo.Calibration):
     from car.clock import SimClock
     from car.policy.metadata import parse_metadata
     from car.policy.preprocess import PreprocessSpec
-    from car.runtime import CarRuntime
-    from car.stack import LocalStack, PolicyModel
+    from car.graph.runtime import CarRuntime
+    from car.graph.stack import LocalStack, PolicyModel
     from test_console_api import PulseRecorder
 
     driver = PulseRecorder(calibration)

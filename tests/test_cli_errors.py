@@ -79,7 +79,7 @@ def test_a_recording_replays_on_a_laptop_without_an_actuator(tmp_path):
     from car.transport.rosbag import typestore
     from car.clock import SimClock
     from car.messages import CAMERA_TOPIC, POLICY_TOPIC, Header, Image, Time
-    from car.recorder import BagRecorder
+    from car.graph.recorder import BagRecorder
     from car.transport.local import LocalBus
     from rosbags.highlevel import AnyReader
     from sim2real.sim.track import Track

@@ -6,7 +6,7 @@ import pytest
 from car.clock import SimClock
 from car.control.commands import CommandError, command_json, parse_command
 from car.messages import DIAGNOSTICS_TOPIC
-from car.node import ControlProcess
+from car.graph.multiprocess import ControlProcess
 from car.transport.local import LocalBus
 
 

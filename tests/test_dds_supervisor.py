@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from car import supervisor
+from car.graph import supervisor
 from car.messages import DIAGNOSTICS_TOPIC, ERROR, OK
-from car.supervisor import ProcessSpec, Supervisor, describe_exit
+from car.graph.supervisor import ProcessSpec, Supervisor, describe_exit
 from car.transport.dds import DdsBus
 from tests.dds_support import loopback_domain
 

@@ -23,8 +23,8 @@ from car.camera.capture import open_camera
 from car.clock import WallClock
 from car.policy.inference import Policy
 from car.policy.preprocess import DEEPRACER_SPEC
-from car.runtime import CarRuntime
-from car.stack import LocalStack, PolicyModel
+from car.graph.runtime import CarRuntime
+from car.graph.stack import LocalStack, PolicyModel
 from hw.maestro_emulator import MaestroEmulator
 from model_factory import metadata, ov_model
 

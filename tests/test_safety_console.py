@@ -16,8 +16,8 @@ from car.console.client import CarAddress, CarClient, KnownCars
 from car.console.server import ConsoleOptions, start_console
 from car.console.state import StateDir
 from car.policy.inference import Policy
-from car.runtime import CarRuntime
-from car.stack import LocalStack
+from car.graph.runtime import CarRuntime
+from car.graph.stack import LocalStack
 from test_failsafe import NEUTRAL, bundle_dir, images, maestro, wait_until  # noqa: F401  (fixtures)
 
 PASSWORD = "safety-console-test"

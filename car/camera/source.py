@@ -1,7 +1,7 @@
 """What every camera source is: the FrameSource protocol and CameraFault, its one error.
 
 The sources (`car.camera.capture` for devices, files and folders, `car.camera.bag` for a recorded
-drive, `car.simlink` for the simulator) and the nodes that read them meet here, so none of
+drive, `car.graph.simlink` for the simulator) and the nodes that read them meet here, so none of
 them imports another to share the error type.
 """
 from __future__ import annotations

@@ -52,7 +52,7 @@ from car.console.teleop import TeleopSession
 from car.console.uploads import UploadLimits, UploadSlot, install_archive, receive_archive
 from car.control.modes import Mode
 from car.policy.inference import Policy
-from car.runtime import CarRuntime
+from car.graph.runtime import CarRuntime
 
 log = logging.getLogger("racer.console")
 

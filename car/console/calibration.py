@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from car.console import bodies
 from car.console.errors import ApiError
-from car.runtime import CarRuntime
+from car.graph.runtime import CarRuntime
 
 KINDS = {"angle": "Servo", "throttle": "Motor"}
 # The ESC band of a wizard step: 0.25 ms either side of neutral, ~1.6x the factory calibration's widest offset.

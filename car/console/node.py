@@ -18,7 +18,7 @@ import numpy as np
 from car.control.modes import Mode
 from car.messages import (CAMERA_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC, AckermannDriveStamped,
                           DiagnosticStatus, Image, Time, drive_msg)
-from car.runtime import CarRuntime
+from car.graph.runtime import CarRuntime
 
 CAMERA_STALE_S = 1.0
 FPS_WINDOW_S = 2.0

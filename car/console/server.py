@@ -30,7 +30,7 @@ from car.console.node import ConsoleNode
 from car.console.state import StateDir
 from car.console.tls import LOOPBACK_NAMES, ensure_certificate, is_loopback
 from car.console.uploads import UploadLimits, remove_stale
-from car.runtime import CarRuntime
+from car.graph.runtime import CarRuntime
 
 log = logging.getLogger("racer.console")
 

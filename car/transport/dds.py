@@ -97,7 +97,7 @@ class _Timer:
 
 
 class DdsBus:
-    """The `car.graph.Bus` over Cyclone DDS, plus timers, deadlines and an executor to spin."""
+    """The `car.graph.adapters.Bus` over Cyclone DDS, plus timers, deadlines and an executor to spin."""
 
     def __init__(self, name: str, domain: int | None = None):
         """`domain` defaults to ROS_DOMAIN_ID, as for any ROS 2 node."""

@@ -109,8 +109,8 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], cal
     from car.policy.bundle import load_bundle
     from car.clock import WallClock
     from car.policy.inference import Policy
-    from car.runtime import CarRuntime
-    from car.stack import LocalStack
+    from car.graph.runtime import CarRuntime
+    from car.graph.stack import LocalStack
 
     model_path = args.model or Path(params["policy"].get("model") or DEFAULT_MODEL)
     bundle = load_bundle(model_path)
@@ -197,7 +197,7 @@ def _recorder(args: argparse.Namespace, stack: Any) -> Any:
     """`--record DIR` on the local transport: the recorder listens on the in-process bus."""
     if not args.record:
         return None
-    from car.recorder import BagRecorder
+    from car.graph.recorder import BagRecorder
     return BagRecorder(stack.bus, stack.clock, args.record)
 
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from calibration.servo import CarCalibration
     from car.console.client import CarClient, Response
     from car.console.server import ConsoleServer
-    from car.runtime import CarRuntime
+    from car.graph.runtime import CarRuntime
 
 TELEOP_HZ = 20.0
 TELEOP_STEP = 0.25

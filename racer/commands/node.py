@@ -69,7 +69,7 @@ def open_driver(spec: str, args: argparse.Namespace, params: dict[str, dict[str,
     """The actuator driver for `spec`: the simulator link, or hardware opened (at neutral) with the
     car's calibration, so the first pulse is already the calibrated one."""
     if spec == "sim":
-        from car.simlink import SimLinkDriver
+        from car.graph.simlink import SimLinkDriver
         return SimLinkDriver(bus)
     from car.actuators.open import open_actuator
     return open_actuator(spec, car_calibration(args, params).calibration)
@@ -77,13 +77,13 @@ def open_driver(spec: str, args: argparse.Namespace, params: dict[str, dict[str,
 
 def _build(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> list[Any]:
     """The node on `bus`; returns what to close when it ends."""
-    from car import node
+    from car.graph import multiprocess as node
 
     clock = bus.node_clock(args.sim_time)
     if args.name == "camera":
         spec = args.camera or params["camera"].get("source") or ""
         if spec == "sim":
-            from car.simlink import SimLinkCamera
+            from car.graph.simlink import SimLinkCamera
             source = SimLinkCamera(bus)
         else:
             from car.camera.capture import open_camera
@@ -108,7 +108,7 @@ def _build(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any
         return [actuator.close]
     if args.record is None:
         raise ValueError("the recorder needs --record DIR")
-    from car.recorder import BagRecorder
+    from car.graph.recorder import BagRecorder
     recorder = BagRecorder(bus, clock, args.record)
     logging.getLogger("racer.node").info("recording to %s", recorder.path)
     return [recorder.close]
@@ -116,7 +116,7 @@ def _build(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any
 
 def run(args: argparse.Namespace) -> int:
     from car.config import load_params
-    from car.node import spin_until_signal
+    from car.graph.multiprocess import spin_until_signal
     from car.process import die_with_parent
     from car.transport import open_bus
     from car.transport.dds import TimeWentBackwards

@@ -26,7 +26,7 @@ from car.console.auth import set_password
 from car.console.uploads import UploadLimits
 from car.policy.inference import Policy
 from car.policy.preprocess import DEEPRACER_SPEC
-from car.runtime import CarRuntime
+from car.graph.runtime import CarRuntime
 from model_factory import onnx_model
 from sim2real.drive import sim_runtime
 from sim2real.sim.adapters import SimActuator

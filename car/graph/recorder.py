@@ -15,7 +15,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from car.transport.rosbag import typestore
 from car.clock import Clock
-from car.graph import Bus
+from car.graph.adapters import Bus
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC
 from car.wire import WireType, wire_type
 

@@ -12,7 +12,7 @@ import queue
 import numpy as np
 
 from car.camera.source import CameraFault
-from car.graph import Bus
+from car.graph.adapters import Bus
 from car.messages import Image
 from car.wire import SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from car.actuators.base import Driver
 from car.clock import Clock
-from car.graph import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
+from car.graph.adapters import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DIAGNOSTICS_TOPIC, DiagnosticArray
 from car.actuators.core import ActuatorCore
 from car.control.core import ControlCore, ControlParams

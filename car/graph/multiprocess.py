@@ -1,4 +1,4 @@
-"""One car node per process: the adapters of `car.graph` on a process bus (dds or rclpy).
+"""One car node per process: the adapters of `car.graph.adapters` on a process bus (dds or rclpy).
 
 A node process adds what the in-process runtime gives the graph for free: its own timers, its own
 diagnostics, and for the actuator a DDS deadline on /drive, so a dead control process puts the
@@ -20,7 +20,7 @@ from typing import Any
 from car.actuators.base import Driver
 from car.clock import Clock
 from car.control.commands import Command, CommandError, parse_command
-from car.graph import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
+from car.graph.adapters import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DRIVE_TOPIC, ERROR, OK, DiagnosticStatus, KeyValue
 from car.actuators.core import ActuatorCore
 from car.control.core import NEUTRAL, ControlCore, ControlParams

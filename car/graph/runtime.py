@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from car.stack import LocalStack
+from car.graph.stack import LocalStack
 
 log = logging.getLogger("racer.car")
 
