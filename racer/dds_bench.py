@@ -23,7 +23,7 @@ from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, AckermannDriveStamped, Heade
 from car.transport import NodeBus, open_bus
 from car.transport.dds import cyclone_environment
 from car.transport.ros import ros_environment
-from car.wire import COMMAND_TOPIC
+from car.transport.wire import COMMAND_TOPIC
 from racer.bench import percentiles
 
 IMAGE_SHAPE = (120, 160, 3)

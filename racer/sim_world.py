@@ -17,7 +17,7 @@ from typing import Any
 from car.clock import WallClock
 from car.graph.adapters import Bus
 from car.messages import DIAGNOSTICS_TOPIC, OK, WARN, DiagnosticArray, DiagnosticStatus, Header, Image, KeyValue, Time
-from car.wire import CLOCK_TOPIC, SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
+from car.transport.wire import CLOCK_TOPIC, SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator, StepInfo
 

@@ -19,7 +19,7 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 
 from car.transport.rosbag import typestore
-from car.wire import wire_type
+from car.transport.wire import wire_type
 
 ANY = SampleState.Any | ViewState.Any | InstanceState.Any
 TIMEOUT_S = 30.0

@@ -32,7 +32,7 @@ from car.transport import open_bus
 from car.transport.local import LocalBus
 from car.transport.dds import SHIPPED_CONFIG
 from car.transport.rosbag import typestore
-from car.wire import COMMAND_TOPIC
+from car.transport.wire import COMMAND_TOPIC
 from racer.commands.demo import DEFAULT_MODEL
 
 PYTHON = sys.executable

@@ -11,7 +11,7 @@ from car.clock import WallClock
 from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, Time, drive_msg
 from car.transport import open_bus
 from car.transport.dds import SHIPPED_CONFIG, DdsBus, TimeWentBackwards, cyclone_environment, domain_id
-from car.wire import CLOCK_TOPIC, DRIVE, dds_topic_name
+from car.transport.wire import CLOCK_TOPIC, DRIVE, dds_topic_name
 from tests.dds_support import loopback_domain
 
 

@@ -22,7 +22,7 @@ from rosbags.highlevel import AnyReader
 from car.transport.rosbag import typestore
 from car.policy.bundle import load_bundle
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, ERROR, POLICY_TOPIC, DiagnosticStatus
-from car.wire import COMMAND_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
+from car.transport.wire import COMMAND_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
 from tests.dds_support import (Monitor, assert_a_lap, driving_model, loopback_domain, racer, recorded_commands,
                                replay_policy, wait_for)
 

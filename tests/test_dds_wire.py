@@ -14,7 +14,7 @@ from car.clock import WallClock
 from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC, AckermannDrive,
                           AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Header, Image, KeyValue, Time)
 from car.transport.dds import DdsBus
-from car.wire import (CLOCK_TOPIC, COMMAND_TOPIC, IMAGE, SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC, ServoCtrl, WireError,
+from car.transport.wire import (CLOCK_TOPIC, COMMAND_TOPIC, IMAGE, SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC, ServoCtrl, WireError,
                       dds_topic_name, dds_type_name, wire_type)
 from tests.dds_support import loopback_domain
 
@@ -43,7 +43,7 @@ def header(h: Header):
 
 
 def rosbags_message(topic: str, msg):
-    """The same message built with rosbags' own classes, independently of car.wire."""
+    """The same message built with rosbags' own classes, independently of car.transport.wire."""
     ros_type = wire_type(topic).ros_type
     cls = T[ros_type]
     if ros_type == "sensor_msgs/msg/Image":

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from car.messages import Image
-from car.wire import wire_type
+from car.transport.wire import wire_type
 from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
 from tests.test_dds_wire import MESSAGES, rosbags_message
 
@@ -18,7 +18,7 @@ def rclpy_class(ros_type: str) -> type:
 
 
 def to_rclpy(value, ros_type: str):
-    """A rosbags message as the generated rclpy class, field by field (independent of car.wire)."""
+    """A rosbags message as the generated rclpy class, field by field (independent of car.transport.wire)."""
     msg = rclpy_class(ros_type)()
     for field, field_type in msg.get_fields_and_field_types().items():
         item = getattr(value, field)

@@ -16,7 +16,7 @@ from rosbags.rosbag2 import Reader
 
 from car.camera.source import CameraFault
 from car.messages import CAMERA_TOPIC
-from car.wire import IMAGE, WireError
+from car.transport.wire import IMAGE, WireError
 
 
 class BagSource:

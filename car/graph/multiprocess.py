@@ -27,7 +27,7 @@ from car.control.core import NEUTRAL, ControlCore, ControlParams
 from car.policy.core import PolicyCore
 from car.policy.core import PolicyModel
 from car.transport import NodeBus
-from car.wire import COMMAND_TOPIC
+from car.transport.wire import COMMAND_TOPIC
 
 log = logging.getLogger("racer.node")
 

@@ -1,6 +1,6 @@
 """The recorder node: the drive's topics into a rosbag2 (MCAP) that `ros2 bag`, Foxglove and rosbags open.
 
-Messages are written as the CDR bytes the dds transport puts on the wire (`car.wire`), stamped with
+Messages are written as the CDR bytes the dds transport puts on the wire (`car.transport.wire`), stamped with
 the node clock at reception (sim time under `--sim`, as rosbag2 does with use_sim_time).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from car.transport.rosbag import typestore
 from car.clock import Clock
 from car.graph.adapters import Bus
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC
-from car.wire import WireType, wire_type
+from car.transport.wire import WireType, wire_type
 
 RECORDED_TOPICS = (CAMERA_TOPIC, POLICY_TOPIC, DRIVE_TOPIC, DIAGNOSTICS_TOPIC)
 BEST_EFFORT_TOPICS = {CAMERA_TOPIC}

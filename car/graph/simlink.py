@@ -14,7 +14,7 @@ import numpy as np
 from car.camera.source import CameraFault
 from car.graph.adapters import Bus
 from car.messages import Image
-from car.wire import SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
+from car.transport.wire import SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
 
 FRAME_TIMEOUT_S = 1.0
 

@@ -1,4 +1,5 @@
-"""Transports carry the node messages: `local` (in-process), `dds` (Cyclone DDS, ROS 2 wire), `ros` (rclpy)."""
+"""Transports carry the node messages: `local` (in-process), `dds` (Cyclone DDS, ROS 2 wire), `ros` (rclpy);
+`wire` is the ROS 2 wire format both process transports speak, `qos` each topic's QoS, `rosbag` the bag types."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence

@@ -5,7 +5,7 @@ callbacks, deadline events, timers and work posted from other threads all run on
 spins, so the node cores never see two calls at once.
 
 Samples cross the binding as CDR bytes (its own write/take calls, under the typed DataWriter and
-DataReader): `car.wire` encodes them, so a 57 kB image costs one copy rather than a Python object
+DataReader): `car.transport.wire` encodes them, so a 57 kB image costs one copy rather than a Python object
 per pixel. The IDL structs only name and describe the types to DDS. A sample is padded to a whole
 number of 4-byte words, as RTPS carries it; rosbags and rmw decoders skip that padding.
 """
@@ -32,7 +32,7 @@ from cyclonedds.util import duration
 from car.clock import Clock, SimClock, WallClock
 from car.messages import Time
 from car.transport.qos import TOPIC_QOS, TopicQos
-from car.wire import CLOCK_TOPIC, WireError, WireType, dds_topic_name, wire_type
+from car.transport.wire import CLOCK_TOPIC, WireError, WireType, dds_topic_name, wire_type
 
 log = logging.getLogger("racer.dds")
 

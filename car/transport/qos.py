@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC
-from car.wire import CLOCK_TOPIC, COMMAND_TOPIC, SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC
+from car.transport.wire import CLOCK_TOPIC, COMMAND_TOPIC, SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """rclpy transport: the same node processes as `dds`, as real ROS 2 nodes (the Docker image runs these).
 
-Messages cross rclpy as serialized CDR (raw subscriptions, publishing bytes), encoded by `car.wire`,
+Messages cross rclpy as serialized CDR (raw subscriptions, publishing bytes), encoded by `car.transport.wire`,
 so both transports put the same bytes on the wire and no per-type conversion lives here. rclpy is
 imported when a RosBus is made, never before: the car runs without ROS 2 installed.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from car.clock import Clock
 from car.transport.qos import TOPIC_QOS, TopicQos
-from car.wire import WireType, wire_type
+from car.transport.wire import WireType, wire_type
 
 SPIN_PERIOD_S = 0.1
 INTERFACES = Path(__file__).resolve().parents[1] / "interfaces"  # the car's own message packages (make ros)
