@@ -16,7 +16,7 @@ import pytest
 from car.console.client import CarAddress, CarClient, KnownCars
 from calibration.servo import FACTORY_DEFAULT
 from hw.sysfs import PwmSysfsModel
-from racer.flood_bench import run_flood
+from racer.bench.flood import run_flood
 from test_failsafe import NEUTRAL, bundle_dir, driving, images, maestro, wait_until  # noqa: F401  (fixtures)
 
 PASSWORD = "flood-test-password-7"

@@ -2,7 +2,7 @@
 processes, camera -> /drive across node processes."""
 import pytest
 
-from racer.dds_bench import bench_dds, bench_multiprocess
+from racer.bench.dds import bench_dds, bench_multiprocess
 from tests import ros_support  # noqa: F401  (the ros figures need `make ros`; without it this says so)
 from tests.dds_support import driving_model, loopback_domain
 

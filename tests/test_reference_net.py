@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from racer.reference_net import ACTIONS, INPUT_SHAPE, build_reference_onnx, expert_frames
+from racer.bench.reference_net import ACTIONS, INPUT_SHAPE, build_reference_onnx, expert_frames
 
 
 def test_reference_network_decides_like_the_expert_and_not_by_ties(tmp_path):

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from racer.bench import run_bench
+    from racer.bench.figures import run_bench
 
     report = run_bench(args.model, quick=args.quick)
     if args.json:

@@ -24,7 +24,7 @@ from car.transport import NodeBus, open_bus
 from car.transport.dds import cyclone_environment
 from car.transport.ros import ros_environment
 from car.transport.wire import COMMAND_TOPIC
-from racer.bench import percentiles
+from racer.bench.stats import percentiles
 
 IMAGE_SHAPE = (120, 160, 3)
 WARMUP = 10
@@ -83,7 +83,7 @@ def bench_dds(messages: int = 300, rate_hz: float = 30.0, transport: str = "dds"
     """p50/p99 of a 160x120 bgr8 sensor_msgs/Image published at `rate_hz` to another process on loopback,
     both ends on `transport`."""
     domain = _private_domain()
-    argv = [sys.executable, "-m", "racer.dds_bench", "--publish", str(rate_hz), "--transport", transport]
+    argv = [sys.executable, "-m", "racer.bench.dds", "--publish", str(rate_hz), "--transport", transport]
     bus = open_bus(transport, "bench_sub", domain=domain)
     try:
         with _processes([argv], _child_env(domain)) as procs:
@@ -160,5 +160,5 @@ def bench_multiprocess(model: Path, frames: int = 150, transport: str = "dds") -
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["--publish"] or len(sys.argv) != 5 or sys.argv[3] != "--transport":
-        sys.exit("usage: python -m racer.dds_bench --publish RATE_HZ --transport dds|ros (the sender of bench_dds)")
+        sys.exit("usage: python -m racer.bench.dds --publish RATE_HZ --transport dds|ros (the sender of bench_dds)")
     _publish_images(float(sys.argv[2]), sys.argv[4])

@@ -11,11 +11,7 @@ from typing import Any
 
 import numpy as np
 
-
-def percentiles(samples_s: list[float]) -> dict[str, float]:
-    ms = np.asarray(samples_s) * 1e3
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 4), "p99_ms": round(float(np.percentile(ms, 99)), 4),
-            "n": int(ms.size)}
+from racer.bench.stats import percentiles
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, block: int, warmup: int = 50,
@@ -54,7 +50,7 @@ def bench_policy(rounds: int = 20, block: int = 50, gate_frames: int = 1000) -> 
 
     from car.policy.inference import compile_config
     from racer.quantize import quantize_gated
-    from racer.reference_net import INPUT_SHAPE, build_reference_onnx, reference_metadata, reference_spec
+    from racer.bench.reference_net import INPUT_SHAPE, build_reference_onnx, reference_metadata, reference_spec
 
     with tempfile.TemporaryDirectory() as tmp:
         path = build_reference_onnx(Path(tmp) / "reference.onnx")
@@ -165,7 +161,7 @@ def bench_transports(model_path: Path, scale: float) -> dict[str, Any]:
     (`pipeline_multiprocess`, `pipeline_multiprocess_ros`). Without rclpy (no `make ros`) the two ros
     figures are `{"unavailable": reason}`."""
     from car.transport.ros import RosUnavailable
-    from racer.dds_bench import bench_dds, bench_multiprocess
+    from racer.bench.dds import bench_dds, bench_multiprocess
 
     messages, frames = max(60, int(300 * scale)), max(30, int(150 * scale))
     report = {"dds": bench_dds(messages), "pipeline_multiprocess": bench_multiprocess(model_path, frames)}
@@ -178,7 +174,7 @@ def bench_transports(model_path: Path, scale: float) -> dict[str, Any]:
 
 
 def run_bench(model_path: Path, quick: bool = False) -> dict[str, Any]:
-    from racer.flood_bench import bench_flood
+    from racer.bench.flood import bench_flood
     from sim2real.augment import bench_augment
 
     scale = 0.2 if quick else 1.0
