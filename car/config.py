@@ -7,6 +7,7 @@ from typing import Any
 from car.yamlfile import read_yaml
 
 DEFAULT_PARAMS = Path(__file__).resolve().parent.parent / "launch" / "params" / "car.yaml"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"  # the bundled model
 NODES = ("camera", "policy", "control", "actuator", "console", "recorder")
 
 
@@ -34,3 +35,8 @@ def _section(data: dict, node: str, path: Path) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ValueError(f"parameters {path}: {node}.ros__parameters must be a mapping")
     return params
+
+
+def model_path(params: dict[str, dict[str, Any]], given: str | Path | None = None) -> Path:
+    """The policy's bundle: `given` (a command-line option), else the parameter policy.model, else DEFAULT_MODEL."""
+    return Path(given or params["policy"].get("model") or DEFAULT_MODEL)

@@ -33,7 +33,7 @@ from car.transport.local import LocalBus
 from car.transport.dds import SHIPPED_CONFIG
 from car.transport.rosbag import typestore
 from car.transport.wire import COMMAND_TOPIC
-from racer.commands.demo import DEFAULT_MODEL
+from car.config import DEFAULT_MODEL
 
 PYTHON = sys.executable
 DOMAIN_PROBE_S = 0.2

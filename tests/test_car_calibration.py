@@ -18,9 +18,9 @@ from car.actuators.pwm_sysfs import PwmSysfsDriver
 from car.config import load_params
 from hw.maestro_emulator import MaestroEmulator
 from hw.sysfs import PwmSysfsModel
-from racer.car_graph import graph_specs
+from racer.processes.graph import graph_specs
 from racer.cli import build_parser, main
-from racer.commands.node import open_driver
+from racer.processes.node import open_node_driver
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,7 +124,7 @@ def test_the_actuator_node_opens_with_the_state_dir_calibration(tmp_path: Path, 
     model = pre_exported_tree(tmp_path / "sys")
     state = saved_state_dir(tmp_path / "state")
     spec = f"pwm-sysfs:{model.pwm_dir}"
-    driver = open_driver(spec, node_args("--actuator", spec, "--state-dir", str(state)), load_params(), None)
+    driver = open_node_driver(spec, node_args("--actuator", spec, "--state-dir", str(state)), load_params(), None)
     try:
         assert isinstance(driver, PwmSysfsDriver) and driver.calibration == SAVED
         assert (model.attribute(0, "duty_cycle"), model.attribute(1, "duty_cycle")) == (1_500_000, 1_480_000)
@@ -176,7 +176,7 @@ def recorder_runtime(calibration: servo.Calibration):
 @pytest.mark.parametrize("state_saved", [True, False])
 def test_the_console_wizard_starts_from_the_car_calibration_and_saves_to_the_state_dir(
         tmp_path: Path, stock: Path, state_saved: bool) -> None:
-    from racer.commands.console import start_car_console
+    from racer.processes.console import start_car_console
 
     state = saved_state_dir(tmp_path / "state") if state_saved else tmp_path / "state"
     servo.save(OTHER, tmp_path / "explicit.json")

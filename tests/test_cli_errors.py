@@ -114,7 +114,7 @@ def test_a_failed_start_leaves_no_camera_thread_behind(tmp_path):
     import numpy as np
 
     from car.config import load_params
-    from racer.commands.car import build_local
+    from racer.processes.local import build_local
     from calibration.servo import FACTORY_DEFAULT
 
     video = tmp_path / "drive.avi"

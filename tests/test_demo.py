@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from racer.commands.demo import DEFAULT_MODEL
+from car.config import DEFAULT_MODEL
 
 RACER = [sys.executable, "-m", "racer.cli"]
 

@@ -1,6 +1,6 @@
 import pytest
 
-from racer.commands.demo import DEFAULT_MODEL
+from car.config import DEFAULT_MODEL
 from sim2real.laptimes import expert_laps, lap_time_table
 from sim2real.sim.track import Track
 

@@ -1,1 +1,2 @@
-"""The control node: mode arbitration, command multiplexing, the safety watchdog, the /control/command parser and the node core (pure logic, no I/O)."""
+"""The control node: mode arbitration, command multiplexing, the safety watchdog, the /control/command
+parser and the node core (pure logic, no I/O)."""

@@ -1,1 +1,3 @@
-"""Running the node cores as a graph: the adapters that put a core on a bus, and each way of running them (in one process, one process per node, under a supervisor), with the simulator link and the recorder."""
+"""Running the node cores as a graph: the adapters that put a core on a bus, and each way of running
+them (stack and runtime: in one process; multiprocess: one process per node; supervisor), with the
+simulator link and the recorder."""

@@ -2,9 +2,9 @@
 
 A node process adds what the in-process runtime gives the graph for free: its own timers, its own
 diagnostics, and for the actuator a DDS deadline on /drive, so a dead control process puts the
-car at neutral by the actuator's own watchdog. What each node needs from outside (camera source,
-actuator driver, model) is resolved by the caller, which may import the simulator; this module
-never does.
+car at neutral by the actuator's own watchdog. A camera source or an actuator driver is opened here
+from its spec (`sim`: the simulator link topics, else a device); the model, the calibration and the
+simulator itself are the caller's, which may import sim2real; this module never does.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from car.actuators.base import Driver
+from car.actuators.pulse import ActuatorCalibration
 from car.clock import Clock
 from car.control.commands import Command, CommandError, parse_command
 from car.graph.adapters import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
@@ -210,3 +211,24 @@ def spin_until_signal(bus: NodeBus, closers: list[Callable[[], None]],
         for close in closers:
             close()
         bus.close()
+
+
+def open_source(spec: str, bus: NodeBus, fps: float) -> CameraSource:
+    """The camera node's source for `spec`: `sim` is the simulator link on `bus`, anything else
+    `car.camera.capture.open_camera` (ValueError for a malformed spec, CameraFault for a missing device)."""
+    if spec == "sim":
+        from car.graph.simlink import SimLinkCamera
+        return SimLinkCamera(bus)
+    from car.camera.capture import open_camera
+    return open_camera(spec, fps=fps)
+
+
+def open_driver(spec: str, bus: NodeBus, calibration: Callable[[], ActuatorCalibration]) -> Driver:
+    """The actuator driver for `spec`: the simulator link on `bus`, or hardware opened (at neutral)
+    with `calibration()`, so the first pulse is already the calibrated one. `calibration` is called
+    only for hardware (the simulated car has none)."""
+    if spec == "sim":
+        from car.graph.simlink import SimLinkDriver
+        return SimLinkDriver(bus)
+    from car.actuators.open import open_actuator
+    return open_actuator(spec, calibration())

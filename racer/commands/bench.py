@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from racer.commands.demo import DEFAULT_MODEL
+from car.config import DEFAULT_MODEL
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,14 +7,10 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from car.openfiles import raise_open_file_limit
 from racer.commands import fail, node
-from racer.commands.demo import DEFAULT_MODEL
-
-if TYPE_CHECKING:
-    from calibration.servo import Calibration
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,70 +84,10 @@ def argument_problem(args: argparse.Namespace, params: dict[str, dict[str, Any]]
     return None
 
 
-class ReplayDriver:
-    """The actuator of a replay without hardware (`--camera bag:PATH` alone): the policy's commands
-    reach /drive (and `--record`), and nothing moves."""
-
-    def set(self, steering: float, throttle: float) -> None:
-        """Nothing to drive."""
-
-    def neutral(self) -> None:
-        """Nothing to drive."""
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], calibration: Calibration,
-                stop: threading.Event | None = None):
-    """(stack, runtime, bundle) for the in-process transport, on the simulator or on hardware opened
-    with `calibration`."""
-    from car.policy.bundle import load_bundle
-    from car.clock import WallClock
-    from car.policy.inference import Policy
-    from car.graph.runtime import CarRuntime
-    from car.graph.stack import LocalStack
-
-    model_path = args.model or Path(params["policy"].get("model") or DEFAULT_MODEL)
-    bundle = load_bundle(model_path)
-    model = Policy(bundle).model()
-    if args.sim:
-        from sim2real.drive import sim_runtime
-        from sim2real.sim.track import Track
-        from sim2real.sim.world import Simulator
-
-        runtime = sim_runtime(Simulator(Track.load(args.sim)), model, params, stop=stop)
-        stack = runtime.stack
-    else:
-        from car.actuators.isolated import IsolatedDriver
-        from car.actuators.open import parse_actuator_spec
-        from car.camera.capture import open_camera
-
-        cam = params["camera"]
-        spec = args.actuator or params["actuator"].get("spec") or "sim"
-        if spec != "sim":
-            parse_actuator_spec(spec)  # a malformed spec is a one-line error before anything is opened
-        camera = open_camera(args.camera or cam.get("source"), fps=float(cam.get("fps", 15.0)))
-        try:
-            if spec == "sim":  # argument_problem allows this only for a replay
-                logging.getLogger("racer.car").info("replay without an actuator: nothing moves")
-                driver = ReplayDriver()
-            else:
-                # The device and a last watchdog in a process of their own: nothing the console does here can
-                # hold them.
-                driver = IsolatedDriver(spec, calibration, float(params["actuator"].get("timeout_s", 0.25)))
-        except BaseException:
-            # The camera's reader thread must not outlive a failed start: a process that exits while it is
-            # inside OpenCV's native code can abort in C++ teardown instead of ending with the one-line error.
-            camera.close()
-            raise
-        stack = LocalStack(WallClock(), camera, driver, model, params)
-        runtime = CarRuntime(stack, stop_event=stop)
-    return stack, runtime, bundle
-
-
 def run(args: argparse.Namespace) -> int:
     from car.config import load_params
+    from racer.processes.local import build_local, local_recorder
+    from racer.processes.node import car_calibration
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
@@ -169,14 +105,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         params = load_params(args.config)
         # Resolved before any device is opened: a bad file stops the start with nothing written.
-        calibration = node.car_calibration(args, params)
+        calibration = car_calibration(args, params)
         stack, runtime, bundle = build_local(args, params, calibration.calibration, stop)
     except (ValueError, OSError, RuntimeError) as exc:
         return fail("car", str(exc))
     try:
-        recorder = _recorder(args, stack)
+        recorder = local_recorder(args, stack)
         if args.console:
-            from racer.commands.console import start_car_console
+            from racer.processes.console import start_car_console
             start_car_console(args, params, runtime, bundle.name, calibration, model_path=bundle.source)
     except (ValueError, OSError, RuntimeError) as exc:
         runtime.stop()  # the camera thread and the actuator's process end (at neutral) before this one does
@@ -193,18 +129,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recorder(args: argparse.Namespace, stack: Any) -> Any:
-    """`--record DIR` on the local transport: the recorder listens on the in-process bus."""
-    if not args.record:
-        return None
-    from car.graph.recorder import BagRecorder
-    return BagRecorder(stack.bus, stack.clock, args.record)
-
-
 def _run_graph(args: argparse.Namespace) -> int:
-    """`--transport dds|ros`: one supervised process per node (racer.car_graph)."""
+    """`--transport dds|ros`: one supervised process per node (racer.processes.graph)."""
     from car.config import load_params
-    from racer.car_graph import run_graph
+    from racer.processes.graph import run_graph
 
     if args.console:
         return fail("car", "--console runs with --transport local for now")

@@ -1,5 +1,6 @@
 """The device console from the laptop (`racer discover|upload|teleop|status`, `racer calibrate
---car`) and on the car (`racer passwd`, and the console that `racer car --console` starts).
+--car`) and on the car (`racer passwd`; the console that `racer car --console` starts is
+`racer.processes.console`).
 
 Imports of the web stack stay inside the functions so that `racer --help` stays quick.
 """
@@ -24,36 +25,13 @@ from racer.commands import fail
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
 
-    from calibration.servo import CarCalibration
     from car.console.client import CarClient, Response
-    from car.console.server import ConsoleServer
-    from car.graph.runtime import CarRuntime
 
 TELEOP_HZ = 20.0
 TELEOP_STEP = 0.25
 KEY_HOLD_S = 0.75  # above the usual first key-repeat delay (X11: 660 ms), so a held key never drops out
 WIZARD_REFRESH_S = 0.1
 ARROWS = {"\x1b[A": "w", "\x1b[B": "s", "\x1b[C": "d", "\x1b[D": "a"}
-
-
-def start_car_console(args: argparse.Namespace, params: dict[str, dict[str, Any]], runtime: CarRuntime,
-                      model_name: str, calibration: CarCalibration | None = None,
-                      model_path: Path | None = None) -> ConsoleServer:
-    """The console for `racer car --console HOST:PORT [--state-dir DIR]`.
-
-    `calibration` is what the car started with (resolved here when not given). The wizard starts
-    from it and saves to the state dir's calibration.json, which wins at the next start.
-    `model_path` is the bundle the car started with: the console lists it so a user can go back to it.
-    """
-    from calibration import servo
-    from car.console.server import ConsoleOptions, parse_address, start_console
-    from racer.commands.node import car_calibration
-
-    host, port = parse_address(args.console)
-    car = calibration or car_calibration(args, params)
-    options = ConsoleOptions(host, port, car.state_file.parent, car.state_file, startup_model=model_path,
-                             extra_hosts=tuple(getattr(args, "console_name", None) or ()))
-    return start_console(options, runtime, model_name, servo, car.calibration)
 
 
 def _car_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:

@@ -7,9 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from car.config import DEFAULT_MODEL
 from racer.commands import fail
-
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -163,7 +162,7 @@ def _start_console(args: argparse.Namespace, params, runtime, bundle) -> int:
     from car.console.auth import first_password_file
     from car.console.server import parse_address
     from car.console.state import StateDir, default_state_dir
-    from racer.commands.console import start_car_console
+    from racer.processes.console import start_car_console
 
     state = StateDir(args.state_dir or default_state_dir())
     had_password = state.password.is_file()

@@ -1,8 +1,8 @@
 """`racer node NAME`: one node of the car graph as a process.
 
 `racer car --transport dds|ros` starts these under its supervisor and `launch/car.launch.py` starts
-them as ROS 2 nodes. Here the node's outside world is resolved (camera source, actuator driver and
-calibration, model bundle, the simulator), which the car package leaves to its caller.
+them as ROS 2 nodes. The node itself is built by `racer.processes.node` (the simulator world by
+`racer.processes.sim_world`).
 """
 from __future__ import annotations
 
@@ -12,13 +12,9 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from car.openfiles import raise_open_file_limit
 from racer.commands import fail
-
-if TYPE_CHECKING:
-    from calibration.servo import CarCalibration
 
 NODE_NAMES = ("sim", "camera", "policy", "control", "actuator", "recorder")
 # The options each node uses (dest: (flag, default)); given to another node they would do nothing, so
@@ -58,68 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def car_calibration(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> CarCalibration:
-    """calibration.servo.resolve with the options of `racer car` or `racer node` (`--state-dir`,
-    `--calibration`, else the parameter actuator.calibration); CalibrationError names a bad file."""
-    from calibration.servo import resolve
-    return resolve(args.calibration or params["actuator"].get("calibration"), args.state_dir)
-
-
-def open_driver(spec: str, args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> Any:
-    """The actuator driver for `spec`: the simulator link, or hardware opened (at neutral) with the
-    car's calibration, so the first pulse is already the calibrated one."""
-    if spec == "sim":
-        from car.graph.simlink import SimLinkDriver
-        return SimLinkDriver(bus)
-    from car.actuators.open import open_actuator
-    return open_actuator(spec, car_calibration(args, params).calibration)
-
-
-def _build(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> list[Any]:
-    """The node on `bus`; returns what to close when it ends."""
-    from car.graph import multiprocess as node
-
-    clock = bus.node_clock(args.sim_time)
-    if args.name == "camera":
-        spec = args.camera or params["camera"].get("source") or ""
-        if spec == "sim":
-            from car.graph.simlink import SimLinkCamera
-            source = SimLinkCamera(bus)
-        else:
-            from car.camera.capture import open_camera
-            source = open_camera(spec, fps=float(params["camera"].get("fps", 15.0)))
-        camera = node.CameraProcess(bus, clock, source)
-        camera.start()
-        return [camera.close]
-    if args.name == "policy":
-        from car.policy.bundle import load_bundle
-        from car.policy.inference import Policy
-        from racer.commands.demo import DEFAULT_MODEL
-
-        bundle = load_bundle(args.model or Path(params["policy"].get("model") or DEFAULT_MODEL))
-        node.PolicyProcess(bus, clock, Policy(bundle).model(), params)
-        return []
-    if args.name == "control":
-        node.ControlProcess(bus, clock, params, autostart=args.autostart)
-        return []
-    if args.name == "actuator":
-        spec = args.actuator or params["actuator"].get("spec") or ""
-        actuator = node.ActuatorProcess(bus, clock, open_driver(spec, args, params, bus), params)
-        return [actuator.close]
-    if args.record is None:
-        raise ValueError("the recorder needs --record DIR")
-    from car.graph.recorder import BagRecorder
-    recorder = BagRecorder(bus, clock, args.record)
-    logging.getLogger("racer.node").info("recording to %s", recorder.path)
-    return [recorder.close]
-
-
 def run(args: argparse.Namespace) -> int:
     from car.config import load_params
     from car.graph.multiprocess import spin_until_signal
     from car.process import die_with_parent
     from car.transport import open_bus
     from car.transport.dds import TimeWentBackwards
+    from racer.processes.node import build_node
 
     die_with_parent()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -138,10 +79,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         params = load_params(args.config)
         if args.name == "sim":
-            from racer.sim_world import run_world
+            from racer.processes.sim_world import run_world
             return run_world(args, params)
         bus = open_bus(args.transport, args.name, args.ros_args)
-        closers = _build(args, params, bus)
+        closers = build_node(args, params, bus)
     except NODE_ERRORS as exc:
         return fail(f"node {args.name}", str(exc))
     try:

@@ -61,14 +61,14 @@ def run_graph(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> in
     """Supervise the graph until SIGTERM/SIGINT; every node ends at neutral on its own signal."""
     from car.transport import open_bus
     from car.transport.dds import cyclone_environment
-    from racer.commands.node import car_calibration, open_driver
+    from racer.processes.node import car_calibration, open_node_driver
 
     specs = graph_specs(args, params)
     if not args.sim:  # the actuator node resolves it too; a bad file must stop the start, not loop restarts
         car_calibration(args, params)
     bus = open_bus(args.transport, "supervisor")
     # The link to the simulated car is made now, so DDS has matched it long before it is needed.
-    sim_link = open_driver("sim", args, params, bus) if args.sim else None
+    sim_link = open_node_driver("sim", args, params, bus) if args.sim else None
 
     def neutral_actuator() -> None:
         """The actuator process died: put its outputs at neutral from here until it is back."""
@@ -76,7 +76,7 @@ def run_graph(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> in
             if sim_link is not None:
                 sim_link.neutral()
             else:  # close() leaves the hardware at neutral with its outputs off, for the restarted node to reopen
-                open_driver(args.actuator or params["actuator"].get("spec") or "", args, params, bus).close()
+                open_node_driver(args.actuator or params["actuator"].get("spec") or "", args, params, bus).close()
         except (OSError, RuntimeError, ValueError) as exc:
             log.error("cannot put the actuator at neutral: %s", exc)
 

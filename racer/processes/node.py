@@ -1,0 +1,62 @@
+"""`racer node NAME`: one node of the car graph built from the command's options.
+
+Here the node's outside world is resolved (camera source, actuator driver and calibration, model
+bundle), which the car package leaves to its caller; the simulator world is `sim_world`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from calibration.servo import CarCalibration
+
+
+def car_calibration(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> CarCalibration:
+    """calibration.servo.resolve with the options of `racer car` or `racer node` (`--state-dir`,
+    `--calibration`, else the parameter actuator.calibration); CalibrationError names a bad file."""
+    from calibration.servo import resolve
+    return resolve(args.calibration or params["actuator"].get("calibration"), args.state_dir)
+
+
+def open_node_driver(spec: str, args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> Any:
+    """`car.graph.multiprocess.open_driver` with the car's calibration as `racer car` or `racer node` resolve it."""
+    from car.graph.multiprocess import open_driver
+    return open_driver(spec, bus, lambda: car_calibration(args, params).calibration)
+
+
+def build_node(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> list[Any]:
+    """The node `args.name` (camera, policy, control, actuator or recorder) on `bus`, built from the
+    options of `racer node`; returns what to close when it ends. ValueError, OSError or RuntimeError
+    (CameraFault, ActuatorFault, BundleError) when it cannot start."""
+    from car.graph import multiprocess as node
+
+    clock = bus.node_clock(args.sim_time)
+    if args.name == "camera":
+        source = node.open_source(args.camera or params["camera"].get("source") or "", bus,
+                                  float(params["camera"].get("fps", 15.0)))
+        camera = node.CameraProcess(bus, clock, source)
+        camera.start()
+        return [camera.close]
+    if args.name == "policy":
+        from car.config import model_path
+        from car.policy.bundle import load_bundle
+        from car.policy.inference import Policy
+
+        bundle = load_bundle(model_path(params, args.model))
+        node.PolicyProcess(bus, clock, Policy(bundle).model(), params)
+        return []
+    if args.name == "control":
+        node.ControlProcess(bus, clock, params, autostart=args.autostart)
+        return []
+    if args.name == "actuator":
+        spec = args.actuator or params["actuator"].get("spec") or ""
+        actuator = node.ActuatorProcess(bus, clock, open_node_driver(spec, args, params, bus), params)
+        return [actuator.close]
+    if args.record is None:
+        raise ValueError("the recorder needs --record DIR")
+    from car.graph.recorder import BagRecorder
+    recorder = BagRecorder(bus, clock, args.record)
+    logging.getLogger("racer.node").info("recording to %s", recorder.path)
+    return [recorder.close]
