@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from car.policy.metadata import parse_metadata
-from racer.explain import decision_change, heatmap_image, occlusion_map
+from racer.model.explain import decision_change, heatmap_image, occlusion_map
 
 DISCRETE = parse_metadata({"action_space": [{"steering_angle": s, "speed": 1} for s in (-30, 30)]})
 SAC = parse_metadata({"action_space": {"steering_angle": {"low": -30, "high": 30}, "speed": {"low": 1, "high": 2}},

@@ -15,7 +15,7 @@ from car.policy.bundle import save_bundle
 from car.policy.metadata import parse_metadata
 from car.policy.preprocess import DEEPRACER_SPEC
 from model_factory import PPO_TAR, SAC_TAR, metadata
-from racer.quantize import GATE_FRAMES, equivalence_gate, simulator_inputs
+from racer.model.quantize import GATE_FRAMES, equivalence_gate, simulator_inputs
 
 DISCRETE = parse_metadata({"action_space": [{"steering_angle": s, "speed": 1} for s in (-30, 0, 30)]})
 SPACE = {"steering_angle": {"low": -30, "high": 30}, "speed": {"low": 1, "high": 2}}

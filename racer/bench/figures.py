@@ -49,7 +49,7 @@ def bench_policy(rounds: int = 20, block: int = 50, gate_frames: int = 1000) -> 
     import openvino as ov
 
     from car.policy.inference import compile_config
-    from racer.quantize import quantize_gated
+    from racer.model.quantize import quantize_gated
     from racer.bench.reference_net import INPUT_SHAPE, build_reference_onnx, reference_metadata, reference_spec
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,7 @@ import openvino as ov
 
 from car.policy.metadata import ModelMetadata, parse_metadata
 from car.policy.preprocess import DEEPRACER_SPEC, Preprocessor, PreprocessSpec
-from racer.quantize import posed_simulators
+from racer.model.quantize import posed_simulators
 from sim2real.sim.expert import PurePursuitExpert
 
 INPUT_SHAPE = (1, 1, 120, 160)

@@ -16,7 +16,7 @@ import openvino as ov
 from car.policy.bundle import Bundle, BundleError, load_bundle, model_precision, pack_bundle, save_bundle
 from car.policy.inference import Policy, check_runnable
 from car.policy.preprocess import DEEPRACER_PRESETS
-from racer.predict import predict
+from racer.model.predict import predict
 
 
 # Suffixes a user may take for an archive format; convert writes only directories and .tar.gz.
@@ -53,10 +53,10 @@ def _predict(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _int8(bundle: Bundle) -> tuple[ov.Model, dict[str, Any]]:
-    """The bundle's model quantized by NNCF, if it passes the equivalence gate (racer/quantize.py)."""
+    """The bundle's model quantized by NNCF, if it passes the equivalence gate (racer/model/quantize.py)."""
     if importlib.util.find_spec("nncf") is None:
         raise BundleError("--int8 needs NNCF: pip install 'racer[int8]'")
-    from racer.quantize import quantize_gated  # the simulator renders its frames
+    from racer.model.quantize import quantize_gated  # the simulator renders its frames
 
     def progress(message: str) -> None:
         print(f"racer model convert: {message}", file=sys.stderr)

@@ -16,7 +16,7 @@ from car.policy.bundle import BundleError
 from car.policy.decode import ActionDecoder
 from car.policy.inference import Policy
 from car.policy.preprocess import Preprocessor
-from racer.explain import decision_change, heatmap_image, occlusion_map
+from racer.model.explain import decision_change, heatmap_image, occlusion_map
 
 
 def read_picture(path: Path) -> np.ndarray:
