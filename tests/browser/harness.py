@@ -27,6 +27,7 @@ from car.console.uploads import UploadLimits
 from car.policy.inference import Policy
 from car.policy.preprocess import DEEPRACER_SPEC
 from car.graph.runtime import CarRuntime
+from dds_support import wait_for as wait_until
 from model_factory import onnx_model
 from sim2real.drive import sim_runtime
 from sim2real.sim.adapters import SimActuator
@@ -115,13 +116,7 @@ class Car:
         return self.client().request("GET", "/api/status").body
 
     def wait_for(self, predicate, timeout: float = 10.0, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}")
+        return wait_until(predicate, timeout, what)
 
     def stop(self) -> None:
         self.runtime.stop()
