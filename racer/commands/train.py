@@ -24,9 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-speed", type=float, default=1.0, metavar="X",
                    help="the console's max-speed setting (0..1] the policy learns to drive at (default: %(default)s)")
     p.add_argument("--randomization", metavar="PRESET|FILE",
-                   help="domain randomization: none, default, strong or a YAML config (default: off)")
+                   help="domain randomization: none, default, strong or a YAML config (default: none)")
     p.add_argument("--augmentation", metavar="PRESET",
-                   help="image augmentation preset: none, light, default, strong (default: off)")
+                   help="image augmentation preset: none, light, default, strong (default: none)")
     p.add_argument("--camera-info", type=Path, metavar="FILE",
                    help="ROS camera_info YAML: train with the calibrated camera's lens")
     p.add_argument("--algo", choices=("dagger", "ppo"), default="dagger",
