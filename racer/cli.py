@@ -44,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # a file the user named cannot be read or written: one line naming it, not a traceback
+        print(f"racer {args.command}: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
     except ModuleNotFoundError as exc:
         extra = (exc.name or "").partition(".")[0]
         if extra not in TRAINING_EXTRAS:

@@ -256,8 +256,16 @@ def save_checkpoint(path: Path, net: DrivingNet, spec: PreprocessSpec, action_sp
 
 
 def load_checkpoint(path: Path) -> tuple[DrivingNet, PreprocessSpec, dict[str, Any], dict[str, Any]]:
-    """(net, spec, action_space, everything else) from a `racer train` checkpoint."""
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    """(net, spec, action_space, everything else) from a `racer train` checkpoint.
+
+    ValueError naming the file when it is not one (a torch file of another kind, or not torch's).
+    """
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises whatever its unpickler met: the file is not ours either way
+        raise ValueError(f"{path}: not a racer train checkpoint ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or not {"state_dict", "spec", "action_space"} <= data.keys():
+        raise ValueError(f"{path}: not a racer train checkpoint (no state_dict, spec and action_space)")
     spec = PreprocessSpec.from_json(data["spec"])
     meta = parse_metadata(data["action_space"])
     net = DrivingNet(spec, meta.output_size())

@@ -2,6 +2,7 @@
 to do, never a traceback."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -126,3 +127,38 @@ def test_a_failed_start_leaves_no_camera_thread_behind(tmp_path):
     with pytest.raises(RuntimeError, match="could not open port"):  # ActuatorFault
         build_local(args, load_params(), FACTORY_DEFAULT)
     assert not [t.name for t in threading.enumerate() if t.name.startswith("camera ")]
+
+
+@pytest.mark.parametrize("target, reason", [("missing/dir/config.yaml", "No such file or directory"),
+                                            (".", "Is a directory")])
+def test_a_file_that_cannot_be_written_is_one_line_naming_it(target, reason, tmp_path):
+    proc = racer("randomization", "--write", target, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert one_line(proc) == f"racer randomization: {target}: {reason}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content, reason", [(b"not torch at all", r"\((KeyError|UnpicklingError|RuntimeError)\)"),
+                                             (None, r"\(no state_dict, spec and action_space\)")])
+def test_export_of_a_file_that_is_not_a_checkpoint_is_refused(content, reason, tmp_path):
+    checkpoint = tmp_path / "policy.pt"
+    if content is None:
+        import torch
+
+        torch.save({"weights": [1, 2, 3]}, checkpoint)
+    else:
+        checkpoint.write_bytes(content)
+    proc = racer("export", str(checkpoint), "--out", str(tmp_path / "bundle"))
+    assert proc.returncode == 2
+    assert re.fullmatch(rf"racer export: {re.escape(str(checkpoint))}: not a racer train checkpoint {reason}",
+                        one_line(proc))
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_a_reward_function_that_returns_none_stops_training_with_one_line(tmp_path):
+    reward = tmp_path / "reward.py"
+    reward.write_text("def reward_function(params):\n    return None\n")
+    proc = racer("train", "--algo", "ppo", "--reward-function", str(reward), "--timesteps", "64", "--json",
+                 "--out", str(tmp_path / "run"))
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert one_line(proc) == f"racer train: {reward}: reward_function returned None; expected a finite number"

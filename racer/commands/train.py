@@ -24,9 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-speed", type=float, default=1.0, metavar="X",
                    help="the console's max-speed setting (0..1] the policy learns to drive at (default: %(default)s)")
     p.add_argument("--randomization", metavar="PRESET|FILE",
-                   help="domain randomization: none, default, strong or a YAML config (default: off)")
+                   help="domain randomization: none, default, strong or a YAML config (default: none)")
     p.add_argument("--augmentation", metavar="PRESET",
-                   help="image augmentation preset: none, light, default, strong (default: off)")
+                   help="image augmentation preset: none, light, default, strong (default: none)")
     p.add_argument("--camera-info", type=Path, metavar="FILE",
                    help="ROS camera_info YAML: train with the calibrated camera's lens")
     p.add_argument("--algo", choices=("dagger", "ppo"), default="dagger",
@@ -94,7 +94,10 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = PPOConfig(reward_file=reward_file, tracks=tracks, timesteps=args.timesteps, seed=args.seed,
                         randomization=randomization, augmentation=augmentation, camera_info=camera_info,
                         max_speed_setting=args.max_speed)
-        net, history = train_ppo(cfg, show_progress=not args.json)
+        try:
+            net, history = train_ppo(cfg, show_progress=not args.json)
+        except RewardFunctionError as exc:  # it loaded, then returned something that is not a reward
+            return fail("train", f"{reward_file}: {exc}", 1)
         checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history, trainer="ppo")
         curve = reward_curve(history, args.out / "training_curve.png")
     else:
@@ -111,7 +114,14 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.no_export:
         export = _export(checkpoint, args.out / "bundle", args.out / "bundle.tar.gz", 1000)
         summary.update(export)
-    print(json.dumps(summary) if args.json else f"racer train: wrote {args.out}", file=sys.stdout if args.json else sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    elif args.no_export:
+        print(f"racer train: wrote {checkpoint}; export it with: racer export {checkpoint} --out DIR", file=sys.stderr)
+    else:
+        print(f"racer train: wrote {args.out}; bundle {summary['bundle']} (OpenVINO vs torch max abs error "
+              f"{summary['equivalence']['max_abs_error']:.2e}); drive it with: racer demo --model {summary['bundle']}",
+              file=sys.stderr)
     return 0
 
 
