@@ -48,7 +48,7 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
+        reason = f"no answer in {timeout_s:g} s" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise ClusterError(f"cannot reach the Ray cluster at {address} ({reason.lower()}); "
                            "start its head with `ray start --head` and pass the address it prints") from None
 
@@ -57,7 +57,8 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
 def ray_workers(address: str | None = None, workers: int = 2) -> Iterator[None]:
     """Ray for the duration: the cluster at `address`, with racer's code shipped to its workers, or
     (no address) a private instance on this machine with `workers` CPUs, listening on loopback only.
-    Usage statistics stay off unless RAY_USAGE_STATS_ENABLED says otherwise.
+    Usage statistics stay off unless RAY_USAGE_STATS_ENABLED says otherwise. A caller that has
+    already connected Ray keeps its connection: nothing is started or shut down then.
 
     Raises ClusterError when the cluster cannot be reached or the instance cannot start."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -71,6 +72,10 @@ def ray_workers(address: str | None = None, workers: int = 2) -> Iterator[None]:
     import car
     import racer
     import sim2real
+
+    if ray.is_initialized():
+        yield
+        return
 
     options: dict[str, Any] = {"include_dashboard": False, "configure_logging": True, "logging_level": "warning"}
     if address is None:
@@ -161,14 +166,12 @@ class WorkerRollouts:
         done: dict[int, Episode] = {}
         running: dict[Any, tuple[int, Any]] = {}
         idle = list(self.actors)
-        next_index = next_yield = 0
+        next_index = next_yield = finished = 0  # finished: steps of every episode back so far
         try:
             while True:
-                finished = sum(len(e) for e in done.values())
                 while idle and finished + self.cfg.episode_steps * len(running) < budget:
-                    # Episodes before this one take at least what has finished of them.
-                    before = sum(len(e) for k, e in done.items() if k < next_index)
-                    max_steps = min(self.cfg.episode_steps, budget - before)
+                    # The episodes before this one are all running or back: it needs at most what they leave.
+                    max_steps = min(self.cfg.episode_steps, budget - finished)
                     actor = idle.pop()
                     running[actor.episode.remote(iteration, next_index, beta, max_steps)] = (next_index, actor)
                     next_index += 1
@@ -180,6 +183,7 @@ class WorkerRollouts:
                 ready, _ = ray.wait(list(running), num_returns=1)
                 index, actor = running.pop(ready[0])
                 done[index] = ray.get(ready[0])
+                finished += len(done[index])
                 idle.append(actor)
         finally:
             ray.get(list(running))  # let the actors finish what they started before the next iteration

@@ -71,7 +71,7 @@ def test_dagger_rollouts_on_two_workers_equal_the_serial_ones(ray_local, tmp_pat
 
 
 def test_ppo_environments_on_two_workers_step_as_in_one_process(ray_local):
-    cfg = PPOConfig(tracks=("reinvent_base", "Spain_track"), timesteps=48, n_steps=24, batch_size=16, epochs=1,
+    cfg = PPOConfig(tracks=("reinvent_base", "Spain_track"), timesteps=24, n_steps=12, batch_size=8, epochs=1,
                     seed=4, max_steps=20)
     serial_net, serial_history = train_ppo(cfg, show_progress=False)
     env = worker_vec_env(env_factories, cfg, 2)
@@ -100,6 +100,17 @@ def test_gap_grid_on_workers_equals_the_serial_run_and_resumes(ray_local, tmp_pa
                                           show_progress=False)
     assert log == [] and again == parallel
     assert evaluate_on_workers([bundle], DOMAINS, QUICK, show_progress=False) == [evaluate(bundle, DOMAINS, QUICK)]
+
+
+def test_racer_eval_on_workers_prints_the_serial_report(ray_local, tmp_path, capsys):
+    args = ["eval", "--model", str(REPO / "models" / "default"), "--domains", "nominal", "--tracks", "reinvent_base",
+            "--starts", "1", "--json"]
+    reports = []
+    for extra in ([], ["--workers", "2"]):
+        assert main([*args, "--out", str(tmp_path / str(len(extra))), *extra]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    assert reports[1]["models"] == reports[0]["models"]
+    assert reports[0]["models"][0]["results"]["nominal"]["laps"] == 1
 
 
 def test_an_unreachable_cluster_is_one_line_at_once(tmp_path, capsys):
