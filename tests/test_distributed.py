@@ -101,6 +101,17 @@ def test_gap_grid_on_workers_equals_the_serial_run_and_resumes(ray_local, tmp_pa
     assert evaluate_on_workers([bundle], DOMAINS, QUICK, show_progress=False) == [evaluate(bundle, DOMAINS, QUICK)]
 
 
+def test_racer_train_on_one_worker_writes_the_serial_checkpoint(ray_local, tmp_path):
+    args = ["train", "--tracks", "reinvent_base", "--iterations", "2", "--steps", "40", "--epochs", "1", "--no-export",
+            "--json"]
+    assert main([*args, "--out", str(tmp_path / "serial")]) == 0
+    assert main([*args, "--out", str(tmp_path / "ray"), "--workers", "1"]) == 0
+    serial, ray = (torch.load(tmp_path / run / "policy.pt", weights_only=True) for run in ("serial", "ray"))
+    assert serial["history"] == ray["history"] and serial["config"] == ray["config"]
+    for k, v in serial["state_dict"].items():
+        assert torch.equal(v, ray["state_dict"][k]), k
+
+
 def test_racer_eval_on_workers_prints_the_serial_report(ray_local, tmp_path, capsys):
     args = ["eval", "--model", str(REPO / "models" / "default"), "--domains", "nominal", "--tracks", "reinvent_base",
             "--starts", "1", "--json"]
