@@ -163,13 +163,18 @@ def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalC
     return results
 
 
+def run_name(variant: str, seed: int) -> str:
+    """The folder of one variant and seed in an evaluation's run directory."""
+    return f"{variant}-s{seed}"
+
+
 def train_variant(out_dir: Path, variant: str, seed: int, base: ImitationConfig,
                   show_progress: bool = False) -> Path:
     """Train and export one variant and seed into out_dir/<variant>-s<seed>/bundle; an existing
     bundle there is reused, so an interrupted evaluation resumes."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; variants: {', '.join(VARIANTS)}")
-    run = Path(out_dir) / f"{variant}-s{seed}"
+    run = Path(out_dir) / run_name(variant, seed)
     bundle = run / "bundle"
     if (bundle / "racer.json").is_file():
         return bundle
@@ -234,6 +239,6 @@ def run_gap_evaluation(out_dir: Path, seeds: Sequence[int], domains: Sequence[Na
             log(f"training {variant} seed {seed}")
             bundle = train_variant(out_dir, variant, seed, base)
             log(f"evaluating {variant} seed {seed}")
-            models.append({"name": f"{variant}-s{seed}", "variant": variant, "seed": seed, "bundle": str(bundle),
+            models.append({"name": run_name(variant, seed), "variant": variant, "seed": seed, "bundle": str(bundle),
                            "results": evaluate(bundle, domains, cfg)})
     return models

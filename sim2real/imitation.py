@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from collections import deque
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -84,6 +84,11 @@ class Dataset:
         self._x.append(x.astype(np.float16))
         self._y.append(y.astype(np.float32))
 
+    def extend(self, xs: np.ndarray, ys: np.ndarray) -> None:
+        """Frames and targets stacked on the first axis, in order."""
+        for x, y in zip(xs, ys):
+            self.add(x, y)
+
     def __len__(self) -> int:
         return len(self._x)
 
@@ -122,24 +127,56 @@ class Learner:
         return d.steering, d.throttle * self.max_speed_setting
 
 
-def collect(cfg: ImitationConfig, spec: PreprocessSpec, meta: ModelMetadata, learner: Learner | None, beta: float,
-            rng: np.random.Generator, data: Dataset, progress: tqdm | None = None) -> dict[str, float]:
-    """Roll out (expert with probability beta, else learner) and label every frame with the expert."""
-    steps = offs = 0
-    sims = training_simulators(cfg, rng)
-    experts = {name: PurePursuitExpert(sim.track, sim.vehicle.params) for name, sim in sims.items()}
-    augment = Augmenter(cfg.augmentation, int(rng.integers(2**31))) if cfg.augmentation else None
-    while steps < cfg.steps_per_iteration:
-        sim = sims[cfg.tracks[int(rng.integers(len(cfg.tracks)))]]
-        expert = experts[sim.track.name]
-        if cfg.randomization:
-            sim.randomize()
+@dataclass
+class Episode:
+    """One DAgger episode's stored frames (T, H, W, C) float16 and expert targets (T, 2) float32."""
+
+    features: np.ndarray
+    targets: np.ndarray
+    off_track: bool
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def episode_rng(seed: int, iteration: int, index: int) -> np.random.Generator:
+    """The random stream of one episode: its track, domain, start, augmentation and the expert/learner
+    choices all come from (seed, iteration, episode number), so an episode is the same on any worker."""
+    return np.random.default_rng([seed, iteration, index])
+
+
+class Rollouts:
+    """One simulator per training track, with the expert on each, and the learner to mix in: runs DAgger
+    episodes by number. Serial training drives one; `sim2real.distributed` gives each worker its own."""
+
+    def __init__(self, cfg: ImitationConfig, spec: PreprocessSpec = SPEC, action_space: dict[str, Any] = ACTION_SPACE):
+        self.cfg, self.spec = cfg, spec
+        self.meta = parse_metadata(action_space)
+        self.sims = training_simulators(cfg)
+        self.experts = {name: PurePursuitExpert(sim.track, sim.vehicle.params) for name, sim in self.sims.items()}
+        self.learner: Learner | None = None
+
+    def set_learner(self, net: DrivingNet | None) -> None:
+        """The policy that drives when the expert does not (None: the expert always drives)."""
+        self.learner = None if net is None else Learner(net, self.spec, self.meta, self.cfg.max_speed_setting)
+
+    def episode(self, iteration: int, index: int, beta: float, max_steps: int) -> Episode:
+        """Episode `index` of `iteration`: at most `max_steps` steps (stopping early only shortens it:
+        its first steps are the same for any `max_steps`), the expert driving with probability beta."""
+        cfg, spec = self.cfg, self.spec
+        rng = episode_rng(cfg.seed, iteration, index)
+        sim = self.sims[cfg.tracks[int(rng.integers(len(cfg.tracks)))]]
+        expert = self.experts[sim.track.name]
+        if isinstance(sim, DomainSimulator):
+            sim.set_domain(sim.randomization.sample(rng))
             expert.vehicle = sim.vehicle.params
+        augment = Augmenter(cfg.augmentation, int(rng.integers(2**31))) if cfg.augmentation else None
         sim.reset(start_index=int(rng.integers(sim.track.waypoint_count)),
                   offset=float(rng.uniform(-cfg.start_offset_m, cfg.start_offset_m)),
                   yaw_offset=math.radians(float(rng.uniform(-cfg.start_yaw_deg, cfg.start_yaw_deg))))
         frames: deque[np.ndarray] = deque(maxlen=spec.frame_stack)
-        for _ in range(min(cfg.episode_steps, cfg.steps_per_iteration - steps)):
+        xs, ys, off_track = [], [], False
+        for _ in range(max_steps):
             frame = sim.render()
             if not frames:
                 frames.extend([frame] * (spec.frame_stack - 1))
@@ -148,17 +185,50 @@ def collect(cfg: ImitationConfig, spec: PreprocessSpec, meta: ModelMetadata, lea
             st = sim.vehicle.state
             steering, throttle = expert.act(st.x, st.y, st.yaw, st.speed, st.steering_rad)
             stored = features if augment is None else stacked_features(spec, augment_together(augment, list(frames)))
-            data.add(stored, expert_targets(meta, steering, throttle, cfg.max_speed_setting))
-            if learner is not None and rng.random() >= beta:
-                steering, throttle = learner.act(features)
+            xs.append(stored.astype(np.float16))
+            ys.append(expert_targets(self.meta, steering, throttle, cfg.max_speed_setting))
+            if self.learner is not None and rng.random() >= beta:
+                steering, throttle = self.learner.act(features)
             sim.apply(steering, throttle)
-            info = sim.step()
-            steps += 1
-            if progress is not None:
-                progress.update(1)
-            if info.off_track:
-                offs += 1
+            if sim.step().off_track:
+                off_track = True
                 break
+        return Episode(np.stack(xs), np.stack(ys), off_track)
+
+    def episodes(self, iteration: int, beta: float, budget: int) -> Iterator[Episode]:
+        """Episodes 0, 1, 2... of `iteration` in order, the last one cut at `budget` steps in all."""
+        steps = index = 0
+        while steps < budget:
+            episode = self.episode(iteration, index, beta, min(self.cfg.episode_steps, budget - steps))
+            steps += len(episode)
+            index += 1
+            yield episode
+
+
+class EpisodeSource(Protocol):
+    """Where DAgger's episodes come from: `Rollouts` here, or workers (`sim2real.distributed`)."""
+
+    def set_learner(self, net: DrivingNet | None) -> None: ...
+
+    def episodes(self, iteration: int, beta: float, budget: int) -> Iterator[Episode]: ...
+
+
+def collect(cfg: ImitationConfig, source: EpisodeSource, iteration: int, beta: float, data: Dataset,
+            progress: tqdm | None = None) -> dict[str, float]:
+    """Add `cfg.steps_per_iteration` frames from the source's episodes, in episode order, to `data`;
+    an episode counts as off track only if it left the track within the budget."""
+    steps = offs = 0
+    episodes = source.episodes(iteration, beta, cfg.steps_per_iteration)
+    for episode in episodes:
+        take = min(len(episode), cfg.steps_per_iteration - steps)
+        data.extend(episode.features[:take], episode.targets[:take])
+        steps += take
+        offs += int(episode.off_track and take == len(episode))
+        if progress is not None:
+            progress.update(take)
+        if steps >= cfg.steps_per_iteration:
+            break
+    episodes.close()
     return {"steps": steps, "off_track_episodes": offs}
 
 
@@ -174,17 +244,15 @@ def augment_together(augment: Augmenter, frames: list[np.ndarray]) -> list[np.nd
     return np.split(augment(np.concatenate(frames, axis=0)), len(frames), axis=0)
 
 
-def training_simulators(cfg: ImitationConfig, rng: np.random.Generator) -> dict[str, Simulator]:
-    """One simulator per training track: plain, or drawing domains from `cfg.randomization` (seeded
-    from `rng` only then, so the plain run's random stream is unchanged)."""
+def training_simulators(cfg: ImitationConfig) -> dict[str, Simulator]:
+    """One simulator per training track: plain, or taking each episode's domain from `cfg.randomization`."""
     camera = camera_from_info(cfg.camera_info) if cfg.camera_info else None
     if not cfg.randomization:
         return {name: Simulator(Track.load(name), camera=camera) for name in cfg.tracks}
     randomization = Randomization.load(cfg.randomization)
     if camera is not None:
         randomization = randomization.for_calibrated_lens()
-    return {name: DomainSimulator(Track.load(name), randomization, int(rng.integers(2**31)), camera=camera)
-            for name in cfg.tracks}
+    return {name: DomainSimulator(Track.load(name), randomization, camera=camera) for name in cfg.tracks}
 
 
 def fit(net: DrivingNet, spec: PreprocessSpec, data: Dataset, cfg: ImitationConfig, rng: np.random.Generator) -> float:
@@ -216,8 +284,13 @@ def fit(net: DrivingNet, spec: PreprocessSpec, data: Dataset, cfg: ImitationConf
 
 def train_imitation(cfg: ImitationConfig, spec: PreprocessSpec = SPEC, action_space: dict[str, Any] = ACTION_SPACE,
                     show_progress: bool = True,
-                    on_iteration: Callable[[int, DrivingNet, dict[str, float]], None] | None = None
+                    on_iteration: Callable[[int, DrivingNet, dict[str, float]], None] | None = None,
+                    source: EpisodeSource | None = None
                     ) -> tuple[DrivingNet, ModelMetadata, TrainingHistory, Dataset]:
+    """DAgger: `cfg.iterations` rounds of collecting episodes from `source` (default: `Rollouts`
+    here, in this process) and fitting on all frames so far. The result depends on `cfg` alone,
+    not on where the episodes ran."""
+    source = source or Rollouts(cfg, spec, action_space)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
@@ -230,8 +303,8 @@ def train_imitation(cfg: ImitationConfig, spec: PreprocessSpec = SPEC, action_sp
     with tqdm(total=total, desc="DAgger", unit="step", disable=not show_progress) as bar:
         for it in range(cfg.iterations):
             beta = 1.0 if it == 0 else 0.5 ** it
-            learner = None if it == 0 else Learner(net, spec, meta, cfg.max_speed_setting)
-            stats = collect(cfg, spec, meta, learner, beta, rng, data, bar)
+            source.set_learner(None if it == 0 else net)
+            stats = collect(cfg, source, it, beta, data, bar)
             stats["loss"] = fit(net, spec, data, cfg, rng)
             stats.update(iteration=it, beta=beta, samples=len(data))
             history.iterations.append(stats)
@@ -282,5 +355,5 @@ def sample_frames(spec: PreprocessSpec, tracks: tuple[str, ...], count: int, see
     cfg = ImitationConfig(tracks=tracks, steps_per_iteration=count, seed=seed, randomization=randomization,
                           augmentation=augmentation, camera_info=camera_info)
     data = Dataset(spec.input_shape())
-    collect(cfg, spec, parse_metadata(ACTION_SPACE), None, 1.0, np.random.default_rng(seed), data)
+    collect(cfg, Rollouts(cfg, spec), 0, 1.0, data)
     return data.arrays()[0].astype(np.float32)

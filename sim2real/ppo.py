@@ -7,6 +7,7 @@ ReLU layer, a linear output), so the trained weights copy into one and export li
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from torch import nn
 from tqdm import tqdm
 
@@ -99,21 +100,29 @@ class History(BaseCallback):
         self._bar.close()
 
 
-def train_ppo(cfg: PPOConfig, spec: PreprocessSpec = SPEC, action_space: dict[str, Any] = ACTION_SPACE,
-              show_progress: bool = True) -> tuple[DrivingNet, list[dict[str, Any]]]:
-    """PPO in the simulator, observed through the car's preprocessing; returns the actor as a
-    DrivingNet and the per-rollout history."""
-    torch.set_num_threads(cfg.threads)
+def env_factories(cfg: PPOConfig, spec: PreprocessSpec = SPEC, action_space: dict[str, Any] = ACTION_SPACE
+                  ) -> list[Callable[[], gym.Env]]:
+    """One environment per track, seeded `cfg.seed + i`, observed through the car's preprocessing."""
     reward_function: RewardFunction = load_reward_function(cfg.reward_file) if cfg.reward_file else follow_centre_line
-    meta = parse_metadata(action_space)
     camera = camera_from_info(cfg.camera_info) if cfg.camera_info else None
 
-    def factory(i: int, track: str) -> Any:
+    def factory(i: int, track: str) -> Callable[[], gym.Env]:
         return lambda: make(track, cfg.randomization, cfg.augmentation, spec, seed=cfg.seed + i,
                             reward_function=reward_function, action_space=action_space,
                             max_speed_setting=cfg.max_speed_setting, max_steps=cfg.max_steps, camera=camera)
 
-    env = DummyVecEnv([factory(i, t) for i, t in enumerate(cfg.tracks)])
+    return [factory(i, t) for i, t in enumerate(cfg.tracks)]
+
+
+def train_ppo(cfg: PPOConfig, spec: PreprocessSpec = SPEC, action_space: dict[str, Any] = ACTION_SPACE,
+              show_progress: bool = True, env: VecEnv | None = None) -> tuple[DrivingNet, list[dict[str, Any]]]:
+    """PPO in the simulator, observed through the car's preprocessing; returns the actor as a
+    DrivingNet and the per-rollout history. `env` replaces the in-process environments of
+    `env_factories(cfg)` (`sim2real.distributed.worker_vec_env` steps them on Ray workers)."""
+    torch.set_num_threads(cfg.threads)
+    meta = parse_metadata(action_space)
+    if env is None:
+        env = DummyVecEnv(env_factories(cfg, spec, action_space))
     policy_kwargs = {"features_extractor_class": DrivingFeatures, "features_extractor_kwargs": {"spec": spec},
                      "normalize_images": False,
                      "net_arch": {"pi": [100], "vf": [100]}, "activation_fn": nn.ReLU,

@@ -59,6 +59,9 @@ def test_bench_reports_every_figure():
     assert report["sim"]["steps_per_s"] > 0 and report["sim"]["width"] == 160
     assert report["sim"]["randomized"]["steps_per_s"] > 0
     assert report["augment"]["images_per_s"] > 0
+    train = report["train"]
+    assert train["in_process"] > 0 and set(train["frames_per_s"]) == {"1", "2"}
+    assert all(rate > 0 for rate in train["frames_per_s"].values())
     for name in ("dds", "pipeline_multiprocess", "ros", "pipeline_multiprocess_ros"):
         assert 0 < report[name]["p50_ms"] <= report[name]["p99_ms"], report[name]
     safety = report["safety"]

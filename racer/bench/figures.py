@@ -1,6 +1,7 @@
 """`racer bench`: the performance figures of DESIGN.md, all measured in one run on one machine."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import tempfile
@@ -144,6 +145,35 @@ def bench_sim(seconds: float) -> dict[str, Any]:
             "randomized": {"preset": "default", "steps_per_s": randomized["steps_per_s"]}}
 
 
+def bench_train(frames: int = 3000, episode_steps: int = 100) -> dict[str, Any]:
+    """DAgger rollout frames per second (the expert drives; each frame rendered, preprocessed and
+    labelled, gathered in episode order) in this process and on 1 and 2 Ray workers of a private
+    local instance, all in this run. Warm-up episodes first: worker start-up is not counted.
+    Without Ray installed (the train extra), the worker figures are `{"unavailable": reason}`."""
+    from dataclasses import replace
+
+    from sim2real.imitation import SPEC, Dataset, EpisodeSource, ImitationConfig, Rollouts, collect
+
+    cfg = ImitationConfig(steps_per_iteration=frames, episode_steps=episode_steps)
+
+    def rate(source: EpisodeSource, workers: int) -> float:
+        source.set_learner(None)
+        collect(replace(cfg, steps_per_iteration=workers * episode_steps), source, 0, 1.0, Dataset(SPEC.input_shape()))
+        t0 = time.perf_counter()
+        collect(cfg, source, 1, 1.0, Dataset(SPEC.input_shape()))
+        return round(frames / (time.perf_counter() - t0), 1)
+
+    report: dict[str, Any] = {"in_process": rate(Rollouts(cfg), 1), "frames": frames, "episode_steps": episode_steps}
+    if importlib.util.find_spec("ray") is None:
+        report["frames_per_s"] = {"unavailable": "Ray is not installed: pip install 'racer[train]'"}
+        return report
+    from sim2real.distributed import WorkerRollouts, ray_workers
+
+    with ray_workers(None, 2):
+        report["frames_per_s"] = {str(n): rate(WorkerRollouts(cfg, n), n) for n in (1, 2)}
+    return report
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -183,6 +213,7 @@ def run_bench(model_path: Path, quick: bool = False) -> dict[str, Any]:
         "pipeline": bench_pipeline(model_path, frames=max(60, int(600 * scale))),
         "sim": bench_sim(seconds=2.0 * scale),
         "augment": bench_augment(seconds=2.0 * scale),
+        "train": bench_train(frames=max(600, int(3000 * scale))),
         **bench_transports(model_path, scale),
         "safety": bench_flood(model_path),
         "machine": machine(),

@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from racer.commands import fail
-from racer.commands.train import TRAIN_TRACKS
+from racer.commands.train import TRAIN_TRACKS, add_worker_options, worker_options_error, workers
 
 DEFAULT_EVAL_DIR = Path("runs") / "gap"
 
@@ -66,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--lap-times", action="store_true",
                    help="instead: each --model's lap times in the nominal simulator next to the privileged "
                         "expert's, 2 laps from rest per track (default tracks: every closed one)")
+    add_worker_options(e, "the grid's trainings and each (model, domain) drive")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.set_defaults(func=run_eval)
 
@@ -132,10 +135,39 @@ def _laps(times: list[float | None]) -> str:
     return ", ".join("off" if t is None else f"{t:.2f}" for t in times)
 
 
-def run_eval(args: argparse.Namespace) -> int:
-    from sim2real.gap import (HELD_OUT, NOMINAL, VARIANTS, DomainsFileError, EvalConfig, evaluate, format_table,
-                              load_domains, outside_training, run_gap_evaluation, summarize)
+def _eval_models(args: argparse.Namespace, domains: list, cfg: Any, train_tracks: tuple[str, ...], seeds: list[int],
+                 variants: list[str], log: Callable[[str], None], on_workers: bool) -> list[dict[str, Any]]:
+    """Each --model, or each trained variant x seed, with its results per domain; on Ray workers
+    when `on_workers`."""
+    from sim2real.gap import evaluate, run_gap_evaluation
     from sim2real.imitation import ImitationConfig
+
+    if args.model:
+        if on_workers:
+            from sim2real.distributed import evaluate_on_workers
+
+            results = evaluate_on_workers(args.model, domains, cfg, show_progress=not args.json)
+        else:
+            results = []
+            for path in args.model:
+                log(f"evaluating {path}")
+                results.append(evaluate(path, domains, cfg))
+        names = [path.name.removesuffix(".tar.gz") for path in args.model]
+        return [{"name": name, "variant": name, "seed": None, "bundle": str(path), "results": r}
+                for name, path, r in zip(names, args.model, results)]
+    base = ImitationConfig(tracks=train_tracks, iterations=args.iterations, steps_per_iteration=args.steps,
+                           epochs=args.epochs, max_speed_setting=args.max_speed)
+    if on_workers:
+        from sim2real.distributed import run_gap_evaluation_on_workers
+
+        return run_gap_evaluation_on_workers(args.out, seeds, domains, base, cfg, variants, log,
+                                             show_progress=not args.json)
+    return run_gap_evaluation(args.out, seeds, domains, base, cfg, variants, log)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from sim2real.gap import (HELD_OUT, NOMINAL, VARIANTS, DomainsFileError, EvalConfig, format_table, load_domains,
+                              outside_training, summarize)
     from sim2real.plots import gap_plot
     from sim2real.sim.track import Track
 
@@ -164,6 +196,8 @@ def run_eval(args: argparse.Namespace) -> int:
     missing = [str(m) for m in args.model or [] if not m.exists()]
     if missing:
         return fail("eval", f"no bundle at {', '.join(missing)}")
+    if worker_options_error(args):
+        return fail("eval", worker_options_error(args))
     cfg = EvalConfig(tracks=tracks, starts=args.starts, max_speed=args.max_speed)
     if args.lap_times:
         return _lap_times(args, tracks)
@@ -172,17 +206,13 @@ def run_eval(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"racer eval: {message}", file=sys.stderr)
 
-    if args.model:
-        models = []
-        for path in args.model:
-            log(f"evaluating {path}")
-            name = path.name.removesuffix(".tar.gz")
-            models.append({"name": name, "variant": name, "seed": None, "bundle": str(path),
-                           "results": evaluate(path, domains, cfg)})
-    else:
-        base = ImitationConfig(tracks=train_tracks, iterations=args.iterations, steps_per_iteration=args.steps,
-                               epochs=args.epochs, max_speed_setting=args.max_speed)
-        models = run_gap_evaluation(args.out, seeds, domains, base, cfg, variants, log)
+    from sim2real.distributed import ClusterError
+
+    try:
+        with workers(args) as on_workers:
+            models = _eval_models(args, domains, cfg, train_tracks, seeds, variants, log, on_workers)
+    except ClusterError as exc:
+        return fail("eval", str(exc))
     summary = summarize(models, domains)
     args.out.mkdir(parents=True, exist_ok=True)
     plot = gap_plot(summary, [d.name for d in domains], args.out / "gap.png")

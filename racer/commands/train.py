@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from racer.commands import fail
@@ -35,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ppo: a DeepRacer reward .py defining reward_function(params) "
                         "(default: follow the centre line)")
     p.add_argument("--timesteps", type=int, default=200_000, help="ppo: environment steps (default: %(default)s)")
+    add_worker_options(p, "dagger: the rollouts; ppo: the environments (one per track)")
     p.add_argument("--no-export", action="store_true", help="stop after the checkpoint")
     p.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     p.set_defaults(func=run_train)
@@ -48,6 +51,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--frames", type=int, default=1000, help="frames for the equivalence gate (default: %(default)s)")
     e.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     e.set_defaults(func=run_export)
+
+
+def add_worker_options(p: argparse.ArgumentParser, work: str) -> None:
+    """`--workers N [--ray-address ADDR]`: `work` on Ray workers, with the same result as without."""
+    p.add_argument("--workers", type=int, metavar="N",
+                   help=f"run {work} on N Ray workers, same result as without (default: in this process, "
+                        "without Ray)")
+    p.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="with --workers: the Ray cluster's head as `ray start --head` prints it, or 'auto' "
+                        "(default: a private Ray instance on this machine, loopback only)")
+
+
+def worker_options_error(args: argparse.Namespace) -> str | None:
+    if args.workers is not None and args.workers < 1:
+        return f"--workers must be at least 1, got {args.workers}"
+    if args.ray_address is not None and args.workers is None:
+        return "--ray-address needs --workers"
+    return None
+
+
+@contextmanager
+def workers(args: argparse.Namespace) -> Iterator[bool]:
+    """Ray for the command's duration when --workers is given (yields True), else nothing (False).
+    Raises sim2real.distributed.ClusterError when Ray cannot be reached or started."""
+    if args.workers is None:
+        yield False
+        return
+    from sim2real.distributed import ray_workers
+
+    with ray_workers(args.ray_address, args.workers):
+        yield True
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -75,40 +109,58 @@ def run_train(args: argparse.Namespace) -> int:
         return fail("train", f"no camera_info file at {args.camera_info}")
     if args.reward_function is not None and args.algo != "ppo":
         return fail("train", "--reward-function needs --algo ppo")
+    if worker_options_error(args):
+        return fail("train", worker_options_error(args))
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         return fail("train", f"{args.out} exists and is not empty")
     randomization = args.randomization if args.randomization != "none" else None
     augmentation = args.augmentation if args.augmentation != "none" else None
     camera_info = str(args.camera_info) if args.camera_info else None
-    if args.algo == "ppo":
-        from sim2real.ppo import PPOConfig, train_ppo
-        from sim2real.reward import RewardFunctionError, load_reward_function
+    from sim2real.distributed import ClusterError
+    from sim2real.reward import RewardFunctionError, load_reward_function
 
-        reward_file = str(args.reward_function) if args.reward_function else None
+    reward_file = str(args.reward_function) if args.reward_function else None
+    if reward_file:
         try:
-            if reward_file:
-                load_reward_function(reward_file)
+            load_reward_function(reward_file)
         except RewardFunctionError as exc:
             return fail("train", str(exc))
-        args.out.mkdir(parents=True, exist_ok=True)
-        cfg = PPOConfig(reward_file=reward_file, tracks=tracks, timesteps=args.timesteps, seed=args.seed,
-                        randomization=randomization, augmentation=augmentation, camera_info=camera_info,
-                        max_speed_setting=args.max_speed)
-        try:
-            net, history = train_ppo(cfg, show_progress=not args.json)
-        except RewardFunctionError as exc:  # it loaded, then returned something that is not a reward
-            return fail("train", f"{reward_file}: {exc}", 1)
-        checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history, trainer="ppo")
-        curve = reward_curve(history, args.out / "training_curve.png")
-    else:
-        args.out.mkdir(parents=True, exist_ok=True)
-        cfg = ImitationConfig(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps,
-                              epochs=args.epochs, seed=args.seed, randomization=randomization,
-                              augmentation=augmentation, camera_info=camera_info, max_speed_setting=args.max_speed)
-        net, _, trained, _ = train_imitation(cfg, show_progress=not args.json)
-        history = trained.iterations
-        checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history)
-        curve = training_curve(history, args.out / "training_curve.png")
+    try:
+        with workers(args) as on_workers:
+            args.out.mkdir(parents=True, exist_ok=True)
+            if args.algo == "ppo":
+                from sim2real.ppo import PPOConfig, train_ppo
+
+                cfg = PPOConfig(reward_file=reward_file, tracks=tracks, timesteps=args.timesteps, seed=args.seed,
+                                randomization=randomization, augmentation=augmentation, camera_info=camera_info,
+                                max_speed_setting=args.max_speed)
+                env = None
+                if on_workers:
+                    from sim2real.distributed import worker_vec_env
+                    from sim2real.ppo import env_factories
+
+                    env = worker_vec_env(env_factories, cfg, args.workers)
+                net, history = train_ppo(cfg, show_progress=not args.json, env=env)
+                trainer = "ppo"
+            else:
+                cfg = ImitationConfig(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps,
+                                      epochs=args.epochs, seed=args.seed, randomization=randomization,
+                                      augmentation=augmentation, camera_info=camera_info,
+                                      max_speed_setting=args.max_speed)
+                source = None
+                if on_workers:
+                    from sim2real.distributed import WorkerRollouts
+
+                    source = WorkerRollouts(cfg, args.workers)
+                net, _, trained, _ = train_imitation(cfg, show_progress=not args.json, source=source)
+                history, trainer = trained.iterations, "dagger"
+    except ClusterError as exc:
+        return fail("train", str(exc))
+    except RewardFunctionError as exc:  # it loaded, then returned something that is not a reward
+        return fail("train", f"{reward_file}: {exc}", 1)
+    checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history, trainer=trainer)
+    plot = reward_curve if trainer == "ppo" else training_curve
+    curve = plot(history, args.out / "training_curve.png")
     (args.out / "history.json").write_text(json.dumps(history, indent=1))
     summary = {"checkpoint": str(checkpoint), "training_curve": str(curve), "history": history}
     if not args.no_export:

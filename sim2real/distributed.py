@@ -1,0 +1,376 @@
+"""Training and the gap evaluation on Ray workers: DAgger rollouts, PPO's environments and the
+variant x seed grid, on this machine or on a cluster started with `ray start`.
+
+Every result is the serial one: DAgger episodes are numbered and seeded by (seed, iteration,
+episode number) and gathered in order, PPO's environments step in their fixed order, and each grid
+cell trains and drives exactly as the serial evaluation does. Workers need racer's dependencies
+(`pip install 'racer[train]'`) and nothing else: racer's code, the built-in tracks and the user's
+files named in a config (randomization YAML, camera_info, reward function) are shipped with the work.
+Ray is imported only here, and only when workers are asked for.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from tqdm import tqdm
+
+from car.preprocess import PreprocessSpec
+from sim2real.imitation import ACTION_SPACE, SPEC, Episode, ImitationConfig, Rollouts
+from sim2real.network import DrivingNet
+
+# The config fields that may name a file on the driver's machine.
+FILE_FIELDS = ("randomization", "camera_info", "reward_file")
+CONNECT_TIMEOUT_S = 5.0
+
+Config = TypeVar("Config")
+
+
+class ClusterError(RuntimeError):
+    """The Ray cluster cannot be reached or started; the message is one line."""
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail fast, in one line, when nothing answers at `address` ('HOST:PORT' or 'ray://HOST:PORT');
+    Ray itself retries an unreachable cluster for minutes. 'auto' is left to Ray."""
+    if address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ClusterError(f"Ray address must be HOST:PORT (as `ray start --head` prints) or 'auto', got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = f"no answer in {timeout_s:g} s" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ClusterError(f"cannot reach the Ray cluster at {address} ({reason.lower()}); "
+                           "start its head with `ray start --head` and pass the address it prints") from None
+
+
+@contextmanager
+def ray_workers(address: str | None = None, workers: int = 2) -> Iterator[None]:
+    """Ray for the duration: the cluster at `address`, with racer's code shipped to its workers, or
+    (no address) a private instance on this machine with `workers` CPUs, listening on loopback only.
+    Usage statistics stay off unless RAY_USAGE_STATS_ENABLED says otherwise. A caller that has
+    already connected Ray keeps its connection: nothing is started or shut down then.
+
+    Raises ClusterError when the cluster cannot be reached or the instance cannot start."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address is not None:
+        check_reachable(address)
+    else:
+        # Ray's single-machine mode (its default on macOS): every service on 127.0.0.1, no other node joins.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    import car
+    import racer
+    import sim2real
+
+    if ray.is_initialized():
+        yield
+        return
+
+    options: dict[str, Any] = {"include_dashboard": False, "configure_logging": True, "logging_level": "warning"}
+    if address is None:
+        options.update(address="local", num_cpus=workers)
+    else:
+        options.update(address=address, runtime_env={"py_modules": [car, sim2real, racer]})
+    try:
+        ray.init(**options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise ClusterError(f"cannot use {where}: {str(exc).splitlines()[0]}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def ship_files(cfg: Config) -> dict[str, tuple[str, bytes]]:
+    """The files a config names (randomization YAML, camera_info, reward function), read here so a
+    worker on another machine gets them: field -> (file name, contents)."""
+    shipped = {}
+    for f in fields(cfg):  # type: ignore[arg-type]
+        value = getattr(cfg, f.name)
+        if f.name in FILE_FIELDS and isinstance(value, str) and Path(value).is_file():
+            shipped[f.name] = (Path(value).name, Path(value).read_bytes())
+    return shipped
+
+
+def unpack_files(cfg: Config, shipped: dict[str, tuple[str, bytes]], into: Path) -> Config:
+    """The config with each shipped file written under `into` and named by its new path."""
+    paths = {}
+    for name, (filename, data) in shipped.items():
+        path = into / name / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        paths[name] = str(path)
+    return replace(cfg, **paths)  # type: ignore[type-var]
+
+
+class RolloutWorker:
+    """A Ray actor's state: its own simulators (`Rollouts`) and its copy of the learner."""
+
+    def __init__(self, cfg: ImitationConfig, shipped: dict[str, tuple[str, bytes]], spec: PreprocessSpec,
+                 action_space: dict[str, Any]) -> None:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+        self._files = tempfile.TemporaryDirectory(prefix="racer-rollouts-")
+        self.rollouts = Rollouts(unpack_files(cfg, shipped, Path(self._files.name)), spec, action_space)
+        self.outputs = self.rollouts.meta.output_size()
+
+    def set_learner(self, state: dict[str, Any] | None) -> None:
+        net = None
+        if state is not None:
+            net = DrivingNet(self.rollouts.spec, self.outputs)
+            net.load_state_dict(state)
+            net.eval()
+        self.rollouts.set_learner(net)
+
+    def episode(self, iteration: int, index: int, beta: float, max_steps: int) -> Episode:
+        return self.rollouts.episode(iteration, index, beta, max_steps)
+
+
+class WorkerRollouts:
+    """DAgger's episodes from `workers` Ray actors (an `EpisodeSource`); call inside `ray_workers`.
+
+    Episode k goes to whichever actor is free, and episodes come back in number order, so the
+    dataset is the serial one. An actor starts an episode only while the budget may still need it."""
+
+    def __init__(self, cfg: ImitationConfig, workers: int, spec: PreprocessSpec = SPEC,
+                 action_space: dict[str, Any] = ACTION_SPACE) -> None:
+        import ray
+
+        self.cfg = cfg
+        actor = ray.remote(num_cpus=1)(RolloutWorker)
+        shipped = ship_files(cfg)
+        self.actors = [actor.remote(cfg, shipped, spec, action_space) for _ in range(workers)]
+
+    def set_learner(self, net: DrivingNet | None) -> None:
+        import ray
+
+        state = None if net is None else ray.put({k: v.detach().clone() for k, v in net.state_dict().items()})
+        ray.get([a.set_learner.remote(state) for a in self.actors])
+
+    def episodes(self, iteration: int, beta: float, budget: int) -> Iterator[Episode]:
+        import ray
+
+        done: dict[int, Episode] = {}
+        running: dict[Any, tuple[int, Any]] = {}
+        idle = list(self.actors)
+        next_index = next_yield = finished = 0  # finished: steps of every episode back so far
+        try:
+            while True:
+                while idle and finished + self.cfg.episode_steps * len(running) < budget:
+                    # The episodes before this one are all running or back: it needs at most what they leave.
+                    max_steps = min(self.cfg.episode_steps, budget - finished)
+                    actor = idle.pop()
+                    running[actor.episode.remote(iteration, next_index, beta, max_steps)] = (next_index, actor)
+                    next_index += 1
+                while next_yield in done:
+                    yield done.pop(next_yield)
+                    next_yield += 1
+                if not running:
+                    return
+                ready, _ = ray.wait(list(running), num_returns=1)
+                index, actor = running.pop(ready[0])
+                done[index] = ray.get(ready[0])
+                finished += len(done[index])
+                idle.append(actor)
+        finally:
+            ray.get(list(running))  # let the actors finish what they started before the next iteration
+
+
+def _train_cell(out_name: str, variant: str, seed: int, base: ImitationConfig,
+                shipped: dict[str, tuple[str, bytes]]) -> dict[str, bytes]:
+    """One grid cell's training on a worker: the run directory's files (checkpoint, bundle)."""
+    from sim2real.gap import train_variant
+
+    with tempfile.TemporaryDirectory(prefix="racer-gap-") as tmp:
+        cfg = unpack_files(base, shipped, Path(tmp) / "files")
+        train_variant(Path(tmp) / "runs", variant, seed, cfg)
+        return read_tree(Path(tmp) / "runs" / out_name)
+
+
+def _evaluate_cell(run_files: dict[str, bytes], bundle: str, domain: Any, cfg: Any) -> dict[str, Any]:
+    """One (model, domain) drive on a worker: `bundle` is the bundle's path among `run_files`."""
+    from sim2real.gap import evaluate
+
+    with tempfile.TemporaryDirectory(prefix="racer-gap-") as tmp:
+        write_tree(Path(tmp), run_files)
+        return evaluate(Path(tmp) / bundle, [domain], cfg)[domain.name]
+
+
+def wait_all(refs: list[Any], desc: str, show_progress: bool, on_ready: Callable[[Any], None] = lambda _: None
+             ) -> None:
+    """Wait for every Ray task in `refs`, one progress bar over all workers, `on_ready` as each ends."""
+    import ray
+
+    with tqdm(total=len(refs), desc=desc, unit="task", disable=not show_progress) as bar:
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            on_ready(ready[0])
+            bar.update(1)
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    """Every file under `root`: relative path -> contents."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> None:
+    """`read_tree`'s files under `root`; a bundle's racer.json last, as it marks the bundle complete."""
+    for rel in sorted(files, key=lambda r: r.endswith("racer.json")):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(files[rel])
+
+
+def run_gap_evaluation_on_workers(out_dir: Path, seeds: Sequence[int], domains: Sequence[Any], base: ImitationConfig,
+                                  cfg: Any, variants: Sequence[str], log: Callable[[str], None] = lambda _: None,
+                                  show_progress: bool = True) -> list[dict[str, Any]]:
+    """`gap.run_gap_evaluation` as Ray tasks, inside `ray_workers`: a training task per grid cell
+    not yet in `out_dir`, then a drive per (cell, domain) as soon as its bundle exists. Finished
+    bundles are written to `out_dir` as they arrive, so an interrupted run resumes from them; the
+    models and their results are the serial run's, in the same order."""
+    import ray
+
+    from sim2real.gap import run_name
+
+    train = ray.remote(num_cpus=1)(_train_cell)
+    drive = ray.remote(num_cpus=1)(_evaluate_cell)
+    shipped = ship_files(base)
+    cells = [(variant, seed) for variant in variants for seed in seeds]
+    trainings: dict[Any, str] = {}
+    files: dict[str, Any] = {}
+    for variant, seed in cells:
+        name = run_name(variant, seed)
+        if (out_dir / name / "bundle" / "racer.json").is_file():
+            files[name] = ray.put(read_tree(out_dir / name))
+        else:
+            log(f"training {variant} seed {seed}")
+            files[name] = train.remote(name, variant, seed, base, shipped)
+            trainings[files[name]] = name
+    drives = {(name, d.name): drive.remote(files[name], "bundle", d, cfg) for name in files for d in domains}
+
+    def finished(ref: Any) -> None:
+        if ref in trainings:
+            write_tree(out_dir / trainings[ref], ray.get(ref))
+            log(f"trained {trainings[ref]}")
+
+    wait_all(list(trainings) + list(drives.values()), "gap grid", show_progress, finished)
+    return [{"name": run_name(v, s), "variant": v, "seed": s, "bundle": str(out_dir / run_name(v, s) / "bundle"),
+             "results": {d.name: ray.get(drives[run_name(v, s), d.name]) for d in domains}} for v, s in cells]
+
+
+def evaluate_on_workers(bundles: Sequence[Path], domains: Sequence[Any], cfg: Any, show_progress: bool = True
+                        ) -> list[dict[str, dict[str, Any]]]:
+    """`gap.evaluate` of each bundle (a directory or .tar.gz) on each domain, a Ray task per pair,
+    inside `ray_workers`: per bundle, the serial result."""
+    import ray
+
+    drive = ray.remote(num_cpus=1)(_evaluate_cell)
+    refs = []
+    for path in map(Path, bundles):
+        files = ray.put(read_tree(path) if path.is_dir() else {path.name: path.read_bytes()})
+        where = "." if path.is_dir() else path.name
+        refs.append({d.name: drive.remote(files, where, d, cfg) for d in domains})
+    wait_all([r for per in refs for r in per.values()], "gap drives", show_progress)
+    return [{name: ray.get(ref) for name, ref in per.items()} for per in refs]
+
+
+def worker_vec_env(env_fns_of: Callable[[Any], list[Callable[[], Any]]], cfg: Any, workers: int) -> Any:
+    """A stable-baselines3 VecEnv whose environments live in up to `workers` Ray actors (each a
+    DummyVecEnv over its share, in order), built there by `env_fns_of(cfg)` from the config with its
+    files shipped; steps, resets and seeds behave as one DummyVecEnv over all of them."""
+    import ray
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+    class EnvWorker:
+        def __init__(self, cfg: Any, shipped: dict[str, tuple[str, bytes]], indices: list[int]) -> None:
+            import torch
+
+            torch.set_num_threads(1)
+            self._files = tempfile.TemporaryDirectory(prefix="racer-envs-")
+            fns = env_fns_of(unpack_files(cfg, shipped, Path(self._files.name)))
+            self.venv = DummyVecEnv([fns[i] for i in indices])
+
+        def spaces(self) -> tuple[Any, Any]:
+            return self.venv.observation_space, self.venv.action_space
+
+        def reset(self, seeds: list[int | None], options: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
+            self.venv._seeds, self.venv._options = seeds, options
+            return self.venv.reset(), self.venv.reset_infos
+
+        def step(self, actions: np.ndarray) -> Any:
+            return self.venv.step(actions)
+
+        def close(self) -> None:
+            self.venv.close()
+
+        def call(self, name: str, args: tuple, kwargs: dict[str, Any], indices: list[int]) -> list[Any]:
+            return getattr(self.venv, name)(*args, indices=indices, **kwargs)
+
+    count = len(env_fns_of(cfg))
+    shares = [list(part) for part in np.array_split(np.arange(count), min(workers, count))]
+    actor = ray.remote(num_cpus=1)(EnvWorker)
+    shipped = ship_files(cfg)
+
+    class RayVecEnv(VecEnv):
+        def __init__(self) -> None:
+            self.actors = [actor.remote(cfg, shipped, [int(i) for i in share]) for share in shares]
+            self.shares = shares
+            observation_space, action_space = ray.get(self.actors[0].spaces.remote())
+            super().__init__(count, observation_space, action_space)
+
+        def _split(self, values: Sequence[Any]) -> list[list[Any]]:
+            return [[values[int(i)] for i in share] for share in self.shares]
+
+        def reset(self) -> Any:
+            parts = ray.get([a.reset.remote(s, o) for a, s, o in
+                             zip(self.actors, self._split(self._seeds), self._split(self._options))])
+            self.reset_infos = [info for _, infos in parts for info in infos]
+            self._reset_seeds()
+            self._reset_options()
+            return np.concatenate([obs for obs, _ in parts])
+
+        def step_async(self, actions: np.ndarray) -> None:
+            self._waiting = [a.step.remote(actions[share]) for a, share in zip(self.actors, self.shares)]
+
+        def step_wait(self) -> Any:
+            parts = ray.get(self._waiting)
+            obs, rewards, dones, infos = zip(*parts)
+            return np.concatenate(obs), np.concatenate(rewards), np.concatenate(dones), [i for p in infos for i in p]
+
+        def close(self) -> None:
+            ray.get([a.close.remote() for a in self.actors])
+
+        def _each(self, name: str, args: tuple, kwargs: dict[str, Any], indices: Any) -> list[Any]:
+            wanted = set(self._get_indices(indices))
+            refs = [a.call.remote(name, args, kwargs, [j for j, i in enumerate(share) if int(i) in wanted])
+                    for a, share in zip(self.actors, self.shares)]
+            return [value for part in ray.get(refs) for value in part]
+
+        def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+            return self._each("get_attr", (attr_name,), {}, indices)
+
+        def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+            self._each("set_attr", (attr_name, value), {}, indices)
+
+        def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any
+                       ) -> list[Any]:
+            return self._each("env_method", (method_name, *method_args), method_kwargs, indices)
+
+        def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+            return self._each("env_is_wrapped", (wrapper_class,), {}, indices)
+
+    return RayVecEnv()
