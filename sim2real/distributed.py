@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from car.preprocess import PreprocessSpec
+from car.policy.preprocess import PreprocessSpec
 from sim2real.imitation import ACTION_SPACE, SPEC, Episode, ImitationConfig, Rollouts
 from sim2real.network import DrivingNet
 
