@@ -51,8 +51,8 @@ from car.console.stream import BOUNDARY, JpegCache, mjpeg
 from car.console.teleop import TeleopSession
 from car.console.uploads import UploadLimits, UploadSlot, install_archive, receive_archive
 from car.control.modes import Mode
-from car.policy.inference import Policy
 from car.graph.runtime import CarRuntime
+from car.policy.inference import Policy
 
 log = logging.getLogger("racer.console")
 

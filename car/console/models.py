@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from car.policy.bundle import METADATA_FILE, BundleError, ModelFiles, find_model, load_bundle, unrunnable_reason
 from car.console.errors import ApiError
+from car.policy.bundle import METADATA_FILE, BundleError, ModelFiles, find_model, load_bundle, unrunnable_reason
 from car.policy.inference import Policy
 from car.policy.metadata import MetadataError, ModelMetadata, load_metadata
 

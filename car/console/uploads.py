@@ -23,11 +23,11 @@ from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from car.policy.archive import ArchiveError, Member, extract, scan
-from car.policy.bundle import METADATA_FILE, RACER_FILE, BundleError, load_bundle
 from car.console.errors import ApiError
 from car.console.models import ModelStore, check_folder_name
 from car.control.modes import brief
+from car.policy.archive import ArchiveError, Member, extract, scan
+from car.policy.bundle import METADATA_FILE, RACER_FILE, BundleError, load_bundle
 from car.policy.inference import check_runnable
 
 ARCHIVE_SUFFIX = re.compile(r"\.(tar\.gz|tgz)$", re.IGNORECASE)

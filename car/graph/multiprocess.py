@@ -18,15 +18,14 @@ from dataclasses import replace
 from typing import Any
 
 from car.actuators.base import Driver
+from car.actuators.core import ActuatorCore
 from car.actuators.pulse import ActuatorCalibration
 from car.clock import Clock
 from car.control.commands import Command, CommandError, parse_command
+from car.control.core import NEUTRAL, ControlCore, ControlParams
 from car.graph.adapters import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DRIVE_TOPIC, ERROR, OK, DiagnosticStatus, KeyValue
-from car.actuators.core import ActuatorCore
-from car.control.core import NEUTRAL, ControlCore, ControlParams
-from car.policy.core import PolicyCore
-from car.policy.core import PolicyModel
+from car.policy.core import PolicyCore, PolicyModel
 from car.transport import NodeBus
 from car.transport.wire import COMMAND_TOPIC
 

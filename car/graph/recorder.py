@@ -13,10 +13,10 @@ from typing import Any
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from car.transport.rosbag import typestore
 from car.clock import Clock
 from car.graph.adapters import Bus
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC
+from car.transport.rosbag import typestore
 from car.transport.wire import WireType, wire_type
 
 RECORDED_TOPICS = (CAMERA_TOPIC, POLICY_TOPIC, DRIVE_TOPIC, DIAGNOSTICS_TOPIC)

@@ -4,11 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 from car.actuators.base import Driver
+from car.actuators.core import ActuatorCore
 from car.clock import Clock
+from car.control.core import ControlCore, ControlParams
 from car.graph.adapters import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DIAGNOSTICS_TOPIC, DiagnosticArray
-from car.actuators.core import ActuatorCore
-from car.control.core import ControlCore, ControlParams
 from car.policy.core import PolicyCore, PolicyModel
 from car.transport.local import LocalBus
 

@@ -8,8 +8,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from car.policy.decode import ActionDecoder, Decoded
 from car.messages import AckermannDrive, AckermannDriveStamped, DiagnosticStatus, Header, Image, KeyValue, ERROR, OK
+from car.policy.decode import ActionDecoder, Decoded
 from car.policy.metadata import ModelMetadata
 from car.policy.preprocess import PreprocessSpec, Preprocessor
 from car.policy.shift import ShiftMonitor

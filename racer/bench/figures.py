@@ -50,8 +50,8 @@ def bench_policy(rounds: int = 20, block: int = 50, gate_frames: int = 1000) -> 
     import openvino as ov
 
     from car.policy.inference import compile_config
-    from racer.model.quantize import quantize_gated
     from racer.bench.reference_net import INPUT_SHAPE, build_reference_onnx, reference_metadata, reference_spec
+    from racer.model.quantize import quantize_gated
 
     with tempfile.TemporaryDirectory() as tmp:
         path = build_reference_onnx(Path(tmp) / "reference.onnx")
@@ -95,10 +95,10 @@ class _TimedDriver:
 
 def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
     """Camera frame in -> actuator command out through the in-process car stack with a bundle."""
-    from car.policy.bundle import load_bundle
     from car.clock import SimClock
-    from car.policy.inference import Policy
     from car.graph.stack import LocalStack
+    from car.policy.bundle import load_bundle
+    from car.policy.inference import Policy
     from sim2real.sim.track import Track
     from sim2real.sim.world import Simulator
 

@@ -146,11 +146,11 @@ def bench_flood(model_path: Any) -> dict[str, Any]:
     from pathlib import Path
 
     from calibration import servo
-    from car.policy.bundle import load_bundle
     from car.console.auth import set_password
     from car.console.client import CarAddress, KnownCars
     from car.console.server import ConsoleOptions, start_console
     from car.console.state import StateDir
+    from car.policy.bundle import load_bundle
     from car.policy.inference import Policy
     from sim2real.drive import sim_runtime
     from sim2real.sim.adapters import SimActuator

@@ -10,9 +10,9 @@ from typing import Any
 
 from calibration import servo
 from calibration.camera import CameraCalibrationError, calibrate_images, save_camera_info
-from racer.commands.console import add_car_calibration
 from car.actuators.base import ActuatorFault
 from car.actuators.open import open_actuator
+from racer.commands.console import add_car_calibration
 
 SELFTEST_STEPS = (
     ("neutral", 0.0, 0.0),

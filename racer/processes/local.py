@@ -30,10 +30,10 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], cal
     with `calibration`."""
     from car.clock import WallClock
     from car.config import model_path
-    from car.policy.bundle import load_bundle
-    from car.policy.inference import Policy
     from car.graph.runtime import CarRuntime
     from car.graph.stack import LocalStack
+    from car.policy.bundle import load_bundle
+    from car.policy.inference import Policy
 
     bundle = load_bundle(model_path(params, args.model))
     model = Policy(bundle).model()
