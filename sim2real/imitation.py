@@ -29,9 +29,12 @@ from sim2real.sim.expert import PurePursuitExpert
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator
 
-# The bundled model's action space: continuous, DeepRacer units (degrees, m/s).
+# The bundled model's action space: continuous, DeepRacer units (degrees, m/s). Speeds reach the
+# AWS console's 4 m/s so that at max-speed 1.0 the slowest action (0.5 m/s: throttle 0.26 through
+# the navigation node's parabola) is 1.07 m/s of car speed, below the expert's corner speeds; with
+# 2 m/s it was 1.98 m/s and every speed label clipped to it.
 ACTION_SPACE = {
-    "action_space": {"steering_angle": {"low": -30.0, "high": 30.0}, "speed": {"low": 0.5, "high": 2.0}},
+    "action_space": {"steering_angle": {"low": -30.0, "high": 30.0}, "speed": {"low": 0.5, "high": 4.0}},
     "action_space_type": "continuous",
     "training_algorithm": "clipped_ppo",
     "sensor": ["FRONT_FACING_CAMERA"],

@@ -68,7 +68,7 @@ def test_step_gives_deepracer_params_to_the_reward_function():
     params = seen[-1]
     assert set(params) == PARAM_KEYS and value == 2.0 and not terminated and not truncated
     assert params["steps"] == 1 and params["steering_angle"] == pytest.approx(0.0)
-    assert params["speed"] == pytest.approx(1.25)  # the action's speed: midpoint of 0.5..2.0 m/s
+    assert params["speed"] == pytest.approx(2.25)  # the action's speed: midpoint of 0.5..4.0 m/s
     assert params["track_width"] == pytest.approx(2 * env.sim.track.half_width[0], rel=0.05)
     assert params["closest_waypoints"] in ([0, 1], [1, 2]) and len(params["waypoints"]) == env.sim.track.waypoint_count
     assert params["distance_from_center"] < 0.01 and -180 <= params["heading"] <= 180

@@ -1,4 +1,7 @@
 import csv
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -6,7 +9,9 @@ import pytest
 
 from car.policy.bundle import load_bundle
 from car.policy.decode import throttle_for
+from car.policy.inference import Policy
 from model_factory import PPO_TAR
+from sim2real.drive import run_laps
 from sim2real.gap import EvalConfig, NamedDomain, evaluate
 from sim2real.sim.rules import AWS_OFF_TRACK_M, ActionSpeedActuator, aws_rules, is_aws_export
 from sim2real.sim.track import Track
@@ -68,3 +73,23 @@ def test_an_aws_export_is_evaluated_under_the_aws_rules(tmp_path):
     results = evaluate(PPO_TAR, [NamedDomain("nominal", {})],
                        EvalConfig(tracks=("reinvent_base",), starts=1, max_speed=1.0, lap_timeout_s=3.0))
     assert results["nominal"]["laps"] == 1 and results["nominal"]["tracks"] == ["reinvent_base"]
+
+
+def test_headless_demo_drives_an_aws_export_under_the_aws_rules():
+    proc = subprocess.run([sys.executable, "-m", "racer.cli", "demo", "--model", str(PPO_TAR), "--track",
+                           "reinvent_base", "--laps", "1", "--headless", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert "AWS simulator's rules" in proc.stderr
+    demo = json.loads(proc.stdout)["laps"]
+    expected = {}
+    with load_bundle(PPO_TAR) as bundle:
+        model = Policy(bundle).model()
+        for rules in (True, False):
+            sim = Simulator(Track.load("reinvent_base"))
+            sim.reset()
+            driver = aws_rules(sim, bundle, 0.5) if rules else None
+            expected[rules] = run_laps(sim, model, laps=1, max_speed=0.5, driver=driver).to_json("")["laps"]
+    # This fixture model leaves the road either way, later under the AWS rules (0.15 m of grace,
+    # half its action speeds): the demo's lap is that one.
+    assert expected[True] != expected[False]
+    assert demo == expected[True]

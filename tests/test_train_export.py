@@ -10,6 +10,7 @@ from car.policy.inference import Policy
 from car.policy.metadata import parse_metadata
 from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, expert_targets, sample_frames, train_imitation
 from sim2real.export import check_equivalence, export_bundle
+from sim2real.sim.vehicle import VehicleParams
 
 
 def test_expert_targets_decode_back_to_the_expert_command():
@@ -19,6 +20,22 @@ def test_expert_targets_decode_back_to_the_expert_command():
         d = decoder(expert_targets(meta, steering, throttle, 0.5))
         assert d.steering == pytest.approx(steering, abs=1e-6)
         assert d.throttle * 0.5 == pytest.approx(throttle, abs=1e-6)
+
+
+def test_the_experts_speeds_at_full_max_speed_are_actions():
+    # At max-speed 1.0 the expert drives 1.3-2 m/s (Tokyo's hairpin is its slowest corner); each
+    # speed must be an action of its own, not clipped to the slowest one (with speeds 0.5..2.0 m/s
+    # the slowest action was 1.98 m/s of car speed, so a model could not brake for a corner).
+    meta = parse_metadata(ACTION_SPACE)
+    decoder = ActionDecoder(meta)
+    car = VehicleParams()
+    speed_units = []
+    for speed in (1.1, 1.5, 2.0):
+        target = expert_targets(meta, 0.0, car.throttle_for_speed(speed), 1.0)
+        assert -1.0 < target[1] < 1.0, speed
+        assert car.target_speed(decoder(target).throttle) == pytest.approx(speed, abs=1e-6)
+        speed_units.append(target[1])
+    assert speed_units == sorted(speed_units)
 
 
 def test_tiny_training_exports_a_bundle_that_matches_torch(tmp_path):

@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--laps", type=int, default=3, help="laps to drive, 0 = until interrupted (default: %(default)s)")
     p.add_argument("--max-speed", type=float, default=0.5, help="max-speed setting 0..1 (default: %(default)s)")
     p.add_argument("--headless", action="store_true", help="run as fast as possible instead of in real time, "
-                                                           "without the console; ends after the laps")
+                                                           "without the console; ends after the laps (an AWS "
+                                                           "export drives under the AWS simulator's rules, as in "
+                                                           "racer eval)")
     p.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     p.add_argument("--console", default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="serve the device console while driving in real time (default: %(default)s; "
@@ -40,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from car.policy.bundle import BundleError, load_bundle
     from car.policy.inference import Policy
     from sim2real.drive import DriveResult, run_laps
+    from sim2real.sim.rules import aws_rules, is_aws_export
     from sim2real.sim.track import Track
     from sim2real.sim.world import Simulator
 
@@ -61,8 +64,12 @@ def run(args: argparse.Namespace) -> int:
     model = Policy(bundle).model()
     sim = Simulator(track)
     sim.reset()
+    # An AWS export drives as in the AWS simulator (action speeds x the setting, its off-track
+    # rule), as `racer eval` drives it.
+    driver = aws_rules(sim, bundle, args.max_speed) if is_aws_export(bundle) else None
+    rules = ", AWS simulator's rules" if driver else ""
     print(f"racer demo: {track.name} ({track.length:.2f} m), model {bundle.name}, max speed {args.max_speed:.2f}, "
-          f"headless{'' if args.laps else ', until Ctrl-C'}", file=sys.stderr)
+          f"headless{rules}{'' if args.laps else ', until Ctrl-C'}", file=sys.stderr)
     driven = DriveResult(track.name)  # filled lap by lap, so an interrupted run still has its summary
 
     def on_lap(number: int, lap) -> None:
@@ -70,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         _print_lap(number, lap)
 
     try:
-        run_laps(sim, model, laps=args.laps or 10**9, max_speed=args.max_speed, on_lap=on_lap)
+        run_laps(sim, model, laps=args.laps or 10**9, max_speed=args.max_speed, on_lap=on_lap, driver=driver)
     except KeyboardInterrupt:
         print(f"racer demo: interrupted after {len(driven.laps)} lap(s)", file=sys.stderr)
         return _finish(args, driven, bundle.name, interrupted=True)
