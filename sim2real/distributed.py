@@ -10,6 +10,7 @@ Ray is imported only here, and only when workers are asked for.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import tempfile
@@ -69,10 +70,6 @@ def ray_workers(address: str | None = None, workers: int = 2) -> Iterator[None]:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
-    import car
-    import racer
-    import sim2real
-
     if ray.is_initialized():
         yield
         return
@@ -81,7 +78,9 @@ def ray_workers(address: str | None = None, workers: int = 2) -> Iterator[None]:
     if address is None:
         options.update(address="local", num_cpus=workers)
     else:
-        options.update(address=address, runtime_env={"py_modules": [car, sim2real, racer]})
+        # racer's top-level packages (pyproject.toml) travel with the job: a worker needs only the dependencies
+        modules = [importlib.import_module(name) for name in ("car", "calibration", "sim2real", "racer")]
+        options.update(address=address, runtime_env={"py_modules": modules})
     try:
         ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
