@@ -213,7 +213,8 @@ def summarize(models: Sequence[dict[str, Any]], domains: Sequence[NamedDomain]) 
 
 
 def format_table(summary: dict[str, dict[str, Any]], domains: Sequence[NamedDomain]) -> str:
-    """Lap completion % (mean progress %) per variant and domain, and the average."""
+    """Lap completion % (mean progress %) per variant and domain, the average, and the training seeds
+    (`-` for a given bundle, which has none)."""
     names = [d.name for d in domains]
     width = max(14, *(len(n) for n in names)) + 2
     lines = ["variant        " + "".join(f"{n:>{width}s}" for n in names) + f"{'mean':>{width}s}  seeds"]
@@ -221,7 +222,7 @@ def format_table(summary: dict[str, dict[str, Any]], domains: Sequence[NamedDoma
         cells = [_cell(row["domains"][n]) for n in names]
         cells.append(_cell(row))
         lines.append(f"{variant:15s}" + "".join(f"{c:>{width}s}" for c in cells)
-                     + "  " + ",".join(str(s) for s in row["seeds"]))
+                     + "  " + (",".join(str(s) for s in row["seeds"] if s is not None) or "-"))
     return "\n".join(lines)
 
 

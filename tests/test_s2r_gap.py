@@ -89,7 +89,8 @@ def test_models_are_evaluated_on_tracks_they_did_not_train_on(tiny_run):
 def test_summary_table_and_plot(tmp_path):
     models = [{"variant": v, "seed": s, "results": {"a": {"completion_pct": c, "mean_progress": p},
                                                     "b": {"completion_pct": c / 2, "mean_progress": p / 2}}}
-              for v, s, c, p in (("none", 0, 50.0, 60.0), ("none", 1, 100.0, 100.0), ("both", 0, 100.0, 100.0))]
+              for v, s, c, p in (("none", 0, 50.0, 60.0), ("none", 1, 100.0, 100.0), ("both", 0, 100.0, 100.0),
+                                 ("bundle", None, 90.0, 95.0))]
     domains = [NamedDomain("a", {}), NamedDomain("b", {})]
     summary = summarize(models, domains)
     assert summary["none"]["domains"]["a"] == {"completion_pct": 75.0, "completion_std": 25.0, "mean_progress": 80.0}
@@ -97,6 +98,7 @@ def test_summary_table_and_plot(tmp_path):
     assert summary["both"]["completion_pct"] == 75.0 and summary["both"]["seeds"] == [0]
     table = format_table(summary, domains).splitlines()
     assert table[1].startswith("none") and "75.0 ( 80.0)" in table[1] and table[1].endswith("0,1")
+    assert table[3].startswith("bundle") and table[3].endswith(" -")  # a given bundle has no training seed
     path = gap_plot(summary, ["a", "b"], tmp_path / "gap.png")
     assert path.stat().st_size > 10_000
 
