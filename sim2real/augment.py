@@ -82,20 +82,32 @@ def sample_frames(count: int, track: str = "reinvent_base", width: int = 160, he
     return frames
 
 
+LABEL_BAND = 18  # pixels above the grid for the column titles (with room for descenders)
+
+
 def preview_grid(preset: str, out: str | os.PathLike[str], rows: int = 4, cols: int = 5, seed: int = 0,
                  track: str = "reinvent_base") -> np.ndarray:
-    """A PNG grid: each row one simulator frame, the original first, then augmented versions."""
+    """A PNG grid: each row one simulator frame, the original first, then augmented versions.
+
+    A white band of `LABEL_BAND` pixels on top titles the columns: "original" over the first,
+    "augmented (<preset>)" over the others. Returns the BGR image, shape
+    (LABEL_BAND + rows*(h+2) - 2, cols*(w+2) - 2, 3). Raises ValueError for a grid smaller than
+    1 x 2 or an unwritable `out`, AugmentationError for an unknown preset."""
     if rows < 1 or cols < 2:
         raise ValueError("preview needs at least 1 row and 2 columns")
     augment = Augmenter(preset, seed)
     frames = sample_frames(rows, track)
     gap = 2
     h, w = frames[0].shape[:2]
-    grid = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, np.uint8)
+    top = LABEL_BAND
+    grid = np.full((top + rows * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, np.uint8)
     for r, frame in enumerate(frames):
+        y = top + r * (h + gap)
         for c in range(cols):
             tile = frame if c == 0 else augment(frame)
-            grid[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = tile
+            grid[y:y + h, c * (w + gap):c * (w + gap) + w] = tile
+    for x, title in ((2, "original"), (w + gap + 2, f"augmented ({preset})")):
+        cv2.putText(grid, title, (x, top - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     if not cv2.imwrite(str(out), grid):
         raise ValueError(f"cannot write {out}")
     return grid

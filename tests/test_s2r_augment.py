@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from s2r_cli import racer_s2r
-from sim2real.augment import PRESETS, AugmentationError, Augmenter, bench_augment, sample_frames
+from sim2real.augment import LABEL_BAND, PRESETS, AugmentationError, Augmenter, bench_augment, sample_frames
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,12 @@ def test_preview_command_writes_a_grid(tmp_path, capsys):
     out = tmp_path / "grid.png"
     assert racer_s2r("augment", "preview", "--out", str(out), "--rows", "2", "--cols", "3") == 0
     grid = cv2.imread(str(out))
-    assert grid.shape == (2 * 120 + 2, 3 * 160 + 4, 3)
+    band = LABEL_BAND
+    assert grid.shape == (band + 2 * 120 + 2, 3 * 160 + 4, 3)
+    # under the title band, the first column is the untouched simulator frame
+    assert np.array_equal(grid[band:band + 120, :160], sample_frames(1)[0])
+    # the band carries dark title text over the original column and over the augmented ones
+    assert (grid[:band, :160] < 128).any() and (grid[:band, 162:322] < 128).any()
     assert racer_s2r("augment", "preview", "--out", str(out), "--preset", "wild") == 2
     assert "unknown augmentation preset 'wild'" in capsys.readouterr().err
 
