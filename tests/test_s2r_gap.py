@@ -10,6 +10,7 @@ from sim2real.gap import (HELD_OUT, DomainsFileError, EvalConfig, NamedDomain, f
                           load_domains, outside_training, run_gap_evaluation, summarize, training_tracks)
 from sim2real.imitation import ImitationConfig
 from sim2real.plots import gap_plot
+from sim2real.randomize import KNOBS
 
 TINY = ImitationConfig(tracks=("reinvent_base",), iterations=1, steps_per_iteration=100, epochs=1, threads=1)
 QUICK = EvalConfig(tracks=("reinvent_base",), starts=1, lap_timeout_s=5.0)
@@ -157,9 +158,35 @@ def test_randomization_command(tmp_path, capsys):
     assert racer_s2r("randomization", "--json") == 0
     knobs = json.loads(capsys.readouterr().out)
     assert knobs["delay_ms"]["unit"] == "ms" and knobs["delay_ms"]["strong"] == [0.0, 120.0]
+    assert (knobs["delay_ms"]["preset"], knobs["delay_ms"]["range"]) == ("default", knobs["delay_ms"]["default"])
     assert racer_s2r("randomization", "--preset", "strong", "--write", str(tmp_path / "strong.yaml")) == 0
     assert "camera_roll_deg: [-4.0, 4.0]" in (tmp_path / "strong.yaml").read_text()
     assert racer_s2r("randomization") == 0
     assert "wheelbase_m" in capsys.readouterr().out
     assert racer_s2r("randomization", "--preset", "wild") == 2
     assert "unknown randomization preset 'wild'" in capsys.readouterr().err
+
+
+RANGE_COLUMN = slice(53, 69)  # after knob, group, unit and nominal in `racer randomization`'s table
+
+
+@pytest.mark.parametrize("preset", ["default", "strong"])
+def test_randomization_shows_the_chosen_preset(preset, capsys):
+    assert racer_s2r("randomization", "--preset", preset, "--json") == 0
+    delay = json.loads(capsys.readouterr().out)["delay_ms"]
+    assert (delay["preset"], delay["range"]) == (preset, delay[preset])
+    assert racer_s2r("randomization", "--preset", preset) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"preset {preset}: ") and f"{preset} range" in lines[1]
+    row = next(line for line in lines if line.startswith("delay_ms "))
+    assert row[RANGE_COLUMN].strip() == f"{delay['range'][0]:g}..{delay['range'][1]:g}"
+    assert len(lines) == 2 + len(KNOBS)
+
+
+def test_randomization_preset_none_keeps_every_knob_nominal(capsys):
+    assert racer_s2r("randomization", "--preset", "none", "--json") == 0
+    assert {k["range"] for k in json.loads(capsys.readouterr().out).values()} == {None}
+    assert racer_s2r("randomization", "--preset", "none") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "every knob stays at its nominal value" in lines[0]
+    assert {line[RANGE_COLUMN].strip() for line in lines[2:]} == {"nominal"}

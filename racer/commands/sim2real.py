@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_preview)
 
     r = sub.add_parser("randomization", help="list the domain randomization knobs, or write a config",
-                       description="Prints every knob with its unit, nominal value and preset ranges; "
+                       description="Prints every knob with its unit, nominal value and the range --preset draws it from; "
                                    "--write saves a preset as an editable YAML config for --randomization.")
     r.add_argument("--preset", default="default", help="none, default or strong (default: %(default)s)")
     r.add_argument("--write", type=Path, metavar="FILE", help="write the preset as YAML to FILE")
@@ -85,7 +85,7 @@ def run_preview(args: argparse.Namespace) -> int:
 
 
 def run_randomization(args: argparse.Namespace) -> int:
-    from sim2real.randomize import KNOBS, Randomization, RandomizationError
+    from sim2real.randomize import KNOBS, PRESETS, Randomization, RandomizationError
 
     try:
         chosen = Randomization.preset(args.preset)
@@ -95,14 +95,20 @@ def run_randomization(args: argparse.Namespace) -> int:
         chosen.save(args.write)
         print(f"racer randomization: wrote {args.write}", file=sys.stderr)
         return 0
+    # the chosen preset's range per knob; None: the knob stays at its nominal value
+    ranges = {name: chosen.ranges.get(name) for name in KNOBS}
     if args.json:
-        print(json.dumps({k.name: {"group": k.group, "unit": k.unit, "nominal": k.nominal, "default": k.default,
-                                   "strong": k.strong, "limits": k.limits, "doc": k.doc} for k in KNOBS.values()}))
+        print(json.dumps({k.name: {"group": k.group, "unit": k.unit, "nominal": k.nominal, "preset": args.preset,
+                                   "range": ranges[k.name], "default": k.default, "strong": k.strong,
+                                   "limits": k.limits, "doc": k.doc} for k in KNOBS.values()}))
         return 0
-    print(f"{'knob':20s} {'group':9s} {'unit':12s} {'nominal':>8s} {'default':>16s} {'strong':>16s}  meaning")
+    drawn = "every knob stays at its nominal value" if not chosen.ranges else \
+        "each episode draws every knob uniformly in its range"
+    print(f"preset {args.preset}: {drawn} (other presets: {', '.join(p for p in PRESETS if p != args.preset)})")
+    print(f"{'knob':20s} {'group':9s} {'unit':12s} {'nominal':>8s} {args.preset + ' range':>16s}  meaning")
     for k in KNOBS.values():
-        print(f"{k.name:20s} {k.group:9s} {k.unit:12s} {k.nominal:8g} {_range(k.default):>16s} "
-              f"{_range(k.strong):>16s}  {k.doc}")
+        shown = "nominal" if ranges[k.name] is None else _range(ranges[k.name])
+        print(f"{k.name:20s} {k.group:9s} {k.unit:12s} {k.nominal:8g} {shown:>16s}  {k.doc}")
     return 0
 
 
