@@ -32,15 +32,34 @@ def _twin_axes(plt: Any, xlabel: str, left: str, right: str) -> tuple[Any, Any, 
     return fig, ax, ax2
 
 
-def training_curve(history: list[dict[str, Any]], path: Path) -> Path:
+def _twin_legend(ax: Any, ax2: Any) -> None:
+    """One legend for both axes' lines, above the plot: a figure legend in a corner covers the
+    tick labels, and one inside the axes covers the data."""
+    handles, labels = (sum(pair, []) for pair in zip(ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()))
+    ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(labels), frameon=False)
+
+
+def training_figure(history: list[dict[str, Any]]) -> Any:
+    """DAgger: the imitation loss (log scale, left) and off-track rollout episodes (bars, right)
+    per iteration; `history` rows carry iteration, loss and off_track_episodes."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     its = [h["iteration"] for h in history]
     fig, ax, ax2 = _twin_axes(plt, "DAgger iteration", "weighted MSE", "off-track episodes in rollouts")
-    ax.plot(its, [h["loss"] for h in history], "o-", label="imitation loss")
+    ax.plot(its, [h["loss"] for h in history], "o-", label="imitation loss (weighted MSE)")
     ax.set_yscale("log")
-    ax2.bar(its, [h["off_track_episodes"] for h in history], alpha=0.25, color="tab:red", label="off-track episodes")
-    fig.legend(loc="upper right")
-    return _save(plt, fig, path)
+    ax2.bar(its, [h["off_track_episodes"] for h in history], alpha=0.25, color="tab:red",
+            label="off-track episodes")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations and episodes are counts
+    ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
+    _twin_legend(ax, ax2)
+    return fig
+
+
+def training_curve(history: list[dict[str, Any]], path: Path) -> Path:
+    """`training_figure` written to `path` (PNG); returns `path`."""
+    return _save(_pyplot(), training_figure(history), path)
 
 
 def gap_plot(summary: dict[str, dict[str, Any]], domains: list[str], path: Path) -> Path:
@@ -64,12 +83,18 @@ def gap_plot(summary: dict[str, dict[str, Any]], domains: list[str], path: Path)
     return _save(plt, fig, path)
 
 
-def reward_curve(history: list[dict[str, Any]], path: Path) -> Path:
-    """PPO: mean episode reward and lap progress per rollout."""
+def reward_figure(history: list[dict[str, Any]]) -> Any:
+    """PPO: mean episode reward (left) and lap progress (right) per rollout; `history` rows carry
+    timesteps, mean_reward and mean_progress."""
     plt = _pyplot()
     steps = [h["timesteps"] for h in history]
     fig, ax, ax2 = _twin_axes(plt, "environment steps", "reward", "progress (%)")
     ax.plot(steps, [h["mean_reward"] for h in history], "o-", label="mean episode reward")
     ax2.plot(steps, [h["mean_progress"] for h in history], "s--", color="tab:green", label="mean progress (%)")
-    fig.legend(loc="upper left")
-    return _save(plt, fig, path)
+    _twin_legend(ax, ax2)
+    return fig
+
+
+def reward_curve(history: list[dict[str, Any]], path: Path) -> Path:
+    """`reward_figure` written to `path` (PNG); returns `path`."""
+    return _save(_pyplot(), reward_figure(history), path)
