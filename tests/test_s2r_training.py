@@ -9,6 +9,7 @@ import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from calibration.camera import CameraInfo, save_camera_info
+from car.console.uploads import folder_for
 from car.policy.bundle import load_bundle
 from car.policy.inference import Policy
 from racer.cli import main
@@ -104,6 +105,8 @@ def test_ppo_smoke_with_a_users_reward_function_exports(tmp_path, capsys):
     assert [h["timesteps"] for h in history] == [128]
     assert history[0]["episodes"] >= 1 and 0.0 <= history[0]["mean_progress"] <= 100.0
     assert summary["equivalence"]["max_abs_error"] < 1e-4 and (out / "training_curve.png").is_file()
+    # the console lists an upload under its archive's name: the run's, not "bundle"
+    assert summary["tar"] == str(out / "run.tar.gz") and folder_for((out / "run.tar.gz").name) == "run"
     bundle = load_bundle(out / "bundle")
     assert bundle.info["trainer"] == "ppo" and bundle.info["config"]["reward_file"] == str(reward_file)
     output = Policy(bundle).infer(np.zeros(SPEC.input_shape(), np.float32))
@@ -117,12 +120,19 @@ def test_ppo_smoke_with_a_users_reward_function_exports(tmp_path, capsys):
     (["--algo", "ppo", "--reward-function", "missing.py"], "missing.py: no such reward file"),
     (["--camera-info", "missing.yaml"], "no camera_info file at missing.yaml"),
     (["--algo", "ppo", "--timesteps", "0"], "must be at least 1"),
+    (["--name", "my model"], "model name 'my model' must be 1-64 letters"),
 ])
 def test_train_flags_refuse_bad_input(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--out", str(tmp_path / "run"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_train_refuses_an_out_directory_the_console_cannot_name(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "my run")]) == 2
+    assert capsys.readouterr().err.strip().endswith("starting with a letter or digit; pass --name")
+    assert not (tmp_path / "my run").exists()
 
 
 def test_a_calibrated_lens_stays_as_measured_under_randomization(tmp_path):

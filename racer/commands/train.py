@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: follow the centre line)")
     p.add_argument("--timesteps", type=int, default=200_000, help="ppo: environment steps (default: %(default)s)")
     add_worker_options(p, "dagger: the rollouts; ppo: the environments (one per track)")
+    p.add_argument("--name", help="model name: the archive is OUT/NAME.tar.gz, the name the car's console lists "
+                                   "after upload (default: the --out directory's name)")
     p.add_argument("--no-export", action="store_true", help="stop after the checkpoint")
     p.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     p.set_defaults(func=run_train)
@@ -113,6 +115,15 @@ def run_train(args: argparse.Namespace) -> int:
         return fail("train", worker_options_error(args))
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         return fail("train", f"{args.out} exists and is not empty")
+    # the console names an upload after its archive: check the name before hours of training
+    from car.console.errors import ApiError
+    from car.console.models import check_folder_name
+
+    name = args.name if args.name is not None else args.out.resolve().name
+    try:
+        check_folder_name(name)
+    except ApiError as exc:
+        return fail("train", f"{exc.reason}; pass --name" if args.name is None else exc.reason)
     randomization = args.randomization if args.randomization != "none" else None
     augmentation = args.augmentation if args.augmentation != "none" else None
     camera_info = str(args.camera_info) if args.camera_info else None
@@ -164,7 +175,7 @@ def run_train(args: argparse.Namespace) -> int:
     (args.out / "history.json").write_text(json.dumps(history, indent=1))
     summary = {"checkpoint": str(checkpoint), "training_curve": str(curve), "history": history}
     if not args.no_export:
-        export = _export(checkpoint, args.out / "bundle", args.out / "bundle.tar.gz", 1000)
+        export = _export(checkpoint, args.out / "bundle", args.out / f"{name}.tar.gz", 1000)
         summary.update(export)
     if args.json:
         print(json.dumps(summary))
@@ -172,8 +183,8 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"racer train: wrote {checkpoint}; export it with: racer export {checkpoint} --out DIR", file=sys.stderr)
     else:
         print(f"racer train: wrote {args.out}; bundle {summary['bundle']} (OpenVINO vs torch max abs error "
-              f"{summary['equivalence']['max_abs_error']:.2e}); drive it with: racer demo --model {summary['bundle']}",
-              file=sys.stderr)
+              f"{summary['equivalence']['max_abs_error']:.2e}); drive it with: racer demo --model {summary['bundle']}; "
+              f"upload it as {name!r} with: racer upload {summary['tar']}", file=sys.stderr)
     return 0
 
 
