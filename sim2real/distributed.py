@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
+from car.policy.bundle import RACER_FILE
 from car.policy.preprocess import PreprocessSpec
 from sim2real.imitation import ACTION_SPACE, SPEC, Episode, ImitationConfig, Rollouts
 from sim2real.network import DrivingNet
@@ -228,7 +229,7 @@ def read_tree(root: Path) -> dict[str, bytes]:
 
 def write_tree(root: Path, files: dict[str, bytes]) -> None:
     """`read_tree`'s files under `root`; a bundle's racer.json last, as it marks the bundle complete."""
-    for rel in sorted(files, key=lambda r: r.endswith("racer.json")):
+    for rel in sorted(files, key=lambda r: r.endswith(RACER_FILE)):
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(files[rel])
@@ -243,7 +244,7 @@ def run_gap_evaluation_on_workers(out_dir: Path, seeds: Sequence[int], domains: 
     models and their results are the serial run's, in the same order."""
     import ray
 
-    from sim2real.gap import run_name
+    from sim2real.gap import is_whole, run_name
 
     train = ray.remote(num_cpus=1)(_train_cell)
     drive = ray.remote(num_cpus=1)(_evaluate_cell)
@@ -253,7 +254,7 @@ def run_gap_evaluation_on_workers(out_dir: Path, seeds: Sequence[int], domains: 
     files: dict[str, Any] = {}
     for variant, seed in cells:
         name = run_name(variant, seed)
-        if (out_dir / name / "bundle" / "racer.json").is_file():
+        if is_whole(out_dir / name / "bundle"):
             files[name] = ray.put(read_tree(out_dir / name))
         else:
             log(f"training {variant} seed {seed}")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from car.policy.bundle import Bundle, load_bundle
+from car.policy.bundle import RACER_FILE, Bundle, load_bundle
 from car.policy.inference import Policy
 from car.policy.shift import ShiftMonitor
 from car.graph.stack import PolicyModel
@@ -168,6 +168,11 @@ def run_name(variant: str, seed: int) -> str:
     return f"{variant}-s{seed}"
 
 
+def is_whole(bundle: Path) -> bool:
+    """An export writes racer.json last, so a bundle that has it is whole and a resumed evaluation reuses it."""
+    return (bundle / RACER_FILE).is_file()
+
+
 def train_variant(out_dir: Path, variant: str, seed: int, base: ImitationConfig,
                   show_progress: bool = False) -> Path:
     """Train and export one variant and seed into out_dir/<variant>-s<seed>/bundle; an existing
@@ -176,7 +181,7 @@ def train_variant(out_dir: Path, variant: str, seed: int, base: ImitationConfig,
         raise ValueError(f"unknown variant {variant!r}; variants: {', '.join(VARIANTS)}")
     run = Path(out_dir) / run_name(variant, seed)
     bundle = run / "bundle"
-    if (bundle / "racer.json").is_file():
+    if is_whole(bundle):
         return bundle
     randomization, augmentation = VARIANTS[variant]
     cfg = replace(base, seed=seed, randomization=randomization, augmentation=augmentation)

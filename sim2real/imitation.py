@@ -83,14 +83,11 @@ class Dataset:
         self._x: list[np.ndarray] = []
         self._y: list[np.ndarray] = []
 
-    def add(self, x: np.ndarray, y: np.ndarray) -> None:
-        self._x.append(x.astype(np.float16))
-        self._y.append(y.astype(np.float32))
-
     def extend(self, xs: np.ndarray, ys: np.ndarray) -> None:
-        """Frames and targets stacked on the first axis, in order."""
-        for x, y in zip(xs, ys):
-            self.add(x, y)
+        """Frames and targets stacked on the first axis, in order; an episode's arrays are float16 and
+        float32 already, so its rows are kept as they are."""
+        self._x.extend(xs.astype(np.float16, copy=False))
+        self._y.extend(ys.astype(np.float32, copy=False))
 
     def __len__(self) -> int:
         return len(self._x)

@@ -202,8 +202,8 @@ def run_eval(args: argparse.Namespace) -> int:
     missing = [str(m) for m in args.model or [] if not m.exists()]
     if missing:
         return fail("eval", f"no bundle at {', '.join(missing)}")
-    if worker_options_error(args):
-        return fail("eval", worker_options_error(args))
+    if error := worker_options_error(args):
+        return fail("eval", error)
     cfg = EvalConfig(tracks=tracks, starts=args.starts, max_speed=args.max_speed)
     if args.lap_times:
         return _lap_times(args, tracks)

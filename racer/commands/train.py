@@ -111,8 +111,8 @@ def run_train(args: argparse.Namespace) -> int:
         return fail("train", f"no camera_info file at {args.camera_info}")
     if args.reward_function is not None and args.algo != "ppo":
         return fail("train", "--reward-function needs --algo ppo")
-    if worker_options_error(args):
-        return fail("train", worker_options_error(args))
+    if error := worker_options_error(args):
+        return fail("train", error)
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         return fail("train", f"{args.out} exists and is not empty")
     # the console names an upload after its archive: check the name before hours of training
