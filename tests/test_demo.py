@@ -67,6 +67,26 @@ def test_bench_reports_every_figure():
     safety = report["safety"]
     assert 0 < safety["flood_neutral_ms"] and 0 < safety["flood_estop_ms"] and safety["flood_connections"] > 0
     assert isinstance(report["machine"], str) and report["machine"]
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("racer bench: measuring ")]
+    assert len(progress) == 7 and progress[0].endswith("(1/7)") and progress[-1].endswith("(7/7)")
+    assert "Token authentication" not in proc.stderr  # Ray's notice about its own default, on every start
+
+
+def test_bench_without_nncf_leaves_out_the_int8_figure_and_says_why():
+    """`make train` without the bench extra: the policy figures are measured, INT8 says what to install."""
+    code = """
+import sys
+sys.modules["nncf"] = None  # as if the int8 extra were not installed
+from racer.bench.figures import bench_policy
+from racer.commands.bench import policy_lines
+print("\\n".join(policy_lines(bench_policy(rounds=2, block=5, gate_frames=50))))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = dict(line.split(maxsplit=2)[1:] for line in proc.stdout.splitlines())
+    assert rows["openvino_int8"] == "NNCF is not installed: pip install -e '.[bench]' in the repository " \
+                                    "(make train brings it)"
+    assert rows["openvino"].startswith("p50 ") and rows["onnxruntime"].startswith("p50 ")
 
 
 def test_help_lists_commands():

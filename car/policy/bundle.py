@@ -1,7 +1,7 @@
 """Model bundles: what the console accepts and the policy node runs.
 
-Two layouts load the same way (see DESIGN.md "Model bundle"): an AWS DeepRacer export (a frozen
-TensorFlow graph `*.pb` + `model_metadata.json`, converted here with OpenVINO's own TensorFlow
+Two layouts load the same way (the README's "Will my AWS DeepRacer model run?"): an AWS DeepRacer
+export (a frozen TensorFlow graph `*.pb` + `model_metadata.json`, converted here with OpenVINO's own TensorFlow
 frontend and cached as IR) and a racer export (OpenVINO IR and/or ONNX + `model_metadata.json` +
 `racer.json`). Loading validates everything the car depends on, so a bad upload is refused with a
 one-line reason instead of failing on the track.
