@@ -143,6 +143,43 @@ def test_camera_loss_goes_neutral_and_its_return_does_not_restart_the_car(bundle
         camera.close()
 
 
+def test_the_end_of_a_replayed_recording_is_a_lost_camera(bundle_dir, maestro, tmp_path):
+    """`--camera bag:PATH` on a car: the car drives the recording, then stops at neutral at its end,
+    latched, and a start is refused while there is no camera."""
+    from car.camera.capture import open_camera
+    from car.clock import SimClock
+    from car.graph.recorder import BagRecorder
+    from car.messages import CAMERA_TOPIC, Header, Image, Time
+    from car.transport.local import LocalBus
+
+    bus, clock = LocalBus(), SimClock()
+    recorder = BagRecorder(bus, clock, tmp_path / "drive")
+    for i in range(30):  # two seconds at 15 Hz
+        clock.set(i / 15)
+        bus.publisher(CAMERA_TOPIC)(Image(Header(Time.from_seconds(clock.now()), "camera"),
+                                          np.full((480, 640, 3), 40 + i, np.uint8)))
+    recorder.close()
+    camera = open_camera(f"bag:{recorder.path}", fps=15)
+    runtime = CarRuntime(LocalStack(WallClock(), camera, MaestroDriver(FACTORY_DEFAULT, str(maestro.link)),
+                                    Policy(load_bundle(bundle_dir)).model()))
+    runtime.command("set_mode", "autonomous")
+    runtime.command("start")
+    runtime.start()
+    try:
+        assert wait_until(lambda: driving(maestro)), "the car never drove"
+        assert wait_until(camera.ended.is_set, 5.0)
+        assert wait_until(lambda: at_neutral(maestro), 2.0)
+        assert wait_until(lambda: "camera stale" in "; ".join(runtime.stack.control.core.watchdog.faults(
+            runtime.stack.clock.now()).values()), 2.0)
+        with pytest.raises(ValueError, match="cannot start: camera stale"):
+            runtime.command("start")
+        assert not wait_until(lambda: driving(maestro), 1.0)
+        assert "the recording ended after" in runtime.last_fault
+    finally:
+        runtime.stop()
+        camera.close()
+
+
 def test_a_policy_error_that_clears_does_not_restart_the_car(bundle_dir, images, maestro):
     failing = {"left": 0, "armed": False}
 

@@ -27,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="DeepRacer calibration.json, used unless the state dir has one (default: the stock "
                         "DeepRacer's file, else factory values)")
     p.add_argument("--camera", metavar="SPEC",
-                   help="v4l2:/dev/videoN | file:VIDEO | images:DIR | bag:PATH (a recording; without --actuator "
-                        "it replays on a laptop and nothing moves)")
+                   help="v4l2:/dev/videoN | file:VIDEO | images:DIR | bag:PATH (a recording, played once: at its "
+                        "end the camera is gone and the car at neutral) | bag:PATH:loop (played in a loop); a "
+                        "recording without --actuator replays on a laptop, nothing moves, and the run ends with it")
     p.add_argument("--model", type=Path, help="model bundle (default: the bundled model)")
     p.add_argument("--console", metavar="HOST:PORT", help="serve the device console")
     p.add_argument("--console-name", action="append", default=[], metavar="NAME",
@@ -71,7 +72,8 @@ def argument_problem(args: argparse.Namespace, params: dict[str, dict[str, Any]]
         return "--sim-rate is for the simulator: add --sim TRACK"
     if camera.startswith("bag:") and actuator == "sim":
         if args.transport != "local":
-            return "replaying a recording without an actuator runs with --transport local"
+            return ("replaying a recording without an actuator runs with --transport local (the default); with a "
+                    "car's --actuator it runs on dds and ros too")
         return None  # a replay on a laptop: the policy drives nothing (see build_local)
     if camera == "sim" and actuator == "sim":
         return ("nothing to drive: pass --sim TRACK for the simulator (e.g. --sim reinvent_base), or a car's "
