@@ -7,6 +7,7 @@ ReLU layer, a linear output), so the trained weights copy into one and export li
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -127,15 +128,26 @@ def train_ppo(cfg: PPOConfig, spec: PreprocessSpec = SPEC, action_space: dict[st
                      "normalize_images": False,
                      "net_arch": {"pi": [100], "vf": [100]}, "activation_fn": nn.ReLU,
                      "log_std_init": cfg.log_std_init}
-    # A run shorter than one rollout gets a single rollout of exactly its length.
-    n_steps = max(2, min(cfg.n_steps, cfg.timesteps // len(cfg.tracks)))
+    n_steps, total = rollout_plan(cfg.timesteps, cfg.n_steps, len(cfg.tracks))
     model = PPO("MlpPolicy", env, learning_rate=cfg.learning_rate, n_steps=n_steps,
                 batch_size=min(cfg.batch_size, n_steps * len(cfg.tracks)), n_epochs=cfg.epochs, seed=cfg.seed,
                 policy_kwargs=policy_kwargs, device="cpu", verbose=0)
-    callback = History(cfg.timesteps, show_progress)
-    model.learn(total_timesteps=cfg.timesteps, callback=callback)
+    callback = History(total, show_progress)
+    model.learn(total_timesteps=total, callback=callback)
     env.close()
     return actor_as_driving_net(model.policy, spec, meta.output_size()), callback.history
+
+
+def rollout_plan(timesteps: int, max_steps_per_env: int, envs: int) -> tuple[int, int]:
+    """(steps per environment per rollout, total steps) for a run of about `timesteps`.
+
+    PPO runs whole rollouts of `envs` x n_steps: the rollouts `timesteps` needs at
+    `max_steps_per_env`, each shortened so the total overshoots by less than one step per
+    environment and rollout (5,000 on 3 tracks: 4 rollouts of 3 x 417 = 5,004 steps, not
+    4 x 3 x 512 = 6,144)."""
+    rollouts = math.ceil(timesteps / (max_steps_per_env * envs))
+    n_steps = max(2, math.ceil(timesteps / (rollouts * envs)))
+    return n_steps, rollouts * envs * n_steps
 
 
 def actor_as_driving_net(policy: Any, spec: PreprocessSpec, outputs: int) -> DrivingNet:

@@ -43,6 +43,25 @@ def test_dagger_ticks_are_whole_iterations_and_episodes():
         plt.close(fig)
 
 
+def test_a_one_iteration_run_has_its_iteration_and_whole_episodes_as_ticks():
+    for episodes in (0, 2):
+        fig = training_figure([{"iteration": 0, "loss": 0.1, "off_track_episodes": episodes}])
+        try:
+            ax, ax2 = fig.axes
+            fig.canvas.draw()
+            assert [t.get_text() for t in ax.get_xticklabels()] == ["0"]
+            shown = [t for t in ax2.get_yticks() if ax2.get_ylim()[0] <= t <= ax2.get_ylim()[1]]
+            assert shown[0] == 0 and episodes in shown and all(float(t).is_integer() for t in shown)
+        finally:
+            plt.close(fig)
+    fig = reward_figure(PPO[1:2])
+    try:
+        fig.canvas.draw()
+        assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["512"]
+    finally:
+        plt.close(fig)
+
+
 def test_curves_are_written_as_png(tmp_path):
     for write, history in ((training_curve, DAGGER), (reward_curve, PPO)):
         path = write(history, tmp_path / f"{write.__name__}.png")

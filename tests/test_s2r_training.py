@@ -17,7 +17,8 @@ from sim2real.camera_matching import camera_from_info
 from sim2real.envs import make
 from sim2real.export import export_checkpoint
 from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation, training_simulators
-from sim2real.ppo import PPO, DrivingFeatures, actor_as_driving_net
+from racer.commands.train import done_line
+from sim2real.ppo import PPO, PPOConfig, DrivingFeatures, actor_as_driving_net, rollout_plan, train_ppo
 from sim2real.sim.render import CameraParams, ground_rays
 
 REWARD = '''
@@ -107,10 +108,23 @@ def test_ppo_smoke_with_a_users_reward_function_exports(tmp_path, capsys):
     assert summary["equivalence"]["max_abs_error"] < 1e-4 and (out / "training_curve.png").is_file()
     # the console lists an upload under its archive's name: the run's, not "bundle"
     assert summary["tar"] == str(out / "run.tar.gz") and folder_for((out / "run.tar.gz").name) == "run"
+    # the last line's commands run as printed (upload needs --car)
+    line = done_line(out, summary, "run")
+    assert line.endswith(f"racer upload {out / 'run.tar.gz'} --car HOST (racer discover lists cars)")
+    assert parse_racer(line.split("with: ")[-1].split(" (")[0].replace("HOST", "mycar")).car == "mycar"
     bundle = load_bundle(out / "bundle")
     assert bundle.info["trainer"] == "ppo" and bundle.info["config"]["reward_file"] == str(reward_file)
     output = Policy(bundle).infer(np.zeros(SPEC.input_shape(), np.float32))
     assert output.shape == (2,) and np.all(np.isfinite(output))
+
+
+def parse_racer(command: str):
+    """The arguments `racer` would parse from a printed command line (argparse exits 2 on a bad one)."""
+    from racer.cli import build_parser
+
+    words = command.split()
+    assert words[0] == "racer"
+    return build_parser().parse_args(words[1:])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -147,3 +161,21 @@ def test_a_calibrated_lens_stays_as_measured_under_randomization(tmp_path):
         assert sim.camera.hfov_deg == pytest.approx(120.0) and sim.camera.distortion[0] == pytest.approx(-0.3)
         pitches.add(sim.camera.pitch_deg)
     assert len(pitches) == 3  # the mounting still varies
+
+
+@pytest.mark.parametrize("timesteps, envs, plan", [
+    (5000, 3, (417, 5004)),   # was 4 rollouts of 3 x 512 = 6,144 steps
+    (200_000, 3, (509, 200_037)),
+    (128, 1, (128, 128)),     # shorter than one rollout: one rollout of exactly its length
+    (1, 3, (2, 6)),
+])
+def test_ppo_runs_close_to_the_timesteps_asked_for(timesteps, envs, plan):
+    n_steps, total = rollout_plan(timesteps, 512, envs)
+    assert (n_steps, total) == plan and timesteps <= total
+
+
+def test_ppo_progress_counts_to_the_steps_it_runs(tmp_path, capsys):
+    cfg = PPOConfig(tracks=("reinvent_base", "Oval_track"), timesteps=150, n_steps=32, seed=0)
+    _, history = train_ppo(cfg)
+    assert [h["timesteps"] for h in history] == [50, 100, 150]  # 3 rollouts of 2 x 25, not 3 of 2 x 32
+    assert "150/150" in capsys.readouterr().err  # the bar ends at its total, not past it
