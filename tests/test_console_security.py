@@ -70,6 +70,13 @@ def test_every_route_but_login_and_server_ready_refuses_an_unauthenticated_reque
     assert car.request("GET", "/login")[0] == 200
 
 
+def test_the_login_page_says_where_the_first_password_is(car):
+    status, _, body = car.request("GET", "/login")
+    page = body.decode()
+    assert status == 200 and "shown once" not in page
+    assert "<code>console/first-password</code> in its state dir" in page and "racer passwd --state-dir DIR" in page
+
+
 def test_a_wrong_bearer_token_is_refused(car):
     status, _, body = car.request("GET", "/api/status", headers={"Authorization": "Bearer racer_00_nope"})
     assert status == 401 and json.loads(body)["reason"] == "invalid, expired or revoked API token"

@@ -131,8 +131,7 @@ def run_status(args: argparse.Namespace) -> int:
         return 0
     command = status["command"]
     latency = f"{status['latency_ms']:.1f} ms" if status.get("latency_ms") is not None else "-"
-    print(f"mode      {status['mode']} ({'running' if status['running'] else 'stopped'}), "
-          f"max speed {status['max_speed']:.2f}")
+    print(f"mode      {mode_line(status)}, max speed {status['max_speed']:.2f}")
     print(f"model     {status['model']}")
     loading = status["loading"]
     if loading["job"] and loading["isModelLoading"] in ("loading", "error"):
@@ -146,6 +145,15 @@ def run_status(args: argparse.Namespace) -> int:
         if status.get(key) is not None:
             print(f"{label:9} {status[key]}")
     return 0
+
+
+def mode_line(status: dict[str, Any]) -> str:
+    """The mode and what it is doing: start/stop is autonomous mode's; manual drives while teleop does."""
+    if status["mode"] == "autonomous":
+        return f"autonomous ({'running' if status['running'] else 'stopped'})"
+    if status["mode"] == "manual":
+        return f"manual ({'driven by teleop' if status.get('driven_by') == 'teleop' else 'waiting for teleop'})"
+    return status["mode"]
 
 
 def _bar(done: int, total: int, width: int = 30) -> str:
