@@ -64,6 +64,9 @@ def test_an_unrelated_missing_module_is_not_blamed_on_the_extras(tmp_path):
     (["--camera", "bag:recording", "--transport", "dds"],
      "racer car: replaying a recording without an actuator runs with --transport local (the default); "
      "with a car's --actuator it runs on dds and ros too"),
+    (["--sim", "reinvent_base", "--transport", "dds", "--console", "127.0.0.1:8080"],
+     "racer car: --console runs with --transport local (the default) for now: leave it out (or pass --console off) "
+     "with --transport dds"),
     (["--autostart", "--camera", "v4l2:/dev/video0", "--actuator", "pwm-sysfs"],
      "racer car: --autostart needs --sim: a real car starts only on a user action"),
     (["--sim-rate", "4", "--camera", "v4l2:/dev/video0", "--actuator", "pwm-sysfs"],
@@ -74,6 +77,16 @@ def test_car_options_that_cannot_run_together_are_refused_in_the_users_words(arg
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == message
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("transport", ["local", "dds", "ros"])
+def test_console_off_is_no_console_on_every_transport(transport):
+    from car.config import load_params
+    from racer.cli import build_parser
+    from racer.commands.car import argument_problem
+
+    args = build_parser().parse_args(["car", "--sim", "reinvent_base", "--transport", transport, "--console", "off"])
+    assert argument_problem(args, load_params()) is None
 
 
 def test_a_recording_replays_on_a_laptop_without_an_actuator(tmp_path):

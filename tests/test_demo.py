@@ -225,6 +225,23 @@ def test_endless_headless_demo_ends_on_ctrl_c_with_its_summary():
     assert proc.returncode == 0
     summary = json.loads(out)
     assert summary["completed_laps"] >= 1 and summary["completed_laps"] == len(summary["laps"])
+    times = [lap["time_s"] for lap in summary["laps"]]
+    last = wait_for_line(lines, "lap(s) completed")[-1].strip()
+    assert last == (f"racer demo: {len(times)} lap(s) completed, best {min(times):.2f} s, "
+                    f"mean {sum(times) / len(times):.2f} s")
+
+
+def test_a_training_runs_bundle_is_named_after_the_run_and_a_failed_lap_is_exit_1_said(tmp_path):
+    from browser.harness import STRAIGHT, racer_bundle
+
+    run = tmp_path / "mine"
+    racer_bundle(run, "bundle", STRAIGHT)  # never steers: off at the first bend
+    (run / "policy.pt").write_bytes(b"")  # what makes RUN/bundle a training run's
+    proc = racer("demo", "--model", str(run / "bundle"), "--headless", "--json", "--laps", "1")
+    assert proc.returncode == 1
+    summary = json.loads(proc.stdout)
+    assert summary["model"] == "mine" and summary["completed_laps"] == 0
+    assert proc.stderr.strip().splitlines()[-1] == "racer demo: exit status 1: 1 lap(s) not completed"
 
 
 def test_demo_help_lists_the_tracks():

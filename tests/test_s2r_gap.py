@@ -114,9 +114,9 @@ def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):
     assert code == 0, captured.err
     report = json.loads(captured.out)
     assert report["domains"] == [{"name": "dim", "values": {"light": 0.6}, "outside_training": ["light"]}]
-    assert report["models"][0]["name"] == "bundle" and report["models"][0]["results"]["dim"]["laps"] == 1
+    assert report["models"][0]["name"] == "none-s0" and report["models"][0]["results"]["dim"]["laps"] == 1
     assert report["eval"] == {"tracks": ["reinvent_base"], "starts": 1, "max_speed": 0.8}
-    assert set(report["summary"]["bundle"]) >= {"completion_pct", "mean_progress", "domains", "seeds"}
+    assert set(report["summary"]["none-s0"]) >= {"completion_pct", "mean_progress", "domains", "seeds"}
     assert (tmp_path / "eval" / "gap.png").is_file() and (tmp_path / "eval" / "gap.json").is_file()
     assert "lap completion %" in captured.err
     # minutes of work say what they do on stderr, --json or not, and how long they took

@@ -308,13 +308,22 @@ def model_precision(model: ov.Model) -> str:
     return "f16" if ov.Type.f16 in weights else "f32"
 
 
+def bundle_name(source: Path) -> str:
+    """A bundle's name: its folder's, or its archive's without `.tar.gz`; the `bundle` folder of a
+    `racer train` run (RUN/bundle beside RUN/policy.pt) is named after the run, as its archive is."""
+    path = source.resolve()
+    if path.name == "bundle" and (path.parent / "policy.pt").is_file():
+        return path.parent.name
+    return re.sub(r"\.(tar\.gz|tgz)$", "", path.name)
+
+
 class Bundle:
     """A loaded and validated bundle. Archives are unpacked to a private temp dir kept until close()."""
 
     def __init__(self, source: Path, root: Path, files: ModelFiles, metadata: ModelMetadata,
                  racer: RacerInfo | None, cache_dir: Path, tmp: tempfile.TemporaryDirectory | None):
         self.source = source
-        self.name = re.sub(r"\.(tar\.gz|tgz)$", "", source.resolve().name)
+        self.name = bundle_name(source)
         self.root = root
         self.files = files
         self.kind = files.kind

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "end the camera is gone and the car at neutral) | bag:PATH:loop (played in a loop); a "
                         "recording without --actuator replays on a laptop, nothing moves, and the run ends with it")
     p.add_argument("--model", type=Path, help="model bundle (default: the bundled model)")
-    p.add_argument("--console", metavar="HOST:PORT", help="serve the device console")
+    p.add_argument("--console", metavar="HOST:PORT", help="serve the device console (with --transport local; "
+                                                          "'off', as when left out: no console)")
     p.add_argument("--console-name", action="append", default=[], metavar="NAME",
                    help="another DNS name the console answers to (besides its addresses and HOSTNAME[.local]); "
                         "repeatable")
@@ -56,6 +57,9 @@ def argument_problem(args: argparse.Namespace, params: dict[str, dict[str, Any]]
     """
     camera = args.camera or params["camera"].get("source") or "sim"
     actuator = args.actuator or params["actuator"].get("spec") or "sim"
+    if args.console not in (None, "off") and args.transport != "local":
+        return ("--console runs with --transport local (the default) for now: leave it out (or pass --console off) "
+                f"with --transport {args.transport}")
     if args.sim:
         ignored = [flag for flag, given in (("--camera", args.camera not in (None, "sim")),
                                             ("--actuator", args.actuator not in (None, "sim")),
@@ -98,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         return fail("car", str(exc))
     if problem:
         return fail("car", problem)
+    if args.console == "off":
+        args.console = None
     raise_open_file_limit()  # before any node starts: the graph's processes inherit it
     if args.transport != "local":
         return _run_graph(args)
@@ -136,8 +142,6 @@ def _run_graph(args: argparse.Namespace) -> int:
     from car.config import load_params
     from racer.processes.graph import run_graph
 
-    if args.console:
-        return fail("car", "--console runs with --transport local for now")
     try:
         return run_graph(args, load_params(args.config))
     except (ValueError, OSError, RuntimeError) as exc:

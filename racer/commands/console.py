@@ -163,11 +163,11 @@ def _bar(done: int, total: int, width: int = 30) -> str:
 
 def run_upload(args: argparse.Namespace) -> int:
     if args.bundle.is_dir():
-        from car.policy.bundle import BundleError, pack_bundle
+        from car.policy.bundle import BundleError, bundle_name, pack_bundle
 
         with tempfile.TemporaryDirectory(prefix="racer-upload-") as work:
             try:
-                archive = pack_bundle(args.bundle, Path(work) / f"{args.bundle.resolve().name}.tar.gz")
+                archive = pack_bundle(args.bundle, Path(work) / f"{bundle_name(args.bundle)}.tar.gz")
             except BundleError as exc:
                 return fail("upload", str(exc), 2)
             return _upload(args, archive)
@@ -495,7 +495,11 @@ def run_passwd(args: argparse.Namespace) -> int:
         if getpass.getpass("again: ") != password:
             return fail("passwd", "the two passwords differ; nothing changed", 2)
     else:
-        password = sys.stdin.readline().rstrip("\r\n")
+        line = sys.stdin.readline()
+        if not line:  # end of input before any line: nothing was piped
+            return fail("passwd", "no password on stdin: pipe it as one line (printf '%s\\n' PASSWORD | racer passwd), "
+                                  "or run it on a terminal to be asked; nothing changed", 2)
+        password = line.rstrip("\r\n")
     state = StateDir(args.state_dir or default_state_dir())
     try:
         set_password(state, password)

@@ -151,6 +151,7 @@ def _eval_models(args: argparse.Namespace, domains: list, cfg: Any, train_tracks
                  variants: list[str], log: Callable[[str], None], on_workers: bool) -> list[dict[str, Any]]:
     """Each --model, or each trained variant x seed, with its results per domain; on Ray workers
     when `on_workers`."""
+    from car.policy.bundle import bundle_name
     from sim2real.gap import evaluate, run_gap_evaluation
     from sim2real.imitation import ImitationConfig
 
@@ -164,7 +165,7 @@ def _eval_models(args: argparse.Namespace, domains: list, cfg: Any, train_tracks
             for path in args.model:
                 log(f"evaluating {path} in {len(domains)} domains")
                 results.append(evaluate(path, domains, cfg, log))
-        names = [path.name.removesuffix(".tar.gz") for path in args.model]
+        names = [bundle_name(path) for path in args.model]
         return [{"name": name, "variant": name, "seed": None, "bundle": str(path), "results": r}
                 for name, path, r in zip(names, args.model, results)]
     base = ImitationConfig(tracks=train_tracks, iterations=args.iterations, steps_per_iteration=args.steps,
