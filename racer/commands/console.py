@@ -61,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description="Uploads an AWS DeepRacer export or a racer bundle (.tar.gz, or a bundle "
                                         "directory, packed on the fly), waits until the car has checked, "
                                         "converted and installed it, then loads it.")
-    upload.add_argument("bundle", type=Path, metavar="BUNDLE")
+    upload.add_argument("bundle", type=Path, metavar="BUNDLE",
+                        help="an AWS DeepRacer export .tar.gz, or a racer bundle (.tar.gz or directory)")
     _car_arguments(upload)
     upload.add_argument("--no-load", action="store_true", help="install only; keep the loaded model")
     upload.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -35,9 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("node", help="run one node of the car graph (racer car --transport dds|ros and the launch "
                                     "file start these)",
                        description="Run one node of the car graph (started by `racer car` and the launch file).")
-    p.add_argument("name", choices=NODE_NAMES)
+    p.add_argument("name", choices=NODE_NAMES, help="the node to run")
     p.add_argument("--config", type=Path, help="ROS 2 parameter YAML (default: launch/params/car.yaml)")
-    p.add_argument("--transport", choices=("dds", "ros"), default="dds")
+    p.add_argument("--transport", choices=("dds", "ros"), default="dds",
+                   help="dds = Cyclone DDS without ROS; ros = rclpy (default: %(default)s)")
     p.add_argument("--sim-time", action="store_true", help="follow the simulator's /clock (use_sim_time)")
     p.add_argument("--track", help="sim: the track to simulate")
     p.add_argument("--sim-rate", type=float, default=NODE_OPTIONS["sim"]["sim_rate"][1],

@@ -14,9 +14,11 @@ TRAIN_TRACKS = "reinvent_base,Spain_track,Tokyo_Training_track"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a policy by imitation (DAgger) in the simulator",
-                       description="Trains a camera policy by DAgger from the privileged pure-pursuit expert, "
-                                   "writes a checkpoint, a training curve, and exports a bundle.")
+    p = sub.add_parser("train", help="train a policy in the simulator: imitation (DAgger) or PPO on your reward",
+                       description="Trains a camera policy in the simulator, by DAgger from the privileged "
+                                   "pure-pursuit expert (the default), or with --algo ppo by reinforcement learning "
+                                   "on a DeepRacer reward function (--reward-function); writes a checkpoint, a "
+                                   "training curve, and exports a bundle.")
     p.add_argument("--out", required=True, type=Path, help="run directory (created; must be new or empty)")
     p.add_argument("--tracks", default=TRAIN_TRACKS, help="comma-separated training tracks (default: %(default)s)")
     p.add_argument("--iterations", type=int, default=8, help="DAgger iterations (default: %(default)s)")
