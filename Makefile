@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian's chromium for the browser tests; apt-get needs root (or sudo). Without it the browser tests skip.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-NO_CHROMIUM := echo "make: could not install Debian's chromium (needs apt-get as root or through sudo): the browser tests will be skipped"
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test train install install-test ros clean
+.PHONY: demo test train install install-test ros chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(BIN)/python pyproject.toml
-	test -x /usr/bin/chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium) || $(NO_CHROMIUM)
+	@$(MAKE) --no-print-directory chromium
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed $(VENV)/.installed-train
 
@@ -33,6 +33,10 @@ $(VENV)/.installed-ros: $(VENV)/.installed tools/build_ros_interfaces.py $(ROS_I
 	$(BIN)/pip install -q -e '.[ros]'
 	$(BIN)/python tools/build_ros_interfaces.py
 	touch $@
+
+chromium:
+	@test -x $(CHROMIUM) || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium) \
+	  || echo "make: could not install Debian's chromium (apt-get needs root or sudo): the browser tests will be skipped"
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

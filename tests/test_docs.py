@@ -1,6 +1,7 @@
 """The README and docs/ as a clone has them: every link lands inside the repository, numbered sections count up."""
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,18 @@ def test_the_simulator_page_gives_the_facts_the_code_cites():
     page = (ROOT / "docs" / "simulator.md").read_text()
     for fact in ("64.74 deg", "0.1328 m", "13.61 deg", "0.142 m", "7.62 cm", "5.08 cm", "0.164 m", "deepracer-simapp"):
         assert fact in page
+
+
+def make_chromium(chromium: str) -> subprocess.CompletedProcess:
+    # SUDO=false: apt-get as a user without root or sudo (it fails, as it would there)
+    return subprocess.run(["make", "--no-print-directory", "chromium", f"CHROMIUM={chromium}", "SUDO=false"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_make_test_goes_on_without_root_and_says_the_browser_tests_will_skip(tmp_path):
+    without = make_chromium(str(tmp_path / "no-chromium"))
+    assert without.returncode == 0, without.stderr
+    assert without.stdout == ("make: could not install Debian's chromium (apt-get needs root or sudo): the browser "
+                              "tests will be skipped\n")
+    present = make_chromium(sys.executable)  # any executable stands for an installed chromium
+    assert present.returncode == 0 and present.stdout == ""
