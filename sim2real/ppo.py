@@ -128,9 +128,9 @@ def train_ppo(cfg: PPOConfig, spec: PreprocessSpec = SPEC, action_space: dict[st
                      "normalize_images": False,
                      "net_arch": {"pi": [100], "vf": [100]}, "activation_fn": nn.ReLU,
                      "log_std_init": cfg.log_std_init}
-    n_steps, total = rollout_plan(cfg.timesteps, cfg.n_steps, len(cfg.tracks))
+    n_steps, batch_size, total = rollout_plan(cfg.timesteps, cfg.n_steps, len(cfg.tracks), cfg.batch_size)
     model = PPO("MlpPolicy", env, learning_rate=cfg.learning_rate, n_steps=n_steps,
-                batch_size=min(cfg.batch_size, n_steps * len(cfg.tracks)), n_epochs=cfg.epochs, seed=cfg.seed,
+                batch_size=batch_size, n_epochs=cfg.epochs, seed=cfg.seed,
                 policy_kwargs=policy_kwargs, device="cpu", verbose=0)
     callback = History(total, show_progress)
     model.learn(total_timesteps=total, callback=callback)
@@ -138,16 +138,23 @@ def train_ppo(cfg: PPOConfig, spec: PreprocessSpec = SPEC, action_space: dict[st
     return actor_as_driving_net(model.policy, spec, meta.output_size()), callback.history
 
 
-def rollout_plan(timesteps: int, max_steps_per_env: int, envs: int) -> tuple[int, int]:
-    """(steps per environment per rollout, total steps) for a run of about `timesteps`.
+def rollout_plan(timesteps: int, max_steps_per_env: int, envs: int, max_batch: int) -> tuple[int, int, int]:
+    """(steps per environment per rollout, minibatch size, total steps) for a run of about `timesteps`.
 
-    PPO runs whole rollouts of `envs` x n_steps: the rollouts `timesteps` needs at
-    `max_steps_per_env`, each shortened so the total overshoots by less than one step per
-    environment and rollout (5,000 on 3 tracks: 4 rollouts of 3 x 417 = 5,004 steps, not
-    4 x 3 x 512 = 6,144)."""
+    PPO runs whole rollouts of `envs` x n_steps: the rollouts `timesteps` needs at `max_steps_per_env`,
+    each shortened to just over its share (5,000 on 3 tracks: 4 rollouts of 3 x 418 = 5,016 steps, not
+    4 x 3 x 512 = 6,144), then lengthened by the fewest steps that let minibatches of `max_batch / 2`
+    to `max_batch` split a rollout exactly (a remainder would be a truncated minibatch)."""
     rollouts = math.ceil(timesteps / (max_steps_per_env * envs))
     n_steps = max(2, math.ceil(timesteps / (rollouts * envs)))
-    return n_steps, rollouts * envs * n_steps
+    while True:
+        size = n_steps * envs
+        if size <= max_batch:
+            return n_steps, size, rollouts * size
+        batch = next((b for b in range(max_batch, max_batch // 2 - 1, -1) if size % b == 0), None)
+        if batch is not None:
+            return n_steps, batch, rollouts * size
+        n_steps += 1  # a multiple of max_batch comes within max_batch steps
 
 
 def actor_as_driving_net(policy: Any, spec: PreprocessSpec, outputs: int) -> DrivingNet:

@@ -5,6 +5,7 @@ the Maestro driver talking to the emulator; faults are injected where they happe
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -245,6 +246,31 @@ def test_signal_ends_racer_car_at_neutral_then_off(bundle_dir, images, maestro, 
     tail = maestro.targets[sent:]
     assert tail[-4:] == [(0, NEUTRAL[0]), (1, NEUTRAL[1]), (0, 0), (1, 0)]
     assert all(t in ((0, NEUTRAL[0]), (1, NEUTRAL[1]), (0, 0), (1, 0)) for t in tail)
+
+
+def test_ctrl_c_held_down_ends_racer_car_at_neutral_then_off(bundle_dir, images, maestro):
+    """Ctrl-C pressed again and again (or held) reaches the car and its actuator process many times: a
+    handler that took a lock could run again inside itself and hang the process with its outputs on."""
+    for attempt in range(3):  # a handler interrupted at the wrong instant: try it more than once
+        maestro.targets.clear()
+        proc = subprocess.Popen([sys.executable, "-m", "racer.cli", "car", "--camera", f"images:{images}",
+                                 "--actuator", f"maestro:{maestro.link}", "--model", str(bundle_dir)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            assert wait_until(lambda: len(maestro.targets) >= 2 and at_neutral(maestro), 30), "never opened the Maestro"
+            pressed_until = time.monotonic() + 1.0
+            while time.monotonic() < pressed_until:  # the terminal signals the whole group at each press
+                try:
+                    os.killpg(proc.pid, signal.SIGINT)
+                except ProcessLookupError:  # all ended already
+                    break
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        # 0, or the signal itself once Python has put back its default handlers while exiting
+        assert proc.returncode in (0, -signal.SIGINT), (attempt, err)
+        assert maestro.targets[-2:] == [(0, 0), (1, 0)]  # outputs off at the end
 
 
 def test_a_signal_while_the_actuator_node_starts_still_ends_with_the_outputs_off(maestro, tmp_path):

@@ -164,14 +164,16 @@ def test_a_calibrated_lens_stays_as_measured_under_randomization(tmp_path):
 
 
 @pytest.mark.parametrize("timesteps, envs, plan", [
-    (5000, 3, (417, 5004)),   # was 4 rollouts of 3 x 512 = 6,144 steps
-    (200_000, 3, (509, 200_037)),
-    (128, 1, (128, 128)),     # shorter than one rollout: one rollout of exactly its length
-    (1, 3, (2, 6)),
+    (5000, 3, (418, 57, 5016)),   # was 4 rollouts of 3 x 512 = 6,144 steps
+    (200_000, 3, (510, 51, 200_430)),
+    (128, 1, (128, 64, 128)),     # shorter than one rollout: one rollout of exactly its length
+    (64, 3, (22, 33, 66)),
+    (1, 3, (2, 6, 6)),
 ])
-def test_ppo_runs_close_to_the_timesteps_asked_for(timesteps, envs, plan):
-    n_steps, total = rollout_plan(timesteps, 512, envs)
-    assert (n_steps, total) == plan and timesteps <= total
+def test_ppo_runs_close_to_the_timesteps_asked_for_in_whole_minibatches(timesteps, envs, plan):
+    n_steps, batch, total = rollout_plan(timesteps, 512, envs, 64)
+    assert (n_steps, batch, total) == plan
+    assert timesteps <= total and (n_steps * envs) % batch == 0  # no truncated minibatch (SB3 warns of one)
 
 
 def test_ppo_progress_counts_to_the_steps_it_runs(tmp_path, capsys):

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from car.openfiles import raise_open_file_limit
+from car.process import StopSignals
 from racer.commands import fail, node
 
 
@@ -108,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
     if args.transport != "local":
         return _run_graph(args)
     stop = threading.Event()  # a signal during start-up must still end at neutral
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    signals = StopSignals(stop)
+    signals.install()
     try:
         params = load_params(args.config)
         # Resolved before any device is opened: a bad file stops the start with nothing written.
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         runtime.command("set_mode", "autonomous")
         runtime.command("start")
     try:
-        runtime.run_until_signal(args.duration)
+        runtime.run_until_signal(args.duration, signals)
     finally:
         if recorder is not None:
             runtime.call(recorder.close)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from car.openfiles import raise_open_file_limit
@@ -58,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from car.config import load_params
     from car.graph.multiprocess import spin_until_signal
-    from car.process import die_with_parent
+    from car.process import StopSignals, die_with_parent
     from car.transport import open_bus
     from car.transport.dds import TimeWentBackwards
     from racer.processes.node import build_node
@@ -74,9 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if args.autostart and not args.sim_time:
         return fail(f"node {args.name}", "--autostart is for the simulator (with --sim-time)")
     raise_open_file_limit()  # also for nodes that ros2 launch starts without `racer car`
-    stopping = threading.Event()  # a signal during start-up still ends at neutral (spin_until_signal)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+    stopping = StopSignals()  # a signal during start-up still ends at neutral (spin_until_signal)
+    stopping.install()
     try:
         params = load_params(args.config)
         if args.name == "sim":

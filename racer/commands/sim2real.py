@@ -241,5 +241,6 @@ def run_eval(args: argparse.Namespace) -> int:
           file=sys.stderr)
     if args.json:
         print(json.dumps(report))
-    print(f"racer eval: {duration_s / 60:.1f} min; wrote {args.out / 'gap.json'} and {plot}", file=sys.stderr)
+    took = f"{duration_s / 60:.1f} min" if duration_s >= 60 else f"{duration_s:.1f} s"
+    print(f"racer eval: done in {took}; wrote {args.out / 'gap.json'} and {plot}", file=sys.stderr)
     return 0
