@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError, RuntimeError) as exc:
         runtime.stop()  # the camera thread and the actuator's process end (at neutral) before this one does
         return fail("car", str(exc))
-    logging.getLogger("racer.car").info("model %s, %s", bundle.name, f"simulator {args.sim}" if args.sim else "hardware")
+    driving = f"simulator {args.sim}" if args.sim else f"camera {stack.camera.source.name}"
+    logging.getLogger("racer.car").info("model %s, %s", bundle.name, driving)
     if args.autostart:
         runtime.command("set_mode", "autonomous")
         runtime.command("start")

@@ -98,8 +98,8 @@ def _finish(args: argparse.Namespace, result, model_name: str, interrupted: bool
     interruption is the expected end)."""
     times = [lap.time_s for lap in result.laps if lap.completed]
     if times:
-        print(f"racer demo: {len(times)} lap(s) completed, best {min(times):.2f} s, mean {sum(times) / len(times):.2f} s",
-              file=sys.stderr)
+        print(f"racer demo: {len(times)} lap(s) completed, best {min(times):.2f} s, "
+              f"mean {sum(times) / len(times):.2f} s", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(model_name)))
     if result.completed_laps != len(result.laps):
