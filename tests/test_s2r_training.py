@@ -177,7 +177,7 @@ def test_ppo_runs_close_to_the_timesteps_asked_for_in_whole_minibatches(timestep
 
 
 def test_ppo_progress_counts_to_the_steps_it_runs(tmp_path, capsys):
-    cfg = PPOConfig(tracks=("reinvent_base", "Oval_track"), timesteps=150, n_steps=32, seed=0)
+    cfg = PPOConfig(tracks=("reinvent_base",), timesteps=60, n_steps=16, seed=0, epochs=1)
     _, history = train_ppo(cfg)
-    assert [h["timesteps"] for h in history] == [50, 100, 150]  # 3 rollouts of 2 x 25, not 3 of 2 x 32
-    assert "150/150" in capsys.readouterr().err  # the bar ends at its total, not past it
+    assert [h["timesteps"] for h in history] == [15, 30, 45, 60]  # 4 rollouts of 15, not 4 of 16
+    assert "60/60" in capsys.readouterr().err  # the bar ends at its total, not past it
