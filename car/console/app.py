@@ -40,7 +40,7 @@ from starlette.websockets import WebSocket
 from car.console import bodies
 from car.console.auth import MAX_TOKEN_LIFETIME_DAYS, TOKEN_LIFETIME_DAYS, Auth, Credential, LoginRefused, Session
 from car.console.calibration import CalibrationService
-from car.console.errors import ApiError
+from car.console.errors import ApiError, short
 from car.console.events import event
 from car.console.limits import ConnectionLimits
 from car.console.live import LiveConnections
@@ -128,8 +128,9 @@ class Console:
                 event(f"{kind}_failed", model=model, reason=exc.reason)
                 raise
             except Exception as exc:
-                self.loading.finish("error", f"{type(exc).__name__}: {exc}")
-                event(f"{kind}_failed", model=model, reason=f"{type(exc).__name__}: {exc}")
+                reason = short(f"{type(exc).__name__}: {exc}")
+                self.loading.finish("error", reason)
+                event(f"{kind}_failed", model=model, reason=reason)
                 raise
             self.loading.finish(done)
             event(done, model=model)
