@@ -1,15 +1,23 @@
-"""Connection limits for the console's HTTP server, so a flood of sockets cannot exhaust the car.
+"""Connection limits for the console's HTTP server, so a flood of sockets cannot exhaust the car
+nor lock its owner out.
 
 uvicorn caps concurrent *requests* (`limit_concurrency`, answered 503) but not connections, and it
 never closes a connection whose request line or headers do not complete. `GuardedH11Protocol` adds
-both at the transport: a connection beyond the total or per-client cap is closed as soon as it is
-accepted (its file descriptor is freed at once), and one that has not sent a whole request head
-within `header_timeout_s` is closed. A rate-limited loop exception handler keeps a storm of accept
-errors (EMFILE) from filling the disk with tracebacks.
+both at the transport, counting connections in total, per client address and per address block
+(a /24 or /64: on Wi-Fi, extra addresses are free). When a cap is full, a newcomer first evicts
+the oldest connection that cannot be the owner's: one that has not sent a whole request head, then
+one that has never been let in with a session or token; only when every connection counted
+against that cap is authenticated is the newcomer refused. A connection must send a whole request
+head within `header_timeout_s`, cut to `pressed_header_timeout_s` once half the connections are
+taken. `GuardedWebSocketProtocol` closes a socket that pings more than `pings_per_s` a second or
+whose writes back up past the transport's high-water mark (pongs are otherwise written with no
+flow control). A rate-limited loop exception handler keeps a storm of accept errors (EMFILE) from
+filling the disk with tracebacks.
 """
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -17,17 +25,51 @@ from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 log = logging.getLogger("racer.console")
+
+TOO_MANY_PINGS = 1008
 
 
 @dataclass(frozen=True)
 class ConnectionLimits:
     total: int = 128
     per_client: int = 32
+    per_block: int = 48
     header_timeout_s: float = 5.0
+    pressed_header_timeout_s: float = 1.0
     max_header_bytes: int = 16 << 10
     max_websocket_message_bytes: int = 4096
+    pings_per_s: float = 4.0
+    ping_burst: int = 8
+
+
+def address_block(host: str | None) -> str | None:
+    """The /24 (IPv4, IPv4-mapped IPv6 included) or /64 (IPv6) that `host` lies in, as text."""
+    if host is None:
+        return None
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def _host(connection: Any) -> str | None:
+    client = getattr(connection, "client", None)
+    return client[0] if client else None
+
+
+def _key(connection: Any, key: str) -> str | None:
+    """A connection's "host" or "block"; the guard stores both, other protocols (WebSockets) compute them."""
+    if key in vars(connection):
+        return vars(connection)[key]
+    host = _host(connection)
+    return host if key == "host" else address_block(host)
 
 
 def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
@@ -35,15 +77,48 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
 
     class GuardedH11Protocol(H11Protocol):
         _header_timer: asyncio.TimerHandle | None = None
+        opened = 0.0
+        authenticated = False
+        host: str | None = None
+        block: str | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            host = self.client[0] if self.client else None
-            same = sum(1 for c in self.connections if (getattr(c, "client", None) or (None,))[0] == host)
-            if len(self.connections) > limits.total or same > limits.per_client:
-                transport.abort()
-                return
-            self._header_timer = self.loop.call_later(limits.header_timeout_s, self._incomplete)
+            self.opened = time.monotonic()
+            self.host = _host(self)
+            self.block = address_block(self.host)
+            for key, cap in ((None, limits.total), ("host", limits.per_client), ("block", limits.per_block)):
+                mine = getattr(self, key) if key else None
+                members = [c for c in self.connections if key is None or _key(c, key) == mine]
+                if len(members) > cap and not self._evict_one(members):
+                    transport.abort()
+                    return
+            pressed = len(self.connections) * 2 > limits.total
+            timeout = limits.pressed_header_timeout_s if pressed else limits.header_timeout_s
+            self._header_timer = self.loop.call_later(timeout, self._incomplete)
+
+        def _evict_one(self, members: list[Any]) -> bool:
+            """Abort the oldest of `members` that has no whole request head yet, else the oldest
+            never let in; False when every one is authenticated (or is this newcomer)."""
+            candidates = [c for c in members if isinstance(c, GuardedH11Protocol) and c is not self
+                          and not c.transport.is_closing() and not c.is_authenticated()]
+            if not candidates:
+                return False
+            victim = min(candidates, key=lambda c: (c._header_timer is None, c.opened))
+            victim.transport.abort()
+            self.connections.discard(victim)  # at once: connection_lost comes on the next loop pass
+            return True
+
+        def is_authenticated(self) -> bool:
+            """True once a request on this connection has passed the console's gate with a credential."""
+            if not self.authenticated:
+                scope = getattr(self, "scope", None)
+                self.authenticated = bool(scope and scope.get("state", {}).get("credential"))
+            return self.authenticated
+
+        def on_response_complete(self) -> None:
+            self.is_authenticated()  # before the next request head replaces the scope
+            super().on_response_complete()
 
         def _incomplete(self) -> None:
             self.transport.abort()
@@ -62,6 +137,39 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             super().connection_lost(exc)
 
     return GuardedH11Protocol
+
+
+def guarded_websocket_protocol(limits: ConnectionLimits) -> type[WebSocketsSansIOProtocol]:
+    """uvicorn's websockets-sansio protocol, closing a socket that floods pings or stops reading."""
+
+    class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+        _allowance = float(limits.ping_burst)
+        _last_ping = 0.0
+
+        def handle_ping(self) -> None:
+            now = time.monotonic()
+            self._allowance = min(float(limits.ping_burst),
+                                  self._allowance + (now - self._last_ping) * limits.pings_per_s)
+            self._last_ping = now
+            if self._allowance < 1.0:
+                self._refuse(f"more than {limits.pings_per_s:g} pings a second")
+                return
+            self._allowance -= 1.0
+            super().handle_ping()
+
+        def pause_writing(self) -> None:
+            """The client does not read what is written to it: drop it rather than buffer more."""
+            super().pause_writing()
+            self.transport.abort()
+
+        def _refuse(self, reason: str) -> None:
+            if self.transport.is_closing():
+                return
+            self.conn.send_close(TOO_MANY_PINGS, reason)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+
+    return GuardedWebSocketProtocol
 
 
 class RateLimitedErrors:

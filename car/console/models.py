@@ -170,10 +170,13 @@ class ModelStore:
             raise ApiError(404, f"no model {folder!r} on this car")
         return self._read(path)
 
-    def check_new_folder(self, folder: str) -> None:
-        """ApiError(409) when an upload named `folder` would shadow the start-up model."""
+    def check_new_folder(self, folder: str, driving: str | None = None) -> None:
+        """ApiError(409) when an upload named `folder` would shadow the start-up model or replace
+        the model the car is `driving` (the console never names a model the car is not running)."""
         if self.startup is not None and folder == self.startup.name:
             raise ApiError(409, f"{folder!r} is the model the car started with; rename the file to upload it")
+        if folder == driving:
+            raise ApiError(409, f"{folder!r} is the model the car is driving; load another model to replace it")
 
     def remove_stale(self) -> None:
         """Remove what an interrupted replace or delete left behind (hidden folders)."""
@@ -192,12 +195,14 @@ class ModelStore:
         shutil.rmtree(content, ignore_errors=True)
         self.prune_cache()
 
-    def delete(self, folders: list[str]) -> None:
-        """Delete all of `folders` or, if any is unknown or the start-up model, none of them; then
-        drop cached conversions no remaining model uses."""
+    def delete(self, folders: list[str], driving: str | None = None) -> None:
+        """Delete all of `folders` or, if any is unknown, the start-up model or the one the car is
+        `driving`, none of them; then drop cached conversions no remaining model uses."""
         models = [self.get(folder) for folder in folders]
         if any(m.startup for m in models):
             raise ApiError(409, "the model the car started with cannot be deleted")
+        if driving in folders:
+            raise ApiError(409, f"{driving!r} is the model the car is driving; load another model to delete it")
         for model in models:
             trash = Path(tempfile.mkdtemp(prefix=".deleted-", dir=self.root))
             os.rename(model.path, trash / model.path.name)
