@@ -206,6 +206,7 @@ def extract(path: str | Path, dest: str | Path, max_members: int = MAX_MEMBERS,
     members = scan(path, max_members, max_bytes)
     checked = {m.name: m for m in members}
     dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     with _reading(Path(path), max_members, max_bytes) as tar:
         for info in tar:
             name = _checked_name(info)
