@@ -4,10 +4,12 @@ nor lock its owner out.
 uvicorn caps concurrent *requests* (`limit_concurrency`, answered 503) but not connections, and it
 never closes a connection whose request line or headers do not complete. `GuardedH11Protocol` adds
 both at the transport, counting connections in total, per client address and per address block
-(a /24 or /64: on Wi-Fi, extra addresses are free). When a cap is full, a newcomer first evicts
-the oldest connection that cannot be the owner's: one that has not sent a whole request head, then
-one that has never been let in with a session or token; only when every connection counted
-against that cap is authenticated is the newcomer refused. A connection must send a whole request
+(a /24 or /64: on Wi-Fi, extra addresses are free). When a cap is full, a connection that has
+never been let in with a session or token is evicted to make room: one from the address (then the
+block) holding the most connections, one without a whole request head before one with, the oldest
+first; when that one would be the newcomer itself, or every other connection counted against the
+cap is authenticated, the newcomer is refused. So a stranger's churn only evicts strangers, and
+the owner's new connection gets in. A connection must send a whole request
 head within `header_timeout_s`, cut to `pressed_header_timeout_s` once half the connections are
 taken. `GuardedWebSocketProtocol` closes a socket that pings more than `pings_per_s` a second or
 whose writes back up past the transport's high-water mark (pongs are otherwise written with no
@@ -20,6 +22,7 @@ import asyncio
 import ipaddress
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,55 +62,79 @@ def address_block(host: str | None) -> str | None:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
-def _host(connection: Any) -> str | None:
-    client = getattr(connection, "client", None)
-    return client[0] if client else None
+class _Tally:
+    """How many guarded HTTP connections each address and address block holds (a WebSocket, let
+    in by the gate, is no longer counted here)."""
 
+    def __init__(self) -> None:
+        self.hosts: Counter[str | None] = Counter()
+        self.blocks: Counter[str | None] = Counter()
 
-def _key(connection: Any, key: str) -> str | None:
-    """A connection's "host" or "block"; the guard stores both, other protocols (WebSockets) compute them."""
-    if key in vars(connection):
-        return vars(connection)[key]
-    host = _host(connection)
-    return host if key == "host" else address_block(host)
+    def add(self, host: str | None, block: str | None) -> None:
+        self.hosts[host] += 1
+        self.blocks[block] += 1
+
+    def remove(self, host: str | None, block: str | None) -> None:
+        for counter, key in ((self.hosts, host), (self.blocks, block)):
+            counter[key] -= 1
+            if counter[key] <= 0:
+                del counter[key]
 
 
 def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
-    """An H11Protocol class enforcing `limits` (uvicorn's `http=` setting takes a protocol class)."""
+    """An H11Protocol class enforcing `limits` (uvicorn's `http=` setting takes a protocol class;
+    each call makes a class with its own tally, one per server)."""
+    tally = _Tally()
 
     class GuardedH11Protocol(H11Protocol):
         _header_timer: asyncio.TimerHandle | None = None
         opened = 0.0
         authenticated = False
+        counted = False
         host: str | None = None
         block: str | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self.opened = time.monotonic()
-            self.host = _host(self)
+            self.host = self.client[0] if self.client else None
             self.block = address_block(self.host)
-            for key, cap in ((None, limits.total), ("host", limits.per_client), ("block", limits.per_block)):
-                mine = getattr(self, key) if key else None
-                members = [c for c in self.connections if key is None or _key(c, key) == mine]
-                if len(members) > cap and not self._evict_one(members):
+            tally.add(self.host, self.block)
+            self.counted = True
+            over = [(lambda c: True) if len(self.connections) > limits.total else None,
+                    (lambda c: c.host == self.host) if tally.hosts[self.host] > limits.per_client else None,
+                    (lambda c: c.block == self.block) if tally.blocks[self.block] > limits.per_block else None]
+            for counted in filter(None, over):
+                if not self._make_room([c for c in self.connections if isinstance(c, GuardedH11Protocol) and counted(c)]):
+                    self._uncount()
                     transport.abort()
                     return
             pressed = len(self.connections) * 2 > limits.total
             timeout = limits.pressed_header_timeout_s if pressed else limits.header_timeout_s
             self._header_timer = self.loop.call_later(timeout, self._incomplete)
 
-        def _evict_one(self, members: list[Any]) -> bool:
-            """Abort the oldest of `members` that has no whole request head yet, else the oldest
-            never let in; False when every one is authenticated (or is this newcomer)."""
-            candidates = [c for c in members if isinstance(c, GuardedH11Protocol) and c is not self
-                          and not c.transport.is_closing() and not c.is_authenticated()]
-            if not candidates:
+        def _make_room(self, members: list["GuardedH11Protocol"]) -> bool:
+            """Abort one of `members` that has never been let in: from the address, then the block,
+            holding the most connections; one without a whole request head before one with; the
+            oldest first. False when that one is this newcomer, or every other is authenticated."""
+            candidates = [c for c in members if not c.transport.is_closing() and not c.is_authenticated()]
+            victim = max(candidates, default=self, key=lambda c: (
+                tally.hosts[c.host], tally.blocks[c.block], c is self or c._header_timer is not None, -c.opened))
+            if victim is self:
                 return False
-            victim = min(candidates, key=lambda c: (c._header_timer is None, c.opened))
+            victim._uncount()
             victim.transport.abort()
             self.connections.discard(victim)  # at once: connection_lost comes on the next loop pass
             return True
+
+        def _uncount(self) -> None:
+            if self.counted:
+                tally.remove(self.host, self.block)
+                self.counted = False
+
+        def handle_websocket_upgrade(self, event: h11.Request) -> None:
+            self._uncount()
+            super().handle_websocket_upgrade(event)
 
         def is_authenticated(self) -> bool:
             """True once a request on this connection has passed the console's gate with a credential."""
@@ -134,6 +161,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
         def connection_lost(self, exc: Exception | None) -> None:
             if self._header_timer is not None:
                 self._header_timer.cancel()
+            self._uncount()
             super().connection_lost(exc)
 
     return GuardedH11Protocol
