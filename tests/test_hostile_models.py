@@ -111,6 +111,12 @@ def test_a_check_past_the_wall_clock_limit_is_killed(tmp_path):
     assert result.reason == "checking the model took longer than the car's 0.05 s limit"
 
 
+def test_converted_files_past_the_file_size_cap_stop_the_check(tmp_path):
+    root = bundle(tmp_path, {"model.pb": pb_bytes(PPO_TAR)})  # its IR weights are ~100 KB
+    result = check_bundle(root, tmp_path / "ir", tmp_path / "compiled", SandboxLimits(file_bytes=10_000))
+    assert result.reason == "the model's converted files would be larger than the car's 0 MiB (or the disk is full)"
+
+
 def test_a_refused_model_leaves_nothing_in_the_cache_and_a_good_one_is_cached(tmp_path):
     store = ModelStore(tmp_path / "models", tmp_path / "cache")
     (tmp_path / "models").mkdir()

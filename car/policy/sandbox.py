@@ -5,7 +5,8 @@ memory: a hostile `model.pb` froze the car process for 30 s (console, emergency 
 deadman, camera, policy) or got it OOM-killed. So every step that lets OpenVINO near a model the
 car has not run before happens here, in `python -m car.policy.sandbox`, which limits itself before
 importing OpenVINO: address space (RLIMIT_AS, so an allocation past it fails in the child rather
-than the kernel's OOM killer picking the car), CPU priority (nice), and no core files. The parent
+than the kernel's OOM killer picking the car), CPU priority (nice), the size of any file it writes
+(RLIMIT_FSIZE) and no core files. The parent
 waits without holding its GIL and kills the child's process group at the wall-clock limit.
 
 What the child writes: converted IR into `ir_cache`, compiled blobs into `compiled_cache` (callers
@@ -30,11 +31,13 @@ _TAIL_BYTES = 4096
 @dataclass(frozen=True)
 class SandboxLimits:
     """Address space of the child in bytes (a real 23 MB AWS model converts within 1 GiB; a
-    DeepRacer has 4 GiB for everything), its wall-clock seconds and its nice increment."""
+    DeepRacer has 4 GiB for everything), its wall-clock seconds, its nice increment and the
+    largest file it may write (converted IR, compiled blobs)."""
 
     memory_bytes: int = 1536 << 20
     seconds: float = 120.0
     nice: int = 15
+    file_bytes: int = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ def check_bundle(root: Path, ir_cache: Path, compiled_cache: Path, limits: Sandb
     with tempfile.TemporaryDirectory(prefix="sandbox-") as work:
         result_file, output = Path(work) / "result.json", Path(work) / "output.txt"
         request = {"root": str(root), "ir_cache": str(ir_cache), "compiled_cache": str(compiled_cache),
-                   "memory_bytes": limits.memory_bytes, "nice": limits.nice, "result": str(result_file)}
+                   "memory_bytes": limits.memory_bytes, "nice": limits.nice, "file_bytes": limits.file_bytes,
+                   "result": str(result_file)}
         # a few malloc arenas: glibc reserves 64 MiB of address space per arena, which RLIMIT_AS counts
         env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
         with open(output, "wb") as out:
@@ -94,12 +98,13 @@ def _failure(code: int, limits: SandboxLimits, output: Path) -> str:
     return f"checking the model crashed ({ended})"
 
 
-def _limit_self(memory_bytes: int, nice: int) -> None:
+def _limit_self(request: dict) -> None:
     import resource
 
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    resource.setrlimit(resource.RLIMIT_AS, (request["memory_bytes"], request["memory_bytes"]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (request["file_bytes"], request["file_bytes"]))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    os.nice(nice)
+    os.nice(request["nice"])
 
 
 def _memory_reason(memory_bytes: int) -> str:
@@ -130,12 +135,16 @@ def _check(request: dict) -> dict:
         reason, relative = f"cannot check the model: {error_line(exc)}", "."
     if reason is not None and "bad_alloc" in reason:  # how OpenVINO reports an allocation past RLIMIT_AS
         reason = _memory_reason(request["memory_bytes"])
+    elif reason is not None and ("iostream error" in reason or "File too large" in reason):
+        # a write past RLIMIT_FSIZE fails with EFBIG (Python ignores SIGXFSZ); so would a full disk
+        reason = (f"the model's converted files would be larger than the car's {request['file_bytes'] >> 20} MiB "
+                  "(or the disk is full)")
     return {"reason": reason, "root": relative}
 
 
 def main(argv: list[str]) -> int:
     request = json.loads(argv[0])
-    _limit_self(request["memory_bytes"], request["nice"])
+    _limit_self(request)
     answer = _check(request)
     Path(request["result"]).write_text(json.dumps(answer))
     return 0
