@@ -9,9 +9,8 @@ never been let in with a session or token is evicted to make room: one from the 
 block) holding the most connections, one without a whole request head before one with, the oldest
 first; when that one would be the newcomer itself, or every other connection counted against the
 cap is authenticated, the newcomer is refused. So a stranger's churn only evicts strangers, and
-the owner's new connection gets in. A connection must send a whole request
-head within `header_timeout_s`, cut to `pressed_header_timeout_s` once half the connections are
-taken. `GuardedWebSocketProtocol` closes a socket that pings more than `pings_per_s` a second or
+the owner's new connection gets in. A connection must send a whole request head within
+`header_timeout_s`, cut to `pressed_header_timeout_s` once half the connections are taken. `GuardedWebSocketProtocol` closes a socket that pings more than `pings_per_s` a second or
 whose writes back up past the transport's high-water mark (pongs are otherwise written with no
 flow control). A rate-limited loop exception handler keeps a storm of accept errors (EMFILE) from
 filling the disk with tracebacks.
@@ -37,6 +36,10 @@ TOO_MANY_PINGS = 1008
 
 @dataclass(frozen=True)
 class ConnectionLimits:
+    """Connections in all, per address and per /24 or /64 block; seconds to a whole request head
+    (normally, and once half of `total` is taken); header and WebSocket message bytes; pings a
+    WebSocket may send per second, with a burst."""
+
     total: int = 128
     per_client: int = 32
     per_block: int = 48

@@ -68,15 +68,15 @@ def check_bundle(root: Path, ir_cache: Path, compiled_cache: Path, limits: Sandb
                                      stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
                                      start_new_session=True)
             try:
-                code = child.wait(limits.seconds)
+                code: int | None = child.wait(limits.seconds)
             except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
-                return SandboxResult(f"checking the model took longer than the car's {limits.seconds:g} s limit", root)
+                code = None
             finally:
-                if child.poll() is None:
+                if child.poll() is None:  # past the limit, or this thread was interrupted
                     os.killpg(child.pid, signal.SIGKILL)
                     child.wait()
+        if code is None:
+            return SandboxResult(f"checking the model took longer than the car's {limits.seconds:g} s limit", root)
         try:
             answer = json.loads(result_file.read_text()[:64 << 10]) if code == 0 else None
         except (OSError, ValueError):
@@ -130,7 +130,7 @@ def _check(request: dict) -> dict:
     except (BundleError, PrecheckError) as exc:
         reason, relative = str(exc), "."
     except MemoryError:
-        reason, relative = "bad_alloc", "."
+        reason, relative = _memory_reason(request["memory_bytes"]), "."
     except Exception as exc:  # any other failure on this model is a reason not to install it
         reason, relative = f"cannot check the model: {error_line(exc)}", "."
     if reason is not None and "bad_alloc" in reason:  # how OpenVINO reports an allocation past RLIMIT_AS
