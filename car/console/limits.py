@@ -104,11 +104,13 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             self.block = address_block(self.host)
             tally.add(self.host, self.block)
             self.counted = True
-            over = [(lambda c: True) if len(self.connections) > limits.total else None,
-                    (lambda c: c.host == self.host) if tally.hosts[self.host] > limits.per_client else None,
-                    (lambda c: c.block == self.block) if tally.blocks[self.block] > limits.per_block else None]
-            for counted in filter(None, over):
-                if not self._make_room([c for c in self.connections if isinstance(c, GuardedH11Protocol) and counted(c)]):
+            over = [(limits.total, lambda c: True) if len(self.connections) > limits.total else None,
+                    (limits.per_client, lambda c: c.host == self.host) if tally.hosts[self.host] > limits.per_client
+                    else None,
+                    (limits.per_block, lambda c: c.block == self.block) if tally.blocks[self.block] > limits.per_block
+                    else None]
+            for cap, counted in filter(None, over):
+                if not self._make_room(cap, [c for c in self.connections if counted(c)]):
                     self._uncount()
                     transport.abort()
                     return
@@ -116,11 +118,15 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             timeout = limits.pressed_header_timeout_s if pressed else limits.header_timeout_s
             self._header_timer = self.loop.call_later(timeout, self._incomplete)
 
-        def _make_room(self, members: list["GuardedH11Protocol"]) -> bool:
-            """Abort one of `members` that has never been let in: from the address, then the block,
+        def _make_room(self, cap: int, members: list[Any]) -> bool:
+            """Keep `members` within `cap`: True when enough of them are already closing, else
+            after aborting one that has never been let in: from the address, then the block,
             holding the most connections; one without a whole request head before one with; the
             oldest first. False when that one is this newcomer, or every other is authenticated."""
-            candidates = [c for c in members if not c.transport.is_closing() and not c.is_authenticated()]
+            live = [c for c in members if not c.transport.is_closing()]
+            if len(live) <= cap:
+                return True
+            candidates = [c for c in live if isinstance(c, GuardedH11Protocol) and not c.is_authenticated()]
             victim = max(candidates, default=self, key=lambda c: (
                 tally.hosts[c.host], tally.blocks[c.block], c is self or c._header_timer is not None, -c.opened))
             if victim is self:
