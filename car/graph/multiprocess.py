@@ -141,9 +141,18 @@ class ControlProcess:
         try:
             command = parse_command(text)
         except CommandError as exc:
-            command_id, result = exc.id, str(exc)
+            self._answer(text, exc.id, str(exc))
         else:
-            command_id, result = command.id, self._run(command)
+            self.execute(command, text)
+
+    def execute(self, command: Command, text: str = "") -> str:
+        """Run a request from any sender (/control/command, the stock DeepRacer services) through the one
+        state machine; the result ("ok" or the reason it was refused) is returned and answered on /diagnostics."""
+        result = self._run(command)
+        self._answer(text or f"{command.name}{list(command.args)}", command.id, result)
+        return result
+
+    def _answer(self, text: str, command_id: str, result: str) -> None:
         log.info("command %s: %s", text, result)
         self.answer = (KeyValue("command_id", command_id), KeyValue("command_result", result))
         self.publish_diagnostics()
