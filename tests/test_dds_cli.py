@@ -39,6 +39,9 @@ def test_bad_input_is_a_clear_error(args, reason):
     (["node", "actuator", "--model", "m", "--autostart"],
      "racer node actuator: --model and --autostart are not for the actuator node; leave them out"),
     (["node", "policy", "--sim-rate", "2"], "racer node policy: --sim-rate is not for the policy node; leave it out"),
+    (["node", "camera", "--state-dir", "s"], "racer node camera: --state-dir is not for the camera node; leave it out"),
+    (["node", "policy", "--calibration", "c.json", "--state-dir", "s"],
+     "racer node policy: --calibration is not for the policy node; leave it out"),
 ])
 def test_an_option_another_node_uses_is_refused(args, reason):
     proc = racer(*args)

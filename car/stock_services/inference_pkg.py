@@ -20,7 +20,7 @@ from car.clock import Clock
 from car.console.errors import ApiError
 from car.console.models import ModelStore
 from car.control.commands import command_json
-from car.control.deepracer_services import DONE, LOADING_KEY, MODEL_STATUS, PACKAGE, REFUSED, ServiceBus
+from car.stock_services.ctrl_pkg import DONE, LOADING_KEY, MODEL_STATUS, PACKAGE, REFUSED, ServiceBus
 from car.messages import DIAGNOSTICS_TOPIC, OK, WARN, DiagnosticArray, DiagnosticStatus, Header, KeyValue, Time
 from car.policy.core import PolicyCore
 from car.transport.wire import COMMAND_TOPIC

@@ -39,7 +39,7 @@ SERVICE_TYPES = {  # /ctrl_pkg/<name>: its type in PACKAGE
 }
 CAL_TYPES = ("servo", "motor")  # cal_type 0, 1: the fields of a calibration.json Calibration
 DONE, REFUSED = 0, 1
-# What the policy node reports on /diagnostics about its model (car.policy.load_service).
+# What the policy node reports on /diagnostics about its model (car.stock_services.inference_pkg).
 MODEL_STATUS = "policy/model"
 LOADING_KEY = "model_loading_status"
 

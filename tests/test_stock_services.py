@@ -11,7 +11,7 @@ import pytest
 import calibration.servo as servo
 from car.clock import SimClock
 from car.control.commands import CommandError
-from car.control.deepracer_services import (LOADING_KEY, MODEL_STATUS, ControlServices, autonomous_throttle,
+from car.stock_services.ctrl_pkg import (LOADING_KEY, MODEL_STATUS, ControlServices, autonomous_throttle,
                                             car_cal, cal_type, ctrl_modes, enable_state, updated_calibration,
                                             vehicle_state)
 from car.graph.multiprocess import ControlProcess
@@ -20,7 +20,7 @@ from car.messages import (DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, Diagnost
 from car.policy.bundle import load_bundle
 from car.policy.core import PolicyCore
 from car.policy.inference import Policy
-from car.policy.load_service import LOAD_MODEL, MODEL_STATE, ModelLoadService, model_folder
+from car.stock_services.inference_pkg import LOAD_MODEL, MODEL_STATE, ModelLoadService, model_folder
 from car.transport.local import LocalBus
 from car.transport.wire import COMMAND_TOPIC
 
