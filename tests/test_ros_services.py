@@ -133,8 +133,12 @@ def test_a_stock_client_drives_calibrates_and_loads_a_model(tmp_path):
 
             # a model load while driving stops the car, and it stays stopped until enabled again
             loaded_at = time.monotonic()
-            assert client.call("/inference_pkg/load_model", artifact_path=str(state / "models" / "second"),
-                               task_type=0, pre_process_type=1, action_space_type=2).error == 0
+            load = client.clients["/inference_pkg/load_model"].call_async(srv.LoadModelSrv.Request(
+                artifact_path=str(state / "models" / "second"), task_type=0, pre_process_type=1, action_space_type=2))
+            seen = []
+            while not load.done():  # what a stock console polls meanwhile
+                seen.append(client.call("/ctrl_pkg/is_model_loading").model_loading_status)
+            assert load.result().error == 0 and "loading" in seen, seen
             wait_for(lambda: client.value("control", "running", loaded_at) == "false", 10, "control to stop")
             wait_for(lambda: client.value("policy/model", "model", loaded_at) == "second", 10, "the policy's report")
             assert client.call("/ctrl_pkg/is_model_loading").model_loading_status == "loaded"
@@ -179,6 +183,14 @@ def test_a_stock_client_drives_calibrates_and_loads_a_model(tmp_path):
             assert client.call("/ctrl_pkg/vehicle_state", state=5).error == 1
             assert client.call("/inference_pkg/load_model", artifact_path="/etc").error == 1
             assert client.call("/ctrl_pkg/model_state", model_name="no-such-model").error == 1
+            shutil.copytree(driving_model(), state / "models" / "broken")
+            (state / "models" / "broken" / "model.bin").write_bytes(b"not weights")
+            (state / "models" / "broken" / "model.onnx").unlink(missing_ok=True)
+            assert client.call("/ctrl_pkg/model_state", model_name="broken").error == 1
+            status = lambda: client.call("/ctrl_pkg/is_model_loading").model_loading_status  # noqa: E731
+            wait_for(lambda: status() == "error", 10, "the failed load to be reported")
+            assert client.call("/ctrl_pkg/model_state", model_name="second").error == 0  # the stock console's flow
+            wait_for(lambda: status() == "loaded", 10, "the load to be reported")
             assert client.value("control", "mode") == "calibration"
         finally:
             client.close()

@@ -15,7 +15,7 @@ from car.stock_services.ctrl_pkg import (LOADING_KEY, MODEL_STATUS, ControlServi
                                             car_cal, cal_type, ctrl_modes, enable_state, updated_calibration,
                                             vehicle_state)
 from car.graph.multiprocess import ControlProcess
-from car.messages import (DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, DiagnosticArray,
+from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, DiagnosticArray,
                           DiagnosticStatus, Header, KeyValue, Time, drive_msg)
 from car.policy.bundle import load_bundle
 from car.policy.core import PolicyCore
@@ -203,6 +203,17 @@ def test_an_enable_after_an_emergency_stop_is_the_users_start(car):
     bus.call("/ctrl_pkg/enable_state", is_active=True)
     drive_on_policy(bus, clock)
     assert drives[-1].drive.speed > 0
+
+
+def test_an_enable_is_refused_while_a_fault_is_present(car):
+    bus, clock, control, drives, diagnostics, _ = car
+    bus.call("/ctrl_pkg/vehicle_state", state=1)
+    bus.publisher(CAMERA_TOPIC)(object())  # the camera's first frame arms its watchdog ...
+    clock.set(clock.now() + 1.0)  # ... and then none for a second
+    assert bus.call("/ctrl_pkg/enable_state", is_active=True) == {"error": 1}
+    assert last_answer(diagnostics)[1].startswith("cannot start: camera stale")
+    drive_on_policy(bus, clock)
+    assert drives[-1].drive.speed == 0.0 and not control.core.state.running
 
 
 @pytest.mark.parametrize("throttle", [1.5, -0.1, math.nan, math.inf])
