@@ -20,7 +20,8 @@ from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_T
 from car.policy.bundle import load_bundle
 from car.policy.core import PolicyCore
 from car.policy.inference import Policy
-from car.stock_services.inference_pkg import LOAD_MODEL, MODEL_STATE, ModelLoadService, model_folder
+from car.stock_services.inference_pkg import (LOAD_MODEL, MODEL_STATE, ModelLoadService, model_folder,
+                                             named_folder)
 from car.transport.local import LocalBus
 from car.transport.wire import COMMAND_TOPIC
 
@@ -293,6 +294,10 @@ def test_model_folder_is_a_folder_under_models_and_nothing_else(tmp_path):
     for bad in ("", "  ", str(models), "../outside", "/etc/passwd", str(models / "link"), "fast/../..", None, 3):
         with pytest.raises(ValueError):
             model_folder(bad, models)
+    assert named_folder("fast", models) == "fast"
+    for bad in ("fast/model.xml", str(models / "fast"), "..", ""):
+        with pytest.raises(ValueError):
+            named_folder(bad, models)
 
 
 @pytest.fixture

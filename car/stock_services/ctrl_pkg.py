@@ -122,6 +122,8 @@ class ServiceBus(Protocol):
 
     def publisher(self, topic: str) -> Callable[[Any], None]: ...
 
+    def timer(self, period_s: float, callback: Callable[[], None], clock: Any) -> None: ...
+
 
 class ControlProcessLike(Protocol):
     """What the services need of `car.graph.multiprocess.ControlProcess`."""
@@ -150,7 +152,7 @@ class ControlServices:
             bus.serve(f"/ctrl_pkg/{name}", f"{PACKAGE}/{SERVICE_TYPES[name]}", handler)
         bus.subscribe(DIAGNOSTICS_TOPIC, self._on_diagnostics)
 
-    def _command(self, name: str, mapping: Callable[[dict[str, Any]], Command]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def _command(self, name: str, mapping: Callable[[dict[str, Any]], Command]) -> Callable[[dict[str, Any]], dict]:
         """The service `name` as a command through control, its id the service's name (on /diagnostics)."""
         def handle(request: dict[str, Any]) -> dict[str, Any]:
             try:

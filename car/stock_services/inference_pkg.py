@@ -19,16 +19,18 @@ from typing import Any
 from car.clock import Clock
 from car.console.errors import ApiError
 from car.console.models import ModelStore
+from car.console.state import StateDir
 from car.control.commands import command_json
-from car.stock_services.ctrl_pkg import DONE, LOADING_KEY, MODEL_STATUS, PACKAGE, REFUSED, ServiceBus
 from car.messages import DIAGNOSTICS_TOPIC, OK, WARN, DiagnosticArray, DiagnosticStatus, Header, KeyValue, Time
 from car.policy.core import PolicyCore
+from car.stock_services.ctrl_pkg import DONE, LOADING_KEY, MODEL_STATUS, PACKAGE, REFUSED, ServiceBus
 from car.transport.wire import COMMAND_TOPIC
 
 log = logging.getLogger("racer.services")
 
 LOAD_MODEL = "/inference_pkg/load_model"
 MODEL_STATE = "/ctrl_pkg/model_state"
+REPORT_PERIOD_S = 1.0
 
 
 def model_folder(artifact_path: Any, models: Path) -> str:
@@ -43,11 +45,17 @@ def model_folder(artifact_path: Any, models: Path) -> str:
     return path.relative_to(root).parts[0]
 
 
+def named_folder(model_name: Any, models: Path) -> str:
+    """ModelStateSrv's `model_name`: one folder under `models`, by its name alone; ValueError otherwise."""
+    if isinstance(model_name, str) and "/" in model_name:
+        raise ValueError(f"model_name {model_name!r} must be a folder name, not a path")
+    return model_folder(model_name, models)
+
+
 class ModelLoadService:
     """Serves both load services for a policy node on `bus`; models and their compile cache live in `state_dir`."""
 
     def __init__(self, bus: ServiceBus, clock: Clock, core: PolicyCore, state_dir: Path):
-        from car.console.state import StateDir
         state = StateDir(state_dir)
         self.models = state.models
         self.store = ModelStore(state.models, state.cache)
@@ -55,10 +63,11 @@ class ModelLoadService:
         self.status, self.model, self.reason = "loaded", "", ""
         self._command = bus.publisher(COMMAND_TOPIC)
         self._diagnostics = bus.publisher(DIAGNOSTICS_TOPIC)
-        bus.serve(LOAD_MODEL, f"{PACKAGE}/LoadModelSrv", self._handler(lambda r: model_folder(r["artifact_path"],
-                                                                                                self.models)))
-        bus.serve(MODEL_STATE, f"{PACKAGE}/ModelStateSrv", self._handler(lambda r: model_folder(r["model_name"],
-                                                                                               self.models)))
+        bus.serve(LOAD_MODEL, f"{PACKAGE}/LoadModelSrv",
+                  self._handler(lambda r: model_folder(r["artifact_path"], self.models)))
+        bus.serve(MODEL_STATE, f"{PACKAGE}/ModelStateSrv",
+                  self._handler(lambda r: named_folder(r["model_name"], self.models)))
+        bus.timer(REPORT_PERIOD_S, self.publish_diagnostics, clock)  # a restarted control node learns it too
 
     def _handler(self, folder_of: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], dict[str, int]]:
         def handle(request: dict[str, Any]) -> dict[str, int]:

@@ -64,9 +64,12 @@ def _message_class(wire: WireType) -> type:
 
 
 def _fields(msg: Any) -> dict[str, Any]:
-    """A generated request's fields as plain Python values (arrays as lists)."""
-    return {name: list(value) if not isinstance(value, (str, bytes)) and hasattr(value, "__len__") else value
-            for name, value in ((n, getattr(msg, n)) for n in msg.get_fields_and_field_types())}
+    """A generated request's fields as plain Python values (its arrays, array.array or numpy, as lists)."""
+    fields = {}
+    for name in msg.get_fields_and_field_types():
+        value = getattr(msg, name)
+        fields[name] = value if isinstance(value, (bool, int, float, str, bytes)) else list(value)
+    return fields
 
 
 # The nodes read their parameters from the YAML file and log through Python's logging, so the parameter
