@@ -1,6 +1,9 @@
 """A client written for the stock DeepRacer (plain rclpy and deepracer_interfaces_pkg, nothing of racer's transport)
 drives, calibrates and loads a model into a simulated racer car: `racer car --transport ros --sim TRACK` as real
-processes, the client in the test process, all on a private loopback domain."""
+processes, the client in the test process, all on a private loopback domain. The safety rules hold for it as for
+the console: the car moves only after an enable, stops on disable, a model load and a control node killed by
+SIGKILL (and waits for the next enable), and calibrates only from stopped, within range."""
+import os
 import shutil
 import signal
 import subprocess
@@ -103,6 +106,15 @@ def drives_again(client: StockClient, rise: float, timeout_s: float) -> None:
     wait_for(moved, timeout_s, f"the car's progress to rise by {rise}")
 
 
+def node_pid(parent: int, name: str) -> int:
+    """The pid of `racer node NAME` among `parent`'s children."""
+    for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+        argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if b"node" in argv and argv[argv.index(b"node") + 1] == name.encode():
+            return int(child)
+    raise AssertionError(f"no {name} node under {parent}")
+
+
 def test_a_stock_client_drives_calibrates_and_loads_a_model(tmp_path):
     state = tmp_path / "state"
     shutil.copytree(driving_model(), state / "models" / "second")
@@ -150,6 +162,21 @@ def test_a_stock_client_drives_calibrates_and_loads_a_model(tmp_path):
             assert client.progress() <= held + 0.1 and float(client.value("simulator", "speed")) < 0.05
             assert client.value("control", "running") == "false"
             drives_again(client, 3.0, 120)  # the new model drives once the user enables it
+
+            # control killed while driving: the restarted node answers the services again, and the car waits
+            killed_at = time.monotonic()
+            os.kill(node_pid(car.pid, "control"), signal.SIGKILL)
+            wait_for(lambda: client.value("supervisor/control", "restarts", killed_at) not in (None, "0"), 30,
+                     "the supervisor to restart control")
+            restarted_at = time.monotonic()  # the new node takes seconds to start: what control says now is its
+            wait_for(lambda: client.value("control", "mode", restarted_at) is not None, 60, "the new control node")
+            assert client.call("/ctrl_pkg/get_ctrl_modes").error == 0
+            assert client.value("control", "running", restarted_at) == "false"
+            quiet_since = time.monotonic()
+            time.sleep(1.0)
+            assert all(speed == 0.0 for _, speed, _ in client.drives_since(quiet_since))
+            assert client.call("/ctrl_pkg/vehicle_state", state=1).error == 0
+            drives_again(client, 3.0, 120)
 
             # disable: /drive at neutral within the bound, and it stays there
             assert any(speed > 0 for _, speed, _ in client.drives_since(time.monotonic() - 0.5))
