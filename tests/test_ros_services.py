@@ -206,7 +206,10 @@ def test_a_stock_client_drives_calibrates_and_loads_a_model(tmp_path):
             # the speed limit, and requests that name nothing
             assert client.call("/ctrl_pkg/autonomous_throttle", throttle=0.75).error == 0
             assert client.call("/ctrl_pkg/autonomous_throttle", throttle=1.5).error == 1
-            wait_for(lambda: client.value("control", "max_speed") == "0.75", 10, "the new limit on /diagnostics")
+            wait_for(lambda: client.value("control", "command_result") == "max speed must be between 0 and 1, got 1.5",
+                     10, "the reason on /diagnostics")
+            assert client.value("control", "command_id") == "/ctrl_pkg/autonomous_throttle"
+            assert client.value("control", "max_speed") == "0.75"
             assert client.call("/ctrl_pkg/vehicle_state", state=5).error == 1
             assert client.call("/inference_pkg/load_model", artifact_path="/etc").error == 1
             assert client.call("/ctrl_pkg/model_state", model_name="no-such-model").error == 1
@@ -225,3 +228,8 @@ def test_a_stock_client_drives_calibrates_and_loads_a_model(tmp_path):
             code = car.wait(timeout=60)
     text = log.read_text()
     assert code == 0 and "Traceback" not in text, text[-3000:]
+    assert "/ctrl_pkg/vehicle_state {'state': 5} refused: unknown state 5; expected 0 manual, 1 autonomous or " \
+           "2 calibration" in text  # the reason a stock client's error 1 has, in the car's log
+    assert "/ctrl_pkg/set_car_cal {'cal_type': 0, 'max': 1800000, 'mid': 1450000, 'min': 1100000, 'polarity': 1} " \
+           "refused: set_car_cal needs calibration mode" in text
+    assert "Calibration.Motor.max: 2900000 ns is outside 500000..2500000 ns" in text

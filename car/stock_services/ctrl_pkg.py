@@ -144,8 +144,8 @@ class ControlServices:
         for name, handler in (("vehicle_state", self._command("vehicle_state", vehicle_state)),
                               ("enable_state", self._command("enable_state", enable_state)),
                               ("autonomous_throttle", self._command("autonomous_throttle", autonomous_throttle)),
-                              ("get_car_cal", self._refusable(lambda r: car_cal(self.calibration, r))),
-                              ("set_car_cal", self._refusable(self.set_car_cal)),
+                              ("get_car_cal", self._refusable("get_car_cal", lambda r: car_cal(self.calibration, r))),
+                              ("set_car_cal", self._refusable("set_car_cal", self.set_car_cal)),
                               ("get_ctrl_modes", lambda r: ctrl_modes()),
                               ("is_model_loading", lambda r: {"model_loading_status": self.model_loading,
                                                               "error": DONE})):
@@ -164,12 +164,13 @@ class ControlServices:
         return handle
 
     @staticmethod
-    def _refusable(handler: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def _refusable(name: str, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict]:
+        """The service `name`'s handler, with a refusal (and its reason in the log) for any bad request."""
         def handle(request: dict[str, Any]) -> dict[str, Any]:
             try:
                 return handler(request)
             except (ValueError, OSError) as exc:  # CommandError, CalibrationError, a state dir that cannot be written
-                log.info("service request %s refused: %s", request, exc)
+                log.info("/ctrl_pkg/%s %s refused: %s", name, request, exc)
                 return {"error": REFUSED}
         return handle
 
