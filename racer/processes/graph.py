@@ -64,7 +64,9 @@ def run_graph(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> in
     from racer.processes.node import car_calibration, open_node_driver
 
     specs = graph_specs(args, params)
-    if not args.sim:  # the actuator node resolves it too; a bad file must stop the start, not loop restarts
+    # The actuator node (and on ros the control node, for get/set_car_cal) resolves it too; a bad file must
+    # stop the start, not loop restarts.
+    if not args.sim or args.transport == "ros":
         car_calibration(args, params)
     bus = open_bus(args.transport, "supervisor")
     # The link to the simulated car is made now, so DDS has matched it long before it is needed.
