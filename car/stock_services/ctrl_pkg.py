@@ -2,7 +2,7 @@
 and tools written for the stock car drive a racer car.
 
 Each mode, start/stop or speed request becomes the `car.control.commands.Command` that /control/command
-would carry and runs through control's one request path (`ControlProcess.execute`): every rule of the
+would carry and runs through control's one request path (`ControlProcess.request`): every rule of the
 state machine applies, and the answer appears on /diagnostics as for any other sender. The calibration
 is control's (it owns what the actuator applies): read and set here, in calibration mode only.
 
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from car.control.commands import Command, CommandError
 from car.control.modes import Mode
-from car.messages import DIAGNOSTICS_TOPIC, DiagnosticArray
+from car.messages import DIAGNOSTICS_TOPIC, DiagnosticArray, KeyValue
 
 log = logging.getLogger("racer.services")
 
@@ -126,11 +126,15 @@ class ServiceBus(Protocol):
 
 
 class ControlProcessLike(Protocol):
-    """What the services need of `car.graph.multiprocess.ControlProcess`."""
+    """What the services need of `car.graph.multiprocess.ControlProcess`: its one request path and its answer
+    on /diagnostics (`answer`, the command_id and command_result values it publishes)."""
 
     core: Any
+    answer: tuple[KeyValue, ...]
 
-    def execute(self, command: Command) -> str: ...
+    def request(self, name: str, *args: Any) -> str: ...
+
+    def publish_diagnostics(self) -> None: ...
 
 
 class ControlServices:
@@ -153,14 +157,18 @@ class ControlServices:
         bus.subscribe(DIAGNOSTICS_TOPIC, self._on_diagnostics)
 
     def _command(self, name: str, mapping: Callable[[dict[str, Any]], Command]) -> Callable[[dict[str, Any]], dict]:
-        """The service `name` as a command through control, its id the service's name (on /diagnostics)."""
+        """The service `name` as a command through control, answered on /diagnostics with the service's name as id."""
         def handle(request: dict[str, Any]) -> dict[str, Any]:
             try:
                 command = mapping(request)
             except CommandError as exc:
                 log.info("/ctrl_pkg/%s %s refused: %s", name, request, exc)
                 return answer(str(exc))
-            return answer(self.control.execute(dataclasses.replace(command, id=f"/ctrl_pkg/{name}")))
+            result = self.control.request(command.name, *command.args)
+            log.info("/ctrl_pkg/%s %s: %s", name, request, result)
+            self.control.answer = (KeyValue("command_id", f"/ctrl_pkg/{name}"), KeyValue("command_result", result))
+            self.control.publish_diagnostics()
+            return answer(result)
         return handle
 
     @staticmethod
