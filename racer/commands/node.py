@@ -20,8 +20,9 @@ NODE_NAMES = ("sim", "camera", "policy", "control", "actuator", "recorder")
 NODE_OPTIONS = {
     "sim": {"track": ("--track", None), "sim_rate": ("--sim-rate", 1.0)},
     "camera": {"camera": ("--camera", None)},
-    "policy": {"model": ("--model", None)},
-    "control": {"autostart": ("--autostart", False)},
+    "policy": {"model": ("--model", None), "state_dir": ("--state-dir", None)},
+    "control": {"autostart": ("--autostart", False), "calibration": ("--calibration", None),
+                "state_dir": ("--state-dir", None)},
     "actuator": {"actuator": ("--actuator", None), "calibration": ("--calibration", None),
                  "state_dir": ("--state-dir", None)},
     "recorder": {"record": ("--record", None)},
@@ -43,8 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sim: simulated seconds per wall second")
     p.add_argument("--camera", metavar="SPEC", help="camera: source spec (default: camera.source)")
     p.add_argument("--actuator", metavar="SPEC", help="actuator: driver spec (default: actuator.spec)")
-    p.add_argument("--calibration", type=Path, help="actuator: DeepRacer calibration.json")
-    p.add_argument("--state-dir", type=Path, help="actuator: the car's state dir, whose calibration.json wins")
+    p.add_argument("--calibration", type=Path, help="actuator, control: DeepRacer calibration.json")
+    p.add_argument("--state-dir", type=Path, help="actuator, control: the car's state dir, whose calibration.json "
+                                                  "wins; policy: its models (the load services on ros)")
     p.add_argument("--model", type=Path, help="policy: model bundle (default: policy.model, else the bundled model)")
     p.add_argument("--autostart", action="store_true", help="control: start in autonomous mode (simulator only)")
     p.add_argument("--record", type=Path, metavar="DIR", help="recorder: directory for the bag")
@@ -64,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
     die_with_parent()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
-    unused = [flag for name, options in NODE_OPTIONS.items() if name != args.name
-              for dest, (flag, default) in options.items() if getattr(args, dest) != default]
+    own = NODE_OPTIONS.get(args.name, {})
+    unused = list(dict.fromkeys(flag for options in NODE_OPTIONS.values() for dest, (flag, default) in options.items()
+                                if dest not in own and getattr(args, dest) != default))
     if unused:
         return fail(f"node {args.name}", f"{' and '.join(unused)} {'is' if len(unused) == 1 else 'are'} not "
                                          f"for the {args.name} node; leave {'it' if len(unused) == 1 else 'them'} out")
