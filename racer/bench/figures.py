@@ -96,7 +96,7 @@ class _TimedDriver:
 def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
     """Camera frame in -> actuator command out through the in-process car stack with a bundle."""
     from car.clock import SimClock
-    from car.graph.stack import LocalStack
+    from car.graph.stack import CarGraph
     from car.policy.bundle import load_bundle
     from car.policy.inference import Policy
     from sim2real.sim.track import Track
@@ -121,16 +121,16 @@ def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
 
     with load_bundle(model_path) as bundle:
         driver = _TimedDriver()
-        stack = LocalStack(clock, Source(), driver, Policy(bundle).model())
-        stack.control.command(stack.control.core.set_mode, "autonomous")
-        stack.control.command(stack.control.core.start)
+        graph = CarGraph(clock, Source(), driver, Policy(bundle).model())
+        graph.control.request("set_mode", "autonomous")
+        graph.control.request("start")
         samples = []
         for i in range(frames + 30):
             clock.set(i / 15.0)
-            stack.camera.spin_once()
+            graph.camera.node.spin_once()
             if i >= 30:
                 samples.append(driver.last - start["t"])
-        stack.close()
+        graph.close()
     return percentiles(samples)
 
 

@@ -152,38 +152,47 @@ def bench_flood(model_path: Any) -> dict[str, Any]:
     from car.console.state import StateDir
     from car.policy.bundle import load_bundle
     from car.policy.inference import Policy
-    from sim2real.drive import sim_runtime
-    from sim2real.sim.adapters import SimActuator
+    from racer.processes.local import sim_car
     from sim2real.sim.track import Track
-    from sim2real.sim.world import Simulator
 
-    class Outputs(SimActuator):
-        command = (0.0, 0.0)
+    class Outputs:
+        """The simulated car's actuator driver, remembering the last command."""
+
+        def __init__(self, driver: Any) -> None:
+            self.driver, self.command = driver, (0.0, 0.0)
 
         def set(self, steering: float, throttle: float) -> None:
-            super().set(steering, throttle)
+            self.driver.set(steering, throttle)
             self.command = (steering, throttle)
 
         def neutral(self) -> None:
-            super().neutral()
+            self.driver.neutral()
             self.command = (0.0, 0.0)
+
+        def close(self) -> None:
+            self.neutral()
 
     password = "bench-flood-password"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         bundle = load_bundle(model_path)
-        sim = Simulator(Track.load("reinvent_base"))
-        outputs = Outputs(sim)
-        runtime = sim_runtime(sim, Policy(bundle, root / "cache").model(), driver=outputs)
+        outputs: list[Outputs] = []
+
+        def record(driver: Any) -> Outputs:
+            outputs.append(Outputs(driver))
+            return outputs[0]
+
+        car = sim_car(Track.load("reinvent_base"), Policy(bundle, root / "cache").model(), {}, bundle.name,
+                      wrap_driver=record)
         state = StateDir(root / "state")
         set_password(state, password)
-        server = start_console(ConsoleOptions("127.0.0.1", 0, state.root, advertise=False), runtime, bundle.name,
-                               servo)
-        runtime.start()
+        server = start_console(ConsoleOptions("127.0.0.1", 0, state.root, advertise=False), car.bus, car.graph.clock,
+                               {}, bundle.name, servo)
+        car.closers.append(server.stop)
+        car.start()
         try:
             client = CarClient(CarAddress.parse(server.url), lambda: password, lambda _: None,
                                KnownCars(root / "cars.json"))
-            return run_flood(client, server.url, password, lambda: outputs.command != (0.0, 0.0)).to_json()
+            return run_flood(client, server.url, password, lambda: outputs[0].command != (0.0, 0.0)).to_json()
         finally:
-            runtime.stop()
-            server.stop()
+            car.stop()

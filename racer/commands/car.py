@@ -87,7 +87,7 @@ def argument_problem(args: argparse.Namespace, params: dict[str, dict[str, Any]]
 def run(args: argparse.Namespace) -> int:
     from car.config import load_params
     from racer.processes.local import build_local, local_recorder
-    from racer.processes.node import car_calibration
+    from racer.processes.calibration import car_calibration
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
@@ -106,26 +106,21 @@ def run(args: argparse.Namespace) -> int:
         params = load_params(args.config)
         # Resolved before any device is opened: a bad file stops the start with nothing written.
         calibration = car_calibration(args, params)
-        stack, runtime, bundle = build_local(args, params, calibration.calibration, stop)
+        car, bundle = build_local(args, params, calibration.calibration)
     except (ValueError, OSError, RuntimeError) as exc:
         return fail("car", str(exc))
     try:
-        recorder = local_recorder(args, stack)
+        local_recorder(args, car)
         if args.console:
             from racer.processes.console import start_car_console
-            start_car_console(args, params, runtime, bundle.name, calibration, model_path=bundle.source)
+            server = start_car_console(args, params, car.bus, car.graph.clock, bundle.name, calibration,
+                                       model_path=bundle.source)
+            car.closers.insert(0, server.stop)
     except (ValueError, OSError, RuntimeError) as exc:
-        runtime.stop()  # the camera thread and the actuator's process end (at neutral) before this one does
+        car.stop()  # the camera thread and the actuator's process end (at neutral) before this one does
         return fail("car", str(exc))
     logging.getLogger("racer.car").info("model %s, %s", bundle.name, f"simulator {args.sim}" if args.sim else "hardware")
-    if args.autostart:
-        runtime.command("set_mode", "autonomous")
-        runtime.command("start")
-    try:
-        runtime.run_until_signal(args.duration)
-    finally:
-        if recorder is not None:
-            runtime.call(recorder.close)
+    car.run_until_signal(args.duration, stop)
     return 0
 
 
@@ -134,8 +129,6 @@ def _run_graph(args: argparse.Namespace) -> int:
     from car.config import load_params
     from racer.processes.graph import run_graph
 
-    if args.console:
-        return fail("car", "--console runs with --transport local for now")
     try:
         return run_graph(args, load_params(args.config))
     except (ValueError, OSError, RuntimeError) as exc:

@@ -103,68 +103,64 @@ def _finish(args: argparse.Namespace, result, model_name: str, interrupted: bool
 
 
 class _LapReporter:
-    """Wraps the simulator for the real-time runtime: prints laps; after N of them (or a failed one)
-    calls `done` once and stops counting, so the summary is the run the user asked for."""
+    """Watches the simulator's steps: prints laps; after N of them (or a failed one) calls `done` once
+    and stops counting, so the summary is the run the user asked for."""
 
-    def __init__(self, sim, laps: int, done) -> None:
+    def __init__(self, track_name: str, laps: int, done) -> None:
         from sim2real.drive import DriveResult, LapCounter
 
-        self.sim, self.laps, self.done = sim, laps, done
-        self.dt = sim.dt
-        self.result = DriveResult(sim.track.name)
-        self.counter = LapCounter(self.result, sim.time)
+        self.laps, self.done = laps, done
+        self.result = DriveResult(track_name)
+        self.counter = LapCounter(self.result, 0.0)
         self.finished = False
 
-    def step(self):
-        info = self.sim.step()
+    def observe(self, info) -> None:
         if self.finished:
-            return info
+            return
         lap = self.counter.observe(info)
         if lap is not None:
             _print_lap(len(self.result.laps), lap)
             if not lap.completed or (self.laps and len(self.result.laps) >= self.laps):
                 self.finished = True
                 self.done()
-        return info
 
 
 def run_live(args: argparse.Namespace, track, bundle) -> int:
-    """Real time through the same runtime as `racer car --sim`, with the console on loopback. After the
+    """Real time through the same nodes as `racer car --sim`, with the console on loopback. After the
     laps the car stops and the console stays up until Ctrl-C; without a console the demo ends."""
-    import threading
-
     from car.config import load_params
+    from car.control.commands import command_json
     from car.policy.inference import Policy
-    from sim2real.drive import sim_runtime
-    from sim2real.sim.world import Simulator
+    from car.transport.wire import COMMAND_TOPIC
+    from racer.processes.local import sim_car
 
     params = load_params()
-    sim = Simulator(track)
-    stop = threading.Event()
     console = args.console != "off"
 
-    def laps_done() -> None:  # called in the simulation loop, which holds the runtime's (re-entrant) lock
+    def laps_done() -> None:  # on the car's executor, after a simulator step
         if not console:
-            stop.set()
+            car.bus.stop()
             return
-        runtime.command("stop")
+        request(command_json("stop"))
         print(f"racer demo: laps done, car stopped; the console stays on http://{args.console}/ "
               "(drive it from there; Ctrl-C to end)", file=sys.stderr, flush=True)
 
-    reporter = _LapReporter(sim, args.laps, laps_done)
-    runtime = sim_runtime(sim, Policy(bundle).model(), params, stepper=reporter, stop=stop)
+    reporter = _LapReporter(track.name, args.laps, laps_done)
+    car = sim_car(track, Policy(bundle).model(), params, bundle.name, on_step=reporter.observe)
+    request = car.bus.publisher(COMMAND_TOPIC)  # the demo asks control as the console does
     if console:
-        started = _start_console(args, params, runtime, bundle)
+        started = _start_console(args, params, car, bundle)
         if started:
+            car.stop()
             return started
-    runtime.call(runtime.stack.control.core.set_max_speed, args.max_speed)
-    runtime.command("set_mode", "autonomous")
-    runtime.command("start")
-    runtime.run_until_signal()
+    for command in (command_json("set_max_speed", value=args.max_speed), command_json("set_mode", mode="autonomous"),
+                    command_json("start")):
+        request(command)
+    car.run_until_signal()
     return _finish(args, reporter.result, bundle.name, interrupted=not reporter.finished)
 
 
-def _start_console(args: argparse.Namespace, params, runtime, bundle) -> int:
+def _start_console(args: argparse.Namespace, params, car, bundle) -> int:
     """Start the demo's console; 0, or the exit code of a one-line error (a busy port says what to do)."""
     from car.console.auth import first_password_file
     from car.console.server import parse_address
@@ -178,7 +174,9 @@ def _start_console(args: argparse.Namespace, params, runtime, bundle) -> int:
         if _in_use(*parse_address(args.console)):  # before the console makes a password it could not show
             return fail("demo", f"console not started: {args.console} is in use (another racer demo?); "
                                 "pass --console 127.0.0.1:8081, or --console off", 1)
-        start_car_console(console_args, params, runtime, bundle.name, model_path=bundle.source)
+        server = start_car_console(console_args, params, car.bus, car.graph.clock, bundle.name,
+                                   model_path=bundle.source)
+        car.closers.append(server.stop)
     except OSError as exc:
         return fail("demo", f"console not started: {exc}", 1)
     except ValueError as exc:

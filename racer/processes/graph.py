@@ -54,6 +54,11 @@ def graph_specs(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> 
     ]
     if args.record:
         specs.append(ProcessSpec("recorder", node_argv("recorder", args, "--record", str(args.record))))
+    if args.console:
+        names = [arg for name in args.console_name for arg in ("--console-name", name)]
+        specs.append(ProcessSpec("console", node_argv(
+            "console", args, "--console", args.console, *names, *_option("--model", args.model),
+            *_option("--calibration", args.calibration), *_option("--state-dir", args.state_dir))))
     return specs
 
 
@@ -61,7 +66,8 @@ def run_graph(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> in
     """Supervise the graph until SIGTERM/SIGINT; every node ends at neutral on its own signal."""
     from car.transport import open_bus
     from car.transport.dds import cyclone_environment
-    from racer.processes.node import car_calibration, open_node_driver
+    from racer.processes.calibration import car_calibration
+    from racer.processes.node import open_node_driver
 
     specs = graph_specs(args, params)
     if not args.sim:  # the actuator node resolves it too; a bad file must stop the start, not loop restarts
