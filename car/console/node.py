@@ -229,4 +229,15 @@ class ConsoleNode:
             "camera": "connected" if self.camera_connected() else "not_connected",
             "battery_level": self.battery_level(),
             "domain_shift": self.domain_shift(),
+            "simulator": self.simulator(),
         }
+
+    def simulator(self) -> dict[str, Any] | None:
+        """The simulated car's lap (racer node sim's status), when the car is the simulator: progress in
+        percent of the lap, laps done, lap times (s), off track."""
+        status = self.diagnostics.get("simulator")
+        if status is None:
+            return None
+        times = status.value("lap_times") or ""
+        return {"progress": _float(status.value("progress")), "laps": int(status.value("laps") or 0),
+                "lap_times": [float(t) for t in times.split(",") if t], "off_track": status.value("off_track") == "true"}
