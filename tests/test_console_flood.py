@@ -17,15 +17,10 @@ from car.console.client import CarAddress, CarClient, KnownCars
 from calibration.servo import FACTORY_DEFAULT
 from hw.sysfs import PwmSysfsModel
 from racer.bench.flood import run_flood
+from dds_support import free_port
 from test_failsafe import NEUTRAL, bundle_dir, driving, images, maestro, wait_until  # noqa: F401  (fixtures)
 
 PASSWORD = "flood-test-password-7"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def limit_open_files() -> None:

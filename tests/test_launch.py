@@ -2,7 +2,6 @@
 node command lines it produces, run as launch_ros would run them, on real rclpy: the car drives."""
 import importlib.util
 import signal
-import socket
 import subprocess
 import sys
 import types
@@ -16,7 +15,7 @@ from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC
 from racer.cli import build_parser
 from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
-from tests.dds_support import Monitor, assert_it_drives, driving_model, loopback_domain, wait_for
+from tests.dds_support import Monitor, assert_it_drives, driving_model, free_port, loopback_domain, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "car.launch.py"
@@ -147,12 +146,6 @@ def run_nodes(lines: dict[str, list[str]], work: Path) -> dict[str, subprocess.P
         with open(work / f"{name}.log", "w") as log:
             procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     return procs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def console_answers(client: CarClient) -> bool:
