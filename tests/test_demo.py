@@ -65,7 +65,9 @@ def test_bench_reports_every_figure():
     for name in ("dds", "pipeline_multiprocess", "ros", "pipeline_multiprocess_ros"):
         assert 0 < report[name]["p50_ms"] <= report[name]["p99_ms"], report[name]
     safety = report["safety"]
-    assert 0 < safety["flood_neutral_ms"] and 0 < safety["flood_estop_ms"] and safety["flood_connections"] > 0
+    for transport in ("local", "dds", "ros"):  # the console on each, as `racer car --transport T --console` runs it
+        assert 0 < safety["flood_neutral_ms"][transport] and 0 < safety["flood_estop_ms"][transport], safety
+        assert safety["flood_connections"][transport] > 0
     assert isinstance(report["machine"], str) and report["machine"]
 
 

@@ -204,7 +204,7 @@ def bench_transports(model_path: Path, scale: float) -> dict[str, Any]:
 
 
 def run_bench(model_path: Path, quick: bool = False) -> dict[str, Any]:
-    from racer.bench.flood import bench_flood
+    from racer.bench.flood import bench_safety
     from sim2real.augment import bench_augment
 
     scale = 0.2 if quick else 1.0
@@ -215,6 +215,6 @@ def run_bench(model_path: Path, quick: bool = False) -> dict[str, Any]:
         "augment": bench_augment(seconds=2.0 * scale),
         "train": bench_train(frames=max(600, int(3000 * scale))),
         **bench_transports(model_path, scale),
-        "safety": bench_flood(model_path),
+        "safety": bench_safety(model_path),
         "machine": machine(),
     }
