@@ -36,6 +36,7 @@ def test_demo_two_laps_headless_json():
     (["--track", "Monaco"], "unknown track"),
     (["--model", "/nonexistent/model.tar.gz"], "/nonexistent/model.tar.gz"),
     (["--laps", "-1"], "--laps must be 0 or more"),
+    (["--transport", "dds"], "leave out --transport"),
 ])
 def test_demo_bad_input_is_a_clear_error(args, message):
     proc = racer("demo", "--headless", "--json", *args)
@@ -175,6 +176,21 @@ def test_live_demo_keeps_the_console_up_after_the_laps_until_ctrl_c(tmp_path):
         interrupt(proc)
     finally:
         proc.kill()
+
+
+@pytest.mark.parametrize("transport", ["dds", "ros"])
+def test_live_demo_drives_its_lap_on_a_process_per_node(transport):
+    """The same nodes as `racer car --transport T --sim`: the supervisor counts the simulator node's laps."""
+    if transport == "ros":
+        from tests import ros_support  # noqa: F401  (without `make ros` it says so)
+    from tests.dds_support import loopback_domain
+
+    with loopback_domain():
+        proc = racer("demo", "--laps", "1", "--json", "--console", "off", "--transport", transport, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert summary["completed_laps"] == 1 and summary["laps"][0]["off_track"] is False
+    assert "lap 1:" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_live_demo_on_a_busy_port_says_what_to_do(tmp_path):

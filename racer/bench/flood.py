@@ -64,7 +64,8 @@ def _drive(ws: Any, seconds: float) -> float:
 
 def _drive_again(ws: Any, driving: Callable[[], bool], tries: int = 5) -> None:
     """Re-arm and drive until the outputs move: on a loaded machine a latch for the silence just
-    measured (the console's deadman, control's own timeout) can land after the first re-arm."""
+    measured (the console's deadman, control's own timeout) can land after the first re-arm, and
+    across processes the first commands can go out before discovery matched the console to control."""
     for _ in range(tries):
         _drive(ws, 0.3)
         try:
@@ -123,8 +124,7 @@ def run_flood(client: CarClient, url: str, password: str, driving: Callable[[], 
     client.request("POST", "/api/drive_mode", {"drive_mode": "manual"})
     with client.websocket("/api/teleop") as ws:
         ws.recv(timeout=5)
-        _drive(ws, 0.3)
-        _wait(driving, 5.0, "the car to drive before the flood")
+        _drive_again(ws, driving)  # across processes the first commands may go out before discovery matched
         idle = _idle_connections(parts.hostname, parts.port, connections)
         burst, refused = _login_burst(url, logins, password)
         try:
@@ -218,10 +218,10 @@ def bench_flood(model_path: Path, transport: str = "local") -> dict[str, Any]:
     from car.console.client import CarAddress, KnownCars
     from car.console.state import StateDir
 
-    sent = {"throttle": 0.0}
+    sent = {"throttle": 0.0, "count": 0}
 
     def on_servo(msg: Any) -> None:
-        sent["throttle"] = msg.throttle
+        sent["throttle"], sent["count"] = msg.throttle, sent["count"] + 1
 
     with tempfile.TemporaryDirectory() as tmp:
         state = StateDir(Path(tmp) / "state").create()
@@ -230,7 +230,7 @@ def bench_flood(model_path: Path, transport: str = "local") -> dict[str, Any]:
             _graph_car(model_path, transport, state, on_servo)
         with car as url:
             client = CarClient(CarAddress.parse(url), lambda: PASSWORD, lambda _: None, KnownCars(Path(tmp) / "cars.json"))
-            _wait(lambda: _answering(client), CAR_START_S, f"the console on {transport}")
+            _wait(lambda: sent["count"] > 0 and _answering(client), CAR_START_S, f"the car and its console on {transport}")
             return run_flood(client, url, PASSWORD, lambda: sent["throttle"] != 0.0).to_json()
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from car.graph.supervisor import ProcessSpec, Supervisor
+from car.transport import NodeBus
 
 log = logging.getLogger("racer.car")
 
@@ -62,8 +64,10 @@ def graph_specs(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> 
     return specs
 
 
-def run_graph(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> int:
-    """Supervise the graph until SIGTERM/SIGINT; every node ends at neutral on its own signal."""
+def run_graph(args: argparse.Namespace, params: dict[str, dict[str, Any]],
+              watch: Callable[[NodeBus], None] | None = None) -> int:
+    """Supervise the graph until SIGTERM/SIGINT (or until `watch`, given the supervisor's bus before it spins,
+    stops the bus); every node ends at neutral on its own signal."""
     from car.transport import open_bus
     from car.transport.dds import cyclone_environment
     from racer.processes.calibration import car_calibration
@@ -88,5 +92,8 @@ def run_graph(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> in
 
     specs = [replace(s, on_exit=neutral_actuator) if s.name == "actuator" else s for s in specs]
     log.info("graph over %s: %s", args.transport, ", ".join(s.name for s in specs))
-    Supervisor(specs, bus, cyclone_environment()).run_until_signal(args.duration)
+    supervisor = Supervisor(specs, bus, cyclone_environment())
+    if watch is not None:
+        watch(bus)
+    supervisor.run_until_signal(args.duration)
     return 0

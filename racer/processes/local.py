@@ -21,7 +21,6 @@ from car.transport.local import LocalBus
 if TYPE_CHECKING:
     from calibration.servo import Calibration
     from racer.processes.sim_world import SimWorld
-    from sim2real.sim.world import StepInfo
 
 log = logging.getLogger("racer.car")
 
@@ -78,11 +77,9 @@ class LocalCar:
 
 
 def sim_car(track: Any, model: Any, params: dict[str, dict[str, Any]], model_name: str = "",
-            wrap_driver: Callable[[Any], Any] | None = None, on_step: Callable[[StepInfo], None] | None = None,
-            autostart: bool = False, sim_rate: float = 1.0) -> LocalCar:
-    """The car on the simulator world node, in real time (`sim_rate` simulated seconds per wall second).
-    `wrap_driver` wraps the sim-link actuator driver (tests record the outputs); `on_step` sees each
-    physics step after it ran."""
+            wrap_driver: Callable[[Any], Any] | None = None, autostart: bool = False) -> LocalCar:
+    """The car on the simulator world node, in real time. `wrap_driver` wraps the sim-link actuator
+    driver (tests record the outputs)."""
     from car.graph.simlink import SimLinkCamera, SimLinkDriver
     from racer.processes.sim_world import PHYSICS_HZ, SimWorld
 
@@ -90,12 +87,7 @@ def sim_car(track: Any, model: Any, params: dict[str, dict[str, Any]], model_nam
     world = SimWorld(bus, track, float(params.get("camera", {}).get("fps", 15.0)))
     clock = bus.node_clock(sim_time=True)
 
-    def step() -> None:
-        world.step()
-        if on_step is not None:
-            on_step(world.info)
-
-    bus.timer(1.0 / (PHYSICS_HZ * sim_rate), step, WallClock())
+    bus.timer(1.0 / PHYSICS_HZ, world.step, WallClock())
     driver = SimLinkDriver(bus)
     graph = CarGraph(clock, SimLinkCamera(bus), wrap_driver(driver) if wrap_driver else driver, model, params,
                      bus=bus, model_name=model_name, autostart=autostart)
