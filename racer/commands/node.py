@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     die_with_parent()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
-    unused = sorted({flag for name, options in NODE_OPTIONS.items() for dest, (flag, default) in options.items()
-                     if dest not in NODE_OPTIONS[args.name] and getattr(args, dest) != default})
+    unused = list(dict.fromkeys(flag for options in NODE_OPTIONS.values() for dest, (flag, default) in options.items()
+                                if dest not in NODE_OPTIONS[args.name] and getattr(args, dest) != default))
     if unused:
         return fail(f"node {args.name}", f"{' and '.join(unused)} {'is' if len(unused) == 1 else 'are'} not "
                                          f"for the {args.name} node; leave {'it' if len(unused) == 1 else 'them'} out")

@@ -57,6 +57,8 @@ def graph_specs(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> 
     if args.record:
         specs.append(ProcessSpec("recorder", node_argv("recorder", args, "--record", str(args.record))))
     if args.console:
+        from car.console.server import parse_address
+        parse_address(args.console)  # a malformed address is a one-line error, not a node that fails to start
         names = [arg for name in args.console_name for arg in ("--console-name", name)]
         specs.append(ProcessSpec("console", node_argv(
             "console", args, "--console", args.console, *names, *_option("--model", args.model),
