@@ -1,4 +1,5 @@
-# The on-car image: ROS 2 Jazzy + racer; `docker run` starts `ros2 launch racer car.launch.py`.
+# The on-car image: ROS 2 Jazzy + racer; `docker run` starts `ros2 launch racer car.launch.py`: the car's
+# nodes and the device console node (HTTPS on 443, its state in /var/lib/racer: mount a volume there).
 # Host devices (camera, PWM sysfs, serial, I2C) and networking: docs/docker.md.
 #
 # Jazzy rather than Humble: the pinned OpenVINO has no wheel for Humble's Python 3.10. ROS's Python
@@ -53,6 +54,9 @@ ENV PATH="/opt/racer/venv/bin:${PATH}" \
     PYTHONPATH="/opt/racer/install/lib/python3.12/site-packages" \
     LD_LIBRARY_PATH="/opt/racer/install/lib" \
     RMW_IMPLEMENTATION="rmw_cyclonedds_cpp" \
-    PYTHONUNBUFFERED="1"
+    PYTHONUNBUFFERED="1" \
+    XDG_STATE_HOME="/var/lib"
+
+EXPOSE 443
 
 CMD ["ros2", "launch", "racer", "car.launch.py"]

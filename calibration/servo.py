@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 Output = Literal["Servo", "Motor"]
 UI_OFFSET_US = 1500.0
+# The ESC band of a calibration wizard step: 0.25 ms either side of neutral, ~1.6x the factory
+# calibration's widest offset, so no wizard step can spin the wheels hard.
+RAW_THROTTLE_BAND_NS = 250_000
 UI_US_PER_UNIT: dict[str, float] = {"Servo": 10.0, "Motor": 4.5}
 
 
@@ -114,6 +117,16 @@ def from_dict(document: Any) -> Calibration:
         servo=_range_from(body.get("Servo"), "Calibration.Servo"),
         motor=_range_from(body.get("Motor"), "Calibration.Motor"),
     )
+
+
+def wizard_ranges(calibration: Calibration) -> Calibration:
+    """The raw ranges of the calibration wizard's pulses for a car calibrated as `calibration`: the
+    servo over all of 0.5..2.5 ms, the ESC only within RAW_THROTTLE_BAND_NS of its centre; polarity 1
+    (a + command is a longer pulse)."""
+    motor = calibration.motor
+    return Calibration(servo=PulseRange(MIN_PULSE_NS, calibration.servo.mid, MAX_PULSE_NS, 1),
+                       motor=PulseRange(max(MIN_PULSE_NS, motor.mid - RAW_THROTTLE_BAND_NS), motor.mid,
+                                        min(MAX_PULSE_NS, motor.mid + RAW_THROTTLE_BAND_NS), 1))
 
 
 def to_dict(calibration: Calibration) -> dict[str, Any]:

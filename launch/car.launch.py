@@ -5,7 +5,9 @@ Each node is `racer node NAME --transport ros`, a real rclpy node with the param
 launch/params/car.yaml (the file `racer car` reads too), respawned by launch when it dies as the
 `racer car` supervisor would. Arguments: `params:=FILE`, `model:=BUNDLE`, `sim:=TRACK` (simulator
 instead of hardware: sim world node, use_sim_time, sim camera and actuator), `autostart:=true`
-(simulator only), `record:=DIR` (rosbag2 MCAP recorder).
+(simulator only), `record:=DIR` (rosbag2 MCAP recorder), `console:=HOST:PORT` (the device console node,
+by default on every interface at 443, HTTPS; `console:=off` leaves it out), `state_dir:=DIR` (the
+console's models, password and certificate, and the calibration the actuator applies).
 """
 from pathlib import Path
 
@@ -21,6 +23,8 @@ ARGUMENTS = {
     "sim": ("", "simulate this track instead of driving hardware"),
     "autostart": ("false", "start in autonomous mode (only with sim)"),
     "record": ("", "record a rosbag2 (MCAP) into this directory"),
+    "console": ("0.0.0.0:443", "serve the device console on HOST:PORT (HTTPS unless loopback); off: no console"),
+    "state_dir": ("", "the car's state dir (models, password, calibration); empty: the default one"),
 }
 RESPAWN_DELAY_S = 0.5
 
@@ -40,15 +44,19 @@ def graph_nodes(context) -> list[Node]:
     if autostart and not track:
         raise ValueError("autostart:=true needs sim:=TRACK: a real car starts only on a user action")
     sim = bool(track)
+    model = ["--model", value["model"]] if value["model"] else []
+    state_dir = ["--state-dir", value["state_dir"]] if value["state_dir"] else []
     nodes = [_node("sim", params, False, "--track", track)] if sim else []  # the clock the others follow
     nodes += [
         _node("camera", params, sim, *(["--camera", "sim"] if sim else [])),
-        _node("policy", params, sim, *(["--model", value["model"]] if value["model"] else [])),
+        _node("policy", params, sim, *model),
         _node("control", params, sim, *(["--autostart"] if autostart else [])),
-        _node("actuator", params, sim, *(["--actuator", "sim"] if sim else [])),
+        _node("actuator", params, sim, *(["--actuator", "sim"] if sim else []), *state_dir),
     ]
     if value["record"]:
         nodes.append(_node("recorder", params, sim, "--record", value["record"]))
+    if value["console"].lower() not in ("", "off", "false"):
+        nodes.append(_node("console", params, sim, "--console", value["console"], *model, *state_dir))
     return nodes
 
 

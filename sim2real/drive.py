@@ -6,15 +6,14 @@ measure is what the car would do with the same bundle.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from car.actuators.base import Driver
 from car.clock import SimClock
-from car.graph.runtime import CarRuntime, Stepper
-from car.graph.stack import LocalStack, PolicyModel
+from car.graph.stack import CarGraph
+from car.policy.core import PolicyModel
 from sim2real.sim.adapters import SimActuator, SimCamera
 from sim2real.sim.world import Simulator, StepInfo
 
@@ -70,35 +69,30 @@ class LapCounter:
         return lap
 
 
-def sim_stack(sim: Simulator, model: PolicyModel, params: dict[str, dict[str, Any]] | None = None,
-              driver: Driver | None = None) -> LocalStack:
-    """The car stack on the simulator's camera and actuator (or `driver`), its clock at simulation time."""
-    return LocalStack(SimClock(sim.time), SimCamera(sim), driver or SimActuator(sim), model, params)
-
-
-def sim_runtime(sim: Simulator, model: PolicyModel, params: dict[str, dict[str, Any]] | None = None,
-                driver: Driver | None = None, stepper: Stepper | None = None,
-                stop: threading.Event | None = None) -> CarRuntime:
-    """`sim_stack` run in real time; `stepper` wraps `sim.step` when the caller watches the steps."""
-    stack = sim_stack(sim, model, params, driver)
-    return CarRuntime(stack, sim=stepper or sim, on_sim_time=stack.clock.set, stop_event=stop)
+def sim_graph(sim: Simulator, model: PolicyModel, params: dict[str, dict[str, Any]] | None = None,
+              driver: Driver | None = None) -> CarGraph:
+    """The car's nodes on the simulator's camera and actuator (or `driver`), stepped by hand, their
+    clock at simulation time."""
+    return CarGraph(SimClock(sim.time), SimCamera(sim), driver or SimActuator(sim), model, params)
 
 
 def run_laps(sim: Simulator, model: PolicyModel, laps: int = 1, max_speed: float = 0.5,
              params: dict[str, dict[str, Any]] | None = None, lap_timeout_s: float = 120.0,
              on_lap: Callable[[int, LapResult], None] | None = None, driver: Driver | None = None) -> DriveResult:
     """Autonomous laps from the simulator's current pose, as fast as the CPU allows; stops at `laps`
-    laps, off-track or timeout. `driver` replaces the simulator's actuator (see `sim.rules`)."""
-    stack = sim_stack(sim, model, params, driver)
-    clock = stack.clock
-    stack.control.core.set_max_speed(max_speed)
-    stack.control.command(stack.control.core.set_mode, "autonomous")
-    stack.control.command(stack.control.core.start)
+    laps, off-track or timeout. `driver` replaces the simulator's actuator (see `sim.rules`).
+    ValueError when control refuses `max_speed`."""
+    graph = sim_graph(sim, model, params, driver)
+    clock = graph.clock
+    for request in (("set_max_speed", max_speed), ("set_mode", "autonomous"), ("start",)):
+        answer = graph.control.request(*request)
+        if answer != "ok":
+            raise ValueError(answer)
     result = DriveResult(sim.track.name)
     counter = LapCounter(result, sim.time, lap_timeout_s)
     try:
         while len(result.laps) < laps:
-            stack.frame()
+            graph.frame()
             info = sim.step()
             clock.set(info.time)
             lap = counter.observe(info)
@@ -108,5 +102,5 @@ def run_laps(sim: Simulator, model: PolicyModel, laps: int = 1, max_speed: float
                 if not lap.completed:
                     break
     finally:
-        stack.close()
+        graph.close()
     return result

@@ -22,7 +22,7 @@ import numpy as np
 from car.policy.bundle import RACER_FILE, Bundle, load_bundle
 from car.policy.inference import Policy
 from car.policy.shift import ShiftMonitor
-from car.graph.stack import PolicyModel
+from car.policy.core import PolicyModel
 from car.yamlfile import read_yaml
 from sim2real.drive import run_laps
 from sim2real.export import export_checkpoint

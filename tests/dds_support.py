@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import subprocess
 import sys
 import threading
@@ -78,6 +79,13 @@ def free_domain(tries: int = 20) -> int:
         if not busy:
             return domain
     raise RuntimeError(f"no free ROS domain in {tries} tries: is something flooding every domain on this machine?")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (a console to start there)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:

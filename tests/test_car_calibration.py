@@ -167,19 +167,19 @@ def test_selftest_reads_the_state_dir(tmp_path: Path, stock: Path, capsys) -> No
     assert received[:2] == [(0, 1_500_000 // 250), (1, 1_480_000 // 250)]
 
 
-def recorder_runtime(calibration: servo.Calibration):
+def recorder_graph(calibration: servo.Calibration):
     from car.clock import SimClock
+    from car.graph.stack import CarGraph
+    from car.policy.core import PolicyModel
     from car.policy.metadata import parse_metadata
     from car.policy.preprocess import PreprocessSpec
-    from car.graph.runtime import CarRuntime
-    from car.graph.stack import LocalStack, PolicyModel
     from test_console_api import PulseRecorder
 
     driver = PulseRecorder(calibration)
     spec = PreprocessSpec(width=16, height=12, layout="NCHW", scale=1 / 255)
     meta = parse_metadata({"action_space": [{"steering_angle": 0, "speed": 1.0}]})
     model = PolicyModel(lambda x: np.ones(1, np.float32), spec, meta)
-    return CarRuntime(LocalStack(SimClock(), None, driver, model)), driver
+    return CarGraph(SimClock(), None, driver, model, tables=servo), driver
 
 
 @pytest.mark.parametrize("state_saved", [True, False])
@@ -193,9 +193,9 @@ def test_the_console_wizard_starts_from_the_car_calibration_and_saves_to_the_sta
                                       "--calibration", str(tmp_path / "explicit.json")])
     params = load_params()
     car = servo.resolve(args.calibration, args.state_dir)
-    runtime, driver = recorder_runtime(car.calibration)
+    graph, driver = recorder_graph(car.calibration)
     for calibration in (car, None):  # given by `racer car`, or resolved by the console itself
-        server = start_car_console(args, params, runtime, "tiny", calibration)
+        server = start_car_console(args, params, graph.bus, graph.clock, "tiny", calibration)
         try:
             wizard = server.console.calibration
             assert wizard.path == state / "calibration.json"

@@ -15,11 +15,12 @@ from car.actuators.pulse import PulseDriver
 from car.clock import SimClock
 from car.console.calibration import CalibrationService
 from car.console.errors import ApiError
+from car.console.node import ConsoleNode
 from car.messages import DiagnosticStatus, KeyValue
 from car.policy.metadata import parse_metadata
 from car.policy.preprocess import PreprocessSpec
-from car.graph.runtime import CarRuntime
-from car.graph.stack import LocalStack, PolicyModel
+from car.graph.stack import CarGraph
+from car.policy.core import PolicyModel
 
 
 car = car_fixture("api")
@@ -116,7 +117,7 @@ def test_sensor_battery_and_domain_shift_come_from_the_graph(api, car):
         "success": True, "camera_status": "connected", "stereo_status": "not_connected",
         "lidar_status": "not_connected"}
     assert refused(api.request("GET", "/api/get_battery_level"), 503, "no battery level")
-    diagnostics = car.runtime.stack.diagnostics
+    diagnostics = car.server.console.node.diagnostics
     diagnostics["battery"] = DiagnosticStatus(0, "battery", values=(KeyValue("level", "9"),))
     diagnostics["shift"] = DiagnosticStatus(0, "shift", values=(KeyValue("domain_shift", "2.5"),))
     try:
@@ -215,9 +216,9 @@ def test_calibration_reaches_a_pulse_driver_exactly(tmp_path):
     driver = PulseRecorder(servo.FACTORY_DEFAULT)
     spec = PreprocessSpec(width=16, height=12, layout="NCHW", scale=1 / 255)
     meta = parse_metadata({"action_space": [{"steering_angle": 0, "speed": 1.0}]})
-    stack = LocalStack(SimClock(), None, driver, PolicyModel(lambda x: np.ones(1, np.float32), spec, meta))
-    runtime = CarRuntime(stack)
-    service = CalibrationService(runtime, tmp_path / "calibration.json", servo)
+    graph = CarGraph(SimClock(), None, driver, PolicyModel(lambda x: np.ones(1, np.float32), spec, meta),
+                     tables=servo)  # stepped by hand: each request is answered before `ask` returns
+    service = CalibrationService(ConsoleNode(graph.bus, graph.clock, {}, "m"), tmp_path / "calibration.json", servo)
     service.enter()
     for ui, pulse in ((-40, 1_100_000), (25, 1_750_000), (-5, 1_450_000)):
         service.adjust("angle", {"pwm": ui})
@@ -227,12 +228,14 @@ def test_calibration_reaches_a_pulse_driver_exactly(tmp_path):
     with pytest.raises(ApiError, match="pwm must be "):
         service.adjust("throttle", {"pwm": float("nan")})
     service.set("angle", {"mid": 0, "min": -25, "max": 25, "polarity": 1})
-    assert driver.calibration.servo.max == servo.MAX_PULSE_NS
+    assert driver.writes[-1] == (servo.FACTORY_DEFAULT.motor.mid, 1_500_000)  # the new centre, held at neutral
+    service.adjust("angle", {"pwm": 100})  # the wizard's raw range again, around the new centre
+    assert driver.calibration.servo.max == servo.MAX_PULSE_NS and driver.writes[-1][1] == 2_500_000
     with pytest.raises(ApiError, match="outside the wizard's 1196000..1696000 ns"):
         service.adjust("throttle", {"pwm": 222})  # the 2.5 ms ESC pulse
     with pytest.raises(ApiError, match="pwm must be "):
         service.adjust("throttle", {"pwm": 10 ** 400})
-    runtime.command("set_mode", "manual")
+    assert graph.control.request("set_mode", "manual") == "ok"
     assert driver.calibration == service.saved == servo.load(tmp_path / "calibration.json")
     assert service.saved.servo == servo.PulseRange(min=1_250_000, mid=1_500_000, max=1_750_000, polarity=1)
     driver.set(1.0, 0.0)

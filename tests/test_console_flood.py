@@ -2,32 +2,27 @@
 login burst while a teleop client drives, then goes silent, then drives again and sends an
 emergency stop; and hostile model uploads (issue 26) while the car drives. The outputs are read
 where the hardware sees them: the Maestro's bytes on a real pty, and the duty files of a stock
-DeepRacer's PWM sysfs tree (the fake tree, kernel rules)."""
+DeepRacer's PWM sysfs tree (the fake tree, kernel rules). On the local transport (the console in
+the car's process) and on dds (the console a process of its own)."""
 from __future__ import annotations
 
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from car.console.client import CarAddress, CarClient, KnownCars
+from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from calibration.servo import FACTORY_DEFAULT
 from hw.sysfs import PwmSysfsModel
 from racer.bench.flood import run_flood
+from dds_support import free_port, loopback_domain
 from test_console_exhaustion import Probe, hostile_archives, upload
 from test_failsafe import NEUTRAL, bundle_dir, driving, images, maestro, wait_until  # noqa: F401  (fixtures)
 
 PASSWORD = "flood-test-password-7"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def limit_open_files() -> None:
@@ -47,46 +42,51 @@ def outputs(request, tmp_path, maestro):
     return f"pwm-sysfs:{tree.pwm_dir}", lambda: duty()[0] not in (0, mids[0]), lambda: duty() == mids
 
 
-@pytest.fixture
-def car(tmp_path, bundle_dir, images, outputs):
+@pytest.fixture(params=["local", "dds"])
+def car(request, tmp_path, bundle_dir, images, outputs):
     state = tmp_path / "state"
     racer = [sys.executable, "-m", "racer.cli"]
     subprocess.run([*racer, "passwd", "--state-dir", str(state)], input=f"{PASSWORD}\n", text=True, check=True,
                    capture_output=True)
     port = free_port()
     log = (tmp_path / "car.log").open("w")
-    proc = subprocess.Popen([*racer, "car", "--camera", f"images:{images}", "--actuator", outputs[0],
-                             "--model", str(bundle_dir), "--console", f"127.0.0.1:{port}", "--state-dir", str(state)],
-                            stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit_open_files)
+    with loopback_domain():
+        proc = subprocess.Popen([*racer, "car", "--transport", request.param, "--camera", f"images:{images}",
+                                 "--actuator", outputs[0], "--model", str(bundle_dir), "--console", f"127.0.0.1:{port}",
+                                 "--state-dir", str(state)],
+                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit_open_files)
     url = f"http://127.0.0.1:{port}"
     client = CarClient(CarAddress.parse(url), lambda: PASSWORD, lambda _: None, KnownCars(tmp_path / "cars.json"))
 
     def ready() -> bool:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
+            return client.request("GET", "/api/status").body["mode"] is not None  # the console heard control
+        except ClientError:
             return proc.poll() is not None
 
-    assert wait_until(ready, 60) and proc.poll() is None, (tmp_path / "car.log").read_text()
-    yield proc, url, client, tmp_path / "car.log"
+    assert wait_until(ready, 120) and proc.poll() is None, (tmp_path / "car.log").read_text()
+    yield proc, url, client, tmp_path / "car.log", request.param
     proc.terminate()
     proc.wait(timeout=20)
     log.close()
 
 
 def test_a_flooded_console_cannot_hold_the_outputs(car, outputs):
-    proc, url, client, log = car
+    proc, url, client, log, transport = car
     _, driving_now, at_neutral = outputs
     result = run_flood(client, url, PASSWORD, driving_now, connections=1000, logins=45)
-    assert result.neutral_ms <= 250, result
-    assert result.estop_ms <= 50, result
+    if transport == "local":
+        assert result.neutral_ms <= 250, result
+        assert result.estop_ms <= 50, result
+    else:  # three processes and two DDS hops: racer bench measures them; here only that they happen
+        assert result.neutral_ms <= 1000 and result.estop_ms <= 1000, result
     assert result.logins_refused > 0  # the login pool refuses rather than queues
     assert proc.poll() is None
     assert client.request("GET", "/api/status").body["latched"] is None  # the scenario's final start released it
     assert at_neutral()
     text = log.read_text()
-    assert text.count("Traceback") == 0 and len(text.splitlines()) < 60, text[-3000:]
+    assert text.count("Traceback") == 0, text[-3000:]
+    assert transport != "local" or len(text.splitlines()) < 60, text[-3000:]  # a node per process logs more
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -99,7 +99,7 @@ def test_hostile_models_cannot_stall_or_kill_the_car_process(car, outputs):
     30 s (a 3 GiB Const) or got it OOM-killed (a Fill the pre-check cannot see) are refused while
     the emergency stop answers on fresh connections every 100 ms; the car process survives, small,
     and then drives its model again."""
-    proc, url, client, log = car
+    proc, url, client, log, _ = car
     _, driving_now, at_neutral = outputs
     port = int(url.rsplit(":", 1)[1])
     client.request("GET", "/api/server_ready")

@@ -96,7 +96,7 @@ def test_autonomous_needs_start_and_scales_by_max_speed():
     out = c.on_policy(cmd(0.1), 0.1)
     assert out.drive.speed == pytest.approx(1.0) and out.drive.steering_angle == pytest.approx(0.2)
     assert out.header.stamp == Time.from_seconds(0.1)  # the camera frame's stamp passes through
-    c.set_max_speed(1.0)
+    c.set_max_speed(1.0, 0.15)
     assert c.tick(0.2).drive.speed == pytest.approx(2.0)
 
 
@@ -276,7 +276,7 @@ def test_teleop_cannot_rearm_while_the_fault_is_present():
 
 def test_manual_and_autonomous_speed_limits_are_separate():
     c = ControlCore(ControlParams(max_speed=0.3, manual_max_speed=0.5))
-    c.set_manual_max_speed(1.0)
+    c.set_manual_max_speed(1.0, 0.0)
     assert c.state.max_speed == 0.3
     assert c.on_teleop(cmd(0.0, 0.0, 1.0), 0.0).drive.speed == pytest.approx(1.0)
     c.set_mode("autonomous", 0.1)
@@ -284,7 +284,7 @@ def test_manual_and_autonomous_speed_limits_are_separate():
     assert c.on_policy(cmd(0.1, 0.0, 1.0), 0.1).drive.speed == pytest.approx(0.3)
     for bad in (1.5, -0.1, float("nan"), True, 10 ** 400):
         with pytest.raises(ValueError, match="max speed"):
-            c.set_manual_max_speed(bad)
+            c.set_manual_max_speed(bad, 0.0)
 
 
 def test_calibration_only_from_stopped_and_output_frames_cannot_be_forged():

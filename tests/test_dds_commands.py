@@ -10,13 +10,6 @@ from car.graph.multiprocess import ControlProcess
 from car.transport.local import LocalBus
 
 
-class Bus(LocalBus):
-    """The local bus plus what a node process's bus adds; timers are run by hand."""
-
-    def timer(self, period_s, callback, clock):
-        pass
-
-
 def test_commands_round_trip_through_json():
     text = command_json("set_mode", mode="autonomous", id="42")
     assert json.loads(text) == {"command": "set_mode", "mode": "autonomous", "id": "42"}
@@ -41,7 +34,7 @@ def test_bad_commands_are_refused_with_the_reason_and_their_id(text, reason, com
 
 
 def test_control_node_answers_each_command_on_diagnostics():
-    bus, clock = Bus(), SimClock()
+    bus, clock = LocalBus(), SimClock()  # not spinning: each command is answered as it is sent
     answers = []
     bus.subscribe(DIAGNOSTICS_TOPIC, lambda a: answers.extend(s for s in a.status if s.name == "control"))
     control = ControlProcess(bus, clock, {})
@@ -57,3 +50,65 @@ def test_control_node_answers_each_command_on_diagnostics():
     last = answers[-1]
     assert (last.value("mode"), last.value("running"), last.value("max_speed")) == ("autonomous", "true", "0.80")
     assert control.core.state.running
+
+
+def test_control_owns_the_calibration_the_actuator_applies(tmp_path):
+    from calibration import servo
+    from car.graph.multiprocess import ActuatorProcess
+    from car.messages import AckermannDrive, AckermannDriveStamped, Header, Time
+    from test_console_api import PulseRecorder
+
+    bus, clock = LocalBus(), SimClock()
+    statuses = {}
+    bus.subscribe(DIAGNOSTICS_TOPIC, lambda a: statuses.update({s.name: s for s in a.status}))
+    control = ControlProcess(bus, clock, {})
+    driver = PulseRecorder(servo.FACTORY_DEFAULT)
+    ActuatorProcess(bus, clock, driver, {}, servo)
+    send = bus.publisher("/control/command")
+    other = servo.Calibration(servo.PulseRange(1_300_000, 1_500_000, 1_700_000, 1), servo.FACTORY_DEFAULT.motor)
+    send(command_json("set_calibration", calibration=servo.to_dict(other), id="1"))
+    assert statuses["control"].value("command_result") == "ok"
+    assert driver.calibration == other and driver.writes[-1] == (servo.FACTORY_DEFAULT.motor.mid, 1_500_000)
+
+    send(command_json("set_mode", mode="autonomous"))
+    send(command_json("start"))
+    control.core.on_camera(clock.now())  # the camera's heartbeat is not what this test is about
+    bus.publisher("/policy/drive")(AckermannDriveStamped(Header(Time.from_seconds(0.0)), AckermannDrive(0.0, 0.0, 1.0)))
+    send(command_json("set_calibration", calibration=servo.to_dict(servo.FACTORY_DEFAULT), id="2"))
+    assert statuses["control"].value("command_result") == "stop the car before changing its calibration"
+    assert driver.calibration == other
+    send(command_json("stop"))
+
+    out_of_range = servo.to_dict(other)
+    out_of_range["Calibration"]["Servo"]["max"] = 3_000_000  # 3 ms: no servo takes it
+    send(command_json("set_calibration", calibration=out_of_range, id="3"))
+    assert "outside 500000..2500000 ns" in statuses["actuator"].message and driver.calibration == other
+    assert "actuator: calibration refused" in statuses["control"].value("latched")  # control latched the fault
+    send('{"command": "set_calibration", "calibration": [1], "id": "4"}')
+    assert "calibration.json document" in statuses["control"].value("command_result")
+
+
+def test_the_policy_node_loads_a_bundle_on_request_after_stopping_the_car(tmp_path):
+    from car.graph.multiprocess import PolicyProcess, load_model
+    from car.policy.bundle import save_bundle
+    from car.policy.preprocess import DEEPRACER_SPEC
+    from car.transport.wire import MODEL_TOPIC
+    from model_factory import metadata, ov_model
+
+    bundle = tmp_path / "models" / "tiny"
+    save_bundle(bundle, ov_model(), metadata(), DEEPRACER_SPEC).close()
+    bus, clock = LocalBus(), SimClock()
+    statuses, commands = {}, []
+    bus.subscribe(DIAGNOSTICS_TOPIC, lambda a: statuses.update({s.name: s for s in a.status}))
+    bus.subscribe("/control/command", commands.append)
+    policy = PolicyProcess(bus, clock, load_model(bundle, tmp_path / "cache"), {}, "tiny")
+    load = bus.publisher(MODEL_TOPIC)
+    load(json.dumps({"path": str(tmp_path / "nowhere"), "cache": str(tmp_path / "cache"), "id": "a"}))
+    answer = statuses["policy"]
+    assert answer.value("load_id") == "a" and "nowhere" in answer.value("load_result")
+    assert answer.value("model") == "tiny" and json.loads(commands[-1])["command"] == "stop"
+    load(json.dumps({"path": str(bundle), "cache": str(tmp_path / "cache"), "id": "b"}))
+    assert (statuses["policy"].value("load_id"), statuses["policy"].value("load_result")) == ("b", "ok")
+    load("{not json")
+    assert "Expecting property name" in statuses["policy"].value("load_result")
+    assert policy.model_name == "tiny" and len(commands) == 2  # a request that was not even read stops nothing

@@ -36,6 +36,7 @@ def test_demo_two_laps_headless_json():
     (["--track", "Monaco"], "unknown track"),
     (["--model", "/nonexistent/model.tar.gz"], "/nonexistent/model.tar.gz"),
     (["--laps", "-1"], "--laps must be 0 or more"),
+    (["--transport", "dds"], "leave out --transport"),
 ])
 def test_demo_bad_input_is_a_clear_error(args, message):
     proc = racer("demo", "--headless", "--json", *args)
@@ -65,7 +66,9 @@ def test_bench_reports_every_figure():
     for name in ("dds", "pipeline_multiprocess", "ros", "pipeline_multiprocess_ros"):
         assert 0 < report[name]["p50_ms"] <= report[name]["p99_ms"], report[name]
     safety = report["safety"]
-    assert 0 < safety["flood_neutral_ms"] and 0 < safety["flood_estop_ms"] and safety["flood_connections"] > 0
+    for transport in ("local", "dds", "ros"):  # the console on each, as `racer car --transport T --console` runs it
+        assert 0 < safety["flood_neutral_ms"][transport] and 0 < safety["flood_estop_ms"][transport], safety
+        assert safety["flood_connections"][transport] > 0
     assert isinstance(report["machine"], str) and report["machine"]
     progress = [line for line in proc.stderr.splitlines() if line.startswith("racer bench: measuring ")]
     assert len(progress) == 7 and progress[0].endswith("(1/7)") and progress[-1].endswith("(7/7)")
@@ -193,6 +196,21 @@ def test_live_demo_keeps_the_console_up_after_the_laps_until_ctrl_c(tmp_path):
         interrupt(proc)
     finally:
         proc.kill()
+
+
+@pytest.mark.parametrize("transport", ["dds", "ros"])
+def test_live_demo_drives_its_lap_on_a_process_per_node(transport):
+    """The same nodes as `racer car --transport T --sim`: the supervisor counts the simulator node's laps."""
+    if transport == "ros":
+        from tests import ros_support  # noqa: F401  (without `make ros` it says so)
+    from tests.dds_support import loopback_domain
+
+    with loopback_domain():
+        proc = racer("demo", "--laps", "1", "--json", "--console", "off", "--transport", transport, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert summary["completed_laps"] == 1 and summary["laps"][0]["off_track"] is False
+    assert "lap 1:" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_live_demo_on_a_busy_port_says_what_to_do(tmp_path):

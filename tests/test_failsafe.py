@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import cv2
@@ -24,8 +25,9 @@ from car.camera.capture import open_camera
 from car.clock import WallClock
 from car.policy.inference import Policy
 from car.policy.preprocess import DEEPRACER_SPEC
-from car.graph.runtime import CarRuntime
-from car.graph.stack import LocalStack, PolicyModel
+from car.graph.stack import CarGraph
+from car.policy.core import PolicyModel
+from car.transport.local import LocalBus
 from hw.maestro_emulator import MaestroEmulator
 from model_factory import metadata, ov_model
 
@@ -72,16 +74,38 @@ def at_neutral(emulator) -> bool:
     return emulator.positions[:2] == [NEUTRAL[0], NEUTRAL[1]]
 
 
+class Car:
+    """`racer car --transport local` as racer.processes.local builds it: the nodes on a spinning LocalBus."""
+
+    def __init__(self, camera, driver, model):
+        from calibration import servo
+        from racer.processes.local import LocalCar
+
+        bus = LocalBus()
+        self.graph = CarGraph(WallClock(), camera, driver, model, bus=bus, tables=servo)
+        bus.on_error = self.graph.fault
+        self.local = LocalCar(bus, self.graph)
+
+    def command(self, name: str, *args) -> None:
+        """A request to control, run on the car's executor as a bus message would be; ValueError when refused."""
+        answer: Future[str] = Future()
+        self.local.bus.post(lambda: answer.set_result(self.graph.control.request(name, *args)))
+        if answer.result(5) != "ok":
+            raise ValueError(answer.result())
+
+    def stop(self) -> None:
+        self.local.stop()
+
+
 def start_car(bundle_dir, images, emulator, infer_wrapper=None):
     bundle = load_bundle(bundle_dir)
     infer = Policy(bundle).infer
     model = PolicyModel(infer_wrapper(infer) if infer_wrapper else infer, bundle.spec, bundle.metadata)
     camera = open_camera(f"images:{images}", fps=15)
-    stack = LocalStack(WallClock(), camera, MaestroDriver(FACTORY_DEFAULT, str(emulator.link)), model)
-    runtime = CarRuntime(stack)
+    runtime = Car(camera, MaestroDriver(FACTORY_DEFAULT, str(emulator.link)), model)
+    runtime.local.start()
     runtime.command("set_mode", "autonomous")
     runtime.command("start")
-    runtime.start()
     assert wait_until(lambda: driving(emulator)), "the car never drove"
     return runtime, camera
 
@@ -102,7 +126,7 @@ def test_stale_command_from_a_hung_policy_goes_neutral(bundle_dir, images, maest
     try:
         assert wait_until(lambda: calls["n"] > 10)
         assert wait_until(lambda: at_neutral(maestro), 1.0)
-        assert runtime.stack.actuator.core.at_neutral
+        assert runtime.graph.actuator.core.at_neutral
         release.set()  # the policy answers again: the car stays where the fault left it
         # the policy held the graph, so the camera's heartbeat went quiet too: whichever latched first
         stays_stopped_until_start(runtime, maestro, "policy command stale", "camera stale")
@@ -116,8 +140,8 @@ def stays_stopped_until_start(runtime, maestro, *reasons: str) -> None:
     """The fault has cleared: the outputs stay at neutral, latched with one of `reasons`, until a user's start."""
     resumed = wait_until(lambda: driving(maestro), 1.5)
     assert not resumed, "the car drove off by itself after the fault cleared"
-    assert any(reason in runtime.stack.control.core.state.latch.reason for reason in reasons)
-    assert runtime.stack.control.core.diagnostics(runtime.stack.clock.now()).value("start_needed") == "true"
+    assert any(reason in runtime.graph.control.core.state.latch.reason for reason in reasons)
+    assert runtime.graph.control.core.diagnostics(runtime.graph.clock.now()).value("start_needed") == "true"
     runtime.command("start")
     assert wait_until(lambda: driving(maestro)), "start did not drive the car again"
 
@@ -130,10 +154,10 @@ def test_camera_loss_goes_neutral_and_its_return_does_not_restart_the_car(bundle
             f.unlink()
         assert wait_until(lambda: at_neutral(maestro), 2.0)
         # no frames, so the policy went quiet too: whichever of the two latched first
-        assert wait_until(lambda: "camera stale" in runtime.stack.control.core.last_reason
-                          or "policy command stale" in runtime.stack.control.core.last_reason, 2.0)
-        assert wait_until(lambda: "camera stale" in "; ".join(runtime.stack.control.core.watchdog.faults(
-            runtime.stack.clock.now()).values()), 2.0)
+        assert wait_until(lambda: "camera stale" in runtime.graph.control.core.last_reason
+                          or "policy command stale" in runtime.graph.control.core.last_reason, 2.0)
+        assert wait_until(lambda: "camera stale" in "; ".join(runtime.graph.control.core.watchdog.faults(
+            runtime.graph.clock.now()).values()), 2.0)
         with pytest.raises(ValueError, match="cannot start: camera stale"):
             runtime.command("start")
         for name, data in frames.items():  # the issue's case: the folder refilled after 2 s
@@ -205,7 +229,7 @@ def test_a_policy_error_that_clears_does_not_restart_the_car(bundle_dir, images,
 
 def test_exception_in_control_loop_goes_neutral_and_latches(bundle_dir, images, maestro):
     runtime, camera = start_car(bundle_dir, images, maestro)
-    core = runtime.stack.control.core
+    core = runtime.graph.control.core
     original = core.tick
     boom = {"armed": True}
 
@@ -221,7 +245,7 @@ def test_exception_in_control_loop_goes_neutral_and_latches(bundle_dir, images, 
         assert wait_until(lambda: at_neutral(maestro), 1.0)
         time.sleep(0.3)
         assert at_neutral(maestro) and core.estopped  # latched: frames keep coming, the car stays
-        assert "control bug" in runtime.last_fault
+        assert "control bug" in runtime.graph.last_fault
     finally:
         runtime.stop()
         camera.close()

@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from car.config import NODES, load_params
+from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC
 from racer.cli import build_parser
 from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
-from tests.dds_support import Monitor, assert_it_drives, driving_model, loopback_domain, wait_for
+from tests.dds_support import Monitor, assert_it_drives, driving_model, free_port, loopback_domain, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "car.launch.py"
@@ -70,20 +71,30 @@ def launch(module, **arguments):
 
 def test_hardware_graph_with_the_shared_parameter_file(launch_module):
     nodes = launch(launch_module)
-    assert [n.kwargs["name"] for n in nodes] == ["camera", "policy", "control", "actuator"]
+    assert [n.kwargs["name"] for n in nodes] == ["camera", "policy", "control", "actuator", "console"]
     for node in nodes:
         name = node.kwargs["name"]
         assert node.kwargs["executable"] == "racer" and node.kwargs["respawn"] is True
-        assert node.kwargs["arguments"] == ["node", name, "--transport", "ros", "--config", PARAMS]
+        extra = ["--console", "0.0.0.0:443"] if name == "console" else []  # the stock console's port
+        assert node.kwargs["arguments"] == ["node", name, "--transport", "ros", "--config", PARAMS, *extra]
         assert node.kwargs["parameters"] == [PARAMS, {"use_sim_time": False}]
     params = load_params(PARAMS)  # the file the nodes read: a section for each launched node
     assert {n.kwargs["name"] for n in nodes} <= set(NODES) <= set(params)
 
 
+def test_the_console_node_shares_the_state_dir_and_model_and_can_be_left_out(launch_module):
+    by_name = {n.kwargs["name"]: n.kwargs for n in launch(launch_module, state_dir="/var/lib/racer", model="/m/b")}
+    assert by_name["console"]["arguments"][-6:] == ["--console", "0.0.0.0:443", "--model", "/m/b",
+                                                     "--state-dir", "/var/lib/racer"]
+    assert by_name["actuator"]["arguments"][-2:] == ["--state-dir", "/var/lib/racer"]  # the wizard's calibration
+    for off in ("off", ""):
+        assert "console" not in [n.kwargs["name"] for n in launch(launch_module, console=off)]
+
+
 def test_simulated_graph_follows_sim_time_and_records(launch_module):
     nodes = launch(launch_module, sim="reinvent_base", autostart="true", record="/data/bags", model="/m/bundle")
     by_name = {n.kwargs["name"]: n.kwargs for n in nodes}
-    assert list(by_name) == ["sim", "camera", "policy", "control", "actuator", "recorder"]
+    assert list(by_name) == ["sim", "camera", "policy", "control", "actuator", "recorder", "console"]
     followers = [k for name, k in by_name.items() if name != "sim"]
     assert all(k["parameters"][1] == {"use_sim_time": True} and "--sim-time" in k["arguments"] for k in followers)
     assert by_name["sim"]["parameters"][1] == {"use_sim_time": False}  # it publishes /clock, on wall time
@@ -137,6 +148,13 @@ def run_nodes(lines: dict[str, list[str]], work: Path) -> dict[str, subprocess.P
     return procs
 
 
+def console_answers(client: CarClient) -> bool:
+    try:
+        return client.request("GET", "/api/server_ready").status == 200
+    except ClientError:
+        return False
+
+
 def stop_nodes(procs: dict[str, subprocess.Popen], work: Path) -> dict[str, int]:
     """SIGTERM every node, as launch does on Ctrl-C; their exit codes."""
     for proc in procs.values():
@@ -155,16 +173,28 @@ def stop_nodes(procs: dict[str, subprocess.Popen], work: Path) -> dict[str, int]
 
 @pytest.mark.timeout(240)
 def test_the_launched_command_lines_drive_the_car_on_real_rclpy(monkeypatch, tmp_path):
+    """No autostart: a user starts the car at the launched console node, over HTTP."""
     model = str(driving_model())
-    nodes = launch(load_launch_file(monkeypatch), sim="reinvent_base", autostart="true", model=model)
+    state = tmp_path / "state"
+    subprocess.run([sys.executable, "-m", "racer.cli", "passwd", "--state-dir", str(state)], input="launch-pass-1\n",
+                   text=True, check=True, capture_output=True)
+    port = free_port()
+    nodes = launch(load_launch_file(monkeypatch), sim="reinvent_base", model=model, console=f"127.0.0.1:{port}",
+                   state_dir=str(state))
     with loopback_domain():
         monitor = Monitor((DIAGNOSTICS_TOPIC, CAMERA_TOPIC, POLICY_TOPIC), "ros")
         procs = run_nodes(command_lines(nodes, tmp_path), tmp_path)
         try:
+            client = CarClient(CarAddress.parse(f"http://127.0.0.1:{port}"), lambda: "launch-pass-1", lambda _: None,
+                               KnownCars(tmp_path / "cars.json"))
+            wait_for(lambda: console_answers(client), 120, "the console node")
+            wait_for(lambda: client.request("GET", "/api/status").body["mode"], 60, "control heard by the console")
+            assert client.request("POST", "/api/drive_mode", {"drive_mode": "auto"}).status == 200
+            assert client.request("POST", "/api/start_stop", {"start_stop": "start"}).status == 200
             assert_it_drives(monitor, 150, traced_share=0.5)
             wait_for(lambda: monitor.bus.node.get_node_names_and_namespaces(), 10, "the ROS graph")
             names = {name for name, _ in monitor.bus.node.get_node_names_and_namespaces()}
-            assert {"sim", "camera", "policy", "control", "actuator"} <= names  # -r __node:=NAME took effect
+            assert {"sim", "camera", "policy", "control", "actuator", "console"} <= names  # -r __node:=NAME took effect
         finally:
             codes = stop_nodes(procs, tmp_path)
             monitor.close()

@@ -1,4 +1,5 @@
-"""The real-time car runtime: it drives, latches faults to neutral, and ends at neutral."""
+"""The car's nodes in one process (`racer car --transport local --sim`): they drive, latch any exception on
+the executor as an emergency stop, and end at neutral."""
 import os
 import signal
 import threading
@@ -6,89 +7,84 @@ import time
 
 import numpy as np
 
-from car.policy.metadata import parse_metadata
+from car.messages import DRIVE_TOPIC
 from car.policy.core import PolicyModel
+from car.policy.metadata import parse_metadata
 from car.policy.preprocess import PreprocessSpec
-from sim2real.drive import sim_runtime
-from sim2real.sim.adapters import SimActuator, SimCamera
+from racer.processes.local import sim_car
 from sim2real.sim.track import Track
-from sim2real.sim.world import Simulator
 
 # A policy that always asks for straight ahead at a modest speed: enough to see the car move.
 SPEC = PreprocessSpec(width=16, height=12, layout="NCHW", scale=1 / 255)
 META = parse_metadata({"action_space": [{"steering_angle": 0, "speed": 1.0}, {"steering_angle": 30, "speed": 1.0}]})
 
 
-class Driver(SimActuator):
-    def __init__(self, sim):
-        super().__init__(sim)
+class Driver:
+    """The sim-link driver, logging each command and the close."""
+
+    def __init__(self, driver):
+        self.driver = driver
         self.log = []
 
     def set(self, steering, throttle):
-        super().set(steering, throttle)
+        self.driver.set(steering, throttle)
         self.log.append((steering, throttle))
 
     def neutral(self):
-        super().neutral()
+        self.driver.neutral()
         self.log.append((0.0, 0.0))
 
     def close(self):
-        super().close()
+        self.driver.close()
         self.log.append("closed")
 
 
 def make():
-    sim = Simulator(Track.load("reinvent_base"))
-    driver = Driver(sim)
+    drivers = []
+
+    def wrap(driver):
+        drivers.append(Driver(driver))
+        return drivers[0]
+
     model = PolicyModel(lambda x: np.array([1.0, 0.0], np.float32), SPEC, META)
-    return sim, driver, sim_runtime(sim, model, driver=driver)
+    car = sim_car(Track.load("reinvent_base"), model, {}, "straight", wrap_driver=wrap, autostart=True)
+    return car.world.sim, drivers[0], car
 
 
 def test_autostart_drives_then_stop_ends_at_neutral_closed():
-    sim, driver, runtime = make()
-    runtime.command("set_mode", "autonomous")
-    runtime.command("start")
-    runtime.start()
-    time.sleep(1.0)
-    runtime.stop()
+    sim, driver, car = make()
+    car.start()
+    time.sleep(1.5)
+    car.stop()
     assert sim.info.speed > 0.5 and sim.info.progress > 1.0
     # straight ahead, speed 1.0 of max 1.0 -> throttle 1.0, times the default max-speed setting 0.5
     assert (0.0, 0.5) in driver.log
     assert driver.log[-2:] == [(0.0, 0.0), "closed"]
 
 
-def test_exception_in_the_loop_latches_emergency_stop():
-    class FlakyCamera(SimCamera):
-        calls = 0
+def test_an_exception_on_the_executor_latches_an_emergency_stop():
+    sim, driver, car = make()
+    drives = {"n": 0}
 
-        def read(self):
-            FlakyCamera.calls += 1
-            if FlakyCamera.calls == 5:
-                raise RuntimeError("frame buffer corrupt")
-            return super().read()
+    def flaky(msg):
+        drives["n"] += 1
+        if drives["n"] == 60:
+            raise RuntimeError("a node's bug")
 
-    _, driver, runtime = make()
-    runtime.stack.camera.source = FlakyCamera(runtime.sim)
-    at_fault = []
-    original = runtime._fault
-    runtime._fault = lambda where, exc: (at_fault.append(len(driver.log)), original(where, exc))
-    runtime.command("set_mode", "autonomous")
-    runtime.command("start")
-    runtime.start()
-    time.sleep(0.8)
-    runtime.stop()
-    assert runtime.faults == 1 and "frame buffer corrupt" in runtime.last_fault
-    assert runtime.stack.control.core.estopped
-    before, after = driver.log[:at_fault[0]], driver.log[at_fault[0]:]
-    assert (0.0, 0.5) in before
-    assert len(after) > 10 and set(after) == {(0.0, 0.0), "closed"}
+    car.bus.subscribe(DRIVE_TOPIC, flaky)
+    car.start()
+    time.sleep(1.5)
+    car.stop()
+    assert car.graph.faults == 1 and "a node's bug" in car.graph.last_fault
+    assert car.graph.control.core.estopped
+    at_fault = max(i for i, entry in enumerate(driver.log) if entry == (0.0, 0.5))
+    assert at_fault > 0
+    assert len(driver.log) - at_fault > 10 and set(driver.log[at_fault + 1:]) == {(0.0, 0.0), "closed"}
 
 
 def test_sigterm_ends_run_until_signal_at_neutral():
-    sim, driver, runtime = make()
-    runtime.command("set_mode", "autonomous")
-    runtime.command("start")
-    threading.Timer(0.6, os.kill, (os.getpid(), signal.SIGTERM)).start()
-    runtime.run_until_signal(duration_s=10)
+    sim, driver, car = make()
+    threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    car.run_until_signal(duration_s=10)
     assert sim.info.speed > 0.1
     assert driver.log[-2:] == [(0.0, 0.0), "closed"]

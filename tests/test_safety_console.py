@@ -10,15 +10,12 @@ from calibration import servo
 from car.actuators.maestro import MaestroDriver
 from car.policy.bundle import load_bundle
 from car.camera.capture import open_camera
-from car.clock import WallClock
 from car.console.auth import set_password
 from car.console.client import CarAddress, CarClient, KnownCars
 from car.console.server import ConsoleOptions, start_console
 from car.console.state import StateDir
 from car.policy.inference import Policy
-from car.graph.runtime import CarRuntime
-from car.graph.stack import LocalStack
-from test_failsafe import NEUTRAL, bundle_dir, images, maestro, wait_until  # noqa: F401  (fixtures)
+from test_failsafe import NEUTRAL, Car, bundle_dir, images, maestro, wait_until  # noqa: F401  (fixtures)
 
 PASSWORD = "safety-console-test"
 FACTORY = servo.FACTORY_DEFAULT
@@ -32,17 +29,17 @@ def quarter_us(ns: int) -> int:
 def car(tmp_path, bundle_dir, images, maestro):
     bundle = load_bundle(bundle_dir)
     camera = open_camera(f"images:{images}", fps=15)
-    stack = LocalStack(WallClock(), camera, MaestroDriver(FACTORY, str(maestro.link)), Policy(bundle).model())
-    runtime = CarRuntime(stack)
+    runtime = Car(camera, MaestroDriver(FACTORY, str(maestro.link)), Policy(bundle).model())
     state = StateDir(tmp_path / "state")
     set_password(state, PASSWORD)
-    server = start_console(ConsoleOptions("127.0.0.1", 0, state.root, advertise=False), runtime, bundle.name, servo)
-    runtime.start()
+    server = start_console(ConsoleOptions("127.0.0.1", 0, state.root, advertise=False), runtime.local.bus,
+                           runtime.graph.clock, {}, bundle.name, servo)
+    runtime.local.closers.append(server.stop)
+    runtime.local.start()
     client = CarClient(CarAddress.parse(server.url), lambda: PASSWORD, lambda _: None, KnownCars(tmp_path / "cars.json"))
+    assert wait_until(lambda: server.console.node.mode is not None)
     yield runtime, client
     runtime.stop()
-    server.stop()
-    camera.close()
 
 
 def test_a_mode_race_never_leaves_the_raw_mapping_on_a_manual_command(car, maestro):
@@ -116,5 +113,5 @@ def test_the_manual_speed_limit_never_changes_the_autonomous_one(car):
     client.request("POST", "/api/start_stop", {"start_stop": "start"})
     status = client.request("GET", "/api/status").body
     assert status["max_speed"] == pytest.approx(0.3) and status["manual_max_speed"] == pytest.approx(1.0)
-    core = runtime.stack.control.core
+    core = runtime.graph.control.core
     assert core.state.max_speed == pytest.approx(0.3)

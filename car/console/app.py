@@ -50,9 +50,6 @@ from car.console.state import StateDir
 from car.console.stream import BOUNDARY, JpegCache, mjpeg
 from car.console.teleop import TeleopSession
 from car.console.uploads import UploadLimits, UploadSlot, install_archive, receive_archive
-from car.control.modes import Mode
-from car.graph.runtime import CarRuntime
-from car.policy.inference import Policy
 
 log = logging.getLogger("racer.console")
 
@@ -88,7 +85,6 @@ class LoginPool:
 class Console:
     """Everything the handlers share; built by car.console.server."""
 
-    runtime: CarRuntime
     node: ConsoleNode
     auth: Auth
     store: ModelStore
@@ -98,7 +94,6 @@ class Console:
     secure: bool = False
     fingerprint: str | None = None
     loading: LoadingStatus = field(default_factory=LoadingStatus)
-    policy: Policy | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     logins: LoginPool = field(default_factory=LoginPool)
@@ -159,29 +154,31 @@ class Console:
         return folder
 
     def command(self, name: str, *args: Any) -> None:
-        """A control command; control's refusals (start while a fault is present, calibration while
-        driving) become 409 with control's reason."""
+        """A request to control over the bus; control's refusals (start while a fault is present,
+        calibration while driving) become 409 with control's reason."""
         try:
-            self.runtime.command(name, *args)
+            self.node.ask(name, *args)
         except ValueError as exc:
             event("command_refused", command=name, args=list(args), reason=str(exc))
             raise ApiError(409, str(exc)) from None
         event("command", command=name, args=list(args))
 
-    def emergency_stop(self, source: str = "console") -> None:
-        self.runtime.command("emergency_stop")
+    async def emergency_stop(self, source: str = "console") -> None:
+        """On the event loop, never queued behind the thread pool; returns once control has latched it."""
+        await self.node.ask_async("emergency_stop")
         event("emergency_stop", source=source)
 
     def load(self, folder: str, model_name: str) -> None:
-        """Compile the model, stop the car, swap the policy's model: the car needs a new start."""
+        """Check and compile the model here (a bad one is refused before the car is touched), then the
+        policy node loads it from the state dir; it stops the car first, so the car needs a new start."""
         with self.job("load", folder, "loaded"):
             self.loading.step("compiling", 30)
-            policy = self.store.compile(folder, model_name)
+            self.store.compile(folder, model_name)
             self.loading.step("switching", 90)
-            self.runtime.command("stop")
-            self.runtime.call(self.runtime.stack.policy.core.load, policy.model())
-            self.policy = policy
-            self.node.model_name = folder
+            try:
+                self.node.load_model(self.store.get(folder).path, self.store.cache_dir)
+            except ValueError as exc:
+                raise ApiError(422, str(exc)) from None
 
 
 def ok(**extra: Any) -> JSONResponse:
@@ -300,7 +297,6 @@ def create_app(console: Console) -> Starlette:
     login_page = (PAGES / "login.html").read_text()
     index_page = (PAGES / "index.html").read_text()
     cache = JpegCache(console.node)
-    runtime = console.runtime
 
     def render_login(error: str = "", status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
         message = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
@@ -400,13 +396,13 @@ def create_app(console: Console) -> Starlette:
         return ok()
 
     async def emergency_stop(request: Request) -> Response:
-        console.emergency_stop("api")  # on the event loop: never queued behind the thread pool
+        await console.emergency_stop("api")  # on the event loop: never queued behind the thread pool
         return ok(message="emergency stop: the car stays stopped until the next start")
 
     async def max_nav_throttle(request: Request) -> Response:
         """The autonomous speed limit, in percent."""
         percent = bodies.number(await json_body(request), "throttle", 0.0, 100.0)
-        await run_in_threadpool(runtime.call, runtime.stack.control.core.set_max_speed, percent / 100.0)
+        await run_in_threadpool(console.command, "set_max_speed", percent / 100.0)
         return ok()
 
     async def manual_drive(request: Request) -> Response:
@@ -414,11 +410,10 @@ def create_app(console: Console) -> Starlette:
         body = await json_body(request)
         angle, throttle = bodies.number(body, "angle", -1.0, 1.0), bodies.number(body, "throttle", -1.0, 1.0)
         max_speed = bodies.number(body, "max_speed", 0.0, 1.0)
-        core = runtime.stack.control.core
-        if core.state.mode is not Mode.MANUAL:
-            raise ApiError(409, f"manual_drive needs manual mode; the car is in {core.state.mode.value} mode")
+        if console.node.mode != "manual":
+            raise ApiError(409, f"manual_drive needs manual mode; the car is in {console.node.mode} mode")
         stamp = console.node.now()
-        await run_in_threadpool(runtime.call, core.set_manual_max_speed, max_speed)
+        await run_in_threadpool(console.command, "set_manual_max_speed", max_speed)
         await run_in_threadpool(console.node.teleop, -angle, -throttle, stamp)
         return ok()
 

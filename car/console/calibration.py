@@ -1,12 +1,14 @@
 """Steering and throttle calibration through the console, in the DeepRacer console's units.
 
 The wizard asks for raw pulse widths ("move the wheels to X"), beyond what the current
-calibration maps commands to. The actuator therefore holds a second, raw calibration: the servo
-over the whole 0.5..2.5 ms range around its centre, the ESC only within RAW_THROTTLE_BAND_NS of its
-centre, so no wizard step can spin the wheels hard. A raw pulse becomes the normalised command that
-lands on exactly that pulse, sent by control in the calibration frame, which is valid in
-calibration mode only and lasts the teleop deadman unless the wizard repeats it. Drivers without
-pulse calibration (the simulator) just receive the normalised commands.
+calibration maps commands to. The actuator therefore holds a second, raw calibration
+(`calibration.servo.wizard_ranges`: the servo over the whole 0.5..2.5 ms range around its centre,
+the ESC only within a narrow band of its centre, so no wizard step can spin the wheels hard). A raw
+pulse becomes the normalised command that lands on exactly that pulse, sent to control (`calibrate`),
+which publishes it in the calibration frame, valid in calibration mode only and lasting the teleop
+deadman unless the wizard repeats it. A saved calibration goes to control too (`set_calibration`),
+which owns what the actuator applies and hands it on. Drivers without pulse calibration (the
+simulator) just receive the normalised commands.
 """
 from __future__ import annotations
 
@@ -16,11 +18,9 @@ from typing import Any, Protocol
 
 from car.console import bodies
 from car.console.errors import ApiError
-from car.graph.runtime import CarRuntime
+from car.console.node import ConsoleNode
 
 KINDS = {"angle": "Servo", "throttle": "Motor"}
-# The ESC band of a wizard step: 0.25 ms either side of neutral, ~1.6x the factory calibration's widest offset.
-RAW_THROTTLE_BAND_NS = 250_000
 # Console units are far smaller; this only keeps hostile numbers (1e308) away from the pulse arithmetic.
 UI_LIMIT = 1e6
 
@@ -40,6 +40,10 @@ class CalibrationFormat(Protocol):
 
     def save(self, calibration: Any, path: Path) -> None: ...
 
+    def to_dict(self, calibration: Any) -> dict[str, Any]: ...
+
+    def wizard_ranges(self, calibration: Any) -> Any: ...
+
     def validate_range(self, pulses: Any, where: str) -> None: ...
 
     def pulse_from_ui(self, output: str, ui_value: float) -> int: ...
@@ -52,28 +56,17 @@ def _number(body: dict[str, Any], key: str) -> float:
 
 
 class CalibrationService:
-    """Owns the calibration file and the wizard's raw pulses; the actuator holds both tables."""
+    """Owns the calibration file and the wizard's raw pulses; control owns what the actuator applies.
 
-    def __init__(self, runtime: CarRuntime, path: Path, fmt: CalibrationFormat, initial: Any = None):
-        self.runtime = runtime
+    `initial` is the calibration the car started with (the actuator resolved the same one)."""
+
+    def __init__(self, node: ConsoleNode, path: Path, fmt: CalibrationFormat, initial: Any = None):
+        self.node = node
         self.path = path
         self.fmt = fmt
         self.saved = initial if initial is not None else fmt.load(path) if path.is_file() else fmt.FACTORY_DEFAULT
-        self.raw = self._raw(self.saved)
+        self.raw = fmt.wizard_ranges(self.saved)
         self.raw_pulses = (self.saved.servo.mid, self.saved.motor.mid)
-        self._apply()
-
-    def _apply(self) -> None:
-        self.runtime.stack.actuator.core.set_calibrations(self.saved, self.raw)
-
-    def _raw(self, calibration: Any) -> Any:
-        """Servo: all of 0.5..2.5 ms around its centre; ESC: the band around its centre; + command = longer pulse."""
-        low, high = self.fmt.MIN_PULSE_NS, self.fmt.MAX_PULSE_NS
-        motor = calibration.motor
-        return dataclasses.replace(
-            calibration, servo=dataclasses.replace(calibration.servo, min=low, max=high, polarity=1),
-            motor=dataclasses.replace(motor, min=max(low, motor.mid - RAW_THROTTLE_BAND_NS),
-                                      max=min(high, motor.mid + RAW_THROTTLE_BAND_NS), polarity=1))
 
     def _range(self, kind: str) -> tuple[str, Any]:
         if kind not in KINDS:
@@ -91,7 +84,7 @@ class CalibrationService:
     def enter(self) -> None:
         """Calibration mode at neutral (control refuses it unless the car is stopped)."""
         try:
-            self.runtime.command("set_mode", "calibration")
+            self.node.ask("set_mode", "calibration")
         except ValueError as exc:
             raise ApiError(409, str(exc)) from None
         self.raw_pulses = (self.saved.servo.mid, self.saved.motor.mid)
@@ -103,7 +96,8 @@ class CalibrationService:
                 "polarity": pulses.polarity, "success": True}
 
     def set(self, kind: str, body: dict[str, Any]) -> None:
-        """Validate, save atomically, and hand the actuator the new tables (it switches at neutral)."""
+        """Validate, have control hand it to the actuator (which switches at neutral; 409 while the car
+        drives), then save it atomically, so the file never holds what the car refused."""
         output, current = self._range(kind)
         polarity = bodies.choice(body, "polarity", [1, -1])
         try:
@@ -114,12 +108,15 @@ class CalibrationService:
             raise ApiError(400, str(exc)) from None
         updated = dataclasses.replace(self.saved, **{"servo" if output == "Servo" else "motor": pulses})
         try:
+            self.node.ask("set_calibration", self.fmt.to_dict(updated))
+        except ValueError as exc:
+            raise ApiError(409, str(exc)) from None
+        try:
             self.fmt.save(updated, self.path)
         except OSError as exc:
             raise ApiError(500, f"cannot save {self.path}: {exc.strerror or exc}") from None
-        self.saved, self.raw = updated, self._raw(updated)
+        self.saved, self.raw = updated, self.fmt.wizard_ranges(updated)
         self.raw_pulses = (updated.servo.mid, updated.motor.mid)
-        self._apply()
 
     def adjust(self, kind: str, body: dict[str, Any]) -> None:
         """Hold one output at a raw pulse (DeepRacer console units), the other where it was, for one deadman."""
@@ -138,6 +135,6 @@ class CalibrationService:
         steering = self._raw_command(self.raw_pulses[0], self.raw.servo)
         throttle = self._raw_command(self.raw_pulses[1], self.raw.motor)
         try:
-            self.runtime.command("calibrate", steering, throttle)
+            self.node.ask("calibrate", steering, throttle)
         except ValueError as exc:
             raise ApiError(409, f"{exc}; call /api/set_calibration_mode first") from None

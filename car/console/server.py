@@ -1,8 +1,8 @@
 """Starting the console beside a running car: state dir, password, certificate, web server, mDNS.
 
 The web server runs in its own thread with its own event loop and reaches the graph only through
-the runtime's lock. It binds its socket before returning, so a taken port fails the start rather
-than a background thread, and it stops by itself when the runtime stops. It answers only to the
+the console node's bus. It binds its socket before returning, so a taken port fails the start rather
+than a background thread; whoever started it stops it. It answers only to the
 host names and addresses it serves (`served_hosts`), and takes the client's address from the
 socket: X-Forwarded-For and friends are ignored.
 """
@@ -30,7 +30,8 @@ from car.console.node import ConsoleNode
 from car.console.state import StateDir
 from car.console.tls import LOOPBACK_NAMES, ensure_certificate, is_loopback
 from car.console.uploads import UploadLimits, remove_stale
-from car.graph.runtime import CarRuntime
+from car.clock import Clock
+from car.transport import NodeBus
 
 log = logging.getLogger("racer.console")
 
@@ -62,7 +63,7 @@ class ConsoleOptions:
 
 
 class ConsoleServer:
-    """A running console; `url` is where it answers, `stop()` ends it (the runtime's stop does too)."""
+    """A running console; `url` is where it answers, `stop()` ends it."""
 
     def __init__(self, console: Console, sock: socket.socket, ssl: tuple[Path, Path] | None,
                  advertisement: Advertisement | None):
@@ -85,7 +86,6 @@ class ConsoleServer:
         self.errors = RateLimitedErrors()
         self.advertisement = advertisement
         self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), name="console", daemon=True)
-        self._watch = threading.Thread(target=self._stop_with_runtime, name="console-watch", daemon=True)
 
     async def _serve(self) -> None:
         asyncio.get_running_loop().set_exception_handler(self.errors)
@@ -93,14 +93,9 @@ class ConsoleServer:
 
     def start(self) -> "ConsoleServer":
         self._thread.start()
-        self._watch.start()
         if self.advertisement is not None:
             threading.Thread(target=self.advertisement.start, name="mdns", daemon=True).start()
         return self
-
-    def _stop_with_runtime(self) -> None:
-        self.console.runtime.stop_event.wait()
-        self.stop()
 
     def stop(self) -> None:
         self.console.stopping.set()
@@ -135,10 +130,11 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def start_console(options: ConsoleOptions, runtime: CarRuntime, model_name: str,
-                  calibration: CalibrationFormat, car_calibration: Any = None) -> ConsoleServer:
-    """Serve the console for `runtime`. On the first start a password is generated and written to
-    a file only the owner can read; its path (never the password) is printed to stderr."""
+def start_console(options: ConsoleOptions, bus: NodeBus, clock: Clock, params: dict[str, dict[str, Any]],
+                  model_name: str, calibration: CalibrationFormat, car_calibration: Any = None) -> ConsoleServer:
+    """Serve the console as a node on `bus` (call before the bus spins: a process bus subscribes only
+    then). On the first start a password is generated and written to a file only the owner can read;
+    its path (never the password) is printed to stderr."""
     state = StateDir(options.state_dir).create()
     stale = remove_stale(state.uploads)
     if stale:
@@ -146,14 +142,14 @@ def start_console(options: ConsoleOptions, runtime: CarRuntime, model_name: str,
     password_file = ensure_password(state)
     secure = options.secure
     certificate = ensure_certificate(state.tls, options.host) if secure else None
-    node = ConsoleNode(runtime, model_name)
+    node = ConsoleNode(bus, clock, params, model_name)
     store = ModelStore(state.models, state.cache, options.startup_model)
     store.remove_stale()
     sock = _bind(options.host, options.port)
     port = sock.getsockname()[1]
     console = Console(
-        runtime=runtime, node=node, auth=Auth(state), store=store,
-        calibration=CalibrationService(runtime, options.calibration_file or state.calibration, calibration,
+        node=node, auth=Auth(state), store=store,
+        calibration=CalibrationService(node, options.calibration_file or state.calibration, calibration,
                                        car_calibration),
         state=state, limits=options.limits, secure=secure,
         fingerprint=certificate.fingerprint if certificate else None, loading=LoadingStatus(model=model_name),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -21,7 +21,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from car.console import bodies
 from car.console.errors import ApiError
 from car.console.node import ConsoleNode
-from car.control.modes import Mode
 
 DEADMAN_S = 0.18
 DEADMAN_POLL_S = 0.02
@@ -47,7 +46,7 @@ class TeleopSession:
     """One driver on one socket. The emergency stop, the deadman and the commands act on the event
     loop itself, never queued behind the thread pool that serves uploads and logins."""
 
-    def __init__(self, ws: WebSocket, node: ConsoleNode, ended: asyncio.Event, estop: Callable[[str], None]):
+    def __init__(self, ws: WebSocket, node: ConsoleNode, ended: asyncio.Event, estop: Callable[[str], Awaitable[None]]):
         self.ws = ws
         self.node = node
         self.ended = ended
@@ -83,10 +82,10 @@ class TeleopSession:
             return
         if command.get("estop"):
             self.driving = False
-            self.estop("teleop")
+            await self.estop("teleop")
             await self.ws.send_json({"type": "estop"})
             return
-        if self.node.stack.control.core.state.mode is not Mode.MANUAL:
+        if self.node.mode != "manual":
             await self.ws.send_json({"type": "error", "reason": "teleop drives in manual mode; switch to manual"})
             return
         self.driving = command["steering"] != 0.0 or command["throttle"] != 0.0

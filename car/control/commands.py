@@ -1,8 +1,10 @@
 """Commands to the control node from other processes: /control/command, a std_msgs/String holding JSON.
 
 `{"command": "set_mode", "mode": "autonomous", "id": "42"}`; commands and their fields:
-set_mode (mode: manual|autonomous|calibration), start, stop, emergency_stop, set_max_speed (value:
-0..1), calibrate (steering, throttle: -1..1, calibration mode only). `id` is optional and echoed.
+set_mode (mode: manual|autonomous|calibration), start, stop, emergency_stop, fault (reason: a client
+that drove is lost; latched like a fault), set_max_speed and set_manual_max_speed (value: 0..1),
+calibrate (steering, throttle: -1..1, calibration mode only), set_calibration (calibration: the
+DeepRacer calibration.json document, at neutral only). `id` is optional and echoed.
 The control node answers on /diagnostics at once: its "control" status carries the mode, running,
 max_speed and watchdog, plus `command_id` and `command_result` ("ok" or the reason it was refused).
 The topic is reliable and volatile: a command sent while control is down is lost, never replayed
@@ -19,10 +21,14 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "start": (),
     "stop": (),
     "emergency_stop": (),
+    "fault": ("reason",),
     "set_max_speed": ("value",),
+    "set_manual_max_speed": ("value",),
     "calibrate": ("steering", "throttle"),
+    "set_calibration": ("calibration",),
 }
 NUMERIC = {"value", "steering", "throttle"}
+TEXT = {"mode", "reason"}
 
 
 class CommandError(ValueError):
@@ -69,5 +75,7 @@ def parse_command(text: str) -> Command:
         value = data[field]
         if field in NUMERIC and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise CommandError(f"{name}: {field} must be a number, got {value!r}", command_id)
+        if field in TEXT and not isinstance(value, str):
+            raise CommandError(f"{name}: {field} must be a string, got {value!r}", command_id)
         args.append(value)
     return Command(name, tuple(args), command_id)

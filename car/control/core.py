@@ -53,6 +53,7 @@ class ControlCore:
         self.watchdog = Watchdog({"camera": params.camera_timeout_s})
         self.last_output: AckermannDriveStamped = AckermannDriveStamped()
         self.last_reason = "stopped"
+        self.calibration: dict[str, Any] | None = None
         self._policy_since_start = False
 
     @property
@@ -129,13 +130,28 @@ class ControlCore:
         """Latched until the next start(), in every mode."""
         return self.fault(EMERGENCY_STOP, now)
 
-    def set_max_speed(self, value: float) -> None:
+    def set_max_speed(self, value: float, now: float) -> AckermannDriveStamped:
         """The autonomous limit, 0..1 (the console's max_nav_throttle)."""
         self.state.set_max_speed(value)
+        return self.tick(now)
 
-    def set_manual_max_speed(self, value: float) -> None:
+    def set_manual_max_speed(self, value: float, now: float) -> AckermannDriveStamped:
         """The manual limit, 0..1 (manual_drive's max_speed); never changes the autonomous one."""
         self.state.set_manual_max_speed(value)
+        return self.tick(now)
+
+    def set_calibration(self, document: dict[str, Any], now: float) -> AckermannDriveStamped:
+        """The car's calibration for the actuator (the DeepRacer calibration.json document, checked
+        by the actuator's parser): refused while the car drives; in calibration mode the wizard's
+        held pulse ends, so the outputs are at neutral when the actuator switches tables. The adapter
+        hands it on (`calibration` holds the newest)."""
+        if self.driving and self.state.mode is not Mode.CALIBRATION:
+            raise ValueError("stop the car before changing its calibration")
+        if not isinstance(document, dict) or not isinstance(document.get("Calibration"), dict):
+            raise ValueError("a calibration is a calibration.json document: {\"Calibration\": {...}}")
+        self.mux.clear("calibration")
+        self.calibration = document
+        return self.tick(now)
 
     def calibrate(self, steering: float, throttle: float, now: float) -> AckermannDriveStamped:
         """Raw normalised command in the calibration frame (calibration mode only; the actuator maps it
@@ -204,6 +220,7 @@ class ControlCore:
                     KeyValue("max_speed", f"{self.state.max_speed:.2f}"),
                     KeyValue("manual_max_speed", f"{self.state.manual_max_speed:.2f}"),
                     KeyValue("latched", latch.reason if latch else ""),
+                    KeyValue("emergency_stop", str(self.estopped).lower()),
                     KeyValue("start_needed", str(latch is not None).lower()),
                     KeyValue("watchdog", "ok" if not faults else "; ".join(sorted(faults)))),
         )

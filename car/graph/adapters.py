@@ -59,9 +59,6 @@ class PolicyNode:
         else:
             self._diag(self.core.diagnostics())
 
-    def publish_diagnostics(self) -> None:
-        self._diag(self.core.diagnostics())
-
 
 class ControlNode:
     """Publishes /drive on every input and on every timer tick, so staleness is acted on promptly."""

@@ -8,6 +8,7 @@ simulator itself are the caller's, which may import sim2real; this module never 
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import signal
@@ -15,19 +16,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from car.actuators.base import Driver
 from car.actuators.core import ActuatorCore
 from car.actuators.pulse import ActuatorCalibration
 from car.clock import Clock
-from car.control.commands import CommandError, parse_command
+from car.control.commands import CommandError, command_json, parse_command
 from car.control.core import NEUTRAL, ControlCore, ControlParams
 from car.graph.adapters import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DRIVE_TOPIC, ERROR, OK, DiagnosticStatus, KeyValue
 from car.policy.core import PolicyCore, PolicyModel
+from car.process import StopSignals
 from car.transport import NodeBus
-from car.transport.wire import COMMAND_TOPIC
+from car.transport.wire import CALIBRATION_TOPIC, COMMAND_TOPIC, MODEL_TOPIC
 
 log = logging.getLogger("racer.node")
 
@@ -91,19 +94,61 @@ class CameraProcess:
 
 
 class PolicyProcess:
-    def __init__(self, bus: NodeBus, clock: Clock, model: PolicyModel, params: dict[str, dict[str, Any]]):
+    """The policy, and the model loads other nodes ask for on /policy/load, answered on /diagnostics.
+
+    A request is `{"path": BUNDLE_DIR, "cache": CACHE_DIR, "id": ...}`; the node first asks control
+    to stop (a new model never drives before a user starts it), then loads and compiles the bundle
+    on its own executor (no /policy/drive meanwhile, so control's watchdog stops the car too) and
+    answers with `load_id`, `load_result` ("ok" or the reason) and `model` in its "policy" status.
+    """
+
+    def __init__(self, bus: NodeBus, clock: Clock, model: PolicyModel, params: dict[str, dict[str, Any]],
+                 model_name: str = ""):
         cp = ControlParams.from_params(params)
-        core = PolicyCore.for_model(model, cp.max_steering_rad, cp.max_speed_mps)
-        self.node = PolicyNode(bus, clock, core)
-        bus.timer(1.0 / DIAGNOSTICS_HZ, self.node.publish_diagnostics, clock)
+        self.core = PolicyCore.for_model(model, cp.max_steering_rad, cp.max_speed_mps)
+        self.node = PolicyNode(bus, clock, self.core)
+        self.model_name = model_name
+        self.answer: tuple[KeyValue, ...] = ()
+        self._control = bus.publisher(COMMAND_TOPIC)
+        bus.subscribe(MODEL_TOPIC, self.on_load)
+        bus.timer(1.0 / DIAGNOSTICS_HZ, self.publish_diagnostics, clock)
+
+    def on_load(self, text: str) -> None:
+        request_id, result = "", "ok"
+        try:
+            request = json.loads(text)
+            request_id = str(request.get("id", ""))
+            path, cache = Path(request["path"]), Path(request["cache"])
+            self._control(command_json("stop", id=f"policy-load-{request_id}"))
+            self.core.load(load_model(path, cache))
+            self.model_name = path.name
+        except (ValueError, KeyError, TypeError, AttributeError, OSError, RuntimeError) as exc:
+            result = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+        log.info("model load %s: %s", text, result)
+        self.answer = (KeyValue("load_id", request_id), KeyValue("load_result", result))
+        self.publish_diagnostics()
+
+    def publish_diagnostics(self) -> None:
+        status = self.core.diagnostics()
+        self.node._diag(replace(status, values=status.values + (KeyValue("model", self.model_name),) + self.answer))
+
+
+def load_model(path: Path, cache: Path) -> PolicyModel:
+    """A bundle directory as the policy runs it (a frozen graph converted once into `cache`/ir,
+    compiled models kept in `cache`/compiled); BundleError (a ValueError) or RuntimeError when it cannot."""
+    from car.policy.bundle import load_bundle
+    from car.policy.inference import Policy
+    return Policy(load_bundle(path, cache / "ir"), cache / "compiled").model()
 
 
 class ControlProcess:
-    """The mux on its timer, and the commands of other processes (/control/command) answered on /diagnostics.
+    """The mux on its timer, and the requests of other nodes (/control/command) answered on /diagnostics.
 
-    A change between driving and neutral is reported at once, with the age of the last policy
-    command at that moment (node clock), so the time a stale input takes to stop the car is measured
-    by the node that decides it.
+    `request` is the one entry for every request to the car (mode, start/stop, emergency stop, speed
+    limits, calibration), whoever sends it: it runs the core's command, publishes /drive at once and,
+    for a new calibration, hands it to the actuator on /actuator/calibration. A change between driving
+    and neutral is reported at once, with the age of the last policy command at that moment (node
+    clock), so the time a stale input takes to stop the car is measured by the node that decides it.
     """
 
     def __init__(self, bus: NodeBus, clock: Clock, params: dict[str, dict[str, Any]], autostart: bool = False):
@@ -111,25 +156,24 @@ class ControlProcess:
         self.node = ControlNode(bus, clock, self.core)
         self.answer: tuple[KeyValue, ...] = ()
         self._driving = False
+        self._calibration = bus.publisher(CALIBRATION_TOPIC)
         bus.subscribe(COMMAND_TOPIC, self.on_command)
         bus.timer(1.0 / TICK_HZ, self.tick, clock)
         bus.timer(1.0 / DIAGNOSTICS_HZ, self.publish_diagnostics, clock)
         if autostart:
-            self.node.command(self.core.set_mode, "autonomous")
-            self.node.command(self.core.start)
+            self.request("set_mode", "autonomous")
+            self.request("start")
 
     def request(self, name: str, *args: Any) -> str:
         """Run control's command `name` (car.control.commands.FIELDS) with `args`, whoever asks (/control/command,
-        the stock DeepRacer services): "ok", or the core's reason for refusing it (a bad mode, out of range, not
-        in calibration, a fault present)."""
+        the console, the stock DeepRacer services): "ok", or the core's reason for refusing it (a bad mode, out of
+        range, not in calibration, a fault present)."""
         try:
-            if name == "set_max_speed":
-                self.core.set_max_speed(*args)
-                self.node.tick()
-            else:
-                self.node.command(getattr(self.core, name), *args)
+            self.node.command(getattr(self.core, name), *args)
         except ValueError as exc:
             return str(exc)
+        if name == "set_calibration":
+            self._calibration(json.dumps(self.core.calibration))
         return "ok"
 
     def tick(self) -> None:
@@ -147,7 +191,7 @@ class ControlProcess:
             command_id, result = exc.id, str(exc)
         else:
             command_id, result = command.id, self.request(command.name, *command.args)
-        log.info("command %s: %s", text, result)
+        log.info("command %s: %s", text[:200], result)
         self.answer = (KeyValue("command_id", command_id), KeyValue("command_result", result))
         self.publish_diagnostics()
 
@@ -161,21 +205,51 @@ class ControlProcess:
         self.node._diag(replace(status, values=status.values + extra + self.answer))
 
 
-class ActuatorProcess:
-    """The actuator with two watchdogs: its core's timeout on the node clock, and the DDS deadline on /drive.
+class CalibrationTables(Protocol):
+    """What the actuator needs of `calibration.servo` (the composer passes it in; car does not import it)."""
 
-    A change between driving and neutral is reported on /diagnostics at once, with the age of the
-    last command at that moment, so the time to neutral is measured by the actuator itself.
+    def from_dict(self, document: Any) -> ActuatorCalibration: ...
+
+    def wizard_ranges(self, calibration: Any) -> ActuatorCalibration: ...
+
+
+class ActuatorProcess:
+    """The actuator with two watchdogs: its core's timeout on the node clock, and the deadline on /drive.
+
+    The calibration it applies is control's (/actuator/calibration; `tables` parses it and derives
+    the wizard's bounded raw ranges); a document it cannot parse is an actuator fault, which control
+    latches. A change between driving and neutral is reported on /diagnostics at once, with the age
+    of the last command at that moment, so the time to neutral is measured by the actuator itself.
     """
 
-    def __init__(self, bus: NodeBus, clock: Clock, driver: Driver, params: dict[str, dict[str, Any]]):
+    def __init__(self, bus: NodeBus, clock: Clock, driver: Driver, params: dict[str, dict[str, Any]],
+                 tables: CalibrationTables | None = None):
         self.core = ActuatorCore.from_params(driver, params)
+        self.tables = tables
+        car = getattr(driver, "calibration", None)
+        if tables is not None and car is not None:
+            self.core.set_calibrations(car, tables.wizard_ranges(car))
         bus.watch_deadline(DRIVE_TOPIC, self.core.timeout_s, self.on_deadline_missed)
         self.node = ActuatorNode(bus, clock, self.core)
         self._reported = self.core.at_neutral
         bus.subscribe(DRIVE_TOPIC, lambda msg: self._report_change())
+        bus.subscribe(CALIBRATION_TOPIC, self.on_calibration)
         bus.timer(1.0 / TICK_HZ, self.tick, clock)
         bus.timer(1.0 / DIAGNOSTICS_HZ, self.node.publish_diagnostics, clock)
+
+    def on_calibration(self, text: str) -> None:
+        if self.tables is None:
+            return  # a driver without pulse calibration (the simulator) takes normalised commands as they are
+        try:
+            car = self.tables.from_dict(json.loads(text))
+        except ValueError as exc:
+            with self.core.lock:
+                self.core.neutral()
+                self.core.fault = f"calibration refused: {exc}"
+            self.node.publish_diagnostics()
+            return
+        self.core.set_calibrations(car, self.tables.wizard_ranges(car))
+        log.info("calibration applied: %s", text)
 
     def tick(self) -> None:
         self.node.tick()
@@ -196,20 +270,32 @@ class ActuatorProcess:
         self.core.close()
 
 
-def spin_until_signal(bus: NodeBus, closers: list[Callable[[], None]],
-                      stopping: threading.Event | None = None) -> None:
+def spin_until_signal(bus: NodeBus, closers: list[Callable[[], None]], signals: StopSignals | None = None) -> None:
     """Spin until SIGTERM/SIGINT, then run `closers` (actuator to neutral, bag finished) and leave the domain.
 
-    `stopping` is set by the handlers the caller installed for its start-up: a signal that came
-    while the node was being built (its driver already open) ends it here, through the closers.
+    `signals`: the handlers the caller installed for its start-up (default: installed here); a signal
+    that came while the node was being built (its driver already open) ends it here, through the
+    closers. The handlers only note a signal and a thread of this function stops the bus: a handler
+    that stopped it itself could deadlock on the bus's lock when a second signal came inside it.
     """
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: bus.stop())
+    if signals is None:
+        signals = StopSignals()
+        signals.install()
+    done = threading.Event()
+
+    def stop_on_signal() -> None:
+        signals.wait()
+        if not done.is_set():
+            bus.stop()
+
     try:
-        if stopping is not None and stopping.is_set():
+        if signals.is_set():
             return
+        threading.Thread(target=stop_on_signal, name="stop signals", daemon=True).start()
         bus.spin()
     finally:
+        done.set()
+        signals.event.set()
         for close in closers:
             close()
         bus.close()

@@ -1,50 +1,62 @@
-"""The whole car graph in one process over the local transport (demo, tests, single-process car)."""
+"""The car's four nodes on one bus: the node classes every transport runs (`car.graph.multiprocess`).
+
+`racer car --transport local` and `racer demo` spin them on a `LocalBus`; the simulator's fast drives
+(evaluation, training validation) and the pipeline benchmark step them by hand, one camera frame
+through the whole chain at a time.
+"""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from car.actuators.base import Driver
-from car.actuators.core import ActuatorCore
 from car.clock import Clock
-from car.control.core import ControlCore, ControlParams
-from car.graph.adapters import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
-from car.messages import DIAGNOSTICS_TOPIC, DiagnosticArray
-from car.policy.core import PolicyCore, PolicyModel
+from car.graph.adapters import CameraSource
+from car.graph.multiprocess import ActuatorProcess, CalibrationTables, CameraProcess, ControlProcess, PolicyProcess
+from car.policy.core import PolicyModel
+from car.transport import NodeBus
 from car.transport.local import LocalBus
 
+log = logging.getLogger("racer.car")
 
-class LocalStack:
-    """camera -> policy -> control -> actuator, synchronously: one camera frame runs the whole chain."""
+
+class CarGraph:
+    """camera -> policy -> control -> actuator on `bus` (a LocalBus of its own by default)."""
 
     def __init__(self, clock: Clock, source: CameraSource, driver: Driver, model: PolicyModel,
-                 params: dict[str, dict[str, Any]] | None = None):
+                 params: dict[str, dict[str, Any]] | None = None, bus: NodeBus | None = None,
+                 tables: CalibrationTables | None = None, model_name: str = "", autostart: bool = False):
         params = params or {}
-        cp = ControlParams.from_params(params)
         self.clock = clock
-        self.bus = LocalBus()
-        self.camera = CameraNode(self.bus, clock, source)
-        self.policy = PolicyNode(self.bus, clock, PolicyCore.for_model(model, cp.max_steering_rad, cp.max_speed_mps))
-        self.control = ControlNode(self.bus, clock, ControlCore(cp))
-        self.actuator = ActuatorNode(self.bus, clock, ActuatorCore.from_params(driver, params))
-        self.diagnostics: dict[str, Any] = {}
-        self.bus.subscribe(DIAGNOSTICS_TOPIC, self._on_diag)
-
-    def _on_diag(self, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            self.diagnostics[status.name] = status
+        self.bus = bus if bus is not None else LocalBus()
+        self.camera = CameraProcess(self.bus, clock, source)
+        self.policy = PolicyProcess(self.bus, clock, model, params, model_name)
+        self.control = ControlProcess(self.bus, clock, params, autostart)
+        self.actuator = ActuatorProcess(self.bus, clock, driver, params, tables)
+        self.faults = 0
+        self.last_fault = ""
 
     def frame(self) -> None:
-        """One camera frame through the graph, then the timers."""
-        self.camera.spin_once()
+        """One camera frame through the graph by hand, then control's and the actuator's ticks."""
+        self.camera.node.spin_once()
         self.tick()
 
     def tick(self) -> None:
         self.control.tick()
         self.actuator.tick()
 
-    def publish_diagnostics(self) -> None:
-        for node in (self.policy, self.control, self.actuator):
-            node.publish_diagnostics()
+    def fault(self, where: str, exc: BaseException) -> None:
+        """An exception in a node on the in-process executor (LocalBus.on_error): emergency stop, latched."""
+        self.faults += 1
+        self.last_fault = f"{where}: {type(exc).__name__}: {exc}"
+        log.error("fault in %s, emergency stop", self.last_fault)
+        try:
+            self.control.request("emergency_stop")
+            self.actuator.core.neutral()
+        except Exception:  # the graph itself is broken: still reach the hardware
+            self.actuator.core.driver.neutral()
 
     def close(self) -> None:
-        self.actuator.core.close()
+        """The actuator ends at neutral with its outputs off, then the camera's reader ends."""
+        self.actuator.close()
+        self.camera.close()

@@ -42,6 +42,11 @@ PPO_OUTPUT = f"{PPO_SCOPE}/network_1/ppo_head_0/policy"
 SAC_OUTPUT = f"{SAC_SCOPE}/network_0/sac_policy_head_0/policy"
 
 
+def bundle_name(source: Path) -> str:
+    """A bundle's name: its directory's, or its archive's without .tar.gz / .tgz."""
+    return re.sub(r"\.(tar\.gz|tgz)$", "", source.resolve().name)
+
+
 class BundleError(ValueError):
     """The bundle cannot be used; str() is the one-line reason shown to the user."""
 

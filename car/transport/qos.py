@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC
-from car.transport.wire import CLOCK_TOPIC, COMMAND_TOPIC, SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC
+from car.transport.wire import (CALIBRATION_TOPIC, CLOCK_TOPIC, COMMAND_TOPIC, MODEL_TOPIC, SIM_CAMERA_TOPIC,
+                                SIM_SERVO_TOPIC)
 
 
 @dataclass(frozen=True)
@@ -30,4 +31,6 @@ TOPIC_QOS: dict[str, TopicQos] = {
     DRIVE_TOPIC: TopicQos(reliable=True, depth=1, deadline_s=DRIVE_DEADLINE_S),
     DIAGNOSTICS_TOPIC: TopicQos(reliable=True, depth=10),
     COMMAND_TOPIC: TopicQos(reliable=True, depth=10),  # commands are not dropped for newer ones
+    CALIBRATION_TOPIC: COMMAND,
+    MODEL_TOPIC: TopicQos(reliable=True, depth=10),
 }

@@ -20,6 +20,8 @@ from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_T
 
 CLOCK_TOPIC = "/clock"
 COMMAND_TOPIC = "/control/command"
+CALIBRATION_TOPIC = "/actuator/calibration"  # control -> actuator: the calibration.json document (JSON)
+MODEL_TOPIC = "/policy/load"  # any node -> policy: load a bundle directory (JSON), answered on /diagnostics
 SIM_CAMERA_TOPIC = "/sim/camera/image_raw"
 SIM_SERVO_TOPIC = "/sim/servo"
 
@@ -290,6 +292,8 @@ TOPIC_TYPES: dict[str, WireType] = {
     DIAGNOSTICS_TOPIC: DIAGNOSTICS,
     CLOCK_TOPIC: CLOCK,
     COMMAND_TOPIC: STRING,
+    CALIBRATION_TOPIC: STRING,
+    MODEL_TOPIC: STRING,
     SIM_CAMERA_TOPIC: IMAGE,
     SIM_SERVO_TOPIC: SERVO,
 }

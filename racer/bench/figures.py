@@ -115,7 +115,7 @@ class _TimedDriver:
 def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
     """Camera frame in -> actuator command out through the in-process car stack with a bundle."""
     from car.clock import SimClock
-    from car.graph.stack import LocalStack
+    from car.graph.stack import CarGraph
     from car.policy.bundle import load_bundle
     from car.policy.inference import Policy
     from sim2real.sim.track import Track
@@ -140,16 +140,16 @@ def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
 
     with load_bundle(model_path) as bundle:
         driver = _TimedDriver()
-        stack = LocalStack(clock, Source(), driver, Policy(bundle).model())
-        stack.control.command(stack.control.core.set_mode, "autonomous")
-        stack.control.command(stack.control.core.start)
+        graph = CarGraph(clock, Source(), driver, Policy(bundle).model())
+        graph.control.request("set_mode", "autonomous")
+        graph.control.request("start")
         samples = []
         for i in range(frames + 30):
             clock.set(i / 15.0)
-            stack.camera.spin_once()
+            graph.camera.node.spin_once()
             if i >= 30:
                 samples.append(driver.last - start["t"])
-        stack.close()
+        graph.close()
     return percentiles(samples)
 
 
@@ -225,7 +225,7 @@ def bench_transports(model_path: Path, scale: float) -> dict[str, Any]:
 def run_bench(model_path: Path, quick: bool = False,
               progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Every figure, one after the other; `progress` is told what is measured next."""
-    from racer.bench.flood import bench_flood
+    from racer.bench.flood import bench_safety
     from sim2real.augment import bench_augment
 
     scale = 0.2 if quick else 1.0
@@ -240,7 +240,7 @@ def run_bench(model_path: Path, quick: bool = False,
          lambda: bench_train(frames=max(600, int(3000 * scale)))),
         ("", "image latency over DDS and rclpy, the pipeline across processes",
          lambda: bench_transports(model_path, scale)),
-        ("safety", "neutral and e-stop under a connection flood", lambda: bench_flood(model_path)),
+        ("safety", "neutral and e-stop under a connection flood, per transport", lambda: bench_safety(model_path)),
     ]
     report: dict[str, Any] = {}
     for number, (key, what, measure) in enumerate(figures, 1):

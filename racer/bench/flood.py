@@ -9,16 +9,19 @@ loopback.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from car.console.client import CarClient
+from car.console.state import StateDir
 
 DRIVE = {"steering": 0.5, "throttle": 0.8}
 SEND_PERIOD_S = 0.05
@@ -61,7 +64,8 @@ def _drive(ws: Any, seconds: float) -> float:
 
 def _drive_again(ws: Any, driving: Callable[[], bool], tries: int = 5) -> None:
     """Re-arm and drive until the outputs move: on a loaded machine a latch for the silence just
-    measured (the console's deadman, control's own timeout) can land after the first re-arm."""
+    measured (the console's deadman, control's own timeout) can land after the first re-arm, and
+    across processes the first commands can go out before discovery matched the console to control."""
     for _ in range(tries):
         _drive(ws, 0.3)
         try:
@@ -120,8 +124,7 @@ def run_flood(client: CarClient, url: str, password: str, driving: Callable[[], 
     client.request("POST", "/api/drive_mode", {"drive_mode": "manual"})
     with client.websocket("/api/teleop") as ws:
         ws.recv(timeout=5)
-        _drive(ws, 0.3)
-        _wait(driving, 5.0, "the car to drive before the flood")
+        _drive_again(ws, driving)  # across processes the first commands may go out before discovery matched
         idle = _idle_connections(parts.hostname, parts.port, connections)
         burst, refused = _login_burst(url, logins, password)
         try:
@@ -140,50 +143,109 @@ def run_flood(client: CarClient, url: str, password: str, driving: Callable[[], 
     return FloodResult((neutral - last) * 1000.0, (stopped - sent) * 1000.0, len(idle), len(refused))
 
 
-def bench_flood(model_path: Any) -> dict[str, Any]:
-    """The scenario on the simulated car with its console on loopback (bench figures)."""
-    import tempfile
-    from pathlib import Path
+FLOOD_KEYS = ("flood_neutral_ms", "flood_estop_ms", "flood_connections", "flood_logins_refused")
+PASSWORD = "bench-flood-password"
+CAR_START_S = 120.0
 
+
+@contextlib.contextmanager
+def _local_car(model_path: Path, state: StateDir, on_servo: Callable[[Any], None]) -> Iterator[str]:
+    """`racer car --transport local --sim --console`, in this process; the console's URL."""
     from calibration import servo
-    from car.console.auth import set_password
-    from car.console.client import CarAddress, KnownCars
     from car.console.server import ConsoleOptions, start_console
-    from car.console.state import StateDir
     from car.policy.bundle import load_bundle
     from car.policy.inference import Policy
-    from sim2real.drive import sim_runtime
-    from sim2real.sim.adapters import SimActuator
+    from car.transport.wire import SIM_SERVO_TOPIC
+    from racer.processes.local import sim_car
     from sim2real.sim.track import Track
-    from sim2real.sim.world import Simulator
 
-    class Outputs(SimActuator):
-        command = (0.0, 0.0)
+    bundle = load_bundle(model_path)
+    car = sim_car(Track.load("reinvent_base"), Policy(bundle, state.cache).model(), {}, bundle.name)
+    car.bus.subscribe(SIM_SERVO_TOPIC, on_servo)
+    server = start_console(ConsoleOptions("127.0.0.1", 0, state.root, advertise=False), car.bus, car.graph.clock,
+                           {}, bundle.name, servo)
+    car.closers.append(server.stop)
+    car.start()
+    try:
+        yield server.url
+    finally:
+        car.stop()
 
-        def set(self, steering: float, throttle: float) -> None:
-            super().set(steering, throttle)
-            self.command = (steering, throttle)
 
-        def neutral(self) -> None:
-            super().neutral()
-            self.command = (0.0, 0.0)
+@contextlib.contextmanager
+def _graph_car(model_path: Path, transport: str, state: StateDir, on_servo: Callable[[Any], None]) -> Iterator[str]:
+    """`racer car --transport dds|ros --sim --console` as processes on a private loopback domain, and a node here
+    that watches /sim/servo; the console's URL."""
+    import sys
 
-    password = "bench-flood-password"
+    from car.transport import open_bus
+    from car.transport.wire import SIM_SERVO_TOPIC
+    from racer.bench.dds import _child_env, _private_domain, _processes
+
+    domain = _private_domain()
+    bus = open_bus(transport, "bench_flood", domain=domain)
+    bus.subscribe(SIM_SERVO_TOPIC, on_servo)
+    spinner = threading.Thread(target=bus.spin, daemon=True)
+    spinner.start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [sys.executable, "-m", "racer.cli", "car", "--transport", transport, "--sim", "reinvent_base",
+            "--model", str(model_path), "--console", f"127.0.0.1:{port}", "--state-dir", str(state.root)]
+    try:
+        with _processes([argv], _child_env(domain)):
+            yield f"http://127.0.0.1:{port}"
+    finally:
+        bus.stop()
+        spinner.join(timeout=5)
+        bus.close()
+
+
+def _answering(client: CarClient) -> bool:
+    from car.console.client import ClientError
+    try:
+        return client.request("GET", "/api/status").body.get("mode") is not None
+    except ClientError:
+        return False
+
+
+def bench_flood(model_path: Path, transport: str = "local") -> dict[str, Any]:
+    """The scenario on the simulated car (`racer car --sim --console` on `transport`), its outputs read on
+    /sim/servo; RosUnavailable for `ros` without rclpy."""
+    import tempfile
+
+    from car.console.auth import set_password
+    from car.console.client import CarAddress, KnownCars
+    from car.console.state import StateDir
+
+    sent = {"throttle": 0.0, "count": 0}
+
+    def on_servo(msg: Any) -> None:
+        sent["throttle"], sent["count"] = msg.throttle, sent["count"] + 1
+
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        bundle = load_bundle(model_path)
-        sim = Simulator(Track.load("reinvent_base"))
-        outputs = Outputs(sim)
-        runtime = sim_runtime(sim, Policy(bundle, root / "cache").model(), driver=outputs)
-        state = StateDir(root / "state")
-        set_password(state, password)
-        server = start_console(ConsoleOptions("127.0.0.1", 0, state.root, advertise=False), runtime, bundle.name,
-                               servo)
-        runtime.start()
+        state = StateDir(Path(tmp) / "state").create()
+        set_password(state, PASSWORD)
+        car = _local_car(model_path, state, on_servo) if transport == "local" else \
+            _graph_car(model_path, transport, state, on_servo)
+        with car as url:
+            client = CarClient(CarAddress.parse(url), lambda: PASSWORD, lambda _: None, KnownCars(Path(tmp) / "cars.json"))
+            _wait(lambda: sent["count"] > 0 and _answering(client), CAR_START_S, f"the car and its console on {transport}")
+            return run_flood(client, url, PASSWORD, lambda: sent["throttle"] != 0.0).to_json()
+
+
+def bench_safety(model_path: Path) -> dict[str, Any]:
+    """`safety`: each flood figure per transport, `{"flood_neutral_ms": {"local": ..., "dds": ..., "ros": ...}, ...}`;
+    a transport that cannot run (no rclpy) is in `unavailable` with the reason."""
+    from car.transport.ros import RosUnavailable
+
+    report: dict[str, Any] = {key: {} for key in FLOOD_KEYS}
+    for transport in ("local", "dds", "ros"):
         try:
-            client = CarClient(CarAddress.parse(server.url), lambda: password, lambda _: None,
-                               KnownCars(root / "cars.json"))
-            return run_flood(client, server.url, password, lambda: outputs.command != (0.0, 0.0)).to_json()
-        finally:
-            runtime.stop()
-            server.stop()
+            figures = bench_flood(model_path, transport)
+        except RosUnavailable as exc:
+            report.setdefault("unavailable", {})[transport] = str(exc)
+            continue
+        for key in FLOOD_KEYS:
+            report[key][transport] = figures[key]
+    return report

@@ -43,9 +43,12 @@ def run(args: argparse.Namespace) -> int:
     figures = workers.get("unavailable") or ", ".join(f"{workers[n]:.0f} on {n} Ray worker(s)" for n in workers)
     print(f"train      DAgger rollouts {train['in_process']:.0f} frames/s in process; {figures}", file=sys.stderr)
     safety = report["safety"]
-    print(f"safety     neutral {safety['flood_neutral_ms']:.0f} ms after the driver went silent, e-stop "
-          f"{safety['flood_estop_ms']:.1f} ms, under {safety['flood_connections']} idle connections and a login burst",
-          file=sys.stderr)
+    for transport, neutral in safety["flood_neutral_ms"].items():
+        print(f"safety     {transport:5s} neutral {neutral:.0f} ms after the driver went silent, e-stop "
+              f"{safety['flood_estop_ms'][transport]:.1f} ms, under {safety['flood_connections'][transport]} idle "
+              "connections and a login burst", file=sys.stderr)
+    for transport, reason in safety.get("unavailable", {}).items():
+        print(f"safety     {transport:5s} {reason}", file=sys.stderr)
     for name in ("dds", "pipeline_multiprocess", "ros", "pipeline_multiprocess_ros"):
         fig = report[name]
         figures = fig.get("unavailable") or f"p50 {fig['p50_ms']:.3f} ms  p99 {fig['p99_ms']:.3f} ms"

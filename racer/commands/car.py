@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "end the camera is gone and the car at neutral) | bag:PATH:loop (played in a loop); a "
                         "recording without --actuator replays on a laptop, nothing moves, and the run ends with it")
     p.add_argument("--model", type=Path, help="model bundle (default: the bundled model)")
-    p.add_argument("--console", metavar="HOST:PORT", help="serve the device console (with --transport local; "
-                                                          "'off', as when left out: no console)")
+    p.add_argument("--console", metavar="HOST:PORT", help="serve the device console, a node of the graph on "
+                                                          "every transport ('off', as when left out: no console)")
     p.add_argument("--console-name", action="append", default=[], metavar="NAME",
                    help="another DNS name the console answers to (besides its addresses and HOSTNAME[.local]); "
                         "repeatable")
@@ -57,9 +57,6 @@ def argument_problem(args: argparse.Namespace, params: dict[str, dict[str, Any]]
     """
     camera = args.camera or params["camera"].get("source") or "sim"
     actuator = args.actuator or params["actuator"].get("spec") or "sim"
-    if args.console not in (None, "off") and args.transport != "local":
-        return ("--console runs with --transport local (the default) for now: leave it out (or pass --console off) "
-                f"with --transport {args.transport}")
     if args.sim:
         ignored = [flag for flag, given in (("--camera", args.camera not in (None, "sim")),
                                             ("--actuator", args.actuator not in (None, "sim")),
@@ -93,7 +90,7 @@ def argument_problem(args: argparse.Namespace, params: dict[str, dict[str, Any]]
 def run(args: argparse.Namespace) -> int:
     from car.config import load_params
     from racer.processes.local import build_local, local_recorder
-    from racer.processes.node import car_calibration
+    from racer.processes.calibration import car_calibration
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
@@ -114,27 +111,22 @@ def run(args: argparse.Namespace) -> int:
         params = load_params(args.config)
         # Resolved before any device is opened: a bad file stops the start with nothing written.
         calibration = car_calibration(args, params)
-        stack, runtime, bundle = build_local(args, params, calibration.calibration, stop)
+        car, bundle = build_local(args, params, calibration.calibration)
     except (ValueError, OSError, RuntimeError) as exc:
         return fail("car", str(exc))
     try:
-        recorder = local_recorder(args, stack)
+        local_recorder(args, car)
         if args.console:
             from racer.processes.console import start_car_console
-            start_car_console(args, params, runtime, bundle.name, calibration, model_path=bundle.source)
+            server = start_car_console(args, params, car.bus, car.graph.clock, bundle.name, calibration,
+                                       model_path=bundle.source)
+            car.closers.insert(0, server.stop)
     except (ValueError, OSError, RuntimeError) as exc:
-        runtime.stop()  # the camera thread and the actuator's process end (at neutral) before this one does
+        car.stop()  # the camera thread and the actuator's process end (at neutral) before this one does
         return fail("car", str(exc))
-    driving = f"simulator {args.sim}" if args.sim else f"camera {stack.camera.source.name}"
+    driving = f"simulator {args.sim}" if args.sim else f"camera {car.graph.camera.source.name}"
     logging.getLogger("racer.car").info("model %s, %s", bundle.name, driving)
-    if args.autostart:
-        runtime.command("set_mode", "autonomous")
-        runtime.command("start")
-    try:
-        runtime.run_until_signal(args.duration, signals)
-    finally:
-        if recorder is not None:
-            runtime.call(recorder.close)
+    car.run_until_signal(args.duration, signals)
     return 0
 
 

@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "'off' to disable)")
     p.add_argument("--state-dir", type=Path, help="console state (password, uploaded models); "
                                                   "default: the console's own state dir")
+    p.add_argument("--transport", choices=("local", "dds", "ros"), default="local",
+                   help="in real time: local = one process; dds = a process per node over Cyclone DDS; ros = rclpy "
+                        "nodes (default: %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -48,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.laps < 0:
         return fail("demo", "--laps must be 0 or more")
+    if args.headless and args.transport != "local":
+        return fail("demo", "--headless steps the car's nodes by hand in one process: leave out --transport")
     if not 0.0 < args.max_speed <= 1.0:
         return fail("demo", "--max-speed must be in (0, 1]")
     try:
@@ -109,93 +114,175 @@ def _finish(args: argparse.Namespace, result, model_name: str, interrupted: bool
     return 130 if interrupted and args.laps and len(result.laps) < args.laps else 0
 
 
-class _LapReporter:
-    """Wraps the simulator for the real-time runtime: prints laps; after N of them (or a failed one)
-    calls `done` once and stops counting, so the summary is the run the user asked for."""
+class _Laps:
+    """The laps the simulator world node reports in its /diagnostics status: prints each; True once the
+    laps asked for are driven (or one failed), so the summary is the run the user asked for."""
 
-    def __init__(self, sim, laps: int, done) -> None:
-        from sim2real.drive import DriveResult, LapCounter
+    def __init__(self, track_name: str, laps: int) -> None:
+        from sim2real.drive import DriveResult
 
-        self.sim, self.laps, self.done = sim, laps, done
-        self.dt = sim.dt
-        self.result = DriveResult(sim.track.name)
-        self.counter = LapCounter(self.result, sim.time)
+        self.laps = laps
+        self.result = DriveResult(track_name)
         self.finished = False
 
-    def step(self):
-        info = self.sim.step()
+    def observe(self, status) -> bool:
+        from sim2real.drive import LapResult
+
         if self.finished:
-            return info
-        lap = self.counter.observe(info)
-        if lap is not None:
-            _print_lap(len(self.result.laps), lap)
-            if not lap.completed or (self.laps and len(self.result.laps) >= self.laps):
-                self.finished = True
-                self.done()
-        return info
+            return False
+        times = [float(t) for t in (status.value("lap_times") or "").split(",") if t]
+        for lap_time in times[len(self.result.laps):]:
+            self._add(LapResult(lap_time, 100.0, False))
+        if status.value("off_track") == "true" and not self.finished:
+            self._add(LapResult(float(status.value("time")) - sum(times), float(status.value("progress")), True))
+        return self.finished
+
+    def _add(self, lap) -> None:
+        self.result.laps.append(lap)
+        _print_lap(len(self.result.laps), lap)
+        self.finished = not lap.completed or bool(self.laps and len(self.result.laps) >= self.laps)
+
+
+class _Starter:
+    """The demo's user: max speed, autonomous, start, sent to control over the bus until it answered the
+    start (on dds and ros a command sent before discovery is lost); never again after that."""
+
+    def __init__(self, publish, max_speed: float) -> None:
+        from car.control.commands import command_json
+
+        self.publish = publish
+        self.commands = [command_json("set_max_speed", value=max_speed, id="demo-speed"),
+                         command_json("set_mode", mode="autonomous", id="demo-mode"), command_json("start", id="demo-start")]
+        self.started = False
+
+    def tick(self) -> None:
+        for command in [] if self.started else self.commands:
+            self.publish(command)
+
+    def on_control(self, status) -> None:
+        self.started = self.started or (status.value("command_id"), status.value("command_result")) == ("demo-start", "ok")
 
 
 def run_live(args: argparse.Namespace, track, bundle) -> int:
-    """Real time through the same runtime as `racer car --sim`, with the console on loopback. After the
-    laps the car stops and the console stays up until Ctrl-C; without a console the demo ends."""
-    import threading
-
+    """Real time through the nodes `racer car --sim` runs on `--transport`, with the console on loopback. After
+    the laps the car stops and the console stays up until Ctrl-C; without a console the demo ends."""
+    from car.clock import WallClock
     from car.config import load_params
-    from car.policy.inference import Policy
-    from sim2real.drive import sim_runtime
-    from sim2real.sim.world import Simulator
+    from car.control.commands import command_json
+    from car.messages import DIAGNOSTICS_TOPIC
+    from car.transport.wire import COMMAND_TOPIC
 
     params = load_params()
-    sim = Simulator(track)
-    stop = threading.Event()
     console = args.console != "off"
+    laps = _Laps(track.name, args.laps)
 
-    def laps_done() -> None:  # called in the simulation loop, which holds the runtime's (re-entrant) lock
-        if not console:
-            stop.set()
-            return
-        runtime.command("stop")
-        print(f"racer demo: laps done, car stopped; the console stays on http://{args.console}/ "
-              "(drive it from there; Ctrl-C to end)", file=sys.stderr, flush=True)
+    def watch(bus) -> None:
+        """On the car's bus (the local one, or the supervisor's): start the car, count the laps, stop it."""
+        request = bus.publisher(COMMAND_TOPIC)
+        starter = _Starter(request, args.max_speed)
 
-    reporter = _LapReporter(sim, args.laps, laps_done)
-    runtime = sim_runtime(sim, Policy(bundle).model(), params, stepper=reporter, stop=stop)
+        def on_diagnostics(msg) -> None:
+            for status in msg.status:
+                if status.name == "control":
+                    starter.on_control(status)
+                elif status.name == "simulator" and laps.observe(status):
+                    if not console:
+                        bus.stop()
+                        return
+                    request(command_json("stop"))
+                    print(f"racer demo: laps done, car stopped; the console stays on http://{args.console}/ "
+                          "(drive it from there; Ctrl-C to end)", file=sys.stderr, flush=True)
+
+        bus.subscribe(DIAGNOSTICS_TOPIC, on_diagnostics)
+        bus.timer(0.5, starter.tick, WallClock())
+        starter.tick()
+
+    had_password = False
     if console:
-        started = _start_console(args, params, runtime, bundle)
-        if started:
-            return started
-    runtime.call(runtime.stack.control.core.set_max_speed, args.max_speed)
-    runtime.command("set_mode", "autonomous")
-    runtime.command("start")
-    runtime.run_until_signal()
-    return _finish(args, reporter.result, bundle.name, interrupted=not reporter.finished)
-
-
-def _start_console(args: argparse.Namespace, params, runtime, bundle) -> int:
-    """Start the demo's console; 0, or the exit code of a one-line error (a busy port says what to do)."""
-    from car.console.auth import first_password_file
-    from car.console.server import parse_address
-    from car.console.state import StateDir, default_state_dir
-    from racer.processes.console import start_car_console
-
-    state = StateDir(args.state_dir or default_state_dir())
-    had_password = state.password.is_file()
-    console_args = argparse.Namespace(console=args.console, state_dir=args.state_dir, calibration=None)
-    try:
-        if _in_use(*parse_address(args.console)):  # before the console makes a password it could not show
+        try:
+            busy = _in_use(*_address(args.console))  # before the console makes a password it could not show
+        except ValueError as exc:
+            return fail("demo", f"console not started: {exc}")
+        if busy:
             return fail("demo", f"console not started: {args.console} is in use (another racer demo?); "
                                 "pass --console 127.0.0.1:8081, or --console off", 1)
-        start_car_console(console_args, params, runtime, bundle.name, model_path=bundle.source)
+        had_password = _state(args).password.is_file()
+    if args.transport == "local":
+        code = _run_local(args, params, track, bundle, watch, had_password)
+    else:
+        code = _run_graph(args, params, track, watch, had_password)
+    return code or _finish(args, laps.result, bundle.name, interrupted=not laps.finished)
+
+
+def _run_local(args: argparse.Namespace, params, track, bundle, watch, had_password: bool) -> int:
+    from car.policy.inference import Policy
+    from racer.processes.local import sim_car
+
+    car = sim_car(track, Policy(bundle).model(), params, bundle.name)
+    if args.console != "off":
+        started = _start_console(args, params, car, bundle, had_password)
+        if started:
+            car.stop()
+            return started
+    watch(car.bus)
+    car.run_until_signal()
+    return 0
+
+
+def _run_graph(args: argparse.Namespace, params, track, watch, had_password: bool) -> int:
+    """The demo as `racer car --transport dds|ros --sim TRACK --console ...` (the supervisor here watches the laps)."""
+    from racer.processes.graph import run_graph
+
+    console = args.console if args.console != "off" else None
+    graph_args = argparse.Namespace(
+        transport=args.transport, config=None, sim=track.name, sim_rate=1.0, camera=None, actuator=None,
+        model=args.model, autostart=False, calibration=None, state_dir=args.state_dir, record=None, console=console,
+        console_name=[], duration=None)
+    if console:
+        _password_notice(args, had_password)
+    try:
+        return run_graph(graph_args, params, watch)
+    except (ValueError, OSError, RuntimeError) as exc:
+        return fail("demo", str(exc))
+
+
+def _address(text: str) -> tuple[str, int]:
+    from car.console.server import parse_address
+    return parse_address(text)
+
+
+def _start_console(args: argparse.Namespace, params, car, bundle, had_password: bool) -> int:
+    """Start the demo's console node on the car's bus; 0, or the exit code of a one-line error."""
+    from racer.processes.console import start_car_console
+
+    console_args = argparse.Namespace(console=args.console, state_dir=args.state_dir, calibration=None)
+    try:
+        server = start_car_console(console_args, params, car.bus, car.graph.clock, bundle.name,
+                                   model_path=bundle.source)
+        car.closers.append(server.stop)
     except OSError as exc:
         return fail("demo", f"console not started: {exc}", 1)
     except ValueError as exc:
         return fail("demo", f"console not started: {exc}")
+    _password_notice(args, had_password)
+    return 0
+
+
+def _state(args: argparse.Namespace):
+    from car.console.state import StateDir, default_state_dir
+    return StateDir(args.state_dir or default_state_dir())
+
+
+def _password_notice(args: argparse.Namespace, had_password: bool) -> None:
+    """Where the console is, and, unless the console has just made one (it says so itself), the password's file."""
+    from car.console.auth import first_password_file
+
+    state = _state(args)
     print(f"racer demo: console on http://{args.console}/ (Ctrl-C to stop)", file=sys.stderr)
     if had_password:
         print(f"racer demo: log in with the console's password (a generated one stays in "
               f"{first_password_file(state)} until you set your own); forgot it? "
               f"racer passwd --state-dir {state.root}", file=sys.stderr)
-    return 0
 
 
 def _in_use(host: str, port: int) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 from car.openfiles import raise_open_file_limit
 from racer.commands import fail
 
-NODE_NAMES = ("sim", "camera", "policy", "control", "actuator", "recorder")
+NODE_NAMES = ("sim", "camera", "policy", "control", "actuator", "recorder", "console")
 # The options each node uses (dest: (flag, default)); given to another node they would do nothing, so
 # they are refused.
 NODE_OPTIONS = {
@@ -26,6 +26,8 @@ NODE_OPTIONS = {
     "actuator": {"actuator": ("--actuator", None), "calibration": ("--calibration", None),
                  "state_dir": ("--state-dir", None)},
     "recorder": {"record": ("--record", None)},
+    "console": {"console": ("--console", None), "console_name": ("--console-name", []),
+                "calibration": ("--calibration", None), "state_dir": ("--state-dir", None), "model": ("--model", None)},
 }
 NODE_ERRORS = (ValueError, OSError, RuntimeError)
 
@@ -44,10 +46,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sim: simulated seconds per wall second")
     p.add_argument("--camera", metavar="SPEC", help="camera: source spec (default: camera.source)")
     p.add_argument("--actuator", metavar="SPEC", help="actuator: driver spec (default: actuator.spec)")
-    p.add_argument("--calibration", type=Path, help="actuator, control: DeepRacer calibration.json")
-    p.add_argument("--state-dir", type=Path, help="actuator, control: the car's state dir, whose calibration.json "
-                                                  "wins; policy: its models (the load services on ros)")
-    p.add_argument("--model", type=Path, help="policy: model bundle (default: policy.model, else the bundled model)")
+    p.add_argument("--calibration", type=Path, help="actuator, control, console: DeepRacer calibration.json")
+    p.add_argument("--state-dir", type=Path, help="actuator, control, console: the car's state dir (models, password; "
+                                                  "its calibration.json wins); policy: its models (the load services "
+                                                  "on ros)")
+    p.add_argument("--model", type=Path, help="policy, console: the start-up model bundle (default: policy.model, "
+                                              "else the bundled model)")
+    p.add_argument("--console", metavar="HOST:PORT", help="console: where to serve it (default: console.address, "
+                                                          "else 127.0.0.1:8080)")
+    p.add_argument("--console-name", action="append", default=[], metavar="NAME",
+                   help="console: another DNS name it answers to; repeatable")
     p.add_argument("--autostart", action="store_true", help="control: start in autonomous mode (simulator only)")
     p.add_argument("--record", type=Path, metavar="DIR", help="recorder: directory for the bag")
     p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],

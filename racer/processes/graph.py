@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from car.graph.supervisor import ProcessSpec, Supervisor
+from car.transport import NodeBus
 
 log = logging.getLogger("racer.car")
 
@@ -54,14 +56,24 @@ def graph_specs(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> 
     ]
     if args.record:
         specs.append(ProcessSpec("recorder", node_argv("recorder", args, "--record", str(args.record))))
+    if args.console:
+        from car.console.server import parse_address
+        parse_address(args.console)  # a malformed address is a one-line error, not a node that fails to start
+        names = [arg for name in args.console_name for arg in ("--console-name", name)]
+        specs.append(ProcessSpec("console", node_argv(
+            "console", args, "--console", args.console, *names, *_option("--model", args.model),
+            *_option("--calibration", args.calibration), *_option("--state-dir", args.state_dir))))
     return specs
 
 
-def run_graph(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> int:
-    """Supervise the graph until SIGTERM/SIGINT; every node ends at neutral on its own signal."""
+def run_graph(args: argparse.Namespace, params: dict[str, dict[str, Any]],
+              watch: Callable[[NodeBus], None] | None = None) -> int:
+    """Supervise the graph until SIGTERM/SIGINT (or until `watch`, given the supervisor's bus before it spins,
+    stops the bus); every node ends at neutral on its own signal."""
     from car.transport import open_bus
     from car.transport.dds import cyclone_environment
-    from racer.processes.node import car_calibration, open_node_driver
+    from racer.processes.calibration import car_calibration
+    from racer.processes.node import open_node_driver
 
     specs = graph_specs(args, params)
     # The actuator node (and on ros the control node, for get/set_car_cal) resolves it too; a bad file must
@@ -84,5 +96,8 @@ def run_graph(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> in
 
     specs = [replace(s, on_exit=neutral_actuator) if s.name == "actuator" else s for s in specs]
     log.info("graph over %s: %s", args.transport, ", ".join(s.name for s in specs))
-    Supervisor(specs, bus, cyclone_environment()).run_until_signal(args.duration)
+    supervisor = Supervisor(specs, bus, cyclone_environment())
+    if watch is not None:
+        watch(bus)
+    supervisor.run_until_signal(args.duration)
     return 0

@@ -1,13 +1,29 @@
-"""`racer car --transport local`: the whole graph in this process, on the simulator or on hardware."""
+"""`racer car --transport local` and `racer demo`: the car's nodes (the classes `dds` and `ros` run, one
+process each) in this process, on one in-process bus; with `--sim`, the simulator world node too.
+
+The simulator world is the `racer node sim` node (`racer.processes.sim_world`) on the same bus: the
+camera and actuator nodes reach it through the sim link topics and every node follows its /clock,
+exactly as with one process per node.
+"""
 from __future__ import annotations
 
 import argparse
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from car.clock import WallClock
+from car.graph.stack import CarGraph
+from car.transport.local import LocalBus
 
 if TYPE_CHECKING:
     from calibration.servo import Calibration
+    from car.process import StopSignals
+    from racer.processes.sim_world import SimWorld
+
+log = logging.getLogger("racer.car")
 
 
 class ReplayDriver:
@@ -24,70 +40,125 @@ class ReplayDriver:
         """Nothing to release."""
 
 
-def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], calibration: Calibration,
-                stop: threading.Event | None = None):
-    """(stack, runtime, bundle) for the in-process transport, on the simulator or on hardware opened
-    with `calibration`."""
-    from car.clock import WallClock
+@dataclass
+class LocalCar:
+    """The graph on a LocalBus, and what to close when it ends (console, recorder: `closers`, run first)."""
+
+    bus: LocalBus
+    graph: CarGraph
+    world: SimWorld | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Spin on a thread of its own (tests, benchmarks); `stop` ends it."""
+        self.graph.camera.start()
+        self._thread = threading.Thread(target=self.bus.spin, name="car executor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.bus.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        self._close()
+
+    def _close(self) -> None:
+        for close in [*self.closers, self.graph.close]:
+            close()
+        self.bus.close()
+
+    def run_until_signal(self, duration_s: float | None = None, signals: StopSignals | None = None) -> None:
+        """Spin on this thread until SIGTERM/SIGINT (or `duration_s`), then close at neutral."""
+        from car.graph.multiprocess import spin_until_signal
+
+        if duration_s is not None:
+            self.bus.timer(duration_s, self.bus.stop, WallClock())
+        self.graph.camera.start()
+        spin_until_signal(self.bus, [*self.closers, self.graph.close], signals)
+
+
+def sim_car(track: Any, model: Any, params: dict[str, dict[str, Any]], model_name: str = "",
+            wrap_driver: Callable[[Any], Any] | None = None, autostart: bool = False) -> LocalCar:
+    """The car on the simulator world node, in real time. `wrap_driver` wraps the sim-link actuator
+    driver (tests record the outputs)."""
+    from car.graph.simlink import SimLinkCamera, SimLinkDriver
+    from racer.processes.sim_world import PHYSICS_HZ, SimWorld
+
+    bus = LocalBus()
+    world = SimWorld(bus, track, float(params.get("camera", {}).get("fps", 15.0)))
+    clock = bus.node_clock(sim_time=True)
+
+    bus.timer(1.0 / PHYSICS_HZ, world.step, WallClock())
+    driver = SimLinkDriver(bus)
+    graph = CarGraph(clock, SimLinkCamera(bus), wrap_driver(driver) if wrap_driver else driver, model, params,
+                     bus=bus, model_name=model_name, autostart=autostart)
+    bus.on_error = graph.fault
+    return LocalCar(bus, graph, world)
+
+
+def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], calibration: Calibration) -> tuple[
+        LocalCar, Any]:
+    """(car, bundle) for the in-process transport, on the simulator or on hardware opened with `calibration`."""
+    from calibration import servo
     from car.config import model_path
-    from car.graph.runtime import CarRuntime
-    from car.graph.stack import LocalStack
     from car.policy.bundle import load_bundle
     from car.policy.inference import Policy
 
     bundle = load_bundle(model_path(params, args.model))
     model = Policy(bundle).model()
     if args.sim:
-        from sim2real.drive import sim_runtime
         from sim2real.sim.track import Track
-        from sim2real.sim.world import Simulator
+        return sim_car(Track.load(args.sim), model, params, bundle.name, autostart=args.autostart), bundle
+    from car.actuators.isolated import IsolatedDriver
+    from car.actuators.open import parse_actuator_spec
+    from car.camera.capture import open_camera
 
-        runtime = sim_runtime(Simulator(Track.load(args.sim)), model, params, stop=stop)
-        stack = runtime.stack
-    else:
-        from car.actuators.isolated import IsolatedDriver
-        from car.actuators.open import parse_actuator_spec
-        from car.camera.capture import open_camera
-
-        cam = params["camera"]
-        spec = args.actuator or params["actuator"].get("spec") or "sim"
-        if spec != "sim":
-            parse_actuator_spec(spec)  # a malformed spec is a one-line error before anything is opened
-        camera = open_camera(args.camera or cam.get("source"), fps=float(cam.get("fps", 15.0)))
-        try:
-            if spec == "sim":  # argument_problem allows this only for a replay
-                logging.getLogger("racer.car").info("replay without an actuator: nothing moves")
-                driver = ReplayDriver()
-                if stop is not None:
-                    threading.Thread(target=_end_with_the_recording, args=(camera, stop), name="replay end",
-                                     daemon=True).start()
-            else:
-                # The device and a last watchdog in a process of their own: nothing the console does here can
-                # hold them.
-                driver = IsolatedDriver(spec, calibration, float(params["actuator"].get("timeout_s", 0.25)))
-        except BaseException:
-            # The camera's reader thread must not outlive a failed start: a process that exits while it is
-            # inside OpenCV's native code can abort in C++ teardown instead of ending with the one-line error.
-            camera.close()
-            raise
-        stack = LocalStack(WallClock(), camera, driver, model, params)
-        runtime = CarRuntime(stack, stop_event=stop)
-    return stack, runtime, bundle
+    cam = params["camera"]
+    spec = args.actuator or params["actuator"].get("spec") or "sim"
+    if spec != "sim":
+        parse_actuator_spec(spec)  # a malformed spec is a one-line error before anything is opened
+    camera = open_camera(args.camera or cam.get("source"), fps=float(cam.get("fps", 15.0)))
+    try:
+        if spec == "sim":  # argument_problem allows this only for a replay
+            log.info("replay without an actuator: nothing moves")
+            driver: Any = ReplayDriver()
+        else:
+            # The device and a last watchdog in a process of their own: nothing the console does here can hold them.
+            driver = IsolatedDriver(spec, calibration, float(params["actuator"].get("timeout_s", 0.25)))
+    except BaseException:
+        # The camera's reader thread must not outlive a failed start: a process that exits while it is
+        # inside OpenCV's native code can abort in C++ teardown instead of ending with the one-line error.
+        camera.close()
+        raise
+    bus = LocalBus()
+    graph = CarGraph(WallClock(), camera, driver, model, params, bus=bus, tables=servo, model_name=bundle.name)
+    bus.on_error = graph.fault
+    if spec == "sim":
+        _end_with_the_recording(bus, camera)
+    return LocalCar(bus, graph), bundle
 
 
-def _end_with_the_recording(camera: Any, stop: threading.Event, linger_s: float = 1.0) -> None:
+def _end_with_the_recording(bus: LocalBus, camera: Any, linger_s: float = 1.0) -> None:
     """A replay on a laptop ends when its recording does (a looping one never does), `linger_s`
     later, so a `--record` of it also holds the neutral that control sends once the camera is gone."""
-    while not stop.wait(0.1):
-        if camera.ended.is_set():
-            logging.getLogger("racer.car").info("the replay is over: stopping")
-            stop.wait(linger_s)
-            stop.set()
+    clock = WallClock()
+    ending: list[float] = []
+
+    def check() -> None:
+        if not ending and camera.ended.is_set():
+            log.info("the replay is over: stopping")
+            ending.append(clock.now() + linger_s)
+        if ending and clock.now() >= ending[0]:
+            bus.stop()
+
+    bus.timer(0.1, check, clock)
 
 
-def local_recorder(args: argparse.Namespace, stack: Any) -> Any:
+def local_recorder(args: argparse.Namespace, car: LocalCar) -> Any:
     """`--record DIR` on the local transport: the recorder listens on the in-process bus."""
     if not args.record:
         return None
     from car.graph.recorder import BagRecorder
-    return BagRecorder(stack.bus, stack.clock, args.record)
+    recorder = BagRecorder(car.bus, car.graph.clock, args.record)
+    car.closers.append(recorder.close)
+    return recorder

@@ -7,27 +7,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from calibration.servo import CarCalibration
-
-
-def car_calibration(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> CarCalibration:
-    """calibration.servo.resolve with the options of `racer car` or `racer node` (`--state-dir`,
-    `--calibration`, else the parameter actuator.calibration); CalibrationError names a bad file."""
-    from calibration.servo import resolve
-    return resolve(args.calibration or params["actuator"].get("calibration"), args.state_dir)
+from typing import Any
 
 
 def open_node_driver(spec: str, args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> Any:
     """`car.graph.multiprocess.open_driver` with the car's calibration as `racer car` or `racer node` resolve it."""
     from car.graph.multiprocess import open_driver
+    from racer.processes.calibration import car_calibration
     return open_driver(spec, bus, lambda: car_calibration(args, params).calibration)
 
 
 def build_node(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> list[Any]:
-    """The node `args.name` (camera, policy, control, actuator or recorder) on `bus`, built from the
+    """The node `args.name` (camera, policy, control, actuator, recorder or console) on `bus`, built from the
     options of `racer node`; returns what to close when it ends. ValueError, OSError or RuntimeError
     (CameraFault, ActuatorFault, BundleError) when it cannot start."""
     from car.graph import multiprocess as node
@@ -45,7 +36,7 @@ def build_node(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus:
         from car.policy.inference import Policy
 
         bundle = load_bundle(model_path(params, args.model))
-        policy = node.PolicyProcess(bus, clock, Policy(bundle).model(), params)
+        policy = node.PolicyProcess(bus, clock, Policy(bundle).model(), params, bundle.name)
         if args.transport == "ros":
             from car.console.state import default_state_dir
             from car.stock_services.inference_pkg import ModelLoadService
@@ -60,8 +51,16 @@ def build_node(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus:
         return []
     if args.name == "actuator":
         spec = args.actuator or params["actuator"].get("spec") or ""
-        actuator = node.ActuatorProcess(bus, clock, open_node_driver(spec, args, params, bus), params)
+        from calibration import servo
+        actuator = node.ActuatorProcess(bus, clock, open_node_driver(spec, args, params, bus), params, servo)
         return [actuator.close]
+    if args.name == "console":
+        from car.config import model_path
+        from car.policy.bundle import bundle_name
+        from racer.processes.console import start_car_console
+        model = model_path(params, args.model)
+        args.console = args.console or params.get("console", {}).get("address") or "127.0.0.1:8080"
+        return [start_car_console(args, params, bus, clock, bundle_name(model), model_path=model).stop]
     if args.record is None:
         raise ValueError("the recorder needs --record DIR")
     from car.graph.recorder import BagRecorder

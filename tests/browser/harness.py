@@ -1,8 +1,9 @@
 """A simulated car with its console on 127.0.0.1, in the test process: the console tests' rig.
 
-The car is the real graph (LocalStack + CarRuntime on the simulator) with the real console
-server; only the actuator is wrapped to record every command with the wall-clock time it was
-sent, so tests can measure when the car reached neutral instead of sleeping and hoping.
+The car is the real graph (the car's nodes and the simulator world node on the in-process bus) with
+the real console node and server; the commands the actuator sends the simulated car (/sim/servo) are
+recorded with the wall-clock time they were sent, so tests can measure when the car reached neutral
+instead of sleeping and hoping.
 """
 from __future__ import annotations
 
@@ -26,11 +27,10 @@ from car.console.auth import set_password
 from car.console.uploads import UploadLimits
 from car.policy.inference import Policy
 from car.policy.preprocess import DEEPRACER_SPEC
-from car.graph.runtime import CarRuntime
+from car.transport.wire import SIM_SERVO_TOPIC
 from dds_support import wait_for as wait_until
 from model_factory import onnx_model
-from sim2real.drive import sim_runtime
-from sim2real.sim.adapters import SimActuator
+from racer.processes.local import LocalCar, sim_car
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator
 
@@ -51,29 +51,23 @@ def racer_bundle(work: Path, name: str, actions: list[dict[str, float]], shape: 
     return work / name
 
 
-class RecordingActuator(SimActuator):
-    """The simulated car's actuator, logging (monotonic time, steering, throttle) per command."""
+class ServoLog:
+    """The commands the actuator node sent the simulated car: (monotonic time, steering, throttle) each."""
 
-    def __init__(self, sim: Simulator):
+    def __init__(self) -> None:
         self.log: list[tuple[float, float, float]] = []
-        super().__init__(sim)
 
-    def set(self, steering: float, throttle: float) -> None:
-        super().set(steering, throttle)
-        self.log.append((time.monotonic(), steering, throttle))
-
-    def neutral(self) -> None:
-        super().neutral()
-        self.log.append((time.monotonic(), 0.0, 0.0))
+    def on_servo(self, msg) -> None:
+        self.log.append((time.monotonic(), msg.angle, msg.throttle))
 
 
 @dataclass
 class Car:
     url: str
     state: StateDir
-    runtime: CarRuntime
+    local: LocalCar
     sim: Simulator
-    driver: RecordingActuator
+    driver: ServoLog
     server: ConsoleServer
     config: Path
 
@@ -119,23 +113,25 @@ class Car:
         return wait_until(predicate, timeout, what)
 
     def stop(self) -> None:
-        self.runtime.stop()
-        self.server.stop()
+        self.local.stop()
 
 
 def start_car(root: Path, model: Path, limits: UploadLimits = TEST_LIMITS, tls: bool = False) -> Car:
     """The car on reinvent_base driving `model`, its console on a free loopback port."""
     bundle = load_bundle(model)
     policy = Policy(bundle, root / "cache")
-    sim = Simulator(Track.load("reinvent_base"))
-    driver = RecordingActuator(sim)
-    runtime = sim_runtime(sim, policy.model(), driver=driver)
+    local = sim_car(Track.load("reinvent_base"), policy.model(), {}, bundle.name)
+    servo_log = ServoLog()
+    local.bus.subscribe(SIM_SERVO_TOPIC, servo_log.on_servo)
     state = StateDir(root / "state")
     set_password(state, PASSWORD)
     options = ConsoleOptions("127.0.0.1", 0, state.root, limits=limits, tls=tls, startup_model=model)
-    server = start_console(options, runtime, bundle.name, servo)
-    runtime.start()
-    return Car(server.url, state, runtime, sim, driver, server, root / "laptop" / "cars.json")
+    server = start_console(options, local.bus, local.graph.clock, {}, bundle.name, servo)
+    local.closers.append(server.stop)
+    local.start()
+    car = Car(server.url, state, local, local.world.sim, servo_log, server, root / "laptop" / "cars.json")
+    car.wait_for(lambda: car.server.console.node.mode is not None, what="control's first status")
+    return car
 
 
 def car_fixture(name: str):

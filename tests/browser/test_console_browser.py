@@ -171,7 +171,7 @@ def test_emergency_stop_button_and_escape_key(page: Page, car: Car):
     page.click("#mode-manual")
     page.click("#start")
     expect(page.locator("#estop")).to_have_class("estop")
-    car.runtime.command("fault", "camera stale for 300 ms (limit 250 ms)")  # any latched fault
+    car.server.console.node.ask("fault", "camera stale for 300 ms (limit 250 ms)")  # any latched fault
     expect(page.locator("#status-line")).to_contain_text(
         "STOPPED: camera stale for 300 ms (limit 250 ms) (Start, or let go of the throttle, to drive again)")
     expect(page.locator("#start")).to_have_class(re.compile("attention"))
@@ -332,7 +332,7 @@ def test_a_vanished_car_is_unmistakable_and_its_controls_are_off(playwright, tmp
         lost.screenshot(path=str(tmp_path / "phone-lost.png"))
     finally:
         phone.close()
-        car.runtime.stop()
+        car.local.stop()
 
 
 def test_the_page_comes_back_with_the_car(page: Page, car: Car):
