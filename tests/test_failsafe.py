@@ -185,21 +185,20 @@ def test_the_end_of_a_replayed_recording_is_a_lost_camera(bundle_dir, maestro, t
                                           np.full((480, 640, 3), 40 + i, np.uint8)))
     recorder.close()
     camera = open_camera(f"bag:{recorder.path}", fps=15)
-    runtime = CarRuntime(LocalStack(WallClock(), camera, MaestroDriver(FACTORY_DEFAULT, str(maestro.link)),
-                                    Policy(load_bundle(bundle_dir)).model()))
+    runtime = Car(camera, MaestroDriver(FACTORY_DEFAULT, str(maestro.link)), Policy(load_bundle(bundle_dir)).model())
+    runtime.local.start()
     runtime.command("set_mode", "autonomous")
     runtime.command("start")
-    runtime.start()
     try:
         assert wait_until(lambda: driving(maestro)), "the car never drove"
         assert wait_until(camera.ended.is_set, 5.0)
         assert wait_until(lambda: at_neutral(maestro), 2.0)
-        assert wait_until(lambda: "camera stale" in "; ".join(runtime.stack.control.core.watchdog.faults(
-            runtime.stack.clock.now()).values()), 2.0)
+        assert wait_until(lambda: "camera stale" in "; ".join(runtime.graph.control.core.watchdog.faults(
+            runtime.graph.clock.now()).values()), 2.0)
         with pytest.raises(ValueError, match="cannot start: camera stale"):
             runtime.command("start")
         assert not wait_until(lambda: driving(maestro), 1.0)
-        assert "the recording ended after" in runtime.last_fault
+        assert "the recording ended after" in runtime.graph.camera.fault
     finally:
         runtime.stop()
         camera.close()

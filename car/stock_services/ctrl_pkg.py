@@ -103,6 +103,8 @@ class CalibrationFormat(Protocol):
 
     def save(self, calibration: Any, path: Path) -> None: ...
 
+    def to_dict(self, calibration: Any) -> dict[str, Any]: ...
+
 
 def updated_calibration(calibration: Any, request: dict[str, Any], fmt: CalibrationFormat) -> Any:
     """`calibration` with SetCalibrationSrv's output replaced; ValueError (the field and why) if out of range."""
@@ -183,14 +185,18 @@ class ControlServices:
         return handle
 
     def set_car_cal(self, request: dict[str, Any]) -> dict[str, int]:
-        """Validate, save, then use: a refused or failed request changes neither the file nor the values served."""
+        """Validate, hand to the actuator through control (as the console's wizard does), then save: a
+        refused or failed request changes neither the file nor the values served."""
         if self.control.core.state.mode is not Mode.CALIBRATION:
             raise ValueError("set_car_cal needs calibration mode (vehicle_state 2, entered only from stopped)")
         updated = updated_calibration(self.calibration, request, self.fmt)
+        answer = self.control.request("set_calibration", self.fmt.to_dict(updated))
+        if answer != "ok":
+            raise ValueError(answer)
         self.calibration_file.parent.mkdir(parents=True, exist_ok=True)  # a fresh state dir
         self.fmt.save(updated, self.calibration_file)
         self.calibration = updated
-        log.info("calibration saved to %s", self.calibration_file)
+        log.info("calibration saved to %s and applied", self.calibration_file)
         return {"error": DONE}
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:

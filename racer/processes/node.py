@@ -47,6 +47,7 @@ def build_node(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus:
         if args.transport == "ros":
             import calibration.servo
             from car.stock_services.ctrl_pkg import ControlServices
+            from racer.processes.calibration import car_calibration
             ControlServices(bus, control, car_calibration(args, params), calibration.servo)
         return []
     if args.name == "actuator":
