@@ -271,8 +271,9 @@ def advantages(trajectories: list[Trajectory], net: ConsoleNet, gamma: float) ->
 
 
 def update(net: ConsoleNet, optimizer: torch.optim.Optimizer, trajectories: list[Trajectory], hyper: Hyperparameters,
-           generator: torch.Generator) -> dict[str, float]:
-    """`num_epochs` passes of clipped PPO over the trajectories' steps in minibatches of `batch_size`."""
+           generator: torch.Generator, deadline: float | None = None) -> dict[str, float]:
+    """`num_epochs` passes of clipped PPO over the trajectories' steps in minibatches of `batch_size`;
+    past `deadline` (monotonic seconds) raises StopRun between minibatches."""
     adv, target = advantages(trajectories, net, hyper.discount_factor)
     obs = torch.from_numpy(np.concatenate([np.stack(t.obs) for t in trajectories]))
     actions = np.concatenate([np.asarray(t.actions) for t in trajectories])
@@ -287,6 +288,8 @@ def update(net: ConsoleNet, optimizer: torch.optim.Optimizer, trajectories: list
     for _ in range(hyper.num_epochs):
         order = torch.randperm(len(obs), generator=generator)
         for i in range(0, len(order), hyper.batch_size):
+            if deadline is not None and time.monotonic() > deadline:
+                raise StopRun()
             idx = order[i:i + hyper.batch_size]
             out, values = net.evaluate(obs[idx].float())
             if net.discrete:
@@ -387,15 +390,15 @@ def train_ppo(cfg: PPOConfig, run: RunLog | None = None, show_progress: bool = T
             try:
                 trajectories = drive(cars, policy, plan, cfg.seed, greedy=False, keep_obs=True,
                                      step_budget=budget, deadline=deadline)
-            except StopRun:
+                taken = sum(len(t.rows) for t in trajectories)
+                bar.update(taken)
+                losses = update(net, optimizer, trajectories, hyper, generator, deadline)
+            except StopRun:  # the time is up: the run is the iterations completed before it
                 result.stopped_by = "minutes"
                 break
             iteration = len(result.history)
             episode += len(trajectories)
-            taken = sum(len(t.rows) for t in trajectories)
             steps += taken
-            bar.update(taken)
-            losses = update(net, optimizer, trajectories, hyper, generator)
             evaluation = drive(cars, policy, [(k, k / cfg.eval_episodes) for k in range(cfg.eval_episodes)],
                                cfg.seed + 1, greedy=True, keep_obs=False) if cfg.eval_episodes else []
             row = {"iteration": iteration, "timesteps": steps, "episodes": len(trajectories),

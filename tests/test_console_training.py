@@ -253,3 +253,125 @@ def test_the_best_model_by_evaluation_progress_is_kept(tmp_path):
     assert [h["best"] for h in history].index(True) == 0 and history[best]["best"]
     for name, value in result.best.state_dict().items():
         assert np.array_equal(value.numpy(), seen[best][name].numpy())
+
+
+# -- clone ----------------------------------------------------------------------------------------------------
+
+def aws_export(sample_model: Path, checkpoint: int, into: Path) -> Path:
+    """An AWS console export of a sample checkpoint: model.pb and model_metadata.json at the archive root."""
+    import tarfile
+
+    archive = into / f"model_{checkpoint}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(sample_model / "model" / f"model_{checkpoint}.pb", "model.pb")
+        tar.add(sample_model / "model" / "model_metadata.json", "model_metadata.json")
+    return archive
+
+
+@pytest.mark.parametrize("checkpoint", [15, 30, 48])
+def test_a_clone_of_an_aws_export_computes_what_its_graph_computes(sample_model, tmp_path, checkpoint):
+    import cv2
+    import openvino as ov
+    import torch
+
+    from car.policy.metadata import load_metadata
+    from sim2real.clone import load_clone
+    from sim2real.network import ConsoleNet
+
+    meta = load_metadata(sample_model / "model" / "model_metadata.json")
+    net = ConsoleNet(meta.neural_network, meta.output_size(), meta.discrete)
+    load_clone(net, aws_export(sample_model, checkpoint, tmp_path), meta)
+    core = ov.Core()
+    graph = core.compile_model(core.read_model(sample_model / "model" / f"model_{checkpoint}.pb"), "CPU",
+                               {"INFERENCE_PRECISION_HINT": "f32"})
+    for picture in sorted((sample_model / "pictures").glob("*.png")):
+        x = Preprocessor(DEEPRACER_SPEC)(cv2.imread(str(picture)))
+        theirs = graph(x)[0][0]
+        with torch.no_grad():
+            ours = net(torch.from_numpy(x))[0].numpy()
+        np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_clone_trains_on_from_an_aws_export_and_from_a_run(sample_model, tmp_path, capsys):
+    archive = aws_export(sample_model, 15, tmp_path)
+    metadata = json.loads((sample_model / "model" / "model_metadata.json").read_text())
+    folder = custom_files(tmp_path / "custom_files", metadata)
+    code, summary, _ = train(tmp_path, capsys, "--clone", str(archive), "--timesteps", "40", "--eval-episodes", "1",
+                             "--no-export", folder=folder)
+    assert code == 0 and summary["history"][-1]["timesteps"] == 40
+    first = tmp_path / "run"
+    # a racer run clones on, weights and all
+    import torch
+
+    from sim2real.clone import load_clone
+    from sim2real.network import ConsoleNet
+    from sim2real.custom_files import check_metadata
+
+    meta = check_metadata(metadata)
+    net = ConsoleNet(meta.neural_network, meta.output_size(), True)
+    load_clone(net, first, meta)
+    saved = torch.load(first / "policy.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in saved.items())
+    code = main(["train", "--algo", "ppo", "--custom-files", str(folder), "--clone", str(first), "--timesteps", "20",
+                 "--eval-episodes", "0", "--no-export", "--out", str(tmp_path / "second"), "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["history"][-1]["timesteps"] == 20
+
+
+def test_a_clone_that_does_not_fit_is_refused_in_one_line(sample_model, tmp_path, capsys):
+    archive = aws_export(sample_model, 15, tmp_path)
+    code, _, err = train(tmp_path, capsys, "--clone", str(archive))  # the default action space has 10 actions
+    assert code == 2 and err.count("\n") == 1
+    assert err.strip() == (f"racer train: {archive}: 12 discrete actions, the new action space has 10 discrete "
+                           "actions; a clone keeps their number")
+    deep = custom_files(tmp_path / "deep", {**metadata_of(sample_model), "neural_network": "DEEP_CONVOLUTIONAL_NETWORK"})
+    code, _, err = train(tmp_path, capsys, "--clone", str(archive), folder=deep)
+    assert code == 2 and "network DEEP_CONVOLUTIONAL_NETWORK_SHALLOW differs" in err
+    assert not (tmp_path / "run").exists()
+
+
+def metadata_of(sample_model: Path) -> dict:
+    return json.loads((sample_model / "model" / "model_metadata.json").read_text())
+
+
+# -- evaluate like the console ----------------------------------------------------------------------------------
+
+def test_an_off_track_puts_the_car_back_keeping_clock_and_progress():
+    sim = Simulator(Track.load("reinvent_base"))
+    sim.reset(start_index=0)
+    for _ in range(60):
+        sim.apply(1.0, 0.25)
+        info = sim.step()
+        if info.off_track:
+            break
+    assert info.off_track
+    placed = sim.place(int(sim.track.project(info.x, info.y)[0]))
+    assert not placed.off_track and placed.time == info.time and placed.progress == pytest.approx(info.progress, abs=0.5)
+    assert sim.vehicle.state.speed == 0.0
+
+
+def test_console_trials_report_time_completion_off_tracks_and_penalty(sample_model, tmp_path):
+    from sim2real.trials import run_trials, summary
+
+    archive = aws_export(sample_model, 48, tmp_path)
+    trials = run_trials(archive, "reinvent_base", trials=2, timeout_s=25.0, penalty_s=5.0)
+    assert [t.trial for t in trials] == [1, 2]
+    for t in trials:
+        assert t.penalty_s == 5.0 * t.off_track and t.status in ("Lap complete", "Time up")
+        assert (t.progress == 100.0) == t.completed and 0.0 < t.time_s <= 25.0 + 1 / 15
+    report = summary(trials)
+    done = [t.time_s for t in trials if t.completed]
+    assert report["completed_laps"] == len(done)
+    assert report["average_lap_time_s"] == (round(sum(done) / len(done), 3) if done else None)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--trials", "0"], "--trials must be at least 1, got 0"),
+    (["--trials", "3", "--model", "b"], "--trials evaluates one --model"),
+    (["--trials", "3", "--track", "moon"], "moon"),
+    (["--trials", "3", "--max-speed", "2"], "--max-speed must be in (0, 1], got 2.0"),
+])
+def test_trial_flags_refuse_bad_input(tmp_path, capsys, args, words):
+    (tmp_path / "a").mkdir()
+    assert main(["eval", "--model", str(tmp_path / "a"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err
