@@ -358,7 +358,9 @@ def train_ppo(cfg: PPOConfig, run: RunLog | None = None, show_progress: bool = T
     """Train until a stop condition; after each iteration `run` gets the iteration's simtrace and
     metrics and `on_iteration(row, result so far)` is called (the CLI saves and plots there).
     History rows: iteration, timesteps (cumulative), episodes, mean_reward, mean_progress, laps (training
-    episodes completing their lap), eval_mean_reward, eval_mean_progress, eval_laps, best, seconds.
+    episodes completing their lap), eval_mean_reward, eval_mean_progress, eval_laps, the update's mean
+    policy_loss, value_loss and entropy, best, seconds (since the start), and the iteration's wall
+    time in collect_s (driving), update_s (the PPO epochs) and eval_s (the evaluation episodes).
     RewardFunctionError when the reward function fails."""
     torch.set_num_threads(cfg.threads)
     hyper = cfg.hyper
@@ -387,12 +389,15 @@ def train_ppo(cfg: PPOConfig, run: RunLog | None = None, show_progress: bool = T
                 count = min(count, hyper.term_cond_max_episodes - episode)
             plan = [(episode + k, ((episode + k) * ROUND_ROBIN_ADVANCE) % 1.0) for k in range(count)]
             budget = cfg.timesteps - steps if cfg.timesteps is not None else None
+            clock = [time.monotonic()]
             try:
                 trajectories = drive(cars, policy, plan, cfg.seed, greedy=False, keep_obs=True,
                                      step_budget=budget, deadline=deadline)
                 taken = sum(len(t.rows) for t in trajectories)
                 bar.update(taken)
+                clock.append(time.monotonic())
                 losses = update(net, optimizer, trajectories, hyper, generator, deadline)
+                clock.append(time.monotonic())
             except StopRun:  # the time is up: the run is the iterations completed before it
                 result.stopped_by = "minutes"
                 break
@@ -401,6 +406,7 @@ def train_ppo(cfg: PPOConfig, run: RunLog | None = None, show_progress: bool = T
             steps += taken
             evaluation = drive(cars, policy, [(k, k / cfg.eval_episodes) for k in range(cfg.eval_episodes)],
                                cfg.seed + 1, greedy=True, keep_obs=False) if cfg.eval_episodes else []
+            clock.append(time.monotonic())
             row = {"iteration": iteration, "timesteps": steps, "episodes": len(trajectories),
                    "mean_reward": _mean([t.total_reward for t in trajectories]),
                    "mean_progress": _mean([t.progress for t in trajectories]),
@@ -408,7 +414,8 @@ def train_ppo(cfg: PPOConfig, run: RunLog | None = None, show_progress: bool = T
                    "eval_mean_reward": _mean([t.total_reward for t in evaluation]),
                    "eval_mean_progress": _mean([t.progress for t in evaluation]),
                    "eval_laps": sum(t.status == "lap_complete" for t in evaluation),
-                   **losses, "seconds": round(time.monotonic() - began, 1)}
+                   **losses, "seconds": round(time.monotonic() - began, 1),
+                   **{f"{part}_s": round(b - a, 2) for part, a, b in zip(("collect", "update", "eval"), clock, clock[1:])}}
             key = (row["eval_mean_progress"] or row["mean_progress"] or 0.0,
                    row["eval_mean_reward"] or row["mean_reward"] or 0.0)
             row["best"] = best_key is None or key > best_key
