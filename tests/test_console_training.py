@@ -375,3 +375,26 @@ def test_trial_flags_refuse_bad_input(tmp_path, capsys, args, words):
     assert main(["eval", "--model", str(tmp_path / "a"), *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err
+
+
+@pytest.mark.parametrize("network, convs, dense", [
+    ("DEEP_CONVOLUTIONAL_NETWORK_SHALLOW", [(32, 8, 4), (64, 4, 2), (64, 3, 1)], [11264, 512]),
+    ("DEEP_CONVOLUTIONAL_NETWORK", [(32, 5, 2), (32, 3, 1), (64, 3, 2), (64, 3, 1)], [56000, 64, 512]),
+])
+def test_the_consoles_networks_and_a_short_run_on_each(tmp_path, network, convs, dense):
+    import torch
+
+    from sim2real.network import ConsoleNet
+
+    net = ConsoleNet(network, 10, True)
+    layers = [m for m in net.embedder if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.out_channels, m.kernel_size[0], m.stride[0]) for m in layers] == convs
+    assert all(m.padding == (0, 0) for m in layers)  # valid padding
+    linears = [m for m in net.middleware if isinstance(m, torch.nn.Linear)]
+    assert [m.in_features for m in linears] + [linears[-1].out_features] == dense
+    with torch.no_grad():
+        probabilities = net(torch.full((2, 120, 160, 1), 255.0))
+    assert probabilities.shape == (2, 10) and torch.allclose(probabilities.sum(1), torch.ones(2))
+    cfg = PPOConfig(metadata={**DEFAULT_METADATA, "neural_network": network}, hyperparameters=FAST, timesteps=30,
+                    cars=2, eval_episodes=0)
+    assert train_ppo(cfg, show_progress=False).history[-1]["timesteps"] == 30
