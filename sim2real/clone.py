@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from car.policy.archive import ArchiveError, extract
-from car.policy.bundle import BundleError, _content_root, _read_metadata, find_model, read_ov_model
-from car.policy.metadata import ModelMetadata
+from car.policy.archive import ArchiveError, extract, is_os_litter
+from car.policy.bundle import METADATA_FILE, BundleError, find_model, read_ov_model
+from car.policy.metadata import MetadataError, ModelMetadata, load_metadata
 from sim2real.network import CONSOLE_NETWORKS, ConsoleNet
 
 
@@ -38,11 +38,12 @@ def _compatible(source: str, theirs: ModelMetadata, ours: ModelMetadata) -> None
 def _aws_weights(model_dir: Path) -> tuple[ModelMetadata, list[np.ndarray], list[np.ndarray]]:
     """(metadata, [conv weight, conv bias]..., [dense kernel, dense bias]...) of an unpacked AWS export,
     in graph order; conv weights OIHW, dense kernels (in, out)."""
+    entries = [p for p in model_dir.iterdir() if not is_os_litter(p.name)]
+    root = entries[0] if len(entries) == 1 and entries[0].is_dir() else model_dir  # `tar czf x.tar.gz folder/`
     try:
-        root = _content_root(model_dir)
-        meta = _read_metadata(root)
+        meta = load_metadata(root / METADATA_FILE)
         files = find_model(root)
-    except BundleError as exc:
+    except (BundleError, MetadataError) as exc:
         raise CloneError(str(exc)) from None
     if files.kind != "tensorflow":
         raise CloneError(f"{files.path.name}: not a frozen TensorFlow graph (.pb); clone an AWS export or a racer run")
@@ -88,7 +89,7 @@ def load_aws(net: ConsoleNet, source: Path, ours: ModelMetadata) -> None:
             folder = Path(tmp)
         try:
             theirs, convs, dense = _aws_weights(folder)
-        except BundleError as exc:
+        except (BundleError, CloneError) as exc:
             raise CloneError(f"{source}: {exc}") from None
     _compatible(str(source), theirs, ours)
     layers = [m for m in net.embedder if isinstance(m, torch.nn.Conv2d)]

@@ -326,6 +326,14 @@ def test_a_clone_that_does_not_fit_is_refused_in_one_line(sample_model, tmp_path
     deep = custom_files(tmp_path / "deep", {**metadata_of(sample_model), "neural_network": "DEEP_CONVOLUTIONAL_NETWORK"})
     code, _, err = train(tmp_path, capsys, "--clone", str(archive), folder=deep)
     assert code == 2 and "network DEEP_CONVOLUTIONAL_NETWORK_SHALLOW differs" in err
+    import tarfile
+
+    empty = tmp_path / "no_model.tar.gz"
+    with tarfile.open(empty, "w:gz") as tar:
+        tar.add(sample_model / "model" / "model_metadata.json", "model_metadata.json")
+    code, _, err = train(tmp_path, capsys, "--clone", str(empty))
+    assert code == 2 and err.strip() == (f"racer train: {empty}: no model file (model.pb, model.xml + model.bin, "
+                                         "or model.onnx)")
     assert not (tmp_path / "run").exists()
 
 
