@@ -406,3 +406,26 @@ def test_the_consoles_networks_and_a_short_run_on_each(tmp_path, network, convs,
     cfg = PPOConfig(metadata={**DEFAULT_METADATA, "neural_network": network}, hyperparameters=FAST, timesteps=30,
                     cars=2, eval_episodes=0)
     assert train_ppo(cfg, show_progress=False).history[-1]["timesteps"] == 30
+
+
+@pytest.mark.parametrize("example", ["centre_line.py", "two_borders.py", "progress_per_step.py"])
+def test_the_example_rewards_pay_for_driving_well(example):
+    from sim2real.console_car import ConsoleCar
+    from sim2real.custom_files import check_metadata
+    from sim2real.network import CONSOLE_SPEC
+    from sim2real.ppo import EXAMPLE_REWARDS
+    from sim2real.reward import RewardCaller
+
+    meta = check_metadata(DEFAULT_METADATA)
+    car = ConsoleCar("reinvent_base", meta, RewardCaller(EXAMPLE_REWARDS / example), CONSOLE_SPEC)
+    car.reset(0, 0.0, np.random.default_rng(0))
+    straight = [car.step(7)[1] for _ in range(10)]  # action 7: 0 deg at 1 m/s, along the first straight
+    if example == "progress_per_step.py":
+        assert min(straight[1:]) > 1.0  # about 0.4% of the lap per step, x10
+    else:
+        assert straight == [1.0] * 10  # the top band: centred, all wheels on
+    car.reset(1, 0.0, np.random.default_rng(1))
+    done = False
+    while not done:  # action 9: full left lock at 1 m/s, until the car leaves the track
+        _, value, done, row = car.step(9)
+    assert row.status == "off_track" and value == 1e-8  # the simulator's reward for an off-track step
