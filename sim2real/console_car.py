@@ -107,8 +107,9 @@ class ConsoleCar:
         elif self.steps >= self.max_steps:
             status = "time_up"
         else:
-            status = "in_progress"
-        done = status != "in_progress"
+            # the AWS simulator's first row of an episode reads "prepare"; log readers start its clock there
+            status = "prepare" if self.steps == 1 else "in_progress"
+        done = status not in ("prepare", "in_progress")
         row = TraceRow(self.episode, self.steps, info.x, info.y, math.degrees(info.yaw), steering_deg, speed, index,
                        value, done, params["all_wheels_on_track"], info.progress, params["closest_waypoints"][0],
                        sim.track.length, info.time, status)

@@ -416,8 +416,8 @@ def train_ppo(cfg: PPOConfig, run: RunLog | None = None, show_progress: bool = T
                    "eval_laps": sum(t.status == "lap_complete" for t in evaluation),
                    **losses, "seconds": round(time.monotonic() - began, 1),
                    **{f"{part}_s": round(b - a, 2) for part, a, b in zip(("collect", "update", "eval"), clock, clock[1:])}}
-            key = (row["eval_mean_progress"] or row["mean_progress"] or 0.0,
-                   row["eval_mean_reward"] or row["mean_reward"] or 0.0)
+            judged = "eval_" if evaluation else ""  # without evaluation episodes, the training ones
+            key = (row[f"{judged}mean_progress"] or 0.0, row[f"{judged}mean_reward"] or 0.0)
             row["best"] = best_key is None or key > best_key
             if row["best"]:
                 best_key = key

@@ -235,6 +235,7 @@ def test_deepracer_utils_reads_the_run_and_counts_what_racer_counts(tmp_path):
         assert mine["progress"].mean() == pytest.approx(h["mean_progress"], abs=1e-3)
         assert (mine["progress"] >= 100.0).sum() == h["laps"]
         assert mine["reward"].mean() == pytest.approx(h["mean_reward"], rel=1e-4)
+        assert np.allclose(mine["time"], (mine["steps"] - 1) / 15.0, atol=2e-3)  # 15 steps per simulated second
     assert log.hyperparameters()["batch_size"] == 32 and log.action_space() == cfg.metadata["action_space"]
     metrics = json.loads((tmp_path / "metrics" / "TrainingMetrics.json").read_text())["metrics"]
     phases = [m["phase"] for m in metrics]
