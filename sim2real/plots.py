@@ -105,11 +105,13 @@ def reward_figure(history: list[dict[str, Any]]) -> Any:
     if best:
         last = best[-1]
         ax2.plot([last["iteration"]], [last.get("eval_mean_progress") or last.get("mean_progress") or 0.0], "*",
-                 color="tab:red", markersize=14, label="best model")
+                 markersize=16, markerfacecolor="none", markeredgecolor="tab:red", markeredgewidth=1.5,
+                 label="best model")
     ax2.set_ylim(0, 105)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations are counts
     if len(its) == 1:
-        ax.set_xlim(its[0] - 1, its[0] + 1)
+        ax.set_xlim(its[0] - 0.5, its[0] + 0.5)
+        ax.set_xticks(its)  # the integer locator would still place fractions on so short an axis
     _twin_legend(ax, ax2, ncol=3)
     return fig
 
