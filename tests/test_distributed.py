@@ -80,8 +80,9 @@ def test_ppo_cars_on_two_workers_drive_as_in_one_process(ray_local, tmp_path):
     cars = WorkerCars(cfg, 2)
     assert len(cars.actors) == 2
     parallel = train_ppo(cfg, show_progress=False, cars=cars)
-    assert parallel.history and [dict(h, seconds=0) for h in parallel.history] == \
-        [dict(h, seconds=0) for h in serial.history]
+    timing = ("seconds", "collect_s", "update_s", "eval_s")
+    untimed = lambda history: [{k: v for k, v in h.items() if k not in timing} for h in history]
+    assert parallel.history and untimed(parallel.history) == untimed(serial.history)
     assert_same_weights(parallel.best, serial.best)
 
 
