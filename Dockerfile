@@ -31,8 +31,8 @@ RUN python3 -m venv --system-site-packages /opt/racer/venv \
     && /opt/racer/venv/bin/pip install --no-cache-dir --no-deps -e /opt/racer \
     && rm /tmp/requirements.txt /tmp/constraints.txt
 
-# deepracer_interfaces_pkg (ServoCtrlMsg, the simulator link) is in no ROS release: build the project's own
-# message package, the one `make ros` builds, into the image's ament prefix.
+# deepracer_interfaces_pkg (ServoCtrlMsg, the simulator link; the stock services control answers) is in no ROS
+# release: build the project's own interface package, the one `make ros` builds, into the image's ament prefix.
 # hadolint ignore=SC1091
 RUN . "/opt/ros/${ROS_DISTRO}/setup.sh" \
     && colcon --log-base /tmp/colcon-log build --merge-install \

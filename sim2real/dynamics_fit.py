@@ -22,7 +22,7 @@ from scipy.optimize import minimize_scalar
 from sim2real.sim.vehicle import Vehicle, VehicleParams, first_order_lag
 from sim2real.simtrace import Simtrace
 
-# The DeepRacer URDF's wheelbase (../shared/DEEPRACER_SIM.md), the L of the yaw-rate model.
+# The DeepRacer URDF's wheelbase (docs/simulator.md), the L of the yaw-rate model.
 WHEELBASE_M = 0.164
 MAX_LAG_S = 3.0
 

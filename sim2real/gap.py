@@ -125,10 +125,10 @@ def training_tracks(bundle: Bundle) -> tuple[str, ...]:
     return tuple(str(t) for t in tracks) if isinstance(tracks, list) else ()
 
 
-def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalConfig = EvalConfig()
-             ) -> dict[str, dict[str, Any]]:
+def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalConfig = EvalConfig(),
+             log: Callable[[str], None] = lambda _: None) -> dict[str, dict[str, Any]]:
     """Per domain: laps driven, laps completed, completion %, mean progress, mean domain-shift score.
-    An AWS export drives under the AWS simulator's rules (`sim.rules`)."""
+    An AWS export drives under the AWS simulator's rules (`sim.rules`). `log` hears of each domain done."""
     results = {}
     with load_bundle(bundle_path) as bundle:
         policy = Policy(bundle)
@@ -160,6 +160,7 @@ def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalC
                 "mean_progress": round(float(np.mean(progress)), 2),
                 "domain_shift": round(float(np.mean(scores)), 3) if scores else None,
             }
+            log(f"  {named.name}: {completed} of {len(progress)} laps ({len(results)}/{len(domains)} domains)")
     return results
 
 
@@ -222,11 +223,12 @@ def format_table(summary: dict[str, dict[str, Any]], domains: Sequence[NamedDoma
     (`-` for a given bundle, which has none)."""
     names = [d.name for d in domains]
     width = max(14, *(len(n) for n in names)) + 2
-    lines = ["variant        " + "".join(f"{n:>{width}s}" for n in names) + f"{'mean':>{width}s}  seeds"]
+    first = max(15, *(len(variant) + 1 for variant in summary))  # a given bundle's name can be long
+    lines = [f"{'variant':{first}s}" + "".join(f"{n:>{width}s}" for n in names) + f"{'mean':>{width}s}  seeds"]
     for variant, row in summary.items():
         cells = [_cell(row["domains"][n]) for n in names]
         cells.append(_cell(row))
-        lines.append(f"{variant:15s}" + "".join(f"{c:>{width}s}" for c in cells)
+        lines.append(f"{variant:{first}s}" + "".join(f"{c:>{width}s}" for c in cells)
                      + "  " + (",".join(str(s) for s in row["seeds"] if s is not None) or "-"))
     return "\n".join(lines)
 
@@ -246,5 +248,5 @@ def run_gap_evaluation(out_dir: Path, seeds: Sequence[int], domains: Sequence[Na
             bundle = train_variant(out_dir, variant, seed, base)
             log(f"evaluating {variant} seed {seed}")
             models.append({"name": run_name(variant, seed), "variant": variant, "seed": seed, "bundle": str(bundle),
-                           "results": evaluate(bundle, domains, cfg)})
+                           "results": evaluate(bundle, domains, cfg, log)})
     return models

@@ -51,10 +51,19 @@ def training_figure(history: list[dict[str, Any]]) -> Any:
     ax.set_yscale("log")
     ax2.bar(its, [h["off_track_episodes"] for h in history], alpha=0.25, color="tab:red",
             label="off-track episodes")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations and episodes are counts
+    # iterations and episodes are counts: whole-number ticks, each iteration's own for a short run (a
+    # locator on one iteration would spread -0.5..0.5 around it), and episodes from 0 even when none
+    if len(its) <= MAX_TICKED_ITERATIONS:
+        ax.set_xticks(its)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2.set_ylim(0, 1.1 * max(1, *(h["off_track_episodes"] for h in history)))
     ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
     _twin_legend(ax, ax2)
     return fig
+
+
+MAX_TICKED_ITERATIONS = 12
 
 
 def training_curve(history: list[dict[str, Any]], path: Path) -> Path:

@@ -70,7 +70,7 @@ def test_check_inspect_convert_a_real_model(aws, checkpoint, tmp_path):
     assert [(a["index"], a["steering_angle"], a["speed"]) for a in inspected["metadata"]["action_space"]] == [
         (i, float(s), v) for i, (s, v) in enumerate(ACTIONS)]
     human = racer(aws, "inspect", archive)
-    assert human.stdout == "" and "      11  +30.0 deg  1.00 m/s\n" in human.stderr
+    assert human.stdout == "" and "      11   +30.0 deg   1.00 m/s\n" in human.stderr
 
     out = tmp_path / "converted.tar.gz"
     converted = racer(aws, "convert", archive, "--out", str(out), "--json")

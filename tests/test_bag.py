@@ -7,7 +7,8 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from car.camera.bag import BagSource
-from car.camera.source import CameraFault
+from car.camera.capture import open_camera
+from car.camera.source import CameraFault, RecordingEnded
 from car.clock import SimClock
 from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, DiagnosticArray,
                           DiagnosticStatus, Header, Image, Time, drive_msg)
@@ -54,7 +55,7 @@ def test_recording_is_an_mcap_rosbag2_that_rosbags_reads(small_bag):
 
 
 def test_bag_source_replays_frames_with_their_recorded_stamps_then_loops(small_bag):
-    source = BagSource(small_bag, realtime=False)
+    source = BagSource(small_bag, realtime=False, loop=True)
     source.open()
     got = [source.read() for _ in range(7)]
     source.release()
@@ -63,6 +64,41 @@ def test_bag_source_replays_frames_with_their_recorded_stamps_then_loops(small_b
     length = 4 / 15 + 1 / 15  # recorded span plus one frame period
     assert stamps[5:] == pytest.approx([100.0 + length, 100.0 + length + 1 / 15])  # the loop keeps time moving
     assert all(np.array_equal(img, frame(i % 5)) for i, (img, _) in enumerate(got))
+
+
+def test_a_replay_ends_with_its_recording_unless_asked_to_loop(small_bag):
+    source = BagSource(small_bag, realtime=False)
+    source.open()
+    assert [float(img[0, 0, 0]) for img, _ in (source.read() for _ in range(5))] == [0, 1, 2, 3, 4]
+    with pytest.raises(RecordingEnded, match=rf"^bag:{small_bag}: the recording ended after 5 frames "
+                                             rf"\(bag:{small_bag}:loop replays it in a loop\)$"):
+        source.read()
+    source.release()
+
+
+@pytest.mark.parametrize("suffix, frames", [("", 5), (":loop", 12)])
+def test_the_bag_camera_stops_at_the_end_for_good_or_loops_when_asked(small_bag, suffix, frames, caplog):
+    """`bag:PATH` as the car's camera: five frames, then a fault that does not clear (no reopening,
+    no second pass); `bag:PATH:loop` goes on."""
+    camera = open_camera(f"bag:{small_bag}{suffix}", fps=15)
+    got = []
+    try:
+        with caplog.at_level("INFO", logger="racer.camera"):
+            while len(got) < 12:
+                try:
+                    got.append(camera.read()[1])
+                except CameraFault as exc:
+                    assert str(exc).startswith(f"bag:{small_bag}: the recording ended after 5 frames")
+                    break
+        assert len(got) == frames and camera.ended.is_set() == (suffix == "")
+        if suffix:
+            assert "end of the recording, replaying it from the start (loop 2)" in caplog.text
+        else:
+            assert "the recording ended after 5 frames" in caplog.text
+            with pytest.raises(CameraFault, match="the recording ended"):  # at once, and for good
+                camera.read()
+    finally:
+        camera.close()
 
 
 def test_bag_source_refuses_what_is_not_a_camera_bag(tmp_path, small_bag):

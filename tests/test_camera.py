@@ -159,7 +159,7 @@ def test_a_file_that_is_not_a_v4l2_device_is_a_camera_fault(tmp_path: Path) -> N
 
 @pytest.mark.parametrize(("spec", "message"), [
     ("sim", r"^camera spec 'sim' is the simulator's camera, which the caller provides"),
-    ("usb:0", r"^unknown camera spec 'usb:0': expected v4l2:/dev/videoN, file:VIDEO, images:DIR or bag:PATH$"),
+    ("usb:0", r"^unknown camera spec 'usb:0': expected v4l2:/dev/videoN, file:VIDEO, images:DIR or bag:PATH\[:loop\]$"),
     ("/dev/video0", r"^unknown camera spec '/dev/video0'"),
     ("file:", r"^camera spec 'file:': missing the path after 'file:'$"),
     ("v4l2:", r"^camera spec 'v4l2:': missing the path"),

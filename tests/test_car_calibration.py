@@ -135,16 +135,25 @@ def test_the_actuator_node_opens_with_the_state_dir_calibration(tmp_path: Path, 
         driver.close()
 
 
-def test_racer_car_passes_its_state_dir_to_the_actuator_node(tmp_path: Path) -> None:
+def test_racer_car_passes_its_state_dir_to_the_nodes_that_use_it(tmp_path: Path) -> None:
+    """The actuator and control (whose services read and save the calibration) resolve the same calibration;
+    the policy loads models from the state dir (the ros load services)."""
+    stock = tmp_path / "stock.json"
     args = build_parser().parse_args(["car", "--transport", "dds", "--actuator", "maestro:/dev/ttyACM0",
-                                      "--camera", "v4l2:/dev/video0", "--state-dir", str(tmp_path)])
-    argv = {spec.name: spec.argv for spec in graph_specs(args, load_params())}
-    assert argv["actuator"][-2:] == ["--state-dir", str(tmp_path)]
-    node = node_args(*argv["actuator"][argv["actuator"].index("actuator") + 1:])
-    assert node.state_dir == tmp_path
+                                      "--camera", "v4l2:/dev/video0", "--state-dir", str(tmp_path),
+                                      "--calibration", str(stock)])
+    specs = graph_specs(args, load_params())
+    argv = {spec.name: spec.argv for spec in specs}
+    for name in ("actuator", "control"):
+        assert argv[name][-4:] == ["--calibration", str(stock), "--state-dir", str(tmp_path)]
+        node = node_args(*argv[name][argv[name].index(name) + 1:])
+        assert (node.state_dir, node.calibration) == (tmp_path, stock)
+    assert argv["policy"][-2:] == ["--state-dir", str(tmp_path)]
+    assert next(s for s in specs if s.name == "control").restart_argv[-4:] == argv["control"][-4:]
+    assert "--state-dir" not in argv["camera"]
     without = build_parser().parse_args(["car", "--transport", "dds", "--actuator", "maestro:/dev/ttyACM0",
                                          "--camera", "v4l2:/dev/video0"])
-    assert "--state-dir" not in {s.name: s.argv for s in graph_specs(without, load_params())}["actuator"]
+    assert all("--state-dir" not in s.argv for s in graph_specs(without, load_params()))
 
 
 def test_selftest_reads_the_state_dir(tmp_path: Path, stock: Path, capsys) -> None:

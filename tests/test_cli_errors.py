@@ -62,7 +62,11 @@ def test_an_unrelated_missing_module_is_not_blamed_on_the_extras(tmp_path):
      "racer car: --sim drives the simulated car, which has its own camera and no actuator to calibrate: leave out "
      "--camera and --actuator"),
     (["--camera", "bag:recording", "--transport", "dds"],
-     "racer car: replaying a recording without an actuator runs with --transport local"),
+     "racer car: replaying a recording without an actuator runs with --transport local (the default); "
+     "with a car's --actuator it runs on dds and ros too"),
+    (["--sim", "reinvent_base", "--transport", "dds", "--console", "127.0.0.1:8080"],
+     "racer car: --console runs with --transport local (the default) for now: leave it out (or pass --console off) "
+     "with --transport dds"),
     (["--autostart", "--camera", "v4l2:/dev/video0", "--actuator", "pwm-sysfs"],
      "racer car: --autostart needs --sim: a real car starts only on a user action"),
     (["--sim-rate", "4", "--camera", "v4l2:/dev/video0", "--actuator", "pwm-sysfs"],
@@ -73,6 +77,16 @@ def test_car_options_that_cannot_run_together_are_refused_in_the_users_words(arg
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == message
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("transport", ["local", "dds", "ros"])
+def test_console_off_is_no_console_on_every_transport(transport):
+    from car.config import load_params
+    from racer.cli import build_parser
+    from racer.commands.car import argument_problem
+
+    args = build_parser().parse_args(["car", "--sim", "reinvent_base", "--transport", transport, "--console", "off"])
+    assert argument_problem(args, load_params()) is None
 
 
 def test_a_recording_replays_on_a_laptop_without_an_actuator(tmp_path):
@@ -90,19 +104,31 @@ def test_a_recording_replays_on_a_laptop_without_an_actuator(tmp_path):
     sim.reset()
     bus, clock = LocalBus(), SimClock(0.0)
     recorder = BagRecorder(bus, clock, tmp_path / "drive")
-    for i in range(30):
-        clock.set(i / 15)
-        bus.publisher(CAMERA_TOPIC)(Image(Header(Time.from_seconds(clock.now()), "camera"), sim.render()))
+    times = [Time.from_seconds(i / 15) for i in range(30)]
+    for stamp in times:
+        clock.set(stamp.to_seconds())
+        bus.publisher(CAMERA_TOPIC)(Image(Header(stamp, "camera"), sim.render()))
     recorder.close()
 
-    proc = racer("car", "--camera", f"bag:{recorder.path}", "--record", str(tmp_path / "replay"), "--duration", "4",
+    # no --duration: the replay ends with the recording, and its record holds each frame once
+    proc = racer("car", "--camera", f"bag:{recorder.path}", "--record", str(tmp_path / "replay"),
                  "--state-dir", str(tmp_path / "state"))
     assert proc.returncode == 0, proc.stderr
     assert "replay without an actuator: nothing moves" in proc.stderr
+    assert f"bag:{recorder.path}: the recording ended after 30 frames (bag:{recorder.path}:loop replays it " \
+           "in a loop)" in proc.stderr
     (replay,) = [p.parent for p in (tmp_path / "replay").rglob("metadata.yaml")]
     with AnyReader([replay], default_typestore=typestore()) as reader:
-        decisions = [c for c, _, _ in reader.messages() if c.topic == POLICY_TOPIC]
-    assert decisions  # the policy decided on the replayed frames
+        stamps = {c.topic: [] for c in reader.connections}
+        for c, _, raw in reader.messages():
+            if c.topic in (CAMERA_TOPIC, POLICY_TOPIC):
+                stamp = reader.deserialize(raw, c.msgtype).header.stamp
+                stamps[c.topic].append((stamp.sec, stamp.nanosec))
+    recorded = {(t.sec, t.nanosec) for t in times}
+    # the camera may skip a frame it was too slow for, never shows one twice
+    assert len(set(stamps[CAMERA_TOPIC])) == len(stamps[CAMERA_TOPIC]) >= 20
+    assert set(stamps[CAMERA_TOPIC]) <= recorded
+    assert stamps[POLICY_TOPIC]  # the policy decided on the replayed frames
 
 
 def test_a_failed_start_leaves_no_camera_thread_behind(tmp_path):

@@ -59,6 +59,8 @@ def test_drive_mode_start_stop_and_max_speed(api, car):
     status = api.request("GET", "/api/status").body
     assert (status["mode"], status["running"], status["max_speed"]) == ("autonomous", True, 0.6)
     assert status["latency_ms"] is not None and status["reason"] == "autonomous"
+    # the simulator's clock stands still while the stack computes: never less than the policy's own time
+    assert status["latency_ms"] >= round(status["infer_ms"], 1) > 0 and status["driven_by"] == "policy"
     assert any(t == pytest.approx(0.6) for when, _, t in car.driver.log if when > start)
     assert api.request("POST", "/api/start_stop", {"start_stop": "stop"}).status == 200
     assert api.request("GET", "/api/status").body["command"] == {"steering": 0.0, "throttle": 0.0}
@@ -83,6 +85,9 @@ def test_manual_drive_follows_the_deepracer_sign_convention(api, car):
     answer = api.request("POST", "/api/manual_drive", {"angle": 0.5, "throttle": -1.0, "max_speed": 0.8})
     assert answer.body == {"success": True}
     assert any(s == pytest.approx(-0.5) and t == pytest.approx(0.8) for when, s, t in car.driver.log if when > before)
+    status = api.request("GET", "/api/status").body
+    assert (status["mode"], status["running"], status["driven_by"]) == ("manual", False, "teleop")
+    assert status["latency_ms"] is None  # no policy in the loop
     assert refused(api.request("POST", "/api/manual_drive", {"angle": 2, "throttle": 0, "max_speed": 0.5}), 400,
                    "angle must be within -1..1")
     assert refused(api.request("POST", "/api/manual_drive", {"angle": 0, "throttle": 0}), 400, "max_speed")

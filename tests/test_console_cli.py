@@ -1,6 +1,7 @@
 """`racer car --console`, and the laptop tools (status, upload, teleop, calibrate) run as processes."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -104,6 +105,28 @@ def test_racer_car_refuses_a_bad_console_address(tmp_path):
 car = car_fixture("cli")
 
 
+@contextlib.contextmanager
+def teleop_held(car):
+    """A driver holding the wheel (a command every 30 ms, inside the 250 ms deadman) for the block's length.
+    At zero throttle, so a command that comes late on a busy machine re-arms instead of staying latched."""
+    client, done = car.client(), threading.Event()
+    client.request("POST", "/api/drive_mode", {"drive_mode": "manual"})
+
+    def hold() -> None:
+        while not done.wait(0.03):
+            client.request("POST", "/api/manual_drive", {"angle": 0.5, "throttle": 0.0, "max_speed": 0.5})
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        car.wait_for(lambda: car.status()["driven_by"] == "teleop", what="teleop driving")
+        yield
+    finally:
+        done.set()
+        holder.join()
+        client.request("POST", "/api/manual_drive", {"angle": 0.0, "throttle": 0.0, "max_speed": 0.5})
+
+
 def test_status_upload_and_teleop_tools(car):
     root = car.state.root.parent
     laptop = root / "laptop-tools"
@@ -115,6 +138,10 @@ def test_status_upload_and_teleop_tools(car):
     assert "racer_" in (laptop / "cars.json").read_text()
     human = tool(laptop, "status", "--car", car.url)
     assert human.returncode == 0 and "model     driving" in human.stdout
+    assert "mode      manual (waiting for teleop), max speed 0.50" in human.stdout
+    with teleop_held(car):
+        human = tool(laptop, "status", "--car", car.url)
+    assert "mode      manual (driven by teleop), max speed 0.50" in human.stdout, human.stdout
 
     bundle = racer_bundle(root / "work", "curves", CURVES)
     result = tool(laptop, "upload", str(pack_bundle(bundle, root / "packed.tar.gz")), "--car", car.url, "--json")

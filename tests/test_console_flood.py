@@ -1,7 +1,8 @@
 """The issue's flood, on `racer car` with the open-file limit at 1,024: 1,000 idle connections and a
 login burst while a teleop client drives, then goes silent, then drives again and sends an
-emergency stop. The outputs are read where the hardware sees them: the Maestro's bytes on a real
-pty, and the duty files of a stock DeepRacer's PWM sysfs tree (the fake tree, kernel rules)."""
+emergency stop; and hostile model uploads (issue 26) while the car drives. The outputs are read
+where the hardware sees them: the Maestro's bytes on a real pty, and the duty files of a stock
+DeepRacer's PWM sysfs tree (the fake tree, kernel rules)."""
 from __future__ import annotations
 
 import os
@@ -17,6 +18,7 @@ from car.console.client import CarAddress, CarClient, KnownCars
 from calibration.servo import FACTORY_DEFAULT
 from hw.sysfs import PwmSysfsModel
 from racer.bench.flood import run_flood
+from test_console_exhaustion import Probe, hostile_archives, upload
 from test_failsafe import NEUTRAL, bundle_dir, driving, images, maestro, wait_until  # noqa: F401  (fixtures)
 
 PASSWORD = "flood-test-password-7"
@@ -85,3 +87,40 @@ def test_a_flooded_console_cannot_hold_the_outputs(car, outputs):
     assert at_neutral()
     text = log.read_text()
     assert text.count("Traceback") == 0 and len(text.splitlines()) < 60, text[-3000:]
+
+
+def _peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
+
+
+def test_hostile_models_cannot_stall_or_kill_the_car_process(car, outputs):
+    """Issue 26 on `racer car` with the hardware outputs: the hostile models that froze the car for
+    30 s (a 3 GiB Const) or got it OOM-killed (a Fill the pre-check cannot see) are refused while
+    the emergency stop answers on fresh connections every 100 ms; the car process survives, small,
+    and then drives its model again."""
+    proc, url, client, log = car
+    _, driving_now, at_neutral = outputs
+    port = int(url.rsplit(":", 1)[1])
+    client.request("GET", "/api/server_ready")
+    bearer = client.known.get(client.address.key)["token"]
+    archives = hostile_archives()
+    for name in ("3 GiB Const in 579 bytes", "3 GiB Fill (memory cap)"):
+        assert client.request("POST", "/api/drive_mode", {"drive_mode": "auto"}).status == 200
+        assert client.request("POST", "/api/start_stop", {"start_stop": "start"}).status == 200
+        assert wait_until(driving_now, 10), "the car never drove"
+        probe = Probe(port, bearer)
+        with probe.running():
+            status, body = upload(port, bearer, "hostile.tar.gz", archives[name][0])
+        print(f"\n{name}: {status} {body['reason']!r}; {probe.figures()}")
+        assert status == 422 and archives[name][1] in body["reason"], body
+        probe.check()
+        assert proc.poll() is None and at_neutral()
+    peak = _peak_rss_mib(proc.pid)
+    print(f"car process peak RSS {peak:.0f} MiB")
+    assert peak < 1024
+    assert client.request("POST", "/api/start_stop", {"start_stop": "start"}).status == 200
+    assert wait_until(driving_now, 10), "the previous model does not drive again"
+    assert client.request("GET", "/api/status").body["model"] == "tiny"
+    client.request("POST", "/api/start_stop", {"start_stop": "stop"})
+    assert "Traceback" not in log.read_text()

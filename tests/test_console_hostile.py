@@ -137,6 +137,18 @@ def test_racer_passwd_refuses_common_passwords(tmp_path, weak):
     assert not (tmp_path / "state" / "console" / "password").exists()
 
 
+@pytest.mark.parametrize("stdin, message", [
+    ("", "racer passwd: no password on stdin: pipe it as one line (printf '%s\\n' PASSWORD | racer passwd), or run "
+         "it on a terminal to be asked; nothing changed"),
+    ("\n", "racer passwd: the password needs at least 8 characters; nothing changed"),
+])
+def test_racer_passwd_with_nothing_on_stdin_says_so(tmp_path, stdin, message):
+    result = subprocess.run([*RACER, "passwd", "--state-dir", str(tmp_path / "state")], input=stdin,
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    assert not (tmp_path / "state" / "console" / "password").exists()
+
+
 # 3. sockets and streams end with their credential ----------------------------------------------
 
 def closes_with_1008(ws) -> float:

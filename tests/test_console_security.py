@@ -70,6 +70,13 @@ def test_every_route_but_login_and_server_ready_refuses_an_unauthenticated_reque
     assert car.request("GET", "/login")[0] == 200
 
 
+def test_the_login_page_says_where_the_first_password_is(car):
+    status, _, body = car.request("GET", "/login")
+    page = body.decode()
+    assert status == 200 and "shown once" not in page
+    assert "<code>console/first-password</code> in its state dir" in page and "racer passwd --state-dir DIR" in page
+
+
 def test_a_wrong_bearer_token_is_refused(car):
     status, _, body = car.request("GET", "/api/status", headers={"Authorization": "Bearer racer_00_nope"})
     assert status == 401 and json.loads(body)["reason"] == "invalid, expired or revoked API token"
@@ -149,14 +156,22 @@ def test_api_tokens_are_created_listed_without_secrets_and_revoked(car):
     token = created["token"]
     headers = {"Authorization": f"Bearer {token}"}
     assert car.request("GET", "/api/status", headers=headers)[0] == 200
-    listed = client.request("GET", "/api/tokens").body["tokens"]
+    session = {"Cookie": cookie, "X-CSRFToken": csrf}
+    listed = json.loads(car.request("GET", "/api/tokens", headers=session)[2])["tokens"]
     assert {"id": created["id"], "name": "ci script", "expires": created["expires"]}.items() <= next(
         t for t in listed if t["id"] == created["id"]).items()
     assert all(set(t) == {"id", "name", "created", "expires"} for t in listed)
     assert token not in car.state.tokens.read_text()
-    assert client.request("DELETE", f"/api/tokens/{created['id']}").status == 200
+    # a token lists and revokes only itself: the laptop's token cannot see or revoke the script's
+    assert [t["id"] for t in json.loads(car.request("GET", "/api/tokens", headers=headers)[2])["tokens"]] == [created["id"]]
+    laptop_tokens = client.request("GET", "/api/tokens").body["tokens"]
+    assert len(laptop_tokens) == 1 and laptop_tokens[0]["id"] != created["id"]
+    refused = client.request("DELETE", f"/api/tokens/{created['id']}")
+    assert refused.status == 403 and "only itself" in refused.reason
+    assert car.request("GET", "/api/status", headers=headers)[0] == 200
+    assert car.request("DELETE", f"/api/tokens/{created['id']}", headers=session)[0] == 200
     assert car.request("GET", "/api/status", headers=headers)[0] == 401
-    assert client.request("DELETE", f"/api/tokens/{created['id']}").status == 404
+    assert car.request("DELETE", f"/api/tokens/{created['id']}", headers=session)[0] == 404
 
 
 def test_password_is_stored_as_a_salted_scrypt_hash_readable_only_by_its_owner(tmp_path):

@@ -286,11 +286,13 @@ def test_delete_models_is_all_or_nothing(rig):
     assert client.request("PUT", "/api/models/deepracer_continuous_sac/model").status == 200  # converts it
     converted = {p.name for p in (car.state.cache / "ir").glob("*/*")}
     answer = client.request("POST", "/api/deleteModels", {"filenames": ["deepracer_continuous_sac"]})
+    assert answer.status == 409 and "driving" in answer.reason  # the loaded model stays
+    assert client.request("PUT", "/api/models/driving/model").status == 200
+    answer = client.request("POST", "/api/deleteModels", {"filenames": ["deepracer_continuous_sac"]})
     assert answer.status == 200 and answer.body["success"] is True
     assert not (car.state.models / "deepracer_continuous_sac").exists()
     left = {p.name for p in (car.state.cache / "ir").glob("*/*")}
     assert len(converted - left) == 1  # its converted IR went with it; the other models' stayed
-    assert client.request("PUT", "/api/models/driving/model").status == 200
 
 
 def test_upload_requests_without_a_file_are_refused(rig):

@@ -39,8 +39,20 @@ def test_bad_input_is_a_clear_error(args, reason):
     (["node", "actuator", "--model", "m", "--autostart"],
      "racer node actuator: --model and --autostart are not for the actuator node; leave them out"),
     (["node", "policy", "--sim-rate", "2"], "racer node policy: --sim-rate is not for the policy node; leave it out"),
+    (["node", "camera", "--state-dir", "s"], "racer node camera: --state-dir is not for the camera node; leave it out"),
+    (["node", "policy", "--calibration", "c.json", "--state-dir", "s"],
+     "racer node policy: --calibration is not for the policy node; leave it out"),
 ])
 def test_an_option_another_node_uses_is_refused(args, reason):
     proc = racer(*args)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == reason
+
+
+def test_a_broken_state_dir_calibration_stops_a_ros_sim_car_at_once(tmp_path):
+    """On ros the control node serves the calibration (get/set_car_cal), simulated car or not: a file it cannot
+    read stops `racer car` before any node starts, instead of a control node that fails at every restart."""
+    (tmp_path / "calibration.json").write_text("{not json")
+    proc = racer("car", "--transport", "ros", "--sim", "reinvent_base", "--state-dir", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"racer car: {tmp_path / 'calibration.json'}: not valid JSON")

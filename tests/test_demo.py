@@ -71,6 +71,26 @@ def test_bench_reports_every_figure():
     safety = report["safety"]
     assert 0 < safety["flood_neutral_ms"] and 0 < safety["flood_estop_ms"] and safety["flood_connections"] > 0
     assert isinstance(report["machine"], str) and report["machine"]
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("racer bench: measuring ")]
+    assert len(progress) == 7 and progress[0].endswith("(1/7)") and progress[-1].endswith("(7/7)")
+    assert "Token authentication" not in proc.stderr  # Ray's notice about its own default, on every start
+
+
+def test_bench_without_nncf_leaves_out_the_int8_figure_and_says_why():
+    """`make train` without the bench extra: the policy figures are measured, INT8 says what to install."""
+    code = """
+import sys
+sys.modules["nncf"] = None  # as if the int8 extra were not installed
+from racer.bench.figures import bench_policy
+from racer.commands.bench import policy_lines
+print("\\n".join(policy_lines(bench_policy(rounds=2, block=5, gate_frames=50))))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = dict(line.split(maxsplit=2)[1:] for line in proc.stdout.splitlines())
+    assert rows["openvino_int8"] == "NNCF is not installed: pip install -e '.[bench]' in the repository " \
+                                    "(make train brings it)"
+    assert rows["openvino"].startswith("p50 ") and rows["onnxruntime"].startswith("p50 ")
 
 
 def test_help_lists_commands():
@@ -209,6 +229,23 @@ def test_endless_headless_demo_ends_on_ctrl_c_with_its_summary():
     assert proc.returncode == 0
     summary = json.loads(out)
     assert summary["completed_laps"] >= 1 and summary["completed_laps"] == len(summary["laps"])
+    times = [lap["time_s"] for lap in summary["laps"]]
+    last = wait_for_line(lines, "lap(s) completed")[-1].strip()
+    assert last == (f"racer demo: {len(times)} lap(s) completed, best {min(times):.2f} s, "
+                    f"mean {sum(times) / len(times):.2f} s")
+
+
+def test_a_training_runs_bundle_is_named_after_the_run_and_a_failed_lap_is_exit_1_said(tmp_path):
+    from browser.harness import STRAIGHT, racer_bundle
+
+    run = tmp_path / "mine"
+    racer_bundle(run, "bundle", STRAIGHT)  # never steers: off at the first bend
+    (run / "policy.pt").write_bytes(b"")  # what makes RUN/bundle a training run's
+    proc = racer("demo", "--model", str(run / "bundle"), "--headless", "--json", "--laps", "1")
+    assert proc.returncode == 1
+    summary = json.loads(proc.stdout)
+    assert summary["model"] == "mine" and summary["completed_laps"] == 0
+    assert proc.stderr.strip().splitlines()[-1] == "racer demo: exit status 1: 1 lap(s) not completed"
 
 
 def test_demo_help_lists_the_tracks():

@@ -5,6 +5,7 @@ the Maestro driver talking to the emulator; faults are injected where they happe
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -143,6 +144,43 @@ def test_camera_loss_goes_neutral_and_its_return_does_not_restart_the_car(bundle
         camera.close()
 
 
+def test_the_end_of_a_replayed_recording_is_a_lost_camera(bundle_dir, maestro, tmp_path):
+    """`--camera bag:PATH` on a car: the car drives the recording, then stops at neutral at its end,
+    latched, and a start is refused while there is no camera."""
+    from car.camera.capture import open_camera
+    from car.clock import SimClock
+    from car.graph.recorder import BagRecorder
+    from car.messages import CAMERA_TOPIC, Header, Image, Time
+    from car.transport.local import LocalBus
+
+    bus, clock = LocalBus(), SimClock()
+    recorder = BagRecorder(bus, clock, tmp_path / "drive")
+    for i in range(30):  # two seconds at 15 Hz
+        clock.set(i / 15)
+        bus.publisher(CAMERA_TOPIC)(Image(Header(Time.from_seconds(clock.now()), "camera"),
+                                          np.full((480, 640, 3), 40 + i, np.uint8)))
+    recorder.close()
+    camera = open_camera(f"bag:{recorder.path}", fps=15)
+    runtime = CarRuntime(LocalStack(WallClock(), camera, MaestroDriver(FACTORY_DEFAULT, str(maestro.link)),
+                                    Policy(load_bundle(bundle_dir)).model()))
+    runtime.command("set_mode", "autonomous")
+    runtime.command("start")
+    runtime.start()
+    try:
+        assert wait_until(lambda: driving(maestro)), "the car never drove"
+        assert wait_until(camera.ended.is_set, 5.0)
+        assert wait_until(lambda: at_neutral(maestro), 2.0)
+        assert wait_until(lambda: "camera stale" in "; ".join(runtime.stack.control.core.watchdog.faults(
+            runtime.stack.clock.now()).values()), 2.0)
+        with pytest.raises(ValueError, match="cannot start: camera stale"):
+            runtime.command("start")
+        assert not wait_until(lambda: driving(maestro), 1.0)
+        assert "the recording ended after" in runtime.last_fault
+    finally:
+        runtime.stop()
+        camera.close()
+
+
 def test_a_policy_error_that_clears_does_not_restart_the_car(bundle_dir, images, maestro):
     failing = {"left": 0, "armed": False}
 
@@ -208,6 +246,31 @@ def test_signal_ends_racer_car_at_neutral_then_off(bundle_dir, images, maestro, 
     tail = maestro.targets[sent:]
     assert tail[-4:] == [(0, NEUTRAL[0]), (1, NEUTRAL[1]), (0, 0), (1, 0)]
     assert all(t in ((0, NEUTRAL[0]), (1, NEUTRAL[1]), (0, 0), (1, 0)) for t in tail)
+
+
+def test_ctrl_c_held_down_ends_racer_car_at_neutral_then_off(bundle_dir, images, maestro):
+    """Ctrl-C pressed again and again (or held) reaches the car and its actuator process many times: a
+    handler that took a lock could run again inside itself and hang the process with its outputs on."""
+    for attempt in range(3):  # a handler interrupted at the wrong instant: try it more than once
+        maestro.targets.clear()
+        proc = subprocess.Popen([sys.executable, "-m", "racer.cli", "car", "--camera", f"images:{images}",
+                                 "--actuator", f"maestro:{maestro.link}", "--model", str(bundle_dir)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            assert wait_until(lambda: len(maestro.targets) >= 2 and at_neutral(maestro), 30), "never opened the Maestro"
+            pressed_until = time.monotonic() + 1.0
+            while time.monotonic() < pressed_until:  # the terminal signals the whole group at each press
+                try:
+                    os.killpg(proc.pid, signal.SIGINT)
+                except ProcessLookupError:  # all ended already
+                    break
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        # 0, or the signal itself once Python has put back its default handlers while exiting
+        assert proc.returncode in (0, -signal.SIGINT), (attempt, err)
+        assert maestro.targets[-2:] == [(0, 0), (1, 0)]  # outputs off at the end
 
 
 def test_a_signal_while_the_actuator_node_starts_still_ends_with_the_outputs_off(maestro, tmp_path):

@@ -48,6 +48,19 @@ def test_inspect_json_describes_the_sac_model(racer):
     assert result["preprocess"]["input_name"].endswith("FRONT_FACING_CAMERA/FRONT_FACING_CAMERA")
 
 
+def test_inspect_lines_the_actions_up_under_their_headings(racer):
+    done = racer("inspect", str(PPO_TAR))
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    start = lines.index("  output    steering      speed")
+    header, rows = lines[start], lines[start + 1:start + 6]
+    assert [row.split()[0] for row in rows] == ["0", "1", "2", "3", "4"]
+    for row in rows:  # each column ends where its heading does
+        assert len(row) == len(header)
+        assert row.index(" deg") + len(" deg") == header.index("steering") + len("steering")
+    assert rows[2] == "       2    +0.0 deg   0.60 m/s" and rows[0] == "       0   -30.0 deg   0.60 m/s"
+
+
 def test_check_refuses_a_lidar_model_with_the_reason(racer, tmp_path):
     meta = json.loads(metadata_bytes())
     meta["sensor"] = ["FRONT_FACING_CAMERA", "LIDAR"]

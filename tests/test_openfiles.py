@@ -31,16 +31,16 @@ def needs_hard_limit(limit: int) -> None:
 @pytest.mark.parametrize(("soft", "hard", "after", "logged"), [
     (256, 1024, 1024, "open-file limit raised from 256 to 1024 (hard limit 1024)"),
     (256, 8192, 4096, "open-file limit raised from 256 to 4096 (hard limit 8192)"),
-    (5000, 8192, 5000, "open-file limit 5000 (hard limit 8192)"),
-    (512, 512, 512, "open-file limit 512 (hard limit 512)"),
+    (5000, 8192, 5000, None),  # left as it was: nothing to say at INFO (every node of a graph would say it)
+    (512, 512, 512, None),
 ])
 def test_the_soft_limit_goes_up_to_the_hard_one_bounded_by_4096(soft: int, hard: int, after: int,
-                                                                 logged: str) -> None:
+                                                                 logged: str | None) -> None:
     needs_hard_limit(hard)
     result = run_python(SCRIPT, str(soft), str(hard))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [after, after, hard]
-    assert result.stderr.strip().splitlines() == [f"INFO:car.openfiles:{logged}"]
+    assert result.stderr.strip().splitlines() == ([f"INFO:car.openfiles:{logged}"] if logged else [])
 
 
 def test_racer_car_raises_it_before_starting(tmp_path: Path) -> None:

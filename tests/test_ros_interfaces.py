@@ -46,8 +46,8 @@ def test_each_is_an_ament_interface_package(package):
     cmake = (package / "CMakeLists.txt").read_text()
     assert f"project({package.name})" in cmake
     listed = re.search(r"rosidl_generate_interfaces\(\$\{PROJECT_NAME\}(.*?)\)", cmake, re.S).group(1)
-    assert sorted(re.findall(r'"(msg/\w+\.msg)"', listed)) == sorted(
-        str(m.relative_to(package)) for m in (package / "msg").glob("*.msg"))
+    assert sorted(re.findall(r'"((?:msg|srv)/\w+\.(?:msg|srv))"', listed)) == sorted(
+        str(m.relative_to(package)) for m in [*package.glob("msg/*.msg"), *package.glob("srv/*.srv")])
 
 
 @pytest.mark.parametrize("msg", [m for p in PACKAGES for m in sorted((p / "msg").glob("*.msg"))], ids=lambda m: m.stem)
@@ -57,6 +57,40 @@ def test_the_generated_class_has_the_fields_of_its_msg_file(msg):
     expected = {name: "float" if kind == "float32" else kind if "/" in kind else f"{package}/{kind}"
                 for name, kind in msg_fields(msg).items()}
     assert generated.get_fields_and_field_types() == expected
+
+
+# The stock deepracer_interfaces_pkg services racer answers (DEEPRACER_DEVICE.md): request --- response fields,
+# in order. A stock client's call matches only when names and types are these exactly.
+STOCK_SERVICES = {
+    "ActiveStateSrv": ({"state": "int8"}, {"error": "int32"}),
+    "EnableStateSrv": ({"is_active": "boolean"}, {"error": "int32"}),
+    "NavThrottleSrv": ({"throttle": "float"}, {"error": "int32"}),
+    "GetCalibrationSrv": ({"cal_type": "int32"},
+                          {"max": "int32", "mid": "int32", "min": "int32", "polarity": "int32", "error": "int32"}),
+    "SetCalibrationSrv": ({"cal_type": "int32", "max": "int32", "mid": "int32", "min": "int32", "polarity": "int32"},
+                          {"error": "int32"}),
+    "GetCtrlModesSrv": ({}, {"modes": "sequence<int32>", "error": "int32"}),
+    "GetModelLoadingStatusSrv": ({}, {"model_loading_status": "string", "error": "int32"}),
+    "LoadModelSrv": ({"artifact_path": "string", "task_type": "int8", "pre_process_type": "int8",
+                      "action_space_type": "int8"}, {"error": "int32"}),
+    "ModelStateSrv": ({"model_name": "string", "model_metadata_sensors": "sequence<int32>",
+                       "training_algorithm": "int8", "action_space_type": "int8", "img_format": "string",
+                       "width": "int32", "height": "int32", "num_channels": "int32", "lidar_channels": "int32",
+                       "platform": "int32", "task_type": "int8", "pre_process_type": "int8"}, {"error": "int32"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STOCK_SERVICES))
+def test_the_generated_services_have_the_stock_fields_in_order(name):
+    generated = getattr(importlib.import_module("deepracer_interfaces_pkg.srv"), name)
+    request, response = STOCK_SERVICES[name]
+    assert list(generated.Request.get_fields_and_field_types().items()) == list(request.items())
+    assert list(generated.Response.get_fields_and_field_types().items()) == list(response.items())
+
+
+def test_every_srv_file_is_a_stock_service():
+    package = ROOT / "car" / "interfaces" / "deepracer_interfaces_pkg"
+    assert sorted(p.stem for p in package.glob("srv/*.srv")) == sorted(STOCK_SERVICES)
 
 
 def test_the_wheels_build_machine_paths_are_pointed_at_this_python(tmp_path):

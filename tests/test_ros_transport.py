@@ -13,7 +13,8 @@ import pytest
 
 from car.clock import WallClock
 from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, Time, drive_msg
-from car.transport.ros import RosBus, RosUnavailable, _message_class, install_hint, ros_environment
+from car.transport.ros import (RosBus, RosUnavailable, _interface_class, _message_class, install_hint,
+                                ros_environment)
 from car.transport.wire import CLOCK_TOPIC, WireType
 from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
 from tests.dds_support import PYTHON, loopback_domain, wait_for
@@ -127,6 +128,8 @@ def test_a_missing_message_package_is_one_line_that_says_what_to_install():
                                  "(No module named 'ackermann_msgz'): `make ros` installs it into racer's venv; "
                                  "on a ROS 2 install, apt install ros-jazzy-ackermann-msgz")
     assert install_hint("deepracer_interfaces_pkg").endswith("build that folder with colcon")
+    with pytest.raises(RosUnavailable, match=r"^ROS 2 service deepracer_interfaces_pkg/srv/NoSuchSrv cannot be loaded"):
+        _interface_class("deepracer_interfaces_pkg/srv/NoSuchSrv")
     assert str(ROOT / "car" / "interfaces" / "ackermann_msgs") in install_hint("ackermann_msgs")
 
 

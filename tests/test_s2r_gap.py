@@ -114,11 +114,36 @@ def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):
     assert code == 0, captured.err
     report = json.loads(captured.out)
     assert report["domains"] == [{"name": "dim", "values": {"light": 0.6}, "outside_training": ["light"]}]
-    assert report["models"][0]["name"] == "bundle" and report["models"][0]["results"]["dim"]["laps"] == 1
+    assert report["models"][0]["name"] == "none-s0" and report["models"][0]["results"]["dim"]["laps"] == 1
     assert report["eval"] == {"tracks": ["reinvent_base"], "starts": 1, "max_speed": 0.8}
-    assert set(report["summary"]["bundle"]) >= {"completion_pct", "mean_progress", "domains", "seeds"}
+    assert set(report["summary"]["none-s0"]) >= {"completion_pct", "mean_progress", "domains", "seeds"}
     assert (tmp_path / "eval" / "gap.png").is_file() and (tmp_path / "eval" / "gap.json").is_file()
     assert "lap completion %" in captured.err
+    # minutes of work say what they do on stderr, --json or not, and how long they took
+    assert f"racer eval: evaluating {out / 'none-s0' / 'bundle'} in 1 domains" in captured.err
+    assert "racer eval:   dim: " in captured.err and "(1/1 domains)" in captured.err
+    assert report["duration_s"] > 0
+    assert json.loads((tmp_path / "eval" / "gap.json").read_text())["duration_s"] == report["duration_s"]
+
+
+def test_eval_of_given_bundles_leaves_the_grids_directory_alone(tiny_run, tmp_path, capsys, monkeypatch):
+    out, _ = tiny_run
+    monkeypatch.chdir(tmp_path)
+    code = racer_s2r("eval", "--model", str(out / "none-s0" / "bundle"), "--domains", "nominal",
+                     "--tracks", "reinvent_base", "--starts", "1")
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "runs" / "eval").iterdir()) == ["gap.json", "gap.png"]
+    assert not (tmp_path / "runs" / "gap").exists()
+
+
+def test_the_table_header_stays_over_its_columns_with_a_long_model_name():
+    row = {"completion_pct": 50.0, "mean_progress": 75.0}
+    models = [{"variant": name, "seed": None, "results": {"dark": row}}
+              for name in ("a-rather-long-model-name-v12", "short")]
+    header, *rows = format_table(summarize(models, [DARK]), [DARK]).splitlines()
+    for line in rows:  # every column ends where its heading does
+        assert line.index(" 50.0 ( 75.0)") + len(" 50.0 ( 75.0)") == header.index("dark") + len("dark")
+        assert line.rindex("( 75.0)") + len("( 75.0)") == header.index("mean") + len("mean")
 
 
 def test_eval_command_in_the_nominal_world(tiny_run, tmp_path, capsys):
@@ -190,3 +215,15 @@ def test_randomization_preset_none_keeps_every_knob_nominal(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "every knob stays at its nominal value" in lines[0]
     assert {line[RANGE_COLUMN].strip() for line in lines[2:]} == {"nominal"}
+
+
+def test_lap_times_have_a_heading_over_every_column(tiny_run, capsys):
+    out, _ = tiny_run
+    bundle = out / "none-s0" / "bundle"
+    assert racer_s2r("eval", "--lap-times", "--model", str(bundle), "--tracks", "reinvent_base") == 0
+    title, header, row = capsys.readouterr().err.splitlines()[-3:]
+    assert title == f"{bundle}: lap times (s) at max-speed 0.5, model vs expert"
+    assert header.split() == ["track", "model", "expert", "model/expert"]
+    assert row.split()[0] == "reinvent_base"
+    expert_end = header.index("expert") + len("expert")
+    assert row[:expert_end].rstrip() == row[:expert_end] and row[expert_end:expert_end + 2] == "  "

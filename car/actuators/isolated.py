@@ -11,7 +11,6 @@ process dies or closes the pipe. `IsolatedDriver` is the graph's side: an ordina
 from __future__ import annotations
 
 import multiprocessing
-import signal
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -28,11 +27,10 @@ POLL_S = 0.01
 def _serve(conn: Connection, spec: str, calibration: ActuatorCalibration, timeout_s: float) -> None:
     """The child: open the driver, answer every request with ("ok",) or ("fault", reason)."""
     from car.actuators.open import open_actuator
-    from car.process import PARENT_ENV, die_with_parent
+    from car.process import PARENT_ENV, StopSignals, die_with_parent
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches the whole process group: end at neutral
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopSignals()  # Ctrl-C reaches the whole process group: end at neutral
+    stop.install()
     die_with_parent({PARENT_ENV: str(multiprocessing.parent_process().pid)})
     try:
         driver = open_actuator(spec, calibration)

@@ -1,11 +1,13 @@
-"""`bag:PATH`: a recorded drive (rosbag2) as a camera.
+"""`bag:PATH`: a recorded drive (rosbag2) as a camera; `bag:PATH:loop` replays it in a loop.
 
-A replayed frame keeps its recorded stamp (shifted by whole bag lengths when the replay loops), so
-the policy's /policy/drive commands carry the same stamps as the recorded ones and can be compared
-one to one.
+A replay ends with the recording (RecordingEnded), so the car sees a camera that is gone and a
+`--record` of the replay holds each frame once. A replayed frame keeps its recorded stamp (shifted
+by whole bag lengths when the replay loops), so the policy's /policy/drive commands carry the same
+stamps as the recorded ones and can be compared one to one.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,23 +16,29 @@ import numpy as np
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader
 
-from car.camera.source import CameraFault
+from car.camera.source import CameraFault, RecordingEnded
 from car.messages import CAMERA_TOPIC
 from car.transport.wire import IMAGE, WireError
 
+log = logging.getLogger("racer.camera")
+LOOP_SUFFIX = ":loop"
+
 
 class BagSource:
-    """The /camera/image_raw frames of a rosbag2 directory, released at their recorded pace, in a loop.
+    """The /camera/image_raw frames of a rosbag2 directory, released at their recorded pace, once
+    (then read() raises RecordingEnded) or in a loop.
 
     A camera source (`read() -> (frame, stamp)`, in recorded order) and a FrameSource for
     `car.camera.capture.Camera` (`open`, `grab`, `release`), so `bag:PATH` opens like any other camera spec.
     """
 
-    def __init__(self, path: str | Path, topic: str = CAMERA_TOPIC, realtime: bool = True):
+    def __init__(self, path: str | Path, topic: str = CAMERA_TOPIC, realtime: bool = True, loop: bool = False):
         self.path = Path(path)
         self.name = f"bag:{path}"
         self.topic = topic
         self.realtime = realtime
+        self.loop = loop
+        self.frames = 0
         self.period_s = 1.0 / 15.0
         self._reader: Reader | None = None
         self._frames: Iterator[tuple[Connection, int, bytes]] | None = None
@@ -71,9 +79,14 @@ class BagSource:
             raise CameraFault(f"{self.name}: not open")
         item = next(self._frames, None)
         if item is None:
+            if not self.loop:
+                raise RecordingEnded(f"{self.name}: the recording ended after {self.frames} frames "
+                                     f"(bag:{self.path}{LOOP_SUFFIX} replays it in a loop)")
             self._loop += 1
+            log.info("%s: end of the recording, replaying it from the start (loop %d)", self.name, self._loop + 1)
             self._rewind()
             item = next(self._frames)
+        self.frames += 1
         _, _, raw = item
         try:
             image = IMAGE.decode(raw)

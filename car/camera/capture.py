@@ -7,6 +7,7 @@ keeps trying to reopen the device so frames resume when it comes back.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -15,11 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from car.camera.source import CameraFault, FrameSource
+from car.camera.source import CameraFault, FrameSource, RecordingEnded
 
 FAULT_PERIODS = 3
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
-SPEC_FORMS = "v4l2:/dev/videoN, file:VIDEO, images:DIR or bag:PATH"
+SPEC_FORMS = "v4l2:/dev/videoN, file:VIDEO, images:DIR or bag:PATH[:loop]"
+log = logging.getLogger("racer.camera")
 
 
 def _checked(frame: np.ndarray | None, name: str) -> np.ndarray:
@@ -164,6 +166,7 @@ class Camera:
         self._returned = 0
         self._error = ""
         self._stop = threading.Event()
+        self.ended = threading.Event()  # a recording played to its end: no frame will come again
         self._thread = threading.Thread(target=self._run, name=f"camera {source.name}", daemon=True)
         self._thread.start()
 
@@ -179,6 +182,13 @@ class Camera:
                     self.source.open()
                     is_open = True
                 frame, stamp = self.source.grab()
+            except RecordingEnded as exc:
+                log.warning("%s", exc)
+                with self._condition:
+                    self._error = str(exc)
+                    self.ended.set()
+                    self._condition.notify_all()
+                break
             except (CameraFault, cv2.error, OSError) as exc:
                 self.source.release()
                 is_open = False
@@ -209,6 +219,8 @@ class Camera:
                 if fresh and self._frame is not None:
                     self._returned = self._sequence
                     return self._frame
+                if self.ended.is_set():
+                    raise CameraFault(self._error)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise CameraFault(self._error or f"{self.name}: no frame for {limit * 1000:.0f} ms")
@@ -222,15 +234,16 @@ class Camera:
             self._thread.join(timeout=2.0)
 
 
-def _bag_source(path: str) -> FrameSource:
-    """Imported late: only a replay needs rosbags."""
-    from car.camera.bag import BagSource
+def _bag_source(location: str) -> FrameSource:
+    """`PATH` or `PATH:loop`; imported late: only a replay needs rosbags."""
+    from car.camera.bag import LOOP_SUFFIX, BagSource
 
-    return BagSource(path)
+    path = location.removesuffix(LOOP_SUFFIX)
+    return BagSource(path, loop=path != location)
 
 
 def open_camera(spec: str, width: int = 640, height: int = 480, fps: float = 15.0) -> Camera:
-    """Open `v4l2:/dev/videoN`, `file:VIDEO` or `images:DIR`; `sim` is the caller's to resolve.
+    """Open `v4l2:/dev/videoN`, `file:VIDEO`, `images:DIR` or `bag:PATH[:loop]`; `sim` is the caller's to resolve.
 
     ValueError for a malformed spec, CameraFault when the device or file is not there.
     """

@@ -15,6 +15,10 @@ class CameraFault(RuntimeError):
     """No fresh frame: the device is gone, stalled, or returned something that is not an image."""
 
 
+class RecordingEnded(CameraFault):
+    """A recording played to its end: no frame will come again, so the source is not reopened."""
+
+
 class FrameSource(Protocol):
     """One kind of device, driven by Camera's reader thread; open/grab raise CameraFault.
 

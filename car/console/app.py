@@ -40,7 +40,7 @@ from starlette.websockets import WebSocket
 from car.console import bodies
 from car.console.auth import MAX_TOKEN_LIFETIME_DAYS, TOKEN_LIFETIME_DAYS, Auth, Credential, LoginRefused, Session
 from car.console.calibration import CalibrationService
-from car.console.errors import ApiError
+from car.console.errors import ApiError, short
 from car.console.events import event
 from car.console.limits import ConnectionLimits
 from car.console.live import LiveConnections
@@ -128,8 +128,9 @@ class Console:
                 event(f"{kind}_failed", model=model, reason=exc.reason)
                 raise
             except Exception as exc:
-                self.loading.finish("error", f"{type(exc).__name__}: {exc}")
-                event(f"{kind}_failed", model=model, reason=f"{type(exc).__name__}: {exc}")
+                reason = short(f"{type(exc).__name__}: {exc}")
+                self.loading.finish("error", reason)
+                event(f"{kind}_failed", model=model, reason=reason)
                 raise
             self.loading.finish(done)
             event(done, model=model)
@@ -139,17 +140,21 @@ class Console:
     def busy(self) -> ApiError:
         return ApiError(409, f"busy: {self.loading.job} of {self.loading.model!r} is still running")
 
+    def check_upload_folder(self, folder: str) -> None:
+        self.store.check_new_folder(folder, driving=self.node.model_name)
+
     def delete(self, folders: list[str]) -> None:
         """Not while an install or load runs: both use the conversion cache that a delete prunes."""
         if not self.loading.lock.acquire(blocking=False):
             raise self.busy()
         try:
-            self.store.delete(folders)
+            self.store.delete(folders, driving=self.node.model_name)
         finally:
             self.loading.lock.release()
 
     def install(self, archive: Path, folder: str) -> str:
         with self.job("install", folder, "installed"):
+            self.store.check_new_folder(folder, driving=self.node.model_name)
             install_archive(archive, folder, self.store, self.state.uploads, self.limits, self.loading.step)
         return folder
 
@@ -360,7 +365,7 @@ def create_app(console: Console) -> Starlette:
             try:
                 folder, archive = await receive_archive(
                     request.headers.get("content-type", ""), request.headers.get("content-length"), request.stream(),
-                    console.state.uploads, console.limits, console.store.check_new_folder)
+                    console.state.uploads, console.limits, console.check_upload_folder)
             except ApiError as exc:
                 event("upload_failed", reason=exc.reason)
                 raise
@@ -461,7 +466,10 @@ def create_app(console: Console) -> Starlette:
         return StreamingResponse(frames(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
 
     async def tokens(request: Request) -> Response:
-        return ok(tokens=console.auth.tokens())
+        """A session sees every token; a token sees only itself."""
+        own = credential(request)
+        listed = console.auth.tokens()
+        return ok(tokens=listed if own.kind == "session" else [t for t in listed if t["id"] == own.key])
 
     async def create_token(request: Request) -> Response:
         """{"name": who uses it, "days": lifetime 1..365 (default 90)} -> {id, token, expires}."""
@@ -473,7 +481,10 @@ def create_app(console: Console) -> Starlette:
         return ok(id=token_id, token=token, expires=expires)
 
     async def revoke_token(request: Request) -> Response:
-        """Revokes the token; sockets opened with it close within 100 ms."""
+        """Revokes the token; sockets opened with it close within 100 ms. A token revokes only itself."""
+        own = credential(request)
+        if own.kind == "token" and request.path_params["token_id"] != own.key:
+            raise ApiError(403, "an API token can revoke only itself; log in to manage other tokens")
         if not console.auth.revoke_token(request.path_params["token_id"]):
             raise ApiError(404, "no such token")
         event("token_revoked", id=request.path_params["token_id"])

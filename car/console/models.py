@@ -5,12 +5,13 @@ exchange of the old and new folder), so anything listed here has passed every up
 folder that fails to read later (edited by hand) is listed as not selectable with the reason,
 rather than hidden. The model the car started with (`racer car --model`, else the bundled one) is
 listed too, marked `"startup": true`, so the user can always go back to it; it cannot be deleted
-or replaced by an upload. Deleting a model removes its converted IR from the cache.
+or replaced by an upload, nor can the model the car is driving. Deleting a model removes its
+converted IR from the cache. A model is converted, compiled and first run only in the sandbox
+(car.policy.sandbox), and what a refused model added to the cache is removed again.
 """
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import re
 import shutil
@@ -21,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from car.console.errors import ApiError
-from car.policy.bundle import METADATA_FILE, BundleError, ModelFiles, find_model, load_bundle, unrunnable_reason
+from car.policy.bundle import (METADATA_FILE, BundleError, ModelFiles, file_sha256, find_model, load_bundle,
+                               unrunnable_reason)
 from car.policy.inference import Policy
 from car.policy.metadata import MetadataError, ModelMetadata, load_metadata
+from car.policy.sandbox import SandboxLimits, check_bundle
 
 FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ALGORITHM_NAMES = {"clipped_ppo": "Clipped PPO", "sac": "Soft actor critic"}
@@ -120,10 +123,27 @@ class ModelStore:
     """state_dir/models/<folder>/ with the bundle files, plus the start-up model (a bundle directory,
     listed under its own name); conversions cached under `cache_dir`."""
 
-    def __init__(self, root: Path, cache_dir: Path, startup: Path | None = None):
+    def __init__(self, root: Path, cache_dir: Path, startup: Path | None = None,
+                 sandbox: SandboxLimits = SandboxLimits()):
         self.root = root
         self.cache_dir = cache_dir
         self.startup = startup if startup is not None and startup.is_dir() else None
+        self.sandbox = sandbox
+
+    def _cached(self) -> set[Path]:
+        return {*self.cache_dir.glob("ir/*/*"), *self.cache_dir.glob("compiled/*")}
+
+    def check(self, root: Path) -> Path:
+        """Convert, compile and test-run the bundle at `root` in the sandbox (one at a time: the
+        console's job lock); its bundle folder, or ApiError(422) with the reason, in which case
+        whatever the attempt added to the cache is removed."""
+        before = self._cached()
+        result = check_bundle(root, self.cache_dir / "ir", self.cache_dir / "compiled", self.sandbox)
+        if result.reason is None:
+            return result.root
+        for added in self._cached() - before:
+            shutil.rmtree(added, ignore_errors=True) if added.is_dir() else added.unlink(missing_ok=True)
+        raise ApiError(422, result.reason)
 
     def _read(self, path: Path, startup: bool = False) -> InstalledModel:
         try:
@@ -150,10 +170,13 @@ class ModelStore:
             raise ApiError(404, f"no model {folder!r} on this car")
         return self._read(path)
 
-    def check_new_folder(self, folder: str) -> None:
-        """ApiError(409) when an upload named `folder` would shadow the start-up model."""
+    def check_new_folder(self, folder: str, driving: str | None = None) -> None:
+        """ApiError(409) when an upload named `folder` would shadow the start-up model or replace
+        the model the car is `driving` (the console never names a model the car is not running)."""
         if self.startup is not None and folder == self.startup.name:
             raise ApiError(409, f"{folder!r} is the model the car started with; rename the file to upload it")
+        if folder == driving:
+            raise ApiError(409, f"{folder!r} is the model the car is driving; load another model to replace it")
 
     def remove_stale(self) -> None:
         """Remove what an interrupted replace or delete left behind (hidden folders)."""
@@ -172,12 +195,14 @@ class ModelStore:
         shutil.rmtree(content, ignore_errors=True)
         self.prune_cache()
 
-    def delete(self, folders: list[str]) -> None:
-        """Delete all of `folders` or, if any is unknown or the start-up model, none of them; then
-        drop cached conversions no remaining model uses."""
+    def delete(self, folders: list[str], driving: str | None = None) -> None:
+        """Delete all of `folders` or, if any is unknown, the start-up model or the one the car is
+        `driving`, none of them; then drop cached conversions no remaining model uses."""
         models = [self.get(folder) for folder in folders]
         if any(m.startup for m in models):
             raise ApiError(409, "the model the car started with cannot be deleted")
+        if driving in folders:
+            raise ApiError(409, f"{driving!r} is the model the car is driving; load another model to delete it")
         for model in models:
             trash = Path(tempfile.mkdtemp(prefix=".deleted-", dir=self.root))
             os.rename(model.path, trash / model.path.name)
@@ -191,18 +216,20 @@ class ModelStore:
         for path in [*self._installed(), *([self.startup] if self.startup else [])]:
             with_pb = _frozen_graph(path)
             if with_pb is not None:
-                used.add(hashlib.sha256(with_pb.read_bytes()).hexdigest())
+                used.add(file_sha256(with_pb))
         for entry in self.cache_dir.glob("ir/*/*"):
             if entry.is_dir() and entry.name.split("-", 1)[0] not in used:
                 shutil.rmtree(entry, ignore_errors=True)
 
     def compile(self, folder: str, model_name: str) -> Policy:
-        """The folder's model, validated and compiled for the CPU (its frozen graph converted once)."""
+        """The folder's model, validated and compiled for the CPU once the sandbox has converted,
+        compiled and run it (so here OpenVINO reads cached IR and a compiled blob)."""
         model = self.get(folder)
         if model.model_name != model_name:
             raise ApiError(404, f"model {folder!r} has no model file {model_name!r} (it has {model.model_name!r})")
         if model.reason:
             raise ApiError(422, model.reason)
+        self.check(model.path)
         try:
             bundle = load_bundle(model.path, self.cache_dir / "ir")
             return Policy(bundle, self.cache_dir / "compiled")

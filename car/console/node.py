@@ -22,6 +22,8 @@ from car.graph.runtime import CarRuntime
 
 CAMERA_STALE_S = 1.0
 FPS_WINDOW_S = 2.0
+# Control's reason when it applies a source's command -> that source.
+DRIVEN_BY = {Mode.AUTONOMOUS.value: "policy", Mode.MANUAL.value: "teleop", Mode.CALIBRATION.value: "calibration"}
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,11 @@ class ConsoleNode:
         state = self.stack.control.core.state
         steering, throttle = self.command
         infer_ms = _float(policy.value("infer_ms"))
+        latency_ms = self.latency_ms
+        if latency_ms is not None and infer_ms is not None:
+            # Under a simulator the node clock stands still while the stack computes, so a command
+            # is never later than its frame on it; it is at least the policy's own frame-to-command time.
+            latency_ms = max(latency_ms, infer_ms)
         return {
             "success": True,
             "mode": state.mode.value,
@@ -132,8 +139,9 @@ class ConsoleNode:
             "start_needed": state.latch is not None,
             "model": self.model_name,
             "fps": round(self.fps, 1),
-            "latency_ms": round(self.latency_ms, 1) if self.latency_ms is not None and state.mode is Mode.AUTONOMOUS
-            else None,
+            "latency_ms": round(latency_ms, 1) if latency_ms is not None and state.mode is Mode.AUTONOMOUS else None,
+            # who moves the car now: control applies a command in the mode's own name (car/control/core.py)
+            "driven_by": DRIVEN_BY.get(control.message),
             "infer_ms": round(infer_ms, 2) if infer_ms is not None else None,
             "watchdog": control.value("watchdog"),
             "reason": control.message,

@@ -23,7 +23,7 @@ import uvicorn
 from car.console.app import Console, create_app
 from car.console.auth import Auth, ensure_password
 from car.console.calibration import CalibrationFormat, CalibrationService
-from car.console.limits import RateLimitedErrors, guarded_protocol
+from car.console.limits import RateLimitedErrors, guarded_protocol, guarded_websocket_protocol
 from car.console.mdns import Advertisement, addresses, service_info
 from car.console.models import LoadingStatus, ModelStore
 from car.console.node import ConsoleNode
@@ -73,12 +73,14 @@ class ConsoleServer:
         self.url = f"{'https' if ssl else 'http'}://{f'[{shown}]' if ':' in shown else shown}:{port}"
         self.app = create_app(console)
         limits = console.connection_limits
-        config = uvicorn.Config(self.app, http=guarded_protocol(limits), ws="websockets-sansio", lifespan="off",
+        config = uvicorn.Config(self.app, http=guarded_protocol(limits), ws=guarded_websocket_protocol(limits),
+                                lifespan="off",
                                 log_level="warning", server_header=False, ssl_certfile=ssl[0] if ssl else None,
                                 ssl_keyfile=ssl[1] if ssl else None, timeout_graceful_shutdown=1,
                                 timeout_keep_alive=5, h11_max_incomplete_event_size=limits.max_header_bytes,
                                 ws_max_size=limits.max_websocket_message_bytes, ws_per_message_deflate=False,
-                                limit_concurrency=limits.total, proxy_headers=False)
+                                # the guard keeps connections within limits.total; uvicorn would answer 503 at it
+                                limit_concurrency=limits.total + 1, proxy_headers=False)
         self.server = uvicorn.Server(config)
         self.errors = RateLimitedErrors()
         self.advertisement = advertisement

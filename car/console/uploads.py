@@ -2,9 +2,10 @@
 
 Nothing of an archive is unpacked before every member has been checked (car.policy.archive), and
 nothing reaches the model folder before the bundle has loaded, compiled and run a blank frame
-to a finite output. Each step works inside the state directory's uploads/ folder and the
-install is one atomic rename (or exchange), so a failure at any point leaves the installed models
-as they were; what a crash leaves in uploads/ is removed at the next start. One upload runs at a
+to a finite output in the sandbox (car.policy.sandbox: a child process with a memory cap and a
+time limit, so a hostile model cannot freeze or kill the car). Each step works inside the state
+directory's uploads/ folder and the install is one atomic rename (or exchange), so a failure at
+any point leaves the installed models as they were; what a crash leaves in uploads/ is removed at the next start. One upload runs at a
 time, within a wall-clock limit, and its file name is checked from the part's headers, before any
 of the body is stored: spaces become `_` as on the stock console, anything else unsafe is refused.
 """
@@ -26,9 +27,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from car.console.errors import ApiError
 from car.console.models import ModelStore, check_folder_name
 from car.control.modes import brief
-from car.policy.archive import ArchiveError, Member, extract, scan
+from car.policy.archive import MAX_UNPACKED_BYTES, ArchiveError, Member, extract, scan, shown
 from car.policy.bundle import METADATA_FILE, RACER_FILE, BundleError, load_bundle
-from car.policy.inference import check_runnable
 
 ARCHIVE_SUFFIX = re.compile(r"\.(tar\.gz|tgz)$", re.IGNORECASE)
 MAX_JSON_BYTES = 1 << 20
@@ -41,8 +41,8 @@ class UploadLimits:
     """Request size (bytes), what the archive may unpack to, its member count, and the wall-clock
     seconds one upload may take from its first byte to the end of its body."""
 
-    request_bytes: int = 256 << 20
-    unpacked_bytes: int = 1 << 30
+    request_bytes: int = 64 << 20
+    unpacked_bytes: int = MAX_UNPACKED_BYTES
     members: int = 1000
     seconds: float = 600.0
 
@@ -51,9 +51,9 @@ def folder_for(filename: str) -> str:
     """The model folder an uploaded file name installs to: the name without .tar.gz, spaces as `_`
     (`demo model v2.tar.gz` -> `demo_model_v2`); ApiError(400) for a path or an unsafe name."""
     if "/" in filename or "\\" in filename:
-        raise ApiError(400, f"file name {filename!r} must not contain a path")
+        raise ApiError(400, f"file name {brief(filename, 60)} must not contain a path")
     if not ARCHIVE_SUFFIX.search(filename):
-        raise ApiError(400, f"{filename!r} is not a .tar.gz model archive")
+        raise ApiError(400, f"{brief(filename, 60)} is not a .tar.gz model archive")
     return check_folder_name(ARCHIVE_SUFFIX.sub("", filename).replace(" ", "_"))
 
 
@@ -191,7 +191,7 @@ def _check_members(members: list[Member]) -> None:
     """Limits that apply before extraction: JSON files are small; there is something to install."""
     for member in members:
         if member.name.rsplit("/", 1)[-1] in (METADATA_FILE, RACER_FILE) and member.size > MAX_JSON_BYTES:
-            raise ApiError(422, f"{member.name} is {member.size} bytes; the limit is {MAX_JSON_BYTES}")
+            raise ApiError(422, f"{shown(member.name)} is {member.size} bytes; the limit is {MAX_JSON_BYTES}")
     if not any(not m.is_dir for m in members):
         raise ApiError(422, "archive holds no files")
 
@@ -220,16 +220,13 @@ def install_archive(archive: Path, folder: str, store: ModelStore, work: Path, l
         _check_gzip(archive, limits.unpacked_bytes + limits.members * TAR_HEADER_BYTES)
         progress("unpacking", 25)
         extract(archive, staging, limits.members, limits.unpacked_bytes)
-        progress("converting", 40)
-        with load_bundle(staging, store.cache_dir / "ir") as bundle:
+        with load_bundle(staging, validate=False) as bundle:  # files and metadata: no OpenVINO here
             if bundle.unrunnable:
                 raise ApiError(422, bundle.unrunnable)
-            progress("compiling", 70)
-            reason = check_runnable(bundle, store.cache_dir / "compiled")
-            if reason:
-                raise ApiError(422, reason)
-            progress("installing", 90)
-            store.install(bundle.root, folder)
+        progress("converting", 40)
+        root = store.check(staging)
+        progress("installing", 90)
+        store.install(root, folder)
     except (ArchiveError, BundleError) as exc:
         raise ApiError(422, str(exc)) from None
     finally:

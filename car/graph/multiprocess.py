@@ -21,7 +21,7 @@ from car.actuators.base import Driver
 from car.actuators.core import ActuatorCore
 from car.actuators.pulse import ActuatorCalibration
 from car.clock import Clock
-from car.control.commands import Command, CommandError, parse_command
+from car.control.commands import CommandError, parse_command
 from car.control.core import NEUTRAL, ControlCore, ControlParams
 from car.graph.adapters import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DRIVE_TOPIC, ERROR, OK, DiagnosticStatus, KeyValue
@@ -118,14 +118,17 @@ class ControlProcess:
             self.node.command(self.core.set_mode, "autonomous")
             self.node.command(self.core.start)
 
-    def _run(self, command: Command) -> str:
+    def request(self, name: str, *args: Any) -> str:
+        """Run control's command `name` (car.control.commands.FIELDS) with `args`, whoever asks (/control/command,
+        the stock DeepRacer services): "ok", or the core's reason for refusing it (a bad mode, out of range, not
+        in calibration, a fault present)."""
         try:
-            if command.name == "set_max_speed":
-                self.core.set_max_speed(*command.args)
+            if name == "set_max_speed":
+                self.core.set_max_speed(*args)
                 self.node.tick()
             else:
-                self.node.command(getattr(self.core, command.name), *command.args)
-        except ValueError as exc:  # the core's own refusals: a bad mode, out of range, not in calibration
+                self.node.command(getattr(self.core, name), *args)
+        except ValueError as exc:
             return str(exc)
         return "ok"
 
@@ -143,7 +146,7 @@ class ControlProcess:
         except CommandError as exc:
             command_id, result = exc.id, str(exc)
         else:
-            command_id, result = command.id, self._run(command)
+            command_id, result = command.id, self.request(command.name, *command.args)
         log.info("command %s: %s", text, result)
         self.answer = (KeyValue("command_id", command_id), KeyValue("command_result", result))
         self.publish_diagnostics()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from car.graph.stack import LocalStack
+from car.process import StopSignals
 
 log = logging.getLogger("racer.car")
 
@@ -130,12 +131,14 @@ class CarRuntime:
         if close_camera is not None:
             close_camera()
 
-    def run_until_signal(self, duration_s: float | None = None) -> None:
-        """Start, wait for SIGTERM/SIGINT (or `duration_s`), then stop at neutral."""
-        previous = {sig: signal.signal(sig, lambda *_: self.stop_event.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    def run_until_signal(self, duration_s: float | None = None, signals: StopSignals | None = None) -> None:
+        """Start, wait for SIGTERM/SIGINT (or `duration_s`), then stop at neutral. `signals`: handlers the
+        caller installed for its start-up, on this runtime's stop event (default: installed here)."""
+        signals = signals or StopSignals(self.stop_event)
+        previous = signals.install()
         try:
             self.start()
-            self.stop_event.wait(duration_s)
+            signals.wait(duration_s)
         finally:
             self.stop()
             for sig, handler in previous.items():

@@ -2,8 +2,12 @@
 
 A model archive comes from the network (console upload), so every member is checked before
 anything is written: only regular files and directories, relative names without `..`, no links or
-devices, no duplicates, bounded member count and unpacked size. The decompressed stream is capped
-while scanning too, so a gzip bomb costs bounded CPU and no disk. Stdlib only: the fixture tool
+devices, no duplicates, bounded member count and unpacked size. The archive is bounded by what it
+is, not by what it claims: every header counts toward the member cap (operating-system litter
+too), a long-name or pax header is read only when it is small and only a few come in a row,
+names are capped per component, in total and in depth, and directories are made one level at a
+time. The decompressed stream is capped while scanning too, so a gzip bomb costs bounded CPU and
+no disk. A name in a reason is cut (`shown`), never echoed whole. Stdlib only: the fixture tool
 runs it from a TensorFlow venv.
 """
 from __future__ import annotations
@@ -21,8 +25,16 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Iterator, Mapping
 
 MAX_MEMBERS = 1000
-MAX_UNPACKED_BYTES = 1 << 30
-_BYTES_PER_HEADER = 4096
+# the largest real DeepRacer model is ~23 MB, with the IR a stock car converted it to ~47 MB
+MAX_UNPACKED_BYTES = 64 << 20
+MAX_NAME_BYTES = 1024
+MAX_COMPONENT_BYTES = 255
+MAX_DEPTH = 16
+MAX_EXTENDED_HEADER_BYTES = 8192
+MAX_EXTENDED_HEADERS_IN_A_ROW = 4
+_BYTES_PER_HEADER = 4096 + MAX_EXTENDED_HEADERS_IN_A_ROW * MAX_EXTENDED_HEADER_BYTES
+_EXTENDED = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+             tarfile.SOLARIS_XHDTYPE)
 
 
 class ArchiveError(ValueError):
@@ -55,11 +67,46 @@ class _CappedReader(io.RawIOBase):
         return len(data)
 
 
+def shown(name: str, limit: int = 60) -> str:
+    """A member name for a reason: repr(), cut to `limit` characters."""
+    text = repr(name)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(name)} characters)"
+
+
+def _bounded_headers(max_headers: int) -> type[tarfile.TarInfo]:
+    """A TarInfo class that counts every header it reads and refuses, before reading it, an
+    extended (GNU long name, pax) header that is large or one of a long run (tarfile follows a
+    run by recursion, and would hold a 64 MiB long name in memory)."""
+    counts = {"headers": 0, "in_a_row": 0}
+
+    class BoundedTarInfo(tarfile.TarInfo):
+        def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+            counts["headers"] += 1
+            if counts["headers"] > max_headers:
+                raise ArchiveError(f"archive has more than {max_headers} members")
+            if self.type in _EXTENDED:
+                counts["in_a_row"] += 1
+                if self.size > MAX_EXTENDED_HEADER_BYTES:
+                    raise ArchiveError(f"archive has a {self.size}-byte long-name or pax header; "
+                                       f"the limit is {MAX_EXTENDED_HEADER_BYTES}")
+                if counts["in_a_row"] > MAX_EXTENDED_HEADERS_IN_A_ROW:
+                    raise ArchiveError(f"archive has more than {MAX_EXTENDED_HEADERS_IN_A_ROW} long-name or "
+                                       "pax headers for one member")
+            else:
+                counts["in_a_row"] = 0
+            return super()._proc_member(tar)
+
+    return BoundedTarInfo
+
+
 @contextmanager
-def _reading(path: Path, cap: int) -> Iterator[tarfile.TarFile]:
+def _reading(path: Path, max_members: int, max_bytes: int) -> Iterator[tarfile.TarFile]:
     """Stream the archive's members, turning every decoding failure into one ArchiveError."""
+    cap = max_bytes + max_members * _BYTES_PER_HEADER
+    headers = max_members * (1 + MAX_EXTENDED_HEADERS_IN_A_ROW)
     try:
-        with gzip.open(path, "rb") as raw, tarfile.open(fileobj=_CappedReader(raw, cap), mode="r|") as tar:
+        with gzip.open(path, "rb") as raw, tarfile.open(fileobj=_CappedReader(raw, cap), mode="r|",
+                                                        tarinfo=_bounded_headers(headers)) as tar:
             yield tar
     except gzip.BadGzipFile as exc:
         bad_header = str(exc).startswith("Not a gzipped file")
@@ -87,11 +134,17 @@ def _kind(info: tarfile.TarInfo) -> str:
 
 def _checked_name(info: tarfile.TarInfo) -> str:
     name = info.name.replace("\\", "/")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise ArchiveError(f"archive member {shown(name)} has a name over {MAX_NAME_BYTES} bytes")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise ArchiveError(f"archive member {info.name!r} has an absolute path")
+        raise ArchiveError(f"archive member {shown(info.name)} has an absolute path")
     parts = [p for p in PurePosixPath(name).parts if p != "."]
     if ".." in parts:
-        raise ArchiveError(f"archive member {info.name!r} points outside the archive (..)")
+        raise ArchiveError(f"archive member {shown(info.name)} points outside the archive (..)")
+    if len(parts) > MAX_DEPTH:
+        raise ArchiveError(f"archive member {shown(name)} is nested {len(parts)} deep; the limit is {MAX_DEPTH}")
+    if any(len(p.encode("utf-8", "surrogateescape")) > MAX_COMPONENT_BYTES for p in parts):
+        raise ArchiveError(f"archive member {shown(name)} has a path part over {MAX_COMPONENT_BYTES} bytes")
     return "/".join(parts)
 
 
@@ -111,15 +164,19 @@ def is_os_litter(name: str) -> bool:
 def scan(path: str | Path, max_members: int = MAX_MEMBERS, max_bytes: int = MAX_UNPACKED_BYTES) -> list[Member]:
     """Check every member of the archive without writing anything; the checked member list.
 
-    Operating-system litter (is_os_litter) is checked like any member but left out of the list.
+    Operating-system litter (is_os_litter) is checked and counted like any member but left out of
+    the list.
     """
     members: list[Member] = []
     seen: set[str] = set()
-    total = 0
-    with _reading(Path(path), max_bytes + max_members * _BYTES_PER_HEADER) as tar:
+    total = count = 0
+    with _reading(Path(path), max_members, max_bytes) as tar:
         for info in tar:
+            count += 1
+            if count > max_members:
+                raise ArchiveError(f"archive has more than {max_members} members")
             if not (info.isreg() or info.isdir()):
-                raise ArchiveError(f"archive member {info.name!r} is {_kind(info)}")
+                raise ArchiveError(f"archive member {shown(info.name)} is {_kind(info)}")
             name = _checked_name(info)
             total += info.size if info.isreg() else 0
             if total > max_bytes:
@@ -127,12 +184,19 @@ def scan(path: str | Path, max_members: int = MAX_MEMBERS, max_bytes: int = MAX_
             if not name or is_os_litter(name):
                 continue
             if name in seen:
-                raise ArchiveError(f"archive holds {name!r} twice")
+                raise ArchiveError(f"archive holds {shown(name)} twice")
             seen.add(name)
-            if len(members) >= max_members:
-                raise ArchiveError(f"archive has more than {max_members} members")
             members.append(Member(name, info.isdir(), info.size if info.isreg() else 0))
     return members
+
+
+def _make_dirs(dest: Path, parts: list[str]) -> None:
+    """mkdir -p of dest/parts, one level at a time (pathlib's parents=True recurses)."""
+    path = dest
+    for part in parts:
+        path = path / part
+        if not path.is_dir():
+            path.mkdir()
 
 
 def extract(path: str | Path, dest: str | Path, max_members: int = MAX_MEMBERS,
@@ -142,7 +206,8 @@ def extract(path: str | Path, dest: str | Path, max_members: int = MAX_MEMBERS,
     members = scan(path, max_members, max_bytes)
     checked = {m.name: m for m in members}
     dest = Path(dest)
-    with _reading(Path(path), max_bytes + max_members * _BYTES_PER_HEADER) as tar:
+    dest.mkdir(parents=True, exist_ok=True)
+    with _reading(Path(path), max_members, max_bytes) as tar:
         for info in tar:
             name = _checked_name(info)
             if not name or is_os_litter(name):
@@ -150,16 +215,16 @@ def extract(path: str | Path, dest: str | Path, max_members: int = MAX_MEMBERS,
             member = checked.get(name)
             if member is None or member.is_dir != info.isdir() or (info.isreg() and member.size != info.size):
                 raise ArchiveError("archive changed while it was being read")
-            target = dest.joinpath(*name.split("/"))
+            parts = name.split("/")
             try:
                 if member.is_dir:
-                    target.mkdir(parents=True, exist_ok=True)
+                    _make_dirs(dest, parts)
                     continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(info) as src, open(target, "xb") as out:
+                _make_dirs(dest, parts[:-1])
+                with tar.extractfile(info) as src, open(dest.joinpath(*parts), "xb") as out:
                     shutil.copyfileobj(src, out)
             except OSError as exc:
-                raise ArchiveError(f"cannot unpack {name!r}: {exc.strerror}") from None
+                raise ArchiveError(f"cannot unpack {shown(name)}: {exc.strerror}") from None
     return members
 
 

@@ -1,7 +1,7 @@
 """Model bundles: what the console accepts and the policy node runs.
 
-Two layouts load the same way (see DESIGN.md "Model bundle"): an AWS DeepRacer export (a frozen
-TensorFlow graph `*.pb` + `model_metadata.json`, converted here with OpenVINO's own TensorFlow
+Two layouts load the same way (the README's "Will my AWS DeepRacer model run?"): an AWS DeepRacer
+export (a frozen TensorFlow graph `*.pb` + `model_metadata.json`, converted here with OpenVINO's own TensorFlow
 frontend and cached as IR) and a racer export (OpenVINO IR and/or ONNX + `model_metadata.json` +
 `racer.json`). Loading validates everything the car depends on, so a bad upload is refused with a
 one-line reason instead of failing on the track.
@@ -119,7 +119,7 @@ def find_model(root: Path) -> ModelFiles:
     raise BundleError("no model file (model.pb, model.xml + model.bin, or model.onnx)")
 
 
-def _content_root(root: Path) -> Path:
+def content_root(root: Path) -> Path:
     """Step into a single top-level folder, as left by `tar czf x.tar.gz folder/` (a Mac's tar adds
     `._folder` beside it; unpacked folders may hold `__MACOSX/` or `.DS_Store`)."""
     entries = [p for p in root.iterdir() if not is_os_litter(p.name)]
@@ -266,7 +266,12 @@ SOURCE_RT_INFO = ["racer", "source_sha256"]
 
 
 def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The file's sha256, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def ir_source_sha256(model: ov.Model) -> str | None:
@@ -308,13 +313,22 @@ def model_precision(model: ov.Model) -> str:
     return "f16" if ov.Type.f16 in weights else "f32"
 
 
+def bundle_name(source: Path) -> str:
+    """A bundle's name: its folder's, or its archive's without `.tar.gz`; the `bundle` folder of a
+    `racer train` run (RUN/bundle beside RUN/policy.pt) is named after the run, as its archive is."""
+    path = source.resolve()
+    if path.name == "bundle" and (path.parent / "policy.pt").is_file():
+        return path.parent.name
+    return re.sub(r"\.(tar\.gz|tgz)$", "", path.name)
+
+
 class Bundle:
     """A loaded and validated bundle. Archives are unpacked to a private temp dir kept until close()."""
 
     def __init__(self, source: Path, root: Path, files: ModelFiles, metadata: ModelMetadata,
                  racer: RacerInfo | None, cache_dir: Path, tmp: tempfile.TemporaryDirectory | None):
         self.source = source
-        self.name = re.sub(r"\.(tar\.gz|tgz)$", "", source.resolve().name)
+        self.name = bundle_name(source)
         self.root = root
         self.files = files
         self.kind = files.kind
@@ -484,11 +498,12 @@ class Bundle:
         self.close()
 
 
-def load_bundle(path: str | Path, cache_dir: str | Path | None = None) -> Bundle:
+def load_bundle(path: str | Path, cache_dir: str | Path | None = None, validate: bool = True) -> Bundle:
     """Open a bundle directory or .tar.gz and validate it against its metadata and spec.
 
     Raises BundleError for anything broken. A model for sensors this car lacks still loads (so it
-    can be inspected), with `unrunnable` saying why it cannot drive.
+    can be inspected), with `unrunnable` saying why it cannot drive. `validate=False` checks the
+    files and metadata only and leaves OpenVINO out (for a model not yet through car.policy.sandbox).
     """
     source = Path(path)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -506,13 +521,13 @@ def load_bundle(path: str | Path, cache_dir: str | Path | None = None) -> Bundle
     else:
         raise BundleError(f"no such file or directory: {source}")
     try:
-        root = _content_root(root)
+        root = content_root(root)
         files = find_model(root)
         metadata = _read_metadata(root)
         racer_path = root / RACER_FILE
         racer = RacerInfo.from_json(_read_json(racer_path)) if racer_path.is_file() else None
         bundle = Bundle(source, root, files, metadata, racer, cache, tmp)
-        if bundle.unrunnable is None:
+        if validate and bundle.unrunnable is None:
             bundle._validate()
         return bundle
     except BaseException:

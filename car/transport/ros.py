@@ -49,12 +49,27 @@ def install_hint(package: str) -> str:
     return f"{venv}; on a ROS 2 install, apt install ros-{os.environ.get('ROS_DISTRO', 'jazzy')}-{package.replace('_', '-')}"
 
 
-def _message_class(wire: WireType) -> type:
-    package, kind, name = wire.ros_type.split("/")
+def _interface_class(ros_type: str) -> type:
+    """The generated class of `pkg/msg/Name` or `pkg/srv/Name`; RosUnavailable says what to install."""
+    package, kind, name = ros_type.split("/")
     try:
         return getattr(importlib.import_module(f"{package}.{kind}"), name)
     except (ImportError, AttributeError) as exc:  # missing, or generated for another Python or ROS release
-        raise RosUnavailable(f"ROS 2 message {wire.ros_type} cannot be loaded ({exc}): {install_hint(package)}") from None
+        what = "service" if kind == "srv" else "message"
+        raise RosUnavailable(f"ROS 2 {what} {ros_type} cannot be loaded ({exc}): {install_hint(package)}") from None
+
+
+def _message_class(wire: WireType) -> type:
+    return _interface_class(wire.ros_type)
+
+
+def _fields(msg: Any) -> dict[str, Any]:
+    """A generated request's fields as plain Python values (its arrays, array.array or numpy, as lists)."""
+    fields = {}
+    for name in msg.get_fields_and_field_types():
+        value = getattr(msg, name)
+        fields[name] = value if isinstance(value, (bool, int, float, str, bytes)) else list(value)
+    return fields
 
 
 # The nodes read their parameters from the YAML file and log through Python's logging, so the parameter
@@ -127,6 +142,18 @@ class RosBus:
         self._keep.append(self.node.create_subscription(
             _message_class(wire), topic, lambda data: callback(wire.decode(data)),
             self._qos(TOPIC_QOS[topic], deadline[0] if deadline else None), raw=True, **events))
+
+    def serve(self, name: str, ros_type: str, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Answer ROS 2 service `name` of type `ros_type` (`pkg/srv/Name`) on the executor's thread: `handler`
+        gets the request's fields and returns the response's (plain Python values, named as in the .srv)."""
+        srv_type = _interface_class(ros_type)
+
+        def answer(request: Any, response: Any) -> Any:
+            for field, value in handler(_fields(request)).items():
+                setattr(response, field, value)
+            return response
+
+        self._keep.append(self.node.create_service(srv_type, name, answer))
 
     def watch_deadline(self, topic: str, period_s: float, on_missed: Callable[[], None]) -> None:
         """As DdsBus.watch_deadline: later subscriptions to `topic` request the deadline."""

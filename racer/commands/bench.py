@@ -24,17 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from racer.bench.figures import run_bench
 
-    report = run_bench(args.model, quick=args.quick)
+    report = run_bench(args.model, quick=args.quick,
+                       progress=lambda message: print(f"racer bench: {message}", file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(report))
         return 0
-    pol = report["policy"]
     print(f"machine    {report['machine']}", file=sys.stderr)
-    for name in ("openvino", "openvino_int8", "onnxruntime"):
-        print(f"policy     {name:13s} p50 {pol[name]['p50_ms']:.3f} ms  p99 {pol[name]['p99_ms']:.3f} ms", file=sys.stderr)
-    gate = pol["openvino_int8"]["gate"]
-    print(f"           INT8 chooses the f32 action on {gate['agreement']:.1%} of {gate['frames']} simulator frames",
-          file=sys.stderr)
+    for line in policy_lines(report["policy"]):
+        print(line, file=sys.stderr)
     pipe = report["pipeline"]
     print(f"pipeline   camera->actuator  p50 {pipe['p50_ms']:.3f} ms  p99 {pipe['p99_ms']:.3f} ms", file=sys.stderr)
     sim = report["sim"]
@@ -57,3 +54,17 @@ def run(args: argparse.Namespace) -> int:
         figures = fig.get("unavailable") or f"p50 {fig['p50_ms']:.3f} ms  p99 {fig['p99_ms']:.3f} ms"
         print(f"{name:10s} {figures}", file=sys.stderr)
     return 0
+
+
+def policy_lines(pol: dict) -> list[str]:
+    """The policy figures as table rows; a runtime that could not be measured says why."""
+    lines = []
+    for name in ("openvino", "openvino_int8", "onnxruntime"):
+        fig = pol[name]
+        figures = fig.get("unavailable") or f"p50 {fig['p50_ms']:.3f} ms  p99 {fig['p99_ms']:.3f} ms"
+        lines.append(f"policy     {name:13s} {figures}")
+    if "gate" in pol["openvino_int8"]:
+        gate = pol["openvino_int8"]["gate"]
+        lines.append(f"           INT8 chooses the f32 action on {gate['agreement']:.1%} of {gate['frames']} "
+                     "simulator frames")
+    return lines

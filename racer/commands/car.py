@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from car.openfiles import raise_open_file_limit
+from car.process import StopSignals
 from racer.commands import fail, node
 
 
@@ -27,10 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="DeepRacer calibration.json, used unless the state dir has one (default: the stock "
                         "DeepRacer's file, else factory values)")
     p.add_argument("--camera", metavar="SPEC",
-                   help="v4l2:/dev/videoN | file:VIDEO | images:DIR | bag:PATH (a recording; without --actuator "
-                        "it replays on a laptop and nothing moves)")
+                   help="v4l2:/dev/videoN | file:VIDEO | images:DIR | bag:PATH (a recording, played once: at its "
+                        "end the camera is gone and the car at neutral) | bag:PATH:loop (played in a loop); a "
+                        "recording without --actuator replays on a laptop, nothing moves, and the run ends with it")
     p.add_argument("--model", type=Path, help="model bundle (default: the bundled model)")
-    p.add_argument("--console", metavar="HOST:PORT", help="serve the device console")
+    p.add_argument("--console", metavar="HOST:PORT", help="serve the device console (with --transport local; "
+                                                          "'off', as when left out: no console)")
     p.add_argument("--console-name", action="append", default=[], metavar="NAME",
                    help="another DNS name the console answers to (besides its addresses and HOSTNAME[.local]); "
                         "repeatable")
@@ -55,6 +57,9 @@ def argument_problem(args: argparse.Namespace, params: dict[str, dict[str, Any]]
     """
     camera = args.camera or params["camera"].get("source") or "sim"
     actuator = args.actuator or params["actuator"].get("spec") or "sim"
+    if args.console not in (None, "off") and args.transport != "local":
+        return ("--console runs with --transport local (the default) for now: leave it out (or pass --console off) "
+                f"with --transport {args.transport}")
     if args.sim:
         ignored = [flag for flag, given in (("--camera", args.camera not in (None, "sim")),
                                             ("--actuator", args.actuator not in (None, "sim")),
@@ -71,7 +76,8 @@ def argument_problem(args: argparse.Namespace, params: dict[str, dict[str, Any]]
         return "--sim-rate is for the simulator: add --sim TRACK"
     if camera.startswith("bag:") and actuator == "sim":
         if args.transport != "local":
-            return "replaying a recording without an actuator runs with --transport local"
+            return ("replaying a recording without an actuator runs with --transport local (the default); with a "
+                    "car's --actuator it runs on dds and ros too")
         return None  # a replay on a laptop: the policy drives nothing (see build_local)
     if camera == "sim" and actuator == "sim":
         return ("nothing to drive: pass --sim TRACK for the simulator (e.g. --sim reinvent_base), or a car's "
@@ -96,12 +102,14 @@ def run(args: argparse.Namespace) -> int:
         return fail("car", str(exc))
     if problem:
         return fail("car", problem)
+    if args.console == "off":
+        args.console = None
     raise_open_file_limit()  # before any node starts: the graph's processes inherit it
     if args.transport != "local":
         return _run_graph(args)
     stop = threading.Event()  # a signal during start-up must still end at neutral
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    signals = StopSignals(stop)
+    signals.install()
     try:
         params = load_params(args.config)
         # Resolved before any device is opened: a bad file stops the start with nothing written.
@@ -117,12 +125,13 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError, RuntimeError) as exc:
         runtime.stop()  # the camera thread and the actuator's process end (at neutral) before this one does
         return fail("car", str(exc))
-    logging.getLogger("racer.car").info("model %s, %s", bundle.name, f"simulator {args.sim}" if args.sim else "hardware")
+    driving = f"simulator {args.sim}" if args.sim else f"camera {stack.camera.source.name}"
+    logging.getLogger("racer.car").info("model %s, %s", bundle.name, driving)
     if args.autostart:
         runtime.command("set_mode", "autonomous")
         runtime.command("start")
     try:
-        runtime.run_until_signal(args.duration)
+        runtime.run_until_signal(args.duration, signals)
     finally:
         if recorder is not None:
             runtime.call(recorder.close)
@@ -134,8 +143,6 @@ def _run_graph(args: argparse.Namespace) -> int:
     from car.config import load_params
     from racer.processes.graph import run_graph
 
-    if args.console:
-        return fail("car", "--console runs with --transport local for now")
     try:
         return run_graph(args, load_params(args.config))
     except (ValueError, OSError, RuntimeError) as exc:

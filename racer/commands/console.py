@@ -61,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description="Uploads an AWS DeepRacer export or a racer bundle (.tar.gz, or a bundle "
                                         "directory, packed on the fly), waits until the car has checked, "
                                         "converted and installed it, then loads it.")
-    upload.add_argument("bundle", type=Path, metavar="BUNDLE")
+    upload.add_argument("bundle", type=Path, metavar="BUNDLE",
+                        help="an AWS DeepRacer export .tar.gz, or a racer bundle (.tar.gz or directory)")
     _car_arguments(upload)
     upload.add_argument("--no-load", action="store_true", help="install only; keep the loaded model")
     upload.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -131,8 +132,7 @@ def run_status(args: argparse.Namespace) -> int:
         return 0
     command = status["command"]
     latency = f"{status['latency_ms']:.1f} ms" if status.get("latency_ms") is not None else "-"
-    print(f"mode      {status['mode']} ({'running' if status['running'] else 'stopped'}), "
-          f"max speed {status['max_speed']:.2f}")
+    print(f"mode      {mode_line(status)}, max speed {status['max_speed']:.2f}")
     print(f"model     {status['model']}")
     loading = status["loading"]
     if loading["job"] and loading["isModelLoading"] in ("loading", "error"):
@@ -148,6 +148,15 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def mode_line(status: dict[str, Any]) -> str:
+    """The mode and what it is doing: start/stop is autonomous mode's; manual drives while teleop does."""
+    if status["mode"] == "autonomous":
+        return f"autonomous ({'running' if status['running'] else 'stopped'})"
+    if status["mode"] == "manual":
+        return f"manual ({'driven by teleop' if status.get('driven_by') == 'teleop' else 'waiting for teleop'})"
+    return status["mode"]
+
+
 def _bar(done: int, total: int, width: int = 30) -> str:
     filled = int(width * done / total) if total else width
     return f"[{'#' * filled}{'.' * (width - filled)}] {100 * done // max(total, 1):3d}%"
@@ -155,11 +164,11 @@ def _bar(done: int, total: int, width: int = 30) -> str:
 
 def run_upload(args: argparse.Namespace) -> int:
     if args.bundle.is_dir():
-        from car.policy.bundle import BundleError, pack_bundle
+        from car.policy.bundle import BundleError, bundle_name, pack_bundle
 
         with tempfile.TemporaryDirectory(prefix="racer-upload-") as work:
             try:
-                archive = pack_bundle(args.bundle, Path(work) / f"{args.bundle.resolve().name}.tar.gz")
+                archive = pack_bundle(args.bundle, Path(work) / f"{bundle_name(args.bundle)}.tar.gz")
             except BundleError as exc:
                 return fail("upload", str(exc), 2)
             return _upload(args, archive)
@@ -487,7 +496,11 @@ def run_passwd(args: argparse.Namespace) -> int:
         if getpass.getpass("again: ") != password:
             return fail("passwd", "the two passwords differ; nothing changed", 2)
     else:
-        password = sys.stdin.readline().rstrip("\r\n")
+        line = sys.stdin.readline()
+        if not line:  # end of input before any line: nothing was piped
+            return fail("passwd", "no password on stdin: pipe it as one line (printf '%s\\n' PASSWORD | racer passwd), "
+                                  "or run it on a terminal to be asked; nothing changed", 2)
+        password = line.rstrip("\r\n")
     state = StateDir(args.state_dir or default_state_dir())
     try:
         set_password(state, password)

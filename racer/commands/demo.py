@@ -93,11 +93,18 @@ def _print_lap(number: int, lap) -> None:
 
 
 def _finish(args: argparse.Namespace, result, model_name: str, interrupted: bool = False) -> int:
-    """The JSON summary when asked. Exit 1 when a lap did not complete, 130 when interrupted before
-    the laps asked for (with --laps 0 an interruption is the expected end)."""
+    """The laps' summary on stderr, the JSON one on stdout when asked. Exit 1 when a lap did not
+    complete (said on stderr), 130 when interrupted before the laps asked for (with --laps 0 an
+    interruption is the expected end)."""
+    times = [lap.time_s for lap in result.laps if lap.completed]
+    if times:
+        print(f"racer demo: {len(times)} lap(s) completed, best {min(times):.2f} s, "
+              f"mean {sum(times) / len(times):.2f} s", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(model_name)))
     if result.completed_laps != len(result.laps):
+        print(f"racer demo: exit status 1: {len(result.laps) - result.completed_laps} lap(s) not completed",
+              file=sys.stderr)
         return 1
     return 130 if interrupted and args.laps and len(result.laps) < args.laps else 0
 

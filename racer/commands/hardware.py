@@ -72,15 +72,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     selftest.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     selftest.set_defaults(func=run_selftest)
 
-    calibrate = sub.add_parser("calibrate", help="calibrate the car's camera, or a car's steering and throttle (--car)")
+    calibrate = sub.add_parser(
+        "calibrate", help="a car's steering and throttle (--car), or the camera's lens (camera)",
+        usage="racer calibrate --car HOST [--password-stdin] [--fingerprint SHA256]\n"
+              "       racer calibrate camera --images DIR --out FILE [options]",
+        description="With --car: the steering and throttle wizard of the car's console, in the terminal, with the "
+                    "wheels off the ground: the steering's centre, full left and full right, then the throttle's "
+                    "stop, full forward and full reverse, each moved live until you accept it; the car saves them. "
+                    "With camera: the camera's intrinsics from chessboard photos (racer calibrate camera --help).")
     add_car_calibration(calibrate)
-    targets = calibrate.add_subparsers(dest="target", metavar="TARGET")
+    targets = calibrate.add_subparsers(dest="target", metavar="camera", title="the camera instead")
     camera = targets.add_parser(
         "camera", help="camera intrinsics from chessboard photos",
         description="Finds a chessboard in each image of a folder, solves for the camera intrinsics and "
                     "writes a ROS camera_info YAML.")
-    camera.add_argument("--images", required=True, type=Path, metavar="DIR")
-    camera.add_argument("--out", required=True, type=Path, metavar="FILE")
+    camera.add_argument("--images", required=True, type=Path, metavar="DIR",
+                        help="folder of photos of the chessboard, from different angles and distances")
+    camera.add_argument("--out", required=True, type=Path, metavar="FILE",
+                        help="ROS camera_info YAML to write (for racer train --camera-info)")
     camera.add_argument("--board", type=_board, default=(9, 6), metavar="COLSxROWS",
                         help="inner corners of the chessboard (default 9x6)")
     camera.add_argument("--square", type=float, default=0.025, metavar="METRES",

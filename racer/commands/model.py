@@ -110,8 +110,10 @@ def _human(action: str, result: dict[str, Any]) -> str:
         lines.append(f"  {meta['action_space_type']} {meta['training_algorithm']}, sensors {', '.join(meta['sensor'])}, "
                      f"max steering {meta['max_steering_deg']} deg, max speed {meta['max_speed']} m/s")
         if meta["action_space_type"] == "discrete":
-            lines.append("  output  steering  speed")
-            lines += [f"  {a['index']:>6}  {a['steering_angle']:+.1f} deg  {a['speed']:.2f} m/s" for a in meta["action_space"]]
+            # each heading right-aligned over its column: steering from -30.0 to +30.0 deg, speed to 99.99 m/s
+            lines.append(f"  {'output':>6}  {'steering':>10}  {'speed':>9}")
+            lines += [f"  {a['index']:>6}  {a['steering_angle']:+6.1f} deg  {a['speed']:5.2f} m/s"
+                      for a in meta["action_space"]]
         shipped = result["shipped_ir"]
         if shipped and not shipped["used"]:
             lines.append(f"  {shipped['file']} beside the .pb not used: {shipped['reason']}")

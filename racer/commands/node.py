@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from car.openfiles import raise_open_file_limit
@@ -22,8 +20,9 @@ NODE_NAMES = ("sim", "camera", "policy", "control", "actuator", "recorder")
 NODE_OPTIONS = {
     "sim": {"track": ("--track", None), "sim_rate": ("--sim-rate", 1.0)},
     "camera": {"camera": ("--camera", None)},
-    "policy": {"model": ("--model", None)},
-    "control": {"autostart": ("--autostart", False)},
+    "policy": {"model": ("--model", None), "state_dir": ("--state-dir", None)},
+    "control": {"autostart": ("--autostart", False), "calibration": ("--calibration", None),
+                "state_dir": ("--state-dir", None)},
     "actuator": {"actuator": ("--actuator", None), "calibration": ("--calibration", None),
                  "state_dir": ("--state-dir", None)},
     "recorder": {"record": ("--record", None)},
@@ -35,17 +34,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("node", help="run one node of the car graph (racer car --transport dds|ros and the launch "
                                     "file start these)",
                        description="Run one node of the car graph (started by `racer car` and the launch file).")
-    p.add_argument("name", choices=NODE_NAMES)
+    p.add_argument("name", choices=NODE_NAMES, help="the node to run")
     p.add_argument("--config", type=Path, help="ROS 2 parameter YAML (default: launch/params/car.yaml)")
-    p.add_argument("--transport", choices=("dds", "ros"), default="dds")
+    p.add_argument("--transport", choices=("dds", "ros"), default="dds",
+                   help="dds = Cyclone DDS without ROS; ros = rclpy (default: %(default)s)")
     p.add_argument("--sim-time", action="store_true", help="follow the simulator's /clock (use_sim_time)")
     p.add_argument("--track", help="sim: the track to simulate")
     p.add_argument("--sim-rate", type=float, default=NODE_OPTIONS["sim"]["sim_rate"][1],
                    help="sim: simulated seconds per wall second")
     p.add_argument("--camera", metavar="SPEC", help="camera: source spec (default: camera.source)")
     p.add_argument("--actuator", metavar="SPEC", help="actuator: driver spec (default: actuator.spec)")
-    p.add_argument("--calibration", type=Path, help="actuator: DeepRacer calibration.json")
-    p.add_argument("--state-dir", type=Path, help="actuator: the car's state dir, whose calibration.json wins")
+    p.add_argument("--calibration", type=Path, help="actuator, control: DeepRacer calibration.json")
+    p.add_argument("--state-dir", type=Path, help="actuator, control: the car's state dir, whose calibration.json "
+                                                  "wins; policy: its models (the load services on ros)")
     p.add_argument("--model", type=Path, help="policy: model bundle (default: policy.model, else the bundled model)")
     p.add_argument("--autostart", action="store_true", help="control: start in autonomous mode (simulator only)")
     p.add_argument("--record", type=Path, metavar="DIR", help="recorder: directory for the bag")
@@ -57,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from car.config import load_params
     from car.graph.multiprocess import spin_until_signal
-    from car.process import die_with_parent
+    from car.process import StopSignals, die_with_parent
     from car.transport import open_bus
     from car.transport.dds import TimeWentBackwards
     from racer.processes.node import build_node
@@ -65,17 +66,17 @@ def run(args: argparse.Namespace) -> int:
     die_with_parent()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
-    unused = [flag for name, options in NODE_OPTIONS.items() if name != args.name
-              for dest, (flag, default) in options.items() if getattr(args, dest) != default]
+    own = NODE_OPTIONS.get(args.name, {})
+    unused = list(dict.fromkeys(flag for options in NODE_OPTIONS.values() for dest, (flag, default) in options.items()
+                                if dest not in own and getattr(args, dest) != default))
     if unused:
         return fail(f"node {args.name}", f"{' and '.join(unused)} {'is' if len(unused) == 1 else 'are'} not "
                                          f"for the {args.name} node; leave {'it' if len(unused) == 1 else 'them'} out")
     if args.autostart and not args.sim_time:
         return fail(f"node {args.name}", "--autostart is for the simulator (with --sim-time)")
     raise_open_file_limit()  # also for nodes that ros2 launch starts without `racer car`
-    stopping = threading.Event()  # a signal during start-up still ends at neutral (spin_until_signal)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+    stopping = StopSignals()  # a signal during start-up still ends at neutral (spin_until_signal)
+    stopping.install()
     try:
         params = load_params(args.config)
         if args.name == "sim":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ from racer.commands import fail
 from racer.commands.train import TRAIN_TRACKS, add_worker_options, worker_options_error, workers
 
 DEFAULT_EVAL_DIR = Path("runs") / "gap"
+# `--model`'s own default: the grid's directory holds the grid's gap.json and plot, which a report on
+# other bundles would overwrite (and the grid later overwrite it).
+DEFAULT_MODELS_EVAL_DIR = Path("runs") / "eval"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default: %(default)s)")
     e.add_argument("--variants", default="none,randomization,augmentation,both",
                    help="training variants, comma-separated (default: %(default)s)")
-    e.add_argument("--out", type=Path, default=DEFAULT_EVAL_DIR, help="run directory (default: %(default)s)")
+    e.add_argument("--out", type=Path, help=f"run directory (default: {DEFAULT_EVAL_DIR}, or {DEFAULT_MODELS_EVAL_DIR} "
+                                           "with --model)")
     e.add_argument("--tracks", default="",
                    help="evaluation tracks, comma-separated (default: every closed track the model did not train on, "
                         "as its bundle records)")
@@ -136,6 +141,7 @@ def _lap_times(args: argparse.Namespace, tracks: tuple[str, ...]) -> int:
         rows = lap_time_table(path, tracks, args.max_speed)
         report["models"].append({"model": str(path), "tracks": rows})
         print(f"{path}: lap times (s) at max-speed {args.max_speed}, model vs expert", file=sys.stderr)
+        print(f"  {'track':26s} {'model':>16s} {'expert':>16s}  model/expert", file=sys.stderr)
         for row in rows:
             ratio = f"{row['ratio']:.3f}" if row["ratio"] is not None else "-"
             print(f"  {row['track']:26s} {_laps(row['model']):>16s} {_laps(row['expert']):>16s}  {ratio}",
@@ -153,6 +159,7 @@ def _eval_models(args: argparse.Namespace, domains: list, cfg: Any, train_tracks
                  variants: list[str], log: Callable[[str], None], on_workers: bool) -> list[dict[str, Any]]:
     """Each --model, or each trained variant x seed, with its results per domain; on Ray workers
     when `on_workers`."""
+    from car.policy.bundle import bundle_name
     from sim2real.gap import evaluate, run_gap_evaluation
     from sim2real.imitation import ImitationConfig
 
@@ -160,13 +167,13 @@ def _eval_models(args: argparse.Namespace, domains: list, cfg: Any, train_tracks
         if on_workers:
             from sim2real.distributed import evaluate_on_workers
 
-            results = evaluate_on_workers(args.model, domains, cfg, show_progress=not args.json)
+            results = evaluate_on_workers(args.model, domains, cfg)
         else:
             results = []
             for path in args.model:
-                log(f"evaluating {path}")
-                results.append(evaluate(path, domains, cfg))
-        names = [path.name.removesuffix(".tar.gz") for path in args.model]
+                log(f"evaluating {path} in {len(domains)} domains")
+                results.append(evaluate(path, domains, cfg, log))
+        names = [bundle_name(path) for path in args.model]
         return [{"name": name, "variant": name, "seed": None, "bundle": str(path), "results": r}
                 for name, path, r in zip(names, args.model, results)]
     base = ImitationConfig(tracks=train_tracks, iterations=args.iterations, steps_per_iteration=args.steps,
@@ -174,8 +181,7 @@ def _eval_models(args: argparse.Namespace, domains: list, cfg: Any, train_tracks
     if on_workers:
         from sim2real.distributed import run_gap_evaluation_on_workers
 
-        return run_gap_evaluation_on_workers(args.out, seeds, domains, base, cfg, variants, log,
-                                             show_progress=not args.json)
+        return run_gap_evaluation_on_workers(args.out, seeds, domains, base, cfg, variants, log)
     return run_gap_evaluation(args.out, seeds, domains, base, cfg, variants, log)
 
 
@@ -263,30 +269,33 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.lap_times:
         return _lap_times(args, tracks)
 
-    def log(message: str) -> None:
-        if not args.json:
-            print(f"racer eval: {message}", file=sys.stderr)
+    def log(message: str) -> None:  # stderr, also under --json: a grid takes hours
+        print(f"racer eval: {message}", file=sys.stderr, flush=True)
 
     from sim2real.distributed import ClusterError
 
+    if args.out is None:
+        args.out = DEFAULT_MODELS_EVAL_DIR if args.model else DEFAULT_EVAL_DIR
+    started = time.monotonic()
     try:
         with workers(args) as on_workers:
             models = _eval_models(args, domains, cfg, train_tracks, seeds, variants, log, on_workers)
     except ClusterError as exc:
         return fail("eval", str(exc))
+    duration_s = round(time.monotonic() - started, 1)
     summary = summarize(models, domains)
     args.out.mkdir(parents=True, exist_ok=True)
     plot = gap_plot(summary, [d.name for d in domains], args.out / "gap.png")
     report = {
         "domains": [{"name": d.name, "values": d.values, "outside_training": outside_training(d)} for d in domains],
         "eval": {"tracks": list(tracks) or "held out per model", "starts": args.starts, "max_speed": cfg.max_speed},
-        "models": models, "summary": summary, "plot": str(plot),
+        "models": models, "summary": summary, "plot": str(plot), "duration_s": duration_s,
     }
     (args.out / "gap.json").write_text(json.dumps(report, indent=1))
     print("lap completion % (mean progress %) on held-out domains\n" + format_table(summary, domains),
           file=sys.stderr)
     if args.json:
         print(json.dumps(report))
-    else:
-        print(f"racer eval: wrote {args.out / 'gap.json'} and {plot}", file=sys.stderr)
+    took = f"{duration_s / 60:.1f} min" if duration_s >= 60 else f"{duration_s:.1f} s"
+    print(f"racer eval: done in {took}; wrote {args.out / 'gap.json'} and {plot}", file=sys.stderr)
     return 0

@@ -259,10 +259,15 @@ def _finish(args: argparse.Namespace, name: str, summary: dict) -> int:
     elif args.no_export:
         print(f"racer train: wrote {checkpoint}; export it with: racer export {checkpoint} --out DIR", file=sys.stderr)
     else:
-        print(f"racer train: wrote {args.out}; bundle {summary['bundle']} (OpenVINO vs torch max abs error "
-              f"{summary['equivalence']['max_abs_error']:.2e}); drive it with: racer demo --model {summary['bundle']}; "
-              f"upload it as {name!r} with: racer upload {summary['tar']}", file=sys.stderr)
+        print(done_line(args.out, summary, name), file=sys.stderr)
     return 0
+
+
+def done_line(out: Path, summary: dict, name: str) -> str:
+    """What a training wrote and the commands that use it, as they run when copied."""
+    return (f"racer train: wrote {out}; bundle {summary['bundle']} (OpenVINO vs torch max abs error "
+            f"{summary['equivalence']['max_abs_error']:.2e}); drive it with: racer demo --model {summary['bundle']}; "
+            f"upload it as {name!r} with: racer upload {summary['tar']} --car HOST (racer discover lists cars)")
 
 
 def _export(checkpoint: Path, out: Path, tar: Path | None, frames: int) -> dict:

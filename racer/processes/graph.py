@@ -40,17 +40,17 @@ def graph_specs(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> 
                          "for hardware, or pass --camera and --actuator)")
     if not args.sim_rate > 0:
         raise ValueError(f"--sim-rate must be positive, got {args.sim_rate}")
+    state = [*_option("--calibration", args.calibration), *_option("--state-dir", args.state_dir)]
     specs = []
     if args.sim:
         specs.append(ProcessSpec("sim", node_argv("sim", args, "--track", args.sim, "--sim-rate", str(args.sim_rate))))
     specs += [
         ProcessSpec("camera", node_argv("camera", args, "--camera", camera)),
-        ProcessSpec("policy", node_argv("policy", args, *_option("--model", args.model))),
-        ProcessSpec("control", node_argv("control", args, *(["--autostart"] if args.autostart else [])),
-                    restart_argv=node_argv("control", args)),
-        ProcessSpec("actuator", node_argv("actuator", args, "--actuator", actuator,
-                                          *_option("--calibration", args.calibration),
-                                          *_option("--state-dir", args.state_dir))),
+        ProcessSpec("policy", node_argv("policy", args, *_option("--model", args.model),
+                                        *_option("--state-dir", args.state_dir))),
+        ProcessSpec("control", node_argv("control", args, *(["--autostart"] if args.autostart else []), *state),
+                    restart_argv=node_argv("control", args, *state)),
+        ProcessSpec("actuator", node_argv("actuator", args, "--actuator", actuator, *state)),
     ]
     if args.record:
         specs.append(ProcessSpec("recorder", node_argv("recorder", args, "--record", str(args.record))))
@@ -64,7 +64,9 @@ def run_graph(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> in
     from racer.processes.node import car_calibration, open_node_driver
 
     specs = graph_specs(args, params)
-    if not args.sim:  # the actuator node resolves it too; a bad file must stop the start, not loop restarts
+    # The actuator node (and on ros the control node, for get/set_car_cal) resolves it too; a bad file must
+    # stop the start, not loop restarts.
+    if not args.sim or args.transport == "ros":
         car_calibration(args, params)
     bus = open_bus(args.transport, "supervisor")
     # The link to the simulated car is made now, so DDS has matched it long before it is needed.

@@ -58,6 +58,9 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], cal
             if spec == "sim":  # argument_problem allows this only for a replay
                 logging.getLogger("racer.car").info("replay without an actuator: nothing moves")
                 driver = ReplayDriver()
+                if stop is not None:
+                    threading.Thread(target=_end_with_the_recording, args=(camera, stop), name="replay end",
+                                     daemon=True).start()
             else:
                 # The device and a last watchdog in a process of their own: nothing the console does here can
                 # hold them.
@@ -70,6 +73,16 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], cal
         stack = LocalStack(WallClock(), camera, driver, model, params)
         runtime = CarRuntime(stack, stop_event=stop)
     return stack, runtime, bundle
+
+
+def _end_with_the_recording(camera: Any, stop: threading.Event, linger_s: float = 1.0) -> None:
+    """A replay on a laptop ends when its recording does (a looping one never does), `linger_s`
+    later, so a `--record` of it also holds the neutral that control sends once the camera is gone."""
+    while not stop.wait(0.1):
+        if camera.ended.is_set():
+            logging.getLogger("racer.car").info("the replay is over: stopping")
+            stop.wait(linger_s)
+            stop.set()
 
 
 def local_recorder(args: argparse.Namespace, stack: Any) -> Any:

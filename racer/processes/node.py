@@ -45,10 +45,18 @@ def build_node(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus:
         from car.policy.inference import Policy
 
         bundle = load_bundle(model_path(params, args.model))
-        node.PolicyProcess(bus, clock, Policy(bundle).model(), params)
+        policy = node.PolicyProcess(bus, clock, Policy(bundle).model(), params)
+        if args.transport == "ros":
+            from car.console.state import default_state_dir
+            from car.stock_services.inference_pkg import ModelLoadService
+            ModelLoadService(bus, clock, policy.node.core, args.state_dir or default_state_dir())
         return []
     if args.name == "control":
-        node.ControlProcess(bus, clock, params, autostart=args.autostart)
+        control = node.ControlProcess(bus, clock, params, autostart=args.autostart)
+        if args.transport == "ros":
+            import calibration.servo
+            from car.stock_services.ctrl_pkg import ControlServices
+            ControlServices(bus, control, car_calibration(args, params), calibration.servo)
         return []
     if args.name == "actuator":
         spec = args.actuator or params["actuator"].get("spec") or ""

@@ -1,5 +1,5 @@
 """Camera view of the track from the car: a pinhole camera in the AWS DeepRacer simulator's world,
-a painted ground plane inside a walled field with the sky above (../shared/DEEPRACER_SIM.md).
+a painted ground plane inside a walled field with the sky above (docs/simulator.md).
 
 Speed comes from doing the geometry once. Each pixel's ray is intersected at construction, in the
 car frame, with the ground if it points down, else with the horizontal plane of the wall tops; a
@@ -33,7 +33,7 @@ SKY_LEVEL = 3
 class CameraParams:
     """The camera's mounting on the car and its lens; lengths in metres, angles in degrees.
 
-    Defaults are the AWS simulator's camera (URDF values, ../shared/DEEPRACER_SIM.md): 64.74 deg
+    Defaults are the AWS simulator's camera (URDF values, docs/simulator.md): 64.74 deg
     ideal pinhole, lens 0.1328 m above the floor and 0.142 m ahead of the axle midpoint, pitched
     13.61 deg down. It is what AWS-trained models saw, not a measurement of the real car's lens.
 
@@ -66,7 +66,7 @@ class CameraParams:
 class SceneParams:
     """How the world is painted: colours (BGR), paint sizes in metres, the walled field, and the
     texture's resolution. Defaults are the AWS simulator's reinvent_base world as rendered in its
-    Gazebo frames (../shared/DEEPRACER_SIM.md): border strips `border_line_m` wide lying inside
+    Gazebo frames (docs/simulator.md): border strips `border_line_m` wide lying inside
     the road, a dashed centre line, a grass field reaching `field_margin_m` beyond the track on
     every side inside walls `wall_height_m` high, and the sky above. A wall is `wall_bgr` when its
     inner face meets the light travelling horizontally along `light_direction` (x, y), else

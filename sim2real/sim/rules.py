@@ -1,7 +1,7 @@
 """The AWS DeepRacer simulator's rules, for models trained in it (AWS exports).
 
 Two rules differ from racer's own car, which drives open loop (throttle x the ESC's top speed) and
-leaves the track when its centre does (../shared/DEEPRACER_SIM.md):
+leaves the track when its centre does (docs/simulator.md):
 
 - speed: the action's speed is the target wheel speed in m/s. racer keeps the console's max-speed
   setting as a linear scale on it, so 1.0 is exactly the AWS simulator and 0.5 drives every

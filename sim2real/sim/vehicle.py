@@ -19,7 +19,7 @@ MAX_SUBSTEP_S = 0.01
 class VehicleParams:
     """Physical and actuation parameters; domain randomization replaces fields with `replace()`.
 
-    Nominal values are the AWS simulator's car (../shared/DEEPRACER_SIM.md): wheelbase and steering
+    Nominal values are the AWS simulator's car (docs/simulator.md): wheelbase and steering
     travel from its URDF; `steering_lag_s`, `yaw_gain`, `speed_time_constant_s` and `speed_gain`
     fitted to the console-evaluation simtrace (`racer sim fit-dynamics`). `max_speed_mps` is the
     open-loop ESC's speed at full throttle; `speed_gain` the ratio of the reached speed to the

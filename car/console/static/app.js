@@ -68,6 +68,13 @@ const REASONS = {
   "waiting for the policy": "starting the model…",
 };
 
+// As `racer status` says it: start/stop is autonomous mode's; manual drives while teleop does.
+function modeText(s) {
+  if (s.mode === "autonomous") return `autonomous (${s.running ? "running" : "stopped"})`;
+  if (s.mode === "manual") return `manual (${s.driven_by === "teleop" ? "driven by teleop" : "waiting for teleop"})`;
+  return s.mode;
+}
+
 function showStatus(s) {
   status = s;
   const loading = s.loading.isModelLoading === "loading" ? ` · ${s.loading.job} ${s.loading.progress}%` : "";
@@ -75,10 +82,10 @@ function showStatus(s) {
     : s.start_needed ? ` · STOPPED: ${s.latched} (Start${s.mode === "manual" ? ", or let go of the throttle," : ""} to drive again)`
     : "";
   const reason = s.start_needed ? "" : ` · ${REASONS[s.reason] || s.reason}`;
-  $("status-line").textContent =
-    `${s.mode}${s.running ? " · running" : ""}${estop} · ${s.model} · ${fmt(s.fps, 1)} fps${reason}${loading}`;
+  // the mode has its own row below (and its buttons): the header says what is happening
+  $("status-line").textContent = `${s.model} · ${fmt(s.fps, 1)} fps${estop}${reason}${loading}`;
   $("status-line").classList.toggle("alarm", s.emergency_stop || s.start_needed);
-  $("t-mode").textContent = `${s.mode}${s.running ? " (running)" : ""}`;
+  $("t-mode").textContent = modeText(s);
   $("t-model").textContent = s.model;
   $("t-fps").textContent = fmt(s.fps, 1);
   $("t-latency").textContent = fmt(s.latency_ms, 1, " ms");
@@ -284,10 +291,13 @@ async function loadModels() {
     load.disabled = m.is_select_disabled;
     load.title = m.reason || "";
     load.addEventListener("click", () => loadModel(m));
-    const remove = document.createElement("button");
-    remove.textContent = "Delete";
-    remove.addEventListener("click", () => deleteModel(m));
-    actions.append(load, remove);
+    actions.append(load);
+    if (!m.startup) {  // the model the car started with stays, so the user can always go back to it
+      const remove = document.createElement("button");
+      remove.textContent = "Delete";
+      remove.addEventListener("click", () => deleteModel(m));
+      actions.append(remove);
+    }
     row.append(actions);
     body.append(row);
   }
