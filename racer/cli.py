@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # Top-level modules of the `train` extra (pyproject.toml), which `make demo` does not install.
-TRAINING_EXTRAS = frozenset({"torch", "albumentations", "gymnasium", "stable_baselines3", "onnx", "onnxruntime",
+TRAINING_EXTRAS = frozenset({"torch", "albumentations", "gymnasium", "onnx", "onnxruntime",
                              "matplotlib", "tqdm"})
 INSTALL_TRAINING = "make train"
 

@@ -1,8 +1,8 @@
-"""Training and the gap evaluation on Ray workers: DAgger rollouts, PPO's environments and the
+"""Training and the gap evaluation on Ray workers: DAgger rollouts, PPO's cars and the
 variant x seed grid, on this machine or on a cluster started with `ray start`.
 
 Every result is the serial one: DAgger episodes are numbered and seeded by (seed, iteration,
-episode number) and gathered in order, PPO's environments step in their fixed order, and each grid
+episode number) and gathered in order, PPO's cars step in their fixed order, and each grid
 cell trains and drives exactly as the serial evaluation does. Workers need racer's dependencies
 (`pip install 'racer[train]'`) and nothing else: racer's code, the built-in tracks and the user's
 files named in a config (randomization YAML, camera_info, reward function) are shipped with the work.
@@ -292,89 +292,56 @@ def evaluate_on_workers(bundles: Sequence[Path], domains: Sequence[Any], cfg: An
     return [{name: ray.get(ref) for name, ref in per.items()} for per in refs]
 
 
-def worker_vec_env(env_fns_of: Callable[[Any], list[Callable[[], Any]]], cfg: Any, workers: int) -> Any:
-    """A stable-baselines3 VecEnv whose environments live in up to `workers` Ray actors (each a
-    DummyVecEnv over its share, in order), built there by `env_fns_of(cfg)` from the config with its
-    files shipped; steps, resets and seeds behave as one DummyVecEnv over all of them."""
-    import ray
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+class CarWorker:
+    """A Ray actor's state: its share of PPO's cars (`sim2real.ppo.LocalCars`), built from the config
+    with its files shipped."""
 
-    class EnvWorker:
-        def __init__(self, cfg: Any, shipped: dict[str, tuple[str, bytes]], indices: list[int]) -> None:
-            import torch
+    def __init__(self, cfg: Any, shipped: dict[str, tuple[str, bytes]], indices: list[int]) -> None:
+        from sim2real.ppo import LocalCars
 
-            torch.set_num_threads(1)
-            self._files = tempfile.TemporaryDirectory(prefix="racer-envs-")
-            fns = env_fns_of(unpack_files(cfg, shipped, Path(self._files.name)))
-            self.venv = DummyVecEnv([fns[i] for i in indices])
+        self._files = tempfile.TemporaryDirectory(prefix="racer-cars-")
+        self.cars = LocalCars(unpack_files(cfg, shipped, Path(self._files.name)), indices)
 
-        def spaces(self) -> tuple[Any, Any]:
-            return self.venv.observation_space, self.venv.action_space
+    def reset(self, starts: dict[int, tuple[int, float, int]]) -> dict[int, np.ndarray]:
+        return self.cars.reset(starts)
 
-        def reset(self, seeds: list[int | None], options: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
-            self.venv._seeds, self.venv._options = seeds, options
-            return self.venv.reset(), self.venv.reset_infos
+    def step(self, actions: dict[int, Any]) -> dict[int, Any]:
+        return self.cars.step(actions)
 
-        def step(self, actions: np.ndarray) -> Any:
-            return self.venv.step(actions)
 
-        def close(self) -> None:
-            self.venv.close()
+class WorkerCars:
+    """PPO's cars on `workers` Ray actors (a `sim2real.ppo.Cars`); call inside `ray_workers`. Car i
+    lives on actor i mod workers and is built and seeded as it would be here, so a run's result is
+    the in-process one; the network stays in this process and acts for all cars in one batch."""
 
-        def call(self, name: str, args: tuple, kwargs: dict[str, Any], indices: list[int]) -> list[Any]:
-            return getattr(self.venv, name)(*args, indices=indices, **kwargs)
+    def __init__(self, cfg: Any, workers: int) -> None:
+        import ray
 
-    count = len(env_fns_of(cfg))
-    shares = [list(part) for part in np.array_split(np.arange(count), min(workers, count))]
-    actor = ray.remote(num_cpus=1)(EnvWorker)
-    shipped = ship_files(cfg)
+        self.count = cfg.cars
+        self._ray = ray
+        actor = ray.remote(num_cpus=1)(CarWorker)
+        shipped = ship_files(cfg)
+        workers = min(workers, cfg.cars)
+        self.home = {car: car % workers for car in range(cfg.cars)}
+        self.actors = [actor.remote(cfg, shipped, [c for c in range(cfg.cars) if c % workers == w])
+                       for w in range(workers)]
 
-    class RayVecEnv(VecEnv):
-        def __init__(self) -> None:
-            self.actors = [actor.remote(cfg, shipped, [int(i) for i in share]) for share in shares]
-            self.shares = shares
-            observation_space, action_space = ray.get(self.actors[0].spaces.remote())
-            super().__init__(count, observation_space, action_space)
+    def _each(self, method: str, per_car: dict[int, Any]) -> dict[int, Any]:
+        parts: dict[int, dict[int, Any]] = {}
+        for car, value in per_car.items():
+            parts.setdefault(self.home[car], {})[car] = value
+        refs = [getattr(self.actors[w], method).remote(part) for w, part in parts.items()]
+        merged: dict[int, Any] = {}
+        for result in self._ray.get(refs):
+            merged.update(result)
+        return merged
 
-        def _split(self, values: Sequence[Any]) -> list[list[Any]]:
-            return [[values[int(i)] for i in share] for share in self.shares]
+    def reset(self, starts: dict[int, tuple[int, float, int]]) -> dict[int, np.ndarray]:
+        return self._each("reset", starts)
 
-        def reset(self) -> Any:
-            parts = ray.get([a.reset.remote(s, o) for a, s, o in
-                             zip(self.actors, self._split(self._seeds), self._split(self._options))])
-            self.reset_infos = [info for _, infos in parts for info in infos]
-            self._reset_seeds()
-            self._reset_options()
-            return np.concatenate([obs for obs, _ in parts])
+    def step(self, actions: dict[int, Any]) -> dict[int, Any]:
+        return self._each("step", actions)
 
-        def step_async(self, actions: np.ndarray) -> None:
-            self._waiting = [a.step.remote(actions[share]) for a, share in zip(self.actors, self.shares)]
-
-        def step_wait(self) -> Any:
-            parts = ray.get(self._waiting)
-            obs, rewards, dones, infos = zip(*parts)
-            return np.concatenate(obs), np.concatenate(rewards), np.concatenate(dones), [i for p in infos for i in p]
-
-        def close(self) -> None:
-            ray.get([a.close.remote() for a in self.actors])
-
-        def _each(self, name: str, args: tuple, kwargs: dict[str, Any], indices: Any) -> list[Any]:
-            wanted = set(self._get_indices(indices))
-            refs = [a.call.remote(name, args, kwargs, [j for j, i in enumerate(share) if int(i) in wanted])
-                    for a, share in zip(self.actors, self.shares)]
-            return [value for part in ray.get(refs) for value in part]
-
-        def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-            return self._each("get_attr", (attr_name,), {}, indices)
-
-        def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-            self._each("set_attr", (attr_name, value), {}, indices)
-
-        def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any
-                       ) -> list[Any]:
-            return self._each("env_method", (method_name, *method_args), method_kwargs, indices)
-
-        def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-            return self._each("env_is_wrapped", (wrapper_class,), {}, indices)
-
-    return RayVecEnv()
+    def close(self) -> None:
+        for actor in self.actors:
+            self._ray.kill(actor)

@@ -8,7 +8,6 @@ learner's output exactly as the car does.
 from __future__ import annotations
 
 import math
-from collections import deque
 from pathlib import Path
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -20,13 +19,10 @@ from tqdm import tqdm
 
 from car.policy.decode import ActionDecoder, speed_for_throttle
 from car.policy.metadata import ModelMetadata, parse_metadata
-from car.policy.preprocess import PreprocessSpec, frame_features
-from sim2real.augment import Augmenter
-from sim2real.camera_matching import camera_from_info
-from sim2real.network import DrivingNet
-from sim2real.randomize import DomainSimulator, Randomization
+from car.policy.preprocess import PreprocessSpec
+from sim2real.episode import EpisodeWorld, make_simulator
+from sim2real.network import DrivingNet, build_network
 from sim2real.sim.expert import PurePursuitExpert
-from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator
 
 # The bundled model's action space: continuous, DeepRacer units (degrees, m/s). Speeds reach the
@@ -110,7 +106,9 @@ def _to_unit(value: float, low: float, high: float) -> float:
 
 
 def to_tensor(spec: PreprocessSpec, x: np.ndarray) -> torch.Tensor:
-    """(N, H, W, C) preprocessed frames -> the network's NCHW batch."""
+    """(N, H, W, C) preprocessed frames -> the network's batch in the spec's layout."""
+    if spec.layout == "NHWC":
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32))
 
 
@@ -152,8 +150,8 @@ class Rollouts:
     def __init__(self, cfg: ImitationConfig, spec: PreprocessSpec = SPEC, action_space: dict[str, Any] = ACTION_SPACE):
         self.cfg, self.spec = cfg, spec
         self.meta = parse_metadata(action_space)
-        self.sims = training_simulators(cfg)
-        self.experts = {name: PurePursuitExpert(sim.track, sim.vehicle.params) for name, sim in self.sims.items()}
+        self.worlds = {name: EpisodeWorld(sim, spec, cfg.augmentation) for name, sim in training_simulators(cfg).items()}
+        self.experts = {name: PurePursuitExpert(w.sim.track, w.sim.vehicle.params) for name, w in self.worlds.items()}
         self.learner: Learner | None = None
 
     def set_learner(self, net: DrivingNet | None) -> None:
@@ -162,29 +160,22 @@ class Rollouts:
 
     def episode(self, iteration: int, index: int, beta: float, max_steps: int) -> Episode:
         """Episode `index` of `iteration`: at most `max_steps` steps (stopping early only shortens it:
-        its first steps are the same for any `max_steps`), the expert driving with probability beta."""
-        cfg, spec = self.cfg, self.spec
+        its first steps are the same for any `max_steps`), the expert driving with probability beta.
+        The learner drives on the clean frames; the augmented ones are stored for training."""
+        cfg = self.cfg
         rng = episode_rng(cfg.seed, iteration, index)
-        sim = self.sims[cfg.tracks[int(rng.integers(len(cfg.tracks)))]]
-        expert = self.experts[sim.track.name]
-        if isinstance(sim, DomainSimulator):
-            sim.set_domain(sim.randomization.sample(rng))
-            expert.vehicle = sim.vehicle.params
-        augment = Augmenter(cfg.augmentation, int(rng.integers(2**31))) if cfg.augmentation else None
+        world = self.worlds[cfg.tracks[int(rng.integers(len(cfg.tracks)))]]
+        sim, expert = world.sim, self.experts[world.sim.track.name]
+        world.begin(rng)
+        expert.vehicle = sim.vehicle.params
         sim.reset(start_index=int(rng.integers(sim.track.waypoint_count)),
                   offset=float(rng.uniform(-cfg.start_offset_m, cfg.start_offset_m)),
                   yaw_offset=math.radians(float(rng.uniform(-cfg.start_yaw_deg, cfg.start_yaw_deg))))
-        frames: deque[np.ndarray] = deque(maxlen=spec.frame_stack)
         xs, ys, off_track = [], [], False
         for _ in range(max_steps):
-            frame = sim.render()
-            if not frames:
-                frames.extend([frame] * (spec.frame_stack - 1))
-            frames.append(frame)
-            features = stacked_features(spec, list(frames))
+            features, stored = world.observe()
             st = sim.vehicle.state
             steering, throttle = expert.act(st.x, st.y, st.yaw, st.speed, st.steering_rad)
-            stored = features if augment is None else stacked_features(spec, augment_together(augment, list(frames)))
             xs.append(stored.astype(np.float16))
             ys.append(expert_targets(self.meta, steering, throttle, cfg.max_speed_setting))
             if self.learner is not None and rng.random() >= beta:
@@ -232,27 +223,9 @@ def collect(cfg: ImitationConfig, source: EpisodeSource, iteration: int, beta: f
     return {"steps": steps, "off_track_episodes": offs}
 
 
-def stacked_features(spec: PreprocessSpec, frames: list[np.ndarray]) -> np.ndarray:
-    """The last `spec.frame_stack` BGR frames (oldest first) -> (H, W, C) features, stacked on the
-    channel axis as the car's `Preprocessor` stacks them."""
-    return np.concatenate([frame_features(spec, f) for f in frames[-spec.frame_stack:]], axis=2)
-
-
-def augment_together(augment: Augmenter, frames: list[np.ndarray]) -> list[np.ndarray]:
-    """The frames of one stack augmented as one picture, so they change alike and the motion
-    between them survives."""
-    return np.split(augment(np.concatenate(frames, axis=0)), len(frames), axis=0)
-
-
 def training_simulators(cfg: ImitationConfig) -> dict[str, Simulator]:
     """One simulator per training track: plain, or taking each episode's domain from `cfg.randomization`."""
-    camera = camera_from_info(cfg.camera_info) if cfg.camera_info else None
-    if not cfg.randomization:
-        return {name: Simulator(Track.load(name), camera=camera) for name in cfg.tracks}
-    randomization = Randomization.load(cfg.randomization)
-    if camera is not None:
-        randomization = randomization.for_calibrated_lens()
-    return {name: DomainSimulator(Track.load(name), randomization, camera=camera) for name in cfg.tracks}
+    return {name: make_simulator(name, cfg.randomization, cfg.camera_info) for name in cfg.tracks}
 
 
 def fit(net: DrivingNet, spec: PreprocessSpec, data: Dataset, cfg: ImitationConfig, rng: np.random.Generator) -> float:
@@ -319,7 +292,7 @@ def config_json(cfg: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
 
 
-def save_checkpoint(path: Path, net: DrivingNet, spec: PreprocessSpec, action_space: dict[str, Any],
+def save_checkpoint(path: Path, net: torch.nn.Module, spec: PreprocessSpec, action_space: dict[str, Any],
                     cfg: Any, history: list[dict[str, Any]], trainer: str = "dagger") -> Path:
     """`cfg` is the trainer's config (ImitationConfig or PPOConfig); export reads its tracks, seed,
     randomization and augmentation."""
@@ -328,7 +301,7 @@ def save_checkpoint(path: Path, net: DrivingNet, spec: PreprocessSpec, action_sp
     return path
 
 
-def load_checkpoint(path: Path) -> tuple[DrivingNet, PreprocessSpec, dict[str, Any], dict[str, Any]]:
+def load_checkpoint(path: Path) -> tuple[torch.nn.Module, PreprocessSpec, dict[str, Any], dict[str, Any]]:
     """(net, spec, action_space, everything else) from a `racer train` checkpoint.
 
     ValueError naming the file when it is not one (a torch file of another kind, or not torch's).
@@ -340,8 +313,7 @@ def load_checkpoint(path: Path) -> tuple[DrivingNet, PreprocessSpec, dict[str, A
     if not isinstance(data, dict) or not {"state_dict", "spec", "action_space"} <= data.keys():
         raise ValueError(f"{path}: not a racer train checkpoint (no state_dict, spec and action_space)")
     spec = PreprocessSpec.from_json(data["spec"])
-    meta = parse_metadata(data["action_space"])
-    net = DrivingNet(spec, meta.output_size())
+    net = build_network(spec, data["action_space"])
     net.load_state_dict(data["state_dict"])
     net.eval()
     return net, spec, data["action_space"], data

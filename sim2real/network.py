@@ -1,10 +1,14 @@
-"""The racer policy network: a small CNN sized for a few hundred microseconds on the car's CPU."""
+"""Policy networks: racer's small CNN (DAgger's default) and the AWS console's camera networks
+(PPO's), and the checkpoint's choice between them."""
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
-from car.policy.preprocess import PreprocessSpec
+from car.policy.metadata import parse_metadata
+from car.policy.preprocess import DEEPRACER_SPEC, PreprocessSpec
 
 
 class DrivingNet(nn.Module):
@@ -27,3 +31,78 @@ class DrivingNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+# The AWS simulator's camera embedders (simapp `custom_architectures`, facts in ../shared/TRAINING.md):
+# (filters, kernel, stride) per convolution, valid padding, the activation, and the dense layers
+# after them; both feed the 512-unit dense middleware.
+CONSOLE_NETWORKS: dict[str, tuple[tuple[tuple[int, int, int], ...], type[nn.Module], tuple[int, ...]]] = {
+    "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW": (((32, 8, 4), (64, 4, 2), (64, 3, 1)), nn.ReLU, ()),
+    "DEEP_CONVOLUTIONAL_NETWORK": (((32, 5, 2), (32, 3, 1), (64, 3, 2), (64, 3, 1)), nn.Tanh, (64,)),
+}
+MIDDLEWARE = 512
+# The console's model input and the car's preprocessing for it: 160x120 8-bit grey, raw 0..255, NHWC,
+# exactly what the stock car feeds an AWS export.
+CONSOLE_SPEC = DEEPRACER_SPEC
+
+
+class ConsoleNet(nn.Module):
+    """The console's camera network for one action space: input (N, 120, 160, 1) raw grey 0..255
+    (the AWS export's NHWC input; /255 inside the graph), the embedder, a 512-unit ReLU dense
+    middleware, then two heads on it: the policy (`forward`: a softmax over the discrete actions, or
+    the continuous steering and speed means in [-1, 1] units, as an AWS export outputs) and the value
+    (`evaluate`, training only, dropped at export). A continuous policy also learns a log standard
+    deviation per output. Unlike the AWS trainer (coach), which trains a second network of the same
+    shape for the value, the value head shares the trunk: half the computation per step."""
+
+    def __init__(self, network: str, outputs: int, discrete: bool, spec: PreprocessSpec = CONSOLE_SPEC):
+        super().__init__()
+        if network not in CONSOLE_NETWORKS:
+            raise ValueError(f"unknown console network {network!r}; known: {', '.join(CONSOLE_NETWORKS)}")
+        if spec.layout != "NHWC" or spec.channels != 1:
+            raise ValueError("the console network takes NHWC single-channel grey input")
+        convs, activation, dense = CONSOLE_NETWORKS[network]
+        layers: list[nn.Module] = []
+        channels = 1
+        for filters, kernel, stride in convs:
+            layers += [nn.Conv2d(channels, filters, kernel, stride=stride), activation()]
+            channels = filters
+        layers.append(nn.Flatten())
+        self.network, self.discrete = network, discrete
+        self.embedder = nn.Sequential(*layers)
+        with torch.no_grad():
+            flat = self.embedder(torch.zeros(1, 1, spec.out_height, spec.width)).shape[1]
+        middle: list[nn.Module] = []
+        for units in dense:
+            middle += [nn.Linear(flat, units), activation()]
+            flat = units
+        self.middleware = nn.Sequential(*middle, nn.Linear(flat, MIDDLEWARE), nn.ReLU())
+        self.policy = nn.Linear(MIDDLEWARE, outputs)
+        self.value = nn.Linear(MIDDLEWARE, 1)
+        # a near-uniform first policy: every action tried
+        nn.init.orthogonal_(self.policy.weight, 0.01)
+        nn.init.zeros_(self.policy.bias)
+        self.log_std = None if discrete else nn.Parameter(torch.full((outputs,), -0.7))
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 1) raw grey -> (N, 512) middleware features."""
+        return self.middleware(self.embedder(x.permute(0, 3, 1, 2) / 255.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """What the car runs: action probabilities (discrete) or the means (continuous)."""
+        out = self.policy(self.trunk(x))
+        return torch.softmax(out, dim=1) if self.discrete else out
+
+    def evaluate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training: the policy's logits (discrete) or means (continuous), and the value, (N,)."""
+        h = self.trunk(x)
+        return self.policy(h), self.value(h)[:, 0]
+
+
+def build_network(spec: PreprocessSpec, action_space: dict[str, Any]) -> nn.Module:
+    """The network a checkpoint's action space names: a console network by `neural_network`, else
+    racer's DrivingNet."""
+    meta = parse_metadata(action_space)
+    if meta.neural_network in CONSOLE_NETWORKS:
+        return ConsoleNet(meta.neural_network, meta.output_size(), meta.discrete, spec)
+    return DrivingNet(spec, meta.output_size())

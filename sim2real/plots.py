@@ -32,11 +32,11 @@ def _twin_axes(plt: Any, xlabel: str, left: str, right: str) -> tuple[Any, Any, 
     return fig, ax, ax2
 
 
-def _twin_legend(ax: Any, ax2: Any) -> None:
+def _twin_legend(ax: Any, ax2: Any, ncol: int | None = None) -> None:
     """One legend for both axes' lines, above the plot: a figure legend in a corner covers the
     tick labels, and one inside the axes covers the data."""
     handles, labels = (sum(pair, []) for pair in zip(ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()))
-    ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(labels), frameon=False)
+    ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=ncol or len(labels), frameon=False, fontsize="small")
 
 
 def training_figure(history: list[dict[str, Any]]) -> Any:
@@ -93,16 +93,35 @@ def gap_plot(summary: dict[str, dict[str, Any]], domains: list[str], path: Path)
 
 
 def reward_figure(history: list[dict[str, Any]]) -> Any:
-    """PPO: mean episode reward (left) and lap progress (right) per rollout; `history` rows carry
-    timesteps, mean_reward and mean_progress."""
+    """PPO, as the console's reward graph: per iteration the average reward (left) and the average
+    completion % (right) of the training and the evaluation episodes, the best model's iteration
+    marked; `history` rows carry iteration, mean_reward, mean_progress, eval_mean_reward,
+    eval_mean_progress and best."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
-    steps = [h["timesteps"] for h in history]
-    fig, ax, ax2 = _twin_axes(plt, "environment steps", "reward", "progress (%)")
-    ax.plot(steps, [h["mean_reward"] for h in history], "o-", label="mean episode reward")
-    ax2.plot(steps, [h["mean_progress"] for h in history], "s--", color="tab:green", label="mean progress (%)")
-    if len(steps) == 1:  # one rollout: its step count, not a scale invented around it
-        ax.set_xticks(steps)
-    _twin_legend(ax, ax2)
+    its = [h["iteration"] for h in history]
+    fig, ax, ax2 = _twin_axes(plt, "iteration", "average reward", "average completion (%)")
+
+    def values(key: str) -> list[float]:
+        return [np.nan if h.get(key) is None else h[key] for h in history]
+
+    ax.plot(its, values("mean_reward"), "o-", color="tab:blue", label="reward (training)")
+    ax.plot(its, values("eval_mean_reward"), "o:", color="tab:cyan", label="reward (evaluation)")
+    ax2.plot(its, values("mean_progress"), "s-", color="tab:green", label="completion (training)")
+    ax2.plot(its, values("eval_mean_progress"), "s:", color="tab:olive", label="completion (evaluation)")
+    best = [h for h in history if h.get("best")]
+    if best:
+        last = best[-1]
+        ax2.plot([last["iteration"]], [last.get("eval_mean_progress") or last.get("mean_progress") or 0.0], "*",
+                 markersize=16, markerfacecolor="none", markeredgecolor="tab:red", markeredgewidth=1.5,
+                 label="best model")
+    ax2.set_ylim(0, 105)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations are counts
+    if len(its) == 1:
+        ax.set_xlim(its[0] - 0.5, its[0] + 0.5)
+        ax.set_xticks(its)  # the integer locator would still place fractions on so short an axis
+    _twin_legend(ax, ax2, ncol=3)
     return fig
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
+import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,10 +44,66 @@ def load_reward_function(path: str | Path) -> RewardFunction:
     return function
 
 
+class RewardCaller:
+    """A user's reward function called as the AWS simulator calls it, its failures located.
+
+    The module stays loaded (a reward function may keep state between calls). An exception, or a
+    result that is not a finite number (None, NaN, a string, a bool), raises RewardFunctionError
+    `FILE:LINE: reward_function ...` with the line that raised or returned it and the value."""
+
+    def __init__(self, path: str | Path, function: RewardFunction | None = None) -> None:
+        self.path = Path(path)
+        self.function = function or load_reward_function(self.path)
+
+    def __call__(self, params: dict[str, Any]) -> float:
+        try:
+            value = self.function(params)
+        except Exception as exc:  # the user's code: whatever it raises stops training, located
+            line = _line_in(exc.__traceback__, self.path)
+            raise RewardFunctionError(f"{self.path}:{line}: reward_function raised {type(exc).__name__}: {exc}") from None
+        if _finite(value):
+            return float(value)
+        # training stops here, so one more call (traced, to find the return statement) changes nothing
+        line = _return_line(self.function, params) or self.function.__code__.co_firstlineno
+        raise RewardFunctionError(f"{self.path}:{line}: reward_function returned {value!r}; expected a finite number")
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _line_in(tb: Any, path: Path) -> int | str:
+    """The deepest line of `path` in a traceback (where the user's code raised), else '?'."""
+    lines = [frame.lineno for frame in traceback.extract_tb(tb) if Path(frame.filename) == path]
+    return lines[-1] if lines else "?"
+
+
+def _return_line(function: RewardFunction, params: dict[str, Any]) -> int | None:
+    """The line of the `return` that ended a call of `function`, by tracing one call."""
+    code, found = function.__code__, []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is code:
+            if event == "return":
+                found.append(frame.f_lineno)
+            return tracer
+        return None
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        function(params)
+    except Exception:  # the traced call is for the line only
+        pass
+    finally:
+        sys.settrace(previous)
+    return found[-1] if found else None
+
+
 def reward(function: RewardFunction, params: dict[str, Any]) -> float:
     """Call the user's function; its result must be a finite number."""
     value = function(params)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not _finite(value):
         raise RewardFunctionError(f"reward_function returned {value!r}; expected a finite number")
     return float(value)
 

@@ -186,5 +186,6 @@ def test_a_reward_function_that_returns_none_stops_training_with_one_line(tmp_pa
     reward.write_text("def reward_function(params):\n    return None\n")
     proc = racer("train", "--algo", "ppo", "--reward-function", str(reward), "--timesteps", "64", "--json",
                  "--out", str(tmp_path / "run"))
-    assert proc.returncode == 1 and proc.stdout == ""
-    assert one_line(proc) == f"racer train: {reward}: reward_function returned None; expected a finite number"
+    assert proc.returncode == 2 and proc.stdout == ""  # refused on its first step, before anything is written
+    assert one_line(proc) == f"racer train: {reward}:2: reward_function returned None; expected a finite number"
+    assert not (tmp_path / "run").exists()

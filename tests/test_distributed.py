@@ -13,10 +13,10 @@ import torch
 
 from racer.cli import main
 from sim2real.distributed import (ClusterError, WorkerRollouts, check_reachable, evaluate_on_workers, ray_workers,
-                                  run_gap_evaluation_on_workers, worker_vec_env)
+                                  run_gap_evaluation_on_workers, WorkerCars)
 from sim2real.gap import EvalConfig, NamedDomain, evaluate, run_gap_evaluation
 from sim2real.imitation import ImitationConfig, train_imitation
-from sim2real.ppo import PPOConfig, env_factories, train_ppo
+from sim2real.ppo import PPOConfig, train_ppo
 from sim2real.randomize import Randomization
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,15 +69,21 @@ def test_dagger_rollouts_on_two_workers_equal_the_serial_ones(ray_local, tmp_pat
     assert not np.array_equal(x[:90], x[90:])
 
 
-def test_ppo_environments_on_two_workers_step_as_in_one_process(ray_local):
-    cfg = PPOConfig(tracks=("reinvent_base", "Spain_track"), timesteps=24, n_steps=12, batch_size=8, epochs=1,
-                    seed=4, max_steps=20)
-    serial_net, serial_history = train_ppo(cfg, show_progress=False)
-    env = worker_vec_env(env_factories, cfg, 2)
-    assert len(env.actors) == 2 and env.num_envs == 2
-    net, history = train_ppo(cfg, show_progress=False, env=env)
-    assert history == serial_history
-    assert_same_weights(net, serial_net)
+def test_ppo_cars_on_two_workers_drive_as_in_one_process(ray_local, tmp_path):
+    reward = tmp_path / "reward_function.py"
+    reward.write_text("calls = [0]\n\ndef reward_function(params):\n    calls[0] += 1\n"
+                      "    return 1.0 / calls[0] + (1.0 if params['distance_from_center'] < 0.2 else 0.0)\n")
+    cfg = PPOConfig(reward_file=str(reward), tracks=("reinvent_base", "Spain_track"), timesteps=80, cars=3,
+                    eval_episodes=1, seed=4, hyperparameters={"batch_size": 32, "num_epochs": 3,
+                                                              "num_episodes_between_training": 5})
+    serial = train_ppo(cfg, show_progress=False)
+    cars = WorkerCars(cfg, 2)
+    assert len(cars.actors) == 2
+    parallel = train_ppo(cfg, show_progress=False, cars=cars)
+    timing = ("seconds", "collect_s", "update_s", "eval_s")
+    untimed = lambda history: [{k: v for k, v in h.items() if k not in timing} for h in history]
+    assert parallel.history and untimed(parallel.history) == untimed(serial.history)
+    assert_same_weights(parallel.best, serial.best)
 
 
 def test_gap_grid_on_workers_equals_the_serial_run_and_resumes(ray_local, tmp_path):

@@ -5,14 +5,16 @@ import pytest
 from sim2real.plots import reward_curve, reward_figure, training_curve, training_figure
 
 DAGGER = [{"iteration": i, "loss": 0.1 / (i + 1), "off_track_episodes": 3 - i} for i in range(4)]
-PPO = [{"timesteps": 512 * i, "mean_reward": 2.0 * i, "mean_progress": 10.0 * i} for i in range(4)]
+PPO = [{"iteration": i, "mean_reward": 2.0 * i, "mean_progress": 10.0 * i, "eval_mean_reward": 3.0 * i,
+        "eval_mean_progress": 20.0 * i, "best": i in (0, 2)} for i in range(4)]
 
 
 @pytest.mark.parametrize("figure, history, names, labels", [
     (training_figure, DAGGER, ["imitation loss (weighted MSE)", "off-track episodes"],
      ["DAgger iteration", "weighted MSE", "off-track episodes in rollouts"]),
-    (reward_figure, PPO, ["mean episode reward", "mean progress (%)"],
-     ["environment steps", "reward", "progress (%)"]),
+    (reward_figure, PPO, ["reward (training)", "reward (evaluation)", "completion (training)",
+                          "completion (evaluation)", "best model"],
+     ["iteration", "average reward", "average completion (%)"]),
 ])
 def test_each_line_is_named_and_the_legend_hides_no_label(figure, history, names, labels):
     fig = figure(history)
@@ -43,21 +45,16 @@ def test_dagger_ticks_are_whole_iterations_and_episodes():
         plt.close(fig)
 
 
-def test_a_one_iteration_run_has_its_iteration_and_whole_episodes_as_ticks():
-    for episodes in (0, 2):
-        fig = training_figure([{"iteration": 0, "loss": 0.1, "off_track_episodes": episodes}])
-        try:
-            ax, ax2 = fig.axes
-            fig.canvas.draw()
-            assert [t.get_text() for t in ax.get_xticklabels()] == ["0"]
-            shown = [t for t in ax2.get_yticks() if ax2.get_ylim()[0] <= t <= ax2.get_ylim()[1]]
-            assert shown[0] == 0 and episodes in shown and all(float(t).is_integer() for t in shown)
-        finally:
-            plt.close(fig)
-    fig = reward_figure(PPO[1:2])
+@pytest.mark.parametrize("history", [PPO, PPO[:1]], ids=["four iterations", "one iteration"])
+def test_the_reward_graph_marks_the_last_best_model_on_whole_iterations(history):
+    fig = reward_figure(history)
     try:
+        ax, ax2 = fig.axes
         fig.canvas.draw()
-        assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["512"]
+        assert all(float(t).is_integer() for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1])
+        star = [line for line in ax2.get_lines() if line.get_label() == "best model"][0]
+        best = [h for h in history if h["best"]][-1]
+        assert list(star.get_xdata()) == [best["iteration"]] and list(star.get_ydata()) == [best["eval_mean_progress"]]
     finally:
         plt.close(fig)
 

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure policy, pipeline, simulator, augmentation and DDS speed",
                        description="Policy inference (OpenVINO f32 and INT8 vs onnxruntime on the DeepRacer reference network), "
                                    "the camera-to-actuator pipeline in one process and across processes, "
-                                   "simulator steps/s, augmentation images/s, DAgger rollout frames/s on 1 and 2 Ray workers, image latency over DDS and over rclpy "
+                                   "simulator steps/s, augmentation images/s, DAgger rollout frames/s on 1 and 2 Ray workers, PPO environment steps/s with the console's network, image latency over DDS and over rclpy "
                                    "(after `make ros`); one run, one machine.")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle for the pipeline figure (default: bundled)")
     p.add_argument("--quick", action="store_true", help="fewer samples (for smoke tests)")
@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
     workers = train["frames_per_s"]
     figures = workers.get("unavailable") or ", ".join(f"{workers[n]:.0f} on {n} Ray worker(s)" for n in workers)
     print(f"train      DAgger rollouts {train['in_process']:.0f} frames/s in process; {figures}", file=sys.stderr)
+    spent = ", ".join(f"{part.removesuffix('_s')} {seconds:.0f} s" for part, seconds in train["ppo_time"].items())
+    print(f"           PPO (the console's network and defaults) {train['ppo_env_steps_per_s']:.0f} env steps/s "
+          f"over {train['ppo_steps']} steps ({spent}); Gazebo: 15", file=sys.stderr)
     safety = report["safety"]
     for transport, neutral in safety["flood_neutral_ms"].items():
         print(f"safety     {transport:5s} neutral {neutral:.0f} ms after the driver went silent, e-stop "

@@ -60,8 +60,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "as its bundle records)")
     e.add_argument("--train-tracks", default=TRAIN_TRACKS,
                    help="variant training: training tracks (default: %(default)s)")
-    e.add_argument("--max-speed", type=float, default=0.5, metavar="X",
-                   help="the console's max-speed setting the laps are driven at, (0, 1] (default: %(default)s)")
+    e.add_argument("--max-speed", type=float, metavar="X",
+                   help="the console's max-speed setting the laps are driven at, (0, 1] (default: 0.5; with "
+                        "--trials 1.0, the model's own speeds as the console evaluates)")
+    e.add_argument("--trials", type=int, metavar="N",
+                   help="instead: evaluate one --model like the DeepRacer console, N trials of one lap from the "
+                        "start line of --track: per trial the time, %% completed, off-tracks and their penalty, "
+                        "and the average time of the completed laps")
+    e.add_argument("--track", default="reinvent_base", help="with --trials: the track (default: %(default)s)")
+    e.add_argument("--off-track-penalty", type=float, default=5.0, metavar="S",
+                   help="with --trials: seconds added per off-track, as DRfC (default: %(default)s)")
     e.add_argument("--starts", type=int, default=2,
                    help="laps per track, from spread start points (default: %(default)s)")
     e.add_argument("--iterations", type=int, default=5,
@@ -177,12 +185,59 @@ def _eval_models(args: argparse.Namespace, domains: list, cfg: Any, train_tracks
     return run_gap_evaluation(args.out, seeds, domains, base, cfg, variants, log)
 
 
+def _trials(args: argparse.Namespace) -> int:
+    from sim2real.sim.track import Track
+    from sim2real.trials import run_trials, summary
+
+    if not args.model or len(args.model) != 1:
+        return fail("eval", "--trials evaluates one --model")
+    if args.trials < 1:
+        return fail("eval", f"--trials must be at least 1, got {args.trials}")
+    if args.off_track_penalty < 0:
+        return fail("eval", f"--off-track-penalty must be 0 or more, got {args.off_track_penalty:g}")
+    max_speed = 1.0 if args.max_speed is None else args.max_speed
+    if not 0.0 < max_speed <= 1.0:
+        return fail("eval", f"--max-speed must be in (0, 1], got {max_speed}")
+    model = args.model[0]
+    if not model.exists():
+        return fail("eval", f"no bundle at {model}")
+    try:
+        Track.load(args.track)
+    except ValueError as exc:
+        return fail("eval", str(exc))
+    from car.policy.bundle import BundleError
+
+    try:
+        trials = run_trials(model, args.track, args.trials, max_speed, args.off_track_penalty)
+    except BundleError as exc:
+        return fail("eval", f"{model}: {exc}")
+    report = {"model": str(model), "track": args.track, "max_speed": max_speed,
+              "off_track_penalty_s": args.off_track_penalty, **summary(trials)}
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{model} on {args.track} at max-speed {max_speed}", file=sys.stderr)
+    print(f"  {'trial':>5s}  {'time (s)':>9s}  {'completed':>9s}  {'off-track':>9s}  {'penalty (s)':>11s}  status",
+          file=sys.stderr)
+    for t in trials:
+        print(f"  {t.trial:5d}  {t.time_s:9.2f}  {t.progress:8.1f}%  {t.off_track:9d}  {t.penalty_s:11.1f}  {t.status}",
+              file=sys.stderr)
+    average = report["average_lap_time_s"]
+    print(f"  {report['completed_laps']} of {len(trials)} laps completed; average lap time "
+          + (f"{average:.2f} s" if average is not None else "- (no lap completed)"), file=sys.stderr)
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from sim2real.gap import (HELD_OUT, NOMINAL, VARIANTS, DomainsFileError, EvalConfig, format_table, load_domains,
                               outside_training, summarize)
     from sim2real.plots import gap_plot
     from sim2real.sim.track import Track
 
+    if args.trials is not None:
+        return _trials(args)
+    if args.max_speed is None:
+        args.max_speed = 0.5
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:

@@ -11,22 +11,26 @@ from pathlib import Path
 from racer.commands import fail
 
 TRAIN_TRACKS = "reinvent_base,Spain_track,Tokyo_Training_track"
+PPO_TRACKS = "reinvent_base"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a policy in the simulator: imitation (DAgger) or PPO on your reward",
-                       description="Trains a camera policy in the simulator, by DAgger from the privileged "
-                                   "pure-pursuit expert (the default), or with --algo ppo by reinforcement learning "
-                                   "on a DeepRacer reward function (--reward-function); writes a checkpoint, a "
-                                   "training curve, and exports a bundle.")
+    p = sub.add_parser("train", help="train a policy in the simulator: DAgger imitation, or PPO like the DeepRacer console",
+                       description="dagger (default): imitation of the privileged pure-pursuit expert. ppo: "
+                                   "reinforcement learning on a DeepRacer reward function with the AWS console's "
+                                   "action space, network and hyperparameters, read from a DRfC custom_files "
+                                   "folder; logs in DRfC's layout. Both write a checkpoint, a training curve, and "
+                                   "export a bundle.")
     p.add_argument("--out", required=True, type=Path, help="run directory (created; must be new or empty)")
-    p.add_argument("--tracks", default=TRAIN_TRACKS, help="comma-separated training tracks (default: %(default)s)")
-    p.add_argument("--iterations", type=int, default=8, help="DAgger iterations (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=8000, help="simulator steps per iteration (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=4, help="epochs over all data per iteration (default: %(default)s)")
+    p.add_argument("--tracks", help=f"comma-separated training tracks (default: dagger {TRAIN_TRACKS}; "
+                                    f"ppo {PPO_TRACKS})")
+    p.add_argument("--iterations", type=int, default=8, help="dagger: iterations (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=8000, help="dagger: simulator steps per iteration (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=4, help="dagger: epochs over all data per iteration (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--max-speed", type=float, default=1.0, metavar="X",
-                   help="the console's max-speed setting (0..1] the policy learns to drive at (default: %(default)s)")
+    p.add_argument("--max-speed", type=float, metavar="X",
+                   help="dagger: the console's max-speed setting (0..1] the policy learns to drive at (default: 1.0; "
+                        "ppo drives at the action space's speeds, as the AWS simulator)")
     p.add_argument("--randomization", metavar="PRESET|FILE",
                    help="domain randomization: none, default, strong or a YAML config (default: none)")
     p.add_argument("--augmentation", metavar="PRESET",
@@ -35,15 +39,30 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ROS camera_info YAML: train with the calibrated camera's lens")
     p.add_argument("--algo", choices=("dagger", "ppo"), default="dagger",
                    help="dagger: imitation of the expert (default); ppo: RL on a DeepRacer reward function")
+    p.add_argument("--custom-files", type=Path, metavar="DIR",
+                   help="ppo: a DRfC custom_files folder (reward_function.py, model_metadata.json, "
+                        "hyperparameters.json), read unchanged")
     p.add_argument("--reward-function", type=Path, metavar="FILE",
-                   help="ppo: a DeepRacer reward .py defining reward_function(params) "
-                        "(default: follow the centre line)")
-    p.add_argument("--timesteps", type=int, default=200_000, help="ppo: environment steps (default: %(default)s)")
-    add_worker_options(p, "dagger: the rollouts; ppo: the environments (one per track)")
+                   help="ppo without --custom-files: a DeepRacer reward .py defining reward_function(params), with "
+                        "the console's default action space and hyperparameters (default: the console's "
+                        "follow-the-centre-line example)")
+    p.add_argument("--clone", metavar="RUN_OR_MODEL",
+                   help="ppo: start from a racer PPO run (its directory or policy.pt) or an AWS DeepRacer export "
+                        "(.tar.gz with a frozen .pb); same network and action count")
+    p.add_argument("--minutes", type=float, metavar="M",
+                   help="ppo: stop after M minutes of training, as the console (default: 20 unless --timesteps)")
+    p.add_argument("--timesteps", type=int, metavar="N", help="ppo: stop after exactly N training steps")
+    p.add_argument("--cars", type=int, default=4,
+                   help="ppo: simulated cars driven together, one network call for all (default: %(default)s)")
+    p.add_argument("--eval-episodes", type=int, default=5,
+                   help="ppo: evaluation episodes after each iteration, as DRfC's MIN_EVAL_TRIALS (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="ppo: torch threads for the network (default: %(default)s)")
+    add_worker_options(p, "dagger: the rollouts; ppo: the cars")
     p.add_argument("--name", help="model name: the archive is OUT/NAME.tar.gz, the name the car's console lists "
                                    "after upload (default: the --out directory's name)")
     p.add_argument("--no-export", action="store_true", help="stop after the checkpoint")
-    p.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
+    p.add_argument("--json", action="store_true", help="print one JSON summary object on stdout (progress stays on stderr)")
     p.set_defaults(func=run_train)
 
     e = sub.add_parser("export", help="export a training checkpoint to an uploadable model bundle",
@@ -90,12 +109,11 @@ def workers(args: argparse.Namespace) -> Iterator[bool]:
 
 def run_train(args: argparse.Namespace) -> int:
     from sim2real.augment import AugmentationError, pipeline
-    from sim2real.imitation import ImitationConfig, save_checkpoint, train_imitation, SPEC, ACTION_SPACE
-    from sim2real.plots import reward_curve, training_curve
     from sim2real.randomize import Randomization, RandomizationError
     from sim2real.sim.track import Track
 
-    tracks = tuple(t for t in args.tracks.split(",") if t)
+    ppo = args.algo == "ppo"
+    tracks = tuple(t for t in (args.tracks or (PPO_TRACKS if ppo else TRAIN_TRACKS)).split(",") if t)
     try:
         for name in tracks:
             Track.load(name)
@@ -105,14 +123,12 @@ def run_train(args: argparse.Namespace) -> int:
             pipeline(args.augmentation)
     except (ValueError, RandomizationError, AugmentationError) as exc:
         return fail("train", str(exc))
-    if args.iterations < 1 or args.steps < 1 or args.epochs < 1 or args.timesteps < 1:
-        return fail("train", "--iterations, --steps, --epochs and --timesteps must be at least 1")
-    if not 0.0 < args.max_speed <= 1.0:
-        return fail("train", f"--max-speed must be in (0, 1], got {args.max_speed}")
     if args.camera_info is not None and not args.camera_info.is_file():
         return fail("train", f"no camera_info file at {args.camera_info}")
-    if args.reward_function is not None and args.algo != "ppo":
-        return fail("train", "--reward-function needs --algo ppo")
+    if not ppo:
+        for flag in ("custom_files", "reward_function", "clone", "minutes", "timesteps"):
+            if getattr(args, flag) is not None:
+                return fail("train", f"--{flag.replace('_', '-')} needs --algo ppo")
     if error := worker_options_error(args):
         return fail("train", error)
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
@@ -126,59 +142,118 @@ def run_train(args: argparse.Namespace) -> int:
         check_folder_name(name)
     except ApiError as exc:
         return fail("train", f"{exc.reason}; pass --name" if args.name is None else exc.reason)
-    randomization = args.randomization if args.randomization != "none" else None
-    augmentation = args.augmentation if args.augmentation != "none" else None
-    camera_info = str(args.camera_info) if args.camera_info else None
-    from sim2real.distributed import ClusterError
-    from sim2real.reward import RewardFunctionError, load_reward_function
+    options = {"randomization": args.randomization if args.randomization != "none" else None,
+               "augmentation": args.augmentation if args.augmentation != "none" else None,
+               "camera_info": str(args.camera_info) if args.camera_info else None}
+    if ppo:
+        return _train_ppo(args, tracks, name, options)
+    return _train_dagger(args, tracks, name, options)
 
-    reward_file = str(args.reward_function) if args.reward_function else None
-    if reward_file:
-        try:
-            load_reward_function(reward_file)
-        except RewardFunctionError as exc:
-            return fail("train", str(exc))
+
+def _train_dagger(args: argparse.Namespace, tracks: tuple[str, ...], name: str, options: dict) -> int:
+    from sim2real.distributed import ClusterError
+    from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation
+    from sim2real.plots import training_curve
+
+    if args.iterations < 1 or args.steps < 1 or args.epochs < 1:
+        return fail("train", "--iterations, --steps and --epochs must be at least 1")
+    max_speed = 1.0 if args.max_speed is None else args.max_speed
+    if not 0.0 < max_speed <= 1.0:
+        return fail("train", f"--max-speed must be in (0, 1], got {max_speed}")
+    cfg = ImitationConfig(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps,
+                          epochs=args.epochs, seed=args.seed, max_speed_setting=max_speed, **options)
     try:
         with workers(args) as on_workers:
             args.out.mkdir(parents=True, exist_ok=True)
-            if args.algo == "ppo":
-                from sim2real.ppo import PPOConfig, train_ppo
+            source = None
+            if on_workers:
+                from sim2real.distributed import WorkerRollouts
 
-                cfg = PPOConfig(reward_file=reward_file, tracks=tracks, timesteps=args.timesteps, seed=args.seed,
-                                randomization=randomization, augmentation=augmentation, camera_info=camera_info,
-                                max_speed_setting=args.max_speed)
-                env = None
-                if on_workers:
-                    from sim2real.distributed import worker_vec_env
-                    from sim2real.ppo import env_factories
-
-                    env = worker_vec_env(env_factories, cfg, args.workers)
-                net, history = train_ppo(cfg, show_progress=not args.json, env=env)
-                trainer = "ppo"
-            else:
-                cfg = ImitationConfig(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps,
-                                      epochs=args.epochs, seed=args.seed, randomization=randomization,
-                                      augmentation=augmentation, camera_info=camera_info,
-                                      max_speed_setting=args.max_speed)
-                source = None
-                if on_workers:
-                    from sim2real.distributed import WorkerRollouts
-
-                    source = WorkerRollouts(cfg, args.workers)
-                net, _, trained, _ = train_imitation(cfg, show_progress=not args.json, source=source)
-                history, trainer = trained.iterations, "dagger"
+                source = WorkerRollouts(cfg, args.workers)
+            net, _, trained, _ = train_imitation(cfg, show_progress=not args.json, source=source)
     except ClusterError as exc:
         return fail("train", str(exc))
-    except RewardFunctionError as exc:  # it loaded, then returned something that is not a reward
-        return fail("train", f"{reward_file}: {exc}", 1)
-    checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history, trainer=trainer)
-    plot = reward_curve if trainer == "ppo" else training_curve
-    curve = plot(history, args.out / "training_curve.png")
+    history = trained.iterations
+    checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history, trainer="dagger")
+    curve = training_curve(history, args.out / "training_curve.png")
     (args.out / "history.json").write_text(json.dumps(history, indent=1))
-    summary = {"checkpoint": str(checkpoint), "training_curve": str(curve), "history": history}
+    return _finish(args, name, {"checkpoint": str(checkpoint), "training_curve": str(curve), "history": history})
+
+
+def _train_ppo(args: argparse.Namespace, tracks: tuple[str, ...], name: str, options: dict) -> int:
+    from sim2real.clone import CloneError, check_clone
+    from sim2real.custom_files import DEFAULT_METADATA, CustomFilesError, Hyperparameters, load_custom_files
+    from sim2real.distributed import ClusterError
+    from sim2real.imitation import save_checkpoint
+    from sim2real.network import CONSOLE_SPEC
+    from sim2real.plots import reward_curve
+    from sim2real.ppo import DEFAULT_REWARD, PPOConfig, probe_reward, train_ppo
+    from sim2real.reward import RewardFunctionError
+    from sim2real.runlog import RunLog
+
+    if args.custom_files is not None and args.reward_function is not None:
+        return fail("train", "pass --custom-files or --reward-function, not both (the folder holds its reward_function.py)")
+    if args.max_speed is not None:
+        return fail("train", "--max-speed is dagger's: ppo drives at the action space's speeds, as the AWS simulator")
+    if args.minutes is not None and not args.minutes > 0:
+        return fail("train", f"--minutes must be positive, got {args.minutes:g}")
+    if args.timesteps is not None and args.timesteps < 1:
+        return fail("train", f"--timesteps must be at least 1, got {args.timesteps}")
+    if args.cars < 1 or args.eval_episodes < 0 or args.threads < 1:
+        return fail("train", "--cars and --threads must be at least 1, --eval-episodes at least 0")
+    try:
+        if args.custom_files is not None:
+            files = load_custom_files(args.custom_files)
+            reward_file, metadata, hyper = files.reward_file, files.metadata, files.hyperparameters
+        else:
+            reward_file, metadata, hyper = args.reward_function or DEFAULT_REWARD, DEFAULT_METADATA, Hyperparameters()
+        cfg = PPOConfig(reward_file=str(reward_file), metadata=metadata, hyperparameters=hyper.to_json(), tracks=tracks,
+                        minutes=args.minutes, timesteps=args.timesteps, seed=args.seed, cars=args.cars,
+                        eval_episodes=args.eval_episodes, threads=args.threads, clone=args.clone, **options)
+        probe_reward(cfg)
+        if cfg.clone:
+            check_clone(cfg.clone, cfg.meta)
+    except (CustomFilesError, RewardFunctionError, CloneError) as exc:
+        return fail("train", str(exc))
+    out = args.out
+    curve = out / "training_curve.png"
+
+    def on_iteration(row: dict, result) -> None:
+        history = result.history
+        if row["best"]:
+            save_checkpoint(out / "policy.pt", result.best, CONSOLE_SPEC, cfg.metadata, cfg, history, trainer="ppo")
+        save_checkpoint(out / "last.pt", result.last, CONSOLE_SPEC, cfg.metadata, cfg, history, trainer="ppo")
+        reward_curve(history, curve)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+
+    try:
+        with workers(args) as on_workers:
+            out.mkdir(parents=True, exist_ok=True)
+            run = RunLog(out)
+            run.start(cfg.metadata, cfg.hyperparameters, Path(cfg.reward_file))
+            cars = None
+            if on_workers:
+                from sim2real.distributed import WorkerCars
+
+                cars = WorkerCars(cfg, args.workers)
+            result = train_ppo(cfg, run, show_progress=True, cars=cars, on_iteration=on_iteration)
+    except ClusterError as exc:
+        return fail("train", str(exc))
+    except RewardFunctionError as exc:  # it passed the first step, then failed: the run stops, located
+        return fail("train", str(exc), 1)
+    if not result.history:
+        return fail("train", "stopped before the first iteration ended: give it more --minutes or --timesteps", 1)
+    summary = {"checkpoint": str(out / "policy.pt"), "last_checkpoint": str(out / "last.pt"),
+               "training_curve": str(curve), "logs": str(out), "stopped_by": result.stopped_by,
+               "history": result.history}
+    return _finish(args, name, summary)
+
+
+def _finish(args: argparse.Namespace, name: str, summary: dict) -> int:
+    """Export the checkpoint (unless --no-export) and say what was written."""
+    checkpoint = Path(summary["checkpoint"])
     if not args.no_export:
-        export = _export(checkpoint, args.out / "bundle", args.out / f"{name}.tar.gz", 1000)
-        summary.update(export)
+        summary.update(_export(checkpoint, args.out / "bundle", args.out / f"{name}.tar.gz", 1000))
     if args.json:
         print(json.dumps(summary))
     elif args.no_export:

@@ -26,8 +26,10 @@ AWS_OFF_TRACK_M = 0.15
 
 
 def is_aws_export(bundle: Bundle) -> bool:
-    """A frozen TensorFlow graph, or a bundle converted from one: a model trained in the AWS simulator."""
-    return bundle.kind == "tensorflow" or bundle.info.get("source_kind") == "tensorflow"
+    """A model trained under the AWS simulator's rules: a frozen TensorFlow graph, a bundle converted
+    from one, or racer's console PPO (`sim2real.ppo`, which trains under these rules)."""
+    return (bundle.kind == "tensorflow" or bundle.info.get("source_kind") == "tensorflow"
+            or bundle.info.get("trainer") == "ppo")
 
 
 class ActionSpeedActuator(SimActuator):
