@@ -76,18 +76,24 @@ def sim_graph(sim: Simulator, model: PolicyModel, params: dict[str, dict[str, An
     return CarGraph(SimClock(sim.time), SimCamera(sim), driver or SimActuator(sim), model, params)
 
 
+def start_autonomous(graph: CarGraph, max_speed: float) -> CarGraph:
+    """`graph` in autonomous mode at `max_speed` (0..1), started as a user would start it through control;
+    ValueError with control's reason when it refuses."""
+    for request in (("set_max_speed", max_speed), ("set_mode", "autonomous"), ("start",)):
+        answer = graph.control.request(*request)
+        if answer != "ok":
+            raise ValueError(answer)
+    return graph
+
+
 def run_laps(sim: Simulator, model: PolicyModel, laps: int = 1, max_speed: float = 0.5,
              params: dict[str, dict[str, Any]] | None = None, lap_timeout_s: float = 120.0,
              on_lap: Callable[[int, LapResult], None] | None = None, driver: Driver | None = None) -> DriveResult:
     """Autonomous laps from the simulator's current pose, as fast as the CPU allows; stops at `laps`
     laps, off-track or timeout. `driver` replaces the simulator's actuator (see `sim.rules`).
     ValueError when control refuses `max_speed`."""
-    graph = sim_graph(sim, model, params, driver)
+    graph = start_autonomous(sim_graph(sim, model, params, driver), max_speed)
     clock = graph.clock
-    for request in (("set_max_speed", max_speed), ("set_mode", "autonomous"), ("start",)):
-        answer = graph.control.request(*request)
-        if answer != "ok":
-            raise ValueError(answer)
     result = DriveResult(sim.track.name)
     counter = LapCounter(result, sim.time, lap_timeout_s)
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from car.policy.bundle import load_bundle
 from car.policy.inference import Policy
-from sim2real.drive import sim_stack
+from sim2real.drive import sim_graph, start_autonomous
 from sim2real.sim.rules import aws_rules, is_aws_export
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator
@@ -61,15 +61,12 @@ def run_trials(bundle_path: str | Path, track: str, trials: int = 3, max_speed: 
 
 def _trial(sim: Simulator, model: Any, driver: Any, number: int, max_speed: float, penalty_s: float,
            timeout_s: float) -> Trial:
-    stack = sim_stack(sim, model, driver=driver)
-    clock = stack.clock
-    stack.control.core.set_max_speed(max_speed)
-    stack.control.command(stack.control.core.set_mode, "autonomous")
-    stack.control.command(stack.control.core.start)
+    graph = start_autonomous(sim_graph(sim, model, driver=driver), max_speed)
+    clock = graph.clock
     offs = 0
     try:
         while True:
-            stack.frame()
+            graph.frame()
             info = sim.step()
             clock.set(info.time)
             if info.lap_completed:
@@ -80,7 +77,7 @@ def _trial(sim: Simulator, model: Any, driver: Any, number: int, max_speed: floa
                 offs += 1
                 sim.place(int(sim.track.project(info.x, info.y)[0]))
     finally:
-        stack.close()
+        graph.close()
 
 
 def summary(trials: list[Trial]) -> dict[str, Any]:

@@ -64,9 +64,6 @@ def test_an_unrelated_missing_module_is_not_blamed_on_the_extras(tmp_path):
     (["--camera", "bag:recording", "--transport", "dds"],
      "racer car: replaying a recording without an actuator runs with --transport local (the default); "
      "with a car's --actuator it runs on dds and ros too"),
-    (["--sim", "reinvent_base", "--transport", "dds", "--console", "127.0.0.1:8080"],
-     "racer car: --console runs with --transport local (the default) for now: leave it out (or pass --console off) "
-     "with --transport dds"),
     (["--autostart", "--camera", "v4l2:/dev/video0", "--actuator", "pwm-sysfs"],
      "racer car: --autostart needs --sim: a real car starts only on a user action"),
     (["--sim-rate", "4", "--camera", "v4l2:/dev/video0", "--actuator", "pwm-sysfs"],

@@ -46,4 +46,4 @@ def test_calibrate_help_shows_both_calibrations_and_neither_is_required():
 def test_train_help_names_both_algorithms():
     proc = subprocess.run([*RACER, "train", "--help"], capture_output=True, text=True, timeout=60)
     text = " ".join(proc.stdout.split())
-    assert "by DAgger from the privileged" in text and "--algo ppo by reinforcement learning" in text
+    assert "dagger (default): imitation of the privileged" in text and "ppo: reinforcement learning" in text

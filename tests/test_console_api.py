@@ -21,6 +21,7 @@ from car.policy.metadata import parse_metadata
 from car.policy.preprocess import PreprocessSpec
 from car.graph.stack import CarGraph
 from car.policy.core import PolicyModel
+from dds_support import wait_for
 
 
 car = car_fixture("api")
@@ -86,7 +87,9 @@ def test_manual_drive_follows_the_deepracer_sign_convention(api, car):
     answer = api.request("POST", "/api/manual_drive", {"angle": 0.5, "throttle": -1.0, "max_speed": 0.8})
     assert answer.body == {"success": True}
     assert any(s == pytest.approx(-0.5) and t == pytest.approx(0.8) for when, s, t in car.driver.log if when > before)
-    status = api.request("GET", "/api/status").body
+    # /api/status is control's newest diagnostics, published once the teleop command has moved the outputs
+    status = wait_for(lambda: (body := api.request("GET", "/api/status").body)["driven_by"] and body, 2.0,
+                      "control's status to name teleop")
     assert (status["mode"], status["running"], status["driven_by"]) == ("manual", False, "teleop")
     assert status["latency_ms"] is None  # no policy in the loop
     assert refused(api.request("POST", "/api/manual_drive", {"angle": 2, "throttle": 0, "max_speed": 0.5}), 400,
