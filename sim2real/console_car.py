@@ -1,6 +1,6 @@
 """One car under the AWS simulator's training rules, for PPO on a user's reward function.
 
-The rules are the AWS simulator's (../shared/TRAINING.md, ../shared/DEEPRACER_SIM.md): the action's
+The rules are the AWS simulator's (docs/training.md, docs/simulator.md): the action's
 steering angle is the wheels' angle and its speed the wheels' target speed (no max-speed setting in
 the simulator); an episode ends when the car leaves the track (`sim.rules.AWS_OFF_TRACK_M`), completes
 its lap, or reaches `max_steps` (the simulator's cap is 10,000); the reward function gets the full

@@ -1,7 +1,7 @@
 """A DeepRacer-for-Cloud `custom_files/` folder, read unchanged: `reward_function.py`,
 `model_metadata.json` and `hyperparameters.json`, checked against the AWS console's limits.
 
-The limits and defaults are the console's (../shared/TRAINING.md, from DRoA's console code and the
+The limits and defaults are the console's (docs/training.md, from DRoA's console code and the
 DRfC defaults): discrete 2-30 actions, speed 0.1-4 m/s, steering -30..30 deg; continuous speed
 within 0.5-4 m/s; batch size 32/64/128/256/512, 3-10 epochs, learning rate 1e-8..1e-3, entropy
 0..1, discount 0..1, loss huber or mean squared error, 5-100 episodes between policy updates.

@@ -33,7 +33,7 @@ class DrivingNet(nn.Module):
         return self.head(self.features(x))
 
 
-# The AWS simulator's camera embedders (simapp `custom_architectures`, facts in ../shared/TRAINING.md):
+# The AWS simulator's camera embedders (simapp `custom_architectures`, facts in docs/training.md):
 # (filters, kernel, stride) per convolution, valid padding, the activation, and the dense layers
 # after them; both feed the 512-unit dense middleware.
 CONSOLE_NETWORKS: dict[str, tuple[tuple[tuple[int, int, int], ...], type[nn.Module], tuple[int, ...]]] = {

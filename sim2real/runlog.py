@@ -7,7 +7,7 @@
     RUN/ip/hyperparameters.json             the console hyperparameters used
     RUN/reward_function.py                  the reward function trained on
 
-Formats from ../shared/TRAINING.md (the simtrace header is exact; `pause_duration` is 0: nothing
+Formats as docs/training.md gives them (the simtrace header is exact; `pause_duration` is 0: nothing
 pauses here). Files are written whole and renamed into place, so a reader never sees half a file.
 """
 from __future__ import annotations

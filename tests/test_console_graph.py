@@ -30,7 +30,7 @@ from tests.dds_support import Monitor, driving_model, free_port, loopback_domain
 
 pytestmark = pytest.mark.timeout(300)
 PASSWORD = "graph-console-pass"
-KILL_BUDGET_S = 0.25  # DESIGN.md Safety: a lost console puts the car at neutral within 250 ms
+KILL_BUDGET_S = 0.25  # the safety rules (README): a lost console puts the car at neutral within 250 ms
 GENEROUS_S = 1.0  # the e-stop's 50 ms and the deadman's 250 ms are measured by racer bench, not asserted here
 
 

@@ -20,7 +20,7 @@ from sim2real.ppo import PPOConfig, train_ppo
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator
 
-# The keys the AWS simulator passes (../shared/TRAINING.md, simapp's RewardParam).
+# The keys the AWS simulator passes (docs/training.md, simapp's RewardParam).
 PARAMS_KEYS = {"all_wheels_on_track", "x", "y", "heading", "distance_from_center", "projection_distance", "progress",
                "steps", "speed", "steering_angle", "track_width", "track_length", "waypoints", "closest_waypoints",
                "is_left_of_center", "is_reversed", "closest_objects", "objects_location", "objects_left_of_center",

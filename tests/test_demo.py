@@ -164,9 +164,15 @@ def live_demo(*args: str) -> tuple[subprocess.Popen, queue.Queue]:
 
 
 def interrupt(proc: subprocess.Popen) -> str:
-    """Ctrl-C, and the process's stdout once it ended."""
+    """Ctrl-C, and the process's stdout once it ended (stderr stays with live_demo's reader: communicate()
+    would race it for the last lines)."""
     proc.send_signal(signal.SIGINT)
-    return proc.communicate(timeout=60)[0]
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    return out[0] if out else ""
 
 
 def test_live_demo_keeps_the_console_up_after_the_laps_until_ctrl_c(tmp_path):

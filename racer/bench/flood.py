@@ -62,7 +62,7 @@ def _drive(ws: Any, seconds: float) -> float:
     return last
 
 
-def _drive_again(ws: Any, driving: Callable[[], bool], tries: int = 5) -> None:
+def _drive_again(ws: Any, driving: Callable[[], bool], tries: int = 10) -> None:
     """Re-arm and drive until the outputs move: on a loaded machine a latch for the silence just
     measured (the console's deadman, control's own timeout) can land after the first re-arm, and
     across processes the first commands can go out before discovery matched the console to control."""
