@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +103,7 @@ def run(args: argparse.Namespace) -> int:
     raise_open_file_limit()  # before any node starts: the graph's processes inherit it
     if args.transport != "local":
         return _run_graph(args)
-    stop = threading.Event()  # a signal during start-up must still end at neutral
-    signals = StopSignals(stop)
+    signals = StopSignals()  # a signal during start-up must still end at neutral
     signals.install()
     try:
         params = load_params(args.config)
