@@ -14,6 +14,8 @@ POLICY_TOPIC = "/policy/drive"
 TELEOP_TOPIC = "/teleop/drive"
 DRIVE_TOPIC = "/drive"
 DIAGNOSTICS_TOPIC = "/diagnostics"
+POLICY_INPUT_TOPIC = "/policy/input"  # the model's input tensor as an image (car.policy.introspect)
+POLICY_OUTPUT_TOPIC = "/policy/output"  # the model's output vector as it gives it (car.policy.introspect)
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,13 @@ class Header:
     frame_id: str = ""
 
 
+IMAGE_ENCODINGS = {"bgr8": (np.dtype(np.uint8), 3), "32FC1": (np.dtype(np.float32), 1)}
+
+
 @dataclass(frozen=True)
 class Image:
-    """sensor_msgs/Image; `data` is the HxWx3 bgr8 array (row step = width * 3)."""
+    """sensor_msgs/Image; `data` is the HxWx3 uint8 array for bgr8 (the camera), HxW float32 for 32FC1
+    (the model's input); row step = width * pixel bytes (encodings: ROS sensor_msgs/image_encodings.hpp)."""
 
     header: Header
     data: np.ndarray
@@ -54,7 +60,8 @@ class Image:
 
     @property
     def step(self) -> int:
-        return self.width * 3
+        dtype, channels = IMAGE_ENCODINGS[self.encoding]
+        return self.width * channels * dtype.itemsize
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,60 @@ class DiagnosticStatus:
 class DiagnosticArray:
     header: Header = Header()
     status: tuple[DiagnosticStatus, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class MultiArrayDimension:
+    """std_msgs/MultiArrayDimension: an axis of a multi-array (`label`, `size` elements, `stride`)."""
+
+    label: str
+    size: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class Float32MultiArray:
+    """std_msgs/Float32MultiArray (its MultiArrayLayout's `dim` and `data_offset` flattened in)."""
+
+    dim: tuple[MultiArrayDimension, ...]
+    data: tuple[float, ...]
+    data_offset: int = 0
+
+
+@dataclass(frozen=True)
+class Point:
+    """geometry_msgs/Point (float64 on the wire) or Point32 (float32), in metres."""
+
+    x: float = 0.0
+    y: float = 0.0
+    z: float = 0.0
+
+
+@dataclass(frozen=True)
+class Quaternion:
+    """geometry_msgs/Quaternion (x, y, z, w); the identity by default."""
+
+    x: float = 0.0
+    y: float = 0.0
+    z: float = 0.0
+    w: float = 1.0
+
+
+@dataclass(frozen=True)
+class PoseStamped:
+    """geometry_msgs/PoseStamped: `position` and `orientation` in the frame `header.frame_id`."""
+
+    header: Header
+    position: Point
+    orientation: Quaternion = Quaternion()
+
+
+@dataclass(frozen=True)
+class PolygonStamped:
+    """geometry_msgs/PolygonStamped: `points` (Point32) in the frame `header.frame_id`."""
+
+    header: Header
+    points: tuple[Point, ...]
 
 
 def drive_msg(stamp: Time, steering_angle: float, speed: float, frame_id: str = "base_link") -> AckermannDriveStamped:

@@ -6,8 +6,9 @@ launch/params/car.yaml (the file `racer car` reads too), respawned by launch whe
 `racer car` supervisor would. Arguments: `params:=FILE`, `model:=BUNDLE`, `sim:=TRACK` (simulator
 instead of hardware: sim world node, use_sim_time, sim camera and actuator), `autostart:=true`
 (simulator only), `record:=DIR` (rosbag2 MCAP recorder), `console:=HOST:PORT` (the device console node,
-by default on every interface at 443, HTTPS; `console:=off` leaves it out), `state_dir:=DIR` (the
-console's models, password and certificate, and the calibration the actuator applies).
+by default on every interface at 443, HTTPS; `console:=off` leaves it out), `foxglove:=HOST:PORT` (the
+live Foxglove view node, off by default; beyond loopback it needs the console's API tokens), `state_dir:=DIR`
+(the console's models, password, certificate and API tokens, and the calibration the actuator applies).
 """
 from pathlib import Path
 
@@ -24,6 +25,8 @@ ARGUMENTS = {
     "autostart": ("false", "start in autonomous mode (only with sim)"),
     "record": ("", "record a rosbag2 (MCAP) into this directory"),
     "console": ("0.0.0.0:443", "serve the device console on HOST:PORT (HTTPS unless loopback); off: no console"),
+    "foxglove": ("off", "serve the live Foxglove view on HOST:PORT (e.g. 127.0.0.1:8765; beyond loopback only "
+                        "with the console's API tokens); off: no view"),
     "state_dir": ("", "the car's state dir (models, password, calibration); empty: the default one"),
 }
 RESPAWN_DELAY_S = 0.5
@@ -57,6 +60,8 @@ def graph_nodes(context) -> list[Node]:
         nodes.append(_node("recorder", params, sim, "--record", value["record"]))
     if value["console"].lower() not in ("", "off", "false"):
         nodes.append(_node("console", params, sim, "--console", value["console"], *model, *state_dir))
+    if value["foxglove"].lower() not in ("", "off", "false"):
+        nodes.append(_node("foxglove", params, sim, "--foxglove", value["foxglove"], *state_dir))
     return nodes
 
 

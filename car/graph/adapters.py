@@ -5,11 +5,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from car.clock import Clock
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC, ERROR,
-                          AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Header, Image, Time)
+from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_INPUT_TOPIC, POLICY_OUTPUT_TOPIC,
+                          POLICY_TOPIC, TELEOP_TOPIC, ERROR, AckermannDriveStamped, DiagnosticArray, DiagnosticStatus,
+                          Header, Image, Time)
 from car.actuators.core import ActuatorCore
 from car.control.core import ControlCore
 from car.policy.core import PolicyCore
+from car.policy.introspect import input_image, output_array
 
 
 class Bus(Protocol):
@@ -46,9 +48,13 @@ class CameraNode:
 
 
 class PolicyNode:
+    """/policy/drive for each frame, then what the model saw and answered (/policy/input, /policy/output)."""
+
     def __init__(self, bus: Bus, clock: Clock, core: PolicyCore):
         self.core, self.clock = core, clock
         self._publish = bus.publisher(POLICY_TOPIC)
+        self._input = bus.publisher(POLICY_INPUT_TOPIC)
+        self._output = bus.publisher(POLICY_OUTPUT_TOPIC)
         self._diag = _diagnostics(bus, clock)
         bus.subscribe(CAMERA_TOPIC, self._on_image)
 
@@ -56,6 +62,9 @@ class PolicyNode:
         result = self.core.on_image(msg)
         if result.drive is not None:
             self._publish(result.drive)
+            self._input(Image(Header(msg.header.stamp, "model_input"),
+                              input_image(result.tensor, self.core.preprocessor.spec.layout), "32FC1"))
+            self._output(output_array(result.output, self.core.decoder.metadata.discrete))
         else:
             self._diag(self.core.diagnostics())
 

@@ -31,6 +31,8 @@ class PolicyResult:
     decoded: Decoded | None
     error: str | None
     infer_ms: float
+    tensor: np.ndarray | None = None  # the model's input as fed to it
+    output: np.ndarray | None = None  # the model's output as it gave it
 
 
 class PolicyCore:
@@ -75,7 +77,8 @@ class PolicyCore:
             tensor = self.preprocessor(msg.data)
             if self.shift is not None:
                 self.domain_shift = self.shift.score(tensor)
-            decoded = self.decoder(self.infer(tensor))
+            output = self.infer(tensor)
+            decoded = self.decoder(output)
         except Exception as exc:  # any policy failure must become a neutral car, never a crash
             self.errors += 1
             self.last = PolicyResult(None, None, f"{type(exc).__name__}: {exc}", (time.perf_counter() - t0) * 1e3)
@@ -84,7 +87,7 @@ class PolicyCore:
         drive = AckermannDrive(steering_angle=decoded.steering * self.max_steering_rad,
                                speed=decoded.throttle * self.max_speed_mps)
         self.last = PolicyResult(AckermannDriveStamped(Header(msg.header.stamp, "base_link"), drive), decoded, None,
-                                 (time.perf_counter() - t0) * 1e3)
+                                 (time.perf_counter() - t0) * 1e3, tensor, output)
         return self.last
 
     def diagnostics(self) -> DiagnosticStatus:

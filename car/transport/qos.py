@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC
+from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_INPUT_TOPIC, POLICY_OUTPUT_TOPIC,
+                          POLICY_TOPIC, TELEOP_TOPIC)
 from car.transport.wire import (CALIBRATION_TOPIC, CLOCK_TOPIC, COMMAND_TOPIC, MODEL_TOPIC, SIM_CAMERA_TOPIC,
-                                SIM_SERVO_TOPIC)
+                                SIM_POSE_TOPIC, SIM_SERVO_TOPIC, SIM_TRACK_TOPICS)
 
 
 @dataclass(frozen=True)
@@ -33,4 +34,9 @@ TOPIC_QOS: dict[str, TopicQos] = {
     COMMAND_TOPIC: TopicQos(reliable=True, depth=10),  # commands are not dropped for newer ones
     CALIBRATION_TOPIC: COMMAND,
     MODEL_TOPIC: TopicQos(reliable=True, depth=10),
+    # what a visualiser shows: the newest sample is all it wants, and none may hold up its writer
+    POLICY_INPUT_TOPIC: SENSOR,
+    POLICY_OUTPUT_TOPIC: SENSOR,
+    SIM_POSE_TOPIC: SENSOR,
+    **{topic: SENSOR for topic in SIM_TRACK_TOPICS.values()},
 }

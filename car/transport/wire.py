@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 from cyclonedds.idl import IdlStruct
-from cyclonedds.idl.types import float32, int32, sequence, uint8, uint32
+from cyclonedds.idl.types import float32, float64, int32, sequence, uint8, uint32
 
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC, AckermannDrive,
-                          AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Header, Image, KeyValue, Time)
+from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, IMAGE_ENCODINGS, POLICY_INPUT_TOPIC,
+                          POLICY_OUTPUT_TOPIC, POLICY_TOPIC, TELEOP_TOPIC, AckermannDrive, AckermannDriveStamped,
+                          DiagnosticArray, DiagnosticStatus, Float32MultiArray, Header, Image, KeyValue,
+                          MultiArrayDimension, Point, PolygonStamped, PoseStamped, Quaternion, Time)
 
 CLOCK_TOPIC = "/clock"
 COMMAND_TOPIC = "/control/command"
@@ -24,6 +26,12 @@ CALIBRATION_TOPIC = "/actuator/calibration"  # control -> actuator: the calibrat
 MODEL_TOPIC = "/policy/load"  # any node -> policy: load a bundle directory (JSON), answered on /diagnostics
 SIM_CAMERA_TOPIC = "/sim/camera/image_raw"
 SIM_SERVO_TOPIC = "/sim/servo"
+# The simulated car's ground truth and the track it drives on, in the track's frame (SIM_FRAME, metres): what
+# a visualiser draws (a real car has neither). Borders and centre line as polygons, re-sent every second.
+SIM_POSE_TOPIC = "/sim/pose"
+SIM_TRACK_TOPICS = {"center_line": "/sim/track/center_line", "inner_border": "/sim/track/inner_border",
+                    "outer_border": "/sim/track/outer_border"}
+SIM_FRAME = "map"
 
 CDR_LE, CDR_BE = b"\x00\x01", b"\x00\x00"
 
@@ -113,6 +121,70 @@ class DiagnosticArrayMsg(IdlStruct, typename=dds_type_name("diagnostic_msgs/msg/
 
 
 @dataclass
+class MultiArrayDimensionMsg(IdlStruct, typename=dds_type_name("std_msgs/msg/MultiArrayDimension")):
+    label: str
+    size: uint32
+    stride: uint32
+
+
+@dataclass
+class MultiArrayLayoutMsg(IdlStruct, typename=dds_type_name("std_msgs/msg/MultiArrayLayout")):
+    dim: sequence[MultiArrayDimensionMsg]
+    data_offset: uint32
+
+
+@dataclass
+class Float32MultiArrayMsg(IdlStruct, typename=dds_type_name("std_msgs/msg/Float32MultiArray")):
+    layout: MultiArrayLayoutMsg
+    data: sequence[float32]
+
+
+@dataclass
+class PointMsg(IdlStruct, typename=dds_type_name("geometry_msgs/msg/Point")):
+    x: float64
+    y: float64
+    z: float64
+
+
+@dataclass
+class QuaternionMsg(IdlStruct, typename=dds_type_name("geometry_msgs/msg/Quaternion")):
+    x: float64
+    y: float64
+    z: float64
+    w: float64
+
+
+@dataclass
+class PoseMsg(IdlStruct, typename=dds_type_name("geometry_msgs/msg/Pose")):
+    position: PointMsg
+    orientation: QuaternionMsg
+
+
+@dataclass
+class PoseStampedMsg(IdlStruct, typename=dds_type_name("geometry_msgs/msg/PoseStamped")):
+    header: HeaderMsg
+    pose: PoseMsg
+
+
+@dataclass
+class Point32Msg(IdlStruct, typename=dds_type_name("geometry_msgs/msg/Point32")):
+    x: float32
+    y: float32
+    z: float32
+
+
+@dataclass
+class PolygonMsg(IdlStruct, typename=dds_type_name("geometry_msgs/msg/Polygon")):
+    points: sequence[Point32Msg]
+
+
+@dataclass
+class PolygonStampedMsg(IdlStruct, typename=dds_type_name("geometry_msgs/msg/PolygonStamped")):
+    header: HeaderMsg
+    polygon: PolygonMsg
+
+
+@dataclass
 class ClockMsg(IdlStruct, typename=dds_type_name("rosgraph_msgs/msg/Clock")):
     clock: TimeMsg
 
@@ -187,19 +259,27 @@ class _CdrReader:
         return raw[:-1].decode()
 
 
+def _image_shape(encoding: str, height: int, width: int) -> tuple[np.dtype, tuple[int, ...]]:
+    dtype, channels = IMAGE_ENCODINGS[encoding]
+    return dtype, (height, width, channels) if channels > 1 else (height, width)
+
+
 def _encode_image(msg: Image) -> bytes:
-    """sensor_msgs/Image without the per-element IDL machinery: the pixels are copied once, as bytes."""
+    """sensor_msgs/Image without the per-element IDL machinery: the pixels are copied once, as bytes
+    (little endian, is_bigendian 0)."""
     data = msg.data
-    if msg.encoding != "bgr8" or data.dtype != np.uint8 or data.ndim != 3 or data.shape[2] != 3:
-        raise WireError(f"image must be bgr8 uint8 HxWx3, got {msg.encoding} {data.dtype} {data.shape}")
+    if msg.encoding not in IMAGE_ENCODINGS or data.ndim < 2 or (data.dtype, data.shape) != _image_shape(
+            msg.encoding, *data.shape[:2]):
+        raise WireError(f"image must be bgr8 uint8 HxWx3 or 32FC1 float32 HxW, got {msg.encoding} {data.dtype} "
+                        f"{data.shape}")
     w = _CdrWriter()
     w.pack("iI", msg.header.stamp.sec, msg.header.stamp.nanosec)
     w.string(msg.header.frame_id)
     w.pack("II", msg.height, msg.width)
     w.string(msg.encoding)
     w.pack("B", 0)
-    w.pack("II", msg.step, data.size)
-    w.out += np.ascontiguousarray(data).data
+    w.pack("II", msg.step, data.nbytes)
+    w.out += np.ascontiguousarray(data, data.dtype.newbyteorder("<")).data
     return bytes(w.out)
 
 
@@ -209,13 +289,15 @@ def _decode_image(data: bytes) -> Image:
     frame_id = r.string()
     height, width = r.unpack("II")
     encoding = r.string()
-    r.unpack("B")
+    (big_endian,) = r.unpack("B")
     step, size = r.unpack("II")
-    if encoding != "bgr8":
-        raise WireError(f"image encoding {encoding!r} is not supported; the car uses bgr8")
-    if step != width * 3 or size != step * height:
+    if encoding not in IMAGE_ENCODINGS:
+        raise WireError(f"image encoding {encoding!r} is not supported; the car uses {' and '.join(IMAGE_ENCODINGS)}")
+    dtype, shape = _image_shape(encoding, height, width)
+    if step != width * int(np.prod(shape[2:])) * dtype.itemsize or size != step * height:
         raise WireError(f"image {width}x{height} step {step} does not match {size} data bytes")
-    pixels = np.frombuffer(r.take(size), np.uint8).reshape(height, width, 3)
+    dtype = dtype.newbyteorder(">" if big_endian else "<")
+    pixels = np.frombuffer(r.take(size), dtype).reshape(shape)
     return Image(Header(Time(sec, nanosec), frame_id), pixels, encoding)
 
 
@@ -241,6 +323,34 @@ def _plain_diagnostics(msg: DiagnosticArrayMsg) -> DiagnosticArray:
     return DiagnosticArray(_plain_header(msg.header), tuple(
         DiagnosticStatus(s.level, s.name, s.message, s.hardware_id, tuple(KeyValue(kv.key, kv.value) for kv in s.values))
         for s in msg.status))
+
+
+def _multiarray(msg: Float32MultiArray) -> Float32MultiArrayMsg:
+    return Float32MultiArrayMsg(MultiArrayLayoutMsg([MultiArrayDimensionMsg(d.label, d.size, d.stride) for d in msg.dim],
+                                                    msg.data_offset), list(msg.data))
+
+
+def _plain_multiarray(msg: Float32MultiArrayMsg) -> Float32MultiArray:
+    return Float32MultiArray(tuple(MultiArrayDimension(d.label, d.size, d.stride) for d in msg.layout.dim),
+                             tuple(msg.data), msg.layout.data_offset)
+
+
+def _pose(msg: PoseStamped) -> PoseStampedMsg:
+    p, q = msg.position, msg.orientation
+    return PoseStampedMsg(_header(msg.header), PoseMsg(PointMsg(p.x, p.y, p.z), QuaternionMsg(q.x, q.y, q.z, q.w)))
+
+
+def _plain_pose(msg: PoseStampedMsg) -> PoseStamped:
+    p, q = msg.pose.position, msg.pose.orientation
+    return PoseStamped(_plain_header(msg.header), Point(p.x, p.y, p.z), Quaternion(q.x, q.y, q.z, q.w))
+
+
+def _polygon(msg: PolygonStamped) -> PolygonStampedMsg:
+    return PolygonStampedMsg(_header(msg.header), PolygonMsg([Point32Msg(p.x, p.y, p.z) for p in msg.points]))
+
+
+def _plain_polygon(msg: PolygonStampedMsg) -> PolygonStamped:
+    return PolygonStamped(_plain_header(msg.header), tuple(Point(p.x, p.y, p.z) for p in msg.polygon.points))
 
 
 @dataclass(frozen=True)
@@ -283,6 +393,9 @@ CLOCK = _idl_type("rosgraph_msgs/msg/Clock", ClockMsg, lambda t: ClockMsg(_time(
 STRING = _idl_type("std_msgs/msg/String", StringMsg, StringMsg, lambda m: m.data)
 SERVO = _idl_type("deepracer_interfaces_pkg/msg/ServoCtrlMsg", ServoCtrlMsg, lambda s: ServoCtrlMsg(s.angle, s.throttle),
                   lambda m: ServoCtrl(m.angle, m.throttle))
+MULTIARRAY = _idl_type("std_msgs/msg/Float32MultiArray", Float32MultiArrayMsg, _multiarray, _plain_multiarray)
+POSE = _idl_type("geometry_msgs/msg/PoseStamped", PoseStampedMsg, _pose, _plain_pose)
+POLYGON = _idl_type("geometry_msgs/msg/PolygonStamped", PolygonStampedMsg, _polygon, _plain_polygon)
 
 TOPIC_TYPES: dict[str, WireType] = {
     CAMERA_TOPIC: IMAGE,
@@ -296,6 +409,10 @@ TOPIC_TYPES: dict[str, WireType] = {
     MODEL_TOPIC: STRING,
     SIM_CAMERA_TOPIC: IMAGE,
     SIM_SERVO_TOPIC: SERVO,
+    POLICY_INPUT_TOPIC: IMAGE,
+    POLICY_OUTPUT_TOPIC: MULTIARRAY,
+    SIM_POSE_TOPIC: POSE,
+    **{topic: POLYGON for topic in SIM_TRACK_TOPICS.values()},
 }
 
 

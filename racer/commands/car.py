@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--console-name", action="append", default=[], metavar="NAME",
                    help="another DNS name the console answers to (besides its addresses and HOSTNAME[.local]); "
                         "repeatable")
+    p.add_argument("--foxglove", metavar="HOST:PORT",
+                   help="serve the live Foxglove view (camera, model input and output, commands, status, the "
+                        "simulator's 3D scene) on HOST:PORT, e.g. 127.0.0.1:8765; beyond loopback only with the "
+                        "console's API tokens (needs the foxglove extra)")
     p.add_argument("--state-dir", type=Path,
                    help="models, calibration (wins over --calibration), password, certificate")
     p.add_argument("--record", type=Path, metavar="DIR", help="record a rosbag2 (MCAP) of the drive into DIR")
@@ -119,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
             server = start_car_console(args, params, car.bus, car.graph.clock, bundle.name, calibration,
                                        model_path=bundle.source)
             car.closers.insert(0, server.stop)
+        if args.foxglove:
+            from racer.processes.foxglove import start_car_foxglove
+            car.closers.insert(0, start_car_foxglove(args.foxglove, args.state_dir, car.bus).close)
     except (ValueError, OSError, RuntimeError) as exc:
         car.stop()  # the camera thread and the actuator's process end (at neutral) before this one does
         return fail("car", str(exc))

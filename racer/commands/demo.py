@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--console", default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="serve the device console while driving in real time (default: %(default)s; "
                         "'off' to disable)")
+    p.add_argument("--foxglove", metavar="HOST:PORT",
+                   help="in real time: serve the live Foxglove view of the car and the track on HOST:PORT, e.g. "
+                        "127.0.0.1:8765 (open it with docs/foxglove/racer.layout.json)")
     p.add_argument("--state-dir", type=Path, help="console state (password, uploaded models); "
                                                   "default: the console's own state dir")
     p.add_argument("--transport", choices=("local", "dds", "ros"), default="local",
@@ -55,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         return fail("demo", "--headless steps the car's nodes by hand in one process: leave out --transport")
     if not 0.0 < args.max_speed <= 1.0:
         return fail("demo", "--max-speed must be in (0, 1]")
+    if args.headless and args.foxglove:
+        return fail("demo", "--headless drives faster than real time, with nothing to watch: leave out --foxglove")
     try:
         track = Track.load(args.track)
         bundle = load_bundle(args.model)
@@ -224,6 +229,14 @@ def _run_local(args: argparse.Namespace, params, track, bundle, watch, had_passw
         if started:
             car.stop()
             return started
+    if args.foxglove:
+        from racer.processes.foxglove import start_car_foxglove
+        try:
+            car.closers.insert(0, start_car_foxglove(args.foxglove, args.state_dir, car.bus).close)
+        except (ValueError, OSError) as exc:
+            car.stop()
+            return fail("demo", f"foxglove not started: {exc}")
+        print(f"racer demo: Foxglove view on ws://{args.foxglove}", file=sys.stderr)
     watch(car.bus)
     car.run_until_signal()
     return 0
@@ -237,7 +250,7 @@ def _run_graph(args: argparse.Namespace, params, track, watch, had_password: boo
     graph_args = argparse.Namespace(
         transport=args.transport, config=None, sim=track.name, sim_rate=1.0, camera=None, actuator=None,
         model=args.model, autostart=False, calibration=None, state_dir=args.state_dir, record=None, console=console,
-        console_name=[], duration=None)
+        console_name=[], duration=None, foxglove=args.foxglove)
     if console:
         _password_notice(args, had_password)
     try:

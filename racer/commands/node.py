@@ -14,7 +14,7 @@ from pathlib import Path
 from car.openfiles import raise_open_file_limit
 from racer.commands import fail
 
-NODE_NAMES = ("sim", "camera", "policy", "control", "actuator", "recorder", "console")
+NODE_NAMES = ("sim", "camera", "policy", "control", "actuator", "recorder", "console", "foxglove")
 # The options each node uses (dest: (flag, default)); given to another node they would do nothing, so
 # they are refused.
 NODE_OPTIONS = {
@@ -28,6 +28,7 @@ NODE_OPTIONS = {
     "recorder": {"record": ("--record", None)},
     "console": {"console": ("--console", None), "console_name": ("--console-name", []),
                 "calibration": ("--calibration", None), "state_dir": ("--state-dir", None), "model": ("--model", None)},
+    "foxglove": {"foxglove": ("--foxglove", None), "state_dir": ("--state-dir", None)},
 }
 NODE_ERRORS = (ValueError, OSError, RuntimeError)
 
@@ -47,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", metavar="SPEC", help="camera: source spec (default: camera.source)")
     p.add_argument("--actuator", metavar="SPEC", help="actuator: driver spec (default: actuator.spec)")
     p.add_argument("--calibration", type=Path, help="actuator, control, console: DeepRacer calibration.json")
-    p.add_argument("--state-dir", type=Path, help="actuator, control, console: the car's state dir (models, password; "
+    p.add_argument("--state-dir", type=Path, help="actuator, control, console, foxglove: the car's state dir (models, password; "
                                                   "its calibration.json wins); policy: its models (the load services "
                                                   "on ros)")
     p.add_argument("--model", type=Path, help="policy, console: the start-up model bundle (default: policy.model, "
@@ -56,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                           "else 127.0.0.1:8080)")
     p.add_argument("--console-name", action="append", default=[], metavar="NAME",
                    help="console: another DNS name it answers to; repeatable")
+    p.add_argument("--foxglove", metavar="HOST:PORT", help="foxglove: where to serve the live view (default: "
+                                                           "127.0.0.1:8765; beyond loopback only with the console's "
+                                                           "API tokens in --state-dir)")
     p.add_argument("--autostart", action="store_true", help="control: start in autonomous mode (simulator only)")
     p.add_argument("--record", type=Path, metavar="DIR", help="recorder: directory for the bag")
     p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],

@@ -18,7 +18,7 @@ def open_node_driver(spec: str, args: argparse.Namespace, params: dict[str, dict
 
 
 def build_node(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> list[Any]:
-    """The node `args.name` (camera, policy, control, actuator, recorder or console) on `bus`, built from the
+    """The node `args.name` (camera, policy, control, actuator, recorder, console or foxglove) on `bus`, built from the
     options of `racer node`; returns what to close when it ends. ValueError, OSError or RuntimeError
     (CameraFault, ActuatorFault, BundleError) when it cannot start."""
     from car.graph import multiprocess as node
@@ -62,6 +62,9 @@ def build_node(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus:
         model = model_path(params, args.model)
         args.console = args.console or params.get("console", {}).get("address") or "127.0.0.1:8080"
         return [start_car_console(args, params, bus, clock, bundle_name(model), model_path=model).stop]
+    if args.name == "foxglove":
+        from racer.processes.foxglove import start_car_foxglove
+        return [start_car_foxglove(args.foxglove or "127.0.0.1:8765", args.state_dir, bus).close]
     if args.record is None:
         raise ValueError("the recorder needs --record DIR")
     from car.graph.recorder import BagRecorder

@@ -3,7 +3,9 @@
 Physics steps at PHYSICS_HZ and each step is published on /clock (rosgraph_msgs/Clock), so every
 node's timers and timeouts follow simulated time as ROS nodes do with use_sim_time. Every few steps
 a rendered frame goes out on /sim/camera/image_raw for the camera node; the actuator node's
-commands come back on /sim/servo and act on the body from the next step. `--sim-rate` paces
+commands come back on /sim/servo and act on the body from the next step. With each frame the car's true
+pose goes out on /sim/pose, and every second the track's centre line and borders on /sim/track/*, in the
+track's frame (`map`, metres), for a visualiser. `--sim-rate` paces
 simulated time against the wall clock (2.0 = twice real time); when the machine cannot keep up, simulated
 time slows down rather than skipping, so what the nodes see stays consistent.
 """
@@ -16,8 +18,10 @@ from typing import Any
 
 from car.clock import WallClock
 from car.graph.adapters import Bus
-from car.messages import DIAGNOSTICS_TOPIC, OK, WARN, DiagnosticArray, DiagnosticStatus, Header, Image, KeyValue, Time
-from car.transport.wire import CLOCK_TOPIC, SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
+from car.messages import (DIAGNOSTICS_TOPIC, OK, WARN, DiagnosticArray, DiagnosticStatus, Header, Image, KeyValue,
+                          Point, PolygonStamped, PoseStamped, Quaternion, Time)
+from car.transport.wire import (CLOCK_TOPIC, SIM_CAMERA_TOPIC, SIM_FRAME, SIM_POSE_TOPIC, SIM_SERVO_TOPIC,
+                                SIM_TRACK_TOPICS, ServoCtrl)
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator, StepInfo
 
@@ -39,6 +43,9 @@ class SimWorld:
         self._clock = bus.publisher(CLOCK_TOPIC)
         self._frames = bus.publisher(SIM_CAMERA_TOPIC)
         self._diagnostics = bus.publisher(DIAGNOSTICS_TOPIC)
+        self._pose = bus.publisher(SIM_POSE_TOPIC)
+        lines = {"center_line": track.centre, "inner_border": track.inner, "outer_border": track.outer}
+        self._track = [(bus.publisher(topic), lines[name]) for name, topic in SIM_TRACK_TOPICS.items()]
         self._next_diagnostics = 0.0
         bus.subscribe(SIM_SERVO_TOPIC, self.on_servo)
         self._publish_time_and_frame()
@@ -69,10 +76,17 @@ class SimWorld:
         stamp = Time.from_seconds(self.sim.time)
         self._clock(stamp)
         self._frames(Image(Header(stamp, "camera"), self.sim.render()))
+        info = self.info
+        self._pose(PoseStamped(Header(stamp, SIM_FRAME), Point(info.x, info.y, 0.0),
+                               Quaternion(0.0, 0.0, math.sin(info.yaw / 2), math.cos(info.yaw / 2))))
 
     def publish_diagnostics(self) -> None:
+        """The world's status, and the track's lines with it (a visualiser that joins late gets them within a period)."""
         info = self.info
         self._next_diagnostics = info.time + DIAGNOSTICS_PERIOD_S
+        header = Header(Time.from_seconds(info.time), SIM_FRAME)
+        for publish, points in self._track:
+            publish(PolygonStamped(header, tuple(Point(float(x), float(y)) for x, y in points)))
         self._diagnostics(DiagnosticArray(Header(Time.from_seconds(info.time)), (DiagnosticStatus(
             level=WARN if info.off_track else OK, name="simulator",
             message="off track" if info.off_track else f"lap {info.laps + 1}",
