@@ -11,11 +11,13 @@ import pytest
 
 from car.transport.rosbag import typestore
 from car.clock import WallClock
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC, AckermannDrive,
-                          AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Header, Image, KeyValue, Time)
+from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_INPUT_TOPIC, POLICY_OUTPUT_TOPIC,
+                          POLICY_TOPIC, TELEOP_TOPIC, AckermannDrive, AckermannDriveStamped, DiagnosticArray,
+                          DiagnosticStatus, Float32MultiArray, Header, Image, KeyValue, MultiArrayDimension, Point,
+                          PolygonStamped, PoseStamped, Quaternion, Time)
 from car.transport.dds import DdsBus
-from car.transport.wire import (CLOCK_TOPIC, COMMAND_TOPIC, IMAGE, SIM_CAMERA_TOPIC, SIM_SERVO_TOPIC, ServoCtrl, WireError,
-                      dds_topic_name, dds_type_name, wire_type)
+from car.transport.wire import (CLOCK_TOPIC, COMMAND_TOPIC, IMAGE, SIM_CAMERA_TOPIC, SIM_POSE_TOPIC, SIM_SERVO_TOPIC,
+                                SIM_TRACK_TOPICS, ServoCtrl, WireError, dds_topic_name, dds_type_name, wire_type)
 from tests.dds_support import loopback_domain
 
 STORE = typestore()
@@ -35,6 +37,12 @@ MESSAGES = {
     CLOCK_TOPIC: STAMP,
     COMMAND_TOPIC: '{"command": "start", "id": "7"}',
     SIM_SERVO_TOPIC: ServoCtrl(-0.75, 0.5),
+    # the model's input: float32 pixels, odd width (no alignment to lean on)
+    POLICY_INPUT_TOPIC: Image(Header(STAMP, "model_input"), np.linspace(-1, 255, 5 * 7, dtype=np.float32).reshape(5, 7),
+                              "32FC1"),
+    POLICY_OUTPUT_TOPIC: Float32MultiArray((MultiArrayDimension("action", 3, 3),), (0.125, 0.5, 0.375)),
+    SIM_POSE_TOPIC: PoseStamped(Header(STAMP, "map"), Point(1.25, -3.5, 0.0), Quaternion(0.0, 0.0, 0.6, 0.8)),
+    SIM_TRACK_TOPICS["center_line"]: PolygonStamped(Header(STAMP, "map"), (Point(0.5, 1.5), Point(-2.25, 3.0, 0.0))),
 }
 
 
@@ -47,7 +55,8 @@ def rosbags_message(topic: str, msg):
     ros_type = wire_type(topic).ros_type
     cls = T[ros_type]
     if ros_type == "sensor_msgs/msg/Image":
-        return cls(header(msg.header), msg.height, msg.width, msg.encoding, 0, msg.step, msg.data.reshape(-1))
+        return cls(header(msg.header), msg.height, msg.width, msg.encoding, 0, msg.step,
+                   np.ascontiguousarray(msg.data).view(np.uint8).reshape(-1))
     if ros_type == "ackermann_msgs/msg/AckermannDriveStamped":
         d = msg.drive
         return cls(header(msg.header), T["ackermann_msgs/msg/AckermannDrive"](
@@ -60,6 +69,16 @@ def rosbags_message(topic: str, msg):
         return cls(T["builtin_interfaces/msg/Time"](msg.sec, msg.nanosec))
     if ros_type == "std_msgs/msg/String":
         return cls(msg)
+    if ros_type == "std_msgs/msg/Float32MultiArray":
+        return cls(T["std_msgs/msg/MultiArrayLayout"]([T["std_msgs/msg/MultiArrayDimension"](d.label, d.size, d.stride)
+                                                       for d in msg.dim], msg.data_offset), np.array(msg.data, np.float32))
+    if ros_type == "geometry_msgs/msg/PoseStamped":
+        p, q = msg.position, msg.orientation
+        return cls(header(msg.header), T["geometry_msgs/msg/Pose"](T["geometry_msgs/msg/Point"](p.x, p.y, p.z),
+                                                                   T["geometry_msgs/msg/Quaternion"](q.x, q.y, q.z, q.w)))
+    if ros_type == "geometry_msgs/msg/PolygonStamped":
+        return cls(header(msg.header), T["geometry_msgs/msg/Polygon"](
+            [T["geometry_msgs/msg/Point32"](p.x, p.y, p.z) for p in msg.points]))
     return cls(msg.angle, msg.throttle)
 
 

@@ -34,7 +34,7 @@ class FoxgloveClient:
 
     def __init__(self, url: str, timeout_s: float = 10.0, **connect_options: Any):
         self.ws: ClientConnection = connect(url, subprotocols=list(SUBPROTOCOLS), open_timeout=timeout_s,
-                                            max_size=2**24, **connect_options)
+                                            max_size=2**24, legacy=True, **connect_options)
         self.server_info: dict[str, Any] = {}
         self.channels: dict[int, dict[str, Any]] = {}
         self._subscriptions: dict[int, int] = {}

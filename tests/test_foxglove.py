@@ -1,0 +1,171 @@
+"""The live Foxglove view, seen by a client written from the Foxglove WebSocket protocol's public spec (not
+the SDK's), against a running simulated car; its token gate beyond loopback; a stalled client costs the car nothing."""
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from websockets.exceptions import InvalidStatus
+
+from car.console.auth import Auth
+from car.console.state import StateDir
+from car.foxglove.node import BACKLOG, FoxgloveNode, token_check
+from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, Header, Image, Time, drive_msg
+from car.transport.local import LocalBus
+from racer.bench.foxglove import FoxgloveClient
+from tests.dds_support import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+CHANNELS = {"/camera/image_raw/compressed", "/policy/input", "/policy/output", "/policy/drive", "/drive",
+            "/control/status", "/policy/domain_shift", "/sim/scene"}
+
+
+def decoder(channel: dict):
+    """payload -> message, from what the server advertised: JSON, or protobuf from its FileDescriptorSet."""
+    if channel["encoding"] == "json":
+        return json.loads
+    assert channel["encoding"] == "protobuf" and channel["schemaEncoding"] == "protobuf"
+    files = descriptor_pb2.FileDescriptorSet.FromString(base64.b64decode(channel["schema"]))
+    pool = descriptor_pool.DescriptorPool()
+    for file in files.file:
+        pool.Add(file)
+    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(channel["schemaName"]))
+    return cls.FromString
+
+
+def connect(port: int, proc: subprocess.Popen, deadline_s: float = 90.0) -> FoxgloveClient:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            return FoxgloveClient(f"ws://127.0.0.1:{port}")
+        except OSError:
+            assert proc.poll() is None, "the car ended before its Foxglove view came up"
+            assert time.monotonic() < deadline, "no Foxglove view within the deadline"
+            time.sleep(0.3)
+
+
+def test_a_spec_client_subscribes_to_every_channel_and_decodes_each_from_a_simulated_car():
+    port = free_port()
+    car = subprocess.Popen([sys.executable, "-m", "racer.cli", "car", "--sim", "reinvent_base", "--autostart",
+                            "--foxglove", f"127.0.0.1:{port}"], cwd=ROOT, stderr=subprocess.DEVNULL)
+    try:
+        client = connect(port, car)
+        assert client.ws.subprotocol == "foxglove.sdk.v1"  # the SDK's name for the spec's v1 protocol
+        assert client.server_info["name"] == "racer"
+        client.wait_for_channels(CHANNELS)
+        assert {c["topic"] for c in client.channels.values()} == CHANNELS
+        client.subscribe()
+        decoded: dict[str, list] = {}
+        deadline = time.monotonic() + 60
+        scene_ids: set[str] = set()
+        while (set(decoded) != CHANNELS or not {"track", "car", "path"} <= scene_ids) and time.monotonic() < deadline:
+            message = client.next_message()
+            topic = message.channel["topic"]
+            value = decoder(message.channel)(message.payload)
+            decoded.setdefault(topic, []).append(value)
+            if topic == "/sim/scene":
+                scene_ids |= {entity.id for entity in value.entities}
+        client.close()
+    finally:
+        car.terminate()
+        car.wait(30)
+    assert set(decoded) == CHANNELS and {"track", "car", "path"} <= scene_ids
+
+    camera = decoded["/camera/image_raw/compressed"][0]
+    assert camera.format == "jpeg"
+    assert cv2.imdecode(np.frombuffer(camera.data, np.uint8), cv2.IMREAD_COLOR).shape == (120, 160, 3)
+    model_input = decoded["/policy/input"][0]
+    assert model_input.encoding == "32FC1" and model_input.step == model_input.width * 4
+    pixels = np.frombuffer(model_input.data, "<f4").reshape(model_input.height, model_input.width)
+    assert np.isfinite(pixels).all() and pixels.std() > 0  # a picture of the track, not a blank
+    output = decoded["/policy/output"][-1]
+    assert output["kind"] == "continuous" and len(output["values"]) == 2 and output["action"] is None
+    for topic in ("/policy/drive", "/drive"):
+        drive = decoded[topic][-1]
+        assert drive["steering_deg"] == pytest.approx(np.degrees(drive["steering_rad"]))
+    assert any(d["speed_mps"] > 0 for d in decoded["/drive"])  # --autostart: the car drives
+    status = decoded["/control/status"][-1]
+    assert status["mode"] == "autonomous" and status["running"] and status["faults"] == []
+    assert 0 <= decoded["/policy/domain_shift"][-1]["score"] < 5  # the bundled model in its own world
+    entities = {e.id: e for update in decoded["/sim/scene"] for e in update.entities}
+    lines = entities["track"].lines
+    assert len(lines) == 3 and all(len(line.points) > 50 for line in lines)  # centre line and both borders
+    assert entities["car"].frame_id == "map" and len(entities["car"].cubes) == 1
+    assert len(entities["path"].lines[0].points) >= 1
+
+
+def test_beyond_loopback_without_an_api_token_the_view_is_refused(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "racer.cli", "car", "--sim", "reinvent_base", "--foxglove",
+                           "0.0.0.0:8765", "--state-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert "not a loopback address" in lines[-1] and "API token" in lines[-1]
+    assert not any("foxglove: ws://" in line for line in lines)  # nothing was served
+
+
+def test_beyond_loopback_only_a_console_api_token_gets_through(tmp_path):
+    """The gate's check is the console's own (token_check for a non-loopback host); the test serves it on
+    loopback, as tests never listen beyond it."""
+    auth = Auth(StateDir(tmp_path).create())
+    _, token, _ = auth.create_token("laptop")
+    check = token_check("192.0.2.1", 8765, tmp_path)
+    assert check is not None
+    node = FoxgloveNode(LocalBus(), "127.0.0.1", 0, check)
+    try:
+        for url in ("/", "/?token=racer_0000_forged", f"/?token={token}x"):
+            with pytest.raises(InvalidStatus, match="401"):
+                FoxgloveClient(f"ws://127.0.0.1:{node.port}{url}")
+        for client in (FoxgloveClient(f"ws://127.0.0.1:{node.port}/?token={token}"),
+                       FoxgloveClient(f"ws://127.0.0.1:{node.port}/",
+                                      additional_headers={"Authorization": f"Bearer {token}"})):
+            assert client.server_info["op"] == "serverInfo"
+            client.close()
+        assert node._gate.refused == 3
+    finally:
+        node.close()
+
+
+def test_a_stalled_client_loses_frames_and_the_bus_never_waits_for_it():
+    """A client that stops reading: every /drive is still delivered on the bus at once, the view keeps only
+    the newest of each topic, and the server drops what the client cannot take (it gets the latest, not a queue)."""
+    bus = LocalBus()
+    node = FoxgloveNode(bus, "127.0.0.1", 0)
+    drives: list[float] = []
+    bus.subscribe(DRIVE_TOPIC, lambda msg: drives.append(msg.header.stamp.to_seconds()))
+    camera, drive = bus.publisher(CAMERA_TOPIC), bus.publisher(DRIVE_TOPIC)
+    stalled = FoxgloveClient(f"ws://127.0.0.1:{node.port}", max_queue=1)  # stops reading once one frame waits
+    stalled.wait_for_channels({"/camera/image_raw/compressed", "/drive"})
+    stalled.subscribe({"/camera/image_raw/compressed", "/drive"})
+    noise = np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8)  # ~0.5 MB a JPEG
+    frames = 200
+    try:
+        for i in range(1, frames + 1):
+            camera(Image(Header(Time(i, 0), "camera"), np.roll(noise, i, axis=1)))
+            drive(drive_msg(Time(i, 0), 0.1, 1.0))
+            sent = node.sent
+            deadline = time.monotonic() + 10  # safety deadline: the view's thread shows each pair
+            while node.sent < sent + 1 and time.monotonic() < deadline:
+                time.sleep(0.001)
+        assert drives == [float(i) for i in range(1, frames + 1)]  # the bus delivered every /drive, in order
+        assert len(node._pending) <= 2  # latest-wins: at most one waiting message per topic
+        received = []
+        try:
+            while True:
+                message = stalled.next_message(timeout_s=3.0)
+                if message.channel["topic"] == "/drive":
+                    received.append(json.loads(message.payload)["stamp"])
+        except TimeoutError:
+            pass
+    finally:
+        stalled.close()
+        node.close()
+    assert received and received[-1] == frames  # the newest command reached the client
+    assert len(received) < frames - BACKLOG  # and much of the rest was dropped, not queued
