@@ -57,6 +57,10 @@ def test_bench_reports_every_figure():
     assert gate["frames"] == 200 and 0.5 < gate["agreement"] <= 1 and gate["passed"] == (gate["agreement"] >= 0.99)
     assert report["policy"]["max_abs_diff"] < 1e-4  # same network, same input, same answer
     assert 0 < report["pipeline"]["p50_ms"] <= report["pipeline"]["p99_ms"]
+    foxglove = report["foxglove"]  # the same pipeline, a Foxglove client connected and not
+    for name in ("without_client", "with_client"):
+        assert 0 < foxglove[name]["p50_ms"] <= foxglove[name]["p99_ms"] and foxglove[name]["n"] == 120
+    assert 0 < foxglove["client_messages"] <= foxglove["view_messages_sent"]
     assert report["sim"]["steps_per_s"] > 0 and report["sim"]["width"] == 160
     assert report["sim"]["randomized"]["steps_per_s"] > 0
     assert report["augment"]["images_per_s"] > 0
@@ -75,7 +79,7 @@ def test_bench_reports_every_figure():
         assert safety["flood_connections"][transport] > 0
     assert isinstance(report["machine"], str) and report["machine"]
     progress = [line for line in proc.stderr.splitlines() if line.startswith("racer bench: measuring ")]
-    assert len(progress) == 7 and progress[0].endswith("(1/7)") and progress[-1].endswith("(7/7)")
+    assert len(progress) == 8 and progress[0].endswith("(1/8)") and progress[-1].endswith("(8/8)")
     assert "Token authentication" not in proc.stderr  # Ray's notice about its own default, on every start
 
 

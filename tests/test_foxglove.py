@@ -16,7 +16,9 @@ from websockets.exceptions import InvalidStatus
 
 from car.console.auth import Auth
 from car.console.state import StateDir
+from car.foxglove.layout import layout_json
 from car.foxglove.node import BACKLOG, FoxgloveNode, token_check
+from car.foxglove.view import CHANNELS as VIEW_CHANNELS
 from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, Header, Image, Time, drive_msg
 from car.transport.local import LocalBus
 from racer.bench.foxglove import FoxgloveClient
@@ -25,6 +27,7 @@ from tests.dds_support import free_port
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = {"/camera/image_raw/compressed", "/policy/input", "/policy/output", "/policy/drive", "/drive",
             "/control/status", "/policy/domain_shift", "/sim/scene"}
+LAYOUT = ROOT / "docs" / "foxglove" / "racer.layout.json"
 
 
 def decoder(channel: dict):
@@ -169,3 +172,19 @@ def test_a_stalled_client_loses_frames_and_the_bus_never_waits_for_it():
         node.close()
     assert received and received[-1] == frames  # the newest command reached the client
     assert len(received) < frames - BACKLOG  # and much of the rest was dropped, not queued
+
+
+def test_the_layout_file_is_current_and_shows_every_channel():
+    assert LAYOUT.read_text() == layout_json(), "regenerate: python -m car.foxglove.layout > docs/foxglove/racer.layout.json"
+    text = LAYOUT.read_text()
+    assert set(VIEW_CHANNELS) == CHANNELS
+    assert all(f'"{channel}' in text for channel in CHANNELS)  # each channel has its panel
+
+
+def test_without_the_sdk_the_view_is_one_line_that_says_what_to_install():
+    code = ("import sys; sys.modules['foxglove'] = None; from racer.cli import main; "
+            "sys.exit(main(['car', '--sim', 'reinvent_base', '--foxglove', '127.0.0.1:8765']))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == ("racer car: --foxglove needs Foxglove's SDK, which the car installs "
+                                                    "only on demand: pip install 'racer[foxglove]'")

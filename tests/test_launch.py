@@ -91,6 +91,14 @@ def test_the_console_node_shares_the_state_dir_and_model_and_can_be_left_out(lau
         assert "console" not in [n.kwargs["name"] for n in launch(launch_module, console=off)]
 
 
+def test_the_foxglove_view_is_off_unless_asked_and_shares_the_state_dir(launch_module):
+    assert "foxglove" not in [n.kwargs["name"] for n in launch(launch_module)]
+    by_name = {n.kwargs["name"]: n.kwargs for n in launch(launch_module, sim="reinvent_base", foxglove="127.0.0.1:8765",
+                                                           state_dir="/var/lib/racer")}
+    assert by_name["foxglove"]["arguments"][-5:] == ["--sim-time", "--foxglove", "127.0.0.1:8765",
+                                                      "--state-dir", "/var/lib/racer"]  # its API tokens
+
+
 def test_simulated_graph_follows_sim_time_and_records(launch_module):
     nodes = launch(launch_module, sim="reinvent_base", autostart="true", record="/data/bags", model="/m/bundle")
     by_name = {n.kwargs["name"]: n.kwargs for n in nodes}
@@ -109,7 +117,8 @@ def test_simulated_graph_follows_sim_time_and_records(launch_module):
 def test_every_launched_command_line_is_one_racer_accepts(launch_module):
     """launch_ros appends --ros-args to each node's arguments; `racer node` must take them."""
     parser = build_parser()
-    for node in launch(launch_module, sim="reinvent_base", autostart="true", record="/data/bags"):
+    for node in launch(launch_module, sim="reinvent_base", autostart="true", record="/data/bags",
+                       foxglove="127.0.0.1:8765"):
         name = node.kwargs["name"]
         args = parser.parse_args([*node.kwargs["arguments"], "--ros-args", "-r", f"__node:={name}",
                                   "--params-file", PARAMS])

@@ -75,15 +75,15 @@ class FoxgloveNode:
         import foxglove
         from foxglove import channels
 
-        from car.foxglove.view import JSON_SCHEMAS, FoxgloveView
+        from car.foxglove.view import CAMERA_CHANNEL, INPUT_CHANNEL, JSON_SCHEMAS, SCENE_CHANNEL, FoxgloveView
 
         self.view = FoxgloveView()
         self.context = foxglove.Context()
         self.sent = 0
         self.errors = 0
-        self._camera = channels.CompressedImageChannel("/camera/image_raw/compressed", context=self.context)
-        self._input = channels.RawImageChannel(POLICY_INPUT_TOPIC, context=self.context)
-        self._scene = channels.SceneUpdateChannel("/sim/scene", context=self.context)
+        self._camera = channels.CompressedImageChannel(CAMERA_CHANNEL, context=self.context)
+        self._input = channels.RawImageChannel(INPUT_CHANNEL, context=self.context)
+        self._scene = channels.SceneUpdateChannel(SCENE_CHANNEL, context=self.context)
         self._json = {topic: foxglove.Channel(topic, schema=schema, context=self.context)
                       for topic, schema in JSON_SCHEMAS.items()}
         self._pending: dict[str, Any] = {}

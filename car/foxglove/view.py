@@ -50,6 +50,8 @@ STATUS_SCHEMA = {"type": "object", "properties": {
 SHIFT_SCHEMA = {"type": "object", "properties": {"score": NUMBER, "infer_ms": NUMBER}}
 JSON_SCHEMAS = {"/policy/output": OUTPUT_SCHEMA, "/policy/drive": DRIVE_SCHEMA, "/drive": DRIVE_SCHEMA,
                 "/control/status": STATUS_SCHEMA, "/policy/domain_shift": SHIFT_SCHEMA}
+CAMERA_CHANNEL, INPUT_CHANNEL, SCENE_CHANNEL = "/camera/image_raw/compressed", "/policy/input", "/sim/scene"
+CHANNELS = (CAMERA_CHANNEL, INPUT_CHANNEL, SCENE_CHANNEL, *JSON_SCHEMAS)
 
 
 def _stamp(t: Time) -> fm.Timestamp:

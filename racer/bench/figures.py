@@ -5,8 +5,10 @@ import importlib.util
 import os
 import platform
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +114,10 @@ class _TimedDriver:
         pass
 
 
-def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
-    """Camera frame in -> actuator command out through the in-process car stack with a bundle."""
+@contextmanager
+def _timed_graph(model_path: Path) -> Iterator[tuple[Any, Callable[[], float]]]:
+    """The in-process car graph with a bundle on recorded simulator frames: (graph, frame), where `frame()`
+    runs one camera frame through the graph by hand and returns camera frame in -> actuator command out (s)."""
     from car.clock import SimClock
     from car.graph.stack import CarGraph
     from car.policy.bundle import load_bundle
@@ -136,6 +140,7 @@ def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
         def read(self) -> tuple[np.ndarray, float]:
             start["t"] = time.perf_counter()
             self.i += 1
+            clock.set(self.i / 15.0)
             return images[self.i % len(images)], clock.now()
 
     with load_bundle(model_path) as bundle:
@@ -143,14 +148,83 @@ def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
         graph = CarGraph(clock, Source(), driver, Policy(bundle).model())
         graph.control.request("set_mode", "autonomous")
         graph.control.request("start")
-        samples = []
-        for i in range(frames + 30):
-            clock.set(i / 15.0)
+
+        def frame() -> float:
             graph.camera.node.spin_once()
-            if i >= 30:
-                samples.append(driver.last - start["t"])
-        graph.close()
-    return percentiles(samples)
+            return driver.last - start["t"]
+        try:
+            yield graph, frame
+        finally:
+            graph.close()
+
+
+def bench_pipeline(model_path: Path, frames: int = 600) -> dict[str, Any]:
+    """Camera frame in -> actuator command out through the in-process car stack with a bundle."""
+    with _timed_graph(model_path) as (_, frame):
+        for _ in range(30):
+            frame()
+        return percentiles([frame() for _ in range(frames)])
+
+
+class _Viewer:
+    """A Foxglove client subscribed to every channel, reading on a thread of its own until closed."""
+
+    def __init__(self, port: int) -> None:
+        from racer.bench.foxglove import FoxgloveClient
+
+        self.client = FoxgloveClient(f"ws://127.0.0.1:{port}")
+        self.client.wait_for_channels({"/camera/image_raw/compressed", "/policy/input", "/drive"})
+        self.client.subscribe()
+        self.messages = 0
+        self.first = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                self.client.next_message(timeout_s=30.0)
+                self.messages += 1
+                self.first.set()
+        except Exception:  # closed: the reading is over
+            return
+
+    def close(self) -> None:
+        self.client.close()
+        self.thread.join(timeout=5.0)
+
+
+def bench_foxglove(model_path: Path, frames: int = 600, rounds: int = 3) -> dict[str, Any]:
+    """The pipeline figure with the Foxglove view on the graph's bus, without a client and with one subscribed
+    to every channel (reading all it gets), in alternating blocks so machine noise hits both alike."""
+    from car.foxglove.node import SDK_MISSING, FoxgloveNode
+
+    if importlib.util.find_spec("foxglove") is None:
+        return {"unavailable": SDK_MISSING}
+    samples: dict[str, list[float]] = {"without_client": [], "with_client": []}
+    received = 0
+    block = max(1, frames // rounds)
+    with _timed_graph(model_path) as (graph, frame):
+        node = FoxgloveNode(graph.bus, "127.0.0.1", 0)
+        try:
+            for _ in range(30):
+                frame()
+            for _ in range(rounds):
+                for name in samples:
+                    viewer = _Viewer(node.port) if name == "with_client" else None
+                    if viewer is not None:
+                        while not viewer.first.wait(0.01):  # the subscription is live before the clock starts
+                            frame()
+                    time.sleep(0.05)
+                    samples[name] += [frame() for _ in range(block)]
+                    if viewer is not None:
+                        time.sleep(0.2)  # what is on its way still counts as received
+                        viewer.close()
+                        received += viewer.messages
+        finally:
+            node.close()
+    return {**{name: percentiles(s) for name, s in samples.items()}, "client_messages": received,
+            "view_messages_sent": node.sent}
 
 
 def bench_sim(seconds: float) -> dict[str, Any]:
@@ -250,6 +324,8 @@ def run_bench(model_path: Path, quick: bool = False,
          lambda: bench_policy(rounds=max(2, int(20 * scale)), gate_frames=200 if quick else 1000)),
         ("pipeline", "the camera-to-actuator pipeline",
          lambda: bench_pipeline(model_path, frames=max(60, int(600 * scale)))),
+        ("foxglove", "the pipeline with a Foxglove client connected and without",
+         lambda: bench_foxglove(model_path, frames=max(60, int(600 * scale)))),
         ("sim", "simulator steps/s", lambda: bench_sim(seconds=2.0 * scale)),
         ("augment", "augmentation images/s", lambda: bench_augment(seconds=2.0 * scale)),
         ("train", "DAgger rollouts in process and on 1 and 2 Ray workers, PPO with the console's network",

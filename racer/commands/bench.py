@@ -12,7 +12,8 @@ from car.config import DEFAULT_MODEL
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure policy, pipeline, simulator, augmentation and DDS speed",
                        description="Policy inference (OpenVINO f32 and INT8 vs onnxruntime on the DeepRacer reference network), "
-                                   "the camera-to-actuator pipeline in one process and across processes, "
+                                   "the camera-to-actuator pipeline in one process and across processes (and with a Foxglove "
+                                   "client connected), "
                                    "simulator steps/s, augmentation images/s, DAgger rollout frames/s on 1 and 2 Ray workers, PPO environment steps/s with the console's network, image latency over DDS and over rclpy "
                                    "(after `make ros`); one run, one machine.")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle for the pipeline figure (default: bundled)")
@@ -34,6 +35,11 @@ def run(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     pipe = report["pipeline"]
     print(f"pipeline   camera->actuator  p50 {pipe['p50_ms']:.3f} ms  p99 {pipe['p99_ms']:.3f} ms", file=sys.stderr)
+    fox = report["foxglove"]
+    print("foxglove   " + (fox.get("unavailable") or " ".join(
+        f"{name.replace('_', ' ')}: p50 {fox[name]['p50_ms']:.3f} ms p99 {fox[name]['p99_ms']:.3f} ms;"
+        for name in ("without_client", "with_client")) + f" the client got {fox['client_messages']} messages"),
+        file=sys.stderr)
     sim = report["sim"]
     print(f"sim        {sim['steps_per_s']:.0f} steps/s at 160x120 "
           f"({sim['randomized']['steps_per_s']:.0f} with default randomization)", file=sys.stderr)

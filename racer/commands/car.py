@@ -111,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
     signals.install()
     try:
         params = load_params(args.config)
+        if args.foxglove:  # a view that cannot be served stops the start before anything is opened
+            from racer.processes.foxglove import foxglove_address
+            foxglove_address(args.foxglove, args.state_dir)
         # Resolved before any device is opened: a bad file stops the start with nothing written.
         calibration = car_calibration(args, params)
         car, bundle = build_local(args, params, calibration.calibration)

@@ -60,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
         return fail("demo", "--max-speed must be in (0, 1]")
     if args.headless and args.foxglove:
         return fail("demo", "--headless drives faster than real time, with nothing to watch: leave out --foxglove")
+    if args.foxglove:
+        from racer.processes.foxglove import foxglove_address
+        try:
+            foxglove_address(args.foxglove, args.state_dir)
+        except ValueError as exc:
+            return fail("demo", f"foxglove not started: {exc}")
     try:
         track = Track.load(args.track)
         bundle = load_bundle(args.model)
