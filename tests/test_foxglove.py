@@ -2,7 +2,7 @@
 the SDK's), against a running simulated car; its token gate beyond loopback; a stalled client costs the car nothing."""
 import base64
 import json
-import os
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +19,7 @@ from car.console.state import StateDir
 from car.foxglove.layout import layout_json
 from car.foxglove.node import BACKLOG, FoxgloveNode, token_check
 from car.foxglove.view import CHANNELS as VIEW_CHANNELS
+from car.policy.introspect import input_image, output_array
 from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, Header, Image, Time, drive_msg
 from car.transport.local import LocalBus
 from racer.bench.foxglove import FoxgloveClient
@@ -54,10 +55,15 @@ def connect(port: int, proc: subprocess.Popen, deadline_s: float = 90.0) -> Foxg
             time.sleep(0.3)
 
 
-def test_a_spec_client_subscribes_to_every_channel_and_decodes_each_from_a_simulated_car():
+def watch(transport: str) -> tuple[dict[str, list], set[str]]:
+    """`racer car --sim --autostart --foxglove` on `transport`, watched by the spec client until it decoded a
+    message of every channel and the scene's track, car and path: (decoded messages by channel, scene ids)."""
     port = free_port()
     car = subprocess.Popen([sys.executable, "-m", "racer.cli", "car", "--sim", "reinvent_base", "--autostart",
-                            "--foxglove", f"127.0.0.1:{port}"], cwd=ROOT, stderr=subprocess.DEVNULL)
+                            "--transport", transport, "--foxglove", f"127.0.0.1:{port}"], cwd=ROOT,
+                           stderr=subprocess.DEVNULL)
+    decoded: dict[str, list] = {}
+    scene_ids: set[str] = set()
     try:
         client = connect(port, car)
         assert client.ws.subprotocol == "foxglove.sdk.v1"  # the SDK's name for the spec's v1 protocol
@@ -65,9 +71,7 @@ def test_a_spec_client_subscribes_to_every_channel_and_decodes_each_from_a_simul
         client.wait_for_channels(CHANNELS)
         assert {c["topic"] for c in client.channels.values()} == CHANNELS
         client.subscribe()
-        decoded: dict[str, list] = {}
-        deadline = time.monotonic() + 60
-        scene_ids: set[str] = set()
+        deadline = time.monotonic() + 90
         while (set(decoded) != CHANNELS or not {"track", "car", "path"} <= scene_ids) and time.monotonic() < deadline:
             message = client.next_message()
             topic = message.channel["topic"]
@@ -79,6 +83,17 @@ def test_a_spec_client_subscribes_to_every_channel_and_decodes_each_from_a_simul
     finally:
         car.terminate()
         car.wait(30)
+    return decoded, scene_ids
+
+
+@pytest.mark.parametrize("transport", ["local", "dds"])
+def test_a_spec_client_subscribes_to_every_channel_and_decodes_each_from_a_simulated_car(transport):
+    if transport == "dds":
+        from tests.dds_support import loopback_domain
+        with loopback_domain():
+            decoded, scene_ids = watch(transport)
+    else:
+        decoded, scene_ids = watch(transport)
     assert set(decoded) == CHANNELS and {"track", "car", "path"} <= scene_ids
 
     camera = decoded["/camera/image_raw/compressed"][0]
@@ -104,14 +119,16 @@ def test_a_spec_client_subscribes_to_every_channel_and_decodes_each_from_a_simul
     assert len(entities["path"].lines[0].points) >= 1
 
 
-def test_beyond_loopback_without_an_api_token_the_view_is_refused(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "racer.cli", "car", "--sim", "reinvent_base", "--foxglove",
-                           "0.0.0.0:8765", "--state-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+@pytest.mark.parametrize("transport", ["local", "dds"])
+def test_beyond_loopback_without_an_api_token_the_view_is_refused(tmp_path, transport):
+    done = subprocess.run([sys.executable, "-m", "racer.cli", "car", "--sim", "reinvent_base", "--transport", transport,
+                           "--foxglove", "0.0.0.0:8765", "--state-dir", str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert "not a loopback address" in lines[-1] and "API token" in lines[-1]
     assert not any("foxglove: ws://" in line for line in lines)  # nothing was served
+    assert not any("started (pid" in line for line in lines)  # nor any node started
 
 
 def test_beyond_loopback_only_a_console_api_token_gets_through(tmp_path):
@@ -188,3 +205,34 @@ def test_without_the_sdk_the_view_is_one_line_that_says_what_to_install():
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == ("racer car: --foxglove needs Foxglove's SDK, which the car installs "
                                                     "only on demand: pip install 'racer[foxglove]'")
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_the_model_input_image_is_the_tensor_channel_by_channel(layout):
+    """A 3-frame stack of 2x4 grey frames -> one 2x12 32FC1 image, oldest frame left, values untouched."""
+    frames = np.arange(3 * 2 * 4, dtype=np.float32).reshape(3, 2, 4) / 7.0  # (C, H, W)
+    tensor = frames[None] if layout == "NCHW" else np.moveaxis(frames, 0, -1)[None]
+    image = input_image(tensor, layout)
+    assert image.dtype == np.float32 and image.shape == (2, 12)
+    assert np.array_equal(image, np.concatenate(list(frames), axis=1))
+    assert output_array(np.array([[0.1, 0.7, 0.2]]), discrete=True).dim[0].label == "action"
+    continuous = output_array(np.array([2.5, -0.5]), discrete=False)
+    assert continuous.dim[0].label == "steering_speed" and continuous.data == (2.5, -0.5)  # before any clip
+
+
+def test_the_gate_closes_a_request_it_cannot_read_without_reaching_the_server():
+    """A head past the gate's limit, or a connection closed mid-head: closed, nothing forwarded, nothing refused
+    twice; the gate still serves the next viewer."""
+    node = FoxgloveNode(LocalBus(), "127.0.0.1", 0, lambda token: token == "good")
+    try:
+        for data in (b"GET /?token=good HTTP/1.1\r\nX-Pad: " + b"a" * 70_000 + b"\r\n\r\n", b"GET / HTTP/1.1\r\n"):
+            with socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw:
+                raw.sendall(data)
+                raw.shutdown(socket.SHUT_WR)
+                assert raw.recv(100) == b""  # closed without an answer: not a 101, not a 401
+        assert node._gate.refused == 0
+        client = FoxgloveClient(f"ws://127.0.0.1:{node.port}/?token=good")
+        assert client.server_info["op"] == "serverInfo"
+        client.close()
+    finally:
+        node.close()
