@@ -236,3 +236,12 @@ def test_the_gate_closes_a_request_it_cannot_read_without_reaching_the_server():
         client.close()
     finally:
         node.close()
+
+
+def test_a_taken_port_is_an_os_error_that_names_it():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot serve the Foxglove view on 127.0.0.1:{port}: .*in use"):
+            FoxgloveNode(LocalBus(), "127.0.0.1", port)

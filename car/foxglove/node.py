@@ -96,8 +96,11 @@ class FoxgloveNode:
                           lambda msg, topic=topic: self._keep(topic, msg))
         self._gate = None
         upstream = "127.0.0.1" if token_valid is not None else host
-        self.server = foxglove.start_server(name="racer", host=upstream, port=0 if token_valid else port,
-                                            context=self.context, message_backlog_size=BACKLOG)
+        try:
+            self.server = foxglove.start_server(name="racer", host=upstream, port=0 if token_valid else port,
+                                                context=self.context, message_backlog_size=BACKLOG)
+        except RuntimeError as exc:  # the SDK's FoxgloveError, e.g. the port is taken
+            raise OSError(f"cannot serve the Foxglove view on {upstream}:{port}: {exc}") from None
         self.port = self.server.port
         if token_valid is not None:
             from car.foxglove.gate import TokenGate
