@@ -63,7 +63,7 @@ def graph_specs(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> 
         specs.append(ProcessSpec("console", node_argv(
             "console", args, "--console", args.console, *names, *_option("--model", args.model),
             *_option("--calibration", args.calibration), *_option("--state-dir", args.state_dir))))
-    if getattr(args, "foxglove", None):
+    if args.foxglove:
         from racer.processes.foxglove import foxglove_address
         foxglove_address(args.foxglove, args.state_dir)  # refused here in one line, not by a node that keeps failing
         specs.append(ProcessSpec("foxglove", node_argv("foxglove", args, "--foxglove", args.foxglove,
