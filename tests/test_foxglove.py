@@ -18,9 +18,10 @@ from car.console.auth import Auth
 from car.console.state import StateDir
 from car.foxglove.layout import layout_json
 from car.foxglove.node import BACKLOG, FoxgloveNode, token_check
-from car.foxglove.view import CHANNELS as VIEW_CHANNELS
+from car.foxglove.view import CHANNELS as VIEW_CHANNELS, FoxgloveView
 from car.policy.introspect import input_image, output_array
-from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, Header, Image, Time, drive_msg
+from car.messages import (CAMERA_TOPIC, DRIVE_TOPIC, ERROR, OK, DiagnosticArray, DiagnosticStatus, Header, Image,
+                          KeyValue, Time, drive_msg)
 from car.transport.local import LocalBus
 from racer.bench.foxglove import FoxgloveClient
 from tests.dds_support import free_port
@@ -245,3 +246,26 @@ def test_a_taken_port_is_an_os_error_that_names_it():
         port = taken.getsockname()[1]
         with pytest.raises(OSError, match=f"cannot serve the Foxglove view on 127.0.0.1:{port}: .*in use"):
             FoxgloveNode(LocalBus(), "127.0.0.1", port)
+
+
+def test_the_view_reads_mode_latch_faults_and_the_chosen_action():
+    """Control's latch and a node's fault as /control/status shows them, cleared when the node is well again;
+    a discrete model's output names the action taken."""
+    view = FoxgloveView()
+    control = DiagnosticStatus(ERROR, "control", "latched", values=(
+        KeyValue("mode", "autonomous"), KeyValue("running", "false"), KeyValue("latched", "actuator: no device"),
+        KeyValue("emergency_stop", "true"), KeyValue("watchdog", "ok")))
+    status = view.diagnostics(DiagnosticArray(status=(control, DiagnosticStatus(ERROR, "actuator", "no device"))))
+    shown = status["/control/status"]
+    assert (shown["mode"], shown["running"], shown["latched"], shown["emergency_stop"]) == (
+        "autonomous", False, "actuator: no device", True)
+    assert {"node": "actuator", "message": "no device"} in shown["faults"]
+    assert "/policy/domain_shift" not in status  # no policy heard yet: nothing to show rather than a made-up score
+    healed = view.diagnostics(DiagnosticArray(status=(DiagnosticStatus(OK, "actuator", "ok"),
+                                                      DiagnosticStatus(OK, "policy", "ok", values=(
+                                                          KeyValue("domain_shift", "2.750"),)))))
+    assert healed["/control/status"]["faults"] == [{"node": "control", "message": "latched"}]  # the latch stays
+    assert healed["/policy/domain_shift"]["score"] == 2.75
+    output = view.policy_output(output_array(np.array([0.1, 0.6, 0.3]), discrete=True))
+    assert output["kind"] == "discrete" and output["action"] == 1
+    assert output["values"] == pytest.approx([0.1, 0.6, 0.3])
