@@ -33,8 +33,12 @@ def racer_layout() -> fl.Layout:
         topics={"/sim/scene": fl.BaseRendererSceneUpdateTopicSettings(visible=True)}))
     camera = fl.ImagePanel(title="camera", config=fl.ImageConfig(
         image_mode=fl.ImageModeConfig(image_topic="/camera/image_raw/compressed")))
+    # 32FC1 values as the model takes them: 0..1 for racer bundles (scale 1/255); an AWS model's raw grey is
+    # 0..255 (set the panel's max value to 255 for one).
     model_input = fl.ImagePanel(title="model input (as the policy fed it)", config=fl.ImageConfig(
-        image_mode=fl.ImageModeConfig(image_topic="/policy/input")))
+        image_mode=fl.ImageModeConfig(image_topic="/policy/input"),
+        topics={"/policy/input": fl.BaseRendererImageTopicSettings(
+            color_mode="gradient", gradient=("#000000", "#ffffff"), min_value=0.0, max_value=1.0)}))
     latch = fl.IndicatorPanel(title="latched", config=fl.IndicatorConfig(
         path="/control/status.emergency_stop", style="background", fallback_color="#2e7d32", fallback_label="ok",
         rules=[fl.IndicatorRule(raw_value="true", operator="=", color="#c62828", label="EMERGENCY STOP")]))
