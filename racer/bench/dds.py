@@ -29,6 +29,7 @@ from racer.bench.stats import percentiles
 IMAGE_SHAPE = (120, 160, 3)
 WARMUP = 10
 START_TIMEOUT_S = 60.0
+STALL_S = 1.0
 
 
 def _private_domain() -> int:
@@ -60,11 +61,13 @@ def _collect(bus: NodeBus, topic: str, latency: Callable[[Any], float | None], c
              procs: list[subprocess.Popen], on_idle: Callable[[], None] | None = None) -> list[float]:
     """Spin `bus` until `count` samples of `latency(msg)` (None = not a sample) after the warm-up."""
     samples: list[float] = []
+    last = [time.monotonic()]
 
     def keep(msg: Any) -> None:
         value = latency(msg)
         if value is not None:
             samples.append(value)
+            last[0] = time.monotonic()
 
     bus.subscribe(topic, keep)
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -73,7 +76,9 @@ def _collect(bus: NodeBus, topic: str, latency: Callable[[Any], float | None], c
             raise RuntimeError("a benchmark process exited early")
         if not samples and time.monotonic() > deadline:
             raise RuntimeError(f"no {topic} message within {START_TIMEOUT_S:.0f} s")
-        if on_idle is not None and not samples:
+        # Before the first sample, and whenever they stop: on a loaded machine control's watchdog can stop
+        # the car on a late frame (latched until a start), and the samples would never come again.
+        if on_idle is not None and (not samples or time.monotonic() - last[0] > STALL_S):
             on_idle()
         bus.spin_once()
     return samples[WARMUP:]
