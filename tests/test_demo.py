@@ -37,6 +37,7 @@ def test_demo_two_laps_headless_json():
     (["--model", "/nonexistent/model.tar.gz"], "/nonexistent/model.tar.gz"),
     (["--laps", "-1"], "--laps must be 0 or more"),
     (["--transport", "dds"], "leave out --transport"),
+    (["--foxglove", "127.0.0.1:8765"], "with nothing to watch: leave out --foxglove"),
 ])
 def test_demo_bad_input_is_a_clear_error(args, message):
     proc = racer("demo", "--headless", "--json", *args)
