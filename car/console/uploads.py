@@ -26,6 +26,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from car.console.errors import ApiError
 from car.console.models import ModelStore, check_folder_name
+from car.console.state import remove_all
 from car.control.modes import brief
 from car.policy.archive import MAX_UNPACKED_BYTES, ArchiveError, Member, extract, scan, shown
 from car.policy.bundle import METADATA_FILE, RACER_FILE, BundleError, load_bundle
@@ -76,14 +77,7 @@ class UploadSlot:
 
 def remove_stale(directory: Path) -> int:
     """Remove what a crash left in the uploads folder (partial archives, staging folders): the count."""
-    removed = 0
-    for path in directory.iterdir():
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        removed += 1
-    return removed
+    return remove_all(directory.iterdir())
 
 
 class _FilePart:
