@@ -24,7 +24,7 @@ from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from car.console.errors import ApiError
+from car.console.errors import ApiError, storage_error
 from car.console.models import ModelStore, check_folder_name
 from car.console.state import remove_all
 from car.control.modes import brief
@@ -172,6 +172,9 @@ async def receive_archive(content_type: str, content_length: str | None, body: A
     except ApiError:
         path.unlink(missing_ok=True)
         raise
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise storage_error(exc, "the upload") from None
     except Exception as exc:
         path.unlink(missing_ok=True)
         raise ApiError(400, f"malformed multipart body: {brief(str(exc), 120)}") from None
@@ -223,5 +226,7 @@ def install_archive(archive: Path, folder: str, store: ModelStore, work: Path, l
         store.install(root, folder)
     except (ArchiveError, BundleError) as exc:
         raise ApiError(422, str(exc)) from None
+    except OSError as exc:
+        raise storage_error(exc, "the model") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
