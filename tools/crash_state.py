@@ -17,6 +17,10 @@ from pathlib import Path
 from racer.uptime.crash import OPERATIONS, Harness
 
 
+def progress(report) -> None:
+    print(f"{sum(report.kills.values())} kills, {len(report.inconsistent)} inconsistent", file=sys.stderr, flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=1000, help="kills in all, spread evenly over the operations")
@@ -27,7 +31,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="racer-crash-") as scratch:
         work = args.work or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
-        report = Harness(work, seed=args.seed).run(args.kills, tuple(args.operations)).to_json()
+        report = Harness(work, seed=args.seed).run(args.kills, tuple(args.operations), progress).to_json()
     report["machine"] = f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f} at the end"
     json.dump(report, sys.stdout, indent=1)
     print()

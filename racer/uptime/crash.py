@@ -253,9 +253,12 @@ class Harness:
         child.join(kill_after)
         killed = child.is_alive()
         if killed:
-            os.kill(child.pid, signal.SIGKILL)
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+            except ProcessLookupError:  # it ended between the two looks
+                killed = False
             child.join()
-        elif child.exitcode != 0:
+        if not killed and child.exitcode != 0:
             raise RuntimeError(f"{fn.__name__} failed without a kill (exit {child.exitcode})")
         return killed, time.monotonic() - start
 
@@ -286,9 +289,10 @@ class Harness:
                        else "old" if self._subject(op) == before else "new")
             self.report.outcomes[f"{op}: {outcome}"] += 1
 
-    def run(self, kills: int, operations: tuple[str, ...] = OPERATIONS) -> Report:
+    def run(self, kills: int, operations: tuple[str, ...] = OPERATIONS,
+            progress: Callable[[Report], None] | None = None) -> Report:
         """Kill until every operation has had its share of `kills` (an operation that ends before
-        its kill counts as finished, not killed)."""
+        its kill counts as finished, not killed); `progress` sees the report after each round."""
         started = time.monotonic()
         if not self.durations:
             self.measure()
@@ -297,6 +301,8 @@ class Harness:
             for op in operations:
                 if self.report.kills[op] < each:
                     self.kill_once(op)
+            if progress is not None:
+                progress(self.report)
         self.report.seconds = time.monotonic() - started
         return self.report
 
