@@ -90,3 +90,21 @@ def test_the_car_reads_wall_time_only_through_its_clock():
                  if path.relative_to(CAR).as_posix() not in CALENDAR | {"clock.py"}
                  for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
     assert offenders == []
+
+
+def test_a_cars_processes_share_one_clock_epoch(tmp_path):
+    """The supervisor hands its epoch to the nodes it starts, so a node restarted after a step stamps
+    as its siblings do (a teleop command's age is its stamp against control's clock)."""
+    import subprocess
+    import sys
+
+    from car.clock import EPOCH_ENV, epoch
+    from car.graph.supervisor import Supervisor
+    from car.transport.local import LocalBus
+
+    supervisor = Supervisor([], LocalBus(), {})
+    assert float(supervisor.env[EPOCH_ENV]) == epoch()
+    code = "import time; from car.clock import WallClock; print(WallClock().now() - time.monotonic())"
+    child = subprocess.run([sys.executable, "-c", code], env={**supervisor.env, EPOCH_ENV: "1000.5"},
+                           capture_output=True, text=True, check=True)
+    assert abs(float(child.stdout) - 1000.5) < 0.01

@@ -1,5 +1,6 @@
 """Hardware faults on repeat: the camera vanishing and returning, the Maestro's serial port closing
-(its writes failing with EIO) and coming back, cycle after cycle on the whole local car.
+(its writes failing with EIO) and coming back, cycle after cycle on the whole local car; and the PWM
+sysfs attributes failing writes with EIO, 100 cycles on the actuator core.
 
 Real parts as in test_failsafe (an images camera, an OpenVINO policy, the Maestro driver on a pty to
 the emulator). Each cycle: the car drives; the fault; the Maestro's channels at neutral, control
@@ -10,10 +11,17 @@ runs 3; the long run is `RACER_FAULT_CYCLES=100 pytest tests/test_fault_cycles.p
 """
 from __future__ import annotations
 
+import errno
 import os
 import threading
 
+from calibration.servo import FACTORY_DEFAULT
+from car.actuators.core import ActuatorCore
+from car.actuators.pwm_sysfs import PwmSysfsDriver
+from car.messages import AckermannDrive, AckermannDriveStamped, Header, Time
+
 from hw.maestro_emulator import MaestroEmulator
+from hw.sysfs import PwmSysfsModel
 from test_failsafe import (NEUTRAL, at_neutral, bundle_dir, driving, images, maestro, start_car,  # noqa: F401
                            wait_until)
 
@@ -112,3 +120,59 @@ def test_the_maestro_port_closing_and_returning_ends_at_neutral_every_time(bundl
         run_cycles(runtime, camera, one_cycle)
     finally:
         plugged[0].unplug()
+
+
+class FailingWrites:
+    """The PWM sysfs model whose held-open attributes fail every write with EIO while `failing` is set
+    (a controller that stops answering on its bus), and work again once it is cleared."""
+
+    def __init__(self, model: PwmSysfsModel) -> None:
+        self.model = model
+        self.failing = False
+
+    def read(self, path):
+        return self.model.read(path)
+
+    def write(self, path, value: str) -> None:
+        self.model.write(path, value)
+
+    def open(self, path):
+        attribute = self.model.open(path)
+        store = attribute.write
+
+        def write(value: str) -> None:
+            if self.failing:
+                raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
+            store(value)
+        attribute.write = write  # type: ignore[method-assign]
+        return attribute
+
+
+def test_pwm_writes_failing_with_eio_and_returning_end_at_neutral_duty_every_time(tmp_path):
+    """Every cycle: driving (a duty off the mid), writes fail (the fault on the actuator's status), the
+    watchdog's neutral goes out as soon as writes work again (both duty files at the mids), then a new
+    command drives. 100 cycles on the actuator core, descriptors counted."""
+    model = PwmSysfsModel(tmp_path / "sys")
+    files = FailingWrites(model)
+    core = ActuatorCore(PwmSysfsDriver(FACTORY_DEFAULT, model.pwm_dir, files=files), 0.5236, 4.0)
+    mids = (FACTORY_DEFAULT.motor.mid, FACTORY_DEFAULT.servo.mid)
+    forward = AckermannDriveStamped(Header(Time.from_seconds(0.0)), AckermannDrive(steering_angle=0.2, speed=1.0))
+    now, first = 0.0, None
+    for cycle in range(100):
+        core.on_drive(forward, now)
+        assert model.attribute(0, "duty_cycle") != mids[0] and core.fault is None, cycle
+        files.failing = True
+        core.on_drive(forward, now + 0.05)
+        assert "Input/output error" in core.diagnostics(now + 0.05).message
+        core.tick(now + 0.4)  # the watchdog's neutral cannot get out yet
+        assert not core.at_neutral
+        files.failing = False
+        core.tick(now + 0.41)
+        assert (model.attribute(0, "duty_cycle"), model.attribute(1, "duty_cycle")) == mids, cycle
+        assert core.at_neutral and core.fault is None and model.outputs_enabled()
+        now += 1.0
+        if cycle == 0:
+            first = len(os.listdir("/proc/self/fd"))
+    assert len(os.listdir("/proc/self/fd")) <= first
+    core.close()
+    assert not model.outputs_enabled()
