@@ -2,8 +2,8 @@
 
 Each operation runs the console's own code (`car.console`) in a child process started from a
 forkserver (the imports are paid once, so a kill costs milliseconds); the harness sends it SIGKILL
-at a uniformly random moment within the operation's measured duration, as the OOM killer or a
-crashed process would, then restarts the state dir the way the console does at start-up
+at a random moment of the operation's measured duration (half of them in its last third, where
+its renames and writes are), as the OOM killer or a crashed process would, then restarts the state dir the way the console does at start-up
 (`car.console.server.recover_state`) and checks what a user relies on:
 
 - no temporary file or half-moved folder survives the start; no child of the killed process
@@ -263,7 +263,9 @@ class Harness:
         return killed, time.monotonic() - start
 
     def measure(self) -> None:
-        """Each operation's duration once, uninterrupted (the window its kills are spread over)."""
+        """Each operation's duration once, uninterrupted (the window its kills are spread over), after
+        a first child has started the forkserver (its imports would count as the first operation's)."""
+        self._run(os.getpid, ())
         for op in OPERATIONS:
             fn, args, completes = self._prepare(op)
             _, self.durations[op] = self._run(fn, args)
@@ -276,10 +278,17 @@ class Harness:
         return {"upload": e.models[FRESH], "install": e.models[SWAP], "delete": e.models[VICTIM],
                 "calibration": e.calibration, "password": e.password, "load": None}.get(op, e.tokens[0])
 
+    def _moment(self, op: str) -> float:
+        """When to kill (s after the start): anywhere in the operation's measured duration, or, every
+        other time, in its last third and a little past it, where the renames and the file writes are
+        (the start of an upload or an install is mostly the model check)."""
+        duration = self.durations[op]
+        return self.rng.uniform(0.0, duration) if self.rng.random() < 0.5 else self.rng.uniform(0.67, 1.2) * duration
+
     def kill_once(self, op: str) -> None:
         fn, args, completes = self._prepare(op)
         before = self._subject(op)
-        killed, _ = self._run(fn, args, self.rng.uniform(0.0, self.durations[op]))
+        killed, _ = self._run(fn, args, self._moment(op))
         (self.report.kills if killed else self.report.finished)[op] += 1
         completes()
         errors = len(self.report.inconsistent)
