@@ -9,10 +9,13 @@ and drop half-sent connections. A sampler reads every process of the car (RSS, o
 threads), the state dir's size and the pipeline latency (/api/status latency_ms) every few seconds.
 
 Report (one JSON object): {"transport", "minutes", "cycles", "errors", "processes": {name: {"rss_mb":
-[at the baseline, last], "rss_growth_pct", "fds": [...], "fd_growth", "threads": [...]}}, "state_dir_bytes":
-{"start", "baseline", "end", "growth"} (every upload is deleted again within its cycle), "estop_ms": {"n", "p50", "p99", "max"}, "pipeline_ms": {"n", "p50", "p99"},
+[median over the baseline minute, over the last minute], "rss_growth_pct", "fds": [fewest open in each],
+"fd_growth", "fds_max", "threads": [fewest in each]}}, "state_dir_bytes":
+{"start", "baseline", "last", "end", "growth"} (baseline and last: the fewest bytes in those minutes,
+between an upload and its delete), "estop_ms": {"n", "p50", "p99", "max"}, "pipeline_ms": {"n", "p50", "p99"},
 "baseline_s", "load": [at start, at end], "plot"}. The baseline is the 5th minute (the first fifth of
-shorter runs), so start-up allocations are not counted as growth.
+runs under 10 minutes), so start-up allocations are not counted as growth; the sampler runs beside the
+client loop, so a minute's fewest descriptors is the resting count (requests in flight come and go).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import random
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -38,6 +42,7 @@ PASSWORD = "soak-pass-phrase-22"
 BUNDLE_FILES = ("model.xml", "model.bin", "model_metadata.json", "racer.json")
 UPLOAD = "soak_model"
 BASELINE_S = 300.0
+WINDOW_S = 60.0  # growth compares the minute after the baseline with the last minute (median RSS, fewest fds)
 CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
 
@@ -58,25 +63,19 @@ class Samples:
 
 
 def _tree(pid: int) -> dict[str, Any]:
+    """The car's process ("car": the supervisor, or the whole car on `local`) and its node processes by name."""
     import psutil
 
     root = psutil.Process(pid)
-    named = {}
-    for proc in [root, *root.children(recursive=True)]:
+    named = {"car": root}
+    for proc in root.children(recursive=True):
         try:
             argv = proc.cmdline()
         except psutil.Error:
             continue
-        name = (argv[argv.index("node") + 1] if "node" in argv[:-1] else
-                "sandbox" if "car.policy.sandbox" in argv else "car")
-        if name != "sandbox":  # a model check lives only while it runs
-            named[name] = proc
+        if "node" in argv[:-1]:  # not a model check, nor a child between its fork and its exec
+            named[argv[argv.index("node") + 1]] = proc
     return named
-
-
-def _at(rows: list[tuple[float, int]], t: float) -> int:
-    """The first sampled value at or after `t` s."""
-    return next((value for at, value in rows if at >= t), rows[-1][1])
 
 
 def _dir_bytes(root: Path) -> int:
@@ -297,22 +296,27 @@ class Soak:
 
     def report(self, load_start: float) -> dict[str, Any]:
         duration = self.samples.times[-1] if self.samples.times else 0.0
-        baseline = min(BASELINE_S, duration / 5.0)
+        baseline = BASELINE_S if duration >= 2 * BASELINE_S else duration / 5.0
         processes = {}
         for name, rows in sorted(self.samples.processes.items()):
-            first = next((r for r in rows if r[0] >= baseline), rows[0])
-            last = rows[-1]
-            processes[name] = {"rss_mb": [round(first[1], 1), round(last[1], 1)],
-                               "rss_growth_pct": round(100.0 * (last[1] - first[1]) / first[1], 2),
-                               "fds": [first[2], last[2]], "fd_growth": last[2] - first[2],
-                               "threads": [first[3], last[3]]}
+            first = [r for r in rows if baseline <= r[0] < baseline + WINDOW_S] or rows[:1]
+            last = [r for r in rows if r[0] >= rows[-1][0] - WINDOW_S]
+            rss = [statistics.median(r[1] for r in window) for window in (first, last)]
+            fds = [min(r[2] for r in window) for window in (first, last)]
+            threads = [min(r[3] for r in window) for window in (first, last)]
+            processes[name] = {"rss_mb": [round(v, 1) for v in rss],
+                               "rss_growth_pct": round(100.0 * (rss[1] - rss[0]) / rss[0], 2),
+                               "fds": fds, "fd_growth": fds[1] - fds[0],
+                               "fds_max": max(r[2] for r in rows), "threads": threads}
         estops = [ms for _, ms in self.samples.estop_ms]
         state = self.samples.state_bytes
+        rest = [min(b for t, b in state if lo <= t < hi) for lo, hi in
+                ((baseline, baseline + WINDOW_S), (state[-1][0] - WINDOW_S, state[-1][0] + 1))]
         plot = self.plot(baseline)
         return {"transport": self.transport, "minutes": round(duration / 60.0, 1), "cycles": self.cycles,
                 "errors": len(self.errors), "first_errors": self.errors[:10], "processes": processes,
-                "state_dir_bytes": {"start": state[0][1], "baseline": _at(state, baseline), "end": state[-1][1],
-                                    "growth": state[-1][1] - _at(state, baseline)},
+                "state_dir_bytes": {"start": state[0][1], "baseline": rest[0], "last": rest[1], "end": state[-1][1],
+                                    "growth": rest[1] - rest[0]},
                 "estop_ms": {"n": len(estops), "p50": _percentile(estops, 0.5), "p99": _percentile(estops, 0.99),
                              "max": round(max(estops), 1) if estops else None},
                 "pipeline_ms": {"n": len(self.samples.pipeline_ms), "p50": _percentile(self.samples.pipeline_ms, 0.5),
