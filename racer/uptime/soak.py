@@ -297,10 +297,11 @@ class Soak:
     def report(self, load_start: float) -> dict[str, Any]:
         duration = self.samples.times[-1] if self.samples.times else 0.0
         baseline = BASELINE_S if duration >= 2 * BASELINE_S else duration / 5.0
+        window = min(WINDOW_S, duration / 5.0)
         processes = {}
         for name, rows in sorted(self.samples.processes.items()):
-            first = [r for r in rows if baseline <= r[0] < baseline + WINDOW_S] or rows[:1]
-            last = [r for r in rows if r[0] >= rows[-1][0] - WINDOW_S]
+            first = [r for r in rows if baseline <= r[0] < baseline + window] or rows[:1]
+            last = [r for r in rows if r[0] >= rows[-1][0] - window]
             rss = [statistics.median(r[1] for r in window) for window in (first, last)]
             fds = [min(r[2] for r in window) for window in (first, last)]
             threads = [min(r[3] for r in window) for window in (first, last)]
@@ -311,7 +312,7 @@ class Soak:
         estops = [ms for _, ms in self.samples.estop_ms]
         state = self.samples.state_bytes
         rest = [min(b for t, b in state if lo <= t < hi) for lo, hi in
-                ((baseline, baseline + WINDOW_S), (state[-1][0] - WINDOW_S, state[-1][0] + 1))]
+                ((baseline, baseline + window), (state[-1][0] - window, state[-1][0] + 1))]
         plot = self.plot(baseline)
         return {"transport": self.transport, "minutes": round(duration / 60.0, 1), "cycles": self.cycles,
                 "errors": len(self.errors), "first_errors": self.errors[:10], "processes": processes,
