@@ -2,19 +2,38 @@
 (the ROS 2 use_sim_time convention) and still time out correctly."""
 from __future__ import annotations
 
+import os
 import time
 from typing import Protocol
+
+# CLOCK_REALTIME - CLOCK_MONOTONIC (s) that a car's processes share: the supervisor hands its own to
+# the nodes it starts, so their stamps agree with each other across restarts and wall-clock steps.
+EPOCH_ENV = "RACER_CLOCK_EPOCH"
+_epoch: float | None = None
 
 
 class Clock(Protocol):
     def now(self) -> float: ...
 
 
+def epoch() -> float:
+    """This process's wall time at monotonic zero (s): EPOCH_ENV when set, else read once, at first use."""
+    global _epoch
+    if _epoch is None:
+        _epoch = float(os.environ.get(EPOCH_ENV) or time.time() - time.monotonic())
+    return _epoch
+
+
 class WallClock:
-    """System time, as ROS 2 stamps use on a real car."""
+    """Wall time for ROS 2 stamps (s since 1970), advanced by the monotonic clock: an NTP step or a
+    `date -s` after the car started moves neither a watchdog nor a timer (a step of hours would stop a
+    driving car or keep a stale command alive for hours). Stamps stay off by any step since the start."""
+
+    def __init__(self) -> None:
+        self._epoch = epoch()
 
     def now(self) -> float:
-        return time.time()
+        return self._epoch + time.monotonic()
 
 
 class SimClock:

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "racer.commands.console",
     "racer.commands.sim2real",
     "racer.commands.sim",
+    "racer.commands.soak",
 ]
 
 

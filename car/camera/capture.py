@@ -17,11 +17,13 @@ import cv2
 import numpy as np
 
 from car.camera.source import CameraFault, FrameSource, RecordingEnded
+from car.clock import WallClock
 
 FAULT_PERIODS = 3
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
 SPEC_FORMS = "v4l2:/dev/videoN, file:VIDEO, images:DIR or bag:PATH[:loop]"
 log = logging.getLogger("racer.camera")
+STAMPS = WallClock()  # a frame's capture time, as its ROS stamp
 
 
 def _checked(frame: np.ndarray | None, name: str) -> np.ndarray:
@@ -42,7 +44,7 @@ class Pacer:
         if delay > 0:
             time.sleep(delay)
         self._due = max(self._due, time.monotonic() - self.period_s) + self.period_s
-        return time.time()
+        return STAMPS.now()
 
 
 class CaptureSource:
@@ -83,7 +85,7 @@ class V4l2Source(CaptureSource):
     def grab(self) -> tuple[np.ndarray, float]:
         if self._capture is None or not self._capture.grab():
             raise CameraFault(f"{self.name}: stopped delivering frames")
-        stamp = time.time()
+        stamp = STAMPS.now()
         ok, frame = self._capture.retrieve()
         return _checked(frame if ok else None, self.name), stamp
 

@@ -105,8 +105,10 @@ def set_password(state: StateDir, password: str) -> None:
     API token made under the old one; a first-start password file is removed with it."""
     check_password_policy(password)
     state.create()
-    write_private(state.password, (hash_password(password) + "\n").encode())
+    # tokens first: a change cut between the two writes leaves the old password with no tokens,
+    # never the new one with the old password's tokens
     write_private(state.tokens, json.dumps({"tokens": []}).encode())
+    write_private(state.password, (hash_password(password) + "\n").encode())
     first_password_file(state).unlink(missing_ok=True)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from car.console import bodies
-from car.console.errors import ApiError
+from car.console.errors import ApiError, storage_error
 from car.console.node import ConsoleNode
 
 KINDS = {"angle": "Servo", "throttle": "Motor"}
@@ -97,7 +97,8 @@ class CalibrationService:
 
     def set(self, kind: str, body: dict[str, Any]) -> None:
         """Validate, have control hand it to the actuator (which switches at neutral; 409 while the car
-        drives), then save it atomically, so the file never holds what the car refused."""
+        drives), then save it atomically, so the file never holds what the car refused; a save that
+        fails (507 for a full disk) hands the saved calibration back, so the car never runs one it lost."""
         output, current = self._range(kind)
         polarity = bodies.choice(body, "polarity", [1, -1])
         try:
@@ -113,8 +114,9 @@ class CalibrationService:
             raise ApiError(409, str(exc)) from None
         try:
             self.fmt.save(updated, self.path)
-        except OSError as exc:
-            raise ApiError(500, f"cannot save {self.path}: {exc.strerror or exc}") from None
+        except OSError as exc:  # the car goes back to what the file holds: it starts with that next time
+            self.node.ask("set_calibration", self.fmt.to_dict(self.saved))
+            raise storage_error(exc, f"the calibration in {self.path}") from None
         self.saved, self.raw = updated, self.fmt.wizard_ranges(updated)
         self.raw_pulses = (updated.servo.mid, updated.motor.mid)
 

@@ -1,6 +1,8 @@
 """The one error type of the console's handlers: an HTTP status and the reason shown to the user."""
 from __future__ import annotations
 
+from car.policy.archive import DISK_FULL
+
 MAX_REASON_CHARS = 300
 
 
@@ -19,3 +21,10 @@ class ApiError(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+def storage_error(exc: OSError, what: str) -> ApiError:
+    """A write of `what` that failed: 507 Insufficient Storage when the disk is full, else 500."""
+    if exc.errno in DISK_FULL:
+        return ApiError(507, f"the car's disk is full: cannot store {what} ({exc.strerror})")
+    return ApiError(500, f"cannot store {what}: {exc.strerror or exc}")

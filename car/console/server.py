@@ -27,7 +27,7 @@ from car.console.limits import RateLimitedErrors, guarded_protocol, guarded_webs
 from car.console.mdns import Advertisement, addresses, service_info
 from car.console.models import LoadingStatus, ModelStore
 from car.console.node import ConsoleNode
-from car.console.state import StateDir
+from car.console.state import StateDir, remove_temporary
 from car.console.tls import LOOPBACK_NAMES, ensure_certificate, is_loopback
 from car.console.uploads import UploadLimits, remove_stale
 from car.clock import Clock
@@ -130,21 +130,30 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def recover_state(state: StateDir, store: ModelStore) -> None:
+    """What a crash (kill -9, power cut) left in the state dir, removed before anything reads it:
+    unfinished uploads, half-replaced or half-deleted model folders, temporary files of atomic writes."""
+    stale = remove_stale(state.uploads)
+    if stale:
+        log.info("console removed %d unfinished upload file(s) from %s", stale, state.uploads)
+    store.remove_stale()
+    temporary = remove_temporary(state)
+    if temporary:
+        log.info("console removed %d temporary file(s) of interrupted writes from %s", temporary, state.root)
+
+
 def start_console(options: ConsoleOptions, bus: NodeBus, clock: Clock, params: dict[str, dict[str, Any]],
                   model_name: str, calibration: CalibrationFormat, car_calibration: Any = None) -> ConsoleServer:
     """Serve the console as a node on `bus` (call before the bus spins: a process bus subscribes only
     then). On the first start a password is generated and written to a file only the owner can read;
     its path (never the password) is printed to stderr."""
     state = StateDir(options.state_dir).create()
-    stale = remove_stale(state.uploads)
-    if stale:
-        log.info("console removed %d unfinished upload file(s) from %s", stale, state.uploads)
+    store = ModelStore(state.models, state.cache, options.startup_model)
+    recover_state(state, store)
     password_file = ensure_password(state)
     secure = options.secure
     certificate = ensure_certificate(state.tls, options.host) if secure else None
     node = ConsoleNode(bus, clock, params, model_name)
-    store = ModelStore(state.models, state.cache, options.startup_model)
-    store.remove_stale()
     sock = _bind(options.host, options.port)
     port = sock.getsockname()[1]
     console = Console(

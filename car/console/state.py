@@ -6,7 +6,9 @@ be audited against a single root, and wiping the directory resets the car's cons
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +67,8 @@ class StateDir:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Replace `path` atomically with a file only its owner can read (secrets, keys)."""
+    """Replace `path` atomically with a file only its owner can read (secrets, keys): a temporary
+    file (hidden name) written and fsynced, renamed over `path`, then the folder fsynced."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -76,3 +79,28 @@ def write_private(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)  # the rename itself survives a power cut
+    finally:
+        os.close(folder)
+
+
+def remove_all(paths: Iterable[Path]) -> int:
+    """Remove each of `paths` (a folder with what it holds; a link, not its target): the count."""
+    removed = 0
+    for path in list(paths):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def remove_temporary(state: StateDir) -> int:
+    """Remove the temporary files that atomic writes killed midway left (hidden names: `write_private`,
+    calibration.json's staging, a model conversion's `.convert-*`): the count. Call at start, before
+    anything writes; model folders have their own (`ModelStore.remove_stale`)."""
+    folders = [state.root, state.secrets, state.tls, *state.cache.glob("ir/*")]
+    return remove_all(p for folder in folders if folder.is_dir() for p in folder.iterdir() if p.name.startswith("."))

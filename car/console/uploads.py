@@ -24,8 +24,9 @@ from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from car.console.errors import ApiError
+from car.console.errors import ApiError, storage_error
 from car.console.models import ModelStore, check_folder_name
+from car.console.state import remove_all
 from car.control.modes import brief
 from car.policy.archive import MAX_UNPACKED_BYTES, ArchiveError, Member, extract, scan, shown
 from car.policy.bundle import METADATA_FILE, RACER_FILE, BundleError, load_bundle
@@ -76,14 +77,7 @@ class UploadSlot:
 
 def remove_stale(directory: Path) -> int:
     """Remove what a crash left in the uploads folder (partial archives, staging folders): the count."""
-    removed = 0
-    for path in directory.iterdir():
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        removed += 1
-    return removed
+    return remove_all(directory.iterdir())
 
 
 class _FilePart:
@@ -178,6 +172,9 @@ async def receive_archive(content_type: str, content_length: str | None, body: A
     except ApiError:
         path.unlink(missing_ok=True)
         raise
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise storage_error(exc, "the upload") from None
     except Exception as exc:
         path.unlink(missing_ok=True)
         raise ApiError(400, f"malformed multipart body: {brief(str(exc), 120)}") from None
@@ -229,5 +226,7 @@ def install_archive(archive: Path, folder: str, store: ModelStore, work: Path, l
         store.install(root, folder)
     except (ArchiveError, BundleError) as exc:
         raise ApiError(422, str(exc)) from None
+    except OSError as exc:
+        raise storage_error(exc, "the model") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)

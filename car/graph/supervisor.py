@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from car.clock import WallClock
+from car.clock import EPOCH_ENV, WallClock, epoch
 from car.messages import DIAGNOSTICS_TOPIC, ERROR, OK, DiagnosticArray, DiagnosticStatus, Header, KeyValue, Time
 from car.process import PARENT_ENV
 from car.transport import NodeBus
@@ -76,12 +76,12 @@ class Supervisor:
         if len(set(names)) != len(names):
             raise ValueError(f"process names must be unique: {names}")
         self.bus = bus
-        self.env = {**env, PARENT_ENV: str(os.getpid())}
+        self.env = {**env, PARENT_ENV: str(os.getpid()), EPOCH_ENV: str(epoch())}  # one clock for the car's nodes
         self.children = [_Child(spec) for spec in specs]
         self._diagnostics = bus.publisher(DIAGNOSTICS_TOPIC)
-        clock = WallClock()
-        bus.timer(POLL_S, self.poll, clock)
-        bus.timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics, clock)
+        self.clock = WallClock()
+        bus.timer(POLL_S, self.poll, self.clock)
+        bus.timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics, self.clock)
 
     def _spawn(self, child: _Child) -> None:
         spec = child.spec
@@ -143,7 +143,7 @@ class Supervisor:
                     KeyValue("last_exit", child.last_exit)))
 
     def publish_diagnostics(self) -> None:
-        self._diagnostics(DiagnosticArray(Header(Time.from_seconds(time.time())),
+        self._diagnostics(DiagnosticArray(Header(Time.from_seconds(self.clock.now())),
                                           tuple(self.status(c) for c in self.children)))
 
     def stop(self) -> None:

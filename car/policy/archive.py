@@ -12,6 +12,7 @@ runs it from a TensorFlow venv.
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import os
@@ -30,6 +31,8 @@ MAX_UNPACKED_BYTES = 64 << 20
 MAX_NAME_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
 MAX_DEPTH = 16
+# a full disk or quota; EFBIG: a file past the process's RLIMIT_FSIZE (the sandbox's, or a test's full disk)
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 MAX_EXTENDED_HEADER_BYTES = 8192
 MAX_EXTENDED_HEADERS_IN_A_ROW = 4
 _BYTES_PER_HEADER = 4096 + MAX_EXTENDED_HEADERS_IN_A_ROW * MAX_EXTENDED_HEADER_BYTES
@@ -224,6 +227,8 @@ def extract(path: str | Path, dest: str | Path, max_members: int = MAX_MEMBERS,
                 with tar.extractfile(info) as src, open(dest.joinpath(*parts), "xb") as out:
                     shutil.copyfileobj(src, out)
             except OSError as exc:
+                if exc.errno in DISK_FULL:
+                    raise  # the car's fault, not the archive's
                 raise ArchiveError(f"cannot unpack {shown(name)}: {exc.strerror}") from None
     return members
 

@@ -6,7 +6,7 @@ deadman, camera, policy) or got it OOM-killed. So every step that lets OpenVINO 
 car has not run before happens here, in `python -m car.policy.sandbox`, which limits itself before
 importing OpenVINO: address space (RLIMIT_AS, so an allocation past it fails in the child rather
 than the kernel's OOM killer picking the car), CPU priority (nice), the size of any file it writes
-(RLIMIT_FSIZE) and no core files. The parent
+(RLIMIT_FSIZE) and no core files; it dies with the process that started it. The parent
 waits without holding its GIL and kills the child's process group at the wall-clock limit.
 
 What the child writes: converted IR into `ir_cache`, compiled blobs into `compiled_cache` (callers
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAX_REASON_CHARS = 300
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _TAIL_BYTES = 4096
 
 
@@ -60,7 +61,7 @@ def check_bundle(root: Path, ir_cache: Path, compiled_cache: Path, limits: Sandb
         result_file, output = Path(work) / "result.json", Path(work) / "output.txt"
         request = {"root": str(root), "ir_cache": str(ir_cache), "compiled_cache": str(compiled_cache),
                    "memory_bytes": limits.memory_bytes, "nice": limits.nice, "file_bytes": limits.file_bytes,
-                   "result": str(result_file)}
+                   "result": str(result_file), "parent": os.getpid()}
         # a few malloc arenas: glibc reserves 64 MiB of address space per arena, which RLIMIT_AS counts
         env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
         with open(output, "wb") as out:
@@ -96,6 +97,16 @@ def _failure(code: int, limits: SandboxLimits, output: Path) -> str:
         return _memory_reason(limits.memory_bytes)
     ended = f"signal {-code}" if code < 0 else f"exit status {code}"
     return f"checking the model crashed ({ended})"
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this child when the car's process that started it dies (kill -9, OOM): else it would
+    go on writing into the cache the restarted console reads (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the prctl
+        os._exit(1)
 
 
 def _limit_self(request: dict) -> None:
@@ -144,6 +155,7 @@ def _check(request: dict) -> dict:
 
 def main(argv: list[str]) -> int:
     request = json.loads(argv[0])
+    _die_with_parent(request["parent"])
     _limit_self(request)
     answer = _check(request)
     Path(request["result"]).write_text(json.dumps(answer))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from car.clock import Clock
+from car.clock import Clock, WallClock
 from car.transport.qos import TOPIC_QOS, TopicQos
 from car.transport.wire import WireType, wire_type
 
@@ -160,13 +160,18 @@ class RosBus:
         self._deadlines[topic] = (period_s, on_missed)
 
     def timer(self, period_s: float, callback: Callable[[], None], clock: Clock) -> None:
-        """On the node's clock, which is `clock` (node_clock) and follows /clock under use_sim_time."""
-        self._keep.append(self.node.create_timer(period_s, callback))
+        """On the node's clock when `clock` follows /clock (use_sim_time), else on ROS 2's steady clock:
+        a timer on the system clock would wait out a backward step of the wall clock."""
+        from rclpy.clock import Clock as RclpyClock, ClockType
+        steady = RclpyClock(clock_type=ClockType.STEADY_TIME) if isinstance(clock, WallClock) else None
+        self._keep.append(self.node.create_timer(period_s, callback, clock=steady))
 
     def node_clock(self, sim_time: bool) -> Clock:
-        if sim_time:
-            from rclpy.parameter import Parameter
-            self.node.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])
+        """The simulator's /clock as the node follows it (use_sim_time), else `WallClock` (steady, wall-time stamps)."""
+        if not sim_time:
+            return WallClock()
+        from rclpy.parameter import Parameter
+        self.node.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])
         return _RosClock(self.node)
 
     def post(self, fn: Callable[[], None]) -> None:

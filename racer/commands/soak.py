@@ -1,0 +1,48 @@
+"""`racer soak`: the simulated car and its console under a client loop for minutes or hours, measured."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of minutes")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("soak", help="drive the simulated car with its console under a client loop and measure "
+                                    "memory, descriptors, threads, state dir and e-stop latency over time",
+                       description=(__doc__ or "") + " The client loop uploads, loads and deletes models, teleops, "
+                       "runs the calibration wizard, streams the camera, logs in and out and drops connections; "
+                       "see docs/operators-guide.md.")
+    p.add_argument("--transport", choices=("local", "dds", "ros"), default="local", help="the car's transport")
+    p.add_argument("--minutes", type=_minutes, default=15.0, help="how long the client loop runs (default 15)")
+    p.add_argument("--track", default="reinvent_base", help="the simulator's track")
+    p.add_argument("--out", type=Path, default=Path("soak"), help="folder for the state dir, the car's log, "
+                                                                   "the plot and report.json (default ./soak)")
+    p.add_argument("--sample-seconds", type=float, default=5.0, help="seconds between resource samples")
+    p.add_argument("--domain", type=int, help="ROS domain id for dds/ros (default: a random one, so parallel soaks "
+                                              "stay apart)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from racer.uptime.soak import Soak
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = Soak(args.transport, args.minutes, args.out.resolve(), args.track, args.sample_seconds, args.domain).run()
+    (args.out / f"report-{args.transport}.json").write_text(json.dumps(report, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(json.dumps(report, indent=1), file=sys.stderr)
+    return 0 if report["errors"] == 0 else 1

@@ -1,0 +1,31 @@
+"""`racer soak` in short: the local car under the client loop for one cycle of its loop, its report and plot.
+
+The long soaks (15+ minutes per transport) are the command's job; this checks that every step of the
+loop works against the real console, that the sampler sees the car's process and that the report
+says what it measured.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from racer.uptime.soak import Soak
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_a_short_soak_runs_every_step_and_reports_what_it_sampled(tmp_path):
+    report = Soak("local", minutes=0.1, out=tmp_path, sample_s=2.0).run()
+    assert report["errors"] == 0, report["first_errors"]
+    assert report["cycles"] >= 1
+    assert report["estop_ms"]["n"] == 2 * report["cycles"]  # two per cycle, each answered
+    car = report["processes"]["car"]
+    assert car["rss_mb"][0] > 50 and car["fds"][0] > 3 and car["threads"][0] > 2
+    state, root = report["state_dir_bytes"], tmp_path / "soak-local" / "state"
+    backup = root / "calibration.json.bak"  # the first calibration save keeps the old file once
+    assert state["last"] <= state["baseline"] + (backup.stat().st_size if backup.exists() else 0), state
+    assert list(root.joinpath("models").iterdir()) == [] and list(root.joinpath("uploads").iterdir()) == []
+    assert open(report["plot"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    samples = json.loads((tmp_path / "soak-local" / "samples.json").read_text())
+    assert len(samples["processes"]["car"]) >= 5
