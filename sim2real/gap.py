@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +27,21 @@ from car.yamlfile import read_yaml
 from sim2real.drive import run_laps
 from sim2real.export import export_checkpoint
 from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation
+from sim2real.modular import ModularConfig, train_modular
 from sim2real.randomize import Domain, DomainSimulator, Randomization, RandomizationError
 from sim2real.sim.rules import aws_rules, is_aws_export
 from sim2real.sim.track import Track
 
-# Training variant -> (randomization preset, augmentation preset).
-VARIANTS: dict[str, tuple[str | None, str | None]] = {
+# Training variant -> (randomization preset, augmentation preset): the end-to-end network, and with
+# MODULAR before the name the modular model (`sim2real.modular`) trained the same way.
+MODULAR = "modular-"
+_TRAINING: dict[str, tuple[str | None, str | None]] = {
     "none": (None, None),
     "randomization": ("default", None),
     "augmentation": (None, "default"),
     "both": ("default", "default"),
 }
+VARIANTS = {**_TRAINING, **{MODULAR + name: presets for name, presets in _TRAINING.items()}}
 
 
 @dataclass(frozen=True)
@@ -127,8 +131,9 @@ def training_tracks(bundle: Bundle) -> tuple[str, ...]:
 
 def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalConfig = EvalConfig(),
              log: Callable[[str], None] = lambda _: None) -> dict[str, dict[str, Any]]:
-    """Per domain: laps driven, laps completed, completion %, mean progress, mean domain-shift score.
-    An AWS export drives under the AWS simulator's rules (`sim.rules`). `log` hears of each domain done."""
+    """Per domain: laps driven, laps completed, completion %, mean progress, mean domain-shift score,
+    and the model's own mean uncertainty when it has one (a modular model). An AWS export drives
+    under the AWS simulator's rules (`sim.rules`). `log` hears of each domain done."""
     results = {}
     with load_bundle(bundle_path) as bundle:
         policy = Policy(bundle)
@@ -136,11 +141,15 @@ def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalC
         tracks = cfg.tracks or held_out_tracks(training_tracks(bundle))
         for named in domains:
             scores: list[float] = []
+            uncertainty: list[float] = []
 
             def infer(tensor: np.ndarray) -> np.ndarray:
                 if monitor is not None:
                     scores.append(monitor.score(tensor))
-                return policy.infer(tensor)
+                action = policy.infer(tensor)
+                if policy.has_uncertainty:
+                    uncertainty.append(policy.uncertainty())
+                return action
 
             model = PolicyModel(infer, bundle.spec, bundle.metadata)
             progress, completed = [], 0
@@ -159,6 +168,7 @@ def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalC
                 "completion_pct": round(100.0 * completed / len(progress), 2),
                 "mean_progress": round(float(np.mean(progress)), 2),
                 "domain_shift": round(float(np.mean(scores)), 3) if scores else None,
+                "uncertainty": round(float(np.mean(uncertainty)), 4) if uncertainty else None,
             }
             log(f"  {named.name}: {completed} of {len(progress)} laps ({len(results)}/{len(domains)} domains)")
     return results
@@ -174,6 +184,19 @@ def is_whole(bundle: Path) -> bool:
     return (bundle / RACER_FILE).is_file()
 
 
+def variant_config(base: ImitationConfig, variant: str, seed: int) -> ImitationConfig:
+    """The training settings of one variant and seed: `base`'s DAgger settings with the variant's
+    presets; a ModularConfig for a modular variant (with `base`'s perception settings if it has them)."""
+    randomization, augmentation = VARIANTS[variant]
+    settings = {f.name: getattr(base, f.name) for f in fields(ImitationConfig)}
+    settings.update(seed=seed, randomization=randomization, augmentation=augmentation)
+    if not variant.startswith(MODULAR):
+        return ImitationConfig(**settings)
+    perception = {f.name: getattr(base, f.name) for f in fields(ModularConfig)
+                  if f.name not in settings and hasattr(base, f.name)}
+    return ModularConfig(**settings, **perception)
+
+
 def train_variant(out_dir: Path, variant: str, seed: int, base: ImitationConfig,
                   show_progress: bool = False) -> Path:
     """Train and export one variant and seed into out_dir/<variant>-s<seed>/bundle; an existing
@@ -184,11 +207,14 @@ def train_variant(out_dir: Path, variant: str, seed: int, base: ImitationConfig,
     bundle = run / "bundle"
     if is_whole(bundle):
         return bundle
-    randomization, augmentation = VARIANTS[variant]
-    cfg = replace(base, seed=seed, randomization=randomization, augmentation=augmentation)
-    net, _, history, _ = train_imitation(cfg, show_progress=show_progress)
+    cfg = variant_config(base, variant, seed)
+    if isinstance(cfg, ModularConfig):
+        net, history, _ = train_modular(cfg, show_progress=show_progress)
+    else:
+        net, _, history, _ = train_imitation(cfg, show_progress=show_progress)
     run.mkdir(parents=True, exist_ok=True)
-    checkpoint = save_checkpoint(run / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history.iterations)
+    checkpoint = save_checkpoint(run / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history.iterations,
+                                 trainer="modular" if isinstance(cfg, ModularConfig) else "dagger")
     if bundle.exists():
         for stale in bundle.iterdir():
             stale.unlink()

@@ -23,6 +23,8 @@ class PolicyModel:
     spec: PreprocessSpec
     metadata: ModelMetadata
     stats: Mapping[str, Any] | None = None
+    # The model's own uncertainty about the frame it last ran on (a modular model's perception), if it has one.
+    uncertainty: Callable[[], float | None] | None = None
 
 
 @dataclass
@@ -38,10 +40,12 @@ class PolicyCore:
 
     def __init__(self, infer: Callable[[np.ndarray], np.ndarray], preprocessor: Preprocessor,
                  decoder: ActionDecoder, max_steering_rad: float, max_speed_mps: float,
-                 shift: ShiftMonitor | None = None):
+                 shift: ShiftMonitor | None = None, uncertainty: Callable[[], float | None] | None = None):
         self.infer = infer
         self.shift = shift
         self.domain_shift: float | None = None
+        self.read_uncertainty = uncertainty
+        self.uncertainty: float | None = None
         self.preprocessor = preprocessor
         self.decoder = decoder
         self.max_steering_rad = max_steering_rad
@@ -60,12 +64,13 @@ class PolicyCore:
     @classmethod
     def for_model(cls, model: PolicyModel, max_steering_rad: float, max_speed_mps: float) -> "PolicyCore":
         infer, preprocessor, decoder, shift = cls._parts(model)
-        return cls(infer, preprocessor, decoder, max_steering_rad, max_speed_mps, shift)
+        return cls(infer, preprocessor, decoder, max_steering_rad, max_speed_mps, shift, model.uncertainty)
 
     def load(self, model: PolicyModel) -> None:
         """Swap in another model on a running car (the console's model select); the next frame uses it."""
         self.infer, self.preprocessor, self.decoder, self.shift = self._parts(model)
-        self.domain_shift = None
+        self.read_uncertainty = model.uncertainty
+        self.domain_shift = self.uncertainty = None
         self.last = None
 
     def on_image(self, msg: Image) -> PolicyResult:
@@ -76,6 +81,8 @@ class PolicyCore:
             if self.shift is not None:
                 self.domain_shift = self.shift.score(tensor)
             decoded = self.decoder(self.infer(tensor))
+            if self.read_uncertainty is not None:
+                self.uncertainty = self.read_uncertainty()
         except Exception as exc:  # any policy failure must become a neutral car, never a crash
             self.errors += 1
             self.last = PolicyResult(None, None, f"{type(exc).__name__}: {exc}", (time.perf_counter() - t0) * 1e3)
@@ -95,5 +102,6 @@ class PolicyCore:
             message=(last.error or "ok") if last else "waiting for frames",
             values=(KeyValue("frames", str(self.frames)), KeyValue("errors", str(self.errors)),
                     KeyValue("infer_ms", f"{last.infer_ms:.3f}" if last else ""),
-                    KeyValue("domain_shift", f"{self.domain_shift:.3f}" if self.domain_shift is not None else "")),
+                    KeyValue("domain_shift", f"{self.domain_shift:.3f}" if self.domain_shift is not None else ""),
+                    KeyValue("uncertainty", f"{self.uncertainty:.4f}" if self.uncertainty is not None else "")),
         )

@@ -51,8 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--model", action="append", type=Path, metavar="BUNDLE",
                    help="evaluate this bundle (repeatable) instead of training the variants")
     e.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default: %(default)s)")
-    e.add_argument("--variants", default="none,randomization,augmentation,both",
-                   help="training variants, comma-separated (default: %(default)s)")
+    e.add_argument("--variants", default="none,randomization,augmentation,both,"
+                                         "modular-none,modular-randomization,modular-augmentation,modular-both",
+                   help="training variants, comma-separated: none, randomization, augmentation, both (end-to-end), "
+                        "and each with modular- before it (racer train --model modular) (default: all eight)")
     e.add_argument("--out", type=Path, help=f"run directory (default: {DEFAULT_EVAL_DIR}, or {DEFAULT_MODELS_EVAL_DIR} "
                                            "with --model)")
     e.add_argument("--tracks", default="",
@@ -78,6 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="variant training: steps per iteration (default: %(default)s)")
     e.add_argument("--epochs", type=int, default=3,
                    help="variant training: epochs per iteration (default: %(default)s)")
+    e.add_argument("--perception-steps", type=int, default=6000,
+                   help="modular variants: labelled frames the perception trains on (default: %(default)s)")
+    e.add_argument("--perception-epochs", type=int, default=4,
+                   help="modular variants: epochs over them (default: %(default)s)")
     e.add_argument("--lap-times", action="store_true",
                    help="instead: each --model's lap times in the nominal simulator next to the privileged "
                         "expert's, 2 laps from rest per track (default tracks: every closed one)")
@@ -161,7 +167,7 @@ def _eval_models(args: argparse.Namespace, domains: list, cfg: Any, train_tracks
     when `on_workers`."""
     from car.policy.bundle import bundle_name
     from sim2real.gap import evaluate, run_gap_evaluation
-    from sim2real.imitation import ImitationConfig
+    from sim2real.modular import ModularConfig
 
     if args.model:
         if on_workers:
@@ -176,8 +182,9 @@ def _eval_models(args: argparse.Namespace, domains: list, cfg: Any, train_tracks
         names = [bundle_name(path) for path in args.model]
         return [{"name": name, "variant": name, "seed": None, "bundle": str(path), "results": r}
                 for name, path, r in zip(names, args.model, results)]
-    base = ImitationConfig(tracks=train_tracks, iterations=args.iterations, steps_per_iteration=args.steps,
-                           epochs=args.epochs, max_speed_setting=args.max_speed)
+    base = ModularConfig(tracks=train_tracks, iterations=args.iterations, steps_per_iteration=args.steps,
+                         epochs=args.epochs, max_speed_setting=args.max_speed, perception_steps=args.perception_steps,
+                         perception_epochs=args.perception_epochs)
     if on_workers:
         from sim2real.distributed import run_gap_evaluation_on_workers
 
@@ -255,9 +262,10 @@ def run_eval(args: argparse.Namespace) -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         return fail("eval", f"unknown variant(s) {', '.join(unknown)}; variants: {', '.join(VARIANTS)}")
-    if not seeds or not train_tracks or args.starts < 1 or min(args.iterations, args.steps, args.epochs) < 1:
-        return fail("eval", "--seeds and --train-tracks need at least one entry; --starts, --iterations, --steps "
-                             "and --epochs at least 1")
+    if not seeds or not train_tracks or args.starts < 1 or \
+            min(args.iterations, args.steps, args.epochs, args.perception_steps, args.perception_epochs) < 1:
+        return fail("eval", "--seeds and --train-tracks need at least one entry; --starts, --iterations, --steps, "
+                             "--epochs, --perception-steps and --perception-epochs at least 1")
     if not 0.0 < args.max_speed <= 1.0:
         return fail("eval", f"--max-speed must be in (0, 1], got {args.max_speed}")
     missing = [str(m) for m in args.model or [] if not m.exists()]
