@@ -165,6 +165,8 @@ def test_eval_command_in_the_nominal_world(tiny_run, tmp_path, capsys):
     (["--starts", "0"], "--starts"),
     (["--max-speed", "1.5"], "--max-speed must be in (0, 1]"),
     (["--train-tracks", "moon"], "unknown track 'moon'"),
+    (["--variants", "modular-magic"], "unknown variant(s) modular-magic"),
+    (["--perception-steps", "0"], "--perception-steps and --perception-epochs at least 1"),
 ])
 def test_eval_command_refuses_bad_input(tmp_path, capsys, args, message):
     assert racer_s2r("eval", "--out", str(tmp_path / "eval"), *args) == 2

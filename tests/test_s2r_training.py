@@ -122,6 +122,9 @@ def parse_racer(command: str):
     (["--camera-info", "missing.yaml"], "no camera_info file at missing.yaml"),
     (["--algo", "ppo", "--timesteps", "0"], "--timesteps must be at least 1, got 0"),
     (["--name", "my model"], "model name 'my model' must be 1-64 letters"),
+    (["--model", "modular", "--algo", "ppo"], "--model modular trains by DAgger"),
+    (["--model", "modular", "--workers", "2"], "--model modular runs its rollouts in this process"),
+    (["--model", "modular", "--perception-epochs", "0"], "--perception-steps and --perception-epochs must be at"),
 ])
 def test_train_flags_refuse_bad_input(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
