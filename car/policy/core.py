@@ -36,6 +36,9 @@ class PolicyResult:
 class PolicyCore:
     """Stateless but for the frame stack; `infer` is any tensor -> output callable (OpenVINO on the car)."""
 
+    # The diagnostics key of the score the car warns its owner with (`monitor_score`).
+    MONITOR = "domain_shift"
+
     def __init__(self, infer: Callable[[np.ndarray], np.ndarray], preprocessor: Preprocessor,
                  decoder: ActionDecoder, max_steering_rad: float, max_speed_mps: float,
                  shift: ShiftMonitor | None = None):
@@ -86,6 +89,12 @@ class PolicyCore:
         self.last = PolicyResult(AckermannDriveStamped(Header(msg.header.stamp, "base_link"), drive), decoded, None,
                                  (time.perf_counter() - t0) * 1e3)
         return self.last
+
+    def monitor_score(self) -> float | None:
+        """The car's warning score for the last frame, higher = more likely to fail (None: the
+        model carries no monitor statistics): the domain-shift score. `racer eval` measures how
+        well it predicts leaving the track."""
+        return self.domain_shift
 
     def diagnostics(self) -> DiagnosticStatus:
         last = self.last
