@@ -126,6 +126,9 @@ def test_the_policy_node_and_the_console_show_the_uncertainty(modular, tmp_path)
     assert core.on_image(Image(Header(Time.from_seconds(1.0), "camera"), sim.render())).error is None
     values = {kv.key: kv.value for kv in core.diagnostics().values}
     assert float(values["uncertainty"]) == pytest.approx(policy.uncertainty(), abs=1e-4)
+    # the car's warning score, which racer eval's AUROC reads, is the model's own uncertainty
+    assert PolicyCore.monitor_key(policy.model()) == "uncertainty" and core.monitor_score() == policy.uncertainty()
+    assert core.domain_shift is not None and core.domain_shift != core.monitor_score()
     bundle.close()
     # the whole car: /diagnostics from the policy node reaches the console's /api/status over HTTP
     car = start_car(tmp_path, modular["bundle"])

@@ -149,6 +149,7 @@ def test_a_calibrated_lens_stays_as_measured_under_randomization(tmp_path):
     for seed in range(3):
         sim.set_domain(sim.randomization.sample(np.random.default_rng(seed)))
         assert sim.camera.hfov_deg == pytest.approx(120.0) and sim.camera.distortion[0] == pytest.approx(-0.3)
+        assert sim.camera.fisheye == 0.0  # the calibration's plumb_bob model is the lens, not the fisheye knob
         pitches.add(sim.camera.pitch_deg)
     assert len(pitches) == 3  # the mounting still varies
 

@@ -38,6 +38,11 @@ class PolicyResult:
 class PolicyCore:
     """Stateless but for the frame stack; `infer` is any tensor -> output callable (OpenVINO on the car)."""
 
+    # The diagnostics keys of the scores the car warns its owner with (`monitor_score`): the
+    # domain-shift score, or the model's own uncertainty when it reports one (a modular model).
+    MONITOR = "domain_shift"
+    UNCERTAINTY = "uncertainty"
+
     def __init__(self, infer: Callable[[np.ndarray], np.ndarray], preprocessor: Preprocessor,
                  decoder: ActionDecoder, max_steering_rad: float, max_speed_mps: float,
                  shift: ShiftMonitor | None = None, uncertainty: Callable[[], float | None] | None = None):
@@ -94,6 +99,18 @@ class PolicyCore:
                                  (time.perf_counter() - t0) * 1e3)
         return self.last
 
+    @classmethod
+    def monitor_key(cls, model: PolicyModel) -> str:
+        """Which score `monitor_score` gives for `model`: its own uncertainty when it reports one,
+        else the domain-shift score."""
+        return cls.UNCERTAINTY if model.uncertainty is not None else cls.MONITOR
+
+    def monitor_score(self) -> float | None:
+        """The car's warning score for the last frame, higher = more likely to fail (None: the
+        model carries neither): the model's own uncertainty when it reports one (`monitor_key`),
+        else the domain-shift score. `racer eval` measures how well it predicts leaving the track."""
+        return self.uncertainty if self.read_uncertainty is not None else self.domain_shift
+
     def diagnostics(self) -> DiagnosticStatus:
         last = self.last
         return DiagnosticStatus(
@@ -103,5 +120,5 @@ class PolicyCore:
             values=(KeyValue("frames", str(self.frames)), KeyValue("errors", str(self.errors)),
                     KeyValue("infer_ms", f"{last.infer_ms:.3f}" if last else ""),
                     KeyValue("domain_shift", f"{self.domain_shift:.3f}" if self.domain_shift is not None else ""),
-                    KeyValue("uncertainty", f"{self.uncertainty:.4f}" if self.uncertainty is not None else "")),
+                    KeyValue(self.UNCERTAINTY, f"{self.uncertainty:.4f}" if self.uncertainty is not None else "")),
         )
