@@ -11,8 +11,8 @@ from sim2real.sim.render import CameraParams
 
 
 def camera_from_info(info: CameraInfo | str | Path, base: CameraParams | None = None) -> CameraParams:
-    """Intrinsics and plumb_bob distortion from the calibration, the mounting (height, pitch, roll)
-    from `base`. Render at the calibration's aspect ratio: the focal length scales with width."""
+    """Intrinsics and plumb_bob distortion from the calibration (a pinhole projection bent by
+    plumb_bob, as OpenCV measures it), the mounting (height, pitch, roll) from `base`. Render at the calibration's aspect ratio: the focal length scales with width."""
     if not isinstance(info, CameraInfo):
         info = load_camera_info(info)
     k = info.camera_matrix
@@ -24,4 +24,4 @@ def camera_from_info(info: CameraInfo | str | Path, base: CameraParams | None = 
                    hfov_deg=math.degrees(2.0 * math.atan(0.5 * w / fx)),
                    aspect=fy / fx,
                    principal_offset=((cx - (w - 1) / 2.0) / w, (cy - (h - 1) / 2.0) / h),
-                   distortion=tuple(float(d) for d in info.distortion))
+                   distortion=tuple(float(d) for d in info.distortion), fisheye=0.0)

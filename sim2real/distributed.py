@@ -204,13 +204,22 @@ def _train_cell(out_name: str, variant: str, seed: int, base: ImitationConfig,
         return read_tree(Path(tmp) / "runs" / out_name)
 
 
-def _evaluate_cell(run_files: dict[str, bytes], bundle: str, domain: Any, cfg: Any) -> dict[str, Any]:
-    """One (model, domain) drive on a worker: `bundle` is the bundle's path among `run_files`."""
+# Domains per drive task: a test distribution has hundreds of one-lap domains, and each task
+# unpacks and compiles its bundle once.
+DOMAINS_PER_TASK = 8
+
+
+def _evaluate_cell(run_files: dict[str, bytes], bundle: str, domains: Sequence[Any], cfg: Any) -> dict[str, Any]:
+    """One model's drives in a few domains on a worker: `bundle` is the bundle's path among `run_files`."""
     from sim2real.gap import evaluate
 
     with tempfile.TemporaryDirectory(prefix="racer-gap-") as tmp:
         write_tree(Path(tmp), run_files)
-        return evaluate(Path(tmp) / bundle, [domain], cfg)[domain.name]
+        return evaluate(Path(tmp) / bundle, domains, cfg)
+
+
+def _chunks(domains: Sequence[Any]) -> list[Sequence[Any]]:
+    return [domains[i:i + DOMAINS_PER_TASK] for i in range(0, len(domains), DOMAINS_PER_TASK)]
 
 
 def wait_all(refs: list[Any], desc: str, show_progress: bool, on_ready: Callable[[Any], None] = lambda _: None
@@ -264,22 +273,28 @@ def run_gap_evaluation_on_workers(out_dir: Path, seeds: Sequence[int], domains: 
             log(f"training {variant} seed {seed}")
             files[name] = train.remote(name, variant, seed, base, shipped)
             trainings[files[name]] = name
-    drives = {(name, d.name): drive.remote(files[name], "bundle", d, cfg) for name in files for d in domains}
+    drives = {name: [drive.remote(files[name], "bundle", chunk, cfg) for chunk in _chunks(domains)] for name in files}
 
     def finished(ref: Any) -> None:
         if ref in trainings:
             write_tree(out_dir / trainings[ref], ray.get(ref))
             log(f"trained {trainings[ref]}")
 
-    wait_all(list(trainings) + list(drives.values()), "gap grid", show_progress, finished)
+    wait_all(list(trainings) + [r for refs in drives.values() for r in refs], "gap grid", show_progress, finished)
     return [{"name": run_name(v, s), "variant": v, "seed": s, "bundle": str(out_dir / run_name(v, s) / "bundle"),
-             "results": {d.name: ray.get(drives[run_name(v, s), d.name]) for d in domains}} for v, s in cells]
+             "results": _merged(drives[run_name(v, s)])} for v, s in cells]
+
+
+def _merged(refs: list[Any]) -> dict[str, Any]:
+    import ray
+
+    return {name: result for ref in refs for name, result in ray.get(ref).items()}
 
 
 def evaluate_on_workers(bundles: Sequence[Path], domains: Sequence[Any], cfg: Any, show_progress: bool = True
                         ) -> list[dict[str, dict[str, Any]]]:
-    """`gap.evaluate` of each bundle (a directory or .tar.gz) on each domain, a Ray task per pair,
-    inside `ray_workers`: per bundle, the serial result."""
+    """`gap.evaluate` of each bundle (a directory or .tar.gz) on the domains, a Ray task per bundle and
+    `DOMAINS_PER_TASK` domains, inside `ray_workers`: per bundle, the serial result."""
     import ray
 
     drive = ray.remote(num_cpus=1)(_evaluate_cell)
@@ -287,9 +302,9 @@ def evaluate_on_workers(bundles: Sequence[Path], domains: Sequence[Any], cfg: An
     for path in map(Path, bundles):
         files = ray.put(read_tree(path) if path.is_dir() else {path.name: path.read_bytes()})
         where = "." if path.is_dir() else path.name
-        refs.append({d.name: drive.remote(files, where, d, cfg) for d in domains})
-    wait_all([r for per in refs for r in per.values()], "gap drives", show_progress)
-    return [{name: ray.get(ref) for name, ref in per.items()} for per in refs]
+        refs.append([drive.remote(files, where, chunk, cfg) for chunk in _chunks(domains)])
+    wait_all([r for per in refs for r in per], "gap drives", show_progress)
+    return [_merged(per) for per in refs]
 
 
 class CarWorker:

@@ -88,10 +88,12 @@ def start_autonomous(graph: CarGraph, max_speed: float) -> CarGraph:
 
 def run_laps(sim: Simulator, model: PolicyModel, laps: int = 1, max_speed: float = 0.5,
              params: dict[str, dict[str, Any]] | None = None, lap_timeout_s: float = 120.0,
-             on_lap: Callable[[int, LapResult], None] | None = None, driver: Driver | None = None) -> DriveResult:
+             on_lap: Callable[[int, LapResult], None] | None = None, driver: Driver | None = None,
+             on_frame: Callable[[CarGraph], None] | None = None) -> DriveResult:
     """Autonomous laps from the simulator's current pose, as fast as the CPU allows; stops at `laps`
-    laps, off-track or timeout. `driver` replaces the simulator's actuator (see `sim.rules`).
-    ValueError when control refuses `max_speed`."""
+    laps, off-track or timeout. `driver` replaces the simulator's actuator (see `sim.rules`);
+    `on_frame` sees the graph after each camera frame went through it. ValueError when control
+    refuses `max_speed`."""
     graph = start_autonomous(sim_graph(sim, model, params, driver), max_speed)
     clock = graph.clock
     result = DriveResult(sim.track.name)
@@ -99,6 +101,8 @@ def run_laps(sim: Simulator, model: PolicyModel, laps: int = 1, max_speed: float
     try:
         while len(result.laps) < laps:
             graph.frame()
+            if on_frame is not None:
+                on_frame(graph)
             info = sim.step()
             clock.set(info.time)
             lap = counter.observe(info)

@@ -17,6 +17,7 @@ from car.policy.metadata import ModelMetadata
 from car.policy.preprocess import PreprocessSpec
 from car.policy.shift import region_statistics
 from sim2real.imitation import load_checkpoint, sample_frames, to_tensor
+from sim2real.modular import ModularExport, ModularNet
 
 MAX_ABS_ERROR = 1e-4
 MAX_ARGMAX_DISAGREEMENT = 1e-3
@@ -47,26 +48,40 @@ def image_stats(features: np.ndarray) -> dict[str, Any]:
             "frames": int(features.shape[0]), "regions": region_statistics(features.astype(np.float32))}
 
 
+def exported(net: torch.nn.Module) -> torch.nn.Module:
+    """The graph a bundle carries: the network, or for the modular one the network with its uncertainty output."""
+    return ModularExport(net) if isinstance(net, ModularNet) else net
+
+
 def export_onnx(net: torch.nn.Module, spec: PreprocessSpec, path: Path) -> Path:
-    net.eval()
+    module = exported(net).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(spec.input_shape()),), str(path), dynamo=False, opset_version=17,
-                          input_names=[spec.input_name or "image"], output_names=["action"])
+        torch.onnx.export(module, (torch.zeros(spec.input_shape()),), str(path), dynamo=False, opset_version=17,
+                          input_names=[spec.input_name or "image"],
+                          output_names=list(getattr(module, "output_names", ("action",))))
     return path
 
 
 def check_equivalence(net: torch.nn.Module, policy: Policy, spec: PreprocessSpec, meta: ModelMetadata,
                       features: np.ndarray) -> EquivalenceReport:
-    """Same frames through torch and OpenVINO; discrete: argmax agreement, continuous: max abs error."""
+    """Same frames through torch and OpenVINO; discrete: argmax agreement, continuous: max abs error
+    (over the uncertainty output too, when the model has one)."""
     with torch.no_grad():
-        reference = net(to_tensor(spec, features)).numpy()
+        outputs = exported(net)(to_tensor(spec, features))
+    reference, *own = outputs if isinstance(outputs, tuple) else (outputs,)
+    reference = reference.numpy()
     batch = to_tensor(spec, features).numpy()
-    ours = np.stack([policy.infer(batch[i:i + 1]) for i in range(len(batch))])
-    err = float(np.abs(ours - reference).max())
+    ours, uncertainty = [], []
+    for i in range(len(batch)):
+        ours.append(policy.infer(batch[i:i + 1]))
+        uncertainty.append(policy.uncertainty())
+    err = float(np.abs(np.stack(ours) - reference).max())
+    if own:
+        err = max(err, float(np.abs(np.asarray(uncertainty, np.float32) - own[0].numpy()[:, 0]).max()))
     disagreement = None
     if meta.discrete:
-        disagreement = float(np.mean(ours.argmax(1) != reference.argmax(1)))
+        disagreement = float(np.mean(np.stack(ours).argmax(1) != reference.argmax(1)))
     return EquivalenceReport(len(features), err, disagreement)
 
 

@@ -11,9 +11,8 @@ domains, each a mapping from knob names to fixed values::
 """
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,76 +20,38 @@ import numpy as np
 
 from car.policy.bundle import RACER_FILE, Bundle, load_bundle
 from car.policy.inference import Policy
-from car.policy.shift import ShiftMonitor
-from car.policy.core import PolicyModel
-from car.yamlfile import read_yaml
+from car.policy.core import PolicyCore
 from sim2real.drive import run_laps
 from sim2real.export import export_checkpoint
+from sim2real.heldout import DomainsFileError, Episode, NamedDomain, TestDistribution, load_domains
 from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation
-from sim2real.randomize import Domain, DomainSimulator, Randomization, RandomizationError
+from sim2real.modular import ModularConfig, train_modular
+from sim2real.randomize import DomainSimulator, Randomization
+from sim2real.stats import auroc, rate
 from sim2real.sim.rules import aws_rules, is_aws_export
 from sim2real.sim.track import Track
 
-# Training variant -> (randomization preset, augmentation preset).
-VARIANTS: dict[str, tuple[str | None, str | None]] = {
+# Training variant -> (randomization preset, augmentation preset): the end-to-end network, and with
+# MODULAR before the name the modular model (`sim2real.modular`) trained the same way.
+MODULAR = "modular-"
+_TRAINING: dict[str, tuple[str | None, str | None]] = {
     "none": (None, None),
     "randomization": ("default", None),
     "augmentation": (None, "default"),
     "both": ("default", "default"),
 }
-
-
-@dataclass(frozen=True)
-class NamedDomain:
-    name: str
-    values: dict[str, float]
-
-    def domain(self) -> Domain:
-        """The same world for every model: the layout seed comes from the name."""
-        return Domain(self.values, zlib.crc32(self.name.encode()))
-
-
-# Each lies outside the `default` training ranges in at least one knob (see `outside_training`).
-HELD_OUT: tuple[NamedDomain, ...] = (
-    NamedDomain("dim_room", {"light": 0.55, "exposure_ev": -0.5, "background_shade": 0.4}),
-    NamedDomain("bright_glare", {"light": 1.45, "light_spots": 5, "spot_gain": 0.7, "exposure_ev": 0.5}),
-    NamedDomain("grey_carpet", {"floor_hue_deg": 70.0, "floor_shade": 1.45, "surface_shade": 0.65,
-                                "texture_noise": 10.0}),
-    NamedDomain("worn_tape", {"line_wear": 0.3, "line_width": 0.8, "line_shade": 0.72}),
-    NamedDomain("knocked_camera", {"camera_pitch_deg": 18.0, "camera_roll_deg": 2.8, "camera_height_m": 0.115}),
-    NamedDomain("cheap_camera", {"sensor_noise": 6.0, "motion_blur_px": 3.5, "jpeg_quality": 45.0, "lens_k1": 0.07}),
-    NamedDomain("tired_car", {"delay_ms": 120.0, "steering_trim": 0.05, "steering_gain": 0.87, "throttle_gain": 1.12}),
-    NamedDomain("messy_floor", {"distractors": 12, "shadows": 5, "shadow_depth": 0.55, "background_clutter": 8}),
-)
+VARIANTS = {**_TRAINING, **{MODULAR + name: presets for name, presets in _TRAINING.items()}}
 
 
 # The plain simulator: the AWS DeepRacer simulator's world, as AWS-trained models saw it.
 NOMINAL = NamedDomain("nominal", {})
+# Seconds of the car's monitor score averaged before it can warn (`monitor_peak`).
+MONITOR_WINDOW_S = 2.0
 
 
-class DomainsFileError(ValueError):
-    """A domains file that is not a list of named knob mappings."""
-
-
-def load_domains(path: str | Path) -> list[NamedDomain]:
-    doc = read_yaml(path, DomainsFileError)
-    if not isinstance(doc, list) or not doc:
-        raise DomainsFileError(f"{path}: expected a non-empty YAML list of domains")
-    domains, seen = [], set()
-    for i, entry in enumerate(doc):
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
-            raise DomainsFileError(f"{path}: domain {i + 1}: expected a mapping with a 'name'")
-        name = entry["name"]
-        if name in seen:
-            raise DomainsFileError(f"{path}: domain {name!r} appears twice")
-        seen.add(name)
-        values = {str(k): v for k, v in entry.items() if k != "name"}
-        try:
-            Domain(values)
-        except RandomizationError as exc:
-            raise DomainsFileError(f"{path}: domain {name!r}: {exc}") from None
-        domains.append(NamedDomain(name, values))
-    return domains
+def default_domains(episodes: int | None = None) -> list[NamedDomain]:
+    """`racer eval`'s default: the honest held-out test (`heldout.yaml`), its first `episodes` random domains."""
+    return TestDistribution.load().domains(episodes)
 
 
 def outside_training(domain: NamedDomain, preset: str = "default") -> list[str]:
@@ -125,42 +86,64 @@ def training_tracks(bundle: Bundle) -> tuple[str, ...]:
     return tuple(str(t) for t in tracks) if isinstance(tracks, list) else ()
 
 
+def monitor_peak(scores: Sequence[float], window: int) -> float | None:
+    """The highest mean of the car's monitor score over `window` successive frames of a lap (the
+    whole lap if shorter): what an alarm on that running mean would have seen at its worst. For a
+    lap that left the track the lap ends there, so this covers the seconds before the off-track."""
+    if not scores:
+        return None
+    x = np.asarray(scores, float)
+    window = max(1, min(window, len(x)))
+    sums = np.convolve(x, np.ones(window), "valid")
+    return float(sums.max() / window)
+
+
 def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalConfig = EvalConfig(),
              log: Callable[[str], None] = lambda _: None) -> dict[str, dict[str, Any]]:
-    """Per domain: laps driven, laps completed, completion %, mean progress, mean domain-shift score.
-    An AWS export drives under the AWS simulator's rules (`sim.rules`). `log` hears of each domain done."""
+    """Per domain: laps driven and completed, mean progress, and per lap `[track, start, completed,
+    off_track, monitor]` (`monitor_peak` of the score the car's policy node computes,
+    `PolicyCore.monitor_score`, named in `monitor`). A domain's laps are its own `episodes`, else every evaluation
+    track from `cfg.starts` spread points; laps on a track the bundle trained on are left out and
+    counted as `excluded`. An AWS export drives under the AWS simulator's rules (`sim.rules`).
+    `log` hears of each domain done."""
     results = {}
     with load_bundle(bundle_path) as bundle:
-        policy = Policy(bundle)
-        monitor = ShiftMonitor.from_stats(bundle.stats, bundle.spec)
+        model = Policy(bundle).model()
         tracks = cfg.tracks or held_out_tracks(training_tracks(bundle))
+        sims: dict[str, DomainSimulator] = {}
         for named in domains:
-            scores: list[float] = []
-
-            def infer(tensor: np.ndarray) -> np.ndarray:
-                if monitor is not None:
-                    scores.append(monitor.score(tensor))
-                return policy.infer(tensor)
-
-            model = PolicyModel(infer, bundle.spec, bundle.metadata)
-            progress, completed = [], 0
-            for track_name in tracks:
-                sim = DomainSimulator(Track.load(track_name))
+            episodes = named.episodes or tuple(Episode(t, k / cfg.starts) for t in tracks for k in range(cfg.starts))
+            laps, excluded = [], 0
+            for episode in episodes:
+                if episode.track not in tracks:
+                    excluded += 1
+                    continue
+                sim = sims.get(episode.track) or sims.setdefault(episode.track,
+                                                                 DomainSimulator(Track.load(episode.track)))
                 sim.set_domain(named.domain())
-                for k in range(cfg.starts):
-                    sim.reset(start_index=k * sim.track.waypoint_count // cfg.starts)
-                    driver = aws_rules(sim, bundle, cfg.max_speed) if is_aws_export(bundle) else None
-                    drive = run_laps(sim, model, laps=1, max_speed=cfg.max_speed, lap_timeout_s=cfg.lap_timeout_s,
-                                     driver=driver)
-                    progress.append(drive.laps[0].progress)
-                    completed += drive.completed_laps
+                sim.reset(start_index=int(episode.start * sim.track.waypoint_count) % sim.track.waypoint_count)
+                scores: list[float] = []
+
+                def observe(graph: Any) -> None:
+                    score = graph.policy.core.monitor_score()
+                    if score is not None:
+                        scores.append(score)
+
+                driver = aws_rules(sim, bundle, cfg.max_speed) if is_aws_export(bundle) else None
+                lap = run_laps(sim, model, laps=1, max_speed=cfg.max_speed, lap_timeout_s=cfg.lap_timeout_s,
+                               driver=driver, on_frame=observe).laps[0]
+                peak = monitor_peak(scores, round(MONITOR_WINDOW_S / sim.dt))
+                laps.append([episode.track, round(episode.start, 4), lap.completed, lap.off_track,
+                             round(peak, 4) if peak is not None else None, round(lap.progress, 2)])
+            completed = sum(1 for lap in laps if lap[2])
             results[named.name] = {
-                "tracks": list(tracks), "laps": len(progress), "completed": completed,
-                "completion_pct": round(100.0 * completed / len(progress), 2),
-                "mean_progress": round(float(np.mean(progress)), 2),
-                "domain_shift": round(float(np.mean(scores)), 3) if scores else None,
+                "group": named.pool, "tracks": list(dict.fromkeys(lap[0] for lap in laps)), "laps": len(laps),
+                "completed": completed, "excluded": excluded,
+                "completion_pct": round(100.0 * completed / len(laps), 2) if laps else None,
+                "mean_progress": round(float(np.mean([lap[5] for lap in laps])), 2) if laps else None,
+                "episodes": [lap[:5] for lap in laps], "monitor": PolicyCore.monitor_key(model),
             }
-            log(f"  {named.name}: {completed} of {len(progress)} laps ({len(results)}/{len(domains)} domains)")
+            log(f"  {named.name}: {completed} of {len(laps)} laps ({len(results)}/{len(domains)} domains)")
     return results
 
 
@@ -174,6 +157,19 @@ def is_whole(bundle: Path) -> bool:
     return (bundle / RACER_FILE).is_file()
 
 
+def variant_config(base: ImitationConfig, variant: str, seed: int) -> ImitationConfig:
+    """The training settings of one variant and seed: `base`'s DAgger settings with the variant's
+    presets; a ModularConfig for a modular variant (with `base`'s perception settings if it has them)."""
+    randomization, augmentation = VARIANTS[variant]
+    settings = {f.name: getattr(base, f.name) for f in fields(ImitationConfig)}
+    settings.update(seed=seed, randomization=randomization, augmentation=augmentation)
+    if not variant.startswith(MODULAR):
+        return ImitationConfig(**settings)
+    perception = {f.name: getattr(base, f.name) for f in fields(ModularConfig)
+                  if f.name not in settings and hasattr(base, f.name)}
+    return ModularConfig(**settings, **perception)
+
+
 def train_variant(out_dir: Path, variant: str, seed: int, base: ImitationConfig,
                   show_progress: bool = False) -> Path:
     """Train and export one variant and seed into out_dir/<variant>-s<seed>/bundle; an existing
@@ -184,11 +180,14 @@ def train_variant(out_dir: Path, variant: str, seed: int, base: ImitationConfig,
     bundle = run / "bundle"
     if is_whole(bundle):
         return bundle
-    randomization, augmentation = VARIANTS[variant]
-    cfg = replace(base, seed=seed, randomization=randomization, augmentation=augmentation)
-    net, _, history, _ = train_imitation(cfg, show_progress=show_progress)
+    cfg = variant_config(base, variant, seed)
+    if isinstance(cfg, ModularConfig):
+        net, history, _ = train_modular(cfg, show_progress=show_progress)
+    else:
+        net, _, history, _ = train_imitation(cfg, show_progress=show_progress)
     run.mkdir(parents=True, exist_ok=True)
-    checkpoint = save_checkpoint(run / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history.iterations)
+    checkpoint = save_checkpoint(run / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history.iterations,
+                                 trainer="modular" if isinstance(cfg, ModularConfig) else "dagger")
     if bundle.exists():
         for stale in bundle.iterdir():
             stale.unlink()
@@ -196,45 +195,65 @@ def train_variant(out_dir: Path, variant: str, seed: int, base: ImitationConfig,
     return bundle
 
 
+def pools(domains: Sequence[NamedDomain]) -> list[str]:
+    """The table's columns: each domain's pool (a test distribution's random domains share one), in order."""
+    return list(dict.fromkeys(d.pool for d in domains))
+
+
 def summarize(models: Sequence[dict[str, Any]], domains: Sequence[NamedDomain]) -> dict[str, dict[str, Any]]:
-    """Per variant: per domain and overall, completion % and progress averaged over its models
-    (seeds), with the spread of completion across seeds."""
+    """Per variant, its models' (seeds') laps pooled: per pool and over all laps, the completion
+    rate with its 95% Wilson interval and the number of laps, mean progress, each seed's rate, and
+    the AUROC of the car's monitor score (`monitor_peak`) for laps that left the track against
+    completed laps."""
     summary: dict[str, dict[str, Any]] = {}
     for variant in dict.fromkeys(m["variant"] for m in models):
         mine = [m for m in models if m["variant"] == variant]
         row: dict[str, Any] = {"seeds": [m["seed"] for m in mine], "domains": {}}
-        for d in domains:
-            completion = [m["results"][d.name]["completion_pct"] for m in mine]
-            row["domains"][d.name] = {
-                "completion_pct": round(float(np.mean(completion)), 1),
-                "completion_std": round(float(np.std(completion)), 1),
-                "mean_progress": round(float(np.mean([m["results"][d.name]["mean_progress"] for m in mine])), 1),
-            }
-        per_seed = [np.mean([m["results"][d.name]["completion_pct"] for d in domains]) for m in mine]
-        row["completion_pct"] = round(float(np.mean(per_seed)), 1)
-        row["completion_by_seed"] = [round(float(c), 1) for c in per_seed]
-        row["mean_progress"] = round(float(np.mean([row["domains"][d.name]["mean_progress"] for d in domains])), 1)
+        for pool in pools(domains):
+            names = [d.name for d in domains if d.pool == pool]
+            row["domains"][pool] = _pooled([m["results"][n] for m in mine for n in names])
+        row.update(_pooled([r for m in mine for r in m["results"].values()]))
+        row["completion_by_seed"] = [_pooled(list(m["results"].values()))["completion_pct"] for m in mine]
+        laps = [lap for m in mine for r in m["results"].values() for lap in r.get("episodes", [])]
+        failed = [lap[4] for lap in laps if lap[3] and lap[4] is not None]
+        completed = [lap[4] for lap in laps if lap[2] and lap[4] is not None]
+        area = auroc(failed, completed)
+        keys = [r["monitor"] for m in mine for r in m["results"].values() if "monitor" in r]
+        row["monitor"] = {"score": keys[0] if keys else PolicyCore.MONITOR, "window_s": MONITOR_WINDOW_S, "off_track_laps": len(failed),
+                          "completed_laps": len(completed), "auroc": round(area, 3) if area is not None else None}
         summary[variant] = row
     return summary
 
 
+def _pooled(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    laps = sum(r["laps"] for r in results)
+    progress = [r["mean_progress"] * r["laps"] for r in results if r["laps"]]
+    return {**rate(sum(r["completed"] for r in results), laps),
+            "mean_progress": round(sum(progress) / laps, 1) if laps else None}
+
+
 def format_table(summary: dict[str, dict[str, Any]], domains: Sequence[NamedDomain]) -> str:
-    """Lap completion % (mean progress %) per variant and domain, the average, and the training seeds
-    (`-` for a given bundle, which has none)."""
-    names = [d.name for d in domains]
-    width = max(14, *(len(n) for n in names)) + 2
+    """Lap completion % [95% interval] and laps per variant and pool, over all laps, the monitor's
+    AUROC and the training seeds (`-` for a given bundle, which has none)."""
+    names = pools(domains)
+    width = max(22, *(len(n) for n in names)) + 2
     first = max(15, *(len(variant) + 1 for variant in summary))  # a given bundle's name can be long
-    lines = [f"{'variant':{first}s}" + "".join(f"{n:>{width}s}" for n in names) + f"{'mean':>{width}s}  seeds"]
+    lines = [f"{'variant':{first}s}" + "".join(f"{n:>{width}s}" for n in names) + f"{'all laps':>{width}s}"
+             + f"{'monitor AUROC':>15s}  seeds"]
     for variant, row in summary.items():
-        cells = [_cell(row["domains"][n]) for n in names]
-        cells.append(_cell(row))
+        cells = [_cell(row["domains"][n]) for n in names] + [_cell(row)]
+        area = row["monitor"]["auroc"]
         lines.append(f"{variant:{first}s}" + "".join(f"{c:>{width}s}" for c in cells)
+                     + f"{'-' if area is None else f'{area:.3f}':>15s}"
                      + "  " + (",".join(str(s) for s in row["seeds"] if s is not None) or "-"))
     return "\n".join(lines)
 
 
 def _cell(result: dict[str, Any]) -> str:
-    return f"{result['completion_pct']:5.1f} ({result['mean_progress']:5.1f})"
+    if not result["laps"]:
+        return "- (n=0)"
+    low, high = result["ci95"]
+    return f"{result['completion_pct']:5.1f} [{low:.1f}, {high:.1f}] n={result['laps']}"
 
 
 def run_gap_evaluation(out_dir: Path, seeds: Sequence[int], domains: Sequence[NamedDomain], base: ImitationConfig,

@@ -23,6 +23,7 @@ from car.policy.preprocess import PreprocessSpec
 from sim2real.episode import EpisodeWorld, make_simulator
 from sim2real.network import DrivingNet, build_network
 from sim2real.sim.expert import PurePursuitExpert
+from sim2real.sim.labels import LabelCamera
 from sim2real.sim.world import Simulator
 
 # The bundled model's action space: continuous, DeepRacer units (degrees, m/s). Speeds reach the
@@ -72,16 +73,20 @@ class TrainingHistory:
 
 
 class Dataset:
-    """Growing store of preprocessed frames (float16) and expert targets in action units [-1, 1]."""
+    """Growing store of preprocessed frames (float16) and expert targets in action units [-1, 1];
+    with `encode`, frames are stored as what `encode` makes of them (a modular model's abstraction)."""
 
-    def __init__(self, shape: tuple[int, ...]):
+    def __init__(self, shape: tuple[int, ...], encode: Callable[[np.ndarray], np.ndarray] | None = None):
         self.shape = shape
+        self.encode = encode
         self._x: list[np.ndarray] = []
         self._y: list[np.ndarray] = []
 
     def extend(self, xs: np.ndarray, ys: np.ndarray) -> None:
         """Frames and targets stacked on the first axis, in order; an episode's arrays are float16 and
         float32 already, so its rows are kept as they are."""
+        if self.encode is not None:
+            xs = self.encode(xs)
         self._x.extend(xs.astype(np.float16, copy=False))
         self._y.extend(ys.astype(np.float32, copy=False))
 
@@ -112,8 +117,19 @@ def to_tensor(spec: PreprocessSpec, x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32))
 
 
+@dataclass
+class Student:
+    """What DAgger trains. `driver` maps the spec's input tensor to the action: it drives the rollouts
+    and is what gets exported; `fit` updates `trained` on the stored frames as `encode` makes them
+    (end-to-end: the driver itself on the frames; modular: the policy on the perception's output)."""
+
+    driver: torch.nn.Module
+    trained: torch.nn.Module
+    encode: Callable[[np.ndarray], np.ndarray] | None = None
+
+
 class Learner:
-    def __init__(self, net: DrivingNet, spec: PreprocessSpec, meta: ModelMetadata, max_speed_setting: float):
+    def __init__(self, net: torch.nn.Module, spec: PreprocessSpec, meta: ModelMetadata, max_speed_setting: float):
         self.net, self.spec = net, spec
         self.decoder = ActionDecoder(meta)
         self.max_speed_setting = max_speed_setting
@@ -127,11 +143,13 @@ class Learner:
 
 @dataclass
 class Episode:
-    """One DAgger episode's stored frames (T, H, W, C) float16 and expert targets (T, 2) float32."""
+    """One DAgger episode's stored frames (T, H, W, C) float16 and expert targets (T, 2) float32, and
+    with a `LabelCamera` the newest frame's class map per step (T, h, w) uint8 (`sim.labels`)."""
 
     features: np.ndarray
     targets: np.ndarray
     off_track: bool
+    labels: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -147,11 +165,15 @@ class Rollouts:
     """One simulator per training track, with the expert on each, and the learner to mix in: runs DAgger
     episodes by number. Serial training drives one; `sim2real.distributed` gives each worker its own."""
 
-    def __init__(self, cfg: ImitationConfig, spec: PreprocessSpec = SPEC, action_space: dict[str, Any] = ACTION_SPACE):
+    def __init__(self, cfg: ImitationConfig, spec: PreprocessSpec = SPEC, action_space: dict[str, Any] = ACTION_SPACE,
+                 label_size: tuple[int, int, int] | None = None):
+        """`label_size` (width, height, crop_top): also render each step's segmentation labels there."""
         self.cfg, self.spec = cfg, spec
         self.meta = parse_metadata(action_space)
         self.worlds = {name: EpisodeWorld(sim, spec, cfg.augmentation) for name, sim in training_simulators(cfg).items()}
         self.experts = {name: PurePursuitExpert(w.sim.track, w.sim.vehicle.params) for name, w in self.worlds.items()}
+        self.labels = {name: LabelCamera(w.sim.track, *label_size) for name, w in self.worlds.items()} \
+            if label_size else None
         self.learner: Learner | None = None
 
     def set_learner(self, net: DrivingNet | None) -> None:
@@ -171,10 +193,12 @@ class Rollouts:
         sim.reset(start_index=int(rng.integers(sim.track.waypoint_count)),
                   offset=float(rng.uniform(-cfg.start_offset_m, cfg.start_offset_m)),
                   yaw_offset=math.radians(float(rng.uniform(-cfg.start_yaw_deg, cfg.start_yaw_deg))))
-        xs, ys, off_track = [], [], False
+        xs, ys, labels, off_track = [], [], [], False
         for _ in range(max_steps):
             features, stored = world.observe()
             st = sim.vehicle.state
+            if self.labels is not None:
+                labels.append(self.labels[sim.track.name].render(sim.camera, sim.scene, st.x, st.y, st.yaw))
             steering, throttle = expert.act(st.x, st.y, st.yaw, st.speed, st.steering_rad)
             xs.append(stored.astype(np.float16))
             ys.append(expert_targets(self.meta, steering, throttle, cfg.max_speed_setting))
@@ -184,7 +208,7 @@ class Rollouts:
             if sim.step().off_track:
                 off_track = True
                 break
-        return Episode(np.stack(xs), np.stack(ys), off_track)
+        return Episode(np.stack(xs), np.stack(ys), off_track, np.stack(labels) if labels else None)
 
     def episodes(self, iteration: int, beta: float, budget: int) -> Iterator[Episode]:
         """Episodes 0, 1, 2... of `iteration` in order, the last one cut at `budget` steps in all."""
@@ -258,19 +282,23 @@ def fit(net: DrivingNet, spec: PreprocessSpec, data: Dataset, cfg: ImitationConf
 def train_imitation(cfg: ImitationConfig, spec: PreprocessSpec = SPEC, action_space: dict[str, Any] = ACTION_SPACE,
                     show_progress: bool = True,
                     on_iteration: Callable[[int, DrivingNet, dict[str, float]], None] | None = None,
-                    source: EpisodeSource | None = None
+                    source: EpisodeSource | None = None, student: Student | None = None
                     ) -> tuple[DrivingNet, ModelMetadata, TrainingHistory, Dataset]:
     """DAgger: `cfg.iterations` rounds of collecting episodes from `source` (default: `Rollouts`
     here, in this process) and fitting on all frames so far. The result depends on `cfg` alone,
-    not on where the episodes ran."""
+    not on where the episodes ran. `student` (default: a new DrivingNet, end to end) is what learns;
+    its driver is returned."""
     source = source or Rollouts(cfg, spec, action_space)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
     meta = parse_metadata(action_space)
-    net = DrivingNet(spec, meta.output_size())
+    if student is None:
+        driver = DrivingNet(spec, meta.output_size())
+        student = Student(driver, driver)
+    net = student.driver
     net.eval()
-    data = Dataset(spec.input_shape())
+    data = Dataset(spec.input_shape(), student.encode)
     history = TrainingHistory()
     total = cfg.iterations * cfg.steps_per_iteration
     with tqdm(total=total, desc="DAgger", unit="step", disable=not show_progress) as bar:
@@ -278,7 +306,7 @@ def train_imitation(cfg: ImitationConfig, spec: PreprocessSpec = SPEC, action_sp
             beta = 1.0 if it == 0 else 0.5 ** it
             source.set_learner(None if it == 0 else net)
             stats = collect(cfg, source, it, beta, data, bar)
-            stats["loss"] = fit(net, spec, data, cfg, rng)
+            stats["loss"] = fit(student.trained, spec, data, cfg, rng)
             stats.update(iteration=it, beta=beta, samples=len(data))
             history.iterations.append(stats)
             bar.set_postfix(loss=f"{stats['loss']:.4f}", samples=len(data))
@@ -313,7 +341,7 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, PreprocessSpec, dict[s
     if not isinstance(data, dict) or not {"state_dict", "spec", "action_space"} <= data.keys():
         raise ValueError(f"{path}: not a racer train checkpoint (no state_dict, spec and action_space)")
     spec = PreprocessSpec.from_json(data["spec"])
-    net = build_network(spec, data["action_space"])
+    net = build_network(spec, data["action_space"], data.get("trainer"))
     net.load_state_dict(data["state_dict"])
     net.eval()
     return net, spec, data["action_space"], data

@@ -99,10 +99,14 @@ class ConsoleNet(nn.Module):
         return self.policy(h), self.value(h)[:, 0]
 
 
-def build_network(spec: PreprocessSpec, action_space: dict[str, Any]) -> nn.Module:
-    """The network a checkpoint's action space names: a console network by `neural_network`, else
-    racer's DrivingNet."""
+def build_network(spec: PreprocessSpec, action_space: dict[str, Any], trainer: str | None = None) -> nn.Module:
+    """The network a checkpoint's trainer and action space name: the modular network for
+    `racer train --model modular`, a console network by `neural_network`, else racer's DrivingNet."""
     meta = parse_metadata(action_space)
+    if trainer == "modular":
+        from sim2real.modular import ModularNet  # the modular model builds on imitation, which imports this
+
+        return ModularNet(spec, meta.output_size())
     if meta.neural_network in CONSOLE_NETWORKS:
         return ConsoleNet(meta.neural_network, meta.output_size(), meta.discrete, spec)
     return DrivingNet(spec, meta.output_size())

@@ -72,22 +72,25 @@ def training_curve(history: list[dict[str, Any]], path: Path) -> Path:
 
 
 def gap_plot(summary: dict[str, dict[str, Any]], domains: list[str], path: Path) -> Path:
-    """Lap completion per held-out domain, one bar per training variant (mean over seeds, with
-    the seeds' spread), and each variant's average at the right."""
+    """Lap completion per held-out pool of domains, one bar per training variant (its seeds' laps
+    pooled, with the 95% Wilson interval), and each variant's rate over all laps at the right."""
     plt = _pyplot()
-    columns = domains + ["mean"]
+    columns = domains + ["all laps"]
     x = np.arange(len(columns))
     width = 0.8 / max(len(summary), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(columns) + 2), 4), dpi=100)
     for i, (variant, row) in enumerate(summary.items()):
-        heights = [row["domains"][d]["completion_pct"] for d in domains] + [row["completion_pct"]]
-        spread = [row["domains"][d]["completion_std"] for d in domains] + [float(np.std(row["completion_by_seed"]))]
-        ax.bar(x + (i - (len(summary) - 1) / 2) * width, heights, width, yerr=spread, capsize=2,
+        cells = [row["domains"][d] for d in domains] + [row]
+        heights = np.array([c["completion_pct"] or 0.0 for c in cells])
+        low = np.array([c["ci95"][0] if c["ci95"] else 0.0 for c in cells])
+        high = np.array([c["ci95"][1] if c["ci95"] else 0.0 for c in cells])
+        ax.bar(x + (i - (len(summary) - 1) / 2) * width, heights, width,
+               yerr=np.stack([np.maximum(heights - low, 0.0), np.maximum(high - heights, 0.0)]), capsize=2,
                label=f"{variant} ({len(row['seeds'])} seeds)")
     ax.set_xticks(x, columns, rotation=30, ha="right")
-    ax.set_ylabel("laps completed (%)")
+    ax.set_ylabel("laps completed (%, 95% interval)")
     ax.set_ylim(0, 105)
-    ax.set_title("Held-out domains: lap completion by training variant")
+    ax.set_title("Held-out test: lap completion by training variant")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(plt, fig, path)
 

@@ -101,16 +101,18 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          "upright shapes (people, furniture) against the walls", count=True),
     Knob("distractors", "visual", "count", 0.0, (0.0, 8.0), (0.0, 20.0), (0.0, 200.0),
          "objects lying on the floor (paper, tape, leaves), some on the track", count=True),
-    Knob("camera_height_m", "camera", "m", 0.1328, (0.12, 0.145), (0.10, 0.16), (0.02, 0.5),
+    Knob("camera_height_m", "camera", "m", 0.1328, (0.10, 0.145), (0.09, 0.16), (0.02, 0.5),
          "lens height above the floor"),
     Knob("camera_forward_m", "camera", "m", 0.142, (0.12, 0.165), (0.08, 0.20), (-0.2, 0.5),
          "lens ahead of the axle midpoint (the car's reported position)"),
-    Knob("camera_pitch_deg", "camera", "deg", 13.61, (10.5, 16.5), (7.0, 21.0), (0.0, 60.0),
+    Knob("camera_pitch_deg", "camera", "deg", 13.61, (10.5, 24.0), (7.0, 28.0), (0.0, 60.0),
          "downward tilt of the optical axis"),
-    Knob("camera_roll_deg", "camera", "deg", 0.0, (-2.0, 2.0), (-4.0, 4.0), (-30.0, 30.0),
+    Knob("camera_roll_deg", "camera", "deg", 0.0, (-3.0, 3.0), (-5.0, 5.0), (-30.0, 30.0),
          "lean of the camera about its optical axis, + = to the right"),
-    Knob("camera_hfov_deg", "camera", "deg", 64.74, (58.0, 72.0), (50.0, 125.0), (30.0, 170.0),
-         "pinhole horizontal field of view (the real car's lens is sold as 120 deg; `strong` reaches it)"),
+    Knob("camera_hfov_deg", "camera", "deg", 64.74, (58.0, 135.0), (50.0, 150.0), (30.0, 170.0),
+         "horizontal field of view (the AWS simulator's 64.74 deg pinhole up to the real car's wide lens)"),
+    Knob("lens_fisheye", "camera", "fraction", 0.0, (0.0, 1.0), (0.0, 1.0), (0.0, 1.0),
+         "projection from pinhole (0) to equidistant f-theta (1): the barrel distortion of wide M12 lenses"),
     Knob("lens_k1", "camera", "1", 0.0, (-0.05, 0.05), (-0.2, 0.12), (-0.5, 1.0),
          "plumb_bob radial distortion k1 (- = barrel; strong barrel folds the image corners)"),
     Knob("exposure_ev", "camera", "EV", 0.0, (-0.4, 0.4), (-0.8, 0.8), (-5.0, 5.0),
@@ -137,7 +139,7 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
 
 
 # What `racer calibrate camera` measures: field of view and distortion.
-LENS_KNOBS = ("camera_hfov_deg", "lens_k1")
+LENS_KNOBS = ("camera_hfov_deg", "lens_fisheye", "lens_k1")
 
 
 def knob_named(name: str) -> Knob:
@@ -206,7 +208,8 @@ class Domain:
                        forward_m=v.get("camera_forward_m", base.forward_m),
                        pitch_deg=v.get("camera_pitch_deg", base.pitch_deg),
                        roll_deg=v.get("camera_roll_deg", base.roll_deg),
-                       hfov_deg=v.get("camera_hfov_deg", base.hfov_deg), distortion=distortion)
+                       hfov_deg=v.get("camera_hfov_deg", base.hfov_deg), distortion=distortion,
+                       fisheye=v.get("lens_fisheye", base.fisheye))
 
     def vehicle(self, base: VehicleParams) -> VehicleParams:
         v = self.values
@@ -271,6 +274,9 @@ class Randomization:
     def from_document(cls, doc: Any, source: str = "randomization") -> Randomization:
         """From a parsed config (`preset` and/or `knobs`); errors name `source`."""
         doc = {} if doc is None else doc
+        if isinstance(doc, dict) and "test_distribution" in doc:
+            raise RandomizationError(f"{source}: the held-out test distribution {doc['test_distribution']!r}; "
+                                     "training never draws from it")
         if not isinstance(doc, dict):
             raise RandomizationError(f"{source}: expected a mapping with 'preset' and/or 'knobs'")
         unknown = sorted(set(doc) - {"preset", "knobs"})

@@ -42,7 +42,8 @@ def test_server_ready_and_status(api, car):
     assert car.request("GET", "/api/server_ready")[2] == b'{"success":true}'
     status = api.request("GET", "/api/status").body
     assert {"mode": "manual", "running": False, "max_speed": 0.5, "model": "driving", "camera": "connected",
-            "emergency_stop": False, "battery_level": None, "domain_shift": None}.items() <= status.items()
+            "emergency_stop": False, "battery_level": None, "domain_shift": None,
+            "uncertainty": None}.items() <= status.items()
     assert status["fps"] > 5 and status["watchdog"] == "ok" and status["infer_ms"] > 0
     assert status["loading"]["isModelLoading"] == "loaded"
 

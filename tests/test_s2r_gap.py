@@ -6,8 +6,9 @@ import pytest
 
 from car.policy.bundle import load_bundle
 from s2r_cli import racer_s2r
-from sim2real.gap import (HELD_OUT, DomainsFileError, EvalConfig, NamedDomain, format_table, held_out_tracks,
-                          load_domains, outside_training, run_gap_evaluation, summarize, training_tracks)
+from car.policy.core import PolicyCore
+from sim2real.gap import (DomainsFileError, EvalConfig, NamedDomain, evaluate, format_table, held_out_tracks,
+                          load_domains, run_gap_evaluation, summarize, training_tracks)
 from sim2real.imitation import ImitationConfig
 from sim2real.plots import gap_plot
 from sim2real.randomize import KNOBS
@@ -24,13 +25,6 @@ def tiny_run(tmp_path_factory):
     return out, models
 
 
-def test_held_out_domains_lie_outside_the_training_ranges():
-    assert len(HELD_OUT) >= 6
-    for domain in HELD_OUT:
-        assert outside_training(domain), domain.name
-        domain.domain()  # every knob name and value is valid
-
-
 def test_domains_file(tmp_path):
     path = tmp_path / "domains.yaml"
     path.write_text("- name: dim\n  light: 0.5\n  exposure_ev: -0.5\n- name: laggy\n  delay_ms: 140\n")
@@ -43,7 +37,7 @@ def test_domains_file(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("- name: foggy\n  fog: 0.3\n", "domain 'foggy': unknown randomization knob 'fog'"),
     ("- name: hot\n  light: 50\n", "domain 'hot': knob light: 50 is outside"),
-    ("name: dim\nlight: 0.5\n", "expected a non-empty YAML list"),
+    ("name: dim\nlight: 0.5\n", "expected a non-empty YAML list of domains or a test distribution"),
     ("[]\n", "expected a non-empty YAML list"),
     ("- light: 0.5\n", "domain 1: expected a mapping with a 'name'"),
     ("- name: a\n- name: a\n", "domain 'a' appears twice"),
@@ -64,7 +58,10 @@ def test_variants_train_evaluate_and_are_reused(tiny_run):
     for m in models:
         result = m["results"]["dark"]
         assert result["laps"] == 1 and result["completed"] in (0, 1)
-        assert 0.0 <= result["mean_progress"] <= 100.0 and result["domain_shift"] > 0.0
+        assert 0.0 <= result["mean_progress"] <= 100.0
+        [(track, start, completed, off_track, monitor)] = result["episodes"]
+        assert (track, start, completed) == ("reinvent_base", 0.0, result["completed"] == 1)
+        assert monitor > 0.0 and off_track in (True, False)
     both = json.loads((out / "both-s0" / "bundle" / "racer.json").read_text())["model"]["config"]
     assert (both["randomization"], both["augmentation"]) == ("default", "default")
     stamp = (out / "none-s0" / "bundle" / "model.xml").stat().st_mtime_ns
@@ -87,21 +84,54 @@ def test_models_are_evaluated_on_tracks_they_did_not_train_on(tiny_run):
     assert models[0]["results"]["dark"]["tracks"] == ["reinvent_base"]  # QUICK names its track
 
 
-def test_summary_table_and_plot(tmp_path):
-    models = [{"variant": v, "seed": s, "results": {"a": {"completion_pct": c, "mean_progress": p},
-                                                    "b": {"completion_pct": c / 2, "mean_progress": p / 2}}}
-              for v, s, c, p in (("none", 0, 50.0, 60.0), ("none", 1, 100.0, 100.0), ("both", 0, 100.0, 100.0),
-                                 ("bundle", None, 90.0, 95.0))]
+def _result(completed, laps, progress, monitors=()):
+    """A domain's result with `completed` of `laps` laps; `monitors` are (score, completed) per lap."""
+    episodes = [["t", 0.0, done, not done, score] for score, done in monitors]
+    return {"laps": laps, "completed": completed, "mean_progress": progress, "episodes": episodes}
+
+
+def test_summary_pools_laps_with_their_interval_and_the_monitors_auroc(tmp_path):
+    models = [{"variant": "none", "seed": 0, "results": {"a": _result(4, 10, 60.0, [(3.0, False), (1.0, True)]),
+                                                         "b": _result(1, 2, 50.0)}},
+              {"variant": "none", "seed": 1, "results": {"a": _result(10, 10, 100.0, [(2.0, False), (2.5, True)]),
+                                                         "b": _result(2, 2, 100.0)}},
+              {"variant": "bundle", "seed": None, "results": {"a": _result(95, 100, 99.0), "b": _result(0, 2, 10.0)}}]
     domains = [NamedDomain("a", {}), NamedDomain("b", {})]
     summary = summarize(models, domains)
-    assert summary["none"]["domains"]["a"] == {"completion_pct": 75.0, "completion_std": 25.0, "mean_progress": 80.0}
-    assert summary["none"]["completion_by_seed"] == [37.5, 75.0] and summary["none"]["completion_pct"] == 56.2
-    assert summary["both"]["completion_pct"] == 75.0 and summary["both"]["seeds"] == [0]
+    # 14 of 20 laps: Wilson 95% interval 48.1-85.5%
+    assert summary["none"]["domains"]["a"] == {"completed": 14, "laps": 20, "completion_pct": 70.0,
+                                               "ci95": [48.1, 85.5], "mean_progress": 80.0}
+    assert summary["none"]["completion_by_seed"] == [41.7, 100.0]
+    assert (summary["none"]["completed"], summary["none"]["laps"], summary["none"]["completion_pct"]) == (17, 24, 70.8)
+    # off-track laps scored 3.0 and 2.0, completed ones 1.0 and 2.5: 3 of 4 pairs ordered right
+    assert summary["none"]["monitor"] == {"score": PolicyCore.MONITOR, "window_s": 2.0, "off_track_laps": 2,
+                                          "completed_laps": 2, "auroc": 0.75}
+    assert summary["bundle"]["monitor"]["auroc"] is None  # no lap says what the score was
     table = format_table(summary, domains).splitlines()
-    assert table[1].startswith("none") and "75.0 ( 80.0)" in table[1] and table[1].endswith("0,1")
-    assert table[3].startswith("bundle") and table[3].endswith(" -")  # a given bundle has no training seed
+    assert table[0].split() == ["variant", "a", "b", "all", "laps", "monitor", "AUROC", "seeds"]
+    assert table[1].startswith("none") and "70.0 [48.1, 85.5] n=20" in table[1] and table[1].endswith("0.750  0,1")
+    # 95 of 100 laps: Wilson 88.8-97.8%; 0 of 2: 0.0-65.8%
+    assert "95.0 [88.8, 97.8] n=100" in table[2] and "0.0 [0.0, 65.8] n=2" in table[2]
+    assert table[2].endswith(" -  -")  # no AUROC, and a given bundle has no training seed
     path = gap_plot(summary, ["a", "b"], tmp_path / "gap.png")
     assert path.stat().st_size > 10_000
+
+
+def test_random_domains_pool_into_their_test(tmp_path):
+    domains = [NamedDomain("t-000", {}, 1, "t"), NamedDomain("t-001", {}, 2, "t"), NamedDomain("dark", {})]
+    models = [{"variant": "m", "seed": None, "results": {"t-000": _result(1, 1, 100.0), "t-001": _result(0, 1, 40.0),
+                                                         "dark": _result(3, 4, 90.0)}}]
+    summary = summarize(models, domains)
+    assert list(summary["m"]["domains"]) == ["t", "dark"]
+    assert summary["m"]["domains"]["t"]["laps"] == 2 and summary["m"]["domains"]["t"]["mean_progress"] == 70.0
+    assert format_table(summary, domains).splitlines()[0].split()[1:3] == ["t", "dark"]
+
+
+def test_the_score_comes_from_the_cars_policy_node(tiny_run, monkeypatch):
+    out, _ = tiny_run
+    monkeypatch.setattr(PolicyCore, "monitor_score", lambda self: 7.5)
+    result = evaluate(out / "none-s0" / "bundle", [DARK], QUICK)["dark"]
+    assert result["episodes"][0][4] == 7.5
 
 
 def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):
@@ -113,12 +143,13 @@ def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out)
-    assert report["domains"] == [{"name": "dim", "values": {"light": 0.6}, "outside_training": ["light"]}]
+    assert report["domains"] == [{"name": "dim", "group": "dim", "values": {"light": 0.6},
+                                  "outside_training": ["light"]}]
     assert report["models"][0]["name"] == "none-s0" and report["models"][0]["results"]["dim"]["laps"] == 1
     assert report["eval"] == {"tracks": ["reinvent_base"], "starts": 1, "max_speed": 0.8}
     assert set(report["summary"]["none-s0"]) >= {"completion_pct", "mean_progress", "domains", "seeds"}
     assert (tmp_path / "eval" / "gap.png").is_file() and (tmp_path / "eval" / "gap.json").is_file()
-    assert "lap completion %" in captured.err
+    assert "lap completion % [95% interval] n=laps at max-speed 0.8" in captured.err
     # minutes of work say what they do on stderr, --json or not, and how long they took
     assert f"racer eval: evaluating {out / 'none-s0' / 'bundle'} in 1 domains" in captured.err
     assert "racer eval:   dim: " in captured.err and "(1/1 domains)" in captured.err
@@ -137,13 +168,13 @@ def test_eval_of_given_bundles_leaves_the_grids_directory_alone(tiny_run, tmp_pa
 
 
 def test_the_table_header_stays_over_its_columns_with_a_long_model_name():
-    row = {"completion_pct": 50.0, "mean_progress": 75.0}
-    models = [{"variant": name, "seed": None, "results": {"dark": row}}
+    models = [{"variant": name, "seed": None, "results": {"dark": _result(1, 2, 75.0)}}
               for name in ("a-rather-long-model-name-v12", "short")]
     header, *rows = format_table(summarize(models, [DARK]), [DARK]).splitlines()
+    cell = "50.0 [9.5, 90.5] n=2"
     for line in rows:  # every column ends where its heading does
-        assert line.index(" 50.0 ( 75.0)") + len(" 50.0 ( 75.0)") == header.index("dark") + len("dark")
-        assert line.rindex("( 75.0)") + len("( 75.0)") == header.index("mean") + len("mean")
+        assert line.index(cell) + len(cell) == header.index("dark") + len("dark")
+        assert line.rindex(cell) + len(cell) == header.index("all laps") + len("all laps")
 
 
 def test_eval_command_in_the_nominal_world(tiny_run, tmp_path, capsys):
@@ -153,7 +184,7 @@ def test_eval_command_in_the_nominal_world(tiny_run, tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out)
-    assert report["domains"] == [{"name": "nominal", "values": {}, "outside_training": []}]
+    assert report["domains"] == [{"name": "nominal", "group": "nominal", "values": {}, "outside_training": []}]
     assert report["models"][0]["results"]["nominal"]["laps"] == 1
 
 
@@ -165,6 +196,10 @@ def test_eval_command_in_the_nominal_world(tiny_run, tmp_path, capsys):
     (["--starts", "0"], "--starts"),
     (["--max-speed", "1.5"], "--max-speed must be in (0, 1]"),
     (["--train-tracks", "moon"], "unknown track 'moon'"),
+    (["--variants", "modular-magic"], "unknown variant(s) modular-magic"),
+    (["--perception-steps", "0"], "--perception-steps and --perception-epochs at least 1"),
+    (["--episodes", "-1"], "--episodes must be 0 or more"),
+    (["--episodes", "5", "--domains", "nominal"], "--episodes reduces the default test"),
 ])
 def test_eval_command_refuses_bad_input(tmp_path, capsys, args, message):
     assert racer_s2r("eval", "--out", str(tmp_path / "eval"), *args) == 2
@@ -185,7 +220,7 @@ def test_randomization_command(tmp_path, capsys):
     assert knobs["delay_ms"]["unit"] == "ms" and knobs["delay_ms"]["strong"] == [0.0, 120.0]
     assert (knobs["delay_ms"]["preset"], knobs["delay_ms"]["range"]) == ("default", knobs["delay_ms"]["default"])
     assert racer_s2r("randomization", "--preset", "strong", "--write", str(tmp_path / "strong.yaml")) == 0
-    assert "camera_roll_deg: [-4.0, 4.0]" in (tmp_path / "strong.yaml").read_text()
+    assert "camera_roll_deg: [-5.0, 5.0]" in (tmp_path / "strong.yaml").read_text()
     assert racer_s2r("randomization") == 0
     assert "wheelbase_m" in capsys.readouterr().out
     assert racer_s2r("randomization", "--preset", "wild") == 2

@@ -1,6 +1,7 @@
 """Domain randomization: documented knobs, presets, determinism, YAML config, and each knob's effect."""
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -170,6 +171,50 @@ def test_roll_tilts_the_horizon_and_the_lens_bends_it():
     assert abs(flat[0] - flat[1]) <= 1
     pincushion = horizon(CameraParams(distortion=(0.1, 0.0, 0.0, 0.0, 0.0)))
     assert pincushion[0] != flat[0]
+
+
+def test_an_f_theta_lens_puts_each_ray_at_its_angle():
+    camera = CameraParams(hfov_deg=96.0, fisheye=1.0, pitch_deg=20.0, height_m=0.112)
+    k = camera.intrinsics(640, 480)
+    assert k[0, 0] == pytest.approx(320 / math.radians(48.0))  # radius = f * theta
+    # 4:3, 96 deg across: the corners are 60 deg off the axis, a 120 deg diagonal lens, which
+    # squeezes them to 0.60 of the pinhole radius (barrel distortion)
+    corner = math.hypot(320, 240) / k[0, 0]
+    assert math.degrees(camera.off_axis(np.array(corner))) == pytest.approx(60.0)
+    assert corner / math.tan(math.radians(60.0)) == pytest.approx(0.605, abs=0.001)
+    points, _ = ground_rays(camera, 640, 480)
+    for row in (300, 400, 470):  # the centre column: a ray (row - cy) / f below the axis
+        theta = (row + 0.0 - k[1, 2]) / k[1, 1]
+        ahead = camera.forward_m + camera.height_m / math.tan(math.radians(20.0) + theta)
+        assert points[row, 320] == pytest.approx([ahead, 0.0], abs=1e-6 + 1e-3 * ahead)
+    assert np.isnan(camera.off_axis(np.array([2.0]))).all()  # beyond 90 deg off the axis: no ray
+
+
+def test_training_covers_the_real_cars_wide_lens_and_renders_it(track):
+    default = Randomization.preset("default").ranges
+    assert default["camera_hfov_deg"][0] <= KNOBS["camera_hfov_deg"].nominal and default["camera_hfov_deg"][1] >= 130
+    assert default["lens_fisheye"] == (0.0, 1.0)  # up to f-theta: as barrelled as a 120 deg diagonal lens
+    assert default["camera_height_m"][0] <= 0.105 and default["camera_pitch_deg"][1] >= 22.0
+    assert default["camera_roll_deg"][1] >= 2.0
+    sim = DomainSimulator(track)
+    sim.reset()
+    pinhole = cv2.cvtColor(sim.render(), cv2.COLOR_BGR2GRAY)
+    wide = {"camera_hfov_deg": 130.0, "lens_fisheye": 0.85, "camera_height_m": 0.105, "camera_pitch_deg": 22.0}
+    sim.set_domain(Domain(wide))
+    frame = cv2.cvtColor(sim.render(), cv2.COLOR_BGR2GRAY)
+    # both see the road and its border lines; the wide lens sees the floor far more widely, and
+    # bends the straight horizon
+    for image in (pinhole, frame):
+        assert (image > 180).sum() > 200 and (np.abs(image.astype(int) - 53) < 8).sum() > 2000
+    points, _ = ground_rays(sim.camera, 160, 120)
+    nominal, _ = ground_rays(CameraParams(), 160, 120)
+    def widest_within_a_metre(p):
+        near = np.isfinite(p[..., 0]) & (p[..., 0] < 1.0)
+        return np.abs(p[near][:, 1]).max()
+
+    assert widest_within_a_metre(points) > 2.0 * widest_within_a_metre(nominal)
+    first_ground = [int(np.argmax(np.isfinite(points[:, col, 0]))) for col in (0, 80)]
+    assert first_ground[0] > first_ground[1] + 3
 
 
 def test_dynamics_knobs_reach_the_car(track):

@@ -122,6 +122,9 @@ def parse_racer(command: str):
     (["--camera-info", "missing.yaml"], "no camera_info file at missing.yaml"),
     (["--algo", "ppo", "--timesteps", "0"], "--timesteps must be at least 1, got 0"),
     (["--name", "my model"], "model name 'my model' must be 1-64 letters"),
+    (["--model", "modular", "--algo", "ppo"], "--model modular trains by DAgger"),
+    (["--model", "modular", "--workers", "2"], "--model modular runs its rollouts in this process"),
+    (["--model", "modular", "--perception-epochs", "0"], "--perception-steps and --perception-epochs must be at"),
 ])
 def test_train_flags_refuse_bad_input(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
@@ -146,6 +149,7 @@ def test_a_calibrated_lens_stays_as_measured_under_randomization(tmp_path):
     for seed in range(3):
         sim.set_domain(sim.randomization.sample(np.random.default_rng(seed)))
         assert sim.camera.hfov_deg == pytest.approx(120.0) and sim.camera.distortion[0] == pytest.approx(-0.3)
+        assert sim.camera.fisheye == 0.0  # the calibration's plumb_bob model is the lens, not the fisheye knob
         pitches.add(sim.camera.pitch_deg)
     assert len(pitches) == 3  # the mounting still varies
 

@@ -196,10 +196,11 @@ class ConsoleNode:
         status = self.diagnostics.get("battery")
         return _float(status.value("level")) if status else None
 
-    def domain_shift(self) -> float | None:
-        """The domain-shift monitor's score, when a node publishes one in /diagnostics."""
+    def monitor_score(self, key: str) -> float | None:
+        """A monitor's score the policy node publishes in /diagnostics under `key` ("domain_shift", or
+        "uncertainty": the model's own, from a modular model), when one is published."""
         for status in list(self.diagnostics.values()):
-            score = _float(status.value("domain_shift"))
+            score = _float(status.value(key))
             if score is not None:
                 return score
         return None
@@ -237,7 +238,8 @@ class ConsoleNode:
             "command": {"steering": round(steering, 3), "throttle": round(throttle, 3)},
             "camera": "connected" if self.camera_connected() else "not_connected",
             "battery_level": self.battery_level(),
-            "domain_shift": self.domain_shift(),
+            "domain_shift": self.monitor_score("domain_shift"),
+            "uncertainty": self.monitor_score("uncertainty"),
             "simulator": self.simulator(),
         }
 

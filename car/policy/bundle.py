@@ -76,6 +76,16 @@ def read_ov_model(path: Path) -> ov.Model:
         raise BundleError(f"cannot read {path.name}: {error_line(exc)}") from None
 
 
+# A model's optional second output: its own uncertainty about the frame, one value (a modular model's
+# mean per-pixel segmentation entropy, 0..1). The policy node shows it as the on-car failure warning.
+UNCERTAINTY_OUTPUT = "uncertainty"
+
+
+def _is_uncertainty(port: Any) -> bool:
+    shape = port.get_partial_shape()
+    return UNCERTAINTY_OUTPUT in port.get_names() and shape.is_static and int(np.prod(shape.to_shape())) == 1
+
+
 def _shape_text(shape: Any) -> str:
     return "x".join(str(d) for d in shape)
 
@@ -436,8 +446,12 @@ class Bundle:
         return (wanted or port.get_any_name()), expected
 
     def _check_output(self, model: ov.Model) -> tuple[str, int]:
-        if len(model.outputs) != 1:
-            raise BundleError(f"model has {len(model.outputs)} outputs; a policy has one")
+        """The policy output (the first); a second output is allowed only as the model's own
+        `UNCERTAINTY_OUTPUT`, one value per frame (a modular model's perception, `car.policy.inference`)."""
+        extra = model.outputs[1:]
+        if not model.outputs or len(extra) > 1 or (extra and not _is_uncertainty(extra[0])):
+            raise BundleError(f"model has {len(model.outputs)} outputs; a policy has one "
+                              f"(and at most one more: {UNCERTAINTY_OUTPUT!r}, one value)")
         port = model.output(0)
         shape = port.get_partial_shape()
         if shape.is_dynamic:

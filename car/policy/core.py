@@ -23,6 +23,8 @@ class PolicyModel:
     spec: PreprocessSpec
     metadata: ModelMetadata
     stats: Mapping[str, Any] | None = None
+    # The model's own uncertainty about the frame it last ran on (a modular model's perception), if it has one.
+    uncertainty: Callable[[], float | None] | None = None
 
 
 @dataclass
@@ -38,12 +40,19 @@ class PolicyResult:
 class PolicyCore:
     """Stateless but for the frame stack; `infer` is any tensor -> output callable (OpenVINO on the car)."""
 
+    # The diagnostics keys of the scores the car warns its owner with (`monitor_score`): the
+    # domain-shift score, or the model's own uncertainty when it reports one (a modular model).
+    MONITOR = "domain_shift"
+    UNCERTAINTY = "uncertainty"
+
     def __init__(self, infer: Callable[[np.ndarray], np.ndarray], preprocessor: Preprocessor,
                  decoder: ActionDecoder, max_steering_rad: float, max_speed_mps: float,
-                 shift: ShiftMonitor | None = None):
+                 shift: ShiftMonitor | None = None, uncertainty: Callable[[], float | None] | None = None):
         self.infer = infer
         self.shift = shift
         self.domain_shift: float | None = None
+        self.read_uncertainty = uncertainty
+        self.uncertainty: float | None = None
         self.preprocessor = preprocessor
         self.decoder = decoder
         self.max_steering_rad = max_steering_rad
@@ -62,12 +71,13 @@ class PolicyCore:
     @classmethod
     def for_model(cls, model: PolicyModel, max_steering_rad: float, max_speed_mps: float) -> "PolicyCore":
         infer, preprocessor, decoder, shift = cls._parts(model)
-        return cls(infer, preprocessor, decoder, max_steering_rad, max_speed_mps, shift)
+        return cls(infer, preprocessor, decoder, max_steering_rad, max_speed_mps, shift, model.uncertainty)
 
     def load(self, model: PolicyModel) -> None:
         """Swap in another model on a running car (the console's model select); the next frame uses it."""
         self.infer, self.preprocessor, self.decoder, self.shift = self._parts(model)
-        self.domain_shift = None
+        self.read_uncertainty = model.uncertainty
+        self.domain_shift = self.uncertainty = None
         self.last = None
 
     def on_image(self, msg: Image) -> PolicyResult:
@@ -79,6 +89,8 @@ class PolicyCore:
                 self.domain_shift = self.shift.score(tensor)
             output = self.infer(tensor)
             decoded = self.decoder(output)
+            if self.read_uncertainty is not None:
+                self.uncertainty = self.read_uncertainty()
         except Exception as exc:  # any policy failure must become a neutral car, never a crash
             self.errors += 1
             self.last = PolicyResult(None, None, f"{type(exc).__name__}: {exc}", (time.perf_counter() - t0) * 1e3)
@@ -90,6 +102,18 @@ class PolicyCore:
                                  (time.perf_counter() - t0) * 1e3, tensor, output)
         return self.last
 
+    @classmethod
+    def monitor_key(cls, model: PolicyModel) -> str:
+        """Which score `monitor_score` gives for `model`: its own uncertainty when it reports one,
+        else the domain-shift score."""
+        return cls.UNCERTAINTY if model.uncertainty is not None else cls.MONITOR
+
+    def monitor_score(self) -> float | None:
+        """The car's warning score for the last frame, higher = more likely to fail (None: the
+        model carries neither): the model's own uncertainty when it reports one (`monitor_key`),
+        else the domain-shift score. `racer eval` measures how well it predicts leaving the track."""
+        return self.uncertainty if self.read_uncertainty is not None else self.domain_shift
+
     def diagnostics(self) -> DiagnosticStatus:
         last = self.last
         return DiagnosticStatus(
@@ -98,5 +122,6 @@ class PolicyCore:
             message=(last.error or "ok") if last else "waiting for frames",
             values=(KeyValue("frames", str(self.frames)), KeyValue("errors", str(self.errors)),
                     KeyValue("infer_ms", f"{last.infer_ms:.3f}" if last else ""),
-                    KeyValue("domain_shift", f"{self.domain_shift:.3f}" if self.domain_shift is not None else "")),
+                    KeyValue("domain_shift", f"{self.domain_shift:.3f}" if self.domain_shift is not None else ""),
+                    KeyValue(self.UNCERTAINTY, f"{self.uncertainty:.4f}" if self.uncertainty is not None else "")),
         )

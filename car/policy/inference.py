@@ -8,7 +8,7 @@ from typing import Mapping
 import numpy as np
 import openvino as ov
 
-from car.policy.bundle import Bundle, BundleError, default_cache_dir, error_line, ov_core
+from car.policy.bundle import UNCERTAINTY_OUTPUT, Bundle, BundleError, default_cache_dir, error_line, ov_core
 from car.policy.core import PolicyModel
 
 # The one place the CPU plugin is tuned; `racer bench` passes alternatives as `config` overrides.
@@ -52,12 +52,27 @@ class Policy:
             raise BundleError(f"OpenVINO cannot compile the model: {error_line(exc)}") from None
         self.input_shape = tuple(self.compiled.input(0).shape)
         self._output = self.compiled.output(0)
+        own = [port for port in self.compiled.outputs[1:] if UNCERTAINTY_OUTPUT in port.get_names()]
+        self._uncertainty_output = own[0] if own else None
+        self.last_uncertainty: float | None = None
         self._request = self.compiled.create_infer_request()
 
+    @property
+    def has_uncertainty(self) -> bool:
+        """Whether the model reports its own uncertainty about each frame (a modular model does)."""
+        return self._uncertainty_output is not None
+
     def model(self) -> PolicyModel:
-        """This compiled policy with its bundle's preprocessing, action space and training statistics."""
+        """This compiled policy with its bundle's preprocessing, action space and training statistics,
+        and its own uncertainty when the model outputs one."""
         b = self.bundle
-        return PolicyModel(self.infer, b.spec, b.metadata, b.stats)
+        return PolicyModel(self.infer, b.spec, b.metadata, b.stats,
+                           self.uncertainty if self.has_uncertainty else None)
+
+    def uncertainty(self) -> float | None:
+        """The model's own uncertainty about the last frame `infer` ran on (None before the first, or
+        when the model has no such output)."""
+        return self.last_uncertainty
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """One forward pass; the policy output flattened, float32, owned by the caller."""
@@ -66,6 +81,8 @@ class Policy:
         array = np.ascontiguousarray(tensor, dtype=np.float32)
         self._request.set_input_tensor(ov.Tensor(array, shared_memory=True))
         self._request.infer()
+        if self._uncertainty_output is not None:
+            self.last_uncertainty = float(self._request.get_tensor(self._uncertainty_output).data.reshape(-1)[0])
         return np.array(self._request.get_tensor(self._output).data, dtype=np.float32).reshape(-1)
 
 

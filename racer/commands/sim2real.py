@@ -41,18 +41,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true", help="print the knobs as one JSON object")
     r.set_defaults(func=run_randomization)
 
-    e = sub.add_parser("eval", help="measure the sim-to-real gap on held-out domains",
+    e = sub.add_parser("eval", help="measure the sim-to-real gap on the honest held-out test",
                        description="Drives bundles through the car stack in held-out domains and reports lap "
-                                   "completion and progress. Without --model it trains (or reuses, in --out) the "
-                                   "variants none / randomization / augmentation / both for each seed.")
+                                   "completion with its 95%% interval and number of laps, progress, and the AUROC of "
+                                   "the car's warning score for laps that left the track. The default domains are the "
+                                   "honest held-out test (sim2real/heldout.yaml: random domains beyond the training "
+                                   "ranges on unseen tracks, plus named real-world domains). Without --model it trains "
+                                   "(or reuses, in --out) the variants none / randomization / augmentation / both for "
+                                   "each seed.")
     e.add_argument("--domains", type=Path, metavar="FILE|nominal",
-                   help="YAML list of named domains, or 'nominal' for the plain simulator alone "
-                        "(default: the built-in held-out set)")
+                   help="a test distribution YAML (as sim2real/heldout.yaml) or a YAML list of named domains, or "
+                        "'nominal' for the plain simulator alone (default: the honest held-out test)")
+    e.add_argument("--episodes", type=int, metavar="N",
+                   help="only the first N random domains of the test distribution (a reduced test; its named "
+                        "domains are all kept)")
     e.add_argument("--model", action="append", type=Path, metavar="BUNDLE",
                    help="evaluate this bundle (repeatable) instead of training the variants")
     e.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default: %(default)s)")
-    e.add_argument("--variants", default="none,randomization,augmentation,both",
-                   help="training variants, comma-separated (default: %(default)s)")
+    e.add_argument("--variants", default="none,randomization,augmentation,both,"
+                                         "modular-none,modular-randomization,modular-augmentation,modular-both",
+                   help="training variants, comma-separated: none, randomization, augmentation, both (end-to-end), "
+                        "and each with modular- before it (racer train --model modular) (default: all eight)")
     e.add_argument("--out", type=Path, help=f"run directory (default: {DEFAULT_EVAL_DIR}, or {DEFAULT_MODELS_EVAL_DIR} "
                                            "with --model)")
     e.add_argument("--tracks", default="",
@@ -71,13 +80,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--off-track-penalty", type=float, default=5.0, metavar="S",
                    help="with --trials: seconds added per off-track, as DRfC (default: %(default)s)")
     e.add_argument("--starts", type=int, default=2,
-                   help="laps per track, from spread start points (default: %(default)s)")
+                   help="laps per track of a domain without its own episodes, from spread start points "
+                        "(default: %(default)s)")
     e.add_argument("--iterations", type=int, default=5,
                    help="variant training: DAgger iterations (default: %(default)s)")
     e.add_argument("--steps", type=int, default=3000,
                    help="variant training: steps per iteration (default: %(default)s)")
     e.add_argument("--epochs", type=int, default=3,
                    help="variant training: epochs per iteration (default: %(default)s)")
+    e.add_argument("--perception-steps", type=int, default=6000,
+                   help="modular variants: labelled frames the perception trains on (default: %(default)s)")
+    e.add_argument("--perception-epochs", type=int, default=4,
+                   help="modular variants: epochs over them (default: %(default)s)")
     e.add_argument("--lap-times", action="store_true",
                    help="instead: each --model's lap times in the nominal simulator next to the privileged "
                         "expert's, 2 laps from rest per track (default tracks: every closed one)")
@@ -161,7 +175,7 @@ def _eval_models(args: argparse.Namespace, domains: list, cfg: Any, train_tracks
     when `on_workers`."""
     from car.policy.bundle import bundle_name
     from sim2real.gap import evaluate, run_gap_evaluation
-    from sim2real.imitation import ImitationConfig
+    from sim2real.modular import ModularConfig
 
     if args.model:
         if on_workers:
@@ -176,8 +190,9 @@ def _eval_models(args: argparse.Namespace, domains: list, cfg: Any, train_tracks
         names = [bundle_name(path) for path in args.model]
         return [{"name": name, "variant": name, "seed": None, "bundle": str(path), "results": r}
                 for name, path, r in zip(names, args.model, results)]
-    base = ImitationConfig(tracks=train_tracks, iterations=args.iterations, steps_per_iteration=args.steps,
-                           epochs=args.epochs, max_speed_setting=args.max_speed)
+    base = ModularConfig(tracks=train_tracks, iterations=args.iterations, steps_per_iteration=args.steps,
+                         epochs=args.epochs, max_speed_setting=args.max_speed, perception_steps=args.perception_steps,
+                         perception_epochs=args.perception_epochs)
     if on_workers:
         from sim2real.distributed import run_gap_evaluation_on_workers
 
@@ -229,8 +244,9 @@ def _trials(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from sim2real.gap import (HELD_OUT, NOMINAL, VARIANTS, DomainsFileError, EvalConfig, format_table, load_domains,
-                              outside_training, summarize)
+    from sim2real.gap import (NOMINAL, VARIANTS, DomainsFileError, EvalConfig, default_domains, format_table,
+                              load_domains, outside_training, summarize)
+    from sim2real.heldout import TestDistribution
     from sim2real.plots import gap_plot
     from sim2real.sim.track import Track
 
@@ -245,8 +261,12 @@ def run_eval(args: argparse.Namespace) -> int:
     tracks = tuple(t for t in args.tracks.split(",") if t)
     train_tracks = tuple(t for t in args.train_tracks.split(",") if t)
     try:
-        domains = list(HELD_OUT) if args.domains is None else [NOMINAL] if str(args.domains) == "nominal" \
-            else load_domains(args.domains)
+        if args.episodes is not None and args.episodes < 0:
+            raise ValueError(f"--episodes must be 0 or more, got {args.episodes}")
+        if args.episodes is not None and args.domains is not None:
+            raise ValueError("--episodes reduces the default test; a --domains file says its own episodes")
+        domains = default_domains(args.episodes) if args.domains is None else [NOMINAL] \
+            if str(args.domains) == "nominal" else load_domains(args.domains)
         for name in tracks + train_tracks:
             Track.load(name)
     except (DomainsFileError, ValueError) as exc:
@@ -255,9 +275,10 @@ def run_eval(args: argparse.Namespace) -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         return fail("eval", f"unknown variant(s) {', '.join(unknown)}; variants: {', '.join(VARIANTS)}")
-    if not seeds or not train_tracks or args.starts < 1 or min(args.iterations, args.steps, args.epochs) < 1:
-        return fail("eval", "--seeds and --train-tracks need at least one entry; --starts, --iterations, --steps "
-                             "and --epochs at least 1")
+    if not seeds or not train_tracks or args.starts < 1 or \
+            min(args.iterations, args.steps, args.epochs, args.perception_steps, args.perception_epochs) < 1:
+        return fail("eval", "--seeds and --train-tracks need at least one entry; --starts, --iterations, --steps, "
+                             "--epochs, --perception-steps and --perception-epochs at least 1")
     if not 0.0 < args.max_speed <= 1.0:
         return fail("eval", f"--max-speed must be in (0, 1], got {args.max_speed}")
     missing = [str(m) for m in args.model or [] if not m.exists()]
@@ -287,13 +308,15 @@ def run_eval(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     plot = gap_plot(summary, [d.name for d in domains], args.out / "gap.png")
     report = {
-        "domains": [{"name": d.name, "values": d.values, "outside_training": outside_training(d)} for d in domains],
+        "test": None if args.domains is not None else TestDistribution.load().name,
+        "domains": [{"name": d.name, "group": d.pool, "values": d.values, "outside_training": outside_training(d)}
+                    for d in domains],
         "eval": {"tracks": list(tracks) or "held out per model", "starts": args.starts, "max_speed": cfg.max_speed},
         "models": models, "summary": summary, "plot": str(plot), "duration_s": duration_s,
     }
     (args.out / "gap.json").write_text(json.dumps(report, indent=1))
-    print("lap completion % (mean progress %) on held-out domains\n" + format_table(summary, domains),
-          file=sys.stderr)
+    print(f"lap completion % [95% interval] n=laps at max-speed {cfg.max_speed:g}; the monitor's AUROC "
+          "(off-track vs completed laps)\n" + format_table(summary, domains), file=sys.stderr)
     if args.json:
         print(json.dumps(report))
     took = f"{duration_s / 60:.1f} min" if duration_s >= 60 else f"{duration_s:.1f} s"

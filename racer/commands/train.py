@@ -39,6 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ROS camera_info YAML: train with the calibrated camera's lens")
     p.add_argument("--algo", choices=("dagger", "ppo"), default="dagger",
                    help="dagger: imitation of the expert (default); ppo: RL on a DeepRacer reward function")
+    p.add_argument("--model", choices=("end-to-end", "modular"), default="end-to-end",
+                   help="dagger: end-to-end, one network from frame to action (default); modular, a perception "
+                        "network segmenting each frame into road, line and background, trained on the simulator's "
+                        "labels, and a driving policy that sees only that segmentation, trained by DAgger on the "
+                        "perception's output; one bundle, with the perception's uncertainty as a second output")
+    p.add_argument("--perception-steps", type=int, default=12000,
+                   help="modular: labelled expert-driven frames the perception trains on (default: %(default)s)")
+    p.add_argument("--perception-epochs", type=int, default=6,
+                   help="modular: epochs over them (default: %(default)s)")
     p.add_argument("--custom-files", type=Path, metavar="DIR",
                    help="ppo: a DRfC custom_files folder (reward_function.py, model_metadata.json, "
                         "hyperparameters.json), read unchanged")
@@ -129,8 +138,12 @@ def run_train(args: argparse.Namespace) -> int:
         for flag in ("custom_files", "reward_function", "clone", "minutes", "timesteps"):
             if getattr(args, flag) is not None:
                 return fail("train", f"--{flag.replace('_', '-')} needs --algo ppo")
+    elif args.model != "end-to-end":
+        return fail("train", "--model modular trains by DAgger: leave out --algo ppo")
     if error := worker_options_error(args):
         return fail("train", error)
+    if args.model == "modular" and args.workers is not None:
+        return fail("train", "--model modular runs its rollouts in this process: leave out --workers")
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         return fail("train", f"{args.out} exists and is not empty")
     # the console names an upload after its archive: check the name before hours of training
@@ -147,7 +160,45 @@ def run_train(args: argparse.Namespace) -> int:
                "camera_info": str(args.camera_info) if args.camera_info else None}
     if ppo:
         return _train_ppo(args, tracks, name, options)
+    if args.model == "modular":
+        return _train_modular(args, tracks, name, options)
     return _train_dagger(args, tracks, name, options)
+
+
+def _dagger_settings_error(args: argparse.Namespace) -> str | None:
+    if args.iterations < 1 or args.steps < 1 or args.epochs < 1:
+        return "--iterations, --steps and --epochs must be at least 1"
+    max_speed = 1.0 if args.max_speed is None else args.max_speed
+    if not 0.0 < max_speed <= 1.0:
+        return f"--max-speed must be in (0, 1], got {max_speed}"
+    return None
+
+
+def _dagger_settings(args: argparse.Namespace, tracks: tuple[str, ...], options: dict) -> dict:
+    """The ImitationConfig fields the command line sets."""
+    return dict(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps, epochs=args.epochs,
+                seed=args.seed, max_speed_setting=1.0 if args.max_speed is None else args.max_speed, **options)
+
+
+def _train_modular(args: argparse.Namespace, tracks: tuple[str, ...], name: str, options: dict) -> int:
+    from sim2real.imitation import ACTION_SPACE, SPEC, save_checkpoint
+    from sim2real.modular import ModularConfig, train_modular
+    from sim2real.plots import training_curve
+
+    if error := _dagger_settings_error(args):
+        return fail("train", error)
+    if args.perception_steps < 1 or args.perception_epochs < 1:
+        return fail("train", "--perception-steps and --perception-epochs must be at least 1")
+    cfg = ModularConfig(**_dagger_settings(args, tracks, options), perception_steps=args.perception_steps,
+                        perception_epochs=args.perception_epochs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    net, trained, perception = train_modular(cfg, show_progress=not args.json)
+    history = trained.iterations
+    checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history, trainer="modular")
+    curve = training_curve(history, args.out / "training_curve.png")
+    (args.out / "history.json").write_text(json.dumps({"dagger": history, "perception": perception}, indent=1))
+    return _finish(args, name, {"checkpoint": str(checkpoint), "training_curve": str(curve), "history": history,
+                                "perception": perception})
 
 
 def _train_dagger(args: argparse.Namespace, tracks: tuple[str, ...], name: str, options: dict) -> int:
@@ -155,13 +206,9 @@ def _train_dagger(args: argparse.Namespace, tracks: tuple[str, ...], name: str, 
     from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation
     from sim2real.plots import training_curve
 
-    if args.iterations < 1 or args.steps < 1 or args.epochs < 1:
-        return fail("train", "--iterations, --steps and --epochs must be at least 1")
-    max_speed = 1.0 if args.max_speed is None else args.max_speed
-    if not 0.0 < max_speed <= 1.0:
-        return fail("train", f"--max-speed must be in (0, 1], got {max_speed}")
-    cfg = ImitationConfig(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps,
-                          epochs=args.epochs, seed=args.seed, max_speed_setting=max_speed, **options)
+    if error := _dagger_settings_error(args):
+        return fail("train", error)
+    cfg = ImitationConfig(**_dagger_settings(args, tracks, options))
     try:
         with workers(args) as on_workers:
             args.out.mkdir(parents=True, exist_ok=True)

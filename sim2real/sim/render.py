@@ -37,8 +37,12 @@ class CameraParams:
     ideal pinhole, lens 0.1328 m above the floor and 0.142 m ahead of the axle midpoint, pitched
     13.61 deg down. It is what AWS-trained models saw, not a measurement of the real car's lens.
 
-    The lens is a pinhole filling `hfov_deg` across the image width, optionally with ROS plumb_bob
-    `distortion` (k1, k2, p1, p2, k3, in normalised coordinates). `aspect` (fy / fx) and
+    The lens projects a ray at angle theta from the optical axis to radius f * ((1 - fisheye) *
+    tan(theta) + fisheye * theta): `fisheye` 0 is a pinhole (rectilinear), 1 an equidistant
+    f-theta lens, the projection cheap wide lenses come close to (a 120 deg diagonal M12 lens is
+    barrel distorted to about 0.6 of the pinhole radius in its corners). `hfov_deg` is the angle
+    across the image width that projection gives; ROS plumb_bob `distortion` (k1, k2, p1, p2, k3,
+    in normalised coordinates), as a calibration measures it, then bends it. `aspect` (fy / fx) and
     `principal_offset` (cx, cy from the image centre, as fractions of width and height) let a
     calibrated camera be reproduced at any render size. Positive `roll_deg` leans the camera to
     the right (clockwise seen from behind), so the horizon rises on the right of the image.
@@ -53,10 +57,25 @@ class CameraParams:
     aspect: float = 1.0
     principal_offset: tuple[float, float] = (0.0, 0.0)
     distortion: tuple[float, ...] = ()
+    fisheye: float = 0.0
+
+    def radius(self, theta: np.ndarray | float) -> np.ndarray | float:
+        """Normalised image radius (units of the focal length) of a ray `theta` rad off the axis."""
+        return (1.0 - self.fisheye) * np.tan(theta) + self.fisheye * np.asarray(theta)
+
+    def off_axis(self, radius: np.ndarray) -> np.ndarray:
+        """Inverse of `radius` by bisection (it rises monotonically on [0, pi/2)); nan beyond the lens."""
+        low, high = np.zeros_like(radius), np.full_like(radius, math.pi / 2.0)
+        for _ in range(40):
+            mid = 0.5 * (low + high)
+            below = self.radius(mid) < radius
+            low, high = np.where(below, mid, low), np.where(below, high, mid)
+        theta = 0.5 * (low + high)
+        return np.where(theta < math.pi / 2.0 - 1e-6, theta, np.nan)
 
     def intrinsics(self, width: int, height: int) -> np.ndarray:
-        """3x3 pinhole matrix K for `hfov_deg` across the image width at this render size."""
-        fx = 0.5 * width / math.tan(math.radians(self.hfov_deg) / 2.0)
+        """3x3 matrix K for `hfov_deg` across the image width at this render size."""
+        fx = 0.5 * width / float(self.radius(math.radians(self.hfov_deg) / 2.0))
         cx = (width - 1) / 2.0 + self.principal_offset[0] * width
         cy = (height - 1) / 2.0 + self.principal_offset[1] * height
         return np.array([[fx, 0.0, cx], [0.0, fx * self.aspect, cy], [0.0, 0.0, 1.0]])
@@ -349,7 +368,7 @@ def plane_rays(camera: CameraParams, width: int, height: int, drop_m: float) -> 
 
 def _pixel_rays(camera: CameraParams, k: np.ndarray, u: np.ndarray,
                 v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each pixel's ray as undistorted normalised camera coordinates (x right, y down), rolled,
+    """Each pixel's ray as undistorted normalised pinhole coordinates (x right, y down), rolled,
     and whether the lens maps any ray there (strong barrel distortion folds past some radius)."""
     xn = (u - k[0, 2]) / k[0, 0]
     yn = (v - k[1, 2]) / k[1, 1]
@@ -359,6 +378,13 @@ def _pixel_rays(camera: CameraParams, k: np.ndarray, u: np.ndarray,
         xn, yn = undistort(xd, yd, camera.distortion)
         rx, ry = distort(xn, yn, camera.distortion)
         seen = np.isfinite(xn) & (np.hypot(rx - xd, ry - yd) < 1e-4)
+    if camera.fisheye:
+        radius = np.hypot(xn, yn)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            theta = camera.off_axis(np.where(np.isfinite(radius), radius, 0.0))
+            stretch = np.where(radius > 0.0, np.tan(theta) / radius, 1.0)
+        seen &= np.isfinite(stretch)
+        xn, yn = xn * stretch, yn * stretch
     if camera.roll_deg:
         c, s = math.cos(math.radians(camera.roll_deg)), math.sin(math.radians(camera.roll_deg))
         xn, yn = c * xn - s * yn, s * xn + c * yn

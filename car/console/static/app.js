@@ -93,6 +93,7 @@ function showStatus(s) {
   $("t-watchdog").textContent = s.watchdog || "–";
   $("t-command").textContent = `${s.command.steering.toFixed(2)} / ${s.command.throttle.toFixed(2)}`;
   $("t-shift").textContent = fmt(s.domain_shift, 2);
+  $("t-uncertainty").textContent = fmt(s.uncertainty, 3);
   $("estop").classList.toggle("latched", s.emergency_stop);
   $("estop").textContent = s.emergency_stop ? "STOPPED" : "STOP";
   $("mode-auto").classList.toggle("active", s.mode === "autonomous");

@@ -1,0 +1,51 @@
+"""The statistics an evaluation reports: a rate with its confidence interval, and how well a score
+separates failures from successes."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+Z95 = 1.959964  # the standard normal's 97.5th percentile: a two-sided 95% interval
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion, as fractions in [0, 1] (Wilson 1927; unlike
+    the normal approximation it stays inside [0, 1] and does not collapse at 0 or n successes).
+    ValueError when `trials` < 1 or `successes` is not in 0..trials."""
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f"a rate needs 0 <= successes <= trials and trials >= 1, got {successes} of {trials}")
+    p = successes / trials
+    denominator = 1.0 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1.0 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate(successes: int, trials: int) -> dict[str, float | int | list[float] | None]:
+    """`{"completed", "laps", "completion_pct", "ci95"}`: a completion rate in % with its 95% Wilson
+    interval in % (None for no laps)."""
+    if trials == 0:
+        return {"completed": 0, "laps": 0, "completion_pct": None, "ci95": None}
+    low, high = wilson_interval(successes, trials)
+    return {"completed": successes, "laps": trials, "completion_pct": round(100.0 * successes / trials, 1),
+            "ci95": [round(100.0 * low, 1), round(100.0 * high, 1)]}
+
+
+def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float | None:
+    """Area under the ROC curve of a score meant to be higher for `positives`: the probability that
+    a random positive scores above a random negative, ties counting half (the Mann-Whitney U
+    statistic over both counts). None when either group is empty."""
+    pos, neg = np.asarray(positives, float), np.asarray(negatives, float)
+    if not len(pos) or not len(neg):
+        return None
+    scores = np.concatenate([pos, neg])
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    for value in np.unique(scores):  # tied scores share their mean rank
+        tied = scores == value
+        ranks[tied] = ranks[tied].mean()
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
+    return float(u / (len(pos) * len(neg)))
