@@ -244,6 +244,20 @@ def test_deepracer_utils_reads_the_run_and_counts_what_racer_counts(tmp_path):
                                "episode", "trial", "phase", "completion_percentage", "episode_status"}
 
 
+def test_bfloat16_updates_train_the_float32_network():
+    import torch
+
+    from sim2real.ppo import new_network
+
+    cfg = PPOConfig(hyperparameters=FAST, timesteps=40, cars=2, eval_episodes=0, precision="bf16")
+    before = new_network(cfg).state_dict()
+    result = train_ppo(cfg, show_progress=False)
+    after = result.last.state_dict()
+    assert all(v.dtype == torch.float32 for v in after.values())
+    assert all(not torch.equal(before[k], after[k]) for k in after if k.endswith("weight"))
+    assert math.isfinite(result.history[0]["policy_loss"]) and math.isfinite(result.history[0]["value_loss"])
+
+
 def test_the_best_model_by_evaluation_progress_is_kept(tmp_path):
     cfg = PPOConfig(hyperparameters=FAST, timesteps=200, cars=2, eval_episodes=2)
     seen = []
