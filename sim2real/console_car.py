@@ -28,7 +28,8 @@ MAX_STEPS = 10_000
 @dataclass(frozen=True)
 class TraceRow:
     """One simtrace row (`sim2real.runlog.SIMTRACE_HEADER`): the car after a step. Angles in degrees,
-    `speed` the action's (m/s), `action` its index (-1 continuous), `time` simulated seconds."""
+    `speed` the action's (m/s), `action` its index (-1 continuous), `time` simulated seconds,
+    `pause_s` what is left of an evaluation's off-track penalty (the simtrace's pause_duration)."""
 
     episode: int
     steps: int
@@ -46,6 +47,7 @@ class TraceRow:
     track_length: float
     time: float
     status: str
+    pause_s: float = 0.0
 
 
 class ConsoleCar:

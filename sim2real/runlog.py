@@ -6,9 +6,11 @@
     RUN/model/model_metadata.json           the action space and network trained
     RUN/ip/hyperparameters.json             the console hyperparameters used
     RUN/reward_function.py                  the reward function trained on
+    RUN/evaluation-YYYYMMDDHHMMSS/evaluation-simtrace/0-iteration.csv   one `racer eval --trials`
 
-Formats as docs/training.md gives them (the simtrace header is exact; `pause_duration` is 0: nothing
-pauses here). Files are written whole and renamed into place, so a reader never sees half a file.
+Formats as docs/training.md gives them (the simtrace header is exact; `pause_duration` is 0 in
+training: nothing pauses there). Files are written whole and renamed into place, so a reader never
+sees half a file.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,7 @@ def simtrace_csv(rows: Iterable[TraceRow]) -> str:
         writer.writerow([r.episode, r.steps, f"{r.x:.4f}", f"{r.y:.4f}", f"{r.yaw_deg:.4f}", f"{r.steer_deg:.1f}",
                          f"{r.speed:.2f}", r.action, f"{r.reward:.6g}", r.done, r.all_wheels_on_track,
                          f"{r.progress:.4f}", r.closest_waypoint, f"{r.track_length:.4f}", f"{r.time:.3f}",
-                         r.status, 0.0])
+                         r.status, round(r.pause_s, 3)])
     return out.getvalue()
 
 
@@ -82,3 +85,18 @@ class RunLog:
         write_atomic(self.root / "training-simtrace" / f"{number}-iteration.csv", simtrace_csv(rows))
         self.metrics.extend(metrics)
         write_atomic(self.root / METRICS_FILE, json.dumps({"metrics": self.metrics}))
+
+
+def write_evaluation(root: Path, rows: Iterable[TraceRow], metadata: dict[str, Any], when: datetime) -> Path:
+    """An evaluation's simtrace (every trial's rows, episode = trial - 1) into model folder `root`, in
+    `evaluation-<when as YYYYMMDDHHMMSS>/` (a later second when that folder exists), and the model's
+    metadata as `model/model_metadata.json` unless the folder has one, so deepracer-utils recognises
+    it. Returns the CSV's path."""
+    root = Path(root)
+    while (folder := root / f"evaluation-{when:%Y%m%d%H%M%S}").exists():
+        when += timedelta(seconds=1)
+    if not (root / "model" / "model_metadata.json").exists():
+        write_atomic(root / "model" / "model_metadata.json", json.dumps(metadata, indent=4))
+    path = folder / "evaluation-simtrace" / "0-iteration.csv"
+    write_atomic(path, simtrace_csv(rows))
+    return path

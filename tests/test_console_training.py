@@ -244,6 +244,20 @@ def test_deepracer_utils_reads_the_run_and_counts_what_racer_counts(tmp_path):
                                "episode", "trial", "phase", "completion_percentage", "episode_status"}
 
 
+def test_bfloat16_updates_train_the_float32_network():
+    import torch
+
+    from sim2real.ppo import new_network
+
+    cfg = PPOConfig(hyperparameters=FAST, timesteps=40, cars=2, eval_episodes=0, precision="bf16")
+    before = new_network(cfg).state_dict()
+    result = train_ppo(cfg, show_progress=False)
+    after = result.last.state_dict()
+    assert all(v.dtype == torch.float32 for v in after.values())
+    assert all(not torch.equal(before[k], after[k]) for k in after if k.endswith("weight"))
+    assert math.isfinite(result.history[0]["policy_loss"]) and math.isfinite(result.history[0]["value_loss"])
+
+
 def test_the_best_model_by_evaluation_progress_is_kept(tmp_path):
     cfg = PPOConfig(hyperparameters=FAST, timesteps=200, cars=2, eval_episodes=2)
     seen = []
@@ -358,19 +372,50 @@ def test_an_off_track_puts_the_car_back_keeping_clock_and_progress():
     assert sim.vehicle.state.speed == 0.0
 
 
-def test_console_trials_report_time_completion_off_tracks_and_penalty(sample_model, tmp_path):
-    from sim2real.trials import run_trials, summary
+def test_console_trials_report_and_log_what_deepracer_utils_reads(sample_model, tmp_path, capsys):
+    pytest.importorskip("deepracer")
+    from deepracer.logs import AnalysisUtils, DeepRacerLog
 
-    archive = aws_export(sample_model, 48, tmp_path)
-    trials = run_trials(archive, "reinvent_base", trials=2, timeout_s=25.0, penalty_s=5.0)
-    assert [t.trial for t in trials] == [1, 2]
+    # model_15 leaves the track twice a lap at max-speed 1.0: resets, penalties and pause rows to log
+    archive = aws_export(sample_model, 15, tmp_path)
+    out = tmp_path / "model-folder"
+    assert main(["eval", "--model", str(archive), "--trials", "2", "--track", "reinvent_base", "--out", str(out),
+                 "--off-track-penalty", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    trials = report["trials"]
+    assert [t["trial"] for t in trials] == [1, 2]
     for t in trials:
-        assert t.penalty_s == 5.0 * t.off_track and t.status in ("Lap complete", "Time up")
-        assert (t.progress == 100.0) == t.completed and 0.0 < t.time_s <= 25.0 + 1 / 15
-    report = summary(trials)
-    done = [t.time_s for t in trials if t.completed]
-    assert report["completed_laps"] == len(done)
+        assert t["off_track_penalty_s"] == 2.0 * t["off_track"] and t["status"] in ("Lap complete", "Time up")
+        assert (t["progress"] == 100.0) == (t["status"] == "Lap complete")
+    done = [t["time_s"] for t in trials if t["status"] == "Lap complete"]
+    assert report["completed_laps"] == len(done) and report["off_track"] == sum(t["off_track"] for t in trials) > 0
     assert report["average_lap_time_s"] == (round(sum(done) / len(done), 3) if done else None)
+    # DRfC's layout: OUT/evaluation-YYYYMMDDHHMMSS/evaluation-simtrace/0-iteration.csv, read by deepracer-utils
+    simtrace = Path(report["simtrace"])
+    assert simtrace.parent.parent.parent == out and simtrace.parent.parent.name.startswith("evaluation-")
+    log = DeepRacerLog(model_folder=str(out))
+    log.load_evaluation_trace()
+    assert log.action_space() == metadata_of(sample_model)["action_space"]
+    df = log.dataframe()
+    episodes = AnalysisUtils.simulation_agg(df, firstgroup="stream", is_eval=True)
+    assert list(episodes["episode"]) == [t["trial"] - 1 for t in trials]
+    assert list(episodes["progress"].round(2)) == [t["progress"] for t in trials]
+    assert list(episodes["complete"]) == [int(t["status"] == "Lap complete") for t in trials]
+    assert list(episodes["off_track"]) == [t["off_track"] for t in trials]
+    # the time stamps run on the trial's clock, penalties included (the lap ends within the last step)
+    assert np.allclose(episodes["time"], [t["time_s"] for t in trials], atol=1 / 15 + 1e-3)
+    pauses = df[df["episode_status"] == "pause"]
+    assert len(pauses) == 30 * report["off_track"] and pauses["pause_duration"].min() == 0.0
+    offs = df[df["episode_status"] == "off_track"]
+    assert (offs["pause_duration"] == 2.0).all() and not offs["on_track"].any()
+    # a trial out of time ends on a time_up row; a second evaluation goes beside the first, as DRfC keeps them
+    from sim2real.trials import run_trials
+
+    evaluation = run_trials(archive, "reinvent_base", trials=1, timeout_s=1.0)
+    assert [t.status for t in evaluation.trials] == ["Time up"]
+    second = evaluation.write_log(out)
+    assert second.parent.parent != simtrace.parent.parent and len(list(out.glob("evaluation-*"))) == 2
+    assert second.read_text().splitlines()[-1].split(",")[9:16:6] == ["True", "time_up"]
 
 
 @pytest.mark.parametrize("args, words", [

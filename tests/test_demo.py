@@ -71,7 +71,7 @@ def test_bench_reports_every_figure():
     # PPO with the console's network and defaults: the quick run's 400 steps, updates included
     assert train["ppo_steps"] == 400 and train["ppo_iterations"] >= 1 and train["ppo_env_steps_per_s"] > 0
     assert train["ppo_env_steps_per_s"] == pytest.approx(400 / train["ppo_wall_s"], rel=0.05)
-    assert set(train["ppo_time"]) == {"collect_s", "update_s", "eval_s"}
+    assert set(train["ppo_time"]) == {"collect_s", "update_s", "eval_s"} and train["ppo_bf16_env_steps_per_s"] > 0
     for name in ("dds", "pipeline_multiprocess", "ros", "pipeline_multiprocess_ros"):
         assert 0 < report[name]["p50_ms"] <= report[name]["p99_ms"], report[name]
     safety = report["safety"]

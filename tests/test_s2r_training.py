@@ -114,6 +114,7 @@ def parse_racer(command: str):
     (["--reward-function", "r.py"], "--reward-function needs --algo ppo"),
     (["--minutes", "3"], "--minutes needs --algo ppo"),
     (["--clone", "x.tar.gz"], "--clone needs --algo ppo"),
+    (["--precision", "bf16"], "--precision needs --algo ppo"),
     (["--algo", "ppo", "--reward-function", "missing.py"], "missing.py: no such reward file"),
     (["--algo", "ppo", "--minutes", "0"], "--minutes must be positive, got 0"),
     (["--algo", "ppo", "--max-speed", "0.5"], "--max-speed is dagger's"),

@@ -273,15 +273,20 @@ def bench_ppo(steps: int = 2000) -> dict[str, Any]:
     console's network (DEEP_CONVOLUTIONAL_NETWORK_SHALLOW on 160x120 grey), action space and default
     hyperparameters (10 epochs, batch 64, 20 episodes per update), updates and the 5 evaluation
     episodes included, on reinvent_base with the centre-line reward, from a fresh network; and where
-    the time went. Gazebo, for comparison, steps at 15 per second."""
+    the time went. Then the same run with bfloat16 updates (`--precision bf16`). Gazebo, for
+    comparison, steps at 15 per second."""
     from sim2real.ppo import PPOConfig, train_ppo
 
-    t0 = time.perf_counter()
-    history = train_ppo(PPOConfig(timesteps=steps), show_progress=False).history
-    wall = time.perf_counter() - t0
+    def run(precision: str) -> tuple[float, list[dict[str, Any]]]:
+        t0 = time.perf_counter()
+        history = train_ppo(PPOConfig(timesteps=steps, precision=precision), show_progress=False).history
+        return time.perf_counter() - t0, history
+
+    wall, history = run("fp32")
     parts = {f"{part}_s": round(sum(h[f"{part}_s"] for h in history), 2) for part in ("collect", "update", "eval")}
+    bf16_wall, _ = run("bf16")
     return {"ppo_env_steps_per_s": round(steps / wall, 1), "ppo_steps": steps, "ppo_iterations": len(history),
-            "ppo_wall_s": round(wall, 1), "ppo_time": parts}
+            "ppo_wall_s": round(wall, 1), "ppo_time": parts, "ppo_bf16_env_steps_per_s": round(steps / bf16_wall, 1)}
 
 
 def machine() -> str:
@@ -329,7 +334,8 @@ def run_bench(model_path: Path, quick: bool = False,
          lambda: bench_foxglove(model_path, frames=max(60, int(600 * scale)))),
         ("sim", "simulator steps/s", lambda: bench_sim(seconds=2.0 * scale)),
         ("augment", "augmentation images/s", lambda: bench_augment(seconds=2.0 * scale)),
-        ("train", "DAgger rollouts in process and on 1 and 2 Ray workers, PPO with the console's network",
+        ("train", "DAgger rollouts in process and on 1 and 2 Ray workers, PPO with the console's network (float32 and "
+                  "bfloat16 updates)",
          lambda: {**bench_train(frames=max(600, int(3000 * scale))), **bench_ppo(steps=max(300, int(2000 * scale)))}),
         ("", "image latency over DDS and rclpy, the pipeline across processes",
          lambda: bench_transports(model_path, scale)),

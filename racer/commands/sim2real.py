@@ -63,7 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="training variants, comma-separated: none, randomization, augmentation, both (end-to-end), "
                         "and each with modular- before it (racer train --model modular) (default: all eight)")
     e.add_argument("--out", type=Path, help=f"run directory (default: {DEFAULT_EVAL_DIR}, or {DEFAULT_MODELS_EVAL_DIR} "
-                                           "with --model)")
+                                           "with --model); with --trials the DRfC model folder that gets "
+                                           "evaluation-YYYYMMDDHHMMSS/evaluation-simtrace/0-iteration.csv (default: "
+                                           "the racer PPO run the model came from, else "
+                                           f"{DEFAULT_MODELS_EVAL_DIR}/NAME)")
     e.add_argument("--tracks", default="",
                    help="evaluation tracks, comma-separated (default: every closed track the model did not train on, "
                         "as its bundle records)")
@@ -222,12 +225,17 @@ def _trials(args: argparse.Namespace) -> int:
         return fail("eval", str(exc))
     from car.policy.bundle import BundleError
 
+    out = args.out or trials_log_folder(model)
+    if out.exists() and not out.is_dir():
+        return fail("eval", f"{out} is not a directory")
     try:
-        trials = run_trials(model, args.track, args.trials, max_speed, args.off_track_penalty)
+        evaluation = run_trials(model, args.track, args.trials, max_speed, args.off_track_penalty)
     except BundleError as exc:
         return fail("eval", f"{model}: {exc}")
+    trials = evaluation.trials
+    simtrace = evaluation.write_log(out)
     report = {"model": str(model), "track": args.track, "max_speed": max_speed,
-              "off_track_penalty_s": args.off_track_penalty, **summary(trials)}
+              "off_track_penalty_s": args.off_track_penalty, **summary(trials), "simtrace": str(simtrace)}
     if args.json:
         print(json.dumps(report))
         return 0
@@ -240,7 +248,19 @@ def _trials(args: argparse.Namespace) -> int:
     average = report["average_lap_time_s"]
     print(f"  {report['completed_laps']} of {len(trials)} laps completed; average lap time "
           + (f"{average:.2f} s" if average is not None else "- (no lap completed)"), file=sys.stderr)
+    print(f"  simtrace: {simtrace}", file=sys.stderr)
     return 0
+
+
+def trials_log_folder(model: Path) -> Path:
+    """Where an evaluation's DRfC logs go by default: the racer PPO run the model was exported in
+    (RUN/bundle or RUN/NAME.tar.gz, beside RUN/training-simtrace), as DRfC keeps evaluations in the
+    model's folder; else runs/eval/<the model's name>."""
+    run = model.resolve().parent
+    if (run / "training-simtrace").is_dir():
+        return run
+    name = model.name.removesuffix(".tar.gz").removesuffix(".tgz") or "model"
+    return DEFAULT_MODELS_EVAL_DIR / name
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -67,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ppo: evaluation episodes after each iteration, as DRfC's MIN_EVAL_TRIALS (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1,
                    help="ppo: torch threads for the network (default: %(default)s)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="ppo: the updates' arithmetic; bf16 is mixed precision (float32 weights and optimizer), "
+                        "faster on CPUs with bfloat16 instructions (default: %(default)s)")
     add_worker_options(p, "dagger: the rollouts; ppo: the cars")
     p.add_argument("--name", help="model name: the archive is OUT/NAME.tar.gz, the name the car's console lists "
                                    "after upload (default: the --out directory's name)")
@@ -138,6 +141,8 @@ def run_train(args: argparse.Namespace) -> int:
         for flag in ("custom_files", "reward_function", "clone", "minutes", "timesteps"):
             if getattr(args, flag) is not None:
                 return fail("train", f"--{flag.replace('_', '-')} needs --algo ppo")
+        if args.precision != "fp32":
+            return fail("train", "--precision needs --algo ppo")
     elif args.model != "end-to-end":
         return fail("train", "--model modular trains by DAgger: leave out --algo ppo")
     if error := worker_options_error(args):
@@ -256,7 +261,8 @@ def _train_ppo(args: argparse.Namespace, tracks: tuple[str, ...], name: str, opt
             reward_file, metadata, hyper = args.reward_function or DEFAULT_REWARD, DEFAULT_METADATA, Hyperparameters()
         cfg = PPOConfig(reward_file=str(reward_file), metadata=metadata, hyperparameters=hyper.to_json(), tracks=tracks,
                         minutes=args.minutes, timesteps=args.timesteps, seed=args.seed, cars=args.cars,
-                        eval_episodes=args.eval_episodes, threads=args.threads, clone=args.clone, **options)
+                        eval_episodes=args.eval_episodes, threads=args.threads, clone=args.clone,
+                        precision=args.precision, **options)
         probe_reward(cfg)
         if cfg.clone:
             check_clone(cfg.clone, cfg.meta)
