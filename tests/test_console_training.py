@@ -431,6 +431,14 @@ def test_trial_flags_refuse_bad_input(tmp_path, capsys, args, words):
     assert err.count("\n") == 1 and words in err
 
 
+def test_trials_refuse_a_log_folder_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "logs").write_text("mine")
+    assert main(["eval", "--model", str(tmp_path / "a"), "--trials", "1", "--out", str(tmp_path / "logs")]) == 2
+    assert capsys.readouterr().err.strip() == f"racer eval: {tmp_path / 'logs'} is not a directory"
+    assert (tmp_path / "logs").read_text() == "mine"
+
+
 @pytest.mark.parametrize("network, convs, dense", [
     ("DEEP_CONVOLUTIONAL_NETWORK_SHALLOW", [(32, 8, 4), (64, 4, 2), (64, 3, 1)], [11264, 512]),
     ("DEEP_CONVOLUTIONAL_NETWORK", [(32, 5, 2), (32, 3, 1), (64, 3, 2), (64, 3, 1)], [56000, 64, 512]),

@@ -336,7 +336,7 @@ def run_bench(model_path: Path, quick: bool = False,
         ("augment", "augmentation images/s", lambda: bench_augment(seconds=2.0 * scale)),
         ("train", "DAgger rollouts in process and on 1 and 2 Ray workers, PPO with the console's network (float32 and "
                   "bfloat16 updates)",
-         lambda: {**bench_train(frames=max(600, int(3000 * scale))), **bench_ppo(steps=max(300, int(2000 * scale)))}),
+         lambda: {**bench_train(frames=max(600, int(3000 * scale))), **bench_ppo(steps=200 if quick else 2000)}),
         ("", "image latency over DDS and rclpy, the pipeline across processes",
          lambda: bench_transports(model_path, scale)),
         ("safety", "neutral and e-stop under a connection flood, per transport", lambda: bench_safety(model_path)),
