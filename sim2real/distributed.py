@@ -204,9 +204,9 @@ def _train_cell(out_name: str, variant: str, seed: int, base: ImitationConfig,
         return read_tree(Path(tmp) / "runs" / out_name)
 
 
-# Domains per drive task: a test distribution has hundreds of one-lap domains, and each task
-# unpacks and compiles its bundle once.
-DOMAINS_PER_TASK = 8
+# Laps per drive task, at most, unless one domain has more: a test distribution has hundreds of
+# one-lap domains, and each task unpacks and compiles its bundle once.
+LAPS_PER_TASK = 8
 
 
 def _evaluate_cell(run_files: dict[str, bytes], bundle: str, domains: Sequence[Any], cfg: Any) -> dict[str, Any]:
@@ -218,8 +218,19 @@ def _evaluate_cell(run_files: dict[str, bytes], bundle: str, domains: Sequence[A
         return evaluate(Path(tmp) / bundle, domains, cfg)
 
 
-def _chunks(domains: Sequence[Any]) -> list[Sequence[Any]]:
-    return [domains[i:i + DOMAINS_PER_TASK] for i in range(0, len(domains), DOMAINS_PER_TASK)]
+def drive_tasks(domains: Sequence[Any]) -> list[list[Any]]:
+    """Successive domains, grouped into tasks of up to `LAPS_PER_TASK` laps (a domain without its
+    own episodes counts as one task)."""
+    chunks: list[list[Any]] = []
+    laps = LAPS_PER_TASK
+    for domain in domains:
+        size = len(domain.episodes) or LAPS_PER_TASK
+        if laps + size > LAPS_PER_TASK:
+            chunks.append([])
+            laps = 0
+        chunks[-1].append(domain)
+        laps += size
+    return chunks
 
 
 def wait_all(refs: list[Any], desc: str, show_progress: bool, on_ready: Callable[[Any], None] = lambda _: None
@@ -273,7 +284,7 @@ def run_gap_evaluation_on_workers(out_dir: Path, seeds: Sequence[int], domains: 
             log(f"training {variant} seed {seed}")
             files[name] = train.remote(name, variant, seed, base, shipped)
             trainings[files[name]] = name
-    drives = {name: [drive.remote(files[name], "bundle", chunk, cfg) for chunk in _chunks(domains)] for name in files}
+    drives = {name: [drive.remote(files[name], "bundle", task, cfg) for task in drive_tasks(domains)] for name in files}
 
     def finished(ref: Any) -> None:
         if ref in trainings:
@@ -294,7 +305,7 @@ def _merged(refs: list[Any]) -> dict[str, Any]:
 def evaluate_on_workers(bundles: Sequence[Path], domains: Sequence[Any], cfg: Any, show_progress: bool = True
                         ) -> list[dict[str, dict[str, Any]]]:
     """`gap.evaluate` of each bundle (a directory or .tar.gz) on the domains, a Ray task per bundle and
-    `DOMAINS_PER_TASK` domains, inside `ray_workers`: per bundle, the serial result."""
+    a few domains (`LAPS_PER_TASK`), inside `ray_workers`: per bundle, the serial result."""
     import ray
 
     drive = ray.remote(num_cpus=1)(_evaluate_cell)
@@ -302,7 +313,7 @@ def evaluate_on_workers(bundles: Sequence[Path], domains: Sequence[Any], cfg: An
     for path in map(Path, bundles):
         files = ray.put(read_tree(path) if path.is_dir() else {path.name: path.read_bytes()})
         where = "." if path.is_dir() else path.name
-        refs.append([drive.remote(files, where, chunk, cfg) for chunk in _chunks(domains)])
+        refs.append([drive.remote(files, where, task, cfg) for task in drive_tasks(domains)])
     wait_all([r for per in refs for r in per], "gap drives", show_progress)
     return [_merged(per) for per in refs]
 

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from racer.cli import main
-from sim2real.distributed import (ClusterError, WorkerRollouts, check_reachable, evaluate_on_workers, ray_workers,
-                                  run_gap_evaluation_on_workers, WorkerCars)
+from sim2real.distributed import (ClusterError, WorkerRollouts, check_reachable, drive_tasks, evaluate_on_workers,
+                                  ray_workers, run_gap_evaluation_on_workers, WorkerCars)
 from sim2real.gap import EvalConfig, NamedDomain, evaluate, run_gap_evaluation
+from sim2real.heldout import Episode
 from sim2real.imitation import ImitationConfig, train_imitation
 from sim2real.ppo import PPOConfig, train_ppo
 from sim2real.randomize import Randomization
@@ -175,3 +176,10 @@ def test_without_workers_nothing_imports_ray(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.splitlines()[-1]) == []
     assert (tmp_path / "run" / "policy.pt").is_file() and (tmp_path / "gap" / "gap.json").is_file()
+
+
+def test_drive_tasks_hold_a_few_laps_each():
+    one_lap = [NamedDomain(f"t-{i}", {}, i, "t", (Episode("Oval_track", 0.5),)) for i in range(10)]
+    twenty = NamedDomain("dark", {"light": 0.5}, episodes=tuple(Episode("Oval_track", k / 20) for k in range(20)))
+    chunks = drive_tasks(one_lap + [twenty, NamedDomain("plain", {})])
+    assert [[d.name for d in c] for c in chunks] == [[d.name for d in one_lap[:8]], ["t-8", "t-9"], ["dark"], ["plain"]]

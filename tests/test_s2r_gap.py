@@ -3,12 +3,14 @@ the plot, and `racer eval`."""
 import json
 
 import pytest
+import yaml
 
 from car.policy.bundle import load_bundle
 from s2r_cli import racer_s2r
 from car.policy.core import PolicyCore
 from sim2real.gap import (DomainsFileError, EvalConfig, NamedDomain, evaluate, format_table, held_out_tracks,
                           load_domains, run_gap_evaluation, summarize, training_tracks)
+from sim2real.heldout import TEST_FILE
 from sim2real.imitation import ImitationConfig
 from sim2real.plots import gap_plot
 from sim2real.randomize import KNOBS
@@ -155,6 +157,24 @@ def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):
     assert "racer eval:   dim: " in captured.err and "(1/1 domains)" in captured.err
     assert report["duration_s"] > 0
     assert json.loads((tmp_path / "eval" / "gap.json").read_text())["duration_s"] == report["duration_s"]
+
+
+def test_eval_command_on_a_test_distribution(tiny_run, tmp_path, capsys):
+    out, _ = tiny_run
+    doc = {**yaml.safe_load(TEST_FILE.read_text()), "episodes": 2, "starts": 1, "tracks": ["Oval_track"],
+           "named": [{"name": "dim", "light": 0.6}]}
+    domains = tmp_path / "test.yaml"
+    domains.write_text(yaml.safe_dump(doc))
+    code = racer_s2r("eval", "--json", "--model", str(out / "none-s0" / "bundle"), "--domains", str(domains),
+                     "--out", str(tmp_path / "eval"))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    row = json.loads(captured.out)["summary"]["none-s0"]
+    assert {pool: cell["laps"] for pool, cell in row["domains"].items()} == {"honest-1": 2, "dim": 1}
+    assert row["laps"] == 3 and len(row["ci95"]) == 2
+    header = next(line for line in captured.err.splitlines() if line.startswith("variant"))
+    assert header.split()[:3] == ["variant", "honest-1", "dim"]
+    assert (tmp_path / "eval" / "gap.png").is_file()
 
 
 def test_eval_of_given_bundles_leaves_the_grids_directory_alone(tiny_run, tmp_path, capsys, monkeypatch):

@@ -159,6 +159,8 @@ def test_a_second_output_must_be_one_uncertainty_value(tmp_path):
     assert policy.has_uncertainty
     policy.infer(np.full(spec.input_shape(), 0.25, np.float32))
     assert policy.uncertainty() == pytest.approx(0.25)
+    policy.infer(np.full(spec.input_shape(), np.nan, np.float32))
+    assert policy.uncertainty() is None  # not a number is no score: nothing for the console to show
     for name, extra in (("other", [("steering_confidence", 1)]), ("wide", [("uncertainty", 3)]),
                         ("three", [("uncertainty", 1), ("more", 1)])):
         with pytest.raises(BundleError, match=r"^model has \d outputs; a policy has one \(and at most one more: "

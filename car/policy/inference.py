@@ -1,6 +1,7 @@
 """Run a bundle's policy with OpenVINO on the car's CPU: one synchronous request, f32, low latency."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Mapping
@@ -82,7 +83,8 @@ class Policy:
         self._request.set_input_tensor(ov.Tensor(array, shared_memory=True))
         self._request.infer()
         if self._uncertainty_output is not None:
-            self.last_uncertainty = float(self._request.get_tensor(self._uncertainty_output).data.reshape(-1)[0])
+            value = float(self._request.get_tensor(self._uncertainty_output).data.reshape(-1)[0])
+            self.last_uncertainty = value if math.isfinite(value) else None  # a broken model says nothing
         return np.array(self._request.get_tensor(self._output).data, dtype=np.float32).reshape(-1)
 
 

@@ -265,7 +265,7 @@ def trials_log_folder(model: Path) -> Path:
 
 def run_eval(args: argparse.Namespace) -> int:
     from sim2real.gap import (NOMINAL, VARIANTS, DomainsFileError, EvalConfig, default_domains, format_table,
-                              load_domains, outside_training, summarize)
+                              load_domains, outside_training, pools, summarize)
     from sim2real.heldout import TestDistribution
     from sim2real.plots import gap_plot
     from sim2real.sim.track import Track
@@ -326,7 +326,7 @@ def run_eval(args: argparse.Namespace) -> int:
     duration_s = round(time.monotonic() - started, 1)
     summary = summarize(models, domains)
     args.out.mkdir(parents=True, exist_ok=True)
-    plot = gap_plot(summary, [d.name for d in domains], args.out / "gap.png")
+    plot = gap_plot(summary, pools(domains), args.out / "gap.png")
     report = {
         "test": None if args.domains is not None else TestDistribution.load().name,
         "domains": [{"name": d.name, "group": d.pool, "values": d.values, "outside_training": outside_training(d)}
