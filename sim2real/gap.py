@@ -236,7 +236,7 @@ def format_table(summary: dict[str, dict[str, Any]], domains: Sequence[NamedDoma
     """Lap completion % [95% interval] and laps per variant and pool, over all laps, the monitor's
     AUROC and the training seeds (`-` for a given bundle, which has none)."""
     names = pools(domains)
-    width = max(22, *(len(n) for n in names)) + 2
+    width = max(len("100.0 [100.0, 100.0] n=1000"), *(len(n) for n in names)) + 2
     first = max(15, *(len(variant) + 1 for variant in summary))  # a given bundle's name can be long
     lines = [f"{'variant':{first}s}" + "".join(f"{n:>{width}s}" for n in names) + f"{'all laps':>{width}s}"
              + f"{'monitor AUROC':>15s}  seeds"]

@@ -188,13 +188,15 @@ def test_eval_of_given_bundles_leaves_the_grids_directory_alone(tiny_run, tmp_pa
 
 
 def test_the_table_header_stays_over_its_columns_with_a_long_model_name():
-    models = [{"variant": name, "seed": None, "results": {"dark": _result(1, 2, 75.0)}}
+    models = [{"variant": name, "seed": None, "results": {"dark": _result(1, 2, 75.0), "lit": _result(400, 400, 100.0)}}
               for name in ("a-rather-long-model-name-v12", "short")]
-    header, *rows = format_table(summarize(models, [DARK]), [DARK]).splitlines()
-    cell = "50.0 [9.5, 90.5] n=2"
-    for line in rows:  # every column ends where its heading does
-        assert line.index(cell) + len(cell) == header.index("dark") + len("dark")
-        assert line.rindex(cell) + len(cell) == header.index("all laps") + len("all laps")
+    domains = [DARK, NamedDomain("lit", {})]
+    header, *rows = format_table(summarize(models, domains), domains).splitlines()
+    for line in rows:  # every column ends where its heading does, a gap before it
+        for cell, heading in (("50.0 [9.5, 90.5] n=2", "dark"), ("100.0 [99.0, 100.0] n=400", "lit"),
+                              ("99.8 [98.6, 100.0] n=402", "all laps")):
+            assert line.index(cell) + len(cell) == header.index(heading) + len(heading)
+            assert line[line.index(cell) - 2:line.index(cell)] == "  "
 
 
 def test_eval_command_in_the_nominal_world(tiny_run, tmp_path, capsys):
