@@ -4,7 +4,8 @@
 #
 # Jazzy rather than Humble: the pinned OpenVINO has no wheel for Humble's Python 3.10. ROS's Python
 # extensions are built against the distribution's NumPy 1.x, so NumPy and OpenCV come from Ubuntu
-# and pip installs everything else the project pins, into a venv that sees the system packages.
+# and pip installs everything else the project pins (with the Foxglove view's SDK, so `foxglove:=` works),
+# into a venv that sees the system packages.
 FROM ros:jazzy-ros-base
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -26,7 +27,7 @@ WORKDIR /opt/racer
 COPY . /opt/racer
 
 RUN python3 -m venv --system-site-packages /opt/racer/venv \
-    && python3 -c 'import tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; print("\n".join(d for d in deps if not d.startswith("opencv")))' > /tmp/requirements.txt \
+    && python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; deps = p["dependencies"] + p["optional-dependencies"]["foxglove"]; print("\n".join(d for d in deps if not d.startswith("opencv")))' > /tmp/requirements.txt \
     && echo "numpy<2" > /tmp/constraints.txt \
     && /opt/racer/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt -c /tmp/constraints.txt \
     && /opt/racer/venv/bin/pip install --no-cache-dir --no-deps -e /opt/racer \

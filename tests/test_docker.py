@@ -40,7 +40,7 @@ def test_installs_the_message_packages_and_the_project(dockerfile):
     runs = " ".join(instructions(dockerfile, "RUN"))
     for package in ("ackermann-msgs", "diagnostic-msgs", "rmw-cyclonedds-cpp"):
         assert f"ros-${{ROS_DISTRO}}-{package}" in runs
-    assert "pyproject.toml" in runs and '["project"]["dependencies"]' in runs  # the runtime deps, from one list
+    assert "pyproject.toml" in runs and '["dependencies"]' in runs  # the runtime deps, from one list
     assert re.search(r"pip install --no-cache-dir --no-deps -e /opt/racer", runs)
     assert "COPY . /opt/racer" in [f"COPY {v}" for v in instructions(dockerfile, "COPY")]
 
@@ -60,13 +60,15 @@ def test_builds_deepracer_interfaces_from_the_package_make_ros_builds(dockerfile
 
 
 def test_pip_gets_every_runtime_dependency_but_opencv(dockerfile):
-    """The image's requirements come from pyproject.toml; only OpenCV is left to Ubuntu, whose build
-    matches ROS's NumPy. Runs the Dockerfile's own one-liner on this checkout."""
+    """The image's requirements come from pyproject.toml, the Foxglove extra included; only OpenCV is
+    left to Ubuntu, whose build matches ROS's NumPy. Runs the Dockerfile's own one-liner on this checkout."""
     runs = " ".join(instructions(dockerfile, "RUN"))
     code = re.search(r"python3 -c '([^']+)' > /tmp/requirements.txt", runs).group(1)
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["foxglove"]  # the launch file's foxglove:=
     assert proc.stdout.split() == [d.replace(" ", "") for d in deps if not d.startswith("opencv")]
+    assert any(d.startswith("foxglove-sdk==") for d in proc.stdout.split())
     assert any(d.startswith("cyclonedds==") for d in deps) and any(d.startswith("rosbags==") for d in deps)
 
 
