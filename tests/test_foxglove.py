@@ -58,7 +58,7 @@ def connect(port: int, proc: subprocess.Popen, deadline_s: float = 90.0) -> Foxg
 
 def watch(transport: str) -> tuple[dict[str, list], set[str]]:
     """`racer car --sim --autostart --foxglove` on `transport`, watched by the spec client until it decoded a
-    message of every channel and the scene's track, car and path: (decoded messages by channel, scene ids)."""
+    message of every channel and the scene's whole track (its three lines), car and path: (decoded messages by channel, scene ids)."""
     port = free_port()
     car = subprocess.Popen([sys.executable, "-m", "racer.cli", "car", "--sim", "reinvent_base", "--autostart",
                             "--transport", transport, "--foxglove", f"127.0.0.1:{port}"], cwd=ROOT,
@@ -79,7 +79,8 @@ def watch(transport: str) -> tuple[dict[str, list], set[str]]:
             value = decoder(message.channel)(message.payload)
             decoded.setdefault(topic, []).append(value)
             if topic == "/sim/scene":
-                scene_ids |= {entity.id for entity in value.entities}
+                # the track's three lines are three topics: on dds they arrive one by one, and the track entity grows
+                scene_ids |= {entity.id for entity in value.entities if entity.id != "track" or len(entity.lines) == 3}
         client.close()
     finally:
         car.terminate()
