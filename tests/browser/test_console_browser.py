@@ -124,9 +124,12 @@ def test_autonomous_drive_moves_the_car_in_the_stream(page: Page, car: Car):
     after = screenshot(page, "#camera")
     assert np.abs(after - before).mean() > 1.0
     assert np.hypot(*np.diff(np.array(path), axis=0).T).sum() > 0.3
-    # camera frame to command: under the simulator at least the policy's own time, never 0.0 ms
+    # camera frame to command: never 0.0 ms on the page, and in any one status at least the policy's own
+    # time (the page and a later status are two samples of a figure that moves with the load)
     expect(page.locator("#t-latency")).to_have_text(re.compile(r"^\d+\.\d ms$"))
-    assert float(page.locator("#t-latency").inner_text().split()[0]) >= car.status()["infer_ms"] / 2 > 0
+    assert float(page.locator("#t-latency").inner_text().split()[0]) > 0
+    status = car.status()
+    assert status["latency_ms"] >= status["infer_ms"] - 0.05 > 0  # each rounded for display
     page.click("#stop")
     expect(page.locator("#t-command")).to_have_text("0.00 / 0.00")
 
