@@ -19,8 +19,10 @@ from car.transport.wire import CLOCK_TOPIC, WireType
 from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
 from tests.dds_support import PYTHON, loopback_domain, wait_for
 
-from rclpy.node import NodeNameNonExistentError  # noqa: E402
-from rclpy.qos import DurabilityPolicy, ReliabilityPolicy  # noqa: E402
+# rclpy only after ros_support, which turns a missing `make ros` into its one-line hint
+# isort: split
+from rclpy.node import NodeNameNonExistentError
+from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 

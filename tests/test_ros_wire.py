@@ -9,7 +9,9 @@ from car.transport.wire import wire_type
 from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
 from tests.test_dds_wire import MESSAGES, rosbags_message
 
-from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
+# rclpy only after ros_support, which turns a missing `make ros` into its one-line hint
+# isort: split
+from rclpy.serialization import deserialize_message, serialize_message
 
 
 def rclpy_class(ros_type: str) -> type:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import openvino as ov
@@ -19,6 +20,9 @@ from car.policy.metadata import ModelMetadata, parse_metadata
 from car.policy.preprocess import DEEPRACER_SPEC, Preprocessor, PreprocessSpec
 from racer.model.quantize import posed_simulators
 from sim2real.sim.expert import PurePursuitExpert
+
+if TYPE_CHECKING:
+    import onnx  # the bench extra; imported where a network is built
 
 INPUT_SHAPE = (1, 1, 120, 160)
 ACTIONS = 5
@@ -88,9 +92,8 @@ def build_reference_onnx(path: Path, seed: int = 0, head_frames: int = HEAD_FRAM
     return path
 
 
-def _random_network(seed: int) -> "onnx.ModelProto":
+def _random_network(seed: int) -> onnx.ModelProto:
     """The network with fixed random weights (He initialisation), head included."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)

@@ -363,7 +363,7 @@ class Harness:
         if load and found in self.unpacked:
             try:
                 Policy(load_bundle(path, self.state.cache / "ir"), self.state.cache / "compiled")
-            except Exception as exc:  # noqa: BLE001 (any failure to load is the finding)
+            except Exception as exc:  # any failure to load is the finding
                 self._fail(op, f"model {folder} does not load: {type(exc).__name__}: {exc}")
         return found
 

@@ -263,7 +263,7 @@ class Soak:
                 return
             try:
                 action()
-            except Exception as exc:  # noqa: BLE001 (a failed step is counted and the loop goes on)
+            except Exception as exc:  # a failed step is counted and the loop goes on
                 self._error(step, exc)
         self.cycles += 1
 
