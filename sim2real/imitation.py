@@ -8,9 +8,9 @@ learner's output exactly as the car does.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np

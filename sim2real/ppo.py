@@ -26,7 +26,6 @@ too (`sim2real.distributed.WorkerCars`).
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field

@@ -17,8 +17,21 @@ from car.policy.archive import ArchiveError, extract, scan
 from car.policy.bundle import BundleError, load_bundle, pack_bundle, save_bundle
 from car.policy.inference import Policy
 from car.policy.preprocess import DEEPRACER_SPEC, PreprocessSpec
-from model_factory import (CONTINUOUS, FRAMES_DIR, MODELS, PPO_TAR, SAC_TAR, expected_output, ir_files, metadata,
-                           metadata_bytes, onnx_model, ov_model, pb_bytes, write_tar)
+from model_factory import (
+    CONTINUOUS,
+    FRAMES_DIR,
+    MODELS,
+    PPO_TAR,
+    SAC_TAR,
+    expected_output,
+    ir_files,
+    metadata,
+    metadata_bytes,
+    onnx_model,
+    ov_model,
+    pb_bytes,
+    write_tar,
+)
 
 PPO_INPUT = "main_level/agent/main/online/network_0/FRONT_FACING_CAMERA/FRONT_FACING_CAMERA"
 SAC_INPUT = "main_level/agent/policy/online/network_0/FRONT_FACING_CAMERA/FRONT_FACING_CAMERA"

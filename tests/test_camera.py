@@ -1,8 +1,8 @@
 """Camera sources: a real video file and a real image folder; V4L2 only through its fault path."""
 from __future__ import annotations
 
-import statistics
 import re
+import statistics
 import time
 from pathlib import Path
 

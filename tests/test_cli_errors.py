@@ -88,12 +88,13 @@ def test_console_off_is_no_console_on_every_transport(transport):
 
 def test_a_recording_replays_on_a_laptop_without_an_actuator(tmp_path):
     """`racer car --camera bag:PATH` alone: the policy drives the recorded frames and --record keeps what it said."""
-    from car.transport.rosbag import typestore
-    from car.clock import SimClock
-    from car.messages import CAMERA_TOPIC, POLICY_TOPIC, Header, Image, Time
-    from car.graph.recorder import BagRecorder
-    from car.transport.local import LocalBus
     from rosbags.highlevel import AnyReader
+
+    from car.clock import SimClock
+    from car.graph.recorder import BagRecorder
+    from car.messages import CAMERA_TOPIC, POLICY_TOPIC, Header, Image, Time
+    from car.transport.local import LocalBus
+    from car.transport.rosbag import typestore
     from sim2real.sim.track import Track
     from sim2real.sim.world import Simulator
 
@@ -137,9 +138,9 @@ def test_a_failed_start_leaves_no_camera_thread_behind(tmp_path):
     import cv2
     import numpy as np
 
+    from calibration.servo import FACTORY_DEFAULT
     from car.config import load_params
     from racer.processes.local import build_local
-    from calibration.servo import FACTORY_DEFAULT
 
     video = tmp_path / "drive.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15, (160, 120))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from browser.harness import CURVES, STRAIGHT, Car, racer_bundle, start_car
+from browser.harness import STRAIGHT, Car, racer_bundle, start_car
 from car.console.uploads import UploadLimits
 from hostile_models import fill_graph, huge_const_graph, many_nodes_graph
 from model_factory import PPO_TAR, metadata_bytes
@@ -71,7 +71,7 @@ class Probe:
         self.answers.append((time.monotonic() - started, status))
 
     @contextlib.contextmanager
-    def running(self) -> Iterator["Probe"]:
+    def running(self) -> Iterator[Probe]:
         stop = threading.Event()
 
         def loop() -> None:

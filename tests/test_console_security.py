@@ -17,8 +17,16 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from browser.harness import PASSWORD, STRAIGHT, car_fixture, racer_bundle, start_car
-from car.console.auth import (Auth, LoginLimiter, LoginRefused, PasswordError, generate_password, hash_password,
-                              set_password, verify_password)
+from car.console.auth import (
+    Auth,
+    LoginLimiter,
+    LoginRefused,
+    PasswordError,
+    generate_password,
+    hash_password,
+    set_password,
+    verify_password,
+)
 from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from car.console.state import StateDir
 from car.console.tls import ensure_certificate

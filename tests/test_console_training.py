@@ -319,8 +319,8 @@ def test_clone_trains_on_from_an_aws_export_and_from_a_run(sample_model, tmp_pat
     import torch
 
     from sim2real.clone import load_clone
-    from sim2real.network import ConsoleNet
     from sim2real.custom_files import check_metadata
+    from sim2real.network import ConsoleNet
 
     meta = check_metadata(metadata)
     net = ConsoleNet(meta.neural_network, meta.output_size(), True)

@@ -4,12 +4,12 @@ import math
 import pytest
 
 from car.actuators.base import ActuatorFault
+from car.actuators.core import ActuatorCore
+from car.control.core import CALIBRATION_FRAME, NEUTRAL, ControlCore, ControlParams
 from car.control.modes import Mode, ModeState
 from car.control.mux import Mux
 from car.control.watchdog import Watchdog
 from car.messages import ERROR, OK, Time, drive_msg
-from car.actuators.core import ActuatorCore
-from car.control.core import CALIBRATION_FRAME, NEUTRAL, ControlCore, ControlParams
 
 
 class RecordingDriver:

@@ -19,12 +19,20 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from car.transport.rosbag import typestore
-from car.policy.bundle import load_bundle
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, ERROR, POLICY_TOPIC, DiagnosticStatus
+from car.policy.bundle import load_bundle
+from car.transport.rosbag import typestore
 from car.transport.wire import COMMAND_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
-from tests.dds_support import (Monitor, assert_a_lap, driving_model, loopback_domain, racer, recorded_commands,
-                               replay_policy, wait_for)
+from tests.dds_support import (
+    Monitor,
+    assert_a_lap,
+    driving_model,
+    loopback_domain,
+    racer,
+    recorded_commands,
+    replay_policy,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(240)
 BUDGET_S = 0.25

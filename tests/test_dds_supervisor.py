@@ -5,8 +5,8 @@ import time
 import pytest
 
 from car.graph import supervisor
-from car.messages import DIAGNOSTICS_TOPIC, ERROR, OK
 from car.graph.supervisor import ProcessSpec, Supervisor, describe_exit
+from car.messages import DIAGNOSTICS_TOPIC, ERROR, OK
 from car.transport.dds import DdsBus
 from tests.dds_support import loopback_domain
 

@@ -9,15 +9,46 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from car.transport.rosbag import typestore
 from car.clock import WallClock
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_INPUT_TOPIC, POLICY_OUTPUT_TOPIC,
-                          POLICY_TOPIC, TELEOP_TOPIC, AckermannDrive, AckermannDriveStamped, DiagnosticArray,
-                          DiagnosticStatus, Float32MultiArray, Header, Image, KeyValue, MultiArrayDimension, Point,
-                          PolygonStamped, PoseStamped, Quaternion, Time)
+from car.messages import (
+    CAMERA_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    DRIVE_TOPIC,
+    POLICY_INPUT_TOPIC,
+    POLICY_OUTPUT_TOPIC,
+    POLICY_TOPIC,
+    TELEOP_TOPIC,
+    AckermannDrive,
+    AckermannDriveStamped,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Float32MultiArray,
+    Header,
+    Image,
+    KeyValue,
+    MultiArrayDimension,
+    Point,
+    PolygonStamped,
+    PoseStamped,
+    Quaternion,
+    Time,
+)
 from car.transport.dds import DdsBus
-from car.transport.wire import (CLOCK_TOPIC, COMMAND_TOPIC, IMAGE, SIM_CAMERA_TOPIC, SIM_POSE_TOPIC, SIM_SERVO_TOPIC,
-                                SIM_TRACK_TOPICS, ServoCtrl, WireError, dds_topic_name, dds_type_name, wire_type)
+from car.transport.rosbag import typestore
+from car.transport.wire import (
+    CLOCK_TOPIC,
+    COMMAND_TOPIC,
+    IMAGE,
+    SIM_CAMERA_TOPIC,
+    SIM_POSE_TOPIC,
+    SIM_SERVO_TOPIC,
+    SIM_TRACK_TOPICS,
+    ServoCtrl,
+    WireError,
+    dds_topic_name,
+    dds_type_name,
+    wire_type,
+)
 from tests.dds_support import loopback_domain
 
 STORE = typestore()

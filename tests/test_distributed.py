@@ -12,8 +12,16 @@ import pytest
 import torch
 
 from racer.cli import main
-from sim2real.distributed import (ClusterError, WorkerRollouts, check_reachable, drive_tasks, evaluate_on_workers,
-                                  ray_workers, run_gap_evaluation_on_workers, WorkerCars)
+from sim2real.distributed import (
+    ClusterError,
+    WorkerCars,
+    WorkerRollouts,
+    check_reachable,
+    drive_tasks,
+    evaluate_on_workers,
+    ray_workers,
+    run_gap_evaluation_on_workers,
+)
 from sim2real.gap import EvalConfig, NamedDomain, evaluate, run_gap_evaluation
 from sim2real.heldout import Episode
 from sim2real.imitation import ImitationConfig, train_imitation

@@ -19,9 +19,20 @@ from car.console.state import StateDir
 from car.foxglove.layout import layout_json
 from car.foxglove.node import BACKLOG, FoxgloveNode, token_check
 from car.foxglove.view import CHANNELS as VIEW_CHANNELS, FoxgloveView
+from car.messages import (
+    CAMERA_TOPIC,
+    DRIVE_TOPIC,
+    ERROR,
+    OK,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Header,
+    Image,
+    KeyValue,
+    Time,
+    drive_msg,
+)
 from car.policy.introspect import input_image, output_array
-from car.messages import (CAMERA_TOPIC, DRIVE_TOPIC, ERROR, OK, DiagnosticArray, DiagnosticStatus, Header, Image,
-                          KeyValue, Time, drive_msg)
 from car.transport.local import LocalBus
 from racer.bench.foxglove import FoxgloveClient
 from tests.dds_support import free_port

@@ -103,9 +103,8 @@ def test_an_upload_that_fills_the_disk_gets_507_and_leaves_nothing(car, padding,
 def test_a_calibration_save_that_fails_leaves_the_car_on_its_calibration(tmp_path, monkeypatch):
     """In process (the save's own write fails with ENOSPC): a 507, and control still hands the actuator
     the calibration in the file, not the one the console could not keep."""
-    from browser.harness import start_car
-
     import calibration.files
+    from browser.harness import start_car
 
     car = start_car(tmp_path, racer_bundle(tmp_path / "models", "driving", STRAIGHT))
     try:

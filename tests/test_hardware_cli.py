@@ -9,9 +9,9 @@ import pytest
 
 from calibration import servo
 from calibration.camera import load_camera_info
-from racer.cli import main
 from hw.chessboard import CAMERA_MATRIX, photo_session
 from hw.maestro_emulator import MaestroEmulator
+from racer.cli import main
 
 
 @pytest.fixture

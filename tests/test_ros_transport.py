@@ -13,8 +13,7 @@ import pytest
 
 from car.clock import WallClock
 from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, Time, drive_msg
-from car.transport.ros import (RosBus, RosUnavailable, _interface_class, _message_class, install_hint,
-                                ros_environment)
+from car.transport.ros import RosBus, RosUnavailable, _interface_class, _message_class, install_hint, ros_environment
 from car.transport.wire import CLOCK_TOPIC, WireType
 from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
 from tests.dds_support import PYTHON, loopback_domain, wait_for

@@ -6,12 +6,19 @@ import pytest
 import yaml
 
 from car.policy.bundle import load_bundle
-from s2r_cli import racer_s2r
 from car.policy.core import PolicyCore
-from sim2real.gap import (EvalConfig, NamedDomain, evaluate, format_table, held_out_tracks, run_gap_evaluation,
-                          summarize, training_tracks)
-from sim2real.heldout import DomainsFileError, load_domains
-from sim2real.heldout import TEST_FILE
+from s2r_cli import racer_s2r
+from sim2real.gap import (
+    EvalConfig,
+    NamedDomain,
+    evaluate,
+    format_table,
+    held_out_tracks,
+    run_gap_evaluation,
+    summarize,
+    training_tracks,
+)
+from sim2real.heldout import TEST_FILE, DomainsFileError, load_domains
 from sim2real.imitation import ImitationConfig
 from sim2real.plots import gap_plot
 from sim2real.randomize import KNOBS

@@ -5,8 +5,16 @@ import cv2
 import numpy as np
 import pytest
 
-from sim2real.randomize import (KNOBS, PRESETS, Domain, DomainSimulator, Randomization, RandomizationError,
-                                bench_sim_randomized, knob_named)
+from sim2real.randomize import (
+    KNOBS,
+    PRESETS,
+    Domain,
+    DomainSimulator,
+    Randomization,
+    RandomizationError,
+    bench_sim_randomized,
+    knob_named,
+)
 from sim2real.sim.render import CameraParams, SceneParams, draw_track_texture, ground_rays
 from sim2real.sim.sensor import Sensor, SensorParams
 from sim2real.sim.track import Track

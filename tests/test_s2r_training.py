@@ -9,12 +9,18 @@ import pytest
 from calibration.camera import CameraInfo, save_camera_info
 from car.console.uploads import folder_for
 from car.policy.bundle import load_bundle
-from car.policy.inference import Policy
 from racer.cli import main
 from racer.commands.train import done_line
 from sim2real.camera_matching import camera_from_info
 from sim2real.export import export_checkpoint
-from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation, training_simulators
+from sim2real.imitation import (
+    ACTION_SPACE,
+    SPEC,
+    ImitationConfig,
+    save_checkpoint,
+    train_imitation,
+    training_simulators,
+)
 from sim2real.ppo import PPOConfig, train_ppo
 from sim2real.sim.render import CameraParams, ground_rays
 

@@ -8,12 +8,12 @@ import pytest
 
 from calibration import servo
 from car.actuators.maestro import MaestroDriver
-from car.policy.bundle import load_bundle
 from car.camera.capture import open_camera
 from car.console.auth import set_password
 from car.console.client import CarAddress, CarClient, KnownCars
 from car.console.server import ConsoleOptions, start_console
 from car.console.state import StateDir
+from car.policy.bundle import load_bundle
 from car.policy.inference import Policy
 from test_failsafe import NEUTRAL, Car, bundle_dir, images, maestro, wait_until  # noqa: F401  (fixtures)
 

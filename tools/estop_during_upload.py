@@ -33,7 +33,6 @@ PASSWORD = "estop-probe-password-7"
 def aws_archive(work: Path) -> Path:
     sys.path.insert(0, str(REPO / "tests"))
     from aws_models import sample_model_dir
-
     from car.policy.archive import write_tar_gz
 
     model = sample_model_dir() / "model"

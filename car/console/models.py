@@ -22,8 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from car.console.errors import ApiError
-from car.policy.bundle import (METADATA_FILE, BundleError, ModelFiles, file_sha256, find_model, load_bundle,
-                               unrunnable_reason)
+from car.policy.bundle import (
+    METADATA_FILE,
+    BundleError,
+    ModelFiles,
+    file_sha256,
+    find_model,
+    load_bundle,
+    unrunnable_reason,
+)
 from car.policy.inference import Policy
 from car.policy.metadata import MetadataError, ModelMetadata, load_metadata
 from car.policy.sandbox import SandboxLimits, check_bundle

@@ -18,8 +18,7 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -32,8 +31,19 @@ from car.console.errors import ApiError
 from car.control.commands import FIELDS, command_json
 from car.control.core import ControlParams
 from car.control.modes import Mode
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC,
-                          AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Image, Time, drive_msg)
+from car.messages import (
+    CAMERA_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    DRIVE_TOPIC,
+    POLICY_TOPIC,
+    TELEOP_TOPIC,
+    AckermannDriveStamped,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Image,
+    Time,
+    drive_msg,
+)
 from car.transport import NodeBus
 from car.transport.wire import COMMAND_TOPIC, MODEL_TOPIC
 

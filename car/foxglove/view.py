@@ -24,8 +24,17 @@ import cv2
 import numpy as np
 from foxglove import messages as fm
 
-from car.messages import (AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Float32MultiArray, Image,
-                          PolygonStamped, PoseStamped, Time, ERROR)
+from car.messages import (
+    ERROR,
+    AckermannDriveStamped,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Float32MultiArray,
+    Image,
+    PolygonStamped,
+    PoseStamped,
+    Time,
+)
 from car.policy.introspect import DISCRETE_LABEL
 from car.transport.wire import SIM_FRAME, SIM_TRACK_TOPICS
 

@@ -20,10 +20,11 @@ import shutil
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Iterator, Mapping
+from typing import IO
 
 MAX_MEMBERS = 1000
 # the largest real DeepRacer model is ~23 MB, with the IR a stock car converted it to ~47 MB

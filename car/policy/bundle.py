@@ -16,9 +16,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import openvino as ov
@@ -175,7 +176,7 @@ class RacerInfo:
                 "stats": self.stats, "model": self.info}
 
     @classmethod
-    def from_json(cls, data: Any) -> "RacerInfo":
+    def from_json(cls, data: Any) -> RacerInfo:
         if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{RACER_FILE}: format must be {BUNDLE_FORMAT!r}")
         version = data.get("version")
@@ -510,7 +511,7 @@ class Bundle:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> "Bundle":
+    def __enter__(self) -> Bundle:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -15,8 +15,8 @@ import re
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 # glog/absl line prefix `E0000 00:00:1796028293.657027   11291 file.cc:417] ` and absl's notice
 # that it has not been initialised, which precedes the first such line in a process.

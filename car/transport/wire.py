@@ -15,10 +15,30 @@ import numpy as np
 from cyclonedds.idl import IdlStruct
 from cyclonedds.idl.types import float32, float64, int32, sequence, uint8, uint32
 
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, IMAGE_ENCODINGS, POLICY_INPUT_TOPIC,
-                          POLICY_OUTPUT_TOPIC, POLICY_TOPIC, TELEOP_TOPIC, AckermannDrive, AckermannDriveStamped,
-                          DiagnosticArray, DiagnosticStatus, Float32MultiArray, Header, Image, KeyValue,
-                          MultiArrayDimension, Point, PolygonStamped, PoseStamped, Quaternion, Time)
+from car.messages import (
+    CAMERA_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    DRIVE_TOPIC,
+    IMAGE_ENCODINGS,
+    POLICY_INPUT_TOPIC,
+    POLICY_OUTPUT_TOPIC,
+    POLICY_TOPIC,
+    TELEOP_TOPIC,
+    AckermannDrive,
+    AckermannDriveStamped,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Float32MultiArray,
+    Header,
+    Image,
+    KeyValue,
+    MultiArrayDimension,
+    Point,
+    PolygonStamped,
+    PoseStamped,
+    Quaternion,
+    Time,
+)
 
 CLOCK_TOPIC = "/clock"
 COMMAND_TOPIC = "/control/command"
@@ -412,7 +432,7 @@ TOPIC_TYPES: dict[str, WireType] = {
     POLICY_INPUT_TOPIC: IMAGE,
     POLICY_OUTPUT_TOPIC: MULTIARRAY,
     SIM_POSE_TOPIC: POSE,
-    **{topic: POLYGON for topic in SIM_TRACK_TOPICS.values()},
+    **dict.fromkeys(SIM_TRACK_TOPICS.values(), POLYGON),
 }
 
 

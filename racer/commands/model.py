@@ -8,8 +8,9 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import openvino as ov
 
@@ -17,7 +18,6 @@ from car.policy.bundle import Bundle, BundleError, load_bundle, model_precision,
 from car.policy.inference import Policy, check_runnable
 from car.policy.preprocess import DEEPRACER_PRESETS
 from racer.model.predict import predict
-
 
 # Suffixes a user may take for an archive format; convert writes only directories and .tar.gz.
 OTHER_ARCHIVES = frozenset({".zip", ".tar", ".gz", ".bz2", ".xz", ".7z"})

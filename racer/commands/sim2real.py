@@ -264,8 +264,16 @@ def trials_log_folder(model: Path) -> Path:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from sim2real.gap import (NOMINAL, VARIANTS, EvalConfig, default_domains, format_table, outside_training, pools,
-                              summarize)
+    from sim2real.gap import (
+        NOMINAL,
+        VARIANTS,
+        EvalConfig,
+        default_domains,
+        format_table,
+        outside_training,
+        pools,
+        summarize,
+    )
     from sim2real.heldout import DomainsFileError, TestDistribution, load_domains
     from sim2real.plots import gap_plot
     from sim2real.sim.track import Track

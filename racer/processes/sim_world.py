@@ -18,10 +18,30 @@ from typing import Any
 
 from car.clock import WallClock
 from car.graph.adapters import Bus
-from car.messages import (DIAGNOSTICS_TOPIC, OK, WARN, DiagnosticArray, DiagnosticStatus, Header, Image, KeyValue,
-                          Point, PolygonStamped, PoseStamped, Quaternion, Time)
-from car.transport.wire import (CLOCK_TOPIC, SIM_CAMERA_TOPIC, SIM_FRAME, SIM_POSE_TOPIC, SIM_SERVO_TOPIC,
-                                SIM_TRACK_TOPICS, ServoCtrl)
+from car.messages import (
+    DIAGNOSTICS_TOPIC,
+    OK,
+    WARN,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Header,
+    Image,
+    KeyValue,
+    Point,
+    PolygonStamped,
+    PoseStamped,
+    Quaternion,
+    Time,
+)
+from car.transport.wire import (
+    CLOCK_TOPIC,
+    SIM_CAMERA_TOPIC,
+    SIM_FRAME,
+    SIM_POSE_TOPIC,
+    SIM_SERVO_TOPIC,
+    SIM_TRACK_TOPICS,
+    ServoCtrl,
+)
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator, StepInfo
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 MODE1, MODE2, PRE_SCALE = 0x00, 0x01, 0xFE
 LED0_ON_L, LED_LAST = 0x06, 0x45
