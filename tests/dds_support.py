@@ -204,7 +204,8 @@ def explained(monitor: Monitor, predicate: Callable[[], Any], timeout_s: float, 
     try:
         return wait_for(predicate, timeout_s, what)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; control said {[s.message for _, s in monitor.statuses('control')][-3:]}") from None
+        said = [s.message for _, s in monitor.statuses("control")][-3:]
+        raise AssertionError(f"{exc}; control said {said}") from None
 
 
 def racer(log: Path, *args: str) -> subprocess.Popen:

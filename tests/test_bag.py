@@ -25,7 +25,7 @@ from car.messages import (
 )
 from car.transport.local import LocalBus
 from car.transport.rosbag import typestore
-from tests.dds_support import driving_model, recorded_commands, replay_policy
+from dds_support import driving_model, recorded_commands, replay_policy
 
 
 def frame(i: int) -> np.ndarray:

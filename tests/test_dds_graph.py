@@ -23,7 +23,7 @@ from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, ERROR, PO
 from car.policy.bundle import load_bundle
 from car.transport.rosbag import typestore
 from car.transport.wire import COMMAND_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
-from tests.dds_support import (
+from dds_support import (
     Monitor,
     assert_a_lap,
     driving_model,
@@ -57,7 +57,7 @@ TRACED_SHARE = {"dds": 0.9, "ros": 0.5}
 def graph(request, tmp_path_factory):
     transport = request.param
     if transport == "ros":
-        from tests import ros_support  # noqa: F401  (without `make ros` it says so)
+        import ros_support  # noqa: F401  (without `make ros` it says so)
     model = driving_model()
     work = tmp_path_factory.mktemp(f"graph_{transport}")
     with loopback_domain():
@@ -208,7 +208,7 @@ def command(graph: Graph, text: dict, id: str) -> DiagnosticStatus:
         since = time.monotonic()
         publish(json.dumps({**text, "id": id}))
         try:
-            return wait_for(lambda: next((s for _, s in graph.monitor.statuses("control", since)
+            return wait_for(lambda since=since: next((s for _, s in graph.monitor.statuses("control", since)
                                           if s.value("command_id") == id), None), 1, f"answer to {id}")
         except AssertionError:
             continue

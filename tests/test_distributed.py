@@ -90,7 +90,10 @@ def test_ppo_cars_on_two_workers_drive_as_in_one_process(ray_local, tmp_path):
     assert len(cars.actors) == 2
     parallel = train_ppo(cfg, show_progress=False, cars=cars)
     timing = ("seconds", "collect_s", "update_s", "eval_s")
-    untimed = lambda history: [{k: v for k, v in h.items() if k not in timing} for h in history]
+
+    def untimed(history: list[dict]) -> list[dict]:
+        return [{k: v for k, v in h.items() if k not in timing} for h in history]
+
     assert parallel.history and untimed(parallel.history) == untimed(serial.history)
     assert_same_weights(parallel.best, serial.best)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
-from tests.dds_support import PYTHON, driving_model, loopback_domain, wait_for
+import ros_support  # noqa: F401  (first: without `make ros` it says so)
+from dds_support import PYTHON, driving_model, loopback_domain, wait_for
 
 # rclpy only after ros_support, which turns a missing `make ros` into its one-line hint
 # isort: split

@@ -84,7 +84,7 @@ def test_step_gives_deepracer_params_to_the_reward_function():
 def test_driving_off_the_track_ends_the_episode_with_the_offtrack_flag():
     env = DeepRacerEnv("reinvent_base", random_start=False)
     env.reset(seed=0)
-    for step in range(300):
+    for _ in range(300):
         _, value, terminated, truncated, info = env.step(np.array([1.0, 1.0], np.float32))
         if terminated:
             break

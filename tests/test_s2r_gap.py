@@ -149,7 +149,8 @@ def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):
     domains = tmp_path / "domains.yaml"
     domains.write_text("- name: dim\n  light: 0.6\n")
     code = racer_s2r("eval", "--json", "--model", str(out / "none-s0" / "bundle"), "--domains", str(domains),
-                     "--tracks", "reinvent_base", "--starts", "1", "--max-speed", "0.8", "--out", str(tmp_path / "eval"))
+                     "--tracks", "reinvent_base", "--starts", "1", "--max-speed", "0.8",
+                     "--out", str(tmp_path / "eval"))
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out)

@@ -118,7 +118,7 @@ def main() -> int:
                     break
                 except Exception:
                     if time.monotonic() > deadline or car.poll() is not None:
-                        raise SystemExit(f"the car did not start:\n{(work / 'car.log').read_text()[-2000:]}")
+                        raise SystemExit(f"the car did not start:\n{(work / 'car.log').read_text()[-2000:]}") from None
                     time.sleep(0.5)
             bearer = client.known.get(client.address.key)["token"]
             runs = []

@@ -41,7 +41,8 @@ class ActuatorCore:
     def from_params(cls, driver: Driver, params: dict[str, dict[str, Any]]) -> ActuatorCore:
         """The same vehicle constants as control, and the actuator's own timeout, from the parameter file."""
         cp = ControlParams.from_params(params)
-        return cls(driver, cp.max_steering_rad, cp.max_speed_mps, float(params.get("actuator", {}).get("timeout_s", 0.25)))
+        timeout_s = float(params.get("actuator", {}).get("timeout_s", 0.25))
+        return cls(driver, cp.max_steering_rad, cp.max_speed_mps, timeout_s)
 
     def on_drive(self, msg: AckermannDriveStamped, now: float) -> None:
         with self.lock:

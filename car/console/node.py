@@ -131,7 +131,7 @@ class ConsoleNode:
     def request(self, name: str, *args: Any) -> Future[str]:
         """Send control the command `name` with `args` (in car.control.commands.FIELDS order); the
         future resolves to control's answer, "ok" or its reason for refusing."""
-        fields = dict(zip(FIELDS[name], args))
+        fields = dict(zip(FIELDS[name], args, strict=False))
         return self._ask("command", self._control, lambda request_id: command_json(name, id=request_id, **fields))
 
     def _settle(self, future: Future[str], timeout_s: float, what: str) -> None:
@@ -261,4 +261,5 @@ class ConsoleNode:
             return None
         times = status.value("lap_times") or ""
         return {"progress": _float(status.value("progress")), "laps": int(status.value("laps") or 0),
-                "lap_times": [float(t) for t in times.split(",") if t], "off_track": status.value("off_track") == "true"}
+                "lap_times": [float(t) for t in times.split(",") if t],
+                "off_track": status.value("off_track") == "true"}

@@ -118,8 +118,8 @@ class FoxgloveView:
     @staticmethod
     def drive(msg: AckermannDriveStamped) -> dict[str, Any]:
         steering = float(msg.drive.steering_angle)
-        return {"stamp": msg.header.stamp.to_seconds(), "steering_rad": steering, "steering_deg": math.degrees(steering),
-                "speed_mps": float(msg.drive.speed)}
+        return {"stamp": msg.header.stamp.to_seconds(), "steering_rad": steering,
+                "steering_deg": math.degrees(steering), "speed_mps": float(msg.drive.speed)}
 
     def diagnostics(self, msg: DiagnosticArray) -> dict[str, dict[str, Any]]:
         """The control status and the domain shift after this array (channel -> message)."""

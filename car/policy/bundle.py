@@ -43,11 +43,6 @@ PPO_OUTPUT = f"{PPO_SCOPE}/network_1/ppo_head_0/policy"
 SAC_OUTPUT = f"{SAC_SCOPE}/network_0/sac_policy_head_0/policy"
 
 
-def bundle_name(source: Path) -> str:
-    """A bundle's name: its directory's, or its archive's without .tar.gz / .tgz."""
-    return re.sub(r"\.(tar\.gz|tgz)$", "", source.resolve().name)
-
-
 class BundleError(ValueError):
     """The bundle cannot be used; str() is the one-line reason shown to the user."""
 
@@ -251,7 +246,7 @@ def frozen_graph_io(pb: Path, metadata: ModelMetadata, spec: PreprocessSpec) -> 
     placeholder = graph.get_partial_shape(inputs[tensor])
     expected = spec.input_shape()
     if placeholder.rank.is_static and len(placeholder) == len(expected):
-        shape = tuple(d.get_length() if d.is_static else e for d, e in zip(placeholder, expected))
+        shape = tuple(d.get_length() if d.is_static else e for d, e in zip(placeholder, expected, strict=True))
     else:
         shape = expected
     if graph.get_place_by_tensor_name(f"{output}:0") is not None:
@@ -401,7 +396,8 @@ class Bundle:
         racer bundles carry their training's preprocessing in racer.json, so they refuse this.
         """
         if self.is_racer_bundle:
-            raise BundleError(f"{self.name} carries its own preprocessing ({RACER_FILE}); presets are for AWS DeepRacer exports")
+            raise BundleError(f"{self.name} carries its own preprocessing ({RACER_FILE}); "
+                              "presets are for AWS DeepRacer exports")
         if preset not in DEEPRACER_PRESETS:
             raise BundleError(f"unknown preprocessing {preset!r}; choose from {', '.join(DEEPRACER_PRESETS)}")
         self.spec = dataclasses.replace(DEEPRACER_PRESETS[preset], input_name=self.spec.input_name)
@@ -460,7 +456,8 @@ class Bundle:
         size = int(np.prod(shape.to_shape()))
         need = self.metadata.output_size()
         if size != need:
-            what = f"{need} discrete actions" if self.metadata.discrete else "2 (steering, speed) for a continuous action space"
+            what = (f"{need} discrete actions" if self.metadata.discrete
+                    else "2 (steering, speed) for a continuous action space")
             raise BundleError(f"model gives {size} outputs but model_metadata.json needs {what}")
         return _node(port.get_any_name()), size
 
@@ -504,7 +501,8 @@ class Bundle:
         xml = self.files.shipped_ir
         if xml is None:
             return None
-        return {"file": xml.relative_to(self.root).as_posix(), "used": self._ir == xml, "reason": self.shipped_ir_reason}
+        return {"file": xml.relative_to(self.root).as_posix(), "used": self._ir == xml,
+                "reason": self.shipped_ir_reason}
 
     def close(self) -> None:
         if self._tmp is not None:

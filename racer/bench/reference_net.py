@@ -101,14 +101,18 @@ def _random_network(seed: int) -> onnx.ModelProto:
     nodes = [helper.make_node("Div", ["input", "c255"], ["x0"])]
     x, channels, h, w = "x0", INPUT_SHAPE[1], INPUT_SHAPE[2], INPUT_SHAPE[3]
     for i, (out, k, s) in enumerate(CONVS):
-        wgt = rng.standard_normal((out, channels, k, k)).astype(np.float32) * np.float32(np.sqrt(2.0 / (channels * k * k)))
-        inits += [numpy_helper.from_array(wgt, f"conv{i}_w"), numpy_helper.from_array(np.zeros(out, np.float32), f"conv{i}_b")]
-        nodes += [helper.make_node("Conv", [x, f"conv{i}_w", f"conv{i}_b"], [f"conv{i}"], kernel_shape=[k, k], strides=[s, s]),
+        he = np.float32(np.sqrt(2.0 / (channels * k * k)))
+        wgt = rng.standard_normal((out, channels, k, k)).astype(np.float32) * he
+        inits += [numpy_helper.from_array(wgt, f"conv{i}_w"),
+                  numpy_helper.from_array(np.zeros(out, np.float32), f"conv{i}_b")]
+        nodes += [helper.make_node("Conv", [x, f"conv{i}_w", f"conv{i}_b"], [f"conv{i}"], kernel_shape=[k, k],
+                                   strides=[s, s]),
                   helper.make_node("Relu", [f"conv{i}"], [f"relu{i}"])]
         x, channels, h, w = f"relu{i}", out, (h - k) // s + 1, (w - k) // s + 1
     flat = channels * h * w
     for name, (n_in, n_out) in (("fc", (flat, DENSE)), ("head", (DENSE, ACTIONS))):
-        inits += [numpy_helper.from_array(rng.standard_normal((n_in, n_out)).astype(np.float32) * np.float32(np.sqrt(1.0 / n_in)), f"{name}_w"),
+        wgt = rng.standard_normal((n_in, n_out)).astype(np.float32) * np.float32(np.sqrt(1.0 / n_in))
+        inits += [numpy_helper.from_array(wgt, f"{name}_w"),
                   numpy_helper.from_array(np.zeros(n_out, np.float32), f"{name}_b")]
     nodes += [helper.make_node("Flatten", [x], ["flat"]),
               helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["fc"]),

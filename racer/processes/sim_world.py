@@ -101,7 +101,8 @@ class SimWorld:
                                Quaternion(0.0, 0.0, math.sin(info.yaw / 2), math.cos(info.yaw / 2))))
 
     def publish_diagnostics(self) -> None:
-        """The world's status, and the track's lines with it (a visualiser that joins late gets them within a period)."""
+        """The world's status, and the track's lines with it (a visualiser that joins late gets them within
+        a period)."""
         info = self.info
         self._next_diagnostics = info.time + DIAGNOSTICS_PERIOD_S
         header = Header(Time.from_seconds(info.time), SIM_FRAME)

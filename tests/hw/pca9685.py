@@ -112,7 +112,7 @@ class Pca9685Model:
         if len(data) > 32:
             raise OSError(errno.EINVAL, "SMBus block longer than 32 bytes")
         written = [self._next(register, i) for i in range(len(data))]
-        for target, value in zip(written, data):
+        for target, value in zip(written, data, strict=True):
             self._store(target, value)
         self._end_of_led_write(range(min(written, default=register), max(written, default=register) + 1))
         self._record_outputs()
