@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from car.config import DEFAULT_MODEL
+from test_console_cli import stderr_lines
 
 RACER = [sys.executable, "-m", "racer.cli"]
 
@@ -164,16 +165,7 @@ def wait_for_line(lines: queue.Queue, needle: str, timeout: float = 180) -> list
 
 def live_demo(*args: str) -> tuple[subprocess.Popen, queue.Queue]:
     proc = subprocess.Popen([*RACER, "demo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue = queue.Queue()
-    stderr = proc.stderr
-    assert stderr is not None
-
-    def read() -> None:
-        for line in stderr:
-            lines.put(line)
-
-    threading.Thread(target=read, daemon=True).start()
-    return proc, lines
+    return proc, stderr_lines(proc)
 
 
 def interrupt(proc: subprocess.Popen) -> str:
