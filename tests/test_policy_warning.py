@@ -8,7 +8,7 @@ from car.messages import Header, Image, Time
 from car.policy.core import PolicyCore, PolicyModel
 from car.policy.decode import ActionDecoder
 from car.policy.metadata import parse_metadata
-from car.policy.preprocess import PreprocessSpec, Preprocessor
+from car.policy.preprocess import Preprocessor, PreprocessSpec
 from car.policy.shift import TRAINING_LEVEL, excess
 from car.policy.warning import WINDOW_S, WarningLevel
 from sim2real.gap import MONITOR_WINDOW_S, monitor_peak

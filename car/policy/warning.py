@@ -35,11 +35,14 @@ class WarningLevel:
             self.reset()
         self._frames.append((stamp_s, score))
         # A window of exactly `window_s` at a steady frame rate holds window_s x rate frames, as racer eval's.
-        while stamp_s - self._frames[0][0] >= self.window_s - 1e-9:
+        while len(self._frames) > 1 and stamp_s - self._frames[0][0] >= self.window_s - 1e-9:
             self._frames.popleft()
-        return self.value
+        return self._mean()
 
     @property
     def value(self) -> float | None:
         """The current mean, None before the first frame."""
-        return sum(score for _, score in self._frames) / len(self._frames) if self._frames else None
+        return self._mean() if self._frames else None
+
+    def _mean(self) -> float:
+        return sum(score for _, score in self._frames) / len(self._frames)
