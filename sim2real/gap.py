@@ -21,6 +21,7 @@ import numpy as np
 from car.policy.bundle import RACER_FILE, Bundle, load_bundle
 from car.policy.core import PolicyCore
 from car.policy.inference import Policy
+from car.policy.warning import WINDOW_S
 from sim2real.drive import run_laps
 from sim2real.export import export_checkpoint
 from sim2real.heldout import Episode, NamedDomain, TestDistribution
@@ -46,8 +47,8 @@ VARIANTS = {**_TRAINING, **{MODULAR + name: presets for name, presets in _TRAINI
 
 # The plain simulator: the AWS DeepRacer simulator's world, as AWS-trained models saw it.
 NOMINAL = NamedDomain("nominal", {})
-# Seconds of the car's monitor score averaged before it can warn (`monitor_peak`).
-MONITOR_WINDOW_S = 2.0
+# Seconds of the car's monitor score averaged before it can warn (`monitor_peak`): the car's own window.
+MONITOR_WINDOW_S = WINDOW_S
 
 
 def default_domains(episodes: int | None = None) -> list[NamedDomain]:
