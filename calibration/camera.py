@@ -16,7 +16,7 @@ import yaml
 
 from car.yamlfile import read_yaml
 
-from calibration.files import replace_atomically
+from car.atomicfile import replace_atomically
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 MIN_VIEWS = 3

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from calibration.servo import FACTORY_DEFAULT
+from car.actuators.calibration import FACTORY_DEFAULT
 from car.actuators.base import ActuatorFault
 from car.actuators.maestro import MaestroDriver
 from car.actuators.open import ActuatorSpec, open_actuator, parse_actuator_spec

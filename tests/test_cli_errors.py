@@ -139,7 +139,7 @@ def test_a_failed_start_leaves_no_camera_thread_behind(tmp_path):
 
     from car.config import load_params
     from racer.processes.local import build_local
-    from calibration.servo import FACTORY_DEFAULT
+    from car.actuators.calibration import FACTORY_DEFAULT
 
     video = tmp_path / "drive.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15, (160, 120))

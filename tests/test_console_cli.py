@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 from browser.harness import CURVES, PASSWORD, STRAIGHT, car_fixture, racer_bundle
-from calibration import servo
+from car.actuators import calibration as servo
 from car.policy.bundle import pack_bundle
 from car.console.client import CarAddress, CarClient, KnownCars
 from car.console.mdns import car_from_info, service_info

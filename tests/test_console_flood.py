@@ -15,7 +15,7 @@ import time
 import pytest
 
 from car.console.client import CarAddress, CarClient, ClientError, KnownCars
-from calibration.servo import FACTORY_DEFAULT
+from car.actuators.calibration import FACTORY_DEFAULT
 from hw.sysfs import PwmSysfsModel
 from racer.bench.flood import run_flood
 from dds_support import free_port, loopback_domain

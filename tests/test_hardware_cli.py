@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from calibration import servo
+from car.actuators import calibration as servo
 from calibration.camera import load_camera_info
 from racer.cli import main
 from hw.chessboard import CAMERA_MATRIX, photo_session

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from calibration.servo import FACTORY_DEFAULT
+from car.actuators.calibration import FACTORY_DEFAULT
 from car.actuators.base import ActuatorFault
 from car.actuators.isolated import IsolatedDriver
 
@@ -50,7 +50,7 @@ def test_a_spec_that_cannot_open_is_one_clear_fault(tmp_path):
 
 GRAPH = textwrap.dedent("""
     import os, resource, sys, time
-    from calibration.servo import FACTORY_DEFAULT
+    from car.actuators.calibration import FACTORY_DEFAULT
     from car.actuators.isolated import IsolatedDriver
 
     driver = IsolatedDriver(sys.argv[1], FACTORY_DEFAULT, timeout_s=0.25)

@@ -5,7 +5,7 @@ import errno
 
 import pytest
 
-from calibration.servo import FACTORY_DEFAULT
+from car.actuators.calibration import FACTORY_DEFAULT
 from calibrations import SAVED
 from car.actuators.base import ActuatorFault
 from car.actuators.pca9685 import Pca9685Driver, pulse_counts

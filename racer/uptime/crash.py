@@ -45,7 +45,7 @@ KEEP, SWAP, FRESH, VICTIM = "keep", "swap", "fresh", "victim"
 WRITES_MODELS = {"upload": FRESH, "install": SWAP, "load": SWAP}  # operation -> the folder (and cache) it writes
 CHUNK = 64 << 10
 ORPHAN_GRACE_S = 2.0  # a sandbox that was starting when its parent died ends within this
-PRELOAD = ["car.console.server", "car.console.uploads", "car.console.auth", "calibration.servo",
+PRELOAD = ["car.console.server", "car.console.uploads", "car.console.auth", "car.actuators.calibration",
            "car.policy.inference", "racer.uptime.crash"]
 
 
@@ -76,7 +76,7 @@ def _write_versions(work: Path, model: Path) -> dict[str, Path]:
 def _calibrations() -> tuple[Any, Any]:
     import dataclasses
 
-    from calibration.servo import FACTORY_DEFAULT
+    from car.actuators.calibration import FACTORY_DEFAULT
     other = dataclasses.replace(FACTORY_DEFAULT, servo=dataclasses.replace(FACTORY_DEFAULT.servo, mid=FACTORY_DEFAULT.servo.mid + 20_000),
                                 motor=dataclasses.replace(FACTORY_DEFAULT.motor, mid=FACTORY_DEFAULT.motor.mid - 10_000))
     return FACTORY_DEFAULT, other
@@ -128,7 +128,7 @@ def op_delete(state: StateDir) -> None:
 
 
 def op_calibration(state: StateDir, index: int) -> None:
-    from calibration.servo import save
+    from car.actuators.calibration import save
     save(_calibrations()[index], state.calibration)
 
 
@@ -191,7 +191,7 @@ class Harness:
         self._setup()
 
     def _setup(self) -> None:
-        from calibration.servo import save
+        from car.actuators.calibration import save
         from car.console.auth import set_password
 
         for folder in (KEEP, SWAP, VICTIM):
@@ -368,7 +368,7 @@ class Harness:
         return found
 
     def _check_calibration(self, op: str) -> None:
-        from calibration.servo import CalibrationError, load
+        from car.actuators.calibration import CalibrationError, load
 
         try:
             found = _calibrations().index(load(self.state.calibration))
