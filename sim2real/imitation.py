@@ -148,7 +148,8 @@ class Rollouts:
         """`label_size` (width, height, crop_top): also render each step's segmentation labels there."""
         self.cfg, self.spec = cfg, spec
         self.meta = parse_metadata(action_space)
-        self.worlds = {name: EpisodeWorld(sim, spec, cfg.augmentation) for name, sim in training_simulators(cfg).items()}
+        self.worlds = {name: EpisodeWorld(sim, spec, cfg.augmentation)
+                       for name, sim in training_simulators(cfg).items()}
         self.experts = {name: PurePursuitExpert(w.sim.track, w.sim.vehicle.params) for name, w in self.worlds.items()}
         self.labels = {name: LabelCamera(w.sim.track, *label_size) for name, w in self.worlds.items()} \
             if label_size else None

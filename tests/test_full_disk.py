@@ -21,8 +21,8 @@ import pytest
 
 from browser.harness import STRAIGHT, racer_bundle
 from car.console.client import CarAddress, CarClient, KnownCars
+from dds_support import driving_model, free_port, wait_for
 from model_factory import write_tar
-from tests.dds_support import driving_model, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 PASSWORD = "full-disk-pass-phrase"
@@ -104,7 +104,6 @@ def test_a_calibration_save_that_fails_leaves_the_car_on_its_calibration(tmp_pat
     """In process (the save's own write fails with ENOSPC): a 507, and control still hands the actuator
     the calibration in the file, not the one the console could not keep."""
     from browser.harness import start_car
-
     from car import atomicfile
     from car.actuators.calibration import to_dict
 

@@ -14,10 +14,9 @@ import time
 
 import pytest
 
-from car.actuators.calibration import FACTORY_DEFAULT
 from car.actuators.base import ActuatorFault
+from car.actuators.calibration import FACTORY_DEFAULT
 from car.actuators.isolated import IsolatedDriver
-
 from test_failsafe import NEUTRAL, driving, maestro, wait_until  # noqa: F401  (maestro is a fixture)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from car.actuators.calibration import FACTORY_DEFAULT, save
 from calibrations import SAVED
 from car.actuators.base import ActuatorFault
+from car.actuators.calibration import FACTORY_DEFAULT, save
 from car.actuators.maestro import MaestroDriver, decode_errors
 from hw.fds import run_python
 from hw.maestro_emulator import MaestroEmulator

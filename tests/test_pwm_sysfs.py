@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from car.actuators.calibration import FACTORY_DEFAULT, save
 from calibrations import SAVED
 from car.actuators.base import ActuatorFault
+from car.actuators.calibration import FACTORY_DEFAULT, save
 from car.actuators.pwm_sysfs import KernelFiles, PwmSysfsDriver, find_chip
 from hw.fds import run_python
 from hw.sysfs import ModelAttribute, PwmSysfsModel
@@ -257,7 +257,8 @@ from hw.sysfs import PwmSysfsModel
 
 model = PwmSysfsModel(Path(sys.argv[1]))
 model.export_outputs()
-driver = PwmSysfsDriver(servo.load(sys.argv[2]), model.pwm_dir, files=model if sys.argv[3] == "model" else KernelFiles())
+driver = PwmSysfsDriver(servo.load(sys.argv[2]), model.pwm_dir,
+                        files=model if sys.argv[3] == "model" else KernelFiles())
 
 def outputs():
     return [model.attribute(0, "duty_cycle"), model.attribute(1, "duty_cycle"), model.attribute(0, "enable"),

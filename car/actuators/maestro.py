@@ -14,8 +14,8 @@ import time
 import serial
 
 from car.actuators.base import ActuatorFault
-from car.actuators.pulse import PulseDriver
 from car.actuators.calibration import Calibration
+from car.actuators.pulse import PulseDriver
 
 SET_TARGET = 0x84
 GET_ERRORS = 0xA1

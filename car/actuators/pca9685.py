@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import errno
 import time
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from smbus2 import SMBus
 
-from car.actuators.pulse import PulseDriver
 from car.actuators.calibration import Calibration
+from car.actuators.pulse import PulseDriver
 
 MODE1 = 0x00
 MODE2 = 0x01

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from car.actuators.base import ActuatorFault
 from car.actuators.calibration import Calibration

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from car.actuators.pulse import PulseDriver
 from car.actuators.calibration import Calibration
+from car.actuators.pulse import PulseDriver
 
 PWM_DEVICE = "0000:00:17.0"
 PERIOD_NS = 20_000_000

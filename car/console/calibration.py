@@ -21,7 +21,7 @@ from car.console import bodies
 from car.console.errors import ApiError, storage_error
 from car.console.node import ConsoleNode
 
-KINDS = {"angle": "Servo", "throttle": "Motor"}
+KINDS: dict[str, calibration.Output] = {"angle": "Servo", "throttle": "Motor"}
 # Console units are far smaller; this only keeps hostile numbers (1e308) away from the pulse arithmetic.
 UI_LIMIT = 1e6
 
@@ -38,11 +38,13 @@ class CalibrationService:
     def __init__(self, node: ConsoleNode, path: Path, initial: calibration.Calibration | None = None):
         self.node = node
         self.path = path
-        self.saved = initial if initial is not None else calibration.load(path) if path.is_file() else calibration.FACTORY_DEFAULT
+        if initial is None:
+            initial = calibration.load(path) if path.is_file() else calibration.FACTORY_DEFAULT
+        self.saved = initial
         self.raw = calibration.wizard_ranges(self.saved)
         self.raw_pulses = (self.saved.servo.mid, self.saved.motor.mid)
 
-    def _range(self, kind: str) -> tuple[str, Any]:
+    def _range(self, kind: str) -> tuple[calibration.Output, calibration.PulseRange]:
         if kind not in KINDS:
             raise ApiError(404, f"unknown calibration {kind!r}; expected angle or throttle")
         output = KINDS[kind]
