@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import yaml
 
-from calibration.files import replace_atomically
+from car.atomicfile import replace_atomically
 from car.yamlfile import read_yaml
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}

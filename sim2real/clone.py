@@ -123,7 +123,7 @@ def load_aws(net: ConsoleNet, source: Path, ours: ModelMetadata) -> None:
 
 def load_racer(net: ConsoleNet, source: Path, ours: ModelMetadata) -> None:
     from car.policy.metadata import parse_metadata
-    from sim2real.imitation import load_checkpoint
+    from sim2real.checkpoint import load_checkpoint
 
     checkpoint = source / "policy.pt" if source.is_dir() else source
     try:

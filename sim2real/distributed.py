@@ -26,8 +26,9 @@ from tqdm import tqdm
 
 from car.policy.bundle import RACER_FILE
 from car.policy.preprocess import PreprocessSpec
-from sim2real.imitation import ACTION_SPACE, SPEC, Episode, ImitationConfig, Rollouts
+from sim2real.imitation import Episode, ImitationConfig, Rollouts
 from sim2real.network import DrivingNet
+from sim2real.training_defaults import ACTION_SPACE, SPEC
 
 # The config fields that may name a file on the driver's machine.
 FILE_FIELDS = ("randomization", "camera_info", "reward_file")

@@ -20,12 +20,12 @@ from car.policy.decode import ActionDecoder
 from car.policy.metadata import parse_metadata
 from car.policy.preprocess import Preprocessor, PreprocessSpec
 from sim2real.augment import Augmenter
-from sim2real.imitation import ACTION_SPACE
 from sim2real.randomize import Domain, DomainSimulator, Randomization
 from sim2real.reward import ParamsBuilder, RewardFunction, follow_centre_line, reward
 from sim2real.sim.render import CameraParams
 from sim2real.sim.sensor import Sensor
 from sim2real.sim.track import Track
+from sim2real.training_defaults import ACTION_SPACE
 
 ENV_ID = "racer/DeepRacer-v0"
 

@@ -16,8 +16,10 @@ from car.policy.inference import Policy
 from car.policy.metadata import ModelMetadata
 from car.policy.preprocess import PreprocessSpec
 from car.policy.shift import region_statistics
-from sim2real.imitation import load_checkpoint, sample_frames, to_tensor
+from sim2real.checkpoint import load_checkpoint
+from sim2real.imitation import sample_frames
 from sim2real.modular import ModularExport, ModularNet
+from sim2real.network import to_tensor
 
 MAX_ABS_ERROR = 1e-4
 MAX_ARGMAX_DISAGREEMENT = 1e-3

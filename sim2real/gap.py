@@ -22,16 +22,18 @@ from car.policy.bundle import RACER_FILE, Bundle, load_bundle
 from car.policy.core import PolicyCore
 from car.policy.inference import Policy
 from car.policy.warning import WINDOW_S
+from sim2real.checkpoint import save_checkpoint
 from sim2real.drive import run_laps
 from sim2real.export import export_checkpoint
 from sim2real.heldout import Episode, NamedDomain, TestDistribution
-from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation
+from sim2real.imitation import ImitationConfig, train_imitation
 from sim2real.modular import ModularConfig, ModularNet, train_modular
 from sim2real.network import DrivingNet
 from sim2real.randomize import DomainSimulator, Randomization
 from sim2real.sim.rules import aws_rules, is_aws_export
 from sim2real.sim.track import Track
 from sim2real.stats import auroc, rate
+from sim2real.training_defaults import ACTION_SPACE, SPEC
 
 # Training variant -> (randomization preset, augmentation preset): the end-to-end network, and with
 # MODULAR before the name the modular model (`sim2real.modular`) trained the same way.

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,25 +20,11 @@ from car.policy.decode import ActionDecoder, speed_for_throttle
 from car.policy.metadata import ModelMetadata, parse_metadata
 from car.policy.preprocess import PreprocessSpec
 from sim2real.episode import EpisodeWorld, make_simulator
-from sim2real.network import DrivingNet, build_network
+from sim2real.network import DrivingNet, to_tensor
 from sim2real.sim.expert import PurePursuitExpert
 from sim2real.sim.labels import LabelCamera
 from sim2real.sim.world import Simulator
-
-# The bundled model's action space: continuous, DeepRacer units (degrees, m/s). Speeds reach the
-# AWS console's 4 m/s so that at max-speed 1.0 the slowest action (0.5 m/s: throttle 0.26 through
-# the navigation node's parabola) is 1.07 m/s of car speed, below the expert's corner speeds; with
-# 2 m/s it was 1.98 m/s and every speed label clipped to it.
-ACTION_SPACE = {
-    "action_space": {"steering_angle": {"low": -30.0, "high": 30.0}, "speed": {"low": 0.5, "high": 4.0}},
-    "action_space_type": "continuous",
-    "training_algorithm": "clipped_ppo",
-    "sensor": ["FRONT_FACING_CAMERA"],
-    "neural_network": "RACER_SMALL_CNN",
-    "version": "5",
-}
-SPEC = PreprocessSpec(width=80, height=60, crop_top=12, grey_weights=(0.114, 0.587, 0.299), scale=1 / 255.0,
-                      offset=0.0, frame_stack=2, layout="NCHW", interpolation="area", input_name="image")
+from sim2real.training_defaults import ACTION_SPACE, SPEC
 
 
 @dataclass
@@ -108,13 +93,6 @@ def expert_targets(meta: ModelMetadata, steering: float, throttle: float, max_sp
 
 def _to_unit(value: float, low: float, high: float) -> float:
     return 2.0 * (value - low) / (high - low) - 1.0
-
-
-def to_tensor(spec: PreprocessSpec, x: np.ndarray) -> torch.Tensor:
-    """(N, H, W, C) preprocessed frames -> the network's batch in the spec's layout."""
-    if spec.layout == "NHWC":
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32))
 
 
 @dataclass
@@ -314,38 +292,6 @@ def train_imitation(cfg: ImitationConfig, spec: PreprocessSpec = SPEC, action_sp
             if on_iteration is not None:
                 on_iteration(it, net, stats)
     return net, meta, history, data
-
-
-def config_json(cfg: Any) -> dict[str, Any]:
-    """A trainer's config dataclass as JSON-ready values."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
-
-
-def save_checkpoint(path: Path, net: torch.nn.Module, spec: PreprocessSpec, action_space: dict[str, Any],
-                    cfg: Any, history: list[dict[str, Any]], trainer: str = "dagger") -> Path:
-    """`cfg` is the trainer's config (ImitationConfig or PPOConfig); export reads its tracks, seed,
-    randomization and augmentation."""
-    torch.save({"state_dict": net.state_dict(), "spec": spec.to_json(), "action_space": action_space,
-                "config": config_json(cfg), "history": history, "trainer": trainer}, path)
-    return path
-
-
-def load_checkpoint(path: Path) -> tuple[torch.nn.Module, PreprocessSpec, dict[str, Any], dict[str, Any]]:
-    """(net, spec, action_space, everything else) from a `racer train` checkpoint.
-
-    ValueError naming the file when it is not one (a torch file of another kind, or not torch's).
-    """
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises whatever its unpickler met: the file is not ours either way
-        raise ValueError(f"{path}: not a racer train checkpoint ({type(exc).__name__})") from None
-    if not isinstance(data, dict) or not {"state_dict", "spec", "action_space"} <= data.keys():
-        raise ValueError(f"{path}: not a racer train checkpoint (no state_dict, spec and action_space)")
-    spec = PreprocessSpec.from_json(data["spec"])
-    net = build_network(spec, data["action_space"], data.get("trainer"))
-    net.load_state_dict(data["state_dict"])
-    net.eval()
-    return net, spec, data["action_space"], data
 
 
 def sample_frames(spec: PreprocessSpec, tracks: tuple[str, ...], count: int, seed: int,

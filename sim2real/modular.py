@@ -25,8 +25,9 @@ from tqdm import tqdm
 
 from car.policy.metadata import parse_metadata
 from car.policy.preprocess import PreprocessSpec
-from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, Rollouts, Student, TrainingHistory, train_imitation
+from sim2real.imitation import ImitationConfig, Rollouts, Student, TrainingHistory, train_imitation
 from sim2real.sim.labels import CLASSES
+from sim2real.training_defaults import ACTION_SPACE, SPEC
 
 LABEL_FACTOR = 2
 # iteration number of the perception's expert drives in `episode_rng` (DAgger's are 0, 1, 2...)

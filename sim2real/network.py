@@ -1,9 +1,10 @@
 """Policy networks: racer's small CNN (DAgger's default) and the AWS console's camera networks
-(PPO's), and the checkpoint's choice between them."""
+(PPO's), the checkpoint's choice between them, and preprocessed frames as a network batch."""
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -110,3 +111,10 @@ def build_network(spec: PreprocessSpec, action_space: dict[str, Any], trainer: s
     if meta.neural_network in CONSOLE_NETWORKS:
         return ConsoleNet(meta.neural_network, meta.output_size(), meta.discrete, spec)
     return DrivingNet(spec, meta.output_size())
+
+
+def to_tensor(spec: PreprocessSpec, x: np.ndarray) -> torch.Tensor:
+    """(N, H, W, C) preprocessed frames -> the network's batch in the spec's layout."""
+    if spec.layout == "NHWC":
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from calibration.servo import FACTORY_DEFAULT, PulseRange
+from car.actuators.calibration import FACTORY_DEFAULT, PulseRange
 
 # A car calibrated away from factory (issue 9): motor mid 1500000, min 1350000, polarity -1; servo
 # mid 1480000. On it the factory's 1446000 ns motor mid is 36% forward throttle.

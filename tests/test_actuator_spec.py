@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from calibration.servo import FACTORY_DEFAULT
 from car.actuators.base import ActuatorFault
+from car.actuators.calibration import FACTORY_DEFAULT
 from car.actuators.maestro import MaestroDriver
 from car.actuators.open import ActuatorSpec, open_actuator, parse_actuator_spec
 from car.actuators.pwm_sysfs import PwmSysfsDriver

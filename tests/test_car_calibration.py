@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration import servo
-from calibration.servo import FACTORY_DEFAULT, CalibrationError
 from calibrations import OTHER, SAVED
+from car.actuators import calibration as servo
+from car.actuators.calibration import FACTORY_DEFAULT, CalibrationError
 from car.actuators.pwm_sysfs import PwmSysfsDriver
+from car.calibration import resolve
 from car.config import load_params
 from hw.maestro_emulator import MaestroEmulator
 from hw.sysfs import PwmSysfsModel
@@ -30,7 +31,7 @@ def stock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The stock DeepRacer path, moved into the test's folder (absent until a test writes it)."""
     path = tmp_path / "opt" / "calibration.json"
     path.parent.mkdir()
-    monkeypatch.setattr(servo, "DEFAULT_PATH", path)
+    monkeypatch.setattr("car.calibration.DEFAULT_PATH", path)
     return path
 
 
@@ -44,7 +45,7 @@ def test_the_state_dir_file_wins_over_every_other(tmp_path: Path, stock: Path) -
     state = saved_state_dir(tmp_path / "state")
     servo.save(OTHER, tmp_path / "explicit.json")
     servo.save(OTHER, stock)
-    car = servo.resolve(tmp_path / "explicit.json", state)
+    car = resolve(tmp_path / "explicit.json", state)
     assert (car.calibration, car.source, car.state_file) == (SAVED, str(state / "calibration.json"),
                                                              state / "calibration.json")
 
@@ -53,11 +54,11 @@ def test_then_the_explicit_file_then_the_stock_file_then_factory(tmp_path: Path,
     state = tmp_path / "state"
     servo.save(OTHER, tmp_path / "explicit.json")
     servo.save(SAVED, stock)
-    assert servo.resolve(tmp_path / "explicit.json", state).calibration == OTHER
-    assert servo.resolve(None, state).calibration == SAVED
-    assert servo.resolve(None, state).source == str(stock)
+    assert resolve(tmp_path / "explicit.json", state).calibration == OTHER
+    assert resolve(None, state).calibration == SAVED
+    assert resolve(None, state).source == str(stock)
     stock.unlink()
-    factory = servo.resolve("", state)
+    factory = resolve("", state)
     assert (factory.calibration, factory.source) == (FACTORY_DEFAULT, "factory default")
     assert factory.state_file == state / "calibration.json"
 
@@ -66,13 +67,13 @@ def test_the_default_state_dir_is_used_when_none_is_given(tmp_path: Path, stock:
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     saved_state_dir(tmp_path / "xdg" / "racer")
-    car = servo.resolve(None)
+    car = resolve(None)
     assert car.calibration == SAVED and car.state_file == tmp_path / "xdg" / "racer" / "calibration.json"
 
 
 def test_the_source_is_logged_once(tmp_path: Path, stock: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("INFO", logger="calibration.servo")
-    servo.resolve(None, saved_state_dir(tmp_path / "state"))
+    caplog.set_level("INFO", logger="car.calibration")
+    resolve(None, saved_state_dir(tmp_path / "state"))
     assert [r.getMessage() for r in caplog.records] == [f"calibration: {tmp_path / 'state' / 'calibration.json'}"]
 
 
@@ -82,12 +83,12 @@ def test_a_corrupt_state_file_is_an_error_naming_it_never_a_fallback(tmp_path: P
     (state / "calibration.json").write_text('{"Calibration": ')
     servo.save(OTHER, tmp_path / "explicit.json")
     with pytest.raises(CalibrationError, match=rf"^{state / 'calibration.json'}: not valid JSON"):
-        servo.resolve(tmp_path / "explicit.json", state)
+        resolve(tmp_path / "explicit.json", state)
 
 
 def test_a_missing_explicit_file_is_an_error_not_factory(tmp_path: Path, stock: Path) -> None:
     with pytest.raises(CalibrationError, match=r"missing\.json: cannot read"):
-        servo.resolve(tmp_path / "missing.json", tmp_path / "state")
+        resolve(tmp_path / "missing.json", tmp_path / "state")
 
 
 def pre_exported_tree(root: Path) -> PwmSysfsModel:
@@ -179,7 +180,7 @@ def recorder_graph(calibration: servo.Calibration):
     spec = PreprocessSpec(width=16, height=12, layout="NCHW", scale=1 / 255)
     meta = parse_metadata({"action_space": [{"steering_angle": 0, "speed": 1.0}]})
     model = PolicyModel(lambda x: np.ones(1, np.float32), spec, meta)
-    return CarGraph(SimClock(), None, driver, model, tables=servo), driver
+    return CarGraph(SimClock(), None, driver, model), driver
 
 
 @pytest.mark.parametrize("state_saved", [True, False])
@@ -192,7 +193,7 @@ def test_the_console_wizard_starts_from_the_car_calibration_and_saves_to_the_sta
     args = build_parser().parse_args(["car", "--console", "127.0.0.1:0", "--state-dir", str(state),
                                       "--calibration", str(tmp_path / "explicit.json")])
     params = load_params()
-    car = servo.resolve(args.calibration, args.state_dir)
+    car = resolve(args.calibration, args.state_dir)
     graph, driver = recorder_graph(car.calibration)
     for calibration in (car, None):  # given by `racer car`, or resolved by the console itself
         server = start_car_console(args, params, graph.bus, graph.clock, "tiny", calibration)

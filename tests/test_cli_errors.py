@@ -139,7 +139,7 @@ def test_a_failed_start_leaves_no_camera_thread_behind(tmp_path):
     import cv2
     import numpy as np
 
-    from calibration.servo import FACTORY_DEFAULT
+    from car.actuators.calibration import FACTORY_DEFAULT
     from car.config import load_params
     from racer.processes.local import build_local
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from browser.harness import CURVES, PASSWORD, STRAIGHT, car_fixture, racer_bundle
-from calibration import servo
+from car.actuators import calibration as servo
 from car.console.client import CarAddress, CarClient, KnownCars
 from car.console.mdns import car_from_info, service_info
 from car.policy.bundle import pack_bundle

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from calibration.servo import FACTORY_DEFAULT
+from car.actuators.calibration import FACTORY_DEFAULT
 from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from dds_support import free_port, loopback_domain
 from hw.sysfs import PwmSysfsModel

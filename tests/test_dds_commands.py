@@ -53,7 +53,7 @@ def test_control_node_answers_each_command_on_diagnostics():
 
 
 def test_control_owns_the_calibration_the_actuator_applies(tmp_path):
-    from calibration import servo
+    from car.actuators import calibration as servo
     from car.graph.multiprocess import ActuatorProcess
     from car.messages import AckermannDrive, AckermannDriveStamped, Header, Time
     from test_console_api import PulseRecorder
@@ -63,7 +63,7 @@ def test_control_owns_the_calibration_the_actuator_applies(tmp_path):
     bus.subscribe(DIAGNOSTICS_TOPIC, lambda a: statuses.update({s.name: s for s in a.status}))
     control = ControlProcess(bus, clock, {})
     driver = PulseRecorder(servo.FACTORY_DEFAULT)
-    ActuatorProcess(bus, clock, driver, {}, servo)
+    ActuatorProcess(bus, clock, driver, {})
     send = bus.publisher("/control/command")
     other = servo.Calibration(servo.PulseRange(1_300_000, 1_500_000, 1_700_000, 1), servo.FACTORY_DEFAULT.motor)
     send(command_json("set_calibration", calibration=servo.to_dict(other), id="1"))

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from calibration.servo import FACTORY_DEFAULT
+from car.actuators.calibration import FACTORY_DEFAULT
 from car.actuators.maestro import MaestroDriver
 from car.camera.capture import open_camera
 from car.clock import WallClock
@@ -78,11 +78,10 @@ class Car:
     """`racer car --transport local` as racer.processes.local builds it: the nodes on a spinning LocalBus."""
 
     def __init__(self, camera, driver, model):
-        from calibration import servo
         from racer.processes.local import LocalCar
 
         bus = LocalBus()
-        self.graph = CarGraph(WallClock(), camera, driver, model, bus=bus, tables=servo)
+        self.graph = CarGraph(WallClock(), camera, driver, model, bus=bus)
         bus.on_error = self.graph.fault
         self.local = LocalCar(bus, self.graph)
 

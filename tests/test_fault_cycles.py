@@ -15,7 +15,7 @@ import errno
 import os
 import threading
 
-from calibration.servo import FACTORY_DEFAULT
+from car.actuators.calibration import FACTORY_DEFAULT
 from car.actuators.core import ActuatorCore
 from car.actuators.pwm_sysfs import PwmSysfsDriver
 from car.messages import AckermannDrive, AckermannDriveStamped, Header, Time

@@ -103,8 +103,9 @@ def test_an_upload_that_fills_the_disk_gets_507_and_leaves_nothing(car, padding,
 def test_a_calibration_save_that_fails_leaves_the_car_on_its_calibration(tmp_path, monkeypatch):
     """In process (the save's own write fails with ENOSPC): a 507, and control still hands the actuator
     the calibration in the file, not the one the console could not keep."""
-    import calibration.files
     from browser.harness import start_car
+    from car import atomicfile
+    from car.actuators.calibration import to_dict
 
     car = start_car(tmp_path, racer_bundle(tmp_path / "models", "driving", STRAIGHT))
     try:
@@ -118,7 +119,7 @@ def test_a_calibration_save_that_fails_leaves_the_car_on_its_calibration(tmp_pat
         def full(path, data):
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-        monkeypatch.setattr(calibration.files, "_write_synced", full)
+        monkeypatch.setattr(atomicfile, "_write_synced", full)
         answer = client.request("POST", "/api/set_calibration/angle",
                                     {"min": before["min"] - 5, "mid": before["mid"] + 3, "max": before["max"] + 5,
                                      "polarity": before["polarity"]})
@@ -126,7 +127,7 @@ def test_a_calibration_save_that_fails_leaves_the_car_on_its_calibration(tmp_pat
         assert console.calibration.get("angle") == before
         assert (calibration_path.read_bytes() if calibration_path.exists() else None) == on_disk
         applied = car.local.graph.control.core.calibration
-        assert applied is None or applied == console.calibration.fmt.to_dict(console.calibration.saved)
+        assert applied is None or applied == to_dict(console.calibration.saved)
         assert not list(calibration_path.parent.glob(".calibration*"))
     finally:
         car.stop()

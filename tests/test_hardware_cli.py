@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from calibration import servo
 from calibration.camera import load_camera_info
+from car.actuators import calibration as servo
 from hw.chessboard import CAMERA_MATRIX, photo_session
 from hw.maestro_emulator import MaestroEmulator
 from racer.cli import main

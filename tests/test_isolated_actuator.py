@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from calibration.servo import FACTORY_DEFAULT
 from car.actuators.base import ActuatorFault
+from car.actuators.calibration import FACTORY_DEFAULT
 from car.actuators.isolated import IsolatedDriver
 from test_failsafe import NEUTRAL, driving, maestro, wait_until  # noqa: F401  (maestro is a fixture)
 
@@ -49,7 +49,7 @@ def test_a_spec_that_cannot_open_is_one_clear_fault(tmp_path):
 
 GRAPH = textwrap.dedent("""
     import os, resource, sys, time
-    from calibration.servo import FACTORY_DEFAULT
+    from car.actuators.calibration import FACTORY_DEFAULT
     from car.actuators.isolated import IsolatedDriver
 
     driver = IsolatedDriver(sys.argv[1], FACTORY_DEFAULT, timeout_s=0.25)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from calibration.servo import FACTORY_DEFAULT, save
 from calibrations import SAVED
 from car.actuators.base import ActuatorFault
+from car.actuators.calibration import FACTORY_DEFAULT, save
 from car.actuators.maestro import MaestroDriver, decode_errors
 from hw.fds import run_python
 from hw.maestro_emulator import MaestroEmulator
@@ -180,7 +180,7 @@ def test_the_first_targets_are_the_saved_calibration_mids(maestro: MaestroEmulat
 
 EMFILE_SCRIPT = """
 import sys
-from calibration import servo
+from car.actuators import calibration as servo
 from car.actuators.maestro import MaestroDriver
 from hw.fds import no_free_fds
 

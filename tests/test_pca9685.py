@@ -5,9 +5,9 @@ import errno
 
 import pytest
 
-from calibration.servo import FACTORY_DEFAULT
 from calibrations import SAVED
 from car.actuators.base import ActuatorFault
+from car.actuators.calibration import FACTORY_DEFAULT
 from car.actuators.pca9685 import Pca9685Driver, pulse_counts
 from hw.pca9685 import AI, LED0_ON_L, MODE1, PRE_SCALE, RESTART, SLEEP, Pca9685Model
 

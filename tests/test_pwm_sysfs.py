@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from calibration.servo import FACTORY_DEFAULT, save
 from calibrations import SAVED
 from car.actuators.base import ActuatorFault
+from car.actuators.calibration import FACTORY_DEFAULT, save
 from car.actuators.pwm_sysfs import KernelFiles, PwmSysfsDriver, find_chip
 from hw.fds import run_python
 from hw.sysfs import ModelAttribute, PwmSysfsModel
@@ -250,7 +250,7 @@ def test_kernel_attribute_writes_each_value_whole_at_offset_zero(tmp_path: Path)
 EMFILE_SCRIPT = """
 import json, sys
 from pathlib import Path
-from calibration import servo
+from car.actuators import calibration as servo
 from car.actuators.pwm_sysfs import KernelFiles, PwmSysfsDriver
 from hw.fds import no_free_fds
 from hw.sysfs import PwmSysfsModel

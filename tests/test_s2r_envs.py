@@ -17,11 +17,11 @@ from sim2real.envs import (
     PreprocessObservation,
     make,
 )
-from sim2real.imitation import SPEC
 from sim2real.randomize import Randomization
 from sim2real.reward import ParamsBuilder, RewardFunctionError, follow_centre_line, load_reward_function, reward
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator
+from sim2real.training_defaults import SPEC
 
 PARAM_KEYS = {"all_wheels_on_track", "x", "y", "heading", "progress", "steps", "speed", "steering_angle",
               "track_width", "track_length", "distance_from_center", "is_left_of_center", "waypoints",

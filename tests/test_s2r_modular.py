@@ -15,14 +15,16 @@ from car.policy.core import PolicyCore
 from car.policy.inference import Policy
 from car.policy.preprocess import frame_features
 from model_factory import CONTINUOUS, metadata
+from sim2real.checkpoint import load_checkpoint, save_checkpoint
 from sim2real.export import export_bundle
 from sim2real.gap import VARIANTS, variant_config
-from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, load_checkpoint, sample_frames, save_checkpoint
+from sim2real.imitation import ImitationConfig, sample_frames
 from sim2real.modular import ModularConfig, ModularExport, ModularNet, label_size, train_modular
 from sim2real.sim.labels import CLASSES, LabelCamera
 from sim2real.sim.render import CameraParams
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator
+from sim2real.training_defaults import ACTION_SPACE, SPEC
 
 
 @pytest.mark.parametrize("camera", [CameraParams(), CameraParams(hfov_deg=120.0, distortion=(-0.2,), roll_deg=3.0)],

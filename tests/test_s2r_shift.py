@@ -9,9 +9,10 @@ from car.policy.metadata import parse_metadata
 from car.policy.preprocess import Preprocessor, PreprocessSpec
 from car.policy.shift import GRID, ShiftMonitor, region_means
 from sim2real.export import image_stats
-from sim2real.imitation import ACTION_SPACE, SPEC, sample_frames
+from sim2real.imitation import sample_frames
 from sim2real.randomize import Domain, DomainSimulator
 from sim2real.sim.track import Track
+from sim2real.training_defaults import ACTION_SPACE, SPEC
 
 
 @pytest.fixture(scope="module")

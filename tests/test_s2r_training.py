@@ -12,17 +12,12 @@ from car.policy.bundle import load_bundle
 from racer.cli import main
 from racer.commands.train import done_line
 from sim2real.camera_matching import camera_from_info
+from sim2real.checkpoint import save_checkpoint
 from sim2real.export import export_checkpoint
-from sim2real.imitation import (
-    ACTION_SPACE,
-    SPEC,
-    ImitationConfig,
-    save_checkpoint,
-    train_imitation,
-    training_simulators,
-)
+from sim2real.imitation import ImitationConfig, train_imitation, training_simulators
 from sim2real.ppo import PPOConfig, train_ppo
 from sim2real.sim.render import CameraParams, ground_rays
+from sim2real.training_defaults import ACTION_SPACE, SPEC
 
 REWARD = '''
 def reward_function(params):

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from calibration import servo
+from car.actuators import calibration as servo
 from car.actuators.maestro import MaestroDriver
 from car.camera.capture import open_camera
 from car.console.auth import set_password
@@ -33,7 +33,7 @@ def car(tmp_path, bundle_dir, images, maestro):
     state = StateDir(tmp_path / "state")
     set_password(state, PASSWORD)
     server = start_console(ConsoleOptions("127.0.0.1", 0, state.root, advertise=False), runtime.local.bus,
-                           runtime.graph.clock, {}, bundle.name, servo)
+                           runtime.graph.clock, {}, bundle.name)
     runtime.local.closers.append(server.stop)
     runtime.local.start()
     client = CarClient(CarAddress.parse(server.url), lambda: PASSWORD, lambda _: None,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from calibration import servo
-from calibration.servo import FACTORY_DEFAULT, CalibrationError
+from car.actuators import calibration as servo
+from car.actuators.calibration import FACTORY_DEFAULT, CalibrationError
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "deepracer" / "device" / "calibration.json"
@@ -149,7 +149,7 @@ WRITERS = """
 import os, sys
 sys.path.insert(0, sys.argv[1])
 from dataclasses import replace
-from calibration import servo
+from car.actuators import calibration as servo
 path = sys.argv[2]
 for line in sys.stdin:
     versions = [replace(servo.FACTORY_DEFAULT, servo=replace(servo.FACTORY_DEFAULT.servo, mid=int(mid)))

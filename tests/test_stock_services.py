@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-import calibration.servo as servo
+from car.actuators import calibration as servo
+from car.calibration import CarCalibration
 from car.clock import SimClock
 from car.control.commands import CommandError
 from car.graph.multiprocess import ControlProcess
@@ -82,7 +83,7 @@ def car(tmp_path):
     drives, diagnostics = bus.recorder(DRIVE_TOPIC), bus.recorder(DIAGNOSTICS_TOPIC)
     control = ControlProcess(bus, clock, {})
     state = tmp_path / "state"
-    ControlServices(bus, control, servo.CarCalibration(FACTORY, "factory default", state / "calibration.json"), servo)
+    ControlServices(bus, control, CarCalibration(FACTORY, "factory default", state / "calibration.json"))
     return bus, clock, control, drives, diagnostics, state
 
 
@@ -149,12 +150,12 @@ def test_cal_type_0_is_the_servo_and_1_the_motor():
 def test_an_out_of_range_calibration_is_refused_with_the_field(change, reason):
     request = {"cal_type": 0, "min": 1_200_000, "mid": 1_450_000, "max": 1_700_000, "polarity": 1, **change}
     with pytest.raises(ValueError, match=reason):
-        updated_calibration(FACTORY, request, servo)
+        updated_calibration(FACTORY, request)
 
 
 def test_a_calibration_changes_only_the_output_it_names():
     new = updated_calibration(FACTORY, {"cal_type": 1, "min": 1_300_000, "mid": 1_450_000, "max": 1_600_000,
-                                        "polarity": 1}, servo)
+                                        "polarity": 1})
     assert new.servo == FACTORY.servo
     assert new.motor == servo.PulseRange(1_300_000, 1_450_000, 1_600_000, 1)
 

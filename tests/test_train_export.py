@@ -9,8 +9,9 @@ from car.policy.decode import ActionDecoder
 from car.policy.inference import Policy
 from car.policy.metadata import parse_metadata
 from sim2real.export import check_equivalence, export_bundle
-from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, expert_targets, sample_frames, train_imitation
+from sim2real.imitation import ImitationConfig, expert_targets, sample_frames, train_imitation
 from sim2real.sim.vehicle import VehicleParams
+from sim2real.training_defaults import ACTION_SPACE, SPEC
 
 
 def test_expert_targets_decode_back_to_the_expert_command():

@@ -1,7 +1,9 @@
 """The contract every actuator driver meets, hardware or simulated."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from car.actuators.calibration import Calibration
 
 
 class ActuatorFault(RuntimeError):
@@ -20,3 +22,12 @@ class Driver(Protocol):
     def neutral(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class CalibratedDriver(Driver, Protocol):
+    """A driver of servo/ESC pulses (the hardware drivers): its commands go through `calibration`,
+    which the actuator replaces at neutral. A driver without one (the simulator) takes normalised
+    commands as they are."""
+
+    calibration: Calibration

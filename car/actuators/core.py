@@ -4,9 +4,9 @@ The actuator trusts nobody upstream: no fresh /drive within the timeout puts it 
 dead control process cannot leave the car driving. Its own lock lets a watchdog thread act while
 the rest of the graph is stuck.
 
-Calibration: a pulse driver maps commands through a calibration. Each /drive says which one in its
-frame_id (control decides, `car.control.core.CALIBRATION_FRAME` for the wizard's raw pulses); a
-change of mapping is made at neutral, so no command is ever mapped through the wrong table.
+Calibration: a pulse driver (`CalibratedDriver`) maps commands through a calibration. Each /drive
+says which one in its frame_id (control decides, `car.control.core.CALIBRATION_FRAME` for the wizard's
+raw pulses); a change of mapping is made at neutral, so no command is ever mapped through the wrong table.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import math
 import threading
 from typing import Any
 
-from car.actuators.base import ActuatorFault, Driver
+from car.actuators.base import ActuatorFault, CalibratedDriver, Driver
+from car.actuators.calibration import Calibration
 from car.control.core import CALIBRATION_FRAME, ControlParams
 from car.messages import ERROR, OK, AckermannDriveStamped, DiagnosticStatus, KeyValue
 
@@ -32,8 +33,9 @@ class ActuatorCore:
         self.at_neutral = True
         self.fault: str | None = None
         self.lock = threading.RLock()
-        car = getattr(driver, "calibration", None)
-        self.calibrations: dict[str, Any] = {"car": car} if car is not None else {}
+        # None: a driver without pulse calibration (the simulator) takes normalised commands as they are
+        self.pulses = driver if isinstance(driver, CalibratedDriver) else None
+        self.calibrations: dict[str, Calibration] = {"car": self.pulses.calibration} if self.pulses else {}
         self.profile = "car"
         self._safe(self.driver.neutral)
 
@@ -48,24 +50,25 @@ class ActuatorCore:
         with self.lock:
             self._drive(msg, now)
 
-    def set_calibrations(self, car: Any, raw: Any) -> None:
-        """The car's calibration and the wizard's bounded raw ranges; the one in use changes at neutral."""
+    def set_calibrations(self, car: Calibration, raw: Calibration) -> None:
+        """The car's calibration and the wizard's bounded raw ranges (`car.actuators.calibration.wizard_ranges`);
+        the one in use changes at neutral. A driver without pulse calibration ignores them."""
         with self.lock:
-            if not self.calibrations:
-                return  # a driver without pulse calibration (the simulator) takes normalised commands as they are
+            if self.pulses is None:
+                return
             self.calibrations = {"car": car, "raw": raw}
             self._use(self.profile, force=True)
 
     def _use(self, profile: str, force: bool = False) -> bool:
         """Switch the driver to `profile` through neutral; False (and neutral) when it has no such table."""
-        if not self.calibrations or (profile == self.profile and not force):
+        if self.pulses is None or (profile == self.profile and not force):
             return True
         table = self.calibrations.get(profile)
         self.neutral()
         if table is None:
             self.fault = f"no {profile} calibration on the actuator"
             return False
-        self.driver.calibration = table
+        self.pulses.calibration = table
         self.profile = profile
         return self._safe(self.driver.neutral)
 

@@ -17,14 +17,14 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from car.actuators.base import ActuatorFault
-from car.actuators.pulse import ActuatorCalibration
+from car.actuators.calibration import Calibration
 
 REPLY_TIMEOUT_S = 1.0
 START_TIMEOUT_S = 20.0
 POLL_S = 0.01
 
 
-def _serve(conn: Connection, spec: str, calibration: ActuatorCalibration, timeout_s: float) -> None:
+def _serve(conn: Connection, spec: str, calibration: Calibration, timeout_s: float) -> None:
     """The child: open the driver, answer every request with ("ok",) or ("fault", reason)."""
     from car.actuators.open import open_actuator
     from car.process import PARENT_ENV, StopSignals, die_with_parent
@@ -82,7 +82,7 @@ class IsolatedDriver:
     or is gone, is an ActuatorFault (and the child's watchdog has already put the outputs at neutral).
     """
 
-    def __init__(self, spec: str, calibration: ActuatorCalibration, timeout_s: float = 0.25):
+    def __init__(self, spec: str, calibration: Calibration, timeout_s: float = 0.25):
         self.name = spec
         self._calibration = calibration
         self._lock = threading.Lock()
@@ -96,11 +96,11 @@ class IsolatedDriver:
         self._ask(None, START_TIMEOUT_S)
 
     @property
-    def calibration(self) -> ActuatorCalibration:
+    def calibration(self) -> Calibration:
         return self._calibration
 
     @calibration.setter
-    def calibration(self, value: ActuatorCalibration) -> None:
+    def calibration(self, value: Calibration) -> None:
         self._ask(("calibration", value))
         self._calibration = value
 

@@ -14,7 +14,8 @@ import time
 import serial
 
 from car.actuators.base import ActuatorFault
-from car.actuators.pulse import ActuatorCalibration, PulseDriver
+from car.actuators.calibration import Calibration
+from car.actuators.pulse import PulseDriver
 
 SET_TARGET = 0x84
 GET_ERRORS = 0xA1
@@ -47,7 +48,7 @@ def decode_errors(register: int) -> list[str]:
 class MaestroDriver(PulseDriver):
     """ESC and servo on a Maestro's command port (e.g. /dev/ttyACM0)."""
 
-    def __init__(self, calibration: ActuatorCalibration, port: str, error_check_s: float = 0.5,
+    def __init__(self, calibration: Calibration, port: str, error_check_s: float = 0.5,
                  reply_timeout_s: float = 0.1, baudrate: int = 115200) -> None:
         self.port = port
         self.error_check_s = error_check_s

@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from car.actuators.base import Driver
+from car.actuators.calibration import Calibration
 from car.actuators.maestro import MaestroDriver
 from car.actuators.pca9685 import Pca9685Driver
-from car.actuators.pulse import ActuatorCalibration
+from car.actuators.pulse import PulseDriver
 from car.actuators.pwm_sysfs import PWM_CLASS_DIR, PwmSysfsDriver
 
 SPEC_FORMS = "pwm-sysfs[:CHIP_DIR], pca9685:BUS:ADDR or maestro:PORT"
@@ -63,7 +63,7 @@ def parse_actuator_spec(spec: str) -> ActuatorSpec:
     raise ValueError(f"unknown actuator spec {spec!r}: expected {SPEC_FORMS}")
 
 
-def open_actuator(spec: str, calibration: ActuatorCalibration) -> Driver:
+def open_actuator(spec: str, calibration: Calibration) -> PulseDriver:
     """Open the hardware named by spec at neutral; ActuatorFault if the device is absent or fails."""
     parsed = parse_actuator_spec(spec)
     if parsed.kind == "pwm-sysfs":

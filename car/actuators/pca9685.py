@@ -13,7 +13,8 @@ from typing import Protocol
 
 from smbus2 import SMBus
 
-from car.actuators.pulse import ActuatorCalibration, PulseDriver
+from car.actuators.calibration import Calibration
+from car.actuators.pulse import PulseDriver
 
 MODE1 = 0x00
 MODE2 = 0x01
@@ -63,7 +64,7 @@ def pulse_counts(pulse_ns: int) -> int:
 class Pca9685Driver(PulseDriver):
     """ESC and servo on a PCA9685 at `address` on /dev/i2c-`bus`; reinitialises the chip after a bus fault."""
 
-    def __init__(self, calibration: ActuatorCalibration, bus: int, address: int,
+    def __init__(self, calibration: Calibration, bus: int, address: int,
                  open_bus: Callable[[int], SMBusLike] = SMBus) -> None:
         self.bus_number = bus
         self.address = address

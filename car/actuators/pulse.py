@@ -10,28 +10,9 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import Protocol
 
 from car.actuators.base import ActuatorFault
-
-
-class PulseMap(Protocol):
-    """One output's calibration (calibration.servo.PulseRange has this shape)."""
-
-    @property
-    def mid(self) -> int: ...
-
-    def pulse_ns(self, command: float) -> int: ...
-
-
-class ActuatorCalibration(Protocol):
-    """Steering servo and ESC calibrations (calibration.servo.Calibration has this shape)."""
-
-    @property
-    def servo(self) -> PulseMap: ...
-
-    @property
-    def motor(self) -> PulseMap: ...
+from car.actuators.calibration import Calibration
 
 
 class PulseDriver:
@@ -42,7 +23,7 @@ class PulseDriver:
     becomes an ActuatorFault and drops the connection; the next command reconnects.
     """
 
-    def __init__(self, calibration: ActuatorCalibration, name: str) -> None:
+    def __init__(self, calibration: Calibration, name: str) -> None:
         self.calibration = calibration
         self.name = name
         self._lock = threading.RLock()

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from car.actuators.pulse import ActuatorCalibration, PulseDriver
+from car.actuators.calibration import Calibration
+from car.actuators.pulse import PulseDriver
 
 PWM_DEVICE = "0000:00:17.0"
 PERIOD_NS = 20_000_000
@@ -96,7 +97,7 @@ class PwmSysfsDriver(PulseDriver):
     to its sibling `gpio`, so a relocated sysfs tree keeps working.
     """
 
-    def __init__(self, calibration: ActuatorCalibration, pwm_dir: Path = PWM_CLASS_DIR,
+    def __init__(self, calibration: Calibration, pwm_dir: Path = PWM_CLASS_DIR,
                  gpio_dir: Path | None = None, files: SysfsFiles | None = None) -> None:
         self.pwm_dir = Path(pwm_dir)
         class_dir = self.pwm_dir.parent if (self.pwm_dir / "export").exists() else self.pwm_dir

@@ -2,7 +2,7 @@
 
 The wizard asks for raw pulse widths ("move the wheels to X"), beyond what the current
 calibration maps commands to. The actuator therefore holds a second, raw calibration
-(`calibration.servo.wizard_ranges`: the servo over the whole 0.5..2.5 ms range around its centre,
+(`car.actuators.calibration.wizard_ranges`: the servo over the whole 0.5..2.5 ms range around its centre,
 the ESC only within a narrow band of its centre, so no wizard step can spin the wheels hard). A raw
 pulse becomes the normalised command that lands on exactly that pulse, sent to control (`calibrate`),
 which publishes it in the calibration frame, valid in calibration mode only and lasting the teleop
@@ -14,41 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from car.actuators import calibration
 from car.console import bodies
 from car.console.errors import ApiError, storage_error
 from car.console.node import ConsoleNode
 
-KINDS = {"angle": "Servo", "throttle": "Motor"}
+KINDS: dict[str, calibration.Output] = {"angle": "Servo", "throttle": "Motor"}
 # Console units are far smaller; this only keeps hostile numbers (1e308) away from the pulse arithmetic.
 UI_LIMIT = 1e6
-
-
-class CalibrationFormat(Protocol):
-    """What the console needs of `calibration.servo` (the DeepRacer calibration.json).
-
-    The composer passes that module in: the car package does not import the calibration package.
-    Calibrations and pulse ranges are its frozen dataclasses, changed here with dataclasses.replace.
-    """
-
-    MIN_PULSE_NS: int
-    MAX_PULSE_NS: int
-    FACTORY_DEFAULT: Any
-
-    def load(self, path: Path) -> Any: ...
-
-    def save(self, calibration: Any, path: Path) -> None: ...
-
-    def to_dict(self, calibration: Any) -> dict[str, Any]: ...
-
-    def wizard_ranges(self, calibration: Any) -> Any: ...
-
-    def validate_range(self, pulses: Any, where: str) -> None: ...
-
-    def pulse_from_ui(self, output: str, ui_value: float) -> int: ...
-
-    def ui_from_pulse(self, output: str, pulse_ns: int) -> float: ...
 
 
 def _number(body: dict[str, Any], key: str) -> float:
@@ -60,15 +35,16 @@ class CalibrationService:
 
     `initial` is the calibration the car started with (the actuator resolved the same one)."""
 
-    def __init__(self, node: ConsoleNode, path: Path, fmt: CalibrationFormat, initial: Any = None):
+    def __init__(self, node: ConsoleNode, path: Path, initial: calibration.Calibration | None = None):
         self.node = node
         self.path = path
-        self.fmt = fmt
-        self.saved = initial if initial is not None else fmt.load(path) if path.is_file() else fmt.FACTORY_DEFAULT
-        self.raw = fmt.wizard_ranges(self.saved)
+        if initial is None:
+            initial = calibration.load(path) if path.is_file() else calibration.FACTORY_DEFAULT
+        self.saved = initial
+        self.raw = calibration.wizard_ranges(self.saved)
         self.raw_pulses = (self.saved.servo.mid, self.saved.motor.mid)
 
-    def _range(self, kind: str) -> tuple[str, Any]:
+    def _range(self, kind: str) -> tuple[calibration.Output, calibration.PulseRange]:
         if kind not in KINDS:
             raise ApiError(404, f"unknown calibration {kind!r}; expected angle or throttle")
         output = KINDS[kind]
@@ -91,7 +67,7 @@ class CalibrationService:
 
     def get(self, kind: str) -> dict[str, Any]:
         output, pulses = self._range(kind)
-        ui = self.fmt.ui_from_pulse
+        ui = calibration.ui_from_pulse
         return {"mid": ui(output, pulses.mid), "min": ui(output, pulses.min), "max": ui(output, pulses.max),
                 "polarity": pulses.polarity, "success": True}
 
@@ -103,33 +79,33 @@ class CalibrationService:
         polarity = bodies.choice(body, "polarity", [1, -1])
         try:
             pulses = dataclasses.replace(current, polarity=polarity, **{
-                key: self.fmt.pulse_from_ui(output, _number(body, key)) for key in ("min", "mid", "max")})
-            self.fmt.validate_range(pulses, f"Calibration.{output}")
+                key: calibration.pulse_from_ui(output, _number(body, key)) for key in ("min", "mid", "max")})
+            calibration.validate_range(pulses, f"Calibration.{output}")
         except (ValueError, OverflowError) as exc:
             raise ApiError(400, str(exc)) from None
         updated = dataclasses.replace(self.saved, **{"servo" if output == "Servo" else "motor": pulses})
         try:
-            self.node.ask("set_calibration", self.fmt.to_dict(updated))
+            self.node.ask("set_calibration", calibration.to_dict(updated))
         except ValueError as exc:
             raise ApiError(409, str(exc)) from None
         try:
-            self.fmt.save(updated, self.path)
+            calibration.save(updated, self.path)
         except OSError as exc:  # the car goes back to what the file holds: it starts with that next time
-            self.node.ask("set_calibration", self.fmt.to_dict(self.saved))
+            self.node.ask("set_calibration", calibration.to_dict(self.saved))
             raise storage_error(exc, f"the calibration in {self.path}") from None
-        self.saved, self.raw = updated, self.fmt.wizard_ranges(updated)
+        self.saved, self.raw = updated, calibration.wizard_ranges(updated)
         self.raw_pulses = (updated.servo.mid, updated.motor.mid)
 
     def adjust(self, kind: str, body: dict[str, Any]) -> None:
         """Hold one output at a raw pulse (DeepRacer console units), the other where it was, for one deadman."""
         output, _ = self._range(kind)
         try:
-            pulse = self.fmt.pulse_from_ui(output, _number(body, "pwm"))
+            pulse = calibration.pulse_from_ui(output, _number(body, "pwm"))
         except (ValueError, OverflowError) as exc:
             raise ApiError(400, str(exc)) from None
         raw = self.raw.servo if output == "Servo" else self.raw.motor
         if not raw.min <= pulse <= raw.max:
-            low, high = (self.fmt.ui_from_pulse(output, p) for p in (raw.min, raw.max))
+            low, high = (calibration.ui_from_pulse(output, p) for p in (raw.min, raw.max))
             raise ApiError(400, f"pwm {body['pwm']} is a {pulse} ns pulse, outside the wizard's "
                                 f"{raw.min}..{raw.max} ns (pwm {min(low, high):g}..{max(low, high):g})")
         servo, motor = self.raw_pulses

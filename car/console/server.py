@@ -20,10 +20,11 @@ from typing import Any
 
 import uvicorn
 
+from car.actuators.calibration import Calibration
 from car.clock import Clock
 from car.console.app import Console, create_app
 from car.console.auth import Auth, ensure_password
-from car.console.calibration import CalibrationFormat, CalibrationService
+from car.console.calibration import CalibrationService
 from car.console.limits import RateLimitedErrors, guarded_protocol, guarded_websocket_protocol
 from car.console.mdns import Advertisement, addresses, service_info
 from car.console.models import LoadingStatus, ModelStore
@@ -143,7 +144,7 @@ def recover_state(state: StateDir, store: ModelStore) -> None:
 
 
 def start_console(options: ConsoleOptions, bus: NodeBus, clock: Clock, params: dict[str, dict[str, Any]],
-                  model_name: str, calibration: CalibrationFormat, car_calibration: Any = None) -> ConsoleServer:
+                  model_name: str, car_calibration: Calibration | None = None) -> ConsoleServer:
     """Serve the console as a node on `bus` (call before the bus spins: a process bus subscribes only
     then). On the first start a password is generated and written to a file only the owner can read;
     its path (never the password) is printed to stderr."""
@@ -158,8 +159,7 @@ def start_console(options: ConsoleOptions, bus: NodeBus, clock: Clock, params: d
     port = sock.getsockname()[1]
     console = Console(
         node=node, auth=Auth(state), store=store,
-        calibration=CalibrationService(node, options.calibration_file or state.calibration, calibration,
-                                       car_calibration),
+        calibration=CalibrationService(node, options.calibration_file or state.calibration, car_calibration),
         state=state, limits=options.limits, secure=secure,
         fingerprint=certificate.fingerprint if certificate else None, loading=LoadingStatus(model=model_name),
         hosts=served_hosts(options.host, options.extra_hosts),

@@ -3,8 +3,8 @@
 A node process adds what the in-process runtime gives the graph for free: its own timers, its own
 diagnostics, and for the actuator a DDS deadline on /drive, so a dead control process puts the
 car at neutral by the actuator's own watchdog. A camera source or an actuator driver is opened here
-from its spec (`sim`: the simulator link topics, else a device); the model, the calibration and the
-simulator itself are the caller's, which may import sim2real; this module never does.
+from its spec (`sim`: the simulator link topics, else a device) with the car's calibration; the model
+and the simulator itself are the caller's, which may import sim2real; this module never does.
 """
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from car.actuators.base import Driver
+from car.actuators.base import CalibratedDriver, Driver
+from car.actuators.calibration import from_dict, wizard_ranges
 from car.actuators.core import ActuatorCore
-from car.actuators.pulse import ActuatorCalibration
+from car.calibration import car_calibration
 from car.clock import Clock
 from car.control.commands import CommandError, command_json, parse_command
 from car.control.core import NEUTRAL, ControlCore, ControlParams
@@ -204,30 +205,20 @@ class ControlProcess:
         self.node._diag(replace(status, values=status.values + extra + self.answer))
 
 
-class CalibrationTables(Protocol):
-    """What the actuator needs of `calibration.servo` (the composer passes it in; car does not import it)."""
-
-    def from_dict(self, document: Any) -> ActuatorCalibration: ...
-
-    def wizard_ranges(self, calibration: Any) -> ActuatorCalibration: ...
-
-
 class ActuatorProcess:
     """The actuator with two watchdogs: its core's timeout on the node clock, and the deadline on /drive.
 
-    The calibration it applies is control's (/actuator/calibration; `tables` parses it and derives
-    the wizard's bounded raw ranges); a document it cannot parse is an actuator fault, which control
-    latches. A change between driving and neutral is reported on /diagnostics at once, with the age
-    of the last command at that moment, so the time to neutral is measured by the actuator itself.
+    The calibration it applies is control's (/actuator/calibration, a calibration.json document, from
+    which it derives the wizard's bounded raw ranges); a document it cannot parse is an actuator fault,
+    which control latches. A change between driving and neutral is reported on /diagnostics at once,
+    with the age of the last command at that moment, so the time to neutral is measured by the actuator
+    itself.
     """
 
-    def __init__(self, bus: NodeBus, clock: Clock, driver: Driver, params: dict[str, dict[str, Any]],
-                 tables: CalibrationTables | None = None):
+    def __init__(self, bus: NodeBus, clock: Clock, driver: Driver, params: dict[str, dict[str, Any]]):
         self.core = ActuatorCore.from_params(driver, params)
-        self.tables = tables
-        car = getattr(driver, "calibration", None)
-        if tables is not None and car is not None:
-            self.core.set_calibrations(car, tables.wizard_ranges(car))
+        if isinstance(driver, CalibratedDriver):
+            self.core.set_calibrations(driver.calibration, wizard_ranges(driver.calibration))
         bus.watch_deadline(DRIVE_TOPIC, self.core.timeout_s, self.on_deadline_missed)
         self.node = ActuatorNode(bus, clock, self.core)
         self._reported = self.core.at_neutral
@@ -237,17 +228,15 @@ class ActuatorProcess:
         bus.timer(1.0 / DIAGNOSTICS_HZ, self.node.publish_diagnostics, clock)
 
     def on_calibration(self, text: str) -> None:
-        if self.tables is None:
-            return  # a driver without pulse calibration (the simulator) takes normalised commands as they are
         try:
-            car = self.tables.from_dict(json.loads(text))
-        except ValueError as exc:
+            car = from_dict(json.loads(text))
+        except ValueError as exc:  # CalibrationError, or not JSON
             with self.core.lock:
                 self.core.neutral()
                 self.core.fault = f"calibration refused: {exc}"
             self.node.publish_diagnostics()
             return
-        self.core.set_calibrations(car, self.tables.wizard_ranges(car))
+        self.core.set_calibrations(car, wizard_ranges(car))
         log.info("calibration applied: %s", text)
 
     def tick(self) -> None:
@@ -310,12 +299,14 @@ def open_source(spec: str, bus: NodeBus, fps: float) -> CameraSource:
     return open_camera(spec, fps=fps)
 
 
-def open_driver(spec: str, bus: NodeBus, calibration: Callable[[], ActuatorCalibration]) -> Driver:
+def open_driver(spec: str, bus: NodeBus, params: dict[str, dict[str, Any]], calibration: str | None = None,
+                state_dir: str | Path | None = None) -> Driver:
     """The actuator driver for `spec`: the simulator link on `bus`, or hardware opened (at neutral)
-    with `calibration()`, so the first pulse is already the calibrated one. `calibration` is called
-    only for hardware (the simulated car has none)."""
+    with the car's calibration (`car.calibration.car_calibration` of `params`, `calibration` (the
+    --calibration file) and `state_dir`), so the first pulse is already the calibrated one. The
+    calibration is resolved only for hardware (the simulated car has none): CalibrationError names a bad file."""
     if spec == "sim":
         from car.graph.simlink import SimLinkDriver
         return SimLinkDriver(bus)
     from car.actuators.open import open_actuator
-    return open_actuator(spec, calibration())
+    return open_actuator(spec, car_calibration(params, calibration, state_dir).calibration)

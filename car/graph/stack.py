@@ -12,7 +12,7 @@ from typing import Any
 from car.actuators.base import Driver
 from car.clock import Clock
 from car.graph.adapters import CameraSource
-from car.graph.multiprocess import ActuatorProcess, CalibrationTables, CameraProcess, ControlProcess, PolicyProcess
+from car.graph.multiprocess import ActuatorProcess, CameraProcess, ControlProcess, PolicyProcess
 from car.policy.core import PolicyModel
 from car.transport import NodeBus
 from car.transport.local import LocalBus
@@ -25,14 +25,14 @@ class CarGraph:
 
     def __init__(self, clock: Clock, source: CameraSource, driver: Driver, model: PolicyModel,
                  params: dict[str, dict[str, Any]] | None = None, bus: NodeBus | None = None,
-                 tables: CalibrationTables | None = None, model_name: str = "", autostart: bool = False):
+                 model_name: str = "", autostart: bool = False):
         params = params or {}
         self.clock = clock
         self.bus = bus if bus is not None else LocalBus()
         self.camera = CameraProcess(self.bus, clock, source)
         self.policy = PolicyProcess(self.bus, clock, model, params, model_name)
         self.control = ControlProcess(self.bus, clock, params, autostart)
-        self.actuator = ActuatorProcess(self.bus, clock, driver, params, tables)
+        self.actuator = ActuatorProcess(self.bus, clock, driver, params)
         self.faults = 0
         self.last_fault = ""
 

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from car.actuators.calibration import Calibration, PulseRange, save, to_dict, validate_range
+from car.calibration import CarCalibration
 from car.control.commands import Command, CommandError
 from car.control.modes import Mode
 from car.messages import DIAGNOSTICS_TOPIC, DiagnosticArray, KeyValue
@@ -91,28 +93,17 @@ def cal_type(request: dict[str, Any]) -> str:
     return CAL_TYPES[kind]
 
 
-def car_cal(calibration: Any, request: dict[str, Any]) -> dict[str, int]:
-    """GetCalibrationSrv's response: one output's pulse range of `calibration` (calibration.servo.Calibration)."""
-    pulses = getattr(calibration, cal_type(request))
+def car_cal(calibration: Calibration, request: dict[str, Any]) -> dict[str, int]:
+    """GetCalibrationSrv's response: one output's pulse range of `calibration`."""
+    pulses = calibration.servo if cal_type(request) == "servo" else calibration.motor
     return {"max": pulses.max, "mid": pulses.mid, "min": pulses.min, "polarity": pulses.polarity, "error": DONE}
 
 
-class CalibrationFormat(Protocol):
-    """What control needs of `calibration.servo` (passed in by the composer: car never imports calibration)."""
-
-    def validate_range(self, pulses: Any, where: str) -> None: ...
-
-    def save(self, calibration: Any, path: Path) -> None: ...
-
-    def to_dict(self, calibration: Any) -> dict[str, Any]: ...
-
-
-def updated_calibration(calibration: Any, request: dict[str, Any], fmt: CalibrationFormat) -> Any:
+def updated_calibration(calibration: Calibration, request: dict[str, Any]) -> Calibration:
     """`calibration` with SetCalibrationSrv's output replaced; ValueError (the field and why) if out of range."""
     field = cal_type(request)
-    pulses = dataclasses.replace(getattr(calibration, field), **{
-        key: _integer(request, key) for key in ("min", "mid", "max", "polarity")})
-    fmt.validate_range(pulses, f"Calibration.{field.capitalize()}")
+    pulses = PulseRange(**{key: _integer(request, key) for key in ("min", "mid", "max", "polarity")})
+    validate_range(pulses, f"Calibration.{field.capitalize()}")
     return dataclasses.replace(calibration, **{field: pulses})
 
 
@@ -141,11 +132,11 @@ class ControlProcessLike(Protocol):
 
 
 class ControlServices:
-    """Serves `/ctrl_pkg/*` for a control process; `calibration` is the car's (calibration.servo.CarCalibration:
-    the values in use and the state dir file that set_car_cal replaces atomically)."""
+    """Serves `/ctrl_pkg/*` for a control process; `calibration` is the car's (the values in use and the
+    state dir file that set_car_cal replaces atomically)."""
 
-    def __init__(self, bus: ServiceBus, control: ControlProcessLike, calibration: Any, fmt: CalibrationFormat):
-        self.control, self.fmt = control, fmt
+    def __init__(self, bus: ServiceBus, control: ControlProcessLike, calibration: CarCalibration):
+        self.control = control
         self.calibration, self.calibration_file = calibration.calibration, Path(calibration.state_file)
         self.model_loading = "loaded"  # the policy node starts with its model loaded
         for name, handler in (("vehicle_state", self._command("vehicle_state", vehicle_state)),
@@ -190,12 +181,12 @@ class ControlServices:
         refused or failed request changes neither the file nor the values served."""
         if self.control.core.state.mode is not Mode.CALIBRATION:
             raise ValueError("set_car_cal needs calibration mode (vehicle_state 2, entered only from stopped)")
-        updated = updated_calibration(self.calibration, request, self.fmt)
-        answer = self.control.request("set_calibration", self.fmt.to_dict(updated))
+        updated = updated_calibration(self.calibration, request)
+        answer = self.control.request("set_calibration", to_dict(updated))
         if answer != "ok":
             raise ValueError(answer)
         self.calibration_file.parent.mkdir(parents=True, exist_ok=True)  # a fresh state dir
-        self.fmt.save(updated, self.calibration_file)
+        save(updated, self.calibration_file)
         self.calibration = updated
         log.info("calibration saved to %s and applied", self.calibration_file)
         return {"error": DONE}

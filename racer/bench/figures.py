@@ -246,7 +246,8 @@ def bench_train(frames: int = 3000, episode_steps: int = 100) -> dict[str, Any]:
     Without Ray installed (the train extra), the worker figures are `{"unavailable": reason}`."""
     from dataclasses import replace
 
-    from sim2real.imitation import SPEC, Dataset, EpisodeSource, ImitationConfig, Rollouts, collect
+    from sim2real.imitation import Dataset, EpisodeSource, ImitationConfig, Rollouts, collect
+    from sim2real.training_defaults import SPEC
 
     cfg = ImitationConfig(steps_per_iteration=frames, episode_steps=episode_steps)
 

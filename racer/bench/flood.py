@@ -154,7 +154,6 @@ CAR_START_S = 120.0
 @contextlib.contextmanager
 def _local_car(model_path: Path, state: StateDir, on_servo: Callable[[Any], None]) -> Iterator[str]:
     """`racer car --transport local --sim --console`, in this process; the console's URL."""
-    from calibration import servo
     from car.console.server import ConsoleOptions, start_console
     from car.policy.bundle import load_bundle
     from car.policy.inference import Policy
@@ -166,7 +165,7 @@ def _local_car(model_path: Path, state: StateDir, on_servo: Callable[[Any], None
     car = sim_car(Track.load("reinvent_base"), Policy(bundle, state.cache).model(), {}, bundle.name)
     car.bus.subscribe(SIM_SERVO_TOPIC, on_servo)
     server = start_console(ConsoleOptions("127.0.0.1", 0, state.root, advertise=False), car.bus, car.graph.clock,
-                           {}, bundle.name, servo)
+                           {}, bundle.name)
     car.closers.append(server.stop)
     car.start()
     try:

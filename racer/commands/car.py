@@ -91,8 +91,8 @@ def argument_problem(args: argparse.Namespace, params: dict[str, dict[str, Any]]
 
 
 def run(args: argparse.Namespace) -> int:
+    from car.calibration import car_calibration
     from car.config import load_params
-    from racer.processes.calibration import car_calibration
     from racer.processes.local import build_local, local_recorder
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             from racer.processes.foxglove import foxglove_address
             foxglove_address(args.foxglove, args.state_dir)
         # Resolved before any device is opened: a bad file stops the start with nothing written.
-        calibration = car_calibration(args, params)
+        calibration = car_calibration(params, args.calibration, args.state_dir)
         car, bundle = build_local(args, params, calibration.calibration)
     except (ValueError, OSError, RuntimeError) as exc:
         return fail("car", str(exc))

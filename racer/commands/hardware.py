@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from calibration import servo
 from calibration.camera import CameraCalibrationError, calibrate_images, save_camera_info
 from car.actuators.base import ActuatorFault
 from car.actuators.open import open_actuator
+from car.calibration import DEFAULT_PATH, resolve
 from racer.commands.console import add_car_calibration
 
 SELFTEST_STEPS = (
@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     selftest.add_argument("--actuator", required=True, metavar="SPEC",
                           help="pwm-sysfs[:CHIP_DIR], pca9685:BUS:ADDR or maestro:PORT")
     selftest.add_argument("--calibration", type=Path, metavar="FILE",
-                          help=f"calibration.json, used unless the state dir has one (default {servo.DEFAULT_PATH} "
+                          help=f"calibration.json, used unless the state dir has one (default {DEFAULT_PATH} "
                                "if present, else factory values)")
     selftest.add_argument("--state-dir", type=Path, metavar="DIR",
                           help="the car's state dir, whose calibration.json (saved by the console) wins")
@@ -101,7 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_selftest(args: argparse.Namespace) -> int:
     try:
-        car = servo.resolve(args.calibration, args.state_dir)
+        car = resolve(args.calibration, args.state_dir)
         calibration = car.calibration
         driver = open_actuator(args.actuator, calibration)
     except (ValueError, ActuatorFault) as exc:

@@ -191,9 +191,10 @@ def _dagger_settings(args: argparse.Namespace, tracks: tuple[str, ...], options:
 
 
 def _train_modular(args: argparse.Namespace, tracks: tuple[str, ...], name: str, options: dict) -> int:
-    from sim2real.imitation import ACTION_SPACE, SPEC, save_checkpoint
+    from sim2real.checkpoint import save_checkpoint
     from sim2real.modular import ModularConfig, train_modular
     from sim2real.plots import training_curve
+    from sim2real.training_defaults import ACTION_SPACE, SPEC
 
     if error := _dagger_settings_error(args):
         return fail("train", error)
@@ -212,9 +213,11 @@ def _train_modular(args: argparse.Namespace, tracks: tuple[str, ...], name: str,
 
 
 def _train_dagger(args: argparse.Namespace, tracks: tuple[str, ...], name: str, options: dict) -> int:
+    from sim2real.checkpoint import save_checkpoint
     from sim2real.distributed import ClusterError
-    from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation
+    from sim2real.imitation import ImitationConfig, train_imitation
     from sim2real.plots import training_curve
+    from sim2real.training_defaults import ACTION_SPACE, SPEC
 
     if error := _dagger_settings_error(args):
         return fail("train", error)
@@ -238,10 +241,10 @@ def _train_dagger(args: argparse.Namespace, tracks: tuple[str, ...], name: str, 
 
 
 def _train_ppo(args: argparse.Namespace, tracks: tuple[str, ...], name: str, options: dict) -> int:
+    from sim2real.checkpoint import save_checkpoint
     from sim2real.clone import CloneError, check_clone
     from sim2real.custom_files import DEFAULT_METADATA, CustomFilesError, Hyperparameters, load_custom_files
     from sim2real.distributed import ClusterError
-    from sim2real.imitation import save_checkpoint
     from sim2real.network import CONSOLE_SPEC
     from sim2real.plots import reward_curve
     from sim2real.ppo import DEFAULT_REWARD, PPOConfig, probe_reward, train_ppo

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from calibration.servo import CarCalibration
+    from car.calibration import CarCalibration
     from car.clock import Clock
     from car.console.server import ConsoleServer
     from car.transport import NodeBus
@@ -23,12 +23,11 @@ def start_car_console(args: argparse.Namespace, params: dict[str, dict[str, Any]
     at the next start. `model_path` is the bundle the car started with: the console lists it so a user
     can go back to it.
     """
-    from calibration import servo
+    from car.calibration import car_calibration
     from car.console.server import ConsoleOptions, parse_address, start_console
-    from racer.processes.calibration import car_calibration
 
     host, port = parse_address(args.console)
-    car = calibration or car_calibration(args, params)
+    car = calibration or car_calibration(params, args.calibration, args.state_dir)
     options = ConsoleOptions(host, port, car.state_file.parent, car.state_file, startup_model=model_path,
                              extra_hosts=tuple(getattr(args, "console_name", None) or ()))
-    return start_console(options, bus, clock, params, model_name, servo, car.calibration)
+    return start_console(options, bus, clock, params, model_name, car.calibration)

@@ -75,16 +75,16 @@ def run_graph(args: argparse.Namespace, params: dict[str, dict[str, Any]],
               watch: Callable[[NodeBus], None] | None = None) -> int:
     """Supervise the graph until SIGTERM/SIGINT (or until `watch`, given the supervisor's bus before it spins,
     stops the bus); every node ends at neutral on its own signal."""
+    from car.calibration import car_calibration
     from car.transport import open_bus
     from car.transport.dds import cyclone_environment
-    from racer.processes.calibration import car_calibration
     from racer.processes.node import open_node_driver
 
     specs = graph_specs(args, params)
     # The actuator node (and on ros the control node, for get/set_car_cal) resolves it too; a bad file must
     # stop the start, not loop restarts.
     if not args.sim or args.transport == "ros":
-        car_calibration(args, params)
+        car_calibration(params, args.calibration, args.state_dir)
     bus = open_bus(args.transport, "supervisor")
     # The link to the simulated car is made now, so DDS has matched it long before it is needed.
     sim_link = open_node_driver("sim", args, params, bus) if args.sim else None

@@ -19,7 +19,7 @@ from car.graph.stack import CarGraph
 from car.transport.local import LocalBus
 
 if TYPE_CHECKING:
-    from calibration.servo import Calibration
+    from car.actuators.calibration import Calibration
     from car.process import StopSignals
     from racer.processes.sim_world import SimWorld
 
@@ -99,7 +99,6 @@ def sim_car(track: Any, model: Any, params: dict[str, dict[str, Any]], model_nam
 def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], calibration: Calibration) -> tuple[
         LocalCar, Any]:
     """(car, bundle) for the in-process transport, on the simulator or on hardware opened with `calibration`."""
-    from calibration import servo
     from car.config import model_path
     from car.policy.bundle import load_bundle
     from car.policy.inference import Policy
@@ -131,7 +130,7 @@ def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], cal
         camera.close()
         raise
     bus = LocalBus()
-    graph = CarGraph(WallClock(), camera, driver, model, params, bus=bus, tables=servo, model_name=bundle.name)
+    graph = CarGraph(WallClock(), camera, driver, model, params, bus=bus, model_name=bundle.name)
     bus.on_error = graph.fault
     if spec == "sim":
         _end_with_the_recording(bus, camera)

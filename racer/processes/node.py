@@ -13,8 +13,7 @@ from typing import Any
 def open_node_driver(spec: str, args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> Any:
     """`car.graph.multiprocess.open_driver` with the car's calibration as `racer car` or `racer node` resolve it."""
     from car.graph.multiprocess import open_driver
-    from racer.processes.calibration import car_calibration
-    return open_driver(spec, bus, lambda: car_calibration(args, params).calibration)
+    return open_driver(spec, bus, params, args.calibration, args.state_dir)
 
 
 def build_node(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> list[Any]:
@@ -45,15 +44,13 @@ def build_node(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus:
     if args.name == "control":
         control = node.ControlProcess(bus, clock, params, autostart=args.autostart)
         if args.transport == "ros":
-            import calibration.servo
+            from car.calibration import car_calibration
             from car.stock_services.ctrl_pkg import ControlServices
-            from racer.processes.calibration import car_calibration
-            ControlServices(bus, control, car_calibration(args, params), calibration.servo)
+            ControlServices(bus, control, car_calibration(params, args.calibration, args.state_dir))
         return []
     if args.name == "actuator":
         spec = args.actuator or params["actuator"].get("spec") or ""
-        from calibration import servo
-        actuator = node.ActuatorProcess(bus, clock, open_node_driver(spec, args, params, bus), params, servo)
+        actuator = node.ActuatorProcess(bus, clock, open_node_driver(spec, args, params, bus), params)
         return [actuator.close]
     if args.name == "console":
         from car.config import model_path

@@ -46,7 +46,7 @@ KEEP, SWAP, FRESH, VICTIM = "keep", "swap", "fresh", "victim"
 WRITES_MODELS = {"upload": FRESH, "install": SWAP, "load": SWAP}  # operation -> the folder (and cache) it writes
 CHUNK = 64 << 10
 ORPHAN_GRACE_S = 2.0  # a sandbox that was starting when its parent died ends within this
-PRELOAD = ["car.console.server", "car.console.uploads", "car.console.auth", "calibration.servo",
+PRELOAD = ["car.console.server", "car.console.uploads", "car.console.auth", "car.actuators.calibration",
            "car.policy.inference", "racer.uptime.crash"]
 
 
@@ -77,7 +77,7 @@ def _write_versions(work: Path, model: Path) -> dict[str, Path]:
 def _calibrations() -> tuple[Any, Any]:
     import dataclasses
 
-    from calibration.servo import FACTORY_DEFAULT
+    from car.actuators.calibration import FACTORY_DEFAULT
     servo, motor = FACTORY_DEFAULT.servo, FACTORY_DEFAULT.motor
     other = dataclasses.replace(FACTORY_DEFAULT, servo=dataclasses.replace(servo, mid=servo.mid + 20_000),
                                 motor=dataclasses.replace(motor, mid=motor.mid - 10_000))
@@ -130,7 +130,7 @@ def op_delete(state: StateDir) -> None:
 
 
 def op_calibration(state: StateDir, index: int) -> None:
-    from calibration.servo import save
+    from car.actuators.calibration import save
     save(_calibrations()[index], state.calibration)
 
 
@@ -193,7 +193,7 @@ class Harness:
         self._setup()
 
     def _setup(self) -> None:
-        from calibration.servo import save
+        from car.actuators.calibration import save
         from car.console.auth import set_password
 
         for folder in (KEEP, SWAP, VICTIM):
@@ -371,7 +371,7 @@ class Harness:
         return found
 
     def _check_calibration(self, op: str) -> None:
-        from calibration.servo import CalibrationError, load
+        from car.actuators.calibration import CalibrationError, load
 
         try:
             found = _calibrations().index(load(self.state.calibration))

@@ -19,7 +19,6 @@ from urllib.parse import urlencode
 
 import pytest
 
-from calibration import servo
 from car.console.auth import set_password
 from car.console.client import CarAddress, CarClient, KnownCars
 from car.console.server import ConsoleOptions, ConsoleServer, start_console
@@ -127,7 +126,7 @@ def start_car(root: Path, model: Path, limits: UploadLimits = TEST_LIMITS, tls: 
     state = StateDir(root / "state")
     set_password(state, PASSWORD)
     options = ConsoleOptions("127.0.0.1", 0, state.root, limits=limits, tls=tls, startup_model=model)
-    server = start_console(options, local.bus, local.graph.clock, {}, bundle.name, servo)
+    server = start_console(options, local.bus, local.graph.clock, {}, bundle.name)
     local.closers.append(server.stop)
     local.start()
     car = Car(server.url, state, local, local.world.sim, servo_log, server, root / "laptop" / "cars.json")

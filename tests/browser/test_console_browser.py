@@ -19,7 +19,7 @@ if not CHROMIUM.exists():
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 from browser.harness import PASSWORD, STRAIGHT, Car, car_fixture, racer_bundle, start_car  # noqa: E402
-from calibration import servo  # noqa: E402
+from car.actuators import calibration as servo  # noqa: E402
 from car.policy.bundle import pack_bundle, save_bundle  # noqa: E402
 from car.policy.preprocess import DEEPRACER_SPEC  # noqa: E402
 from model_factory import PPO_TAR, onnx_model  # noqa: E402

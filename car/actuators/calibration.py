@@ -1,4 +1,5 @@
-"""DeepRacer actuator calibration: the `calibration.json` file and the command-to-pulse mapping.
+"""DeepRacer actuator calibration: the `calibration.json` file, the command-to-pulse mapping the
+actuator applies, and the console calibration wizard's units and raw ranges.
 
 The file layout, the nanosecond units and the piecewise-linear mapping are those of the stock
 DeepRacer servo_pkg, so a car calibrated with the AWS console keeps its values here and back.
@@ -6,22 +7,17 @@ DeepRacer servo_pkg, so a car calibrated with the AWS console keeps its values h
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from calibration.files import replace_atomically
-from car.console.state import StateDir, default_state_dir
+from car.atomicfile import replace_atomically
 
-DEFAULT_PATH = Path("/opt/aws/deepracer/calibration.json")
 FILE_VERSION = 1
 MIN_PULSE_NS = 500_000
 MAX_PULSE_NS = 2_500_000
-
-log = logging.getLogger(__name__)
 
 Output = Literal["Servo", "Motor"]
 UI_OFFSET_US = 1500.0
@@ -171,40 +167,3 @@ def pulse_from_ui(output: Output, ui_value: float) -> int:
     if not math.isfinite(ui_value):
         raise ValueError(f"{output} calibration value {ui_value!r} is not a finite number")
     return round((UI_OFFSET_US + ui_value * UI_US_PER_UNIT[output]) * 1000.0)
-
-
-@dataclass(frozen=True)
-class CarCalibration:
-    """The calibration a car starts with, where it came from, and where the console saves edits.
-
-    source: the file read, or "factory default". state_file: the state dir's calibration.json,
-    which the console's wizard writes so that an edit wins at the next start.
-    """
-
-    calibration: Calibration
-    source: str
-    state_file: Path
-
-
-def resolve(explicit: str | os.PathLike[str] | None,
-            state_dir: str | os.PathLike[str] | None = None) -> CarCalibration:
-    """The one resolution of a car's calibration, used by `racer car` (every transport and node),
-    `racer selftest` and the console; the source is logged once per call.
-
-    Order: the state dir's calibration.json (what the console saved; state_dir defaults to
-    default_state_dir()), else `explicit` (--calibration or the parameter actuator.calibration),
-    else the stock DeepRacer's DEFAULT_PATH, else FACTORY_DEFAULT. The first file present is used
-    and never skipped: an unreadable or invalid one raises CalibrationError naming the file, so a
-    car never drives on other values than the ones its owner saved.
-    """
-    state_file = StateDir(Path(state_dir) if state_dir else default_state_dir()).calibration
-    if state_file.exists():
-        path: Path | None = state_file
-    elif explicit:
-        path = Path(explicit)  # read even when absent: a mistyped --calibration is an error, not factory
-    else:
-        path = DEFAULT_PATH if DEFAULT_PATH.exists() else None
-    found = (CarCalibration(load(path), str(path), state_file) if path is not None
-             else CarCalibration(FACTORY_DEFAULT, "factory default", state_file))
-    log.info("calibration: %s", found.source)
-    return found
