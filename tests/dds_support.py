@@ -27,14 +27,13 @@ from car.clock import SimClock
 from car.graph.adapters import CameraNode, PolicyNode
 from car.policy.inference import Policy
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC, DiagnosticStatus, Time
-from car.control.core import ControlParams
 from car.policy.core import PolicyCore
 from car.transport import open_bus
 from car.transport.local import LocalBus
 from car.transport.dds import SHIPPED_CONFIG
 from car.transport.rosbag import typestore
 from car.transport.wire import COMMAND_TOPIC
-from car.config import DEFAULT_MODEL
+from car.config import DEFAULT_MODEL, ControlParams
 
 PYTHON = sys.executable
 DOMAIN_PROBE_S = 0.2

@@ -11,6 +11,7 @@ import pytest
 
 from browser.harness import car_fixture
 from calibration import servo
+from car.config import CarConfig
 from car.actuators.pulse import PulseDriver
 from car.clock import SimClock
 from car.console.calibration import CalibrationService
@@ -222,7 +223,7 @@ def test_calibration_reaches_a_pulse_driver_exactly(tmp_path):
     meta = parse_metadata({"action_space": [{"steering_angle": 0, "speed": 1.0}]})
     graph = CarGraph(SimClock(), None, driver, PolicyModel(lambda x: np.ones(1, np.float32), spec, meta),
                      tables=servo)  # stepped by hand: each request is answered before `ask` returns
-    service = CalibrationService(ConsoleNode(graph.bus, graph.clock, {}, "m"), tmp_path / "calibration.json", servo)
+    service = CalibrationService(ConsoleNode(graph.bus, graph.clock, CarConfig(), "m"), tmp_path / "calibration.json", servo)
     service.enter()
     for ui, pulse in ((-40, 1_100_000), (25, 1_750_000), (-5, 1_450_000)):
         service.adjust("angle", {"pwm": ui})

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from car.config import CarConfig
 from car.clock import SimClock
 from car.control.commands import CommandError, command_json, parse_command
 from car.messages import DIAGNOSTICS_TOPIC
@@ -37,7 +38,7 @@ def test_control_node_answers_each_command_on_diagnostics():
     bus, clock = LocalBus(), SimClock()  # not spinning: each command is answered as it is sent
     answers = []
     bus.subscribe(DIAGNOSTICS_TOPIC, lambda a: answers.extend(s for s in a.status if s.name == "control"))
-    control = ControlProcess(bus, clock, {})
+    control = ControlProcess(bus, clock, CarConfig())
     send = bus.publisher("/control/command")
     send(command_json("set_mode", mode="autonomous", id="1"))
     send(command_json("start", id="2"))
@@ -61,9 +62,9 @@ def test_control_owns_the_calibration_the_actuator_applies(tmp_path):
     bus, clock = LocalBus(), SimClock()
     statuses = {}
     bus.subscribe(DIAGNOSTICS_TOPIC, lambda a: statuses.update({s.name: s for s in a.status}))
-    control = ControlProcess(bus, clock, {})
+    control = ControlProcess(bus, clock, CarConfig())
     driver = PulseRecorder(servo.FACTORY_DEFAULT)
-    ActuatorProcess(bus, clock, driver, {}, servo)
+    ActuatorProcess(bus, clock, driver, CarConfig(), servo)
     send = bus.publisher("/control/command")
     other = servo.Calibration(servo.PulseRange(1_300_000, 1_500_000, 1_700_000, 1), servo.FACTORY_DEFAULT.motor)
     send(command_json("set_calibration", calibration=servo.to_dict(other), id="1"))
@@ -101,7 +102,7 @@ def test_the_policy_node_loads_a_bundle_on_request_after_stopping_the_car(tmp_pa
     statuses, commands = {}, []
     bus.subscribe(DIAGNOSTICS_TOPIC, lambda a: statuses.update({s.name: s for s in a.status}))
     bus.subscribe("/control/command", commands.append)
-    policy = PolicyProcess(bus, clock, load_model(bundle, tmp_path / "cache"), {}, "tiny")
+    policy = PolicyProcess(bus, clock, load_model(bundle, tmp_path / "cache"), CarConfig(), "tiny")
     load = bus.publisher(MODEL_TOPIC)
     load(json.dumps({"path": str(tmp_path / "nowhere"), "cache": str(tmp_path / "cache"), "id": "a"}))
     answer = statuses["policy"]

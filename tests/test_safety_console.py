@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from calibration import servo
+from car.config import CarConfig
 from car.actuators.maestro import MaestroDriver
 from car.policy.bundle import load_bundle
 from car.camera.capture import open_camera
@@ -33,7 +34,7 @@ def car(tmp_path, bundle_dir, images, maestro):
     state = StateDir(tmp_path / "state")
     set_password(state, PASSWORD)
     server = start_console(ConsoleOptions("127.0.0.1", 0, state.root, advertise=False), runtime.local.bus,
-                           runtime.graph.clock, {}, bundle.name, servo)
+                           runtime.graph.clock, CarConfig(), bundle.name, servo)
     runtime.local.closers.append(server.stop)
     runtime.local.start()
     client = CarClient(CarAddress.parse(server.url), lambda: PASSWORD, lambda _: None, KnownCars(tmp_path / "cars.json"))

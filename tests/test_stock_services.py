@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import calibration.servo as servo
+from car.config import CarConfig
 from car.clock import SimClock
 from car.control.commands import CommandError
 from car.stock_services.ctrl_pkg import (LOADING_KEY, MODEL_STATUS, ControlServices, autonomous_throttle,
@@ -60,7 +61,7 @@ def car(tmp_path):
     """A control process answering the services, with the factory calibration and `tmp_path` as state dir."""
     bus, clock = ServiceBus(), SimClock(100.0)
     drives, diagnostics = bus.recorder(DRIVE_TOPIC), bus.recorder(DIAGNOSTICS_TOPIC)
-    control = ControlProcess(bus, clock, {})
+    control = ControlProcess(bus, clock, CarConfig())
     state = tmp_path / "state"
     ControlServices(bus, control, servo.CarCalibration(FACTORY, "factory default", state / "calibration.json"), servo)
     return bus, clock, control, drives, diagnostics, state

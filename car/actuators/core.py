@@ -15,12 +15,14 @@ import threading
 from typing import Any
 
 from car.actuators.base import ActuatorFault, Driver
-from car.control.core import CALIBRATION_FRAME, ControlParams
+from car.config import STALE_INPUT_S, CarConfig
+from car.control.core import CALIBRATION_FRAME
 from car.messages import AckermannDriveStamped, DiagnosticStatus, KeyValue, ERROR, OK
 
 
 class ActuatorCore:
-    def __init__(self, driver: Driver, max_steering_rad: float, max_speed_mps: float, timeout_s: float = 0.25):
+    def __init__(self, driver: Driver, max_steering_rad: float, max_speed_mps: float,
+                 timeout_s: float = STALE_INPUT_S):
         if max_steering_rad <= 0 or max_speed_mps <= 0:
             raise ValueError("max_steering_rad and max_speed_mps must be positive")
         self.driver = driver
@@ -38,10 +40,9 @@ class ActuatorCore:
         self._safe(self.driver.neutral)
 
     @classmethod
-    def from_params(cls, driver: Driver, params: dict[str, dict[str, Any]]) -> "ActuatorCore":
-        """The same vehicle constants as control, and the actuator's own timeout, from the parameter file."""
-        cp = ControlParams.from_params(params)
-        return cls(driver, cp.max_steering_rad, cp.max_speed_mps, float(params.get("actuator", {}).get("timeout_s", 0.25)))
+    def from_config(cls, driver: Driver, config: CarConfig) -> "ActuatorCore":
+        """The same vehicle constants as control, and the actuator's own timeout."""
+        return cls(driver, config.control.max_steering_rad, config.control.max_speed_mps, config.actuator.timeout_s)
 
     def on_drive(self, msg: AckermannDriveStamped, now: float) -> None:
         with self.lock:

@@ -30,7 +30,7 @@ import numpy as np
 from car.clock import Clock
 from car.console.errors import ApiError
 from car.control.commands import FIELDS, command_json
-from car.control.core import ControlParams
+from car.config import CarConfig
 from car.control.modes import Mode
 from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC,
                           AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Image, Time, drive_msg)
@@ -60,8 +60,8 @@ def _float(value: str | None) -> float | None:
 
 
 class ConsoleNode:
-    def __init__(self, bus: NodeBus, clock: Clock, params: dict[str, dict[str, Any]], model_name: str):
-        control = ControlParams.from_params(params)
+    def __init__(self, bus: NodeBus, clock: Clock, config: CarConfig, model_name: str):
+        control = config.control
         self.clock = clock
         self.model_name = model_name
         self.max_steering_rad = control.max_steering_rad

@@ -23,7 +23,8 @@ from car.actuators.core import ActuatorCore
 from car.actuators.pulse import ActuatorCalibration
 from car.clock import Clock
 from car.control.commands import CommandError, command_json, parse_command
-from car.control.core import NEUTRAL, ControlCore, ControlParams
+from car.config import CarConfig
+from car.control.core import NEUTRAL, ControlCore
 from car.graph.adapters import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DRIVE_TOPIC, ERROR, OK, DiagnosticStatus, KeyValue
 from car.policy.core import PolicyCore, PolicyModel
@@ -101,10 +102,9 @@ class PolicyProcess:
     answers with `load_id`, `load_result` ("ok" or the reason) and `model` in its "policy" status.
     """
 
-    def __init__(self, bus: NodeBus, clock: Clock, model: PolicyModel, params: dict[str, dict[str, Any]],
-                 model_name: str = ""):
-        cp = ControlParams.from_params(params)
-        self.core = PolicyCore.for_model(model, cp.max_steering_rad, cp.max_speed_mps)
+    def __init__(self, bus: NodeBus, clock: Clock, model: PolicyModel, config: CarConfig, model_name: str = ""):
+        vehicle = config.control
+        self.core = PolicyCore.for_model(model, vehicle.max_steering_rad, vehicle.max_speed_mps)
         self.node = PolicyNode(bus, clock, self.core)
         self.model_name = model_name
         self.answer: tuple[KeyValue, ...] = ()
@@ -150,8 +150,8 @@ class ControlProcess:
     clock), so the time a stale input takes to stop the car is measured by the node that decides it.
     """
 
-    def __init__(self, bus: NodeBus, clock: Clock, params: dict[str, dict[str, Any]], autostart: bool = False):
-        self.core = ControlCore(ControlParams.from_params(params))
+    def __init__(self, bus: NodeBus, clock: Clock, config: CarConfig, autostart: bool = False):
+        self.core = ControlCore(config.control)
         self.node = ControlNode(bus, clock, self.core)
         self.answer: tuple[KeyValue, ...] = ()
         self._driving = False
@@ -221,9 +221,9 @@ class ActuatorProcess:
     of the last command at that moment, so the time to neutral is measured by the actuator itself.
     """
 
-    def __init__(self, bus: NodeBus, clock: Clock, driver: Driver, params: dict[str, dict[str, Any]],
+    def __init__(self, bus: NodeBus, clock: Clock, driver: Driver, config: CarConfig,
                  tables: CalibrationTables | None = None):
-        self.core = ActuatorCore.from_params(driver, params)
+        self.core = ActuatorCore.from_config(driver, config)
         self.tables = tables
         car = getattr(driver, "calibration", None)
         if tables is not None and car is not None:

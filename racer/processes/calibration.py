@@ -1,15 +1,15 @@
 """The car's calibration as every process of `racer car` and `racer node` resolves it (one resolution everywhere)."""
 from __future__ import annotations
 
-import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from calibration.servo import CarCalibration
+    from car.config import CarConfig
 
 
-def car_calibration(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> CarCalibration:
-    """calibration.servo.resolve with the options of `racer car` or `racer node` (`--state-dir`,
-    `--calibration`, else the parameter actuator.calibration); CalibrationError names a bad file."""
+def car_calibration(config: CarConfig) -> CarCalibration:
+    """calibration.servo.resolve with the car's `state_dir` and `actuator.calibration` (`--calibration`, else the
+    parameter actuator.calibration); CalibrationError names a bad file."""
     from calibration.servo import resolve
-    return resolve(args.calibration or params["actuator"].get("calibration"), args.state_dir)
+    return resolve(config.actuator.calibration, config.state_dir)
