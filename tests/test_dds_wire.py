@@ -16,8 +16,9 @@ from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_I
                           DiagnosticStatus, Float32MultiArray, Header, Image, KeyValue, MultiArrayDimension, Point,
                           PolygonStamped, PoseStamped, Quaternion, Time)
 from car.transport.dds import DdsBus
-from car.transport.wire import (CLOCK_TOPIC, COMMAND_TOPIC, IMAGE, SIM_CAMERA_TOPIC, SIM_POSE_TOPIC, SIM_SERVO_TOPIC,
-                                SIM_TRACK_TOPICS, ServoCtrl, WireError, dds_topic_name, dds_type_name, wire_type)
+from car.transport.wire import (CLOCK_TOPIC, CONTROL_REQUEST_TOPIC, IMAGE, SIM_CAMERA_TOPIC, SIM_POSE_TOPIC,
+                                SIM_SERVO_TOPIC, SIM_TRACK_TOPICS, ServoCtrl, WireError, dds_topic_name, dds_type_name,
+                                wire_type)
 from tests.dds_support import loopback_domain
 
 STORE = typestore()
@@ -35,7 +36,7 @@ MESSAGES = {
         DiagnosticStatus(2, "policy", "NaN in output", "ov", (KeyValue("frames", "12"), KeyValue("fps", "14.9"))),
         DiagnosticStatus(0, "caméra", "ok"))),
     CLOCK_TOPIC: STAMP,
-    COMMAND_TOPIC: '{"command": "start", "id": "7"}',
+    CONTROL_REQUEST_TOPIC: '{"command": "start", "id": "7"}',
     SIM_SERVO_TOPIC: ServoCtrl(-0.75, 0.5),
     # the model's input: float32 pixels, odd width (no alignment to lean on)
     POLICY_INPUT_TOPIC: Image(Header(STAMP, "model_input"), np.linspace(-1, 255, 5 * 7, dtype=np.float32).reshape(5, 7),

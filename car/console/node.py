@@ -3,7 +3,7 @@
 It watches /camera/image_raw (the live stream), /policy/drive (latency), /drive (the command the
 outputs get) and /diagnostics (every node's status: control's mode, latch and limits, the policy's
 inference time and model), publishes /teleop/drive, and sends its requests as any node does:
-to control on /control/command (car.control.commands) and model loads to the policy on /policy/load,
+to control on /control/command (car.control.requests) and model loads to the policy on /policy/load,
 each with an id that the answer on /diagnostics carries back.
 
 Callbacks run on the bus's executor and only store references; the web server's threads read those
@@ -29,13 +29,13 @@ import numpy as np
 
 from car.clock import Clock
 from car.console.errors import ApiError
-from car.control.commands import FIELDS, command_json
+from car.control.requests import FIELDS, control_request_json
 from car.config import CarConfig
 from car.control.modes import Mode
 from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC,
                           AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Image, Time, drive_msg)
 from car.transport import NodeBus
-from car.transport.wire import COMMAND_TOPIC, MODEL_TOPIC
+from car.transport.wire import CONTROL_REQUEST_TOPIC, MODEL_TOPIC
 
 CAMERA_STALE_S = 1.0
 FPS_WINDOW_S = 2.0
@@ -76,7 +76,7 @@ class ConsoleNode:
         self._ids = count(1)
         self._prefix = f"console-{os.getpid()}-{time.monotonic_ns() % 1_000_000}"
         self._teleop = bus.publisher(TELEOP_TOPIC)
-        self._control = bus.publisher(COMMAND_TOPIC)
+        self._control = bus.publisher(CONTROL_REQUEST_TOPIC)
         self._load = bus.publisher(MODEL_TOPIC)
         bus.subscribe(CAMERA_TOPIC, self._on_image)
         bus.subscribe(POLICY_TOPIC, self._on_policy)
@@ -119,10 +119,11 @@ class ConsoleNode:
         return future
 
     def request(self, name: str, *args: Any) -> Future[str]:
-        """Send control the command `name` with `args` (in car.control.commands.FIELDS order); the
+        """Send control the request `name` with `args` (in car.control.requests.FIELDS order); the
         future resolves to control's answer, "ok" or its reason for refusing."""
         fields = dict(zip(FIELDS[name], args))
-        return self._ask("command", self._control, lambda request_id: command_json(name, id=request_id, **fields))
+        return self._ask("command", self._control,  # answered in command_id / command_result
+                         lambda request_id: control_request_json(name, id=request_id, **fields))
 
     def _settle(self, future: Future[str], timeout_s: float, what: str) -> None:
         try:

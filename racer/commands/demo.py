@@ -156,19 +156,20 @@ class _Laps:
 
 class _Starter:
     """The demo's user: max speed, autonomous, start, sent to control over the bus until it answered the
-    start (on dds and ros a command sent before discovery is lost); never again after that."""
+    start (on dds and ros a request sent before discovery is lost); never again after that."""
 
     def __init__(self, publish, max_speed: float) -> None:
-        from car.control.commands import command_json
+        from car.control.requests import control_request_json
 
         self.publish = publish
-        self.commands = [command_json("set_max_speed", value=max_speed, id="demo-speed"),
-                         command_json("set_mode", mode="autonomous", id="demo-mode"), command_json("start", id="demo-start")]
+        self.requests = [control_request_json("set_max_speed", value=max_speed, id="demo-speed"),
+                         control_request_json("set_mode", mode="autonomous", id="demo-mode"),
+                         control_request_json("start", id="demo-start")]
         self.started = False
 
     def tick(self) -> None:
-        for command in [] if self.started else self.commands:
-            self.publish(command)
+        for request in [] if self.started else self.requests:
+            self.publish(request)
 
     def on_control(self, status) -> None:
         self.started = self.started or (status.value("command_id"), status.value("command_result")) == ("demo-start", "ok")
@@ -179,9 +180,9 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
     the laps the car stops and the console stays up until Ctrl-C; without a console the demo ends."""
     from car.clock import WallClock
     from car.config import resolve_config
-    from car.control.commands import command_json
+    from car.control.requests import control_request_json
     from car.messages import DIAGNOSTICS_TOPIC
-    from car.transport.wire import COMMAND_TOPIC
+    from car.transport.wire import CONTROL_REQUEST_TOPIC
 
     # `racer car --transport T --sim TRACK --console ...` with the shipped parameter file
     config = resolve_config(model=args.model, console=args.console, transport=args.transport, sim=track.name,
@@ -191,7 +192,7 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
 
     def watch(bus) -> None:
         """On the car's bus (the local one, or the supervisor's): start the car, count the laps, stop it."""
-        request = bus.publisher(COMMAND_TOPIC)
+        request = bus.publisher(CONTROL_REQUEST_TOPIC)
         starter = _Starter(request, args.max_speed)
 
         def on_diagnostics(msg) -> None:
@@ -202,7 +203,7 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
                     if not console:
                         bus.stop()
                         return
-                    request(command_json("stop"))
+                    request(control_request_json("stop"))
                     print(f"racer demo: laps done, car stopped; the console stays on http://{config.console}/ "
                           "(drive it from there; Ctrl-C to end)", file=sys.stderr, flush=True)
 
