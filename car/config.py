@@ -72,8 +72,8 @@ class CarConfig:
     CONSOLE_ADDRESS then), `console_names` more DNS names it answers to; `foxglove` the live view's HOST:PORT;
     `state_dir` the car's state (models, password, calibration; None: the console's default); `record` a
     directory for a rosbag2; `sim` a simulator track (None: hardware), `sim_rate` simulated seconds per wall
-    second, `sim_time` follow the simulator's /clock; `ros_args` what ros2 launch adds; `params_file` the parameter file it was resolved from
-    (handed on to node processes; None: the shipped one).
+    second, `sim_time` follow the simulator's /clock; `ros_args` what ros2 launch adds; `params_file` the
+    parameter file it was resolved from (handed on to node processes; None: the shipped one).
     """
 
     camera: CameraParams = CameraParams()
@@ -100,8 +100,8 @@ def resolve_config(params_file: str | Path | None = None, *, camera: str | None 
     """The configuration from command-line values (None: not given) over the parameter file over the defaults.
 
     `console="off"` is no console whatever the file says; `run` sets CarConfig's run options (transport, sim,
-    state_dir, ...) as given. ValueError (one line, naming the file and the key) for a file that cannot be read,
-    an unknown node, or a value of the wrong type.
+    state_dir, console_names as a tuple, ...) as given. ValueError (one line, naming the file and the key)
+    for a file that cannot be read, an unknown node, or a value of the wrong type.
     """
     path = Path(params_file) if params_file else DEFAULT_PARAMS
     params = load_params(path)
@@ -109,15 +109,15 @@ def resolve_config(params_file: str | Path | None = None, *, camera: str | None 
     cam = _section(CameraParams, params["camera"], f"{where}: camera")
     act = _section(ActuatorParams, params["actuator"], f"{where}: actuator")
     from_file = params["console"].get("address") or None
-    return CarConfig(
+    resolved = CarConfig(
         camera=replace(cam, source=camera or cam.source),
         model=Path(model or params["policy"].get("model") or DEFAULT_MODEL),
         control=_section(ControlParams, params["control"], f"{where}: control"),
         actuator=replace(act, spec=actuator or act.spec,
                          calibration=Path(calibration) if calibration else act.calibration),
         console=None if console == "off" else console or from_file,
-        params_file=Path(params_file) if params_file else None,
-        **{name: tuple(value) if name in ("console_names", "ros_args") else value for name, value in run.items()})
+        params_file=Path(params_file) if params_file else None)
+    return replace(resolved, **run)
 
 
 def _section(kind: type, values: dict[str, Any], where: str) -> Any:

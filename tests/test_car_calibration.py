@@ -17,9 +17,9 @@ from calibrations import OTHER, SAVED
 from car.actuators.pwm_sysfs import PwmSysfsDriver
 from hw.maestro_emulator import MaestroEmulator
 from hw.sysfs import PwmSysfsModel
-from racer.processes.graph import graph_specs
 from racer.cli import build_parser, main
 from racer.commands.node import config_from_args
+from racer.processes.graph import graph_specs
 from racer.processes.node import open_node_driver
 
 REPO = Path(__file__).resolve().parents[1]

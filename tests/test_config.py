@@ -5,8 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from car.config import (DEFAULT_MODEL, DEFAULT_PARAMS, STALE_INPUT_S, ActuatorParams, CameraParams, CarConfig,
-                        ControlParams, load_params, resolve_config)
+from car.config import (
+    DEFAULT_MODEL,
+    DEFAULT_PARAMS,
+    STALE_INPUT_S,
+    ActuatorParams,
+    CameraParams,
+    CarConfig,
+    ControlParams,
+    load_params,
+    resolve_config,
+)
 
 
 def test_shipped_params_merge_the_wildcard_into_each_node():
@@ -30,7 +39,8 @@ def test_node_value_overrides_wildcard(tmp_path):
     ("planner:\n  ros__parameters: {}\n", "unknown node(s) planner"),
     ("control:\n  max_speed: 0.5\n", "control must hold only ros__parameters"),
     ("control:\n  ros__parameters: [1]\n", "control.ros__parameters must be a mapping"),
-    ("control:\n  ros__parameters:\n    policy_timeout_s: fast\n", "control.policy_timeout_s must be a number, got 'fast'"),
+    ("control:\n  ros__parameters:\n    policy_timeout_s: fast\n",
+     "control.policy_timeout_s must be a number, got 'fast'"),
     ("control:\n  ros__parameters:\n    max_speed: true\n", "control.max_speed must be a number, got True"),
     ("camera:\n  ros__parameters:\n    fps: .nan\n", "camera.fps must be a number, got nan"),
     ("actuator:\n  ros__parameters:\n    spec: 7\n", "actuator.spec must be a string, got 7"),

@@ -11,19 +11,18 @@ import pytest
 
 from browser.harness import car_fixture
 from calibration import servo
-from car.config import CarConfig
 from car.actuators.pulse import PulseDriver
 from car.clock import SimClock
+from car.config import CarConfig
 from car.console.calibration import CalibrationService
 from car.console.errors import ApiError
 from car.console.node import ConsoleNode
+from car.graph.stack import CarGraph
 from car.messages import DiagnosticStatus, KeyValue
+from car.policy.core import PolicyModel
 from car.policy.metadata import parse_metadata
 from car.policy.preprocess import PreprocessSpec
-from car.graph.stack import CarGraph
-from car.policy.core import PolicyModel
 from dds_support import wait_for
-
 
 car = car_fixture("api")
 
@@ -223,7 +222,8 @@ def test_calibration_reaches_a_pulse_driver_exactly(tmp_path):
     meta = parse_metadata({"action_space": [{"steering_angle": 0, "speed": 1.0}]})
     graph = CarGraph(SimClock(), None, driver, PolicyModel(lambda x: np.ones(1, np.float32), spec, meta),
                      tables=servo)  # stepped by hand: each request is answered before `ask` returns
-    service = CalibrationService(ConsoleNode(graph.bus, graph.clock, CarConfig(), "m"), tmp_path / "calibration.json", servo)
+    node = ConsoleNode(graph.bus, graph.clock, CarConfig(), "m")
+    service = CalibrationService(node, tmp_path / "calibration.json", servo)
     service.enter()
     for ui, pulse in ((-40, 1_100_000), (25, 1_750_000), (-5, 1_450_000)):
         service.adjust("angle", {"pwm": ui})

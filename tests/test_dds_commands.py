@@ -3,11 +3,11 @@ import json
 
 import pytest
 
-from car.config import CarConfig
 from car.clock import SimClock
+from car.config import CarConfig
 from car.control.requests import ControlRequestError, control_request_json, parse_control_request
-from car.messages import DIAGNOSTICS_TOPIC
 from car.graph.multiprocess import ControlProcess
+from car.messages import DIAGNOSTICS_TOPIC
 from car.transport.local import LocalBus
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from car.actuators.base import ActuatorFault, Driver
 from car.config import STALE_INPUT_S, CarConfig
 from car.control.core import CALIBRATION_FRAME
-from car.messages import AckermannDriveStamped, DiagnosticStatus, KeyValue, ERROR, OK
+from car.messages import ERROR, OK, AckermannDriveStamped, DiagnosticStatus, KeyValue
 
 
 class ActuatorCore:
@@ -40,7 +40,7 @@ class ActuatorCore:
         self._safe(self.driver.neutral)
 
     @classmethod
-    def from_config(cls, driver: Driver, config: CarConfig) -> "ActuatorCore":
+    def from_config(cls, driver: Driver, config: CarConfig) -> ActuatorCore:
         """The same vehicle constants as control, and the actuator's own timeout."""
         return cls(driver, config.control.max_steering_rad, config.control.max_speed_mps, config.actuator.timeout_s)
 

@@ -18,8 +18,7 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -28,12 +27,23 @@ from typing import Any
 import numpy as np
 
 from car.clock import Clock
-from car.console.errors import ApiError
-from car.control.requests import FIELDS, control_request_json
 from car.config import CarConfig
+from car.console.errors import ApiError
 from car.control.modes import Mode
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC,
-                          AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Image, Time, drive_msg)
+from car.control.requests import FIELDS, control_request_json
+from car.messages import (
+    CAMERA_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    DRIVE_TOPIC,
+    POLICY_TOPIC,
+    TELEOP_TOPIC,
+    AckermannDriveStamped,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Image,
+    Time,
+    drive_msg,
+)
 from car.transport import NodeBus
 from car.transport.wire import CONTROL_REQUEST_TOPIC, MODEL_TOPIC
 
@@ -121,7 +131,7 @@ class ConsoleNode:
     def request(self, name: str, *args: Any) -> Future[str]:
         """Send control the request `name` with `args` (in car.control.requests.FIELDS order); the
         future resolves to control's answer, "ok" or its reason for refusing."""
-        fields = dict(zip(FIELDS[name], args))
+        fields = dict(zip(FIELDS[name], args, strict=False))
         return self._ask("command", self._control,  # answered in command_id / command_result
                          lambda request_id: control_request_json(name, id=request_id, **fields))
 
@@ -252,4 +262,5 @@ class ConsoleNode:
             return None
         times = status.value("lap_times") or ""
         return {"progress": _float(status.value("progress")), "laps": int(status.value("laps") or 0),
-                "lap_times": [float(t) for t in times.split(",") if t], "off_track": status.value("off_track") == "true"}
+                "lap_times": [float(t) for t in times.split(",") if t],
+                "off_track": status.value("off_track") == "true"}

@@ -8,9 +8,7 @@ from car.config import ControlParams
 from car.control.modes import EMERGENCY_STOP, Mode, ModeState
 from car.control.mux import Mux
 from car.control.watchdog import Watchdog
-from car.messages import (AckermannDrive, AckermannDriveStamped, DiagnosticStatus, Header, KeyValue, Time,
-                          ERROR, OK)
-
+from car.messages import ERROR, OK, AckermannDrive, AckermannDriveStamped, DiagnosticStatus, Header, KeyValue, Time
 
 NEUTRAL = AckermannDrive()
 # header.frame_id of a /drive command in raw calibration pulses (the wizard's); any other frame_id

@@ -22,9 +22,9 @@ from car.actuators.base import Driver
 from car.actuators.core import ActuatorCore
 from car.actuators.pulse import ActuatorCalibration
 from car.clock import Clock
-from car.control.requests import ControlRequestError, control_request_json, parse_control_request
 from car.config import CarConfig
 from car.control.core import NEUTRAL, ControlCore
+from car.control.requests import ControlRequestError, control_request_json, parse_control_request
 from car.graph.adapters import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DRIVE_TOPIC, ERROR, OK, DiagnosticStatus, KeyValue
 from car.policy.core import PolicyCore, PolicyModel

@@ -172,7 +172,8 @@ class _Starter:
             self.publish(request)
 
     def on_control(self, status) -> None:
-        self.started = self.started or (status.value("command_id"), status.value("command_result")) == ("demo-start", "ok")
+        answer = (status.value("command_id"), status.value("command_result"))
+        self.started = self.started or answer == ("demo-start", "ok")
 
 
 def run_live(args: argparse.Namespace, track, bundle) -> int:
@@ -212,7 +213,7 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
         starter.tick()
 
     had_password = False
-    if console:
+    if config.console is not None:
         try:
             busy = _in_use(*_address(config.console))  # before the console makes a password it could not show
         except ValueError as exc:

@@ -40,7 +40,7 @@ def config_from_args(args: argparse.Namespace, **run: Any) -> CarConfig:
     (`--config`); `run` adds the command's own run options."""
     return resolve_config(args.config, camera=args.camera, actuator=args.actuator, calibration=args.calibration,
                           model=args.model, console=args.console, transport=args.transport,
-                          console_names=args.console_name, foxglove=args.foxglove, state_dir=args.state_dir,
+                          console_names=tuple(args.console_name), foxglove=args.foxglove, state_dir=args.state_dir,
                           record=args.record, sim_rate=args.sim_rate, autostart=args.autostart, **run)
 
 
@@ -59,9 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", metavar="SPEC", help="camera: source spec (default: camera.source)")
     p.add_argument("--actuator", metavar="SPEC", help="actuator: driver spec (default: actuator.spec)")
     p.add_argument("--calibration", type=Path, help="actuator, control, console: DeepRacer calibration.json")
-    p.add_argument("--state-dir", type=Path, help="actuator, control, console, foxglove: the car's state dir (models, password; "
-                                                  "its calibration.json wins); policy: its models (the load services "
-                                                  "on ros)")
+    p.add_argument("--state-dir", type=Path,
+                   help="actuator, control, console, foxglove: the car's state dir (models, password; its "
+                        "calibration.json wins); policy: its models (the load services on ros)")
     p.add_argument("--model", type=Path, help="policy, console: the start-up model bundle (default: policy.model, "
                                               "else the bundled model)")
     p.add_argument("--console", metavar="HOST:PORT", help="console: where to serve it (default: console.address, "
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     stopping = StopSignals()  # a signal during start-up still ends at neutral (spin_until_signal)
     stopping.install()
     try:
-        config = config_from_args(args, sim=args.track, sim_time=args.sim_time, ros_args=args.ros_args)
+        config = config_from_args(args, sim=args.track, sim_time=args.sim_time, ros_args=tuple(args.ros_args))
         if args.name == "sim":
             from racer.processes.sim_world import run_world
             return run_world(config)

@@ -68,7 +68,8 @@ def graph_specs(config: CarConfig) -> list[ProcessSpec]:
                                                       *state)))
     if config.foxglove:
         from racer.processes.foxglove import foxglove_address
-        foxglove_address(config.foxglove, config.state_dir)  # refused here in one line, not by a node that keeps failing
+        # refused here in one line, not by a node that keeps failing
+        foxglove_address(config.foxglove, config.state_dir)
         specs.append(ProcessSpec("foxglove", node_argv("foxglove", config, "--foxglove", config.foxglove,
                                                        *_option("--state-dir", config.state_dir))))
     return specs
