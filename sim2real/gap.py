@@ -25,7 +25,8 @@ from sim2real.drive import run_laps
 from sim2real.export import export_checkpoint
 from sim2real.heldout import Episode, NamedDomain, TestDistribution
 from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation
-from sim2real.modular import ModularConfig, train_modular
+from sim2real.modular import ModularConfig, ModularNet, train_modular
+from sim2real.network import DrivingNet
 from sim2real.randomize import DomainSimulator, Randomization
 from sim2real.sim.rules import aws_rules, is_aws_export
 from sim2real.sim.track import Track
@@ -181,6 +182,7 @@ def train_variant(out_dir: Path, variant: str, seed: int, base: ImitationConfig,
     if is_whole(bundle):
         return bundle
     cfg = variant_config(base, variant, seed)
+    net: ModularNet | DrivingNet
     if isinstance(cfg, ModularConfig):
         net, history, _ = train_modular(cfg, show_progress=show_progress)
     else:
