@@ -9,9 +9,9 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from car.actuators.calibration import FACTORY_DEFAULT, Calibration, load
+from car.config import CarConfig
 from car.console.state import StateDir, default_state_dir
 
 DEFAULT_PATH = Path("/opt/aws/deepracer/calibration.json")  # where the stock DeepRacer keeps it
@@ -56,8 +56,7 @@ def resolve(explicit: str | os.PathLike[str] | None,
     return found
 
 
-def car_calibration(params: dict[str, dict[str, Any]], given: str | os.PathLike[str] | None = None,
-                    state_dir: str | os.PathLike[str] | None = None) -> CarCalibration:
-    """resolve() with the options of `racer car` or `racer node`: `given` (--calibration), else the
-    parameter actuator.calibration, and `state_dir` (--state-dir); CalibrationError names a bad file."""
-    return resolve(given or params["actuator"].get("calibration"), state_dir)
+def car_calibration(config: CarConfig) -> CarCalibration:
+    """resolve() with the car's options: `actuator.calibration` (--calibration, else the parameter file's) and
+    `state_dir` (--state-dir); CalibrationError names a bad file."""
+    return resolve(config.actuator.calibration, config.state_dir)

@@ -10,7 +10,7 @@ TRAINING_EXTRAS = frozenset({"torch", "albumentations", "gymnasium", "onnx", "on
                              "matplotlib", "tqdm"})
 INSTALL_TRAINING = "make train"
 
-COMMAND_MODULES = [
+SUBCOMMAND_MODULES = [
     "racer.commands.demo",
     "racer.commands.car",
     "racer.commands.model",
@@ -30,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="DeepRacer-class car stack and sim2real tools.",
     )
     parser.add_argument("--version", action="version", version=f"racer {version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
+    for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
@@ -60,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         if exc.filename is None:
             raise
         # a file the user named cannot be read or written: one line naming it, not a traceback
-        print(f"racer {args.command}: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        print(f"racer {args.subcommand}: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as exc:
         extra = (exc.name or "").partition(".")[0]
         if extra not in TRAINING_EXTRAS:
             raise
-        print(f"racer {args.command}: needs the training extras ({extra} is missing): run `{INSTALL_TRAINING}` "
+        print(f"racer {args.subcommand}: needs the training extras ({extra} is missing): run `{INSTALL_TRAINING}` "
               "in the repository (or pip install -e '.[train]')", file=sys.stderr)
         return 2
 

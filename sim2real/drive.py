@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from car.actuators.base import Driver
 from car.clock import SimClock
+from car.config import CarConfig
 from car.graph.stack import CarGraph
 from car.policy.core import PolicyModel
 from sim2real.sim.adapters import SimActuator, SimCamera
@@ -69,11 +70,11 @@ class LapCounter:
         return lap
 
 
-def sim_graph(sim: Simulator, model: PolicyModel, params: dict[str, dict[str, Any]] | None = None,
+def sim_graph(sim: Simulator, model: PolicyModel, config: CarConfig = CarConfig(),
               driver: Driver | None = None) -> CarGraph:
     """The car's nodes on the simulator's camera and actuator (or `driver`), stepped by hand, their
     clock at simulation time."""
-    return CarGraph(SimClock(sim.time), SimCamera(sim), driver or SimActuator(sim), model, params)
+    return CarGraph(SimClock(sim.time), SimCamera(sim), driver or SimActuator(sim), model, config)
 
 
 def start_autonomous(graph: CarGraph, max_speed: float) -> CarGraph:
@@ -87,14 +88,14 @@ def start_autonomous(graph: CarGraph, max_speed: float) -> CarGraph:
 
 
 def run_laps(sim: Simulator, model: PolicyModel, laps: int = 1, max_speed: float = 0.5,
-             params: dict[str, dict[str, Any]] | None = None, lap_timeout_s: float = 120.0,
+             config: CarConfig = CarConfig(), lap_timeout_s: float = 120.0,
              on_lap: Callable[[int, LapResult], None] | None = None, driver: Driver | None = None,
              on_frame: Callable[[CarGraph], None] | None = None) -> DriveResult:
     """Autonomous laps from the simulator's current pose, as fast as the CPU allows; stops at `laps`
     laps, off-track or timeout. `driver` replaces the simulator's actuator (see `sim.rules`);
     `on_frame` sees the graph after each camera frame went through it. ValueError when control
     refuses `max_speed`."""
-    graph = start_autonomous(sim_graph(sim, model, params, driver), max_speed)
+    graph = start_autonomous(sim_graph(sim, model, config, driver), max_speed)
     clock = cast(SimClock, graph.clock)  # the graph was built on the simulator's clock
     result = DriveResult(sim.track.name)
     counter = LapCounter(result, sim.time, lap_timeout_s)

@@ -22,9 +22,8 @@ from rosbags.highlevel import AnyReader
 
 from car.camera.bag import BagSource
 from car.clock import SimClock
-from car.config import DEFAULT_MODEL
-from car.control.commands import command_json
-from car.control.core import ControlParams
+from car.config import DEFAULT_MODEL, ControlParams
+from car.control.requests import control_request_json
 from car.graph.adapters import CameraNode, PolicyNode
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC, DiagnosticStatus, Time
 from car.policy.bundle import load_bundle
@@ -34,7 +33,7 @@ from car.transport import open_bus
 from car.transport.dds import SHIPPED_CONFIG
 from car.transport.local import LocalBus
 from car.transport.rosbag import typestore
-from car.transport.wire import COMMAND_TOPIC
+from car.transport.wire import CONTROL_REQUEST_TOPIC
 
 PYTHON = sys.executable
 DOMAIN_PROBE_S = 0.2
@@ -184,7 +183,7 @@ def user_restarts(monitor: Monitor, only_when_latched: bool = False) -> Callable
     """A user at the console, called while waiting: autonomous and start, at most once a second (again
     after a latched stop: on a loaded machine a camera frame can come late enough to latch one);
     with `only_when_latched`, only when control says a start is needed."""
-    command = monitor.publisher(COMMAND_TOPIC)
+    command = monitor.publisher(CONTROL_REQUEST_TOPIC)
     next_start = [0.0]
 
     def restart() -> None:
@@ -193,8 +192,8 @@ def user_restarts(monitor: Monitor, only_when_latched: bool = False) -> Callable
         reports = monitor.statuses("control")
         if only_when_latched and not (reports and reports[-1][1].value("start_needed") == "true"):
             return
-        command(command_json("set_mode", mode="autonomous"))
-        command(command_json("start"))
+        command(control_request_json("set_mode", mode="autonomous"))
+        command(control_request_json("start"))
         next_start[0] = time.monotonic() + 1.0
     return restart
 

@@ -16,10 +16,10 @@ from car.actuators import calibration as servo
 from car.actuators.calibration import FACTORY_DEFAULT, CalibrationError
 from car.actuators.pwm_sysfs import PwmSysfsDriver
 from car.calibration import resolve
-from car.config import load_params
 from hw.maestro_emulator import MaestroEmulator
 from hw.sysfs import PwmSysfsModel
 from racer.cli import build_parser, main
+from racer.commands.node import config_from_args
 from racer.processes.graph import graph_specs
 from racer.processes.node import open_node_driver
 
@@ -125,7 +125,7 @@ def test_the_actuator_node_opens_with_the_state_dir_calibration(tmp_path: Path, 
     model = pre_exported_tree(tmp_path / "sys")
     state = saved_state_dir(tmp_path / "state")
     spec = f"pwm-sysfs:{model.pwm_dir}"
-    driver = open_node_driver(spec, node_args("--actuator", spec, "--state-dir", str(state)), load_params(), None)
+    driver = open_node_driver(spec, config_from_args(node_args("--actuator", spec, "--state-dir", str(state))), None)
     try:
         assert isinstance(driver, PwmSysfsDriver) and driver.calibration == SAVED
         assert (model.attribute(0, "duty_cycle"), model.attribute(1, "duty_cycle")) == (1_500_000, 1_480_000)
@@ -143,7 +143,7 @@ def test_racer_car_passes_its_state_dir_to_the_nodes_that_use_it(tmp_path: Path)
     args = build_parser().parse_args(["car", "--transport", "dds", "--actuator", "maestro:/dev/ttyACM0",
                                       "--camera", "v4l2:/dev/video0", "--state-dir", str(tmp_path),
                                       "--calibration", str(stock)])
-    specs = graph_specs(args, load_params())
+    specs = graph_specs(config_from_args(args, sim=args.sim))
     argv = {spec.name: spec.argv for spec in specs}
     for name in ("actuator", "control"):
         assert argv[name][-4:] == ["--calibration", str(stock), "--state-dir", str(tmp_path)]
@@ -154,7 +154,7 @@ def test_racer_car_passes_its_state_dir_to_the_nodes_that_use_it(tmp_path: Path)
     assert "--state-dir" not in argv["camera"]
     without = build_parser().parse_args(["car", "--transport", "dds", "--actuator", "maestro:/dev/ttyACM0",
                                          "--camera", "v4l2:/dev/video0"])
-    assert all("--state-dir" not in s.argv for s in graph_specs(without, load_params()))
+    assert all("--state-dir" not in s.argv for s in graph_specs(config_from_args(without, sim=without.sim)))
 
 
 def test_selftest_reads_the_state_dir(tmp_path: Path, stock: Path, capsys) -> None:
@@ -192,11 +192,11 @@ def test_the_console_wizard_starts_from_the_car_calibration_and_saves_to_the_sta
     servo.save(OTHER, tmp_path / "explicit.json")
     args = build_parser().parse_args(["car", "--console", "127.0.0.1:0", "--state-dir", str(state),
                                       "--calibration", str(tmp_path / "explicit.json")])
-    params = load_params()
+    config = config_from_args(args, sim=args.sim)
     car = resolve(args.calibration, args.state_dir)
     graph, driver = recorder_graph(car.calibration)
     for calibration in (car, None):  # given by `racer car`, or resolved by the console itself
-        server = start_car_console(args, params, graph.bus, graph.clock, "tiny", calibration)
+        server = start_car_console(config, graph.bus, graph.clock, "tiny", calibration)
         try:
             wizard = server.console.calibration
             assert wizard.path == state / "calibration.json"

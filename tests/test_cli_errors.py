@@ -79,12 +79,13 @@ def test_car_options_that_cannot_run_together_are_refused_in_the_users_words(arg
 
 @pytest.mark.parametrize("transport", ["local", "dds", "ros"])
 def test_console_off_is_no_console_on_every_transport(transport):
-    from car.config import load_params
     from racer.cli import build_parser
     from racer.commands.car import argument_problem
+    from racer.commands.node import config_from_args
 
     args = build_parser().parse_args(["car", "--sim", "reinvent_base", "--transport", transport, "--console", "off"])
-    assert argument_problem(args, load_params()) is None
+    config = config_from_args(args, sim=args.sim)
+    assert argument_problem(args, config) is None and config.console is None
 
 
 def test_a_recording_replays_on_a_laptop_without_an_actuator(tmp_path):
@@ -133,14 +134,13 @@ def test_a_recording_replays_on_a_laptop_without_an_actuator(tmp_path):
 def test_a_failed_start_leaves_no_camera_thread_behind(tmp_path):
     """An actuator that cannot open ends the start with its one-line error; the camera opened before it is
     closed first, so the process never exits with its reader thread inside OpenCV."""
-    import argparse
     import threading
 
     import cv2
     import numpy as np
 
     from car.actuators.calibration import FACTORY_DEFAULT
-    from car.config import load_params
+    from car.config import resolve_config
     from racer.processes.local import build_local
 
     video = tmp_path / "drive.avi"
@@ -148,9 +148,9 @@ def test_a_failed_start_leaves_no_camera_thread_behind(tmp_path):
     for i in range(30):
         writer.write(np.full((120, 160, 3), 8 * i, np.uint8))
     writer.release()
-    args = argparse.Namespace(model=None, sim=None, camera=f"file:{video}", actuator=f"maestro:{tmp_path}/none")
+    config = resolve_config(camera=f"file:{video}", actuator=f"maestro:{tmp_path}/none")
     with pytest.raises(RuntimeError, match="could not open port"):  # ActuatorFault
-        build_local(args, load_params(), FACTORY_DEFAULT)
+        build_local(config, FACTORY_DEFAULT)
     assert not [t.name for t in threading.enumerate() if t.name.startswith("camera ")]
 
 

@@ -13,6 +13,7 @@ from browser.harness import car_fixture
 from car.actuators import calibration as servo
 from car.actuators.pulse import PulseDriver
 from car.clock import SimClock
+from car.config import CarConfig
 from car.console.calibration import CalibrationService
 from car.console.errors import ApiError
 from car.console.node import ConsoleNode
@@ -222,7 +223,7 @@ def test_calibration_reaches_a_pulse_driver_exactly(tmp_path):
     meta = parse_metadata({"action_space": [{"steering_angle": 0, "speed": 1.0}]})
     # stepped by hand: each request is answered before `ask` returns
     graph = CarGraph(SimClock(), None, driver, PolicyModel(lambda x: np.ones(1, np.float32), spec, meta))
-    service = CalibrationService(ConsoleNode(graph.bus, graph.clock, {}, "m"), tmp_path / "calibration.json")
+    service = CalibrationService(ConsoleNode(graph.bus, graph.clock, CarConfig(), "m"), tmp_path / "calibration.json")
     service.enter()
     for ui, pulse in ((-40, 1_100_000), (25, 1_750_000), (-5, 1_450_000)):
         service.adjust("angle", {"pwm": ui})

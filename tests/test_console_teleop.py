@@ -10,7 +10,7 @@ import time
 import pytest
 
 from browser.harness import Car, car_fixture
-from car.console.teleop import parse_command
+from car.console.teleop import parse_teleop_message
 
 DEADLINE_S = 0.25
 
@@ -126,6 +126,6 @@ def test_teleop_is_refused_outside_manual_mode(car):
 ])
 def test_teleop_messages_are_checked(text, reason):
     with pytest.raises(ValueError, match=re.escape(reason)):
-        parse_command(text)
-    assert parse_command('{"steering": -1, "throttle": 0.5}') == {"steering": -1.0, "throttle": 0.5}
-    assert parse_command('{"estop": true}') == {"estop": True}
+        parse_teleop_message(text)
+    assert parse_teleop_message('{"steering": -1, "throttle": 0.5}') == {"steering": -1.0, "throttle": 0.5}
+    assert parse_teleop_message('{"estop": true}') == {"estop": True}

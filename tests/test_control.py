@@ -5,7 +5,8 @@ import pytest
 
 from car.actuators.base import ActuatorFault
 from car.actuators.core import ActuatorCore
-from car.control.core import CALIBRATION_FRAME, NEUTRAL, ControlCore, ControlParams
+from car.config import ControlParams
+from car.control.core import CALIBRATION_FRAME, NEUTRAL, ControlCore
 from car.control.modes import Mode, ModeState
 from car.control.mux import Mux
 from car.control.watchdog import Watchdog
@@ -101,7 +102,7 @@ def test_autonomous_needs_start_and_scales_by_max_speed():
 
 
 def test_stale_policy_and_camera_loss_go_neutral():
-    c = ControlCore()
+    c = ControlCore(ControlParams(policy_timeout_s=0.25, camera_timeout_s=0.25))
     c.set_mode("autonomous", 0.0)
     c.start(0.0)
     c.on_camera(0.0)

@@ -4,18 +4,19 @@ import json
 import pytest
 
 from car.clock import SimClock
-from car.control.commands import CommandError, command_json, parse_command
+from car.config import CarConfig
+from car.control.requests import ControlRequestError, control_request_json, parse_control_request
 from car.graph.multiprocess import ControlProcess
 from car.messages import DIAGNOSTICS_TOPIC
 from car.transport.local import LocalBus
 
 
 def test_commands_round_trip_through_json():
-    text = command_json("set_mode", mode="autonomous", id="42")
+    text = control_request_json("set_mode", mode="autonomous", id="42")
     assert json.loads(text) == {"command": "set_mode", "mode": "autonomous", "id": "42"}
-    command = parse_command(text)
+    command = parse_control_request(text)
     assert (command.name, command.args, command.id) == ("set_mode", ("autonomous",), "42")
-    assert parse_command('{"command": "calibrate", "steering": 0.5, "throttle": -1}').args == (0.5, -1)
+    assert parse_control_request('{"command": "calibrate", "steering": 0.5, "throttle": -1}').args == (0.5, -1)
 
 
 @pytest.mark.parametrize("text, reason, command_id", [
@@ -28,8 +29,8 @@ def test_commands_round_trip_through_json():
     ('{"command": "calibrate", "steering": true, "throttle": 0}', "steering must be a number", ""),
 ])
 def test_bad_commands_are_refused_with_the_reason_and_their_id(text, reason, command_id):
-    with pytest.raises(CommandError, match=reason) as info:
-        parse_command(text)
+    with pytest.raises(ControlRequestError, match=reason) as info:
+        parse_control_request(text)
     assert info.value.id == command_id
 
 
@@ -37,13 +38,13 @@ def test_control_node_answers_each_command_on_diagnostics():
     bus, clock = LocalBus(), SimClock()  # not spinning: each command is answered as it is sent
     answers = []
     bus.subscribe(DIAGNOSTICS_TOPIC, lambda a: answers.extend(s for s in a.status if s.name == "control"))
-    control = ControlProcess(bus, clock, {})
+    control = ControlProcess(bus, clock, CarConfig())
     send = bus.publisher("/control/command")
-    send(command_json("set_mode", mode="autonomous", id="1"))
-    send(command_json("start", id="2"))
-    send(command_json("set_max_speed", value=0.8, id="3"))
+    send(control_request_json("set_mode", mode="autonomous", id="1"))
+    send(control_request_json("start", id="2"))
+    send(control_request_json("set_max_speed", value=0.8, id="3"))
     send('{"command": "set_max_speed", "value": 1.5, "id": "4"}')
-    send(command_json("calibrate", steering=0.1, throttle=0.0, id="5"))
+    send(control_request_json("calibrate", steering=0.1, throttle=0.0, id="5"))
     result = {s.value("command_id"): s.value("command_result") for s in answers}
     assert result == {"1": "ok", "2": "ok", "3": "ok", "4": "max speed must be between 0 and 1, got 1.5",
                       "5": "calibration commands need calibration mode"}
@@ -61,27 +62,27 @@ def test_control_owns_the_calibration_the_actuator_applies(tmp_path):
     bus, clock = LocalBus(), SimClock()
     statuses = {}
     bus.subscribe(DIAGNOSTICS_TOPIC, lambda a: statuses.update({s.name: s for s in a.status}))
-    control = ControlProcess(bus, clock, {})
+    control = ControlProcess(bus, clock, CarConfig())
     driver = PulseRecorder(servo.FACTORY_DEFAULT)
-    ActuatorProcess(bus, clock, driver, {})
+    ActuatorProcess(bus, clock, driver, CarConfig())
     send = bus.publisher("/control/command")
     other = servo.Calibration(servo.PulseRange(1_300_000, 1_500_000, 1_700_000, 1), servo.FACTORY_DEFAULT.motor)
-    send(command_json("set_calibration", calibration=servo.to_dict(other), id="1"))
+    send(control_request_json("set_calibration", calibration=servo.to_dict(other), id="1"))
     assert statuses["control"].value("command_result") == "ok"
     assert driver.calibration == other and driver.writes[-1] == (servo.FACTORY_DEFAULT.motor.mid, 1_500_000)
 
-    send(command_json("set_mode", mode="autonomous"))
-    send(command_json("start"))
+    send(control_request_json("set_mode", mode="autonomous"))
+    send(control_request_json("start"))
     control.core.on_camera(clock.now())  # the camera's heartbeat is not what this test is about
     bus.publisher("/policy/drive")(AckermannDriveStamped(Header(Time.from_seconds(0.0)), AckermannDrive(0.0, 0.0, 1.0)))
-    send(command_json("set_calibration", calibration=servo.to_dict(servo.FACTORY_DEFAULT), id="2"))
+    send(control_request_json("set_calibration", calibration=servo.to_dict(servo.FACTORY_DEFAULT), id="2"))
     assert statuses["control"].value("command_result") == "stop the car before changing its calibration"
     assert driver.calibration == other
-    send(command_json("stop"))
+    send(control_request_json("stop"))
 
     out_of_range = servo.to_dict(other)
     out_of_range["Calibration"]["Servo"]["max"] = 3_000_000  # 3 ms: no servo takes it
-    send(command_json("set_calibration", calibration=out_of_range, id="3"))
+    send(control_request_json("set_calibration", calibration=out_of_range, id="3"))
     assert "outside 500000..2500000 ns" in statuses["actuator"].message and driver.calibration == other
     assert "actuator: calibration refused" in statuses["control"].value("latched")  # control latched the fault
     send('{"command": "set_calibration", "calibration": [1], "id": "4"}')
@@ -101,7 +102,7 @@ def test_the_policy_node_loads_a_bundle_on_request_after_stopping_the_car(tmp_pa
     statuses, commands = {}, []
     bus.subscribe(DIAGNOSTICS_TOPIC, lambda a: statuses.update({s.name: s for s in a.status}))
     bus.subscribe("/control/command", commands.append)
-    policy = PolicyProcess(bus, clock, load_model(bundle, tmp_path / "cache"), {}, "tiny")
+    policy = PolicyProcess(bus, clock, load_model(bundle, tmp_path / "cache"), CarConfig(), "tiny")
     load = bus.publisher(MODEL_TOPIC)
     load(json.dumps({"path": str(tmp_path / "nowhere"), "cache": str(tmp_path / "cache"), "id": "a"}))
     answer = statuses["policy"]

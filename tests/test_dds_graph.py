@@ -22,7 +22,7 @@ from rosbags.highlevel import AnyReader
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, ERROR, POLICY_TOPIC, DiagnosticStatus
 from car.policy.bundle import load_bundle
 from car.transport.rosbag import typestore
-from car.transport.wire import COMMAND_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
+from car.transport.wire import CONTROL_REQUEST_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
 from dds_support import (
     Monitor,
     assert_a_lap,
@@ -203,7 +203,7 @@ def stays_stopped_until_start(graph: Graph, node: str) -> None:
 
 def command(graph: Graph, text: dict, id: str) -> DiagnosticStatus:
     """Send until answered: /control/command is volatile, so a command before discovery is lost."""
-    publish = graph.monitor.publisher(COMMAND_TOPIC)
+    publish = graph.monitor.publisher(CONTROL_REQUEST_TOPIC)
     for _ in range(20):
         since = time.monotonic()
         publish(json.dumps({**text, "id": id}))

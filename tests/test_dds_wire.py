@@ -37,7 +37,7 @@ from car.transport.dds import DdsBus
 from car.transport.rosbag import typestore
 from car.transport.wire import (
     CLOCK_TOPIC,
-    COMMAND_TOPIC,
+    CONTROL_REQUEST_TOPIC,
     IMAGE,
     SIM_CAMERA_TOPIC,
     SIM_POSE_TOPIC,
@@ -66,7 +66,7 @@ MESSAGES = {
         DiagnosticStatus(2, "policy", "NaN in output", "ov", (KeyValue("frames", "12"), KeyValue("fps", "14.9"))),
         DiagnosticStatus(0, "caméra", "ok"))),
     CLOCK_TOPIC: STAMP,
-    COMMAND_TOPIC: '{"command": "start", "id": "7"}',
+    CONTROL_REQUEST_TOPIC: '{"command": "start", "id": "7"}',
     SIM_SERVO_TOPIC: ServoCtrl(-0.75, 0.5),
     # the model's input: float32 pixels, odd width (no alignment to lean on)
     POLICY_INPUT_TOPIC: Image(Header(STAMP, "model_input"), np.linspace(-1, 255, 5 * 7, dtype=np.float32).reshape(5, 7),

@@ -124,7 +124,7 @@ def test_every_launched_command_line_is_one_racer_accepts(launch_module):
         name = node.kwargs["name"]
         args = parser.parse_args([*node.kwargs["arguments"], "--ros-args", "-r", f"__node:={name}",
                                   "--params-file", PARAMS])
-        assert (args.command, args.name, args.transport) == ("node", name, "ros")
+        assert (args.subcommand, args.name, args.transport) == ("node", name, "ros")
         assert args.ros_args == ["-r", f"__node:={name}", "--params-file", PARAMS]
 
 

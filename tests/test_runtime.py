@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from car.config import CarConfig
 from car.messages import DRIVE_TOPIC
 from car.policy.core import PolicyModel
 from car.policy.metadata import parse_metadata
@@ -47,7 +48,7 @@ def make():
         return drivers[0]
 
     model = PolicyModel(lambda x: np.array([1.0, 0.0], np.float32), SPEC, META)
-    car = sim_car(Track.load("reinvent_base"), model, {}, "straight", wrap_driver=wrap, autostart=True)
+    car = sim_car(Track.load("reinvent_base"), model, CarConfig(autostart=True), "straight", wrap_driver=wrap)
     return car.world.sim, drivers[0], car
 
 

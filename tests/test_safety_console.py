@@ -9,6 +9,7 @@ import pytest
 from car.actuators import calibration as servo
 from car.actuators.maestro import MaestroDriver
 from car.camera.capture import open_camera
+from car.config import CarConfig
 from car.console.auth import set_password
 from car.console.client import CarAddress, CarClient, KnownCars
 from car.console.server import ConsoleOptions, start_console
@@ -33,7 +34,7 @@ def car(tmp_path, bundle_dir, images, maestro):
     state = StateDir(tmp_path / "state")
     set_password(state, PASSWORD)
     server = start_console(ConsoleOptions("127.0.0.1", 0, state.root, advertise=False), runtime.local.bus,
-                           runtime.graph.clock, {}, bundle.name)
+                           runtime.graph.clock, CarConfig(), bundle.name)
     runtime.local.closers.append(server.stop)
     runtime.local.start()
     client = CarClient(CarAddress.parse(server.url), lambda: PASSWORD, lambda _: None,

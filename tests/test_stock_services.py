@@ -13,7 +13,8 @@ import pytest
 from car.actuators import calibration as servo
 from car.calibration import CarCalibration
 from car.clock import SimClock
-from car.control.commands import CommandError
+from car.config import CarConfig
+from car.control.requests import ControlRequestError
 from car.graph.multiprocess import ControlProcess
 from car.messages import (
     CAMERA_TOPIC,
@@ -44,7 +45,7 @@ from car.stock_services.ctrl_pkg import (
 )
 from car.stock_services.inference_pkg import LOAD_MODEL, MODEL_STATE, ModelLoadService, model_folder, named_folder
 from car.transport.local import LocalBus
-from car.transport.wire import COMMAND_TOPIC
+from car.transport.wire import CONTROL_REQUEST_TOPIC
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "models" / "default"
@@ -81,7 +82,7 @@ def car(tmp_path):
     """A control process answering the services, with the factory calibration and `tmp_path` as state dir."""
     bus, clock = ServiceBus(), SimClock(100.0)
     drives, diagnostics = bus.recorder(DRIVE_TOPIC), bus.recorder(DIAGNOSTICS_TOPIC)
-    control = ControlProcess(bus, clock, {})
+    control = ControlProcess(bus, clock, CarConfig())
     state = tmp_path / "state"
     ControlServices(bus, control, CarCalibration(FACTORY, "factory default", state / "calibration.json"))
     return bus, clock, control, drives, diagnostics, state
@@ -107,7 +108,7 @@ def test_vehicle_state_is_set_mode_with_the_stock_numbers(state, mode):
 
 @pytest.mark.parametrize("state", [3, -1, 127, -128, True, 1.0, None, "1"])
 def test_a_state_the_car_does_not_have_is_refused(state):
-    with pytest.raises(CommandError):
+    with pytest.raises(ControlRequestError):
         vehicle_state({"state": state})
 
 
@@ -115,7 +116,7 @@ def test_enable_state_is_start_or_stop_and_nothing_else():
     assert enable_state({"is_active": True}).name == "start"
     assert enable_state({"is_active": False}).name == "stop"
     for value in (1, 0, "true", None):
-        with pytest.raises(CommandError, match="is_active must be true or false"):
+        with pytest.raises(ControlRequestError, match="is_active must be true or false"):
             enable_state({"is_active": value})
 
 
@@ -134,7 +135,7 @@ def test_cal_type_0_is_the_servo_and_1_the_motor():
     assert car_cal(FACTORY, {"cal_type": 1}) == {"max": 1_603_500, "mid": 1_446_000, "min": 1_311_000,
                                                   "polarity": -1, "error": 0}
     for kind in (2, -1, True):
-        with pytest.raises(CommandError):
+        with pytest.raises(ControlRequestError):
             cal_type({"cal_type": kind})
 
 
@@ -216,7 +217,7 @@ def test_an_enable_after_an_emergency_stop_is_the_users_start(car):
     bus, clock, control, drives, _, _ = car
     bus.call("/ctrl_pkg/vehicle_state", state=1)
     bus.call("/ctrl_pkg/enable_state", is_active=True)
-    bus.publisher(COMMAND_TOPIC)(json.dumps({"command": "emergency_stop"}))
+    bus.publisher(CONTROL_REQUEST_TOPIC)(json.dumps({"command": "emergency_stop"}))
     drive_on_policy(bus, clock)
     assert drives[-1].drive.speed == 0.0
     assert bus.call("/ctrl_pkg/vehicle_state", state=1) == {"error": 0}  # same mode: the latch stays
@@ -325,7 +326,7 @@ def test_model_folder_is_a_folder_under_models_and_nothing_else(tmp_path):
 def policy_node(tmp_path):
     bus, clock = ServiceBus(), SimClock(5.0)
     core = PolicyCore.for_model(Policy(load_bundle(BUNDLE)).model(), 0.5236, 4.0)
-    commands, diagnostics = bus.recorder(COMMAND_TOPIC), bus.recorder(DIAGNOSTICS_TOPIC)
+    commands, diagnostics = bus.recorder(CONTROL_REQUEST_TOPIC), bus.recorder(DIAGNOSTICS_TOPIC)
     service = ModelLoadService(bus, clock, core, tmp_path)
     return bus, core, service, commands, diagnostics, tmp_path / "models"
 

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any
 
 from car.actuators.base import ActuatorFault, CalibratedDriver, Driver
 from car.actuators.calibration import Calibration
-from car.control.core import CALIBRATION_FRAME, ControlParams
+from car.config import STALE_INPUT_S, CarConfig
+from car.control.core import CALIBRATION_FRAME
 from car.messages import ERROR, OK, AckermannDriveStamped, DiagnosticStatus, KeyValue
 
 
 class ActuatorCore:
-    def __init__(self, driver: Driver, max_steering_rad: float, max_speed_mps: float, timeout_s: float = 0.25):
+    def __init__(self, driver: Driver, max_steering_rad: float, max_speed_mps: float,
+                 timeout_s: float = STALE_INPUT_S):
         if max_steering_rad <= 0 or max_speed_mps <= 0:
             raise ValueError("max_steering_rad and max_speed_mps must be positive")
         self.driver = driver
@@ -40,11 +41,9 @@ class ActuatorCore:
         self._safe(self.driver.neutral)
 
     @classmethod
-    def from_params(cls, driver: Driver, params: dict[str, dict[str, Any]]) -> ActuatorCore:
-        """The same vehicle constants as control, and the actuator's own timeout, from the parameter file."""
-        cp = ControlParams.from_params(params)
-        timeout_s = float(params.get("actuator", {}).get("timeout_s", 0.25))
-        return cls(driver, cp.max_steering_rad, cp.max_speed_mps, timeout_s)
+    def from_config(cls, driver: Driver, config: CarConfig) -> ActuatorCore:
+        """The same vehicle constants as control, and the actuator's own timeout."""
+        return cls(driver, config.control.max_steering_rad, config.control.max_speed_mps, config.actuator.timeout_s)
 
     def on_drive(self, msg: AckermannDriveStamped, now: float) -> None:
         with self.lock:

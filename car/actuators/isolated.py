@@ -18,6 +18,7 @@ from typing import Any
 
 from car.actuators.base import ActuatorFault
 from car.actuators.calibration import Calibration
+from car.config import STALE_INPUT_S
 
 REPLY_TIMEOUT_S = 1.0
 START_TIMEOUT_S = 20.0
@@ -82,7 +83,7 @@ class IsolatedDriver:
     or is gone, is an ActuatorFault (and the child's watchdog has already put the outputs at neutral).
     """
 
-    def __init__(self, spec: str, calibration: Calibration, timeout_s: float = 0.25):
+    def __init__(self, spec: str, calibration: Calibration, timeout_s: float = STALE_INPUT_S):
         self.name = spec
         self._calibration = calibration
         self._lock = threading.Lock()

@@ -3,7 +3,7 @@
 It watches /camera/image_raw (the live stream), /policy/drive (latency), /drive (the command the
 outputs get) and /diagnostics (every node's status: control's mode, latch and limits, the policy's
 inference time and model), publishes /teleop/drive, and sends its requests as any node does:
-to control on /control/command (car.control.commands) and model loads to the policy on /policy/load,
+to control on /control/command (car.control.requests) and model loads to the policy on /policy/load,
 each with an id that the answer on /diagnostics carries back.
 
 Callbacks run on the bus's executor and only store references; the web server's threads read those
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from car.clock import Clock
+from car.config import CarConfig
 from car.console.errors import ApiError
-from car.control.commands import FIELDS, command_json
-from car.control.core import ControlParams
 from car.control.modes import Mode
+from car.control.requests import FIELDS, control_request_json
 from car.messages import (
     CAMERA_TOPIC,
     DIAGNOSTICS_TOPIC,
@@ -45,7 +45,7 @@ from car.messages import (
     drive_msg,
 )
 from car.transport import NodeBus
-from car.transport.wire import COMMAND_TOPIC, MODEL_TOPIC
+from car.transport.wire import CONTROL_REQUEST_TOPIC, MODEL_TOPIC
 
 CAMERA_STALE_S = 1.0
 FPS_WINDOW_S = 2.0
@@ -70,8 +70,8 @@ def _float(value: str | None) -> float | None:
 
 
 class ConsoleNode:
-    def __init__(self, bus: NodeBus, clock: Clock, params: dict[str, dict[str, Any]], model_name: str):
-        control = ControlParams.from_params(params)
+    def __init__(self, bus: NodeBus, clock: Clock, config: CarConfig, model_name: str):
+        control = config.control
         self.clock = clock
         self.model_name = model_name
         self.max_steering_rad = control.max_steering_rad
@@ -86,7 +86,7 @@ class ConsoleNode:
         self._ids = count(1)
         self._prefix = f"console-{os.getpid()}-{time.monotonic_ns() % 1_000_000}"
         self._teleop = bus.publisher(TELEOP_TOPIC)
-        self._control = bus.publisher(COMMAND_TOPIC)
+        self._control = bus.publisher(CONTROL_REQUEST_TOPIC)
         self._load = bus.publisher(MODEL_TOPIC)
         bus.subscribe(CAMERA_TOPIC, self._on_image)
         bus.subscribe(POLICY_TOPIC, self._on_policy)
@@ -129,10 +129,11 @@ class ConsoleNode:
         return future
 
     def request(self, name: str, *args: Any) -> Future[str]:
-        """Send control the command `name` with `args` (in car.control.commands.FIELDS order); the
+        """Send control the request `name` with `args` (in car.control.requests.FIELDS order); the
         future resolves to control's answer, "ok" or its reason for refusing."""
         fields = dict(zip(FIELDS[name], args, strict=False))
-        return self._ask("command", self._control, lambda request_id: command_json(name, id=request_id, **fields))
+        return self._ask("command", self._control,  # answered in command_id / command_result
+                         lambda request_id: control_request_json(name, id=request_id, **fields))
 
     def _settle(self, future: Future[str], timeout_s: float, what: str) -> None:
         try:

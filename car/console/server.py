@@ -16,12 +16,12 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import uvicorn
 
 from car.actuators.calibration import Calibration
 from car.clock import Clock
+from car.config import CarConfig
 from car.console.app import Console, create_app
 from car.console.auth import Auth, ensure_password
 from car.console.calibration import CalibrationService
@@ -143,7 +143,7 @@ def recover_state(state: StateDir, store: ModelStore) -> None:
         log.info("console removed %d temporary file(s) of interrupted writes from %s", temporary, state.root)
 
 
-def start_console(options: ConsoleOptions, bus: NodeBus, clock: Clock, params: dict[str, dict[str, Any]],
+def start_console(options: ConsoleOptions, bus: NodeBus, clock: Clock, config: CarConfig,
                   model_name: str, car_calibration: Calibration | None = None) -> ConsoleServer:
     """Serve the console as a node on `bus` (call before the bus spins: a process bus subscribes only
     then). On the first start a password is generated and written to a file only the owner can read;
@@ -154,7 +154,7 @@ def start_console(options: ConsoleOptions, bus: NodeBus, clock: Clock, params: d
     password_file = ensure_password(state)
     secure = options.secure
     certificate = ensure_certificate(state.tls, options.host) if secure else None
-    node = ConsoleNode(bus, clock, params, model_name)
+    node = ConsoleNode(bus, clock, config, model_name)
     sock = _bind(options.host, options.port)
     port = sock.getsockname()[1]
     console = Console(

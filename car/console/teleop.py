@@ -28,7 +28,7 @@ MAX_MESSAGE_BYTES = 1024
 CREDENTIAL_ENDED = 1008
 
 
-def parse_command(text: str) -> dict[str, Any]:
+def parse_teleop_message(text: str) -> dict[str, Any]:
     """A checked teleop message: {"estop": True} or {"steering": float, "throttle": float} (each
     -1..1); ValueError with the reason otherwise."""
     if len(text) > MAX_MESSAGE_BYTES:
@@ -75,12 +75,12 @@ class TeleopSession:
         stamp = self.node.now()
         self.last_message = time.monotonic()
         try:
-            command = parse_command(text)
+            message = parse_teleop_message(text)
         except ValueError as exc:
             self.lost(f"teleop: bad message ({exc})")
             await self.ws.send_json({"type": "error", "reason": str(exc)})
             return
-        if command.get("estop"):
+        if message.get("estop"):
             self.driving = False
             await self.estop("teleop")
             await self.ws.send_json({"type": "estop"})
@@ -88,8 +88,8 @@ class TeleopSession:
         if self.node.mode != "manual":
             await self.ws.send_json({"type": "error", "reason": "teleop drives in manual mode; switch to manual"})
             return
-        self.driving = command["steering"] != 0.0 or command["throttle"] != 0.0
-        self.node.teleop(command["steering"], command["throttle"], stamp)
+        self.driving = message["steering"] != 0.0 or message["throttle"] != 0.0
+        self.node.teleop(message["steering"], message["throttle"], stamp)
 
     async def close_when_ended(self) -> None:
         await self.ended.wait()

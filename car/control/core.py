@@ -2,30 +2,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
+from car.config import ControlParams
 from car.control.modes import EMERGENCY_STOP, Mode, ModeState
 from car.control.mux import Mux
 from car.control.watchdog import Watchdog
 from car.messages import ERROR, OK, AckermannDrive, AckermannDriveStamped, DiagnosticStatus, Header, KeyValue, Time
-
-
-@dataclass(frozen=True)
-class ControlParams:
-    policy_timeout_s: float = 0.25
-    teleop_timeout_s: float = 0.25
-    camera_timeout_s: float = 0.25
-    max_speed: float = 0.5
-    manual_max_speed: float = 0.5
-    max_steering_rad: float = 0.5236
-    max_speed_mps: float = 4.0
-
-    @classmethod
-    def from_params(cls, params: dict[str, dict[str, Any]]) -> ControlParams:
-        """The control section of the parameter file (car.config.load_params); other keys are other nodes'."""
-        return cls(**{k: v for k, v in params.get("control", {}).items() if k in cls.__dataclass_fields__})
-
 
 NEUTRAL = AckermannDrive()
 # header.frame_id of a /drive command in raw calibration pulses (the wizard's); any other frame_id

@@ -108,8 +108,8 @@ class ControlNode:
                 node = status.name.split("/", 1)[1]
                 self._publish(self.core.fault(f"{node} node: {status.message}", self.clock.now()))
 
-    def command(self, fn: Callable[..., AckermannDriveStamped], *args: Any) -> AckermannDriveStamped:
-        """Run a core command (start, stop, set_mode, ...) and publish its output at once."""
+    def run_request(self, fn: Callable[..., AckermannDriveStamped], *args: Any) -> AckermannDriveStamped:
+        """Run a control request on the core (start, stop, set_mode, ...) and publish its output at once."""
         out = fn(*args, self.clock.now())
         self._publish(out)
         return out

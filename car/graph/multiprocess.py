@@ -23,14 +23,15 @@ from car.actuators.calibration import from_dict, wizard_ranges
 from car.actuators.core import ActuatorCore
 from car.calibration import car_calibration
 from car.clock import Clock
-from car.control.commands import CommandError, command_json, parse_command
-from car.control.core import NEUTRAL, ControlCore, ControlParams
+from car.config import CarConfig
+from car.control.core import NEUTRAL, ControlCore
+from car.control.requests import ControlRequestError, control_request_json, parse_control_request
 from car.graph.adapters import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DRIVE_TOPIC, ERROR, OK, DiagnosticStatus, KeyValue
 from car.policy.core import PolicyCore, PolicyModel
 from car.process import StopSignals
 from car.transport import NodeBus
-from car.transport.wire import CALIBRATION_TOPIC, COMMAND_TOPIC, MODEL_TOPIC
+from car.transport.wire import CALIBRATION_TOPIC, CONTROL_REQUEST_TOPIC, MODEL_TOPIC
 
 log = logging.getLogger("racer.node")
 
@@ -102,14 +103,13 @@ class PolicyProcess:
     answers with `load_id`, `load_result` ("ok" or the reason) and `model` in its "policy" status.
     """
 
-    def __init__(self, bus: NodeBus, clock: Clock, model: PolicyModel, params: dict[str, dict[str, Any]],
-                 model_name: str = ""):
-        cp = ControlParams.from_params(params)
-        self.core = PolicyCore.for_model(model, cp.max_steering_rad, cp.max_speed_mps)
+    def __init__(self, bus: NodeBus, clock: Clock, model: PolicyModel, config: CarConfig, model_name: str = ""):
+        vehicle = config.control
+        self.core = PolicyCore.for_model(model, vehicle.max_steering_rad, vehicle.max_speed_mps)
         self.node = PolicyNode(bus, clock, self.core)
         self.model_name = model_name
         self.answer: tuple[KeyValue, ...] = ()
-        self._control = bus.publisher(COMMAND_TOPIC)
+        self._control = bus.publisher(CONTROL_REQUEST_TOPIC)
         bus.subscribe(MODEL_TOPIC, self.on_load)
         bus.timer(1.0 / DIAGNOSTICS_HZ, self.publish_diagnostics, clock)
 
@@ -119,7 +119,7 @@ class PolicyProcess:
             request = json.loads(text)
             request_id = str(request.get("id", ""))
             path, cache = Path(request["path"]), Path(request["cache"])
-            self._control(command_json("stop", id=f"policy-load-{request_id}"))
+            self._control(control_request_json("stop", id=f"policy-load-{request_id}"))
             self.core.load(load_model(path, cache))
             self.model_name = path.name
         except (ValueError, KeyError, TypeError, AttributeError, OSError, RuntimeError) as exc:
@@ -145,19 +145,19 @@ class ControlProcess:
     """The mux on its timer, and the requests of other nodes (/control/command) answered on /diagnostics.
 
     `request` is the one entry for every request to the car (mode, start/stop, emergency stop, speed
-    limits, calibration), whoever sends it: it runs the core's command, publishes /drive at once and,
+    limits, calibration), whoever sends it: the core runs it, /drive is published at once and,
     for a new calibration, hands it to the actuator on /actuator/calibration. A change between driving
     and neutral is reported at once, with the age of the last policy command at that moment (node
     clock), so the time a stale input takes to stop the car is measured by the node that decides it.
     """
 
-    def __init__(self, bus: NodeBus, clock: Clock, params: dict[str, dict[str, Any]], autostart: bool = False):
-        self.core = ControlCore(ControlParams.from_params(params))
+    def __init__(self, bus: NodeBus, clock: Clock, config: CarConfig, autostart: bool = False):
+        self.core = ControlCore(config.control)
         self.node = ControlNode(bus, clock, self.core)
         self.answer: tuple[KeyValue, ...] = ()
         self._driving = False
         self._calibration = bus.publisher(CALIBRATION_TOPIC)
-        bus.subscribe(COMMAND_TOPIC, self.on_command)
+        bus.subscribe(CONTROL_REQUEST_TOPIC, self.on_request)
         bus.timer(1.0 / TICK_HZ, self.tick, clock)
         bus.timer(1.0 / DIAGNOSTICS_HZ, self.publish_diagnostics, clock)
         if autostart:
@@ -165,11 +165,11 @@ class ControlProcess:
             self.request("start")
 
     def request(self, name: str, *args: Any) -> str:
-        """Run control's command `name` (car.control.commands.FIELDS) with `args`, whoever asks (/control/command,
+        """Run the control request `name` (car.control.requests.FIELDS) with `args`, whoever asks (/control/command,
         the console, the stock DeepRacer services): "ok", or the core's reason for refusing it (a bad mode, out of
         range, not in calibration, a fault present)."""
         try:
-            self.node.command(getattr(self.core, name), *args)
+            self.node.run_request(getattr(self.core, name), *args)
         except ValueError as exc:
             return str(exc)
         if name == "set_calibration":
@@ -184,15 +184,15 @@ class ControlProcess:
         if (self.core.last_output.drive != NEUTRAL) != self._driving:
             self.publish_diagnostics()
 
-    def on_command(self, text: str) -> None:
+    def on_request(self, text: str) -> None:
         try:
-            command = parse_command(text)
-        except CommandError as exc:
-            command_id, result = exc.id, str(exc)
+            request = parse_control_request(text)
+        except ControlRequestError as exc:
+            request_id, result = exc.id, str(exc)
         else:
-            command_id, result = command.id, self.request(command.name, *command.args)
+            request_id, result = request.id, self.request(request.name, *request.args)
         log.info("command %s: %s", text[:200], result)
-        self.answer = (KeyValue("command_id", command_id), KeyValue("command_result", result))
+        self.answer = (KeyValue("command_id", request_id), KeyValue("command_result", result))
         self.publish_diagnostics()
 
     def publish_diagnostics(self) -> None:
@@ -215,8 +215,8 @@ class ActuatorProcess:
     itself.
     """
 
-    def __init__(self, bus: NodeBus, clock: Clock, driver: Driver, params: dict[str, dict[str, Any]]):
-        self.core = ActuatorCore.from_params(driver, params)
+    def __init__(self, bus: NodeBus, clock: Clock, driver: Driver, config: CarConfig):
+        self.core = ActuatorCore.from_config(driver, config)
         if isinstance(driver, CalibratedDriver):
             self.core.set_calibrations(driver.calibration, wizard_ranges(driver.calibration))
         bus.watch_deadline(DRIVE_TOPIC, self.core.timeout_s, self.on_deadline_missed)
@@ -299,14 +299,13 @@ def open_source(spec: str, bus: NodeBus, fps: float) -> CameraSource:
     return open_camera(spec, fps=fps)
 
 
-def open_driver(spec: str, bus: NodeBus, params: dict[str, dict[str, Any]], calibration: str | None = None,
-                state_dir: str | Path | None = None) -> Driver:
-    """The actuator driver for `spec`: the simulator link on `bus`, or hardware opened (at neutral)
-    with the car's calibration (`car.calibration.car_calibration` of `params`, `calibration` (the
-    --calibration file) and `state_dir`), so the first pulse is already the calibrated one. The
-    calibration is resolved only for hardware (the simulated car has none): CalibrationError names a bad file."""
+def open_driver(spec: str, bus: NodeBus, config: CarConfig) -> Driver:
+    """The actuator driver for `spec`: the simulator link on `bus`, or hardware opened (at neutral) with the
+    car's calibration (`car.calibration.car_calibration(config)`), so the first pulse is already the calibrated
+    one. The calibration is resolved only for hardware (the simulated car has none): CalibrationError names a
+    bad file."""
     if spec == "sim":
         from car.graph.simlink import SimLinkDriver
         return SimLinkDriver(bus)
     from car.actuators.open import open_actuator
-    return open_actuator(spec, car_calibration(params, calibration, state_dir).calibration)
+    return open_actuator(spec, car_calibration(config).calibration)

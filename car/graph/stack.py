@@ -7,10 +7,10 @@ through the whole chain at a time.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from car.actuators.base import Driver
 from car.clock import Clock
+from car.config import CarConfig
 from car.graph.adapters import CameraSource
 from car.graph.multiprocess import ActuatorProcess, CameraProcess, ControlProcess, PolicyProcess
 from car.policy.core import PolicyModel
@@ -24,15 +24,13 @@ class CarGraph:
     """camera -> policy -> control -> actuator on `bus` (a LocalBus of its own by default)."""
 
     def __init__(self, clock: Clock, source: CameraSource, driver: Driver, model: PolicyModel,
-                 params: dict[str, dict[str, Any]] | None = None, bus: NodeBus | None = None,
-                 model_name: str = "", autostart: bool = False):
-        params = params or {}
+                 config: CarConfig = CarConfig(), bus: NodeBus | None = None, model_name: str = ""):
         self.clock = clock
         self.bus = bus if bus is not None else LocalBus()
         self.camera = CameraProcess(self.bus, clock, source)
-        self.policy = PolicyProcess(self.bus, clock, model, params, model_name)
-        self.control = ControlProcess(self.bus, clock, params, autostart)
-        self.actuator = ActuatorProcess(self.bus, clock, driver, params)
+        self.policy = PolicyProcess(self.bus, clock, model, config, model_name)
+        self.control = ControlProcess(self.bus, clock, config, config.autostart)
+        self.actuator = ActuatorProcess(self.bus, clock, driver, config)
         self.faults = 0
         self.last_fault = ""
 

@@ -1,7 +1,7 @@
 """The stock DeepRacer control services (`/ctrl_pkg/*`, `deepracer_interfaces_pkg/srv`), so `ros2 service call`
 and tools written for the stock car drive a racer car.
 
-Each mode, start/stop or speed request becomes the `car.control.commands.Command` that /control/command
+Each mode, start/stop or speed request becomes the `car.control.requests.ControlRequest` that /control/command
 would carry and runs through control's one request path (`ControlProcess.request`): every rule of the
 state machine applies, and the answer appears on /diagnostics as for any other sender. The calibration
 is control's (it owns what the actuator applies): read and set here, in calibration mode only.
@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 from car.actuators.calibration import Calibration, PulseRange, save, to_dict, validate_range
 from car.calibration import CarCalibration
-from car.control.commands import Command, CommandError
 from car.control.modes import Mode
+from car.control.requests import ControlRequest, ControlRequestError
 from car.messages import DIAGNOSTICS_TOPIC, DiagnosticArray, KeyValue
 
 log = logging.getLogger("racer.services")
@@ -50,29 +50,29 @@ LOADING_KEY = "model_loading_status"
 def _integer(request: dict[str, Any], field: str) -> int:
     value = request.get(field)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise CommandError(f"{field} must be an integer, got {value!r}")
+        raise ControlRequestError(f"{field} must be an integer, got {value!r}")
     return value
 
 
-def vehicle_state(request: dict[str, Any]) -> Command:
-    """ActiveStateSrv `state` -> set_mode; CommandError for a state the car does not have."""
+def vehicle_state(request: dict[str, Any]) -> ControlRequest:
+    """ActiveStateSrv `state` -> set_mode; ControlRequestError for a state the car does not have."""
     state = _integer(request, "state")
     if not 0 <= state < len(MODES):
-        raise CommandError(f"unknown state {state}; expected 0 manual, 1 autonomous or 2 calibration")
-    return Command("set_mode", (MODES[state].value,))
+        raise ControlRequestError(f"unknown state {state}; expected 0 manual, 1 autonomous or 2 calibration")
+    return ControlRequest("set_mode", (MODES[state].value,))
 
 
-def enable_state(request: dict[str, Any]) -> Command:
+def enable_state(request: dict[str, Any]) -> ControlRequest:
     """EnableStateSrv `is_active` -> start (the user's action that lets the car move) or stop."""
     active = request.get("is_active")
     if not isinstance(active, bool):
-        raise CommandError(f"is_active must be true or false, got {active!r}")
-    return Command("start" if active else "stop")
+        raise ControlRequestError(f"is_active must be true or false, got {active!r}")
+    return ControlRequest("start" if active else "stop")
 
 
-def autonomous_throttle(request: dict[str, Any]) -> Command:
+def autonomous_throttle(request: dict[str, Any]) -> ControlRequest:
     """NavThrottleSrv `throttle` -> set_max_speed (0..1; control refuses anything else, NaN included)."""
-    return Command("set_max_speed", (request.get("throttle"),))
+    return ControlRequest("set_max_speed", (request.get("throttle"),))
 
 
 def answer(result: str) -> dict[str, int]:
@@ -86,10 +86,10 @@ def ctrl_modes() -> dict[str, Any]:
 
 
 def cal_type(request: dict[str, Any]) -> str:
-    """`cal_type` -> the calibration field it names ("servo" or "motor"); CommandError otherwise."""
+    """`cal_type` -> the calibration field it names ("servo" or "motor"); ControlRequestError otherwise."""
     kind = _integer(request, "cal_type")
     if not 0 <= kind < len(CAL_TYPES):
-        raise CommandError(f"unknown cal_type {kind}; expected 0 (steering servo) or 1 (motor)")
+        raise ControlRequestError(f"unknown cal_type {kind}; expected 0 (steering servo) or 1 (motor)")
     return CAL_TYPES[kind]
 
 
@@ -139,9 +139,10 @@ class ControlServices:
         self.control = control
         self.calibration, self.calibration_file = calibration.calibration, Path(calibration.state_file)
         self.model_loading = "loaded"  # the policy node starts with its model loaded
-        for name, handler in (("vehicle_state", self._command("vehicle_state", vehicle_state)),
-                              ("enable_state", self._command("enable_state", enable_state)),
-                              ("autonomous_throttle", self._command("autonomous_throttle", autonomous_throttle)),
+        request = self._control_request
+        for name, handler in (("vehicle_state", request("vehicle_state", vehicle_state)),
+                              ("enable_state", request("enable_state", enable_state)),
+                              ("autonomous_throttle", request("autonomous_throttle", autonomous_throttle)),
                               ("get_car_cal", self._refusable("get_car_cal", lambda r: car_cal(self.calibration, r))),
                               ("set_car_cal", self._refusable("set_car_cal", self.set_car_cal)),
                               ("get_ctrl_modes", lambda r: ctrl_modes()),
@@ -150,15 +151,16 @@ class ControlServices:
             bus.serve(f"/ctrl_pkg/{name}", f"{PACKAGE}/{SERVICE_TYPES[name]}", handler)
         bus.subscribe(DIAGNOSTICS_TOPIC, self._on_diagnostics)
 
-    def _command(self, name: str, mapping: Callable[[dict[str, Any]], Command]) -> Callable[[dict[str, Any]], dict]:
-        """The service `name` as a command through control, answered on /diagnostics with the service's name as id."""
+    def _control_request(self, name: str, mapping: Callable[[dict[str, Any]], ControlRequest]
+                         ) -> Callable[[dict[str, Any]], dict]:
+        """The service `name` as a control request, answered on /diagnostics with the service's name as id."""
         def handle(request: dict[str, Any]) -> dict[str, Any]:
             try:
-                command = mapping(request)
-            except CommandError as exc:
+                control_request = mapping(request)
+            except ControlRequestError as exc:
                 log.info("/ctrl_pkg/%s %s refused: %s", name, request, exc)
                 return answer(str(exc))
-            result = self.control.request(command.name, *command.args)
+            result = self.control.request(control_request.name, *control_request.args)
             log.info("/ctrl_pkg/%s %s: %s", name, request, result)
             self.control.answer = (KeyValue("command_id", f"/ctrl_pkg/{name}"), KeyValue("command_result", result))
             self.control.publish_diagnostics()
@@ -171,7 +173,7 @@ class ControlServices:
         def handle(request: dict[str, Any]) -> dict[str, Any]:
             try:
                 return handler(request)
-            except (ValueError, OSError) as exc:  # CommandError, CalibrationError, a state dir that cannot be written
+            except (ValueError, OSError) as exc:  # a bad request or calibration, a state dir that cannot be written
                 log.info("/ctrl_pkg/%s %s refused: %s", name, request, exc)
                 return {"error": REFUSED}
         return handle

@@ -20,11 +20,11 @@ from car.clock import Clock
 from car.console.errors import ApiError
 from car.console.models import ModelStore
 from car.console.state import StateDir
-from car.control.commands import command_json
+from car.control.requests import control_request_json
 from car.messages import DIAGNOSTICS_TOPIC, OK, WARN, DiagnosticArray, DiagnosticStatus, Header, KeyValue, Time
 from car.policy.core import PolicyCore
 from car.stock_services.ctrl_pkg import DONE, LOADING_KEY, MODEL_STATUS, PACKAGE, REFUSED, ServiceBus
-from car.transport.wire import COMMAND_TOPIC
+from car.transport.wire import CONTROL_REQUEST_TOPIC
 
 log = logging.getLogger("racer.services")
 
@@ -61,7 +61,7 @@ class ModelLoadService:
         self.store = ModelStore(state.models, state.cache)
         self.core, self.clock = core, clock
         self.status, self.model, self.reason = "loaded", "", ""
-        self._command = bus.publisher(COMMAND_TOPIC)
+        self._control = bus.publisher(CONTROL_REQUEST_TOPIC)
         self._diagnostics = bus.publisher(DIAGNOSTICS_TOPIC)
         bus.serve(LOAD_MODEL, f"{PACKAGE}/LoadModelSrv",
                   self._handler(lambda r: model_folder(r["artifact_path"], self.models)))
@@ -87,7 +87,7 @@ class ModelLoadService:
         except ApiError as exc:
             log.info("model load refused: %s", exc.reason)
             return False
-        self._command(command_json("stop", id=LOAD_MODEL))
+        self._control(control_request_json("stop", id=LOAD_MODEL))
         self._report("loading", folder)
         try:
             policy = self.store.compile(folder, model.model_name)

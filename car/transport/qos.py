@@ -15,7 +15,7 @@ from car.messages import (
 from car.transport.wire import (
     CALIBRATION_TOPIC,
     CLOCK_TOPIC,
-    COMMAND_TOPIC,
+    CONTROL_REQUEST_TOPIC,
     MODEL_TOPIC,
     SIM_CAMERA_TOPIC,
     SIM_POSE_TOPIC,
@@ -46,7 +46,7 @@ TOPIC_QOS: dict[str, TopicQos] = {
     SIM_SERVO_TOPIC: COMMAND,
     DRIVE_TOPIC: TopicQos(reliable=True, depth=1, deadline_s=DRIVE_DEADLINE_S),
     DIAGNOSTICS_TOPIC: TopicQos(reliable=True, depth=10),
-    COMMAND_TOPIC: TopicQos(reliable=True, depth=10),  # commands are not dropped for newer ones
+    CONTROL_REQUEST_TOPIC: TopicQos(reliable=True, depth=10),  # requests are not dropped for newer ones
     CALIBRATION_TOPIC: COMMAND,
     MODEL_TOPIC: TopicQos(reliable=True, depth=10),
     # what a visualiser shows: the newest sample is all it wants, and none may hold up its writer

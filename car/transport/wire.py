@@ -41,7 +41,7 @@ from car.messages import (
 )
 
 CLOCK_TOPIC = "/clock"
-COMMAND_TOPIC = "/control/command"
+CONTROL_REQUEST_TOPIC = "/control/command"
 CALIBRATION_TOPIC = "/actuator/calibration"  # control -> actuator: the calibration.json document (JSON)
 MODEL_TOPIC = "/policy/load"  # any node -> policy: load a bundle directory (JSON), answered on /diagnostics
 SIM_CAMERA_TOPIC = "/sim/camera/image_raw"
@@ -426,7 +426,7 @@ TOPIC_TYPES: dict[str, WireType] = {
     DRIVE_TOPIC: DRIVE,
     DIAGNOSTICS_TOPIC: DIAGNOSTICS,
     CLOCK_TOPIC: CLOCK,
-    COMMAND_TOPIC: STRING,
+    CONTROL_REQUEST_TOPIC: STRING,
     CALIBRATION_TOPIC: STRING,
     MODEL_TOPIC: STRING,
     SIM_CAMERA_TOPIC: IMAGE,

@@ -23,7 +23,7 @@ from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, AckermannDriveStamped, Heade
 from car.transport import NodeBus, open_bus
 from car.transport.dds import cyclone_environment
 from car.transport.ros import ros_environment
-from car.transport.wire import COMMAND_TOPIC
+from car.transport.wire import CONTROL_REQUEST_TOPIC
 from racer.bench.stats import percentiles
 
 IMAGE_SHAPE = (120, 160, 3)
@@ -128,7 +128,7 @@ def _track_frames(folder: Path, count: int = 60) -> None:
 def bench_multiprocess(model: Path, frames: int = 150, transport: str = "dds") -> dict[str, Any]:
     """Camera frame captured -> its /drive command received, with camera, policy and control in their own
     processes (the graph of `racer car --transport TRANSPORT`, timed from a fourth process)."""
-    from car.control.commands import command_json
+    from car.control.requests import control_request_json
 
     domain = _private_domain()
     bus = open_bus(transport, "bench_drive", domain=domain)
@@ -140,14 +140,14 @@ def bench_multiprocess(model: Path, frames: int = 150, transport: str = "dds") -
         seen.add(msg.header.stamp)
         return time.time() - msg.header.stamp.to_seconds()
 
-    start = bus.publisher(COMMAND_TOPIC)
+    start = bus.publisher(CONTROL_REQUEST_TOPIC)
     next_start = [0.0]
 
     def keep_starting() -> None:
         """The control node has just started: commands sent before discovery are lost, so repeat."""
         if time.monotonic() >= next_start[0]:
-            start(command_json("set_mode", mode="autonomous"))
-            start(command_json("start"))
+            start(control_request_json("set_mode", mode="autonomous"))
+            start(control_request_json("start"))
             next_start[0] = time.monotonic() + 0.5
 
     try:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from car.config import CarConfig
 from car.console.client import CarClient
 from car.console.state import StateDir
 
@@ -162,10 +163,10 @@ def _local_car(model_path: Path, state: StateDir, on_servo: Callable[[Any], None
     from sim2real.sim.track import Track
 
     bundle = load_bundle(model_path)
-    car = sim_car(Track.load("reinvent_base"), Policy(bundle, state.cache).model(), {}, bundle.name)
+    car = sim_car(Track.load("reinvent_base"), Policy(bundle, state.cache).model(), CarConfig(), bundle.name)
     car.bus.subscribe(SIM_SERVO_TOPIC, on_servo)
     server = start_console(ConsoleOptions("127.0.0.1", 0, state.root, advertise=False), car.bus, car.graph.clock,
-                           {}, bundle.name)
+                           CarConfig(), bundle.name)
     car.closers.append(server.stop)
     car.start()
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 
-def fail(command: str, message: str, code: int = 2) -> int:
-    """One line on stderr, `racer COMMAND: message`, and the exit code (2: usage, 1: it ran and failed)."""
-    print(f"racer {command}: {message}", file=sys.stderr)
+def fail(subcommand: str, message: str, code: int = 2) -> int:
+    """One line on stderr, `racer SUBCOMMAND: message`, and the exit code (2: usage, 1: it ran and failed)."""
+    print(f"racer {subcommand}: {message}", file=sys.stderr)
     return code

@@ -5,8 +5,8 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
+from car.config import CarConfig
 from car.openfiles import raise_open_file_limit
 from car.process import StopSignals
 from racer.commands import fail, node
@@ -52,14 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 HARDWARE_ACTUATORS = "--actuator pwm-sysfs (stock DeepRacer), pca9685:BUS:ADDR or maestro:PORT"
 
 
-def argument_problem(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> str | None:
+def argument_problem(args: argparse.Namespace, config: CarConfig) -> str | None:
     """What is wrong with this combination of options, in the user's words (None: it can run).
 
     The camera and actuator come from the options, else the parameter file (whose defaults are the
     simulator's), so `racer car` alone asks for --sim or a car's camera and actuator.
     """
-    camera = args.camera or params["camera"].get("source") or "sim"
-    actuator = args.actuator or params["actuator"].get("spec") or "sim"
+    camera, actuator = config.camera.source, config.actuator.spec
     if args.sim:
         ignored = [flag for flag, given in (("--camera", args.camera not in (None, "sim")),
                                             ("--actuator", args.actuator not in (None, "sim")),
@@ -92,58 +91,54 @@ def argument_problem(args: argparse.Namespace, params: dict[str, dict[str, Any]]
 
 def run(args: argparse.Namespace) -> int:
     from car.calibration import car_calibration
-    from car.config import load_params
     from racer.processes.local import build_local, local_recorder
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
-        problem = argument_problem(args, load_params(args.config))
+        config = node.config_from_args(args, sim=args.sim)
+        problem = argument_problem(args, config)
     except (ValueError, OSError) as exc:
         return fail("car", str(exc))
     if problem:
         return fail("car", problem)
-    if args.console == "off":
-        args.console = None
     raise_open_file_limit()  # before any node starts: the graph's processes inherit it
-    if args.transport != "local":
-        return _run_graph(args)
+    if config.transport != "local":
+        return _run_graph(config, args.duration)
     signals = StopSignals()  # a signal during start-up must still end at neutral
     signals.install()
     try:
-        params = load_params(args.config)
-        if args.foxglove:  # a view that cannot be served stops the start before anything is opened
+        if config.foxglove:  # a view that cannot be served stops the start before anything is opened
             from racer.processes.foxglove import foxglove_address
-            foxglove_address(args.foxglove, args.state_dir)
+            foxglove_address(config.foxglove, config.state_dir)
         # Resolved before any device is opened: a bad file stops the start with nothing written.
-        calibration = car_calibration(params, args.calibration, args.state_dir)
-        car, bundle = build_local(args, params, calibration.calibration)
+        calibration = car_calibration(config)
+        car, bundle = build_local(config, calibration.calibration)
     except (ValueError, OSError, RuntimeError) as exc:
         return fail("car", str(exc))
     try:
-        local_recorder(args, car)
-        if args.console:
+        local_recorder(config.record, car)
+        if config.console:
             from racer.processes.console import start_car_console
-            server = start_car_console(args, params, car.bus, car.graph.clock, bundle.name, calibration,
+            server = start_car_console(config, car.bus, car.graph.clock, bundle.name, calibration,
                                        model_path=bundle.source)
             car.closers.insert(0, server.stop)
-        if args.foxglove:
+        if config.foxglove:
             from racer.processes.foxglove import start_car_foxglove
-            car.closers.insert(0, start_car_foxglove(args.foxglove, args.state_dir, car.bus).close)
+            car.closers.insert(0, start_car_foxglove(config.foxglove, config.state_dir, car.bus).close)
     except (ValueError, OSError, RuntimeError) as exc:
         car.stop()  # the camera thread and the actuator's process end (at neutral) before this one does
         return fail("car", str(exc))
-    driving = f"simulator {args.sim}" if args.sim else f"camera {car.graph.camera.source.name}"
+    driving = f"simulator {config.sim}" if config.sim else f"camera {car.graph.camera.source.name}"
     logging.getLogger("racer.car").info("model %s, %s", bundle.name, driving)
     car.run_until_signal(args.duration, signals)
     return 0
 
 
-def _run_graph(args: argparse.Namespace) -> int:
+def _run_graph(config: CarConfig, duration_s: float | None) -> int:
     """`--transport dds|ros`: one supervised process per node (racer.processes.graph)."""
-    from car.config import load_params
     from racer.processes.graph import run_graph
 
     try:
-        return run_graph(args, load_params(args.config))
+        return run_graph(config, duration_s=duration_s)
     except (ValueError, OSError, RuntimeError) as exc:
         return fail("car", str(exc))

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from car.config import DEFAULT_MODEL
+from car.config import CONSOLE_ADDRESS, DEFAULT_MODEL, CarConfig
 from racer.commands import fail
 
 
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                            "export drives under the AWS simulator's rules, as in "
                                                            "racer eval)")
     p.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
-    p.add_argument("--console", default="127.0.0.1:8080", metavar="HOST:PORT",
+    p.add_argument("--console", default=CONSOLE_ADDRESS, metavar="HOST:PORT",
                    help="serve the device console while driving in real time (default: %(default)s; "
                         "'off' to disable)")
     p.add_argument("--foxglove", metavar="HOST:PORT",
@@ -156,20 +156,20 @@ class _Laps:
 
 class _Starter:
     """The demo's user: max speed, autonomous, start, sent to control over the bus until it answered the
-    start (on dds and ros a command sent before discovery is lost); never again after that."""
+    start (on dds and ros a request sent before discovery is lost); never again after that."""
 
     def __init__(self, publish, max_speed: float) -> None:
-        from car.control.commands import command_json
+        from car.control.requests import control_request_json
 
         self.publish = publish
-        self.commands = [command_json("set_max_speed", value=max_speed, id="demo-speed"),
-                         command_json("set_mode", mode="autonomous", id="demo-mode"),
-                         command_json("start", id="demo-start")]
+        self.requests = [control_request_json("set_max_speed", value=max_speed, id="demo-speed"),
+                         control_request_json("set_mode", mode="autonomous", id="demo-mode"),
+                         control_request_json("start", id="demo-start")]
         self.started = False
 
     def tick(self) -> None:
-        for command in [] if self.started else self.commands:
-            self.publish(command)
+        for request in [] if self.started else self.requests:
+            self.publish(request)
 
     def on_control(self, status) -> None:
         answer = (status.value("command_id"), status.value("command_result"))
@@ -180,18 +180,20 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
     """Real time through the nodes `racer car --sim` runs on `--transport`, with the console on loopback. After
     the laps the car stops and the console stays up until Ctrl-C; without a console the demo ends."""
     from car.clock import WallClock
-    from car.config import load_params
-    from car.control.commands import command_json
+    from car.config import resolve_config
+    from car.control.requests import control_request_json
     from car.messages import DIAGNOSTICS_TOPIC
-    from car.transport.wire import COMMAND_TOPIC
+    from car.transport.wire import CONTROL_REQUEST_TOPIC
 
-    params = load_params()
-    console = args.console != "off"
+    # `racer car --transport T --sim TRACK --console ...` with the shipped parameter file
+    config = resolve_config(model=args.model, console=args.console, transport=args.transport, sim=track.name,
+                            state_dir=args.state_dir, foxglove=args.foxglove)
+    console = config.console is not None
     laps = _Laps(track.name, args.laps)
 
     def watch(bus) -> None:
         """On the car's bus (the local one, or the supervisor's): start the car, count the laps, stop it."""
-        request = bus.publisher(COMMAND_TOPIC)
+        request = bus.publisher(CONTROL_REQUEST_TOPIC)
         starter = _Starter(request, args.max_speed)
 
         def on_diagnostics(msg) -> None:
@@ -202,8 +204,8 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
                     if not console:
                         bus.stop()
                         return
-                    request(command_json("stop"))
-                    print(f"racer demo: laps done, car stopped; the console stays on http://{args.console}/ "
+                    request(control_request_json("stop"))
+                    print(f"racer demo: laps done, car stopped; the console stays on http://{config.console}/ "
                           "(drive it from there; Ctrl-C to end)", file=sys.stderr, flush=True)
 
         bus.subscribe(DIAGNOSTICS_TOPIC, on_diagnostics)
@@ -211,58 +213,53 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
         starter.tick()
 
     had_password = False
-    if console:
+    if config.console is not None:
         try:
-            busy = _in_use(*_address(args.console))  # before the console makes a password it could not show
+            busy = _in_use(*_address(config.console))  # before the console makes a password it could not show
         except ValueError as exc:
             return fail("demo", f"console not started: {exc}")
         if busy:
-            return fail("demo", f"console not started: {args.console} is in use (another racer demo?); "
+            return fail("demo", f"console not started: {config.console} is in use (another racer demo?); "
                                 "pass --console 127.0.0.1:8081, or --console off", 1)
-        had_password = _state(args).password.is_file()
-    if args.transport == "local":
-        code = _run_local(args, params, track, bundle, watch, had_password)
+        had_password = _state(config).password.is_file()
+    if config.transport == "local":
+        code = _run_local(config, track, bundle, watch, had_password)
     else:
-        code = _run_graph(args, params, track, watch, had_password)
+        code = _run_graph(config, watch, had_password)
     return code or _finish(args, laps.result, bundle.name, interrupted=not laps.finished)
 
 
-def _run_local(args: argparse.Namespace, params, track, bundle, watch, had_password: bool) -> int:
+def _run_local(config: CarConfig, track, bundle, watch, had_password: bool) -> int:
     from car.policy.inference import Policy
     from racer.processes.local import sim_car
 
-    car = sim_car(track, Policy(bundle).model(), params, bundle.name)
-    if args.console != "off":
-        started = _start_console(args, params, car, bundle, had_password)
+    car = sim_car(track, Policy(bundle).model(), config, bundle.name)
+    if config.console:
+        started = _start_console(config, car, bundle, had_password)
         if started:
             car.stop()
             return started
-    if args.foxglove:
+    if config.foxglove:
         from racer.processes.foxglove import start_car_foxglove
         try:
-            car.closers.insert(0, start_car_foxglove(args.foxglove, args.state_dir, car.bus).close)
+            car.closers.insert(0, start_car_foxglove(config.foxglove, config.state_dir, car.bus).close)
         except (ValueError, OSError) as exc:
             car.stop()
             return fail("demo", f"foxglove not started: {exc}")
-        print(f"racer demo: Foxglove view on ws://{args.foxglove}", file=sys.stderr)
+        print(f"racer demo: Foxglove view on ws://{config.foxglove}", file=sys.stderr)
     watch(car.bus)
     car.run_until_signal()
     return 0
 
 
-def _run_graph(args: argparse.Namespace, params, track, watch, had_password: bool) -> int:
+def _run_graph(config: CarConfig, watch, had_password: bool) -> int:
     """The demo as `racer car --transport dds|ros --sim TRACK --console ...` (the supervisor here watches the laps)."""
     from racer.processes.graph import run_graph
 
-    console = args.console if args.console != "off" else None
-    graph_args = argparse.Namespace(
-        transport=args.transport, config=None, sim=track.name, sim_rate=1.0, camera=None, actuator=None,
-        model=args.model, autostart=False, calibration=None, state_dir=args.state_dir, record=None, console=console,
-        console_name=[], duration=None, foxglove=args.foxglove)
-    if console:
-        _password_notice(args, had_password)
+    if config.console:
+        _password_notice(config, had_password)
     try:
-        return run_graph(graph_args, params, watch)
+        return run_graph(config, watch)
     except (ValueError, OSError, RuntimeError) as exc:
         return fail("demo", str(exc))
 
@@ -272,34 +269,32 @@ def _address(text: str) -> tuple[str, int]:
     return parse_address(text)
 
 
-def _start_console(args: argparse.Namespace, params, car, bundle, had_password: bool) -> int:
+def _start_console(config: CarConfig, car, bundle, had_password: bool) -> int:
     """Start the demo's console node on the car's bus; 0, or the exit code of a one-line error."""
     from racer.processes.console import start_car_console
 
-    console_args = argparse.Namespace(console=args.console, state_dir=args.state_dir, calibration=None)
     try:
-        server = start_car_console(console_args, params, car.bus, car.graph.clock, bundle.name,
-                                   model_path=bundle.source)
+        server = start_car_console(config, car.bus, car.graph.clock, bundle.name, model_path=bundle.source)
         car.closers.append(server.stop)
     except OSError as exc:
         return fail("demo", f"console not started: {exc}", 1)
     except ValueError as exc:
         return fail("demo", f"console not started: {exc}")
-    _password_notice(args, had_password)
+    _password_notice(config, had_password)
     return 0
 
 
-def _state(args: argparse.Namespace):
+def _state(config: CarConfig):
     from car.console.state import StateDir, default_state_dir
-    return StateDir(args.state_dir or default_state_dir())
+    return StateDir(config.state_dir or default_state_dir())
 
 
-def _password_notice(args: argparse.Namespace, had_password: bool) -> None:
+def _password_notice(config: CarConfig, had_password: bool) -> None:
     """Where the console is, and, unless the console has just made one (it says so itself), the password's file."""
     from car.console.auth import first_password_file
 
-    state = _state(args)
-    print(f"racer demo: console on http://{args.console}/ (Ctrl-C to stop)", file=sys.stderr)
+    state = _state(config)
+    print(f"racer demo: console on http://{config.console}/ (Ctrl-C to stop)", file=sys.stderr)
     if had_password:
         print(f"racer demo: log in with the console's password (a generated one stays in "
               f"{first_password_file(state)} until you set your own); forgot it? "

@@ -10,7 +10,9 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
+from car.config import CarConfig, resolve_config
 from car.openfiles import raise_open_file_limit
 from racer.commands import fail
 
@@ -31,6 +33,15 @@ NODE_OPTIONS = {
     "foxglove": {"foxglove": ("--foxglove", None), "state_dir": ("--state-dir", None)},
 }
 NODE_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+def config_from_args(args: argparse.Namespace, **run: Any) -> CarConfig:
+    """The car's configuration from the options `racer car` and `racer node` share, over the parameter file
+    (`--config`); `run` adds the command's own run options."""
+    return resolve_config(args.config, camera=args.camera, actuator=args.actuator, calibration=args.calibration,
+                          model=args.model, console=args.console, transport=args.transport,
+                          console_names=tuple(args.console_name), foxglove=args.foxglove, state_dir=args.state_dir,
+                          record=args.record, sim_rate=args.sim_rate, autostart=args.autostart, **run)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,7 +79,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from car.config import load_params
     from car.graph.multiprocess import spin_until_signal
     from car.process import StopSignals, die_with_parent
     from car.transport import open_bus
@@ -90,12 +100,12 @@ def run(args: argparse.Namespace) -> int:
     stopping = StopSignals()  # a signal during start-up still ends at neutral (spin_until_signal)
     stopping.install()
     try:
-        params = load_params(args.config)
+        config = config_from_args(args, sim=args.track, sim_time=args.sim_time, ros_args=tuple(args.ros_args))
         if args.name == "sim":
             from racer.processes.sim_world import run_world
-            return run_world(args, params)
-        bus = open_bus(args.transport, args.name, args.ros_args)
-        closers = build_node(args, params, bus)
+            return run_world(config)
+        bus = open_bus(config.transport, args.name, config.ros_args)
+        closers = build_node(args.name, config, bus)
     except NODE_ERRORS as exc:
         return fail(f"node {args.name}", str(exc))
     try:

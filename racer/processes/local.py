@@ -7,14 +7,15 @@ exactly as with one process per node.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from car.clock import WallClock
+from car.config import CarConfig
 from car.graph.stack import CarGraph
 from car.transport.local import LocalBus
 
@@ -77,60 +78,57 @@ class LocalCar:
         spin_until_signal(self.bus, [*self.closers, self.graph.close], signals)
 
 
-def sim_car(track: Any, model: Any, params: dict[str, dict[str, Any]], model_name: str = "",
-            wrap_driver: Callable[[Any], Any] | None = None, autostart: bool = False) -> LocalCar:
-    """The car on the simulator world node, in real time. `wrap_driver` wraps the sim-link actuator
-    driver (tests record the outputs)."""
+def sim_car(track: Any, model: Any, config: CarConfig = CarConfig(), model_name: str = "",
+            wrap_driver: Callable[[Any], Any] | None = None) -> LocalCar:
+    """The car on the simulator world node, in real time (autonomous from the start with `config.autostart`).
+    `wrap_driver` wraps the sim-link actuator driver (tests record the outputs)."""
     from car.graph.simlink import SimLinkCamera, SimLinkDriver
     from racer.processes.sim_world import PHYSICS_HZ, SimWorld
 
     bus = LocalBus()
-    world = SimWorld(bus, track, float(params.get("camera", {}).get("fps", 15.0)))
+    world = SimWorld(bus, track, config.camera.fps)
     clock = bus.node_clock(sim_time=True)
 
     bus.timer(1.0 / PHYSICS_HZ, world.step, WallClock())
     driver = SimLinkDriver(bus)
-    graph = CarGraph(clock, SimLinkCamera(bus), wrap_driver(driver) if wrap_driver else driver, model, params,
-                     bus=bus, model_name=model_name, autostart=autostart)
+    graph = CarGraph(clock, SimLinkCamera(bus), wrap_driver(driver) if wrap_driver else driver, model, config,
+                     bus=bus, model_name=model_name)
     bus.on_error = graph.fault
     return LocalCar(bus, graph, world)
 
 
-def build_local(args: argparse.Namespace, params: dict[str, dict[str, Any]], calibration: Calibration) -> tuple[
-        LocalCar, Any]:
+def build_local(config: CarConfig, calibration: Calibration) -> tuple[LocalCar, Any]:
     """(car, bundle) for the in-process transport, on the simulator or on hardware opened with `calibration`."""
-    from car.config import model_path
     from car.policy.bundle import load_bundle
     from car.policy.inference import Policy
 
-    bundle = load_bundle(model_path(params, args.model))
+    bundle = load_bundle(config.model)
     model = Policy(bundle).model()
-    if args.sim:
+    if config.sim:
         from sim2real.sim.track import Track
-        return sim_car(Track.load(args.sim), model, params, bundle.name, autostart=args.autostart), bundle
+        return sim_car(Track.load(config.sim), model, config, bundle.name), bundle
     from car.actuators.isolated import IsolatedDriver
     from car.actuators.open import parse_actuator_spec
     from car.camera.capture import open_camera
 
-    cam = params["camera"]
-    spec = args.actuator or params["actuator"].get("spec") or "sim"
+    spec = config.actuator.spec
     if spec != "sim":
         parse_actuator_spec(spec)  # a malformed spec is a one-line error before anything is opened
-    camera = open_camera(args.camera or cam.get("source"), fps=float(cam.get("fps", 15.0)))
+    camera = open_camera(config.camera.source, fps=config.camera.fps)
     try:
         if spec == "sim":  # argument_problem allows this only for a replay
             log.info("replay without an actuator: nothing moves")
             driver: Any = ReplayDriver()
         else:
             # The device and a last watchdog in a process of their own: nothing the console does here can hold them.
-            driver = IsolatedDriver(spec, calibration, float(params["actuator"].get("timeout_s", 0.25)))
+            driver = IsolatedDriver(spec, calibration, config.actuator.timeout_s)
     except BaseException:
         # The camera's reader thread must not outlive a failed start: a process that exits while it is
         # inside OpenCV's native code can abort in C++ teardown instead of ending with the one-line error.
         camera.close()
         raise
     bus = LocalBus()
-    graph = CarGraph(WallClock(), camera, driver, model, params, bus=bus, model_name=bundle.name)
+    graph = CarGraph(WallClock(), camera, driver, model, config, bus=bus, model_name=bundle.name)
     bus.on_error = graph.fault
     if spec == "sim":
         _end_with_the_recording(bus, camera)
@@ -153,11 +151,11 @@ def _end_with_the_recording(bus: LocalBus, camera: Any, linger_s: float = 1.0) -
     bus.timer(0.1, check, clock)
 
 
-def local_recorder(args: argparse.Namespace, car: LocalCar) -> Any:
+def local_recorder(record: Path | None, car: LocalCar) -> Any:
     """`--record DIR` on the local transport: the recorder listens on the in-process bus."""
-    if not args.record:
+    if not record:
         return None
     from car.graph.recorder import BagRecorder
-    recorder = BagRecorder(car.bus, car.graph.clock, args.record)
+    recorder = BagRecorder(car.bus, car.graph.clock, record)
     car.closers.append(recorder.close)
     return recorder

@@ -1,70 +1,64 @@
-"""`racer node NAME`: one node of the car graph built from the command's options.
+"""`racer node NAME`: one node of the car graph built from the car's configuration.
 
 Here the node's outside world is resolved (camera source, actuator driver and calibration, model
 bundle), which the car package leaves to its caller; the simulator world is `sim_world`.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from typing import Any
 
+from car.config import FOXGLOVE_ADDRESS, CarConfig
 
-def open_node_driver(spec: str, args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> Any:
+
+def open_node_driver(spec: str, config: CarConfig, bus: Any) -> Any:
     """`car.graph.multiprocess.open_driver` with the car's calibration as `racer car` or `racer node` resolve it."""
     from car.graph.multiprocess import open_driver
-    return open_driver(spec, bus, params, args.calibration, args.state_dir)
+    return open_driver(spec, bus, config)
 
 
-def build_node(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus: Any) -> list[Any]:
-    """The node `args.name` (camera, policy, control, actuator, recorder, console or foxglove) on `bus`, built from the
-    options of `racer node`; returns what to close when it ends. ValueError, OSError or RuntimeError
-    (CameraFault, ActuatorFault, BundleError) when it cannot start."""
+def build_node(name: str, config: CarConfig, bus: Any) -> list[Any]:
+    """The node `name` (camera, policy, control, actuator, recorder, console or foxglove) on `bus`; returns what
+    to close when it ends. ValueError, OSError or RuntimeError (CameraFault, ActuatorFault, BundleError) when it
+    cannot start."""
     from car.graph import multiprocess as node
 
-    clock = bus.node_clock(args.sim_time)
-    if args.name == "camera":
-        source = node.open_source(args.camera or params["camera"].get("source") or "", bus,
-                                  float(params["camera"].get("fps", 15.0)))
-        camera = node.CameraProcess(bus, clock, source)
+    clock = bus.node_clock(config.sim_time)
+    if name == "camera":
+        camera = node.CameraProcess(bus, clock, node.open_source(config.camera.source, bus, config.camera.fps))
         camera.start()
         return [camera.close]
-    if args.name == "policy":
-        from car.config import model_path
+    if name == "policy":
         from car.policy.bundle import load_bundle
         from car.policy.inference import Policy
 
-        bundle = load_bundle(model_path(params, args.model))
-        policy = node.PolicyProcess(bus, clock, Policy(bundle).model(), params, bundle.name)
-        if args.transport == "ros":
+        bundle = load_bundle(config.model)
+        policy = node.PolicyProcess(bus, clock, Policy(bundle).model(), config, bundle.name)
+        if config.transport == "ros":
             from car.console.state import default_state_dir
             from car.stock_services.inference_pkg import ModelLoadService
-            ModelLoadService(bus, clock, policy.node.core, args.state_dir or default_state_dir())
+            ModelLoadService(bus, clock, policy.node.core, config.state_dir or default_state_dir())
         return []
-    if args.name == "control":
-        control = node.ControlProcess(bus, clock, params, autostart=args.autostart)
-        if args.transport == "ros":
+    if name == "control":
+        control = node.ControlProcess(bus, clock, config, autostart=config.autostart)
+        if config.transport == "ros":
             from car.calibration import car_calibration
             from car.stock_services.ctrl_pkg import ControlServices
-            ControlServices(bus, control, car_calibration(params, args.calibration, args.state_dir))
+            ControlServices(bus, control, car_calibration(config))
         return []
-    if args.name == "actuator":
-        spec = args.actuator or params["actuator"].get("spec") or ""
-        actuator = node.ActuatorProcess(bus, clock, open_node_driver(spec, args, params, bus), params)
+    if name == "actuator":
+        actuator = node.ActuatorProcess(bus, clock, open_node_driver(config.actuator.spec, config, bus), config)
         return [actuator.close]
-    if args.name == "console":
-        from car.config import model_path
+    if name == "console":
         from car.policy.bundle import bundle_name
         from racer.processes.console import start_car_console
-        model = model_path(params, args.model)
-        args.console = args.console or params.get("console", {}).get("address") or "127.0.0.1:8080"
-        return [start_car_console(args, params, bus, clock, bundle_name(model), model_path=model).stop]
-    if args.name == "foxglove":
+        return [start_car_console(config, bus, clock, bundle_name(config.model), model_path=config.model).stop]
+    if name == "foxglove":
         from racer.processes.foxglove import start_car_foxglove
-        return [start_car_foxglove(args.foxglove or "127.0.0.1:8765", args.state_dir, bus).close]
-    if args.record is None:
+        return [start_car_foxglove(config.foxglove or FOXGLOVE_ADDRESS, config.state_dir, bus).close]
+    if config.record is None:
         raise ValueError("the recorder needs --record DIR")
     from car.graph.recorder import BagRecorder
-    recorder = BagRecorder(bus, clock, args.record)
+    recorder = BagRecorder(bus, clock, config.record)
     logging.getLogger("racer.node").info("recording to %s", recorder.path)
     return [recorder.close]

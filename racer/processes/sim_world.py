@@ -11,12 +11,11 @@ time slows down rather than skipping, so what the nodes see stays consistent.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-from typing import Any
 
 from car.clock import WallClock
+from car.config import CarConfig
 from car.graph.adapters import Bus
 from car.messages import (
     DIAGNOSTICS_TOPIC,
@@ -119,19 +118,20 @@ class SimWorld:
                     KeyValue("speed", f"{info.speed:.3f}"))),)))
 
 
-def run_world(args: argparse.Namespace, params: dict[str, dict[str, Any]]) -> int:
-    """`racer node sim --track NAME [--sim-rate R]`: the world, stepped until SIGTERM/SIGINT."""
+def run_world(config: CarConfig) -> int:
+    """`racer node sim --track NAME [--sim-rate R]` (`config.sim`, `config.sim_rate`): the world, stepped until
+    SIGTERM/SIGINT."""
     from car.graph.multiprocess import spin_until_signal
     from car.transport import open_bus
 
-    if not args.track:
+    if not config.sim:
         raise ValueError("the sim node needs --track NAME")
-    if not (math.isfinite(args.sim_rate) and args.sim_rate > 0):
-        raise ValueError(f"--sim-rate must be a positive number, got {args.sim_rate}")
-    track = Track.load(args.track)
-    bus = open_bus(args.transport, "sim", args.ros_args)
-    world = SimWorld(bus, track, float(params["camera"].get("fps", 15.0)))
-    bus.timer(1.0 / (PHYSICS_HZ * args.sim_rate), world.step, WallClock())
-    log.info("%s (%.2f m) at %.2fx real time", track.name, track.length, args.sim_rate)
+    if not (math.isfinite(config.sim_rate) and config.sim_rate > 0):
+        raise ValueError(f"--sim-rate must be a positive number, got {config.sim_rate}")
+    track = Track.load(config.sim)
+    bus = open_bus(config.transport, "sim", config.ros_args)
+    world = SimWorld(bus, track, config.camera.fps)
+    bus.timer(1.0 / (PHYSICS_HZ * config.sim_rate), world.step, WallClock())
+    log.info("%s (%.2f m) at %.2fx real time", track.name, track.length, config.sim_rate)
     spin_until_signal(bus, [])
     return 0

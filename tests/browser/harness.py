@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from car.config import CarConfig
 from car.console.auth import set_password
 from car.console.client import CarAddress, CarClient, KnownCars
 from car.console.server import ConsoleOptions, ConsoleServer, start_console
@@ -120,13 +121,13 @@ def start_car(root: Path, model: Path, limits: UploadLimits = TEST_LIMITS, tls: 
     """The car on reinvent_base driving `model`, its console on a free loopback port."""
     bundle = load_bundle(model)
     policy = Policy(bundle, root / "cache")
-    local = sim_car(Track.load("reinvent_base"), policy.model(), {}, bundle.name)
+    local = sim_car(Track.load("reinvent_base"), policy.model(), CarConfig(), bundle.name)
     servo_log = ServoLog()
     local.bus.subscribe(SIM_SERVO_TOPIC, servo_log.on_servo)
     state = StateDir(root / "state")
     set_password(state, PASSWORD)
     options = ConsoleOptions("127.0.0.1", 0, state.root, limits=limits, tls=tls, startup_model=model)
-    server = start_console(options, local.bus, local.graph.clock, {}, bundle.name)
+    server = start_console(options, local.bus, local.graph.clock, CarConfig(), bundle.name)
     local.closers.append(server.stop)
     local.start()
     car = Car(server.url, state, local, local.world.sim, servo_log, server, root / "laptop" / "cars.json")
