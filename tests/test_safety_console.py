@@ -86,8 +86,10 @@ def test_the_wizards_raw_pulse_lasts_one_deadman_and_stays_in_its_band(car, maes
     assert client.request("PUT", "/api/adjust_calibrating_wheels/throttle", {"pwm": 30}).status == 200
     assert wait_until(lambda: maestro.positions[0] == quarter_us(1_635_000), 2.0)  # 1.5 ms + 30 x 4.5 us
     assert wait_until(lambda: maestro.positions[:2] == [NEUTRAL[0], NEUTRAL[1]], 2.0)  # nobody refreshed it
-    status = client.request("GET", "/api/status").body
-    assert status["mode"] == "calibration" and status["reason"] == "calibration: waiting for a wizard step"
+    # control's status reaches the console with its next diagnostics, up to a period after the outputs
+    assert wait_until(lambda: client.request("GET", "/api/status").body["reason"]
+                      == "calibration: waiting for a wizard step", 3.0)
+    assert client.request("GET", "/api/status").body["mode"] == "calibration"
     client.request("POST", "/api/drive_mode", {"drive_mode": "manual"})
     assert client.request("PUT", "/api/adjust_calibrating_wheels/throttle", {"pwm": 30}).status == 409
 
