@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from car.policy.archive import ArchiveError, extract, is_os_litter
-from car.policy.bundle import METADATA_FILE, BundleError, find_model, read_ov_model
-from car.policy.metadata import MetadataError, ModelMetadata, load_metadata
+from car.policy.bundle import BundleError, find_model, read_ov_model
+from car.policy.metadata import METADATA_FILE, MetadataError, ModelMetadata, load_metadata
 from sim2real.network import CONSOLE_NETWORKS, ConsoleNet
 
 

@@ -16,6 +16,7 @@ import car.policy.bundle
 from car.policy.archive import ArchiveError, extract, scan
 from car.policy.bundle import BundleError, load_bundle, pack_bundle, save_bundle
 from car.policy.inference import Policy
+from car.policy.metadata import METADATA_FILE
 from car.policy.preprocess import DEEPRACER_SPEC, PreprocessSpec
 from model_factory import (CONTINUOUS, FRAMES_DIR, MODELS, PPO_TAR, SAC_TAR, expected_output, ir_files, metadata,
                            metadata_bytes, onnx_model, ov_model, pb_bytes, write_tar)
@@ -116,7 +117,7 @@ def test_fixture_inputs_are_the_grey_frames():
 
 def _ir_tar(tmp_path: Path, model, meta: dict | bytes | None = None, extra: dict[str, bytes] | None = None) -> Path:
     files = ir_files(model, tmp_path / "ir")
-    files[car.policy.bundle.METADATA_FILE] = meta if isinstance(meta, bytes) else metadata_bytes(meta)
+    files[METADATA_FILE] = meta if isinstance(meta, bytes) else metadata_bytes(meta)
     return write_tar(tmp_path / "bundle.tar.gz", {**files, **(extra or {})})
 
 

@@ -25,16 +25,13 @@ import openvino as ov
 from openvino.frontend import FrontEndManager
 
 from car.policy.archive import ArchiveError, extract, is_os_litter, write_tar_gz
-from car.policy.metadata import MetadataError, ModelMetadata, parse_metadata
+from car.policy.metadata import METADATA_FILE, MetadataError, ModelMetadata, load_metadata, parse_metadata, unrunnable_reason
 from car.policy.native_stderr import native_logs_silenced
 from car.policy.preprocess import DEEPRACER_PRESETS, DEEPRACER_SPEC, PreprocessSpec
 
-METADATA_FILE = "model_metadata.json"
 RACER_FILE = "racer.json"
 BUNDLE_FORMAT = "racer-bundle"
 BUNDLE_VERSION = 1
-# Sensors a car with one front camera can feed; LEFT_CAMERA and OBSERVATION are older names for it.
-SINGLE_CAMERA = ("FRONT_FACING_CAMERA", "LEFT_CAMERA", "OBSERVATION")
 
 PPO_SCOPE = "main_level/agent/main/online"
 SAC_SCOPE = "main_level/agent/policy/online"
@@ -152,16 +149,6 @@ def _read_json(path: Path) -> Any:
         raise BundleError(f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
 
 
-def _read_metadata(root: Path) -> ModelMetadata:
-    path = root / METADATA_FILE
-    if not path.is_file():
-        raise BundleError(f"missing {METADATA_FILE}")
-    try:
-        return parse_metadata(_read_json(path))
-    except MetadataError as exc:
-        raise BundleError(f"{METADATA_FILE}: {exc}") from None
-
-
 @dataclass(frozen=True)
 class RacerInfo:
     """racer.json: how frames become the input tensor, training-image statistics, free model info."""
@@ -193,16 +180,6 @@ class RacerInfo:
         if not isinstance(info, dict):
             raise BundleError(f"{RACER_FILE}: model must be an object")
         return cls(spec, stats, info)
-
-
-def unrunnable_reason(metadata: ModelMetadata) -> str | None:
-    """Why a car with one front camera cannot feed this model, or None."""
-    others = [s for s in metadata.sensors if s not in SINGLE_CAMERA]
-    if others:
-        return f"model needs {' and '.join(others)}; this car has one front camera"
-    if len(metadata.sensors) > 1:
-        return f"model needs {len(metadata.sensors)} cameras; this car has one front camera"
-    return None
 
 
 def graph_io_names(metadata: ModelMetadata) -> tuple[tuple[str, ...], str]:
@@ -542,7 +519,10 @@ def load_bundle(path: str | Path, cache_dir: str | Path | None = None, validate:
     try:
         root = content_root(root)
         files = find_model(root)
-        metadata = _read_metadata(root)
+        try:
+            metadata = load_metadata(root / METADATA_FILE)
+        except MetadataError as exc:
+            raise BundleError(str(exc)) from None
         racer_path = root / RACER_FILE
         racer = RacerInfo.from_json(_read_json(racer_path)) if racer_path.is_file() else None
         bundle = Bundle(source, root, files, metadata, racer, cache, tmp)
