@@ -14,7 +14,8 @@ import pytest
 
 import car.policy.bundle
 from car.policy.archive import ArchiveError, extract, scan
-from car.policy.bundle import BundleError, load_bundle, pack_bundle, save_bundle
+from car.policy.bundle import load_bundle, pack_bundle, save_bundle
+from car.policy.bundle_layout import BundleError
 from car.policy.inference import Policy
 from car.policy.metadata import METADATA_FILE
 from car.policy.preprocess import DEEPRACER_SPEC, PreprocessSpec

@@ -10,7 +10,8 @@ import torch
 
 from browser.harness import start_car
 from car.messages import Header, Image, Time
-from car.policy.bundle import BundleError, load_bundle, save_bundle
+from car.policy.bundle import load_bundle, save_bundle
+from car.policy.bundle_layout import BundleError
 from car.policy.inference import Policy
 from car.policy.preprocess import frame_features
 from car.policy.core import PolicyCore

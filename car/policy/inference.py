@@ -9,7 +9,8 @@ from typing import Mapping
 import numpy as np
 import openvino as ov
 
-from car.policy.bundle import UNCERTAINTY_OUTPUT, Bundle, BundleError, default_cache_dir, error_line, ov_core
+from car.policy.bundle import UNCERTAINTY_OUTPUT, Bundle, default_cache_dir, error_line, ov_core
+from car.policy.bundle_layout import BundleError
 from car.policy.core import PolicyModel
 
 # The one place the CPU plugin is tuned; `racer bench` passes alternatives as `config` overrides.

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 import openvino as ov
 
-from car.policy.bundle import Bundle, BundleError, load_bundle, model_precision, pack_bundle, save_bundle
+from car.policy.bundle import Bundle, load_bundle, model_precision, pack_bundle, save_bundle
+from car.policy.bundle_layout import BundleError
 from car.policy.inference import Policy, check_runnable
 from car.policy.preprocess import DEEPRACER_PRESETS
 from racer.model.predict import predict

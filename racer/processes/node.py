@@ -57,7 +57,7 @@ def build_node(args: argparse.Namespace, params: dict[str, dict[str, Any]], bus:
         return [actuator.close]
     if args.name == "console":
         from car.config import model_path
-        from car.policy.bundle import bundle_name
+        from car.policy.bundle_layout import bundle_name
         from racer.processes.console import start_car_console
         model = model_path(params, args.model)
         args.console = args.console or params.get("console", {}).get("address") or "127.0.0.1:8080"
