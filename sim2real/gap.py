@@ -18,18 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from car.policy.bundle import RACER_FILE, Bundle, load_bundle
-from car.policy.inference import Policy
+from car.policy.bundle import Bundle, load_bundle
 from car.policy.core import PolicyCore
+from car.policy.inference import Policy
+from car.policy.racer_json import RACER_FILE
 from sim2real.drive import run_laps
 from sim2real.export import export_checkpoint
 from sim2real.heldout import DomainsFileError, Episode, NamedDomain, TestDistribution, load_domains
 from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation
 from sim2real.modular import ModularConfig, train_modular
 from sim2real.randomize import DomainSimulator, Randomization
-from sim2real.stats import auroc, rate
 from sim2real.sim.rules import aws_rules, is_aws_export
 from sim2real.sim.track import Track
+from sim2real.stats import auroc, rate
 
 # Training variant -> (randomization preset, augmentation preset): the end-to-end network, and with
 # MODULAR before the name the modular model (`sim2real.modular`) trained the same way.

@@ -26,13 +26,17 @@ from openvino.frontend import FrontEndManager
 
 from car.policy.archive import ArchiveError, extract, write_tar_gz
 from car.policy.bundle_layout import BundleError, ModelFiles, bundle_name, content_root, find_model
-from car.policy.metadata import METADATA_FILE, MetadataError, ModelMetadata, load_metadata, parse_metadata, unrunnable_reason
+from car.policy.metadata import (
+    METADATA_FILE,
+    MetadataError,
+    ModelMetadata,
+    load_metadata,
+    parse_metadata,
+    unrunnable_reason,
+)
 from car.policy.native_stderr import native_logs_silenced
 from car.policy.preprocess import DEEPRACER_PRESETS, DEEPRACER_SPEC, PreprocessSpec
-
-RACER_FILE = "racer.json"
-BUNDLE_FORMAT = "racer-bundle"
-BUNDLE_VERSION = 1
+from car.policy.racer_json import RACER_FILE, RacerInfo, read_racer_json
 
 PPO_SCOPE = "main_level/agent/main/online"
 SAC_SCOPE = "main_level/agent/policy/online"
@@ -77,48 +81,6 @@ def _is_uncertainty(port: Any) -> bool:
 
 def _shape_text(shape: Any) -> str:
     return "x".join(str(d) for d in shape)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BundleError(f"cannot read {path.name}: {error_line(exc)}") from None
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-
-
-@dataclass(frozen=True)
-class RacerInfo:
-    """racer.json: how frames become the input tensor, training-image statistics, free model info."""
-
-    spec: PreprocessSpec
-    stats: dict[str, Any] | None
-    info: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "preprocess": self.spec.to_json(),
-                "stats": self.stats, "model": self.info}
-
-    @classmethod
-    def from_json(cls, data: Any) -> "RacerInfo":
-        if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
-            raise BundleError(f"{RACER_FILE}: format must be {BUNDLE_FORMAT!r}")
-        version = data.get("version")
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise BundleError(f"{RACER_FILE}: version must be a positive integer, got {version!r}")
-        if version > BUNDLE_VERSION:
-            raise BundleError(f"{RACER_FILE}: version {version} is newer than this racer reads ({BUNDLE_VERSION})")
-        try:
-            spec = PreprocessSpec.from_json(data.get("preprocess"))
-        except ValueError as exc:
-            raise BundleError(f"{RACER_FILE}: {exc}") from None
-        stats, info = data.get("stats"), data.get("model", {})
-        if stats is not None and not isinstance(stats, dict):
-            raise BundleError(f"{RACER_FILE}: stats must be an object or null")
-        if not isinstance(info, dict):
-            raise BundleError(f"{RACER_FILE}: model must be an object")
-        return cls(spec, stats, info)
 
 
 def graph_io_names(metadata: ModelMetadata) -> tuple[tuple[str, ...], str]:
@@ -453,8 +415,7 @@ def load_bundle(path: str | Path, cache_dir: str | Path | None = None, validate:
             metadata = load_metadata(root / METADATA_FILE)
         except MetadataError as exc:
             raise BundleError(str(exc)) from None
-        racer_path = root / RACER_FILE
-        racer = RacerInfo.from_json(_read_json(racer_path)) if racer_path.is_file() else None
+        racer = read_racer_json(root)
         bundle = Bundle(source, root, files, metadata, racer, cache, tmp)
         if validate and bundle.unrunnable is None:
             bundle._validate()
