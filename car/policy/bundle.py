@@ -9,7 +9,6 @@ one-line reason instead of failing on the track.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -35,6 +34,7 @@ from car.policy.metadata import (
     unrunnable_reason,
 )
 from car.policy.native_stderr import native_logs_silenced
+from car.policy.openvino_model import error_line, model_precision, read_ov_model
 from car.policy.preprocess import DEEPRACER_PRESETS, DEEPRACER_SPEC, PreprocessSpec
 from car.policy.racer_json import RACER_FILE, RacerInfo, read_racer_json
 
@@ -48,25 +48,6 @@ def default_cache_dir() -> Path:
     """Where converted IR (and compiled blobs) live: $RACER_CACHE_DIR or ~/.cache/racer/ir."""
     env = os.environ.get("RACER_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "racer" / "ir"
-
-
-@functools.cache
-def ov_core() -> ov.Core:
-    """One OpenVINO Core per process: it owns the plugins and their caches."""
-    return ov.Core()
-
-
-def error_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1][:300] if lines else type(exc).__name__
-
-
-def read_ov_model(path: Path) -> ov.Model:
-    """IR (model.bin found beside it) or ONNX, with OpenVINO's errors as one BundleError line."""
-    try:
-        return ov_core().read_model(path)
-    except Exception as exc:
-        raise BundleError(f"cannot read {path.name}: {error_line(exc)}") from None
 
 
 # A model's optional second output: its own uncertainty about the frame, one value (a modular model's
@@ -195,17 +176,6 @@ def cached_ir(pb: Path, io: GraphIO, cache_dir: Path) -> Path:
     return xml
 
 
-def model_precision(model: ov.Model) -> str:
-    """"int8" (quantized: FakeQuantize, or int8 weights), "f16" (weights compressed to fp16) or "f32"."""
-    ops = model.get_ops()
-    if any(op.get_type_name() == "FakeQuantize" for op in ops):
-        return "int8"
-    weights = {op.get_element_type() for op in ops if op.get_type_name() == "Constant"}
-    if weights & {ov.Type.i8, ov.Type.u8}:
-        return "int8"
-    return "f16" if ov.Type.f16 in weights else "f32"
-
-
 class Bundle:
     """A loaded and validated bundle. Archives are unpacked to a private temp dir kept until close()."""
 
@@ -279,13 +249,7 @@ class Bundle:
         return self._read(self._model_file())
 
     def _read(self, path: Path) -> ov.Model:
-        model = read_ov_model(path)
-        if len(model.inputs) == 1 and model.input(0).get_partial_shape().is_dynamic:
-            expected = self.spec.input_shape()
-            shape = model.input(0).get_partial_shape()
-            if shape.rank.is_static and len(shape) == len(expected):
-                model.reshape({model.input(0): ov.PartialShape(list(expected))})
-        return model
+        return read_ov_model(path, self.spec.input_shape())
 
     def _validate(self) -> None:
         model = self.read_model()

@@ -13,12 +13,12 @@ from typing import Any, Callable
 
 import openvino as ov
 
-from car.policy.bundle import Bundle, load_bundle, model_precision, pack_bundle, save_bundle
+from car.policy.bundle import Bundle, load_bundle, pack_bundle, save_bundle
 from car.policy.bundle_layout import BundleError
 from car.policy.inference import Policy, check_runnable
+from car.policy.openvino_model import model_precision
 from car.policy.preprocess import DEEPRACER_PRESETS
 from racer.model.predict import predict
-
 
 # Suffixes a user may take for an archive format; convert writes only directories and .tar.gz.
 OTHER_ARCHIVES = frozenset({".zip", ".tar", ".gz", ".bz2", ".xz", ".7z"})
