@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from car.console.errors import ApiError
-from car.policy.bundle import file_sha256, load_bundle
+from car.policy.bundle import load_bundle
 from car.policy.bundle_layout import BundleError, ModelFiles, find_model
 from car.policy.inference import Policy
+from car.policy.ir_cache import file_sha256
 from car.policy.metadata import METADATA_FILE, MetadataError, ModelMetadata, load_metadata, unrunnable_reason
 from car.policy.sandbox import SandboxLimits, check_bundle
 

@@ -9,22 +9,19 @@ one-line reason instead of failing on the track.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import os
-import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import openvino as ov
-from openvino.frontend import FrontEndManager
 
 from car.policy.archive import ArchiveError, extract, write_tar_gz
+from car.policy.aws_graph import GraphIO, convert_frozen_graph, frozen_graph_io, tensor_node
 from car.policy.bundle_layout import BundleError, ModelFiles, bundle_name, content_root, find_model
+from car.policy.ir_cache import cached_ir, default_cache_dir, file_sha256, ir_source_sha256
 from car.policy.metadata import (
     METADATA_FILE,
     MetadataError,
@@ -33,22 +30,9 @@ from car.policy.metadata import (
     parse_metadata,
     unrunnable_reason,
 )
-from car.policy.native_stderr import native_logs_silenced
-from car.policy.openvino_model import error_line, model_precision, read_ov_model
+from car.policy.openvino_model import model_precision, read_ov_model
 from car.policy.preprocess import DEEPRACER_PRESETS, DEEPRACER_SPEC, PreprocessSpec
 from car.policy.racer_json import RACER_FILE, RacerInfo, read_racer_json
-
-PPO_SCOPE = "main_level/agent/main/online"
-SAC_SCOPE = "main_level/agent/policy/online"
-PPO_OUTPUT = f"{PPO_SCOPE}/network_1/ppo_head_0/policy"
-SAC_OUTPUT = f"{SAC_SCOPE}/network_0/sac_policy_head_0/policy"
-
-
-def default_cache_dir() -> Path:
-    """Where converted IR (and compiled blobs) live: $RACER_CACHE_DIR or ~/.cache/racer/ir."""
-    env = os.environ.get("RACER_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "racer" / "ir"
-
 
 # A model's optional second output: its own uncertainty about the frame, one value (a modular model's
 # mean per-pixel segmentation entropy, 0..1). The policy node shows it as the on-car failure warning.
@@ -62,118 +46,6 @@ def _is_uncertainty(port: Any) -> bool:
 
 def _shape_text(shape: Any) -> str:
     return "x".join(str(d) for d in shape)
-
-
-def graph_io_names(metadata: ModelMetadata) -> tuple[tuple[str, ...], str]:
-    """The DeepRacer input nodes (current, then very old) and policy output node for this metadata.
-
-    A file without `sensor` (OBSERVATION) is an old model, whose graph names its camera
-    `observation`, or one whose tool left the key out: FRONT_FACING_CAMERA is its second guess.
-    """
-    sac = metadata.training_algorithm == "sac"
-    scope = SAC_SCOPE if sac else PPO_SCOPE
-    sensor = metadata.camera_sensor
-    names = ("observation", "FRONT_FACING_CAMERA") if sensor == "OBSERVATION" else (sensor, "observation")
-    return tuple(f"{scope}/network_0/{n}/{n}" for n in names), SAC_OUTPUT if sac else PPO_OUTPUT
-
-
-def _node(tensor_name: str) -> str:
-    return re.sub(r":0$", "", tensor_name)
-
-
-@dataclass(frozen=True)
-class GraphIO:
-    """How to cut a frozen graph: input tensor and its batch-1 shape, policy output tensor."""
-
-    input: str
-    shape: tuple[int, ...]
-    output: str
-
-
-def frozen_graph_io(pb: Path, metadata: ModelMetadata, spec: PreprocessSpec) -> GraphIO:
-    """Find the camera input and policy output by their DeepRacer names, without converting."""
-    try:
-        with native_logs_silenced():
-            graph = FrontEndManager().load_by_framework("tf").load(str(pb))
-    except Exception as exc:
-        raise BundleError(f"{pb.name} is not a TensorFlow frozen graph: {error_line(exc)}") from None
-    inputs = {name: place for place in graph.get_inputs() for name in place.get_names()}
-    wanted, output = graph_io_names(metadata)
-    found = [f"{node}:0" for node in wanted if f"{node}:0" in inputs]
-    if found:
-        tensor = found[0]
-    elif len(graph.get_inputs()) == 1:
-        tensor = graph.get_inputs()[0].get_names()[0]
-    else:
-        raise BundleError(f"{pb.name} has inputs {sorted(_node(n) for n in inputs)}, none is {wanted[0]}")
-    placeholder = graph.get_partial_shape(inputs[tensor])
-    expected = spec.input_shape()
-    if placeholder.rank.is_static and len(placeholder) == len(expected):
-        shape = tuple(d.get_length() if d.is_static else e for d, e in zip(placeholder, expected))
-    else:
-        shape = expected
-    if graph.get_place_by_tensor_name(f"{output}:0") is not None:
-        out_tensor = f"{output}:0"
-    elif len(graph.get_outputs()) == 1:
-        out_tensor = graph.get_outputs()[0].get_names()[0]
-    else:
-        raise BundleError(f"{pb.name} has no {output} output")
-    return GraphIO(tensor, shape, out_tensor)
-
-
-def convert_frozen_graph(pb: Path, io: GraphIO) -> ov.Model:
-    """OpenVINO's TensorFlow frontend on the .pb itself: no TensorFlow needed on the car."""
-    try:
-        with native_logs_silenced():
-            return ov.convert_model(str(pb), input=[(io.input, list(io.shape), ov.Type.f32)], output=io.output)
-    except Exception as exc:
-        raise BundleError(f"OpenVINO cannot convert {pb.name}: {error_line(exc)}") from None
-
-
-def _ov_tag() -> str:
-    return "ov-" + re.sub(r"[^A-Za-z0-9.-]+", "_", ov.__version__)
-
-
-# Where racer records, in the IR it converts, the sha256 of the .pb it came from: an IR shipped
-# beside a .pb is used instead of converting only when it names that .pb.
-SOURCE_RT_INFO = ["racer", "source_sha256"]
-
-
-def file_sha256(path: Path) -> str:
-    """The file's sha256, read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def ir_source_sha256(model: ov.Model) -> str | None:
-    """The .pb sha256 racer wrote into this IR when converting it, or None (not racer's, or older)."""
-    return model.get_rt_info(SOURCE_RT_INFO).astype(str) if model.has_rt_info(SOURCE_RT_INFO) else None
-
-
-def cached_ir(pb: Path, io: GraphIO, cache_dir: Path) -> Path:
-    """model.xml converted from `pb`, keyed by the .pb's sha256, the cut and the OpenVINO version."""
-    digest = file_sha256(pb)
-    cut = hashlib.sha256(f"{io.input}\n{io.shape}\n{io.output}".encode()).hexdigest()[:8]
-    entry = cache_dir / _ov_tag() / f"{digest}-{cut}"
-    xml = entry / "model.xml"
-    if xml.is_file() and xml.with_suffix(".bin").is_file():
-        return xml
-    model = convert_frozen_graph(pb, io)
-    model.set_rt_info(digest, SOURCE_RT_INFO)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=entry.parent))
-    try:
-        ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
-        shutil.rmtree(entry, ignore_errors=True)
-        os.replace(staging, entry)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not xml.is_file():
-            raise
-    return xml
 
 
 class Bundle:
@@ -211,9 +83,11 @@ class Bundle:
         if self._graph_io is None:
             self._graph_io = frozen_graph_io(self.files.path, self.metadata, self.spec)
             if not self.is_racer_bundle:
-                self.spec = dataclasses.replace(self.spec, input_name=_node(self._graph_io.input))
+                self.spec = dataclasses.replace(self.spec, input_name=tensor_node(self._graph_io.input))
         if self._ir is None or not self._ir.is_file():
-            self._ir = self._current_shipped_ir() or cached_ir(self.files.path, self._graph_io, self.cache_dir)
+            pb, io = self.files.path, self._graph_io
+            self._ir = self._current_shipped_ir() or cached_ir(pb, io.key(), lambda: convert_frozen_graph(pb, io),
+                                                               self.cache_dir)
         return self._ir
 
     def _current_shipped_ir(self) -> Path | None:
@@ -294,7 +168,7 @@ class Bundle:
         if size != need:
             what = f"{need} discrete actions" if self.metadata.discrete else "2 (steering, speed) for a continuous action space"
             raise BundleError(f"model gives {size} outputs but model_metadata.json needs {what}")
-        return _node(port.get_any_name()), size
+        return tensor_node(port.get_any_name()), size
 
     def describe(self) -> dict[str, Any]:
         """Everything `racer model inspect` shows, JSON-ready."""

@@ -9,9 +9,10 @@ from typing import Mapping
 import numpy as np
 import openvino as ov
 
-from car.policy.bundle import UNCERTAINTY_OUTPUT, Bundle, default_cache_dir
+from car.policy.bundle import UNCERTAINTY_OUTPUT, Bundle
 from car.policy.bundle_layout import BundleError
 from car.policy.core import PolicyModel
+from car.policy.ir_cache import default_cache_dir
 from car.policy.openvino_model import error_line, ov_core
 
 # The one place the CPU plugin is tuned; `racer bench` passes alternatives as `config` overrides.
