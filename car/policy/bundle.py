@@ -33,19 +33,7 @@ from car.policy.metadata import (
 from car.policy.openvino_model import model_precision, read_ov_model
 from car.policy.preprocess import DEEPRACER_PRESETS, DEEPRACER_SPEC, PreprocessSpec
 from car.policy.racer_json import RACER_FILE, RacerInfo, read_racer_json
-
-# A model's optional second output: its own uncertainty about the frame, one value (a modular model's
-# mean per-pixel segmentation entropy, 0..1). The policy node shows it as the on-car failure warning.
-UNCERTAINTY_OUTPUT = "uncertainty"
-
-
-def _is_uncertainty(port: Any) -> bool:
-    shape = port.get_partial_shape()
-    return UNCERTAINTY_OUTPUT in port.get_names() and shape.is_static and int(np.prod(shape.to_shape())) == 1
-
-
-def _shape_text(shape: Any) -> str:
-    return "x".join(str(d) for d in shape)
+from car.policy.signature import check_input, check_output, check_signature
 
 
 class Bundle:
@@ -100,8 +88,8 @@ class Bundle:
             model = self._read(xml)
             if ir_source_sha256(model) != file_sha256(self.files.path):
                 raise BundleError(f"{xml.name} is not recorded as converted from this {self.files.path.name}")
-            self._check_input(model)
-            self._check_output(model)
+            check_input(model, self.spec)
+            check_output(model, self.metadata)
         except BundleError as exc:
             self.shipped_ir_reason = str(exc)
             return None
@@ -128,47 +116,13 @@ class Bundle:
     def _validate(self) -> None:
         model = self.read_model()
         self.precision = model_precision(model)
-        self.input_name, self.input_shape = self._check_input(model)
-        self.output_name, self.output_size = self._check_output(model)
+        sig = check_signature(model, self.spec, self.metadata)
+        self.input_name, self.input_shape, self.output_name, self.output_size = (
+            sig.input_name, sig.input_shape, sig.output_name, sig.output_size)
         if self.files.onnx is not None:
-            onnx = self._read(self.files.onnx)
-            if (self._check_input(onnx)[1], self._check_output(onnx)[1]) != (self.input_shape, self.output_size):
+            onnx = check_signature(self._read(self.files.onnx), self.spec, self.metadata)
+            if (onnx.input_shape, onnx.output_size) != (self.input_shape, self.output_size):
                 raise BundleError(f"{self.files.onnx.name} and {self.files.path.name} differ in input or output shape")
-
-    def _check_input(self, model: ov.Model) -> tuple[str, tuple[int, ...]]:
-        if len(model.inputs) != 1:
-            raise BundleError(f"model has {len(model.inputs)} inputs; the car feeds one camera tensor")
-        port = model.input(0)
-        expected = self.spec.input_shape()
-        shape = port.get_partial_shape()
-        if shape.is_dynamic or tuple(shape.to_shape()) != expected:
-            raise BundleError(f"model input {_shape_text(shape)} does not match the preprocessing "
-                              f"{_shape_text(expected)}")
-        if port.get_element_type() != ov.Type.f32:
-            raise BundleError(f"model input is {port.get_element_type().get_type_name()}; the car feeds f32")
-        names = port.get_names()
-        wanted = self.spec.input_name
-        if wanted and not {wanted, f"{wanted}:0"} & names:
-            raise BundleError(f"racer.json names input {wanted!r}, the model's is {port.get_any_name()!r}")
-        return (wanted or port.get_any_name()), expected
-
-    def _check_output(self, model: ov.Model) -> tuple[str, int]:
-        """The policy output (the first); a second output is allowed only as the model's own
-        `UNCERTAINTY_OUTPUT`, one value per frame (a modular model's perception, `car.policy.inference`)."""
-        extra = model.outputs[1:]
-        if not model.outputs or len(extra) > 1 or (extra and not _is_uncertainty(extra[0])):
-            raise BundleError(f"model has {len(model.outputs)} outputs; a policy has one "
-                              f"(and at most one more: {UNCERTAINTY_OUTPUT!r}, one value)")
-        port = model.output(0)
-        shape = port.get_partial_shape()
-        if shape.is_dynamic:
-            raise BundleError(f"model output shape {shape} is not fixed")
-        size = int(np.prod(shape.to_shape()))
-        need = self.metadata.output_size()
-        if size != need:
-            what = f"{need} discrete actions" if self.metadata.discrete else "2 (steering, speed) for a continuous action space"
-            raise BundleError(f"model gives {size} outputs but model_metadata.json needs {what}")
-        return tensor_node(port.get_any_name()), size
 
     def describe(self) -> dict[str, Any]:
         """Everything `racer model inspect` shows, JSON-ready."""
