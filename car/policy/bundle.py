@@ -1,10 +1,11 @@
-"""Model bundles: what the console accepts and the policy node runs.
+"""Model bundles: what the console accepts and the policy node runs, loaded, saved and packed.
 
 Two layouts load the same way (the README's "Will my AWS DeepRacer model run?"): an AWS DeepRacer
-export (a frozen TensorFlow graph `*.pb` + `model_metadata.json`, converted here with OpenVINO's own TensorFlow
-frontend and cached as IR) and a racer export (OpenVINO IR and/or ONNX + `model_metadata.json` +
-`racer.json`). Loading validates everything the car depends on, so a bad upload is refused with a
-one-line reason instead of failing on the track.
+export (a frozen TensorFlow graph `*.pb` + `model_metadata.json`, converted with OpenVINO's own
+TensorFlow frontend, `car.policy.aws_graph`, and cached as IR, `car.policy.ir_cache`) and a racer
+export (OpenVINO IR and/or ONNX + `model_metadata.json` + `racer.json`). Loading resolves and
+validates everything the car depends on, so a bad upload is refused with a one-line reason instead
+of failing on the track, and a loaded Bundle never changes afterwards.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import dataclasses
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,70 +35,46 @@ from car.policy.metadata import (
 from car.policy.openvino_model import model_precision, read_ov_model
 from car.policy.preprocess import DEEPRACER_PRESETS, DEEPRACER_SPEC, PreprocessSpec
 from car.policy.racer_json import RACER_FILE, RacerInfo, read_racer_json
-from car.policy.signature import check_input, check_output, check_signature
+from car.policy.signature import Signature, check_input, check_output, check_signature
 
 
+@dataclass(frozen=True, eq=False)
 class Bundle:
-    """A loaded and validated bundle. Archives are unpacked to a private temp dir kept until close()."""
+    """A loaded bundle, resolved completely by `load_bundle` and never changed afterwards.
 
-    def __init__(self, source: Path, root: Path, files: ModelFiles, metadata: ModelMetadata,
-                 racer: RacerInfo | None, cache_dir: Path, tmp: tempfile.TemporaryDirectory | None):
-        self.source = source
-        self.name = bundle_name(source)
-        self.root = root
-        self.files = files
-        self.kind = files.kind
-        self.metadata = metadata
-        self.spec = racer.spec if racer else DEEPRACER_SPEC
-        self.stats = racer.stats if racer else None
-        self.info = racer.info if racer else {}
-        self.is_racer_bundle = racer is not None
-        self.unrunnable = unrunnable_reason(metadata)
-        self.cache_dir = cache_dir
-        self.input_name: str | None = None
-        self.output_name: str | None = None
-        self.input_shape: tuple[int, ...] | None = None
-        self.output_size: int | None = None
-        self.precision: str | None = None
-        self._graph_io: GraphIO | None = None
-        self._ir: Path | None = None
-        self.shipped_ir_reason: str | None = None
-        self._tmp = tmp
+    `spec` is the preprocessing the model is fed with (racer.json's, else the stock car's with the
+    frozen graph's input name). `model_file` is what `read_model` reads: the bundle's IR or ONNX,
+    or for a `.pb` the IR shipped beside it or converted into the cache. `model_file`, `signature`
+    and `precision` are None when the bundle was loaded with `validate=False` or cannot drive
+    (`unrunnable` says why). An archive is unpacked to a private temp dir kept until close().
+    """
 
-    def _model_file(self) -> Path:
-        if self.kind != "tensorflow":
-            return self.files.path
-        if self.unrunnable:
-            raise BundleError(self.unrunnable)
-        if self._graph_io is None:
-            self._graph_io = frozen_graph_io(self.files.path, self.metadata, self.spec)
-            if not self.is_racer_bundle:
-                self.spec = dataclasses.replace(self.spec, input_name=tensor_node(self._graph_io.input))
-        if self._ir is None or not self._ir.is_file():
-            pb, io = self.files.path, self._graph_io
-            self._ir = self._current_shipped_ir() or cached_ir(pb, io.key(), lambda: convert_frozen_graph(pb, io),
-                                                               self.cache_dir)
-        return self._ir
+    source: Path
+    name: str
+    root: Path
+    files: ModelFiles
+    metadata: ModelMetadata
+    spec: PreprocessSpec
+    stats: dict[str, Any] | None
+    info: dict[str, Any]
+    is_racer_bundle: bool
+    unrunnable: str | None
+    cache_dir: Path
+    model_file: Path | None = None
+    graph_io: GraphIO | None = None
+    signature: Signature | None = None
+    precision: str | None = None
+    shipped_ir_reason: str | None = None
+    unpacked: tempfile.TemporaryDirectory | None = dataclasses.field(default=None, repr=False)
 
-    def _current_shipped_ir(self) -> Path | None:
-        """The IR shipped beside the .pb if it was converted from this very .pb and passes the
-        input/output checks; otherwise None, with `shipped_ir_reason` saying why it is not used."""
-        xml = self.files.shipped_ir
-        if xml is None:
-            return None
-        try:
-            model = self._read(xml)
-            if ir_source_sha256(model) != file_sha256(self.files.path):
-                raise BundleError(f"{xml.name} is not recorded as converted from this {self.files.path.name}")
-            check_input(model, self.spec)
-            check_output(model, self.metadata)
-        except BundleError as exc:
-            self.shipped_ir_reason = str(exc)
-            return None
-        return xml
+    @property
+    def kind(self) -> str:
+        """"tensorflow" (an AWS DeepRacer .pb), "openvino" (IR) or "onnx"."""
+        return self.files.kind
 
-    def use_preprocess(self, preset: str) -> None:
-        """Feed an AWS DeepRacer export with another DEEPRACER_PRESETS entry ("stock", "area").
+    def with_preprocess(self, preset: str) -> "Bundle":
+        """This AWS DeepRacer export fed with another DEEPRACER_PRESETS entry ("stock", "area"); the
+        presets share the input shape, so the resolved model stays valid.
 
         racer bundles carry their training's preprocessing in racer.json, so they refuse this.
         """
@@ -104,72 +82,24 @@ class Bundle:
             raise BundleError(f"{self.name} carries its own preprocessing ({RACER_FILE}); presets are for AWS DeepRacer exports")
         if preset not in DEEPRACER_PRESETS:
             raise BundleError(f"unknown preprocessing {preset!r}; choose from {', '.join(DEEPRACER_PRESETS)}")
-        self.spec = dataclasses.replace(DEEPRACER_PRESETS[preset], input_name=self.spec.input_name)
+        return dataclasses.replace(self, spec=dataclasses.replace(DEEPRACER_PRESETS[preset],
+                                                                  input_name=self.spec.input_name))
 
     def read_model(self) -> ov.Model:
-        """A fresh openvino.Model with the input fixed to the spec's shape where it was dynamic."""
-        return self._read(self._model_file())
-
-    def _read(self, path: Path) -> ov.Model:
+        """A fresh openvino.Model of `model_file`, the input fixed to the spec's shape where it was dynamic."""
+        if self.unrunnable:
+            raise BundleError(self.unrunnable)
+        if self.model_file is None:
+            raise BundleError(f"{self.name} was loaded without validation; load it again to run it")
+        path = self.model_file
+        if self.graph_io is not None and not path.is_file():  # the IR cache was cleared since load
+            path = _cached_ir(self.files.path, self.graph_io, self.cache_dir)
         return read_ov_model(path, self.spec.input_shape())
 
-    def _validate(self) -> None:
-        model = self.read_model()
-        self.precision = model_precision(model)
-        sig = check_signature(model, self.spec, self.metadata)
-        self.input_name, self.input_shape, self.output_name, self.output_size = (
-            sig.input_name, sig.input_shape, sig.output_name, sig.output_size)
-        if self.files.onnx is not None:
-            onnx = check_signature(self._read(self.files.onnx), self.spec, self.metadata)
-            if (onnx.input_shape, onnx.output_size) != (self.input_shape, self.output_size):
-                raise BundleError(f"{self.files.onnx.name} and {self.files.path.name} differ in input or output shape")
-
-    def describe(self) -> dict[str, Any]:
-        """Everything `racer model inspect` shows, JSON-ready."""
-        meta = self.metadata
-        if meta.discrete:
-            space: Any = [{"index": i, "steering_angle": a.steering_deg, "speed": a.speed}
-                          for i, a in enumerate(meta.actions)]
-        else:
-            space = {"steering_angle": {"low": meta.steering.low, "high": meta.steering.high},
-                     "speed": {"low": meta.speed.low, "high": meta.speed.high}}
-        return {
-            "name": self.name,
-            "source": str(self.source),
-            "kind": self.kind,
-            "model_file": self.files.path.relative_to(self.root).as_posix(),
-            "onnx_file": self.files.onnx.relative_to(self.root).as_posix() if self.files.onnx else None,
-            "shipped_ir": self._shipped_ir_json(),
-            "runnable": self.unrunnable is None,
-            "reason": self.unrunnable,
-            "input": {"name": self.input_name, "shape": list(self.input_shape) if self.input_shape else None},
-            "output": {"name": self.output_name, "size": self.output_size},
-            "precision": self.precision,
-            "preprocess": self.spec.to_json(),
-            "metadata": {
-                "action_space_type": meta.action_space_type,
-                "training_algorithm": meta.training_algorithm,
-                "sensor": list(meta.sensors),
-                "neural_network": meta.neural_network,
-                "version": meta.version,
-                "action_space": space,
-                "max_steering_deg": meta.max_steering_deg,
-                "max_speed": meta.max_speed,
-            },
-            "stats": self.stats,
-            "info": self.info,
-        }
-
-    def _shipped_ir_json(self) -> dict[str, Any] | None:
-        xml = self.files.shipped_ir
-        if xml is None:
-            return None
-        return {"file": xml.relative_to(self.root).as_posix(), "used": self._ir == xml, "reason": self.shipped_ir_reason}
-
     def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        """Remove the folder an archive was unpacked to (shared with `with_preprocess`'s copies)."""
+        if self.unpacked is not None:
+            self.unpacked.cleanup()
 
     def __enter__(self) -> "Bundle":
         return self
@@ -178,8 +108,50 @@ class Bundle:
         self.close()
 
 
+def _cached_ir(pb: Path, io: GraphIO, cache_dir: Path) -> Path:
+    return cached_ir(pb, io.key(), lambda: convert_frozen_graph(pb, io), cache_dir)
+
+
+def _shipped_ir(files: ModelFiles, metadata: ModelMetadata, spec: PreprocessSpec) -> tuple[Path | None, str | None]:
+    """(the IR shipped beside the .pb, None) if it was converted from this very .pb and passes the
+    input/output checks; otherwise (None, why it is not used) or (None, None) when there is none."""
+    xml = files.shipped_ir
+    if xml is None:
+        return None, None
+    try:
+        model = read_ov_model(xml, spec.input_shape())
+        if ir_source_sha256(model) != file_sha256(files.path):
+            raise BundleError(f"{xml.name} is not recorded as converted from this {files.path.name}")
+        check_input(model, spec)
+        check_output(model, metadata)
+    except BundleError as exc:
+        return None, str(exc)
+    return xml, None
+
+
+def _resolved(bundle: Bundle) -> Bundle:
+    """`bundle` with its model file found (a .pb's graph cut, the shipped or cached IR) and checked
+    against its spec and metadata: signature, precision, and the ONNX beside the IR agreeing."""
+    files, spec = bundle.files, bundle.spec
+    model_file, graph_io, shipped_reason = files.path, None, None
+    if files.kind == "tensorflow":
+        graph_io = frozen_graph_io(files.path, bundle.metadata, spec)
+        if not bundle.is_racer_bundle:
+            spec = dataclasses.replace(spec, input_name=tensor_node(graph_io.input))
+        shipped, shipped_reason = _shipped_ir(files, bundle.metadata, spec)
+        model_file = shipped or _cached_ir(files.path, graph_io, bundle.cache_dir)
+    model = read_ov_model(model_file, spec.input_shape())
+    signature = check_signature(model, spec, bundle.metadata)
+    if files.onnx is not None:
+        onnx = check_signature(read_ov_model(files.onnx, spec.input_shape()), spec, bundle.metadata)
+        if (onnx.input_shape, onnx.output_size) != (signature.input_shape, signature.output_size):
+            raise BundleError(f"{files.onnx.name} and {files.path.name} differ in input or output shape")
+    return dataclasses.replace(bundle, spec=spec, model_file=model_file, graph_io=graph_io, signature=signature,
+                               precision=model_precision(model), shipped_ir_reason=shipped_reason)
+
+
 def load_bundle(path: str | Path, cache_dir: str | Path | None = None, validate: bool = True) -> Bundle:
-    """Open a bundle directory or .tar.gz and validate it against its metadata and spec.
+    """Open a bundle directory or .tar.gz, resolve its model and validate it against its metadata and spec.
 
     Raises BundleError for anything broken. A model for sensors this car lacks still loads (so it
     can be inspected), with `unrunnable` saying why it cannot drive. `validate=False` checks the
@@ -208,10 +180,11 @@ def load_bundle(path: str | Path, cache_dir: str | Path | None = None, validate:
         except MetadataError as exc:
             raise BundleError(str(exc)) from None
         racer = read_racer_json(root)
-        bundle = Bundle(source, root, files, metadata, racer, cache, tmp)
-        if validate and bundle.unrunnable is None:
-            bundle._validate()
-        return bundle
+        bundle = Bundle(source=source, name=bundle_name(source), root=root, files=files, metadata=metadata,
+                        spec=racer.spec if racer else DEEPRACER_SPEC, stats=racer.stats if racer else None,
+                        info=racer.info if racer else {}, is_racer_bundle=racer is not None,
+                        unrunnable=unrunnable_reason(metadata), cache_dir=cache, unpacked=tmp)
+        return _resolved(bundle) if validate and bundle.unrunnable is None else bundle
     except BaseException:
         if tmp is not None:
             tmp.cleanup()
