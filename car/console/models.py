@@ -211,8 +211,9 @@ class ModelStore:
         self.prune_cache()
 
     def prune_cache(self) -> None:
-        """Remove converted IR (cache/ir/<openvino>/<pb sha256>-<cut>) whose frozen graph no model
-        here has. (OpenVINO's compiled blobs are keyed by its own hashes and only speed up loads.)"""
+        """Remove converted IR (cache/ir/<openvino>/<pb sha256>-<cut>) whose frozen graph no model here has.
+
+        OpenVINO's compiled blobs are keyed by its own hashes and only speed up loads."""
         used = set()
         for path in [*self._installed(), *([self.startup] if self.startup else [])]:
             with_pb = _frozen_graph(path)

@@ -72,7 +72,7 @@ def frozen_graph_io(pb: Path, metadata: ModelMetadata, spec: PreprocessSpec) -> 
     placeholder = graph.get_partial_shape(inputs[tensor])
     expected = spec.input_shape()
     if placeholder.rank.is_static and len(placeholder) == len(expected):
-        shape = tuple(d.get_length() if d.is_static else e for d, e in zip(placeholder, expected))
+        shape = tuple(d.get_length() if d.is_static else e for d, e in zip(placeholder, expected, strict=True))
     else:
         shape = expected
     if graph.get_place_by_tensor_name(f"{output}:0") is not None:

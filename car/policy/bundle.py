@@ -13,9 +13,10 @@ import dataclasses
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import openvino as ov
@@ -72,14 +73,15 @@ class Bundle:
         """"tensorflow" (an AWS DeepRacer .pb), "openvino" (IR) or "onnx"."""
         return self.files.kind
 
-    def with_preprocess(self, preset: str) -> "Bundle":
+    def with_preprocess(self, preset: str) -> Bundle:
         """This AWS DeepRacer export fed with another DEEPRACER_PRESETS entry ("stock", "area"); the
         presets share the input shape, so the resolved model stays valid.
 
         racer bundles carry their training's preprocessing in racer.json, so they refuse this.
         """
         if self.is_racer_bundle:
-            raise BundleError(f"{self.name} carries its own preprocessing ({RACER_FILE}); presets are for AWS DeepRacer exports")
+            raise BundleError(f"{self.name} carries its own preprocessing ({RACER_FILE}); "
+                              "presets are for AWS DeepRacer exports")
         if preset not in DEEPRACER_PRESETS:
             raise BundleError(f"unknown preprocessing {preset!r}; choose from {', '.join(DEEPRACER_PRESETS)}")
         return dataclasses.replace(self, spec=dataclasses.replace(DEEPRACER_PRESETS[preset],
@@ -101,7 +103,7 @@ class Bundle:
         if self.unpacked is not None:
             self.unpacked.cleanup()
 
-    def __enter__(self) -> "Bundle":
+    def __enter__(self) -> Bundle:
         return self
 
     def __exit__(self, *exc: object) -> None:

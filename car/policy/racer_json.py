@@ -29,7 +29,7 @@ class RacerInfo:
                 "stats": self.stats, "model": self.info}
 
     @classmethod
-    def from_json(cls, data: Any) -> "RacerInfo":
+    def from_json(cls, data: Any) -> RacerInfo:
         if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{RACER_FILE}: format must be {BUNDLE_FORMAT!r}")
         version = data.get("version")

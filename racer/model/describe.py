@@ -14,8 +14,10 @@ def describe(bundle: Bundle) -> dict[str, Any]:
         space: Any = [{"index": i, "steering_angle": a.steering_deg, "speed": a.speed}
                       for i, a in enumerate(meta.actions)]
     else:
-        space = {"steering_angle": {"low": meta.steering.low, "high": meta.steering.high},
-                 "speed": {"low": meta.speed.low, "high": meta.speed.high}}
+        steering, speed = meta.steering, meta.speed
+        assert steering is not None and speed is not None  # parse_metadata gives a continuous space both ranges
+        space = {"steering_angle": {"low": steering.low, "high": steering.high},
+                 "speed": {"low": speed.low, "high": speed.high}}
     sig = bundle.signature
     return {
         "name": bundle.name,
