@@ -38,7 +38,8 @@ class Header:
     frame_id: str = ""
 
 
-IMAGE_ENCODINGS = {"bgr8": (np.dtype(np.uint8), 3), "32FC1": (np.dtype(np.float32), 1)}
+IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {"bgr8": (np.dtype(np.uint8), 3),
+                                                    "32FC1": (np.dtype(np.float32), 1)}
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,7 @@ def load_aws(net: ConsoleNet, source: Path, ours: ModelMetadata) -> None:
             if tuple(weight.shape) != tuple(conv.weight.shape):
                 raise CloneError(f"{source}: convolution {i} is {weight.shape}, expected {tuple(conv.weight.shape)}")
             conv.weight.copy_(torch.from_numpy(weight))
+            assert conv.bias is not None  # the console's convolutions have biases
             conv.bias.copy_(torch.from_numpy(bias))
         # the first dense layer reads the last convolution's output, flattened by TensorFlow as (H, W, C)
         with torch.no_grad():

@@ -100,10 +100,10 @@ def parse_hyperparameters(data: Any, source: str = HYPERPARAMETERS_FILE) -> Hype
             if not _integer(data[key]) or not low <= data[key] <= high:
                 raise bad(key, f"is not a whole number in {low}-{high}")
             values[key] = int(data[key])
-    for key, low, high in (("lr", 1e-8, 1e-3), ("beta_entropy", 0.0, 1.0), ("discount_factor", 0.0, 1.0)):
+    for key, bottom, top in (("lr", 1e-8, 1e-3), ("beta_entropy", 0.0, 1.0), ("discount_factor", 0.0, 1.0)):
         if key in data:
-            if not _is_number(data[key]) or not low <= data[key] <= high:
-                raise bad(key, f"is not a number in {low:g}-{high:g}")
+            if not _is_number(data[key]) or not bottom <= data[key] <= top:
+                raise bad(key, f"is not a number in {bottom:g}-{top:g}")
             values[key] = float(data[key])
     if "loss_type" in data:
         loss = data["loss_type"].replace("_", " ") if isinstance(data["loss_type"], str) else None

@@ -22,11 +22,13 @@ from car.policy.bundle import Bundle, load_bundle
 from car.policy.core import PolicyCore
 from car.policy.inference import Policy
 from car.policy.racer_json import RACER_FILE
+from car.policy.warning import WINDOW_S
 from sim2real.drive import run_laps
 from sim2real.export import export_checkpoint
 from sim2real.heldout import Episode, NamedDomain, TestDistribution
 from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation
-from sim2real.modular import ModularConfig, train_modular
+from sim2real.modular import ModularConfig, ModularNet, train_modular
+from sim2real.network import DrivingNet
 from sim2real.randomize import DomainSimulator, Randomization
 from sim2real.sim.rules import aws_rules, is_aws_export
 from sim2real.sim.track import Track
@@ -46,8 +48,8 @@ VARIANTS = {**_TRAINING, **{MODULAR + name: presets for name, presets in _TRAINI
 
 # The plain simulator: the AWS DeepRacer simulator's world, as AWS-trained models saw it.
 NOMINAL = NamedDomain("nominal", {})
-# Seconds of the car's monitor score averaged before it can warn (`monitor_peak`).
-MONITOR_WINDOW_S = 2.0
+# Seconds of the car's monitor score averaged before it can warn (`monitor_peak`): the car's own window.
+MONITOR_WINDOW_S = WINDOW_S
 
 
 def default_domains(episodes: int | None = None) -> list[NamedDomain]:
@@ -182,6 +184,7 @@ def train_variant(out_dir: Path, variant: str, seed: int, base: ImitationConfig,
     if is_whole(bundle):
         return bundle
     cfg = variant_config(base, variant, seed)
+    net: ModularNet | DrivingNet
     if isinstance(cfg, ModularConfig):
         net, history, _ = train_modular(cfg, show_progress=show_progress)
     else:

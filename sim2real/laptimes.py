@@ -44,7 +44,7 @@ def lap_time_table(bundle_path: str | Path, tracks: Sequence[str], max_speed: fl
             driver = aws_rules(sim, bundle, max_speed) if is_aws_export(bundle) else None
             ours = run_laps(sim, model, laps=laps, max_speed=max_speed, driver=driver)
             theirs = expert_laps(track, laps, max_speed)
-            row = {"track": name, "model": _times(ours, laps), "expert": _times(theirs, laps)}
+            row: dict[str, Any] = {"track": name, "model": _times(ours, laps), "expert": _times(theirs, laps)}
             done = [t for t in row["model"] if t is not None]
             reference = [t for t in row["expert"] if t is not None]
             row["ratio"] = round((sum(done) / len(done)) / (sum(reference) / len(reference)), 3) \

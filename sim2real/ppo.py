@@ -186,6 +186,7 @@ class Policy:
                 actions = torch.multinomial(logp_all.exp(), 1, generator=self.generator)[:, 0]
             logp = logp_all.gather(1, actions[:, None])[:, 0]
             return actions.numpy(), logp.numpy(), values.numpy()
+        assert self.net.log_std is not None  # a continuous action space's network has one
         std = self.net.log_std.exp()
         noise = torch.randn(out.shape, generator=self.generator)
         actions = out if greedy else out + noise * std
@@ -307,6 +308,7 @@ def update(net: ConsoleNet, optimizer: torch.optim.Optimizer, trajectories: list
                 logp = logp_all.gather(1, actions_t[idx][:, None])[:, 0]
                 entropy = -(logp_all.exp() * logp_all).sum(1).mean()
             else:
+                assert net.log_std is not None  # a continuous action space's network has one
                 dist = torch.distributions.Normal(out, net.log_std.exp())
                 logp = dist.log_prob(actions_t[idx]).sum(1)
                 entropy = dist.entropy().sum(1).mean()

@@ -235,7 +235,8 @@ def _tint(bgr: Colour, hue_deg: float, shade: float) -> Colour:
     hsv[..., 0] = (hsv[..., 0] + hue_deg) % 360.0
     hsv[..., 2] *= shade
     out = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0] * 255.0
-    return tuple(int(c) for c in np.clip(np.round(out), 0, 255))
+    b, g, r = (int(c) for c in np.clip(np.round(out), 0, 255))
+    return b, g, r
 
 
 @dataclass(frozen=True)

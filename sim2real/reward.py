@@ -75,7 +75,8 @@ def _finite(value: Any) -> bool:
 
 def _line_in(tb: Any, path: Path) -> int | str:
     """The deepest line of `path` in a traceback (where the user's code raised), else '?'."""
-    lines = [frame.lineno for frame in traceback.extract_tb(tb) if Path(frame.filename) == path]
+    lines = [frame.lineno for frame in traceback.extract_tb(tb)
+             if Path(frame.filename) == path and frame.lineno is not None]
     return lines[-1] if lines else "?"
 
 

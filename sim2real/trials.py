@@ -18,8 +18,9 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from car.clock import SimClock
 from car.policy.bundle import load_bundle
 from car.policy.decode import Decoded
 from car.policy.inference import Policy
@@ -91,7 +92,7 @@ def run_trials(bundle_path: str | Path, track: str, trials: int = 3, max_speed: 
 def _trial(sim: Simulator, model: Any, driver: Any, number: int, max_speed: float, penalty_s: float,
            timeout_s: float) -> Trial:
     graph = start_autonomous(sim_graph(sim, model, driver=driver), max_speed)
-    clock = graph.clock
+    clock = cast(SimClock, graph.clock)  # the graph was built on the simulator's clock
     trace = Trace(sim, number - 1)
     offs = 0
     try:

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 from cyclonedds._clayer import ddspy_take
 from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
@@ -46,7 +47,8 @@ def main(topics: list[str]) -> None:
         dds_topic = Topic(participant, "rt" + topic, idl)
         readers[topic] = (DataReader(participant, dds_topic, Qos(Policy.Reliability.BestEffort)), wire.ros_type)
     publications = BuiltinDataReader(participant, BuiltinTopicDcpsPublication)
-    out, qos = {}, {}
+    out: dict[str, Any] = {}
+    qos: dict[str, Any] = {}
     deadline = time.monotonic() + TIMEOUT_S
     while len(out) < len(topics) and time.monotonic() < deadline:
         for topic, (reader, ros_type) in readers.items():

@@ -11,6 +11,7 @@ tensor.proto and tensor_shape.proto; no TensorFlow needed).
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 DT_FLOAT, DT_INT32 = 1, 3
 
@@ -37,7 +38,7 @@ def shape(dims: list[int]) -> bytes:
     return b"".join(field(2, field(1, d)) for d in dims)  # TensorShapeProto.dim -> Dim.size
 
 
-def tensor(dtype: int, dims: list[int], floats: list[float] = (), ints: list[int] = ()) -> bytes:
+def tensor(dtype: int, dims: list[int], floats: Sequence[float] = (), ints: Sequence[int] = ()) -> bytes:
     out = field(1, dtype) + field(2, shape(dims))
     if floats:
         out += field(5, b"".join(struct.pack("<f", f) for f in floats))  # float_val, packed
@@ -50,7 +51,7 @@ def attr(key: str, value: bytes) -> bytes:
     return field(5, field(1, key.encode()) + field(2, value))  # NodeDef.attr map entry
 
 
-def node(name: str, op: str, inputs: list[str] = (), *attrs: bytes) -> bytes:
+def node(name: str, op: str, inputs: Sequence[str] = (), *attrs: bytes) -> bytes:
     body = field(1, name.encode()) + field(2, op.encode()) + b"".join(field(3, i.encode()) for i in inputs)
     return field(1, body + b"".join(attrs))  # GraphDef.node
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,7 @@ def pb_bytes(archive: Path = PPO_TAR) -> bytes:
         return tar.extractfile(member).read()
 
 
-def write_tar(path: Path, files: dict[str, bytes], special: list[tarfile.TarInfo] = ()) -> Path:
+def write_tar(path: Path, files: dict[str, bytes], special: Sequence[tarfile.TarInfo] = ()) -> Path:
     """A real .tar.gz with `files` as regular members, then any hand-made `special` members."""
     with tarfile.open(path, "w:gz") as tar:
         for name, data in files.items():

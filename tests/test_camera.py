@@ -31,7 +31,7 @@ def frame_id(frame: np.ndarray) -> int:
 def video(tmp_path: Path) -> Path:
     """Ten frames at 25 fps, frame i with blue = 20 i."""
     path = tmp_path / "lap.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, SIZE)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, SIZE)
     for index in range(10):
         writer.write(frame_with(20 * index))
     writer.release()

@@ -36,8 +36,9 @@ def test_recovers_the_known_focal_length_and_principal_point(photos: Path) -> No
     assert result.rms_px < 0.5
     assert result.skipped == ["wall.png"]
     assert len(result.used) == 8
-    assert result.info.projection.shape == (3, 4)
-    assert result.info.projection[0, 0] == pytest.approx(CAMERA_MATRIX[0, 0], rel=0.05)
+    projection = result.info.projection
+    assert projection is not None and projection.shape == (3, 4)
+    assert projection[0, 0] == pytest.approx(CAMERA_MATRIX[0, 0], rel=0.05)
 
 
 def test_camera_info_yaml_has_the_ros_layout_and_round_trips(photos: Path, tmp_path: Path) -> None:

@@ -40,7 +40,14 @@ def free_port() -> int:
 
 def stderr_lines(process: subprocess.Popen) -> queue.Queue[str]:
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
+    stderr = process.stderr
+    assert stderr is not None
+
+    def read() -> None:
+        for line in stderr:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
     return lines
 
 

@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ def multipart(filename: str, content: bytes, field: str = "file") -> tuple[bytes
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def tar_gz(files: dict[str, bytes], special: list[tarfile.TarInfo] = ()) -> bytes:
+def tar_gz(files: dict[str, bytes], special: Sequence[tarfile.TarInfo] = ()) -> bytes:
     with tempfile.TemporaryDirectory() as work:
         return write_tar(Path(work) / "upload.tar.gz", files, special).read_bytes()
 

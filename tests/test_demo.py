@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from car.config import DEFAULT_MODEL
+from test_console_cli import stderr_lines
 
 RACER = [sys.executable, "-m", "racer.cli"]
 
@@ -164,9 +165,7 @@ def wait_for_line(lines: queue.Queue, needle: str, timeout: float = 180) -> list
 
 def live_demo(*args: str) -> tuple[subprocess.Popen, queue.Queue]:
     proc = subprocess.Popen([*RACER, "demo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
-    return proc, lines
+    return proc, stderr_lines(proc)
 
 
 def interrupt(proc: subprocess.Popen) -> str:
@@ -174,7 +173,9 @@ def interrupt(proc: subprocess.Popen) -> str:
     would race it for the last lines)."""
     proc.send_signal(signal.SIGINT)
     out: list[str] = []
-    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+    stdout = proc.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: out.append(stdout.read()), daemon=True)
     reader.start()
     proc.wait(timeout=60)
     reader.join(timeout=10)

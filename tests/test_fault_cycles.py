@@ -142,7 +142,7 @@ class FailingWrites:
             if self.failing:
                 raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
             store(value)
-        attribute.write = write  # type: ignore[method-assign]
+        attribute.write = write
         return attribute
 
 

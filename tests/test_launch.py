@@ -6,6 +6,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -39,7 +40,7 @@ class LaunchConfiguration:
 
 def load_launch_file(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     """launch/car.launch.py imported over stand-ins of the launch modules."""
-    stubs = {
+    stubs: dict[str, dict[str, Any]] = {
         "launch": {"LaunchDescription": Declared},
         "launch.actions": {"DeclareLaunchArgument": type("DeclareLaunchArgument", (Declared,), {}),
                            "OpaqueFunction": type("OpaqueFunction", (Declared,), {})},
@@ -50,6 +51,7 @@ def load_launch_file(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     for name, attrs in stubs.items():
         monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attrs))
     spec = importlib.util.spec_from_file_location("car_launch", LAUNCH_FILE)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -17,7 +17,7 @@ def module_name(path: Path) -> str:
 
 def imported(path: Path) -> set[str]:
     """Every absolute module name `path` imports (for `from a.b import c`: a.b, and a.b.c where that is a module)."""
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)

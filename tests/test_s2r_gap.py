@@ -71,7 +71,8 @@ def test_variants_train_evaluate_and_are_reused(tiny_run):
         assert 0.0 <= result["mean_progress"] <= 100.0
         [(track, start, completed, off_track, monitor)] = result["episodes"]
         assert (track, start, completed) == ("reinvent_base", 0.0, result["completed"] == 1)
-        assert monitor > 0.0 and off_track in (True, False)
+        # the car's score: the domain-shift excess, 0 while the frames look like training
+        assert isinstance(monitor, float) and monitor >= 0.0 and off_track in (True, False)
     both = json.loads((out / "both-s0" / "bundle" / "racer.json").read_text())["model"]["config"]
     assert (both["randomization"], both["augmentation"]) == ("default", "default")
     stamp = (out / "none-s0" / "bundle" / "model.xml").stat().st_mtime_ns

@@ -127,6 +127,7 @@ def test_the_policy_node_and_the_console_show_the_uncertainty(modular, tmp_path)
     assert core.on_image(Image(Header(Time.from_seconds(1.0), "camera"), sim.render())).error is None
     values = {kv.key: kv.value for kv in core.diagnostics().values}
     assert float(values["uncertainty"]) == pytest.approx(policy.uncertainty(), abs=1e-4)
+    assert float(values["warning"]) == pytest.approx(policy.uncertainty(), abs=1e-4)  # one frame's mean
     # the car's warning score, which racer eval's AUROC reads, is the model's own uncertainty
     assert PolicyCore.monitor_key(policy.model()) == "uncertainty" and core.monitor_score() == policy.uncertainty()
     assert core.domain_shift is not None and core.domain_shift != core.monitor_score()
@@ -134,8 +135,9 @@ def test_the_policy_node_and_the_console_show_the_uncertainty(modular, tmp_path)
     # the whole car: /diagnostics from the policy node reaches the console's /api/status over HTTP
     car = start_car(tmp_path, modular["bundle"])
     try:
-        status = car.wait_for(lambda: (s := car.status())["uncertainty"] is not None and s, what="uncertainty")
+        status = car.wait_for(lambda: (s := car.status())["warning"] is not None and s, what="warning")
         assert 0.0 <= status["uncertainty"] <= 1.0 and status["domain_shift"] is not None
+        assert 0.0 <= status["warning"] <= 1.0  # the uncertainty's 2 s mean
     finally:
         car.stop()
 

@@ -4,7 +4,9 @@ The services on real rclpy, across processes, are tests/test_ros_services.py."""
 import json
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,7 +56,7 @@ class ServiceBus(LocalBus):
 
     def __init__(self) -> None:
         super().__init__()
-        self.services: dict[str, tuple[str, object]] = {}
+        self.services: dict[str, tuple[str, Callable[[dict], Any]]] = {}
         self.timers: list = []
 
     def timer(self, period_s, callback, clock) -> None:
@@ -68,7 +70,7 @@ class ServiceBus(LocalBus):
         return self.services[name][1](request)
 
     def recorder(self, topic: str) -> list:
-        got = []
+        got: list = []
         self.subscribe(topic, got.append)
         return got
 

@@ -32,7 +32,9 @@ class Terminal:
                                      stdout=subprocess.DEVNULL, cwd=REPO, env=env)
         os.close(slave)
         self.err = b""
-        os.set_blocking(self.proc.stderr.fileno(), False)
+        assert self.proc.stderr is not None
+        self.stderr = self.proc.stderr
+        os.set_blocking(self.stderr.fileno(), False)
 
     def type(self, keys: str) -> None:
         os.write(self.master, keys.encode())
@@ -41,7 +43,7 @@ class Terminal:
         deadline = time.monotonic() + timeout
         while text.encode() not in self.err:
             assert time.monotonic() < deadline, f"no {text!r} in {self.err!r}"
-            self.err += self.proc.stderr.read() or b""
+            self.err += self.stderr.read() or b""
             time.sleep(0.05)
 
     def close(self) -> int:

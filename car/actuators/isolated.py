@@ -31,7 +31,9 @@ def _serve(conn: Connection, spec: str, calibration: ActuatorCalibration, timeou
 
     stop = StopSignals()  # Ctrl-C reaches the whole process group: end at neutral
     stop.install()
-    die_with_parent({PARENT_ENV: str(multiprocessing.parent_process().pid)})
+    parent = multiprocessing.parent_process()
+    assert parent is not None  # this runs only as the actuator's child process
+    die_with_parent({PARENT_ENV: str(parent.pid)})
     try:
         driver = open_actuator(spec, calibration)
     except (ActuatorFault, OSError, ValueError) as exc:

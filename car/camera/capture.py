@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -75,7 +76,7 @@ class V4l2Source(CaptureSource):
         capture = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
         if not capture.isOpened():
             raise CameraFault(f"{self.name}: cannot open {self.device} as a V4L2 capture device")
-        capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+        capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
         capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
         capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
         capture.set(cv2.CAP_PROP_FPS, 1.0 / self.period_s)
@@ -255,7 +256,7 @@ def open_camera(spec: str, width: int = 640, height: int = 480, fps: float = 15.
     if kind == "sim":
         raise ValueError(f"camera spec 'sim' is the simulator's camera, which the caller provides; "
                          f"open_camera opens {SPEC_FORMS}")
-    sources = {
+    sources: dict[str, Callable[[], FrameSource]] = {
         "v4l2": lambda: V4l2Source(location, width, height, fps),
         "file": lambda: VideoFileSource(location, fps),
         "images": lambda: ImageFolderSource(location, fps),

@@ -207,8 +207,9 @@ class ConsoleNode:
         return _float(status.value("level")) if status else None
 
     def monitor_score(self, key: str) -> float | None:
-        """A monitor's score the policy node publishes in /diagnostics under `key` ("domain_shift", or
-        "uncertainty": the model's own, from a modular model), when one is published."""
+        """A monitor's score the policy node publishes in /diagnostics under `key` ("domain_shift",
+        "uncertainty": the model's own, from a modular model, or "warning": the car's warning score,
+        `car.policy.warning`), when one is published."""
         for status in list(self.diagnostics.values()):
             score = _float(status.value(key))
             if score is not None:
@@ -250,6 +251,7 @@ class ConsoleNode:
             "battery_level": self.battery_level(),
             "domain_shift": self.monitor_score("domain_shift"),
             "uncertainty": self.monitor_score("uncertainty"),
+            "warning": self.monitor_score("warning"),
             "simulator": self.simulator(),
         }
 

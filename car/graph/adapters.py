@@ -74,6 +74,7 @@ class PolicyNode:
     def _on_image(self, msg: Image) -> None:
         result = self.core.on_image(msg)
         if result.drive is not None:
+            assert result.tensor is not None and result.output is not None  # a drive comes from a model run
             self._publish(result.drive)
             self._input(Image(Header(msg.header.stamp, "model_input"),
                               input_image(result.tensor, self.core.preprocessor.spec.layout), "32FC1"))

@@ -49,12 +49,13 @@ class BagRecorder:
         self.path = new_bag_path(Path(directory))
         self.counts: Counter[str] = Counter()
         store = typestore()
-        self._writer = Writer(self.path, version=8, storage_plugin=StoragePlugin.MCAP)
-        self._writer.open()
+        writer = Writer(self.path, version=8, storage_plugin=StoragePlugin.MCAP)
+        self._writer: Writer | None = writer
+        writer.open()
         for topic in topics:
             wire = wire_type(topic)
-            connection = self._writer.add_connection(topic, wire.ros_type, typestore=store,
-                                                     offered_qos_profiles=[_offered_qos(topic)])
+            connection = writer.add_connection(topic, wire.ros_type, typestore=store,
+                                               offered_qos_profiles=[_offered_qos(topic)])
             bus.subscribe(topic, lambda msg, c=connection, w=wire, t=topic: self._write(c, w, t, msg))
 
     def _write(self, connection: Any, wire: WireType, topic: str, msg: Any) -> None:

@@ -139,7 +139,8 @@ class Supervisor:
             message = f"{child.last_exit}; restarting in {max(0.0, child.next_start - time.monotonic()):.1f} s"
         return DiagnosticStatus(
             level=OK if running else ERROR, name=f"supervisor/{child.spec.name}", message=message,
-            values=(KeyValue("pid", str(child.proc.pid) if running else ""), KeyValue("restarts", str(child.restarts)),
+            values=(KeyValue("pid", str(child.proc.pid) if child.proc is not None else ""),
+                    KeyValue("restarts", str(child.restarts)),
                     KeyValue("last_exit", child.last_exit)))
 
     def publish_diagnostics(self) -> None:
@@ -148,17 +149,17 @@ class Supervisor:
 
     def stop(self) -> None:
         """SIGTERM every node (each ends at neutral on its own), then SIGKILL what is still there after the grace."""
-        alive = [c for c in self.children if c.proc is not None]
-        for child in alive:
-            child.proc.send_signal(signal.SIGTERM)
+        alive = [(c, c.proc) for c in self.children if c.proc is not None]
+        for _, proc in alive:
+            proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
-        for child in alive:
+        for child, proc in alive:
             try:
-                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.error("%s did not stop within %.0f s: killed", child.spec.name, STOP_GRACE_S)
-                child.proc.kill()
-                child.proc.wait()
+                proc.kill()
+                proc.wait()
                 if child.spec.on_exit is not None:
                     child.spec.on_exit()
             child.proc = None

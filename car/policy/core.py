@@ -12,7 +12,8 @@ from car.messages import ERROR, OK, AckermannDrive, AckermannDriveStamped, Diagn
 from car.policy.decode import ActionDecoder, Decoded
 from car.policy.metadata import ModelMetadata
 from car.policy.preprocess import Preprocessor, PreprocessSpec
-from car.policy.shift import ShiftMonitor
+from car.policy.shift import ShiftMonitor, excess
+from car.policy.warning import WarningLevel
 
 
 @dataclass
@@ -40,10 +41,13 @@ class PolicyResult:
 class PolicyCore:
     """Stateless but for the frame stack; `infer` is any tensor -> output callable (OpenVINO on the car)."""
 
-    # The diagnostics keys of the scores the car warns its owner with (`monitor_score`): the
-    # domain-shift score, or the model's own uncertainty when it reports one (a modular model).
-    MONITOR = "domain_shift"
+    # The names of the scores the car warns its owner with (`monitor_score`): the domain-shift score's
+    # excess over the training world's level, or the model's own uncertainty when it reports one (a
+    # modular model; also its diagnostics key).
+    MONITOR = "domain_shift_excess"
     UNCERTAINTY = "uncertainty"
+    # The diagnostics key of the warning: `monitor_score` averaged over the last 2 s (`car.policy.warning`).
+    WARNING = "warning"
 
     def __init__(self, infer: Callable[[np.ndarray], np.ndarray], preprocessor: Preprocessor,
                  decoder: ActionDecoder, max_steering_rad: float, max_speed_mps: float,
@@ -53,6 +57,7 @@ class PolicyCore:
         self.domain_shift: float | None = None
         self.read_uncertainty = uncertainty
         self.uncertainty: float | None = None
+        self.warning = WarningLevel()
         self.preprocessor = preprocessor
         self.decoder = decoder
         self.max_steering_rad = max_steering_rad
@@ -78,6 +83,7 @@ class PolicyCore:
         self.infer, self.preprocessor, self.decoder, self.shift = self._parts(model)
         self.read_uncertainty = model.uncertainty
         self.domain_shift = self.uncertainty = None
+        self.warning.reset()
         self.last = None
 
     def on_image(self, msg: Image) -> PolicyResult:
@@ -96,6 +102,9 @@ class PolicyCore:
             self.last = PolicyResult(None, None, f"{type(exc).__name__}: {exc}", (time.perf_counter() - t0) * 1e3)
             return self.last
         self.frames += 1
+        score = self.monitor_score()
+        if score is not None:
+            self.warning.add(msg.header.stamp.to_seconds(), score)
         drive = AckermannDrive(steering_angle=decoded.steering * self.max_steering_rad,
                                speed=decoded.throttle * self.max_speed_mps)
         self.last = PolicyResult(AckermannDriveStamped(Header(msg.header.stamp, "base_link"), drive), decoded, None,
@@ -105,17 +114,22 @@ class PolicyCore:
     @classmethod
     def monitor_key(cls, model: PolicyModel) -> str:
         """Which score `monitor_score` gives for `model`: its own uncertainty when it reports one,
-        else the domain-shift score."""
+        else the domain-shift score's excess."""
         return cls.UNCERTAINTY if model.uncertainty is not None else cls.MONITOR
 
     def monitor_score(self) -> float | None:
         """The car's warning score for the last frame, higher = more likely to fail (None: the
         model carries neither): the model's own uncertainty when it reports one (`monitor_key`),
-        else the domain-shift score. `racer eval` measures how well it predicts leaving the track."""
-        return self.uncertainty if self.read_uncertainty is not None else self.domain_shift
+        else how far the domain-shift score lies beyond the training world's level (`shift.excess`).
+        Its 2 s mean is the car's warning (`warning`); `racer eval` measures how well that predicts
+        leaving the track."""
+        if self.read_uncertainty is not None:
+            return self.uncertainty
+        return excess(self.domain_shift) if self.domain_shift is not None else None
 
     def diagnostics(self) -> DiagnosticStatus:
         last = self.last
+        warning = self.warning.value
         return DiagnosticStatus(
             level=ERROR if last is not None and last.error else OK,
             name="policy",
@@ -123,5 +137,6 @@ class PolicyCore:
             values=(KeyValue("frames", str(self.frames)), KeyValue("errors", str(self.errors)),
                     KeyValue("infer_ms", f"{last.infer_ms:.3f}" if last else ""),
                     KeyValue("domain_shift", f"{self.domain_shift:.3f}" if self.domain_shift is not None else ""),
-                    KeyValue(self.UNCERTAINTY, f"{self.uncertainty:.4f}" if self.uncertainty is not None else "")),
+                    KeyValue(self.UNCERTAINTY, f"{self.uncertainty:.4f}" if self.uncertainty is not None else ""),
+                    KeyValue(self.WARNING, f"{warning:.4f}" if warning is not None else "")),
         )

@@ -20,6 +20,16 @@ from car.policy.preprocess import PreprocessSpec
 
 GRID = (3, 4)
 IGNORED_REGIONS = 2
+# What frames of the training world score at most (about; see the module's docstring).
+TRAINING_LEVEL = 1.0
+
+
+def excess(score: float) -> float:
+    """How far a frame's score lies beyond the training world's level (0 within it): the car's warning
+    score for a model without its own uncertainty (`PolicyCore.monitor_score`). Frames like training
+    add nothing to its 2 s mean, so a stretch of strange frames is not averaged away by ordinary ones
+    (picked among transforms of the score on laps in training-range domains: docs/gap.md)."""
+    return max(score - TRAINING_LEVEL, 0.0)
 
 
 def _grey(frame: np.ndarray) -> np.ndarray:

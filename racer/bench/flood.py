@@ -96,11 +96,13 @@ def _login_burst(url: str, count: int, password: str) -> tuple[list[threading.Th
     from urllib.parse import urlencode, urlsplit
 
     parts = urlsplit(url)
+    host, port = parts.hostname, parts.port
+    assert host is not None and port is not None  # the car's URL: http://HOST:PORT
     refused: list[int] = []
 
     def login() -> None:
         try:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+            conn = http.client.HTTPConnection(host, port, timeout=10)
             conn.request("POST", "/login", urlencode({"password": password}),
                          {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
             if conn.getresponse().status != 200:
@@ -121,6 +123,7 @@ def run_flood(client: CarClient, url: str, password: str, driving: Callable[[], 
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None  # the car's URL: http://HOST:PORT
     client.request("POST", "/api/drive_mode", {"drive_mode": "manual"})
     with client.websocket("/api/teleop") as ws:
         ws.recv(timeout=5)

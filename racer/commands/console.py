@@ -142,7 +142,8 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"camera    {status['camera']}, {status['fps']:.1f} fps, latency {latency}")
     print(f"command   steering {command['steering']:+.2f}, throttle {command['throttle']:+.2f}")
     print(f"watchdog  {status['watchdog']}; {status['reason']}")
-    for key, label in (("battery_level", "battery"), ("domain_shift", "shift"), ("uncertainty", "uncertain")):
+    for key, label in (("battery_level", "battery"), ("domain_shift", "shift"), ("uncertainty", "uncertain"),
+                       ("warning", "warning")):
         if status.get(key) is not None:
             print(f"{label:9} {status[key]}")
     return 0

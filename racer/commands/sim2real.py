@@ -137,7 +137,8 @@ def run_randomization(args: argparse.Namespace) -> int:
     print(f"preset {args.preset}: {drawn} (other presets: {', '.join(p for p in PRESETS if p != args.preset)})")
     print(f"{'knob':20s} {'group':9s} {'unit':12s} {'nominal':>8s} {args.preset + ' range':>16s}  meaning")
     for k in KNOBS.values():
-        shown = "nominal" if ranges[k.name] is None else _range(ranges[k.name])
+        drawn_range = ranges[k.name]
+        shown = "nominal" if drawn_range is None else _range(drawn_range)
         print(f"{k.name:20s} {k.group:9s} {k.unit:12s} {k.nominal:8g} {shown:>16s}  {k.doc}")
     return 0
 

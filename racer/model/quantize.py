@@ -117,8 +117,8 @@ class GateReport:
     @property
     def passed(self) -> bool:
         if self.discrete:
-            return self.agreement >= MIN_AGREEMENT
-        return self.max_error <= MAX_CONTINUOUS_ERROR
+            return self.agreement is not None and self.agreement >= MIN_AGREEMENT
+        return self.max_error is not None and self.max_error <= MAX_CONTINUOUS_ERROR
 
     def to_json(self) -> dict[str, Any]:
         bound = {"min_agreement": MIN_AGREEMENT} if self.discrete else {"max_error": MAX_CONTINUOUS_ERROR}

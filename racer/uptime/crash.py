@@ -231,11 +231,11 @@ class Harness:
                 e.models[VICTIM] = {"A"}
             return op_delete, (state,), lambda: e.models.update({VICTIM: {"A", None}})
         if op == "calibration":
-            (old,) = e.calibration
-            return op_calibration, (state, 1 - old), lambda: setattr(e, "calibration", {old, 1 - old})
+            (cal,) = e.calibration
+            return op_calibration, (state, 1 - cal), lambda: setattr(e, "calibration", {cal, 1 - cal})
         if op == "password":
-            (old,) = e.password
-            return op_password, (state, 1 - old), lambda: setattr(e, "password", {old, 1 - old})
+            (pw,) = e.password
+            return op_password, (state, 1 - pw), lambda: setattr(e, "password", {pw, 1 - pw})
         before = e.tokens[0]
         if op == "token_create":
             return op_token_create, (state,), lambda: setattr(e, "tokens", [before, None])
@@ -247,7 +247,7 @@ class Harness:
         victim = self.rng.choice(sorted(before))
         return op_token_revoke, (state, victim), lambda: setattr(e, "tokens", [before, before - {victim}])
 
-    def _run(self, fn: Callable[..., None], args: tuple, kill_after: float | None = None) -> tuple[bool, float]:
+    def _run(self, fn: Callable[..., object], args: tuple, kill_after: float | None = None) -> tuple[bool, float]:
         """Run `fn(*args)` in a forkserver child; SIGKILL it after `kill_after` s: (killed, seconds)."""
         child = self.context.Process(target=fn, args=args, daemon=True)
         start = time.monotonic()
@@ -256,6 +256,7 @@ class Harness:
         killed = child.is_alive()
         if killed:
             try:
+                assert child.pid is not None  # started above
                 os.kill(child.pid, signal.SIGKILL)
             except ProcessLookupError:  # it ended between the two looks
                 killed = False

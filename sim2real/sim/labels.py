@@ -62,6 +62,7 @@ class LabelCamera:
         if key != self._key:
             self._key = key
             self._renderer = Renderer(self.track, self.width * k, self.height * k, camera, key[1])
+        assert self._renderer is not None  # made above on the first call
         fine = self._renderer.render(x, y, yaw)[self.crop_top * k:]
         cover = cv2.resize(fine, (self.width, self.height - self.crop_top), interpolation=cv2.INTER_AREA)
         classes = np.argmax(cover[..., :2], axis=2).astype(np.uint8)

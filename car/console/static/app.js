@@ -94,6 +94,7 @@ function showStatus(s) {
   $("t-command").textContent = `${s.command.steering.toFixed(2)} / ${s.command.throttle.toFixed(2)}`;
   $("t-shift").textContent = fmt(s.domain_shift, 2);
   $("t-uncertainty").textContent = fmt(s.uncertainty, 3);
+  $("t-warning").textContent = fmt(s.warning, 2);
   $("estop").classList.toggle("latched", s.emergency_stop);
   $("estop").textContent = s.emergency_stop ? "STOPPED" : "STOP";
   $("mode-auto").classList.toggle("active", s.mode === "autonomous");
