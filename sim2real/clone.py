@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from car.policy.archive import ArchiveError, extract, is_os_litter
-from car.policy.bundle import METADATA_FILE, BundleError, find_model, read_ov_model
-from car.policy.metadata import MetadataError, ModelMetadata, load_metadata
+from car.policy.bundle_layout import BundleError, find_model
+from car.policy.metadata import METADATA_FILE, MetadataError, ModelMetadata, load_metadata
+from car.policy.openvino_model import read_ov_model
 from sim2real.network import CONSOLE_NETWORKS, ConsoleNet
 
 

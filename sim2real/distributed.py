@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from car.policy.bundle import RACER_FILE
 from car.policy.preprocess import PreprocessSpec
+from car.policy.racer_json import RACER_FILE
 from sim2real.imitation import Episode, ImitationConfig, Rollouts
 from sim2real.network import DrivingNet
 from sim2real.training_defaults import ACTION_SPACE, SPEC

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from car.policy.bundle import RACER_FILE, Bundle, load_bundle
+from car.policy.bundle import Bundle, load_bundle
 from car.policy.core import PolicyCore
 from car.policy.inference import Policy
+from car.policy.racer_json import RACER_FILE
 from car.policy.warning import WINDOW_S
 from sim2real.checkpoint import save_checkpoint
 from sim2real.drive import run_laps

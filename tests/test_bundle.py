@@ -5,6 +5,7 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -14,9 +15,12 @@ import pytest
 
 import car.policy.bundle
 from car.policy.archive import ArchiveError, extract, scan
-from car.policy.bundle import BundleError, load_bundle, pack_bundle, save_bundle
+from car.policy.bundle import load_bundle, pack_bundle, save_bundle
+from car.policy.bundle_layout import BundleError
 from car.policy.inference import Policy
+from car.policy.metadata import METADATA_FILE
 from car.policy.preprocess import DEEPRACER_SPEC, PreprocessSpec
+from car.policy.signature import Signature
 from model_factory import (
     CONTINUOUS,
     FRAMES_DIR,
@@ -32,6 +36,7 @@ from model_factory import (
     pb_bytes,
     write_tar,
 )
+from racer.model.describe import describe
 
 PPO_INPUT = "main_level/agent/main/online/network_0/FRONT_FACING_CAMERA/FRONT_FACING_CAMERA"
 SAC_INPUT = "main_level/agent/policy/online/network_0/FRONT_FACING_CAMERA/FRONT_FACING_CAMERA"
@@ -51,20 +56,48 @@ def test_discrete_ppo_pb_loads_with_deepracer_names(cache):
         assert bundle.kind == "tensorflow"
         assert bundle.name == "deepracer_discrete_ppo"
         assert bundle.files.path.relative_to(bundle.root).as_posix() == "agent/model.pb"
-        assert bundle.input_name == PPO_INPUT
-        assert bundle.output_name == "main_level/agent/main/online/network_1/ppo_head_0/policy"
-        assert bundle.input_shape == (1, 120, 160, 1)
-        assert bundle.output_size == 5
+        assert bundle.signature.input_name == PPO_INPUT
+        assert bundle.signature.output_name == "main_level/agent/main/online/network_1/ppo_head_0/policy"
+        assert bundle.signature.input_shape == (1, 120, 160, 1)
+        assert bundle.signature.output_size == 5
         assert bundle.spec == dataclasses.replace(DEEPRACER_SPEC, input_name=PPO_INPUT)
         assert bundle.metadata.training_algorithm == "clipped_ppo"
         assert bundle.stats is None and bundle.unrunnable is None
 
 
+def _fields(bundle) -> dict:
+    return {f.name: getattr(bundle, f.name) for f in dataclasses.fields(bundle)}
+
+
+def test_a_loaded_bundle_is_resolved_at_load_and_never_changes(cache):
+    with load_bundle(PPO_TAR, cache) as bundle:
+        loaded = _fields(bundle)
+        assert bundle.spec.input_name == PPO_INPUT and bundle.model_file == ir_entries(cache)[0]
+        Policy(bundle, cache / "compiled").infer(np.zeros((1, 120, 160, 1), dtype=np.float32))
+        shutil.rmtree(cache)  # the IR cache cleared under a loaded bundle: read_model converts again
+        assert [tuple(o.shape) for o in bundle.read_model().outputs] == [(1, 5)] and len(ir_entries(cache)) == 1
+        assert _fields(bundle) == loaded
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            bundle.spec = DEEPRACER_SPEC
+        area = bundle.with_preprocess("area")
+        assert (area.spec.interpolation, area.spec.input_name, area.signature) == ("area", PPO_INPUT, bundle.signature)
+        assert _fields(bundle) == loaded
+
+
+def test_an_unvalidated_bundle_leaves_openvino_out_and_cannot_run(cache):
+    with load_bundle(PPO_TAR, cache, validate=False) as bundle:
+        assert bundle.spec == DEEPRACER_SPEC
+        assert (bundle.model_file, bundle.signature, bundle.precision) == (None, None, None)
+        with pytest.raises(BundleError, match="^deepracer_discrete_ppo was loaded without validation; load it again"):
+            bundle.read_model()
+    assert not cache.exists()
+
+
 def test_continuous_sac_pb_loads_with_deepracer_names(cache):
     with load_bundle(SAC_TAR, cache) as bundle:
-        assert (bundle.kind, bundle.input_name) == ("tensorflow", SAC_INPUT)
-        assert bundle.output_name == "main_level/agent/policy/online/network_0/sac_policy_head_0/policy"
-        assert bundle.output_size == 2
+        assert (bundle.kind, bundle.signature.input_name) == ("tensorflow", SAC_INPUT)
+        assert bundle.signature.output_name == "main_level/agent/policy/online/network_0/sac_policy_head_0/policy"
+        assert bundle.signature.output_size == 2
         model = bundle.read_model()
         assert [tuple(o.shape) for o in model.outputs] == [(1, 2)]
 
@@ -73,14 +106,14 @@ def test_unpacked_directory_loads_like_the_archive(tmp_path, cache):
     with tarfile.open(SAC_TAR) as tar:
         tar.extractall(tmp_path / "unpacked", filter="data")
     with load_bundle(tmp_path / "unpacked", cache) as bundle:
-        assert (bundle.kind, bundle.output_size, bundle.name) == ("tensorflow", 2, "unpacked")
+        assert (bundle.kind, bundle.signature.output_size, bundle.name) == ("tensorflow", 2, "unpacked")
 
 
 def test_archive_with_one_top_folder_loads(tmp_path, cache):
     path = write_tar(tmp_path / "wrapped.tar.gz",
                      {"mymodel/model.pb": pb_bytes(), "mymodel/model_metadata.json": metadata_bytes()})
     with load_bundle(path, cache) as bundle:
-        assert bundle.output_size == 5
+        assert bundle.signature.output_size == 5
 
 
 def test_archive_is_unpacked_privately_and_removed_on_close(cache):
@@ -130,7 +163,7 @@ def test_fixture_inputs_are_the_grey_frames():
 
 def _ir_tar(tmp_path: Path, model, meta: dict | bytes | None = None, extra: dict[str, bytes] | None = None) -> Path:
     files = ir_files(model, tmp_path / "ir")
-    files[car.policy.bundle.METADATA_FILE] = meta if isinstance(meta, bytes) else metadata_bytes(meta)
+    files[METADATA_FILE] = meta if isinstance(meta, bytes) else metadata_bytes(meta)
     return write_tar(tmp_path / "bundle.tar.gz", {**files, **(extra or {})})
 
 
@@ -279,7 +312,7 @@ def test_model_pb_is_preferred_over_checkpoint_pbs(tmp_path, cache):
     path = write_tar(tmp_path / "ckpt.tar.gz", {"model_3.pb": b"stale", "model.pb": pb_bytes(),
                                                 "model_metadata.json": metadata_bytes()})
     with load_bundle(path, cache) as bundle:
-        assert bundle.files.path.name == "model.pb" and bundle.output_size == 5
+        assert bundle.files.path.name == "model.pb" and bundle.signature.output_size == 5
 
 
 def _dir(name: str) -> tarfile.TarInfo:
@@ -309,7 +342,7 @@ def test_metadata_without_sensor_finds_the_front_camera_input(tmp_path, cache):
     path = write_tar(tmp_path / "old.tar.gz", {"model.pb": pb_bytes(), "model_metadata.json": metadata_bytes(meta)})
     with load_bundle(path, cache) as bundle:
         assert bundle.metadata.sensors == ("OBSERVATION",)
-        assert (bundle.input_name, bundle.output_size) == (PPO_INPUT, 5)
+        assert (bundle.signature.input_name, bundle.signature.output_size) == (PPO_INPUT, 5)
 
 
 @pytest.mark.parametrize("litter, dirs", [c[1:] for c in LITTER], ids=[c[0] for c in LITTER])
@@ -318,7 +351,7 @@ def test_operating_system_litter_is_ignored_at_any_depth(tmp_path, cache, litter
     files = {**litter, f"{top}model.pb": pb_bytes(), f"{top}model_metadata.json": metadata_bytes()}
     path = write_tar(tmp_path / "mac.tar.gz", files, [_dir(d) for d in dirs])
     with load_bundle(path, cache) as bundle:
-        assert (bundle.kind, bundle.files.path.name, bundle.output_size) == ("tensorflow", "model.pb", 5)
+        assert (bundle.kind, bundle.files.path.name, bundle.signature.output_size) == ("tensorflow", "model.pb", 5)
     assert {m.name for m in scan(path)} == {d.rstrip("/") for d in dirs if "MACOSX" not in d} | {
         f"{top}model.pb", f"{top}model_metadata.json"}
     dest = tmp_path / "dest"
@@ -337,7 +370,7 @@ def test_litter_in_an_unpacked_folder_is_ignored(tmp_path, cache):
     (folder / "mymodel" / "model.pb").write_bytes(pb_bytes())
     (folder / "mymodel" / "model_metadata.json").write_bytes(metadata_bytes())
     with load_bundle(folder, cache) as bundle:
-        assert bundle.root == folder / "mymodel" and bundle.output_size == 5
+        assert bundle.root == folder / "mymodel" and bundle.signature.output_size == 5
 
 
 def test_an_archive_of_litter_alone_has_no_model(tmp_path, cache):
@@ -356,8 +389,8 @@ def test_pb_with_its_own_converted_ir_uses_that_ir(tmp_path, cache):
     ir = _converted_ir(tmp_path, PPO_TAR, cache / "first")
     path = write_tar(tmp_path / "drem.tar.gz", {"model.pb": pb_bytes(), **ir, "model_metadata.json": metadata_bytes()})
     with load_bundle(path, cache) as bundle:
-        assert bundle.kind == "tensorflow" and bundle.output_size == 5
-        assert bundle.describe()["shipped_ir"] == {"file": "model.xml", "used": True, "reason": None}
+        assert bundle.kind == "tensorflow" and bundle.signature.output_size == 5
+        assert describe(bundle)["shipped_ir"] == {"file": "model.xml", "used": True, "reason": None}
     assert ir_entries(cache) == []
 
 
@@ -378,7 +411,7 @@ def test_pb_with_a_stale_or_broken_ir_converts_the_pb(tmp_path, cache, make_ir, 
     path = write_tar(tmp_path / "car.tar.gz", {"model.pb": pb_bytes(), **ir, "model_metadata.json": metadata_bytes()})
     expected = np.load(MODELS / "tf_expected.npz")
     with load_bundle(path, cache) as bundle:
-        shipped = bundle.describe()["shipped_ir"]
+        shipped = describe(bundle)["shipped_ir"]
         assert (shipped["file"], shipped["used"]) == ("model.xml", False)
         assert shipped["reason"].startswith(reason) and "\n" not in shipped["reason"]
         policy = Policy(bundle, tmp_path / "compiled")
@@ -438,7 +471,7 @@ def test_sensor_the_car_lacks_loads_but_is_unrunnable(tmp_path, cache, sensors, 
                      {"model.pb": pb_bytes(), "model_metadata.json": metadata_bytes(_meta(sensor=sensors))})
     with load_bundle(path, cache) as bundle:
         assert bundle.unrunnable == reason
-        assert bundle.describe()["runnable"] is False
+        assert describe(bundle)["runnable"] is False
         with pytest.raises(BundleError, match=reason):
             bundle.read_model()
     assert ir_entries(cache) == []
@@ -455,8 +488,8 @@ def test_save_and_load_ir_round_trip(tmp_path, cache):
     assert racer == {"format": "racer-bundle", "version": 1, "preprocess": spec.to_json(),
                      "stats": {"mean": 0.5, "hist": [0, 1, 2, 3]}, "model": {"steps": 10}}
     with load_bundle(tmp_path / "b", cache) as bundle:
-        assert (bundle.kind, bundle.spec, bundle.input_shape, bundle.output_size) == ("openvino", spec,
-                                                                                        (1, 1, 40, 64), 2)
+        assert (bundle.kind, bundle.spec) == ("openvino", spec)
+        assert (bundle.signature.input_shape, bundle.signature.output_size) == ((1, 1, 40, 64), 2)
         assert bundle.stats == {"mean": 0.5, "hist": [0, 1, 2, 3]} and bundle.info == {"steps": 10}
         assert bundle.metadata.training_algorithm == "sac"
     saved.close()
@@ -468,15 +501,15 @@ def test_save_onnx_keeps_onnx_beside_ir(tmp_path, cache):
         assert bundle.kind == "openvino"
         assert bundle.files.onnx.name == "model.onnx"
         assert (tmp_path / "b" / "model.onnx").read_bytes() == onnx.read_bytes()
-        assert bundle.describe()["onnx_file"] == "model.onnx"
+        assert describe(bundle)["onnx_file"] == "model.onnx"
 
 
 def test_onnx_only_bundle_loads(tmp_path, cache):
     path = write_tar(tmp_path / "o.tar.gz", {"model.onnx": onnx_model(tmp_path / "m.onnx").read_bytes(),
                                              "model_metadata.json": metadata_bytes()})
     with load_bundle(path, cache) as bundle:
-        assert (bundle.kind, bundle.input_name, bundle.output_name, bundle.output_size) == ("onnx", "image",
-                                                                                             "policy", 5)
+        assert bundle.kind == "onnx"
+        assert bundle.signature == Signature("image", (1, 120, 160, 1), "policy", 5)
 
 
 def test_save_refuses_a_model_that_does_not_fit_and_leaves_nothing(tmp_path, cache):
@@ -504,5 +537,5 @@ def test_pack_is_reproducible_and_loads(tmp_path, cache):
     with tarfile.open(tmp_path / "one.tar.gz") as tar:
         assert tar.getnames() == ["model.bin", "model.xml", "model_metadata.json", "racer.json"]
     with load_bundle(tmp_path / "one.tar.gz", cache) as bundle:
-        x = np.full(bundle.input_shape, 100.0, dtype=np.float32)
+        x = np.full(bundle.signature.input_shape, 100.0, dtype=np.float32)
         np.testing.assert_allclose(Policy(bundle, cache / "c").infer(x), expected_output(x, 5), atol=1e-6)

@@ -5,7 +5,8 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from car.policy.bundle import BundleError, load_bundle, save_bundle
+from car.policy.bundle import load_bundle, save_bundle
+from car.policy.bundle_layout import BundleError
 from car.policy.decode import ActionDecoder
 from car.policy.inference import CPU_CONFIG, Policy, check_runnable
 from car.policy.preprocess import DEEPRACER_SPEC

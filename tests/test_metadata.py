@@ -132,7 +132,7 @@ def test_nan_literal_in_json_is_refused(tmp_path):
     path = tmp_path / "model_metadata.json"
     path.write_text('{"action_space": [{"steering_angle": 0, "speed": NaN}]}')
     assert json.loads(path.read_text())["action_space"][0]["speed"] != 0
-    with pytest.raises(MetadataError, match=r"^action_space\[0\]\.speed must be finite, got nan$"):
+    with pytest.raises(MetadataError, match=r"^model_metadata.json: action_space\[0\]\.speed must be finite, got nan$"):
         load_metadata(path)
 
 
@@ -148,8 +148,11 @@ def test_invalid_json_and_missing_file(tmp_path):
     path.write_text('{"action_space": [')
     with pytest.raises(MetadataError, match="^model_metadata.json is not valid JSON: .* at line 1$"):
         load_metadata(path)
-    with pytest.raises(MetadataError, match="^cannot read model_metadata.json"):
+    with pytest.raises(MetadataError, match="^missing model_metadata.json$"):
         load_metadata(tmp_path / "missing.json")
+    path.write_bytes(b'{"sensor": "\xff"}')
+    with pytest.raises(MetadataError, match="^cannot read model_metadata.json: not UTF-8 "):
+        load_metadata(path)
 
 
 def test_console_shows_a_model_without_sensor_as_camera(tmp_path):

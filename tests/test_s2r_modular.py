@@ -10,7 +10,8 @@ import torch
 
 from browser.harness import start_car
 from car.messages import Header, Image, Time
-from car.policy.bundle import BundleError, load_bundle, save_bundle
+from car.policy.bundle import load_bundle, save_bundle
+from car.policy.bundle_layout import BundleError
 from car.policy.core import PolicyCore
 from car.policy.inference import Policy
 from car.policy.preprocess import frame_features
@@ -78,7 +79,7 @@ def test_tiny_modular_training_learns_both_parts(modular):
 
 def test_the_car_runs_the_bundle_with_openvino_and_reads_its_uncertainty(modular):
     bundle = load_bundle(modular["bundle"])
-    assert bundle.spec == SPEC and (bundle.input_shape, bundle.output_size) == ((1, 2, 48, 80), 2)
+    assert bundle.spec == SPEC and (bundle.signature.input_shape, bundle.signature.output_size) == ((1, 2, 48, 80), 2)
     policy = Policy(bundle)
     model = policy.model()
     assert model.uncertainty is not None and model.uncertainty() is None  # nothing run yet

@@ -22,17 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from car.console.errors import ApiError
-from car.policy.bundle import (
-    METADATA_FILE,
-    BundleError,
-    ModelFiles,
-    file_sha256,
-    find_model,
-    load_bundle,
-    unrunnable_reason,
-)
+from car.policy.bundle import load_bundle
+from car.policy.bundle_layout import BundleError, ModelFiles, find_model
 from car.policy.inference import Policy
-from car.policy.metadata import MetadataError, ModelMetadata, load_metadata
+from car.policy.ir_cache import file_sha256
+from car.policy.metadata import METADATA_FILE, MetadataError, ModelMetadata, load_metadata, unrunnable_reason
 from car.policy.sandbox import SandboxLimits, check_bundle
 
 FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

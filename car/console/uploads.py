@@ -30,7 +30,10 @@ from car.console.models import ModelStore, check_folder_name
 from car.console.state import remove_all
 from car.control.modes import brief
 from car.policy.archive import MAX_UNPACKED_BYTES, ArchiveError, Member, extract, scan, shown
-from car.policy.bundle import METADATA_FILE, RACER_FILE, BundleError, load_bundle
+from car.policy.bundle import load_bundle
+from car.policy.bundle_layout import BundleError
+from car.policy.metadata import METADATA_FILE
+from car.policy.racer_json import RACER_FILE
 
 ARCHIVE_SUFFIX = re.compile(r"\.(tar\.gz|tgz)$", re.IGNORECASE)
 MAX_JSON_BYTES = 1 << 20

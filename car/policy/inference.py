@@ -9,8 +9,12 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from car.policy.bundle import UNCERTAINTY_OUTPUT, Bundle, BundleError, default_cache_dir, error_line, ov_core
+from car.policy.bundle import Bundle
+from car.policy.bundle_layout import BundleError
 from car.policy.core import PolicyModel
+from car.policy.ir_cache import default_cache_dir
+from car.policy.openvino_model import error_line, ov_core
+from car.policy.signature import UNCERTAINTY_OUTPUT
 
 # The one place the CPU plugin is tuned; `racer bench` passes alternatives as `config` overrides.
 # f32 is pinned because bf16-capable CPUs otherwise silently run bf16 and change the policy's

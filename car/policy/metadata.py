@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+METADATA_FILE = "model_metadata.json"
 CAMERA_SENSORS = ("FRONT_FACING_CAMERA", "LEFT_CAMERA", "STEREO_CAMERAS", "OBSERVATION")
 KNOWN_SENSORS = CAMERA_SENSORS + ("LIDAR", "SECTOR_LIDAR", "DISCRETIZED_SECTOR_LIDAR")
 ALGORITHMS = ("clipped_ppo", "sac")
+# Sensors a car with one front camera can feed; LEFT_CAMERA and OBSERVATION are older names for it.
+SINGLE_CAMERA = ("FRONT_FACING_CAMERA", "LEFT_CAMERA", "OBSERVATION")
 
 
 class MetadataError(ValueError):
@@ -146,12 +149,31 @@ def parse_metadata(data: Any) -> ModelMetadata:
 
 
 def load_metadata(path: str | Path) -> ModelMetadata:
+    """The one reader of a model_metadata.json file; every MetadataError it raises names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MetadataError(f"missing {METADATA_FILE}")
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise MetadataError(f"cannot read model_metadata.json: {exc.strerror}") from None
+        raise MetadataError(f"cannot read {METADATA_FILE}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise MetadataError(f"cannot read {METADATA_FILE}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise MetadataError(f"model_metadata.json is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    return parse_metadata(data)
+        raise MetadataError(f"{METADATA_FILE} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    try:
+        return parse_metadata(data)
+    except MetadataError as exc:
+        raise MetadataError(f"{METADATA_FILE}: {exc}") from None
+
+
+def unrunnable_reason(metadata: ModelMetadata) -> str | None:
+    """Why a car with one front camera cannot feed this model, or None."""
+    others = [s for s in metadata.sensors if s not in SINGLE_CAMERA]
+    if others:
+        return f"model needs {' and '.join(others)}; this car has one front camera"
+    if len(metadata.sensors) > 1:
+        return f"model needs {len(metadata.sensors)} cameras; this car has one front camera"
+    return None

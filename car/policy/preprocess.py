@@ -76,7 +76,7 @@ class PreprocessSpec:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PreprocessSpec:
+    def from_json(cls, data: Any) -> PreprocessSpec:
         if not isinstance(data, dict):
             raise ValueError("preprocess: expected an object")
         known = set(cls.__dataclass_fields__)

@@ -125,8 +125,10 @@ def _memory_reason(memory_bytes: int) -> str:
 
 def _check(request: dict) -> dict:
     """In the child, after _limit_self: the checks, as {"reason": str | None, "root": relative path}."""
-    from car.policy.bundle import BundleError, content_root, error_line, find_model, load_bundle
+    from car.policy.bundle import load_bundle
+    from car.policy.bundle_layout import BundleError, content_root, find_model
     from car.policy.inference import check_runnable
+    from car.policy.openvino_model import error_line
     from car.policy.precheck import PrecheckError, check_model_file
 
     root = Path(request["root"])

@@ -165,7 +165,8 @@ def _bar(done: int, total: int, width: int = 30) -> str:
 
 def run_upload(args: argparse.Namespace) -> int:
     if args.bundle.is_dir():
-        from car.policy.bundle import BundleError, bundle_name, pack_bundle
+        from car.policy.bundle import pack_bundle
+        from car.policy.bundle_layout import BundleError, bundle_name
 
         with tempfile.TemporaryDirectory(prefix="racer-upload-") as work:
             try:

@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from car.policy.bundle import BundleError, load_bundle
+    from car.policy.bundle import load_bundle
+    from car.policy.bundle_layout import BundleError
     from car.policy.inference import Policy
     from sim2real.drive import DriveResult, run_laps
     from sim2real.sim.rules import aws_rules, is_aws_export

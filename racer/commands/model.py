@@ -14,9 +14,12 @@ from typing import Any
 
 import openvino as ov
 
-from car.policy.bundle import Bundle, BundleError, load_bundle, model_precision, pack_bundle, save_bundle
+from car.policy.bundle import Bundle, load_bundle, pack_bundle, save_bundle
+from car.policy.bundle_layout import BundleError
 from car.policy.inference import Policy, check_runnable
+from car.policy.openvino_model import model_precision
 from car.policy.preprocess import DEEPRACER_PRESETS
+from racer.model.describe import describe
 from racer.model.predict import predict
 
 # Suffixes a user may take for an archive format; convert writes only directories and .tar.gz.
@@ -30,14 +33,14 @@ def _umask() -> int:
 
 
 def _inspect(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
-    return bundle.describe()
+    return describe(bundle)
 
 
 def _check(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
     reason = check_runnable(bundle, _compiled_cache(args))
     if reason:
         raise BundleError(reason)
-    described = bundle.describe()
+    described = describe(bundle)
     return {key: described[key] for key in ("name", "kind", "input", "output")}
 
 
@@ -47,7 +50,7 @@ def _compiled_cache(args: argparse.Namespace) -> Path | None:
 
 def _predict(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
     if args.preprocess:
-        bundle.use_preprocess(args.preprocess)
+        bundle = bundle.with_preprocess(args.preprocess)
     policy = Policy(bundle, _compiled_cache(args))
     return predict(policy, [Path(p) for p in args.images], Path(args.explain) if args.explain else None)
 
@@ -74,7 +77,7 @@ def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
     if bundle.unrunnable:
         raise BundleError(bundle.unrunnable)
     if args.preprocess:
-        bundle.use_preprocess(args.preprocess)
+        bundle = bundle.with_preprocess(args.preprocess)
     out = Path(args.out)
     packing = out.name.endswith((".tar.gz", ".tgz"))
     if not packing and out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -98,7 +101,7 @@ def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
                 pack_bundle(saved.root, out)
                 out.chmod(0o666 & ~_umask())  # as any file the user makes, not the private temporary's 0600
             return {"name": bundle.name, "out": str(out), "files": sorted(p.name for p in saved.root.iterdir()),
-                    "input": saved.describe()["input"], "precision": saved.precision, "int8_gate": gate}
+                    "input": describe(saved)["input"], "precision": saved.precision, "int8_gate": gate}
 
 
 def _human(action: str, result: dict[str, Any]) -> str:

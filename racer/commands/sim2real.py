@@ -177,7 +177,7 @@ def _eval_models(args: argparse.Namespace, domains: list, cfg: Any, train_tracks
                  variants: list[str], log: Callable[[str], None], on_workers: bool) -> list[dict[str, Any]]:
     """Each --model, or each trained variant x seed, with its results per domain; on Ray workers
     when `on_workers`."""
-    from car.policy.bundle import bundle_name
+    from car.policy.bundle_layout import bundle_name
     from sim2real.gap import evaluate, run_gap_evaluation
     from sim2real.modular import ModularConfig
 
@@ -224,7 +224,7 @@ def _trials(args: argparse.Namespace) -> int:
         Track.load(args.track)
     except ValueError as exc:
         return fail("eval", str(exc))
-    from car.policy.bundle import BundleError
+    from car.policy.bundle_layout import BundleError
 
     out = args.out or trials_log_folder(model)
     if out.exists() and not out.is_dir():

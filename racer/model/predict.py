@@ -12,7 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from car.policy.bundle import BundleError
+from car.policy.bundle_layout import BundleError
 from car.policy.decode import ActionDecoder
 from car.policy.inference import Policy
 from car.policy.preprocess import Preprocessor

@@ -50,7 +50,7 @@ def build_node(name: str, config: CarConfig, bus: Any) -> list[Any]:
         actuator = node.ActuatorProcess(bus, clock, open_node_driver(config.actuator.spec, config, bus), config)
         return [actuator.close]
     if name == "console":
-        from car.policy.bundle import bundle_name
+        from car.policy.bundle_layout import bundle_name
         from racer.processes.console import start_car_console
         return [start_car_console(config, bus, clock, bundle_name(config.model), model_path=config.model).stop]
     if name == "foxglove":

@@ -1,0 +1,65 @@
+"""`racer.json`, the file a racer export adds beside `model_metadata.json`: how camera frames become
+the model's input tensor (`car.policy.preprocess.PreprocessSpec`), the training images' statistics
+(for the on-car domain-shift monitor, `car.policy.shift`) and free information about the model."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from car.policy.bundle_layout import BundleError
+from car.policy.preprocess import PreprocessSpec
+
+RACER_FILE = "racer.json"
+BUNDLE_FORMAT = "racer-bundle"
+BUNDLE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RacerInfo:
+    """racer.json: how frames become the input tensor, training-image statistics, free model info."""
+
+    spec: PreprocessSpec
+    stats: dict[str, Any] | None
+    info: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "preprocess": self.spec.to_json(),
+                "stats": self.stats, "model": self.info}
+
+    @classmethod
+    def from_json(cls, data: Any) -> RacerInfo:
+        if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{RACER_FILE}: format must be {BUNDLE_FORMAT!r}")
+        version = data.get("version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise BundleError(f"{RACER_FILE}: version must be a positive integer, got {version!r}")
+        if version > BUNDLE_VERSION:
+            raise BundleError(f"{RACER_FILE}: version {version} is newer than this racer reads ({BUNDLE_VERSION})")
+        try:
+            spec = PreprocessSpec.from_json(data.get("preprocess"))
+        except ValueError as exc:
+            raise BundleError(f"{RACER_FILE}: {exc}") from None
+        stats, info = data.get("stats"), data.get("model", {})
+        if stats is not None and not isinstance(stats, dict):
+            raise BundleError(f"{RACER_FILE}: stats must be an object or null")
+        if not isinstance(info, dict):
+            raise BundleError(f"{RACER_FILE}: model must be an object")
+        return cls(spec, stats, info)
+
+
+def read_racer_json(root: Path) -> RacerInfo | None:
+    """The bundle's racer.json, or None for a bundle without one (an AWS DeepRacer export)."""
+    path = root / RACER_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BundleError(f"cannot read {RACER_FILE}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"cannot read {RACER_FILE}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{RACER_FILE} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    return RacerInfo.from_json(data)
