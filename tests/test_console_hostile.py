@@ -105,7 +105,7 @@ def test_connections_beyond_the_per_client_cap_are_closed_at_accept(car):
 # 2. owner lock-out, password policy ------------------------------------------------------------
 
 def test_guesses_from_many_addresses_never_lock_the_owner_out(car):
-    limiter = car.server.console.auth.limiter
+    limiter = car.server.console.access.auth.limiter
     attackers = [f"127.0.0.{n}" for n in range(2, 8)]
     limiter.backoff_s = 300.0  # 30 slow password checks on a loaded machine may outlast the default 10 s
     try:
@@ -121,7 +121,7 @@ def test_guesses_from_many_addresses_never_lock_the_owner_out(car):
 
 
 def test_x_forwarded_for_does_not_reset_the_limit(car):
-    limiter = car.server.console.auth.limiter
+    limiter = car.server.console.access.auth.limiter
     try:
         statuses = [login_from(car, "127.0.0.8", "guess", {"X-Forwarded-For": f"10.0.0.{n}"}) for n in range(7)]
         assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]
@@ -212,7 +212,7 @@ def test_revoking_a_token_or_changing_the_password_closes_its_sockets(car, tmp_p
 # 5. tokens ---------------------------------------------------------------------------------------
 
 def test_tokens_come_only_from_a_session_expire_and_the_tool_logs_its_session_out(car):
-    sessions = car.server.console.auth._sessions
+    sessions = car.server.console.access.auth._sessions
     before = len(sessions)
     bearer = {"Authorization": f"Bearer {token(car)}"}
     assert len(sessions) == before  # the tool's login session was logged out after making its token

@@ -3,49 +3,43 @@
 Paths, request bodies and response shapes follow the DeepRacer console, so its habits and
 scripts carry over; unlike it, a failure is a 4xx/5xx with {"success": false, "reason": ...}
 and nothing answers success before it happened. Every route but /login and /api/server_ready
-sits behind the session-or-token gate in `Gate`, which is applied to the whole app, so a new
-route cannot be added open by mistake; every body is read through car.console.bodies. Each
+sits behind the session-or-token gate (car.console.gate), which is applied to the whole app, so a
+new route cannot be added open by mistake; every body is read through car.console.bodies. Each
 change a user makes (mode, start/stop, e-stop, model load, upload, calibration save) is logged as
 one structured line (`events`).
 """
 from __future__ import annotations
 
-import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
 import html
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from car.console import bodies
-from car.console.auth import MAX_TOKEN_LIFETIME_DAYS, TOKEN_LIFETIME_DAYS, Auth, Credential, LoginRefused, Session
+from car.console.auth import MAX_TOKEN_LIFETIME_DAYS, TOKEN_LIFETIME_DAYS, LoginRefused, Session
 from car.console.calibration import CalibrationService
 from car.console.errors import ApiError, short
 from car.console.events import event
+from car.console.gate import Access, Gate, credential, style_hash
 from car.console.limits import ConnectionLimits
 from car.console.live import LiveConnections
 from car.console.models import LoadingStatus, ModelStore
 from car.console.node import ConsoleNode
+from car.console.responses import fail, ok
 from car.console.state import StateDir
 from car.console.stream import BOUNDARY, JpegCache, mjpeg
 from car.console.teleop import TeleopSession
@@ -56,29 +50,8 @@ log = logging.getLogger("racer.console")
 STATIC = Path(__file__).resolve().parent / "static"
 PAGES = Path(__file__).resolve().parent / "pages"
 MAX_LOGIN_BODY = 4096
-PUBLIC_PATHS = frozenset({"/login", "/api/server_ready"})
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-STATE_CHANGING_GETS = frozenset({"/api/set_calibration_mode"})
-SESSION_ONLY = frozenset({("POST", "/api/tokens")})
 STREAM_FPS = 15.0
 DRIVE_MODES = {"manual": "manual", "auto": "autonomous", "autonomous": "autonomous"}
-
-
-class LoginPool:
-    """Password checks (scrypt, ~50 ms of CPU each) in a small pool of their own, refused when it is
-    full: a login burst never queues work in front of anything else, nor behind itself."""
-
-    def __init__(self, workers: int = 2):
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="login")
-        self._slots = threading.BoundedSemaphore(workers)
-
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if not self._slots.acquire(blocking=False):
-            raise LoginRefused(429, "too many logins at once; try again in a second", retry_after=1)
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        finally:
-            self._slots.release()
 
 
 @dataclass
@@ -86,28 +59,19 @@ class Console:
     """Everything the handlers share; built by car.console.server."""
 
     node: ConsoleNode
-    auth: Auth
     store: ModelStore
     calibration: CalibrationService
     state: StateDir
+    access: Access
     limits: UploadLimits = field(default_factory=UploadLimits)
-    secure: bool = False
-    fingerprint: str | None = None
     loading: LoadingStatus = field(default_factory=LoadingStatus)
     stopping: threading.Event = field(default_factory=threading.Event)
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
-    logins: LoginPool = field(default_factory=LoginPool)
-    hosts: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})
-    cookie: str = "racer_session"
     uploads: UploadSlot = field(default_factory=UploadSlot)
     live: LiveConnections = field(init=False)
 
     def __post_init__(self) -> None:
-        self.live = LiveConnections(self.auth.alive)
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.secure else "http"
+        self.live = LiveConnections(self.access.auth.alive)
 
     @contextlib.contextmanager
     def job(self, kind: str, model: str, done: str) -> Iterator[None]:
@@ -181,116 +145,8 @@ class Console:
                 raise ApiError(422, str(exc)) from None
 
 
-def ok(**extra: Any) -> JSONResponse:
-    return JSONResponse({"success": True, **extra})
-
-
-def fail(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"success": False, "reason": reason}, status_code=status, headers=headers)
-
-
 async def json_body(request: Request) -> dict[str, Any]:
     return await bodies.read_object(request.stream())
-
-
-def credential(connection: HTTPConnection) -> Credential:
-    """What the gate let this request or socket in with."""
-    return connection.scope["state"]["credential"]
-
-
-def _style_hash(page: str) -> str:
-    """CSP hash of the login page's inline style: the page must work before any asset is allowed."""
-    style = page.split("<style>", 1)[1].split("</style>", 1)[0]
-    return "'sha256-" + base64.b64encode(hashlib.sha256(style.encode()).digest()).decode() + "'"
-
-
-class Gate:
-    """Host check, authentication, CSRF and security headers for every HTTP request and WebSocket.
-
-    The Host header must name the console (one of `console.hosts`, set at start), so a rebound DNS
-    name cannot reach it. A request passes with a valid API token (Authorization: Bearer) or a
-    session cookie. With a session, anything that changes state also needs the session's CSRF
-    token in X-CSRFToken (a WebSocket: in the csrf query parameter) and, when the browser sends an
-    Origin, exactly this console's scheme, host and port. Creating an API token needs a session.
-    """
-
-    def __init__(self, app: ASGIApp, console: Console, login_style: str):
-        self.app = app
-        self.console = console
-        self.headers = [
-            (b"content-security-policy",
-             f"default-src 'self'; img-src 'self' data: blob:; style-src 'self' {login_style}; script-src 'self'; "
-             "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'".encode()),
-            (b"x-frame-options", b"DENY"),
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"cache-control", b"no-store"),
-        ]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
-            await send(message)
-
-        refusal = self.host_refusal(scope)
-        if refusal is None and scope["path"] not in PUBLIC_PATHS:
-            refusal = self.refusal(scope)
-        if refusal is None:
-            await self.app(scope, receive, send_with_headers)
-        elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": refusal.body.decode()[:120]})
-        else:
-            await refusal(scope, receive, send_with_headers)
-
-    def host_refusal(self, scope: Scope) -> Response | None:
-        host = HTTPConnection(scope).headers.get("host", "")
-        try:
-            name = urlsplit(f"//{host}").hostname
-        except ValueError:
-            name = None
-        if name is None or name.lower() not in self.console.hosts:
-            return fail(400, f"Host {host[:80]!r} is not a name this console serves")
-        return None
-
-    def refusal(self, scope: Scope) -> Response | None:
-        conn = HTTPConnection(scope)
-        state = scope.setdefault("state", {})
-        authorization = conn.headers.get("authorization", "")
-        if authorization.lower().startswith("bearer "):
-            token_id = self.console.auth.token_id(authorization[7:].strip())
-            if token_id is None:
-                return fail(401, "invalid, expired or revoked API token")
-            if (scope.get("method"), scope["path"]) in SESSION_ONLY:
-                return fail(403, "API tokens are made from a logged-in session, not from another token")
-            state["credential"] = Credential("token", token_id)
-            return None
-        sid = conn.cookies.get(self.console.cookie)
-        session = self.console.auth.session(sid)
-        if session is None or sid is None:
-            if scope["type"] == "http" and scope["method"] == "GET" and "text/html" in conn.headers.get("accept", ""):
-                return RedirectResponse("/login", status_code=303)
-            return fail(401, "log in first (POST /login) or send an API token")
-        state["session"] = session
-        state["session_id"] = sid
-        state["credential"] = Credential("session", sid)
-        if scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS or scope["path"] in STATE_CHANGING_GETS:
-            return self.csrf_refusal(conn, session, scope["type"] == "websocket")
-        return None
-
-    def csrf_refusal(self, conn: HTTPConnection, session: Session, websocket: bool) -> Response | None:
-        origin = conn.headers.get("origin")
-        if origin and origin.rstrip("/") != f"{self.console.scheme}://{conn.headers.get('host', '')}":
-            return fail(403, f"cross-origin request from {origin[:80]} refused")
-        token = QueryParams(conn.scope.get("query_string", b"")).get("csrf") if websocket \
-            else conn.headers.get("x-csrftoken")
-        if not token or not hmac.compare_digest(token.encode(), session.csrf.encode()):
-            return fail(403, "missing or wrong CSRF token (send the page's csrf-token in X-CSRFToken)")
-        return None
 
 
 def create_app(console: Console) -> Starlette:
@@ -303,7 +159,7 @@ def create_app(console: Console) -> Starlette:
         return HTMLResponse(login_page.replace("{{error}}", message), status_code=status, headers=headers)
 
     async def login_form(request: Request) -> Response:
-        if console.auth.session(request.cookies.get(console.cookie)):
+        if console.access.auth.session(request.cookies.get(console.access.site.cookie)):
             return RedirectResponse("/", status_code=303)
         return render_login()
 
@@ -316,10 +172,10 @@ def create_app(console: Console) -> Starlette:
         if int(length) > MAX_LOGIN_BODY:
             return fail(413, f"a login form is at most {MAX_LOGIN_BODY} bytes")
         try:
-            console.auth.check_login(client)
+            console.access.auth.check_login(client)
             async with request.form(max_files=0, max_fields=8, max_part_size=4096) as form:
                 password = str(form.get("password") or "")
-            sid, _ = await console.logins.run(console.auth.login, password, client)
+            sid, _ = await console.access.logins.run(console.access.auth.login, password, client)
         except LoginRefused as exc:
             headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
             log.warning("console login refused for %s: %s", client, exc.reason)
@@ -327,21 +183,21 @@ def create_app(console: Console) -> Starlette:
                 return fail(exc.status, exc.reason, headers)
             return render_login(exc.reason, exc.status, headers)
         response: Response = ok() if wants_json else RedirectResponse("/", status_code=303)
-        response.set_cookie(console.cookie, sid, httponly=True, samesite="strict", secure=console.secure, path="/")
+        response.set_cookie(console.access.site.cookie, sid, httponly=True, samesite="strict", secure=console.access.site.secure, path="/")
         event("login", client=client)
         return response
 
     async def logout(request: Request) -> Response:
         """Ends the session (a token's request: nothing to end); its sockets close within 100 ms."""
-        console.auth.logout(request.scope["state"].get("session_id"))
+        console.access.auth.logout(request.scope["state"].get("session_id"))
         response = ok()
-        response.delete_cookie(console.cookie, path="/", secure=console.secure, httponly=True, samesite="strict")
+        response.delete_cookie(console.access.site.cookie, path="/", secure=console.access.site.secure, httponly=True, samesite="strict")
         return response
 
     async def index(request: Request) -> Response:
         session: Session | None = request.scope["state"].get("session")
         page = index_page.replace("{{csrf_token}}", html.escape(session.csrf if session else ""))
-        return HTMLResponse(page.replace("{{fingerprint}}", html.escape(console.fingerprint or "")))
+        return HTMLResponse(page.replace("{{fingerprint}}", html.escape(console.access.site.fingerprint or "")))
 
     async def server_ready(request: Request) -> Response:
         return ok()
@@ -449,7 +305,7 @@ def create_app(console: Console) -> Starlette:
 
     async def status(request: Request) -> Response:
         snapshot = await run_in_threadpool(console.node.status)
-        return JSONResponse({**snapshot, "loading": console.loading.to_json(), "fingerprint": console.fingerprint})
+        return JSONResponse({**snapshot, "loading": console.loading.to_json(), "fingerprint": console.access.site.fingerprint})
 
     async def camera(request: Request) -> Response:
         """The stream ends when the console stops or the credential it was opened with ends."""
@@ -463,7 +319,7 @@ def create_app(console: Console) -> Starlette:
     async def tokens(request: Request) -> Response:
         """A session sees every token; a token sees only itself."""
         own = credential(request)
-        listed = console.auth.tokens()
+        listed = console.access.auth.tokens()
         return ok(tokens=listed if own.kind == "session" else [t for t in listed if t["id"] == own.key])
 
     async def create_token(request: Request) -> Response:
@@ -471,7 +327,7 @@ def create_app(console: Console) -> Starlette:
         body = await json_body(request)
         name = bodies.text(body, "name", 80)
         days = bodies.optional_integer(body, "days", 1, MAX_TOKEN_LIFETIME_DAYS, TOKEN_LIFETIME_DAYS)
-        token_id, token, expires = console.auth.create_token(name, days)
+        token_id, token, expires = console.access.auth.create_token(name, days)
         event("token_created", id=token_id, name=name, expires=expires)
         return ok(id=token_id, token=token, expires=expires)
 
@@ -480,7 +336,7 @@ def create_app(console: Console) -> Starlette:
         own = credential(request)
         if own.kind == "token" and request.path_params["token_id"] != own.key:
             raise ApiError(403, "an API token can revoke only itself; log in to manage other tokens")
-        if not console.auth.revoke_token(request.path_params["token_id"]):
+        if not console.access.auth.revoke_token(request.path_params["token_id"]):
             raise ApiError(404, "no such token")
         event("token_revoked", id=request.path_params["token_id"])
         return ok()
@@ -536,4 +392,4 @@ def create_app(console: Console) -> Starlette:
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ApiError: api_error, HTTPException: http_error, Exception: server_error}
     return Starlette(routes=routes, exception_handlers=handlers,
-                     middleware=[Middleware(Gate, console=console, login_style=_style_hash(login_page))])
+                     middleware=[Middleware(Gate, access=console.access, login_style=style_hash(login_page))])

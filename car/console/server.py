@@ -23,6 +23,7 @@ import uvicorn
 from car.console.app import Console, create_app
 from car.console.auth import Auth, ensure_password
 from car.console.calibration import CalibrationFormat, CalibrationService
+from car.console.gate import Access, Site
 from car.console.limits import RateLimitedErrors, guarded_protocol, guarded_websocket_protocol
 from car.console.mdns import Advertisement, addresses, service_info
 from car.console.models import LoadingStatus, ModelStore
@@ -156,19 +157,19 @@ def start_console(options: ConsoleOptions, bus: NodeBus, clock: Clock, params: d
     node = ConsoleNode(bus, clock, params, model_name)
     sock = _bind(options.host, options.port)
     port = sock.getsockname()[1]
+    site = Site(hosts=served_hosts(options.host, options.extra_hosts), secure=secure,
+                # browsers share cookies between ports of one host; __Host- also pins it to this origin over HTTPS
+                cookie=f"{'__Host-' if secure else ''}racer_session_{port}",
+                fingerprint=certificate.fingerprint if certificate else None)
     console = Console(
-        node=node, auth=Auth(state), store=store,
+        node=node, store=store,
         calibration=CalibrationService(node, options.calibration_file or state.calibration, calibration,
                                        car_calibration),
-        state=state, limits=options.limits, secure=secure,
-        fingerprint=certificate.fingerprint if certificate else None, loading=LoadingStatus(model=model_name),
-        hosts=served_hosts(options.host, options.extra_hosts),
-        # browsers share cookies between ports of one host; __Host- also pins it to this origin over HTTPS
-        cookie=f"{'__Host-' if secure else ''}racer_session_{port}")
+        state=state, access=Access(Auth(state), site), limits=options.limits,
+        loading=LoadingStatus(model=model_name))
     advertisement = None
     if options.advertise and not is_loopback(options.host):
-        scheme = "https" if secure else "http"
-        advertisement = Advertisement(service_info(options.host, port, scheme, console.fingerprint))
+        advertisement = Advertisement(service_info(options.host, port, site.scheme, site.fingerprint))
     server = ConsoleServer(console, sock, (certificate.cert, certificate.key) if certificate else None,
                            advertisement).start()
     log.info("console on %s (state in %s)", server.url, state.root)
