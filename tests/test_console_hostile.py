@@ -80,7 +80,7 @@ def test_silent_and_incomplete_request_heads_are_closed(car):
 
 
 def test_connections_beyond_the_per_client_cap_are_closed_at_accept(car):
-    cap = car.server.console.connection_limits.per_client
+    cap = car.server.connection_limits.per_client
     held = [socket.create_connection(("127.0.0.1", car.port), source_address=("127.0.0.9", 0))
             for _ in range(cap + 5)]
     try:
@@ -343,7 +343,7 @@ def answer(sock: socket.socket, timeout: float = 10) -> tuple[int, dict]:
 
 
 def test_one_upload_at_a_time_and_a_wall_clock_limit(car):
-    console = car.server.console
+    uploads = car.server.console.service.uploads
     first = open_upload(car, "slow.tar.gz", 1 << 20)
     try:
         time.sleep(0.3)
@@ -351,16 +351,16 @@ def test_one_upload_at_a_time_and_a_wall_clock_limit(car):
         assert status == 409 and "another upload" in json.loads(body)["reason"]
     finally:
         first.close()
-    car.wait_for(lambda: not console.uploads.busy, what="the slot freed")
-    limits = console.limits
-    console.limits = UploadLimits(limits.request_bytes, limits.unpacked_bytes, limits.members, seconds=0.5)
+    car.wait_for(lambda: not uploads.busy, what="the slot freed")
+    limits = uploads.limits
+    uploads.limits = UploadLimits(limits.request_bytes, limits.unpacked_bytes, limits.members, seconds=0.5)
     try:
         slow = open_upload(car, "slow.tar.gz", 1 << 20)
         status, body = answer(slow)
         slow.close()
         assert status == 408 and "longer than 0.5 s" in body["reason"]
     finally:
-        console.limits = limits
+        uploads.limits = limits
     assert list(car.state.uploads.iterdir()) == []
 
 

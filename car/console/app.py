@@ -10,12 +10,10 @@ one structured line (`events`).
 """
 from __future__ import annotations
 
-import contextlib
 import html
 import logging
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +29,14 @@ from starlette.websockets import WebSocket
 
 from car.console import bodies
 from car.console.auth import MAX_TOKEN_LIFETIME_DAYS, TOKEN_LIFETIME_DAYS, LoginRefused, Session
-from car.console.calibration import CalibrationService
-from car.console.errors import ApiError, short
+from car.console.errors import ApiError
 from car.console.events import event
 from car.console.gate import Access, Gate, credential, style_hash
-from car.console.limits import ConnectionLimits
 from car.console.live import LiveConnections
-from car.console.models import LoadingStatus, ModelStore
-from car.console.node import ConsoleNode
 from car.console.responses import fail, ok
-from car.console.state import StateDir
-from car.console.stream import BOUNDARY, JpegCache, mjpeg
+from car.console.service import ConsoleService
+from car.console.stream import BOUNDARY, mjpeg
 from car.console.teleop import TeleopSession
-from car.console.uploads import UploadLimits, UploadSlot, install_archive, receive_archive
 
 log = logging.getLogger("racer.console")
 
@@ -56,93 +49,11 @@ DRIVE_MODES = {"manual": "manual", "auto": "autonomous", "autonomous": "autonomo
 
 @dataclass
 class Console:
-    """Everything the handlers share; built by car.console.server."""
+    """A console's parts; built by car.console.server."""
 
-    node: ConsoleNode
-    store: ModelStore
-    calibration: CalibrationService
-    state: StateDir
+    service: ConsoleService
     access: Access
-    limits: UploadLimits = field(default_factory=UploadLimits)
-    loading: LoadingStatus = field(default_factory=LoadingStatus)
-    stopping: threading.Event = field(default_factory=threading.Event)
-    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
-    uploads: UploadSlot = field(default_factory=UploadSlot)
-    live: LiveConnections = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.live = LiveConnections(self.access.auth.alive)
-
-    @contextlib.contextmanager
-    def job(self, kind: str, model: str, done: str) -> Iterator[None]:
-        """One install or load at a time, reported through /api/isModelLoading."""
-        if not self.loading.lock.acquire(blocking=False):
-            raise self.busy()
-        try:
-            self.loading.begin(kind, model)
-            try:
-                yield
-            except ApiError as exc:
-                self.loading.finish("error", exc.reason)
-                event(f"{kind}_failed", model=model, reason=exc.reason)
-                raise
-            except Exception as exc:
-                reason = short(f"{type(exc).__name__}: {exc}")
-                self.loading.finish("error", reason)
-                event(f"{kind}_failed", model=model, reason=reason)
-                raise
-            self.loading.finish(done)
-            event(done, model=model)
-        finally:
-            self.loading.lock.release()
-
-    def busy(self) -> ApiError:
-        return ApiError(409, f"busy: {self.loading.job} of {self.loading.model!r} is still running")
-
-    def check_upload_folder(self, folder: str) -> None:
-        self.store.check_new_folder(folder, driving=self.node.model_name)
-
-    def delete(self, folders: list[str]) -> None:
-        """Not while an install or load runs: both use the conversion cache that a delete prunes."""
-        if not self.loading.lock.acquire(blocking=False):
-            raise self.busy()
-        try:
-            self.store.delete(folders, driving=self.node.model_name)
-        finally:
-            self.loading.lock.release()
-
-    def install(self, archive: Path, folder: str) -> str:
-        with self.job("install", folder, "installed"):
-            self.store.check_new_folder(folder, driving=self.node.model_name)
-            install_archive(archive, folder, self.store, self.state.uploads, self.limits, self.loading.step)
-        return folder
-
-    def command(self, name: str, *args: Any) -> None:
-        """A request to control over the bus; control's refusals (start while a fault is present,
-        calibration while driving) become 409 with control's reason."""
-        try:
-            self.node.ask(name, *args)
-        except ValueError as exc:
-            event("command_refused", command=name, args=list(args), reason=str(exc))
-            raise ApiError(409, str(exc)) from None
-        event("command", command=name, args=list(args))
-
-    async def emergency_stop(self, source: str = "console") -> None:
-        """On the event loop, never queued behind the thread pool; returns once control has latched it."""
-        await self.node.ask_async("emergency_stop")
-        event("emergency_stop", source=source)
-
-    def load(self, folder: str, model_name: str) -> None:
-        """Check and compile the model here (a bad one is refused before the car is touched), then the
-        policy node loads it from the state dir; it stops the car first, so the car needs a new start."""
-        with self.job("load", folder, "loaded"):
-            self.loading.step("compiling", 30)
-            self.store.compile(folder, model_name)
-            self.loading.step("switching", 90)
-            try:
-                self.node.load_model(self.store.get(folder).path, self.store.cache_dir)
-            except ValueError as exc:
-                raise ApiError(422, str(exc)) from None
+    live: LiveConnections
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -152,7 +63,7 @@ async def json_body(request: Request) -> dict[str, Any]:
 def create_app(console: Console) -> Starlette:
     login_page = (PAGES / "login.html").read_text()
     index_page = (PAGES / "index.html").read_text()
-    cache = JpegCache(console.node)
+    service = console.service
 
     def render_login(error: str = "", status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
         message = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
@@ -203,62 +114,48 @@ def create_app(console: Console) -> Starlette:
         return ok()
 
     async def models(request: Request) -> Response:
-        installed = await run_in_threadpool(console.store.list)
-        camera = "connected" if console.node.camera_connected() else "not_connected"
-        return ok(models=[m.to_json() for m in installed], loaded_model=console.node.model_name,
-                  sensor_status={"camera_status": camera, "stereo_status": "not_connected",
-                                 "lidar_status": "not_connected"})
+        installed = await run_in_threadpool(service.store.list)
+        return ok(models=[m.to_json() for m in installed], loaded_model=service.node.model_name,
+                  sensor_status=service.sensor_status())
 
     async def upload(request: Request) -> Response:
         """One upload at a time, from the first byte of its body to its install (409 for another)."""
-        if console.loading.lock.locked():
-            raise console.busy()
-        with console.uploads.claim():
-            try:
-                folder, archive = await receive_archive(
-                    request.headers.get("content-type", ""), request.headers.get("content-length"), request.stream(),
-                    console.state.uploads, console.limits, console.check_upload_folder)
-            except ApiError as exc:
-                event("upload_failed", reason=exc.reason)
-                raise
-            try:
-                await run_in_threadpool(console.install, archive, folder)
-            finally:
-                archive.unlink(missing_ok=True)
+        folder = await service.upload(request.headers.get("content-type", ""), request.headers.get("content-length"),
+                                      request.stream())
         return ok(message=f"Model {folder} uploaded and installed", model_folder_name=folder)
 
     async def delete_models(request: Request) -> Response:
         names = bodies.text_list(await json_body(request), "filenames", 100, 64)
-        await run_in_threadpool(console.delete, names)
+        await run_in_threadpool(service.delete, names)
         event("models_deleted", models=names)
         return ok(message="Models deleted successfully from your vehicle")
 
     async def load_model(request: Request) -> Response:
         folder, model_name = request.path_params["folder"], request.path_params["model"]
-        await run_in_threadpool(console.load, folder, model_name)
+        await run_in_threadpool(service.load, folder, model_name)
         return ok(message=f"Model {folder} loaded")
 
     async def is_model_loading(request: Request) -> Response:
-        return JSONResponse(console.loading.to_json())
+        return JSONResponse(service.loading.to_json())
 
     async def drive_mode(request: Request) -> Response:
         mode = bodies.choice(await json_body(request), "drive_mode", list(DRIVE_MODES))
-        await run_in_threadpool(console.command, "set_mode", DRIVE_MODES[mode])
+        await run_in_threadpool(service.command, "set_mode", DRIVE_MODES[mode])
         return ok()
 
     async def start_stop(request: Request) -> Response:
         action = bodies.choice(await json_body(request), "start_stop", ["start", "stop"])
-        await run_in_threadpool(console.command, action)
+        await run_in_threadpool(service.command, action)
         return ok()
 
     async def emergency_stop(request: Request) -> Response:
-        await console.emergency_stop("api")  # on the event loop: never queued behind the thread pool
+        await service.emergency_stop("api")  # on the event loop: never queued behind the thread pool
         return ok(message="emergency stop: the car stays stopped until the next start")
 
     async def max_nav_throttle(request: Request) -> Response:
         """The autonomous speed limit, in percent."""
         percent = bodies.number(await json_body(request), "throttle", 0.0, 100.0)
-        await run_in_threadpool(console.command, "set_max_speed", percent / 100.0)
+        await run_in_threadpool(service.command, "set_max_speed", percent / 100.0)
         return ok()
 
     async def manual_drive(request: Request) -> Response:
@@ -266,52 +163,51 @@ def create_app(console: Console) -> Starlette:
         body = await json_body(request)
         angle, throttle = bodies.number(body, "angle", -1.0, 1.0), bodies.number(body, "throttle", -1.0, 1.0)
         max_speed = bodies.number(body, "max_speed", 0.0, 1.0)
-        if console.node.mode != "manual":
-            raise ApiError(409, f"manual_drive needs manual mode; the car is in {console.node.mode} mode")
-        stamp = console.node.now()
-        await run_in_threadpool(console.command, "set_manual_max_speed", max_speed)
-        await run_in_threadpool(console.node.teleop, -angle, -throttle, stamp)
+        if service.node.mode != "manual":
+            raise ApiError(409, f"manual_drive needs manual mode; the car is in {service.node.mode} mode")
+        stamp = service.node.now()
+        await run_in_threadpool(service.command, "set_manual_max_speed", max_speed)
+        await run_in_threadpool(service.node.teleop, -angle, -throttle, stamp)
         return ok()
 
     async def set_calibration_mode(request: Request) -> Response:
-        await run_in_threadpool(console.calibration.enter)
+        await run_in_threadpool(service.calibration.enter)
         event("command", command="set_mode", args=["calibration"])
         return ok()
 
     async def get_calibration(request: Request) -> Response:
-        return JSONResponse(console.calibration.get(request.path_params["kind"]))
+        return JSONResponse(service.calibration.get(request.path_params["kind"]))
 
     async def set_calibration(request: Request) -> Response:
         body = await json_body(request)
-        await run_in_threadpool(console.calibration.set, request.path_params["kind"], body)
+        await run_in_threadpool(service.calibration.set, request.path_params["kind"], body)
         event("calibration_saved", kind=request.path_params["kind"],
               values={key: body[key] for key in ("min", "mid", "max", "polarity")})
         return ok()
 
     async def adjust_wheels(request: Request) -> Response:
         body = await json_body(request)
-        await run_in_threadpool(console.calibration.adjust, request.path_params["kind"], body)
+        await run_in_threadpool(service.calibration.adjust, request.path_params["kind"], body)
         return ok()
 
     async def sensor_status(request: Request) -> Response:
-        camera = "connected" if console.node.camera_connected() else "not_connected"
-        return ok(camera_status=camera, stereo_status="not_connected", lidar_status="not_connected")
+        return ok(**service.sensor_status())
 
     async def battery_level(request: Request) -> Response:
-        level = console.node.battery_level()
+        level = service.node.battery_level()
         if level is None:
             raise ApiError(503, "this car reports no battery level (no battery monitor in its diagnostics)")
         return ok(battery_level=level)
 
     async def status(request: Request) -> Response:
-        snapshot = await run_in_threadpool(console.node.status)
-        return JSONResponse({**snapshot, "loading": console.loading.to_json(), "fingerprint": console.access.site.fingerprint})
+        snapshot = await run_in_threadpool(service.node.status)
+        return JSONResponse({**snapshot, "loading": service.loading.to_json(), "fingerprint": console.access.site.fingerprint})
 
     async def camera(request: Request) -> Response:
         """The stream ends when the console stops or the credential it was opened with ends."""
         async def frames() -> AsyncIterator[bytes]:
             async with console.live.hold(credential(request)) as held:
-                async for part in mjpeg(cache, STREAM_FPS, console.stopping, held.ended):
+                async for part in mjpeg(service.camera, STREAM_FPS, console.live.stopping, held.ended):
                     yield part
 
         return StreamingResponse(frames(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
@@ -343,7 +239,7 @@ def create_app(console: Console) -> Starlette:
 
     async def teleop(websocket: WebSocket) -> None:
         async with console.live.hold(credential(websocket)) as held:
-            await TeleopSession(websocket, console.node, held.ended, console.emergency_stop).run()
+            await TeleopSession(websocket, service.node, held.ended, service.emergency_stop).run()
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -29,9 +30,13 @@ class Held:
 
 
 class LiveConnections:
+    """The open sockets and streams; `stopping` is set when the console stops, which ends every
+    stream (an endless one would otherwise hold the server's shutdown)."""
+
     def __init__(self, alive: Callable[[Credential], bool], period_s: float = CHECK_PERIOD_S):
         self.alive = alive
         self.period_s = period_s
+        self.stopping = threading.Event()
         self._held: set[Held] = set()
         self._watcher: asyncio.Task[None] | None = None
 
