@@ -76,6 +76,12 @@ class Access:
     site: Site = field(default_factory=Site)
     logins: LoginPool = field(default_factory=LoginPool)
 
+    @staticmethod
+    def of(connection: HTTPConnection) -> Access:
+        """The access of the app `connection` reached (car.console.app keeps it in the app's state)."""
+        access: Access = connection.app.state.access
+        return access
+
 
 def credential(connection: HTTPConnection) -> Credential:
     """What the gate let this request or socket in with."""

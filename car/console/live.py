@@ -16,6 +16,8 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from starlette.requests import HTTPConnection
+
 from car.console.auth import Credential
 
 CHECK_PERIOD_S = 0.02
@@ -39,6 +41,12 @@ class LiveConnections:
         self.stopping = threading.Event()
         self._held: set[Held] = set()
         self._watcher: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def of(connection: HTTPConnection) -> LiveConnections:
+        """The live connections of the app `connection` reached (car.console.app keeps them in its state)."""
+        live: LiveConnections = connection.app.state.live
+        return live
 
     def __len__(self) -> int:
         return len(self._held)

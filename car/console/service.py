@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from car.console.calibration import CalibrationService
 from car.console.errors import ApiError, short
@@ -39,6 +40,12 @@ class ConsoleService:
 
     def __post_init__(self) -> None:
         self.camera = JpegCache(self.node)
+
+    @staticmethod
+    def of(connection: HTTPConnection) -> ConsoleService:
+        """The service of the app `connection` reached (car.console.app keeps it in the app's state)."""
+        service: ConsoleService = connection.app.state.service
+        return service
 
     @contextlib.contextmanager
     def job(self, kind: str, model: str, done: str) -> Iterator[None]:
