@@ -12,19 +12,30 @@ import cv2
 import numpy as np
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from car.console.auth import Auth
 from car.console.state import StateDir
 from car.foxglove.layout import layout_json
 from car.foxglove.node import BACKLOG, FoxgloveNode, token_check
 from car.foxglove.view import CHANNELS as VIEW_CHANNELS, FoxgloveView
+from car.messages import (
+    CAMERA_TOPIC,
+    DRIVE_TOPIC,
+    ERROR,
+    OK,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Header,
+    Image,
+    KeyValue,
+    Time,
+    drive_msg,
+)
 from car.policy.introspect import input_image, output_array
-from car.messages import (CAMERA_TOPIC, DRIVE_TOPIC, ERROR, OK, DiagnosticArray, DiagnosticStatus, Header, Image,
-                          KeyValue, Time, drive_msg)
 from car.transport.local import LocalBus
+from dds_support import free_port
 from racer.bench.foxglove import FoxgloveClient
-from tests.dds_support import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = {"/camera/image_raw/compressed", "/policy/input", "/policy/output", "/policy/drive", "/drive",
@@ -58,7 +69,8 @@ def connect(port: int, proc: subprocess.Popen, deadline_s: float = 90.0) -> Foxg
 
 def watch(transport: str) -> tuple[dict[str, list], set[str]]:
     """`racer car --sim --autostart --foxglove` on `transport`, watched by the spec client until it decoded a
-    message of every channel and the scene's whole track (its three lines), car and path: (decoded messages by channel, scene ids)."""
+    message of every channel and the scene's whole track (its three lines), car and path: (decoded messages by
+    channel, scene ids)."""
     port = free_port()
     car = subprocess.Popen([sys.executable, "-m", "racer.cli", "car", "--sim", "reinvent_base", "--autostart",
                             "--transport", transport, "--foxglove", f"127.0.0.1:{port}"], cwd=ROOT,
@@ -91,7 +103,7 @@ def watch(transport: str) -> tuple[dict[str, list], set[str]]:
 @pytest.mark.parametrize("transport", ["local", "dds"])
 def test_a_spec_client_subscribes_to_every_channel_and_decodes_each_from_a_simulated_car(transport):
     if transport == "dds":
-        from tests.dds_support import loopback_domain
+        from dds_support import loopback_domain
         with loopback_domain():
             decoded, scene_ids = watch(transport)
     else:
@@ -155,6 +167,27 @@ def test_beyond_loopback_only_a_console_api_token_gets_through(tmp_path):
         node.close()
 
 
+def test_a_viewer_whose_token_is_revoked_is_closed(tmp_path):
+    """Revoked in another process (the console's own Auth on the same state dir): the gate's next check closes
+    the viewer's connection, and the token no longer gets a new one through."""
+    _, token, _ = Auth(StateDir(tmp_path).create()).create_token("laptop")
+    check = token_check("192.0.2.1", 8765, tmp_path)
+    node = FoxgloveNode(LocalBus(), "127.0.0.1", 0, check)
+    try:
+        client = FoxgloveClient(f"ws://127.0.0.1:{node.port}/?token={token}")
+        assert client.server_info["op"] == "serverInfo" and node._gate.revoked == 0
+        console = Auth(StateDir(tmp_path).create())
+        assert console.revoke_token(console.tokens()[0]["id"])
+        with pytest.raises(ConnectionClosed):
+            while True:
+                client.ws.recv(timeout=30)
+        assert node._gate.revoked == 1
+        with pytest.raises(InvalidStatus, match="401"):
+            FoxgloveClient(f"ws://127.0.0.1:{node.port}/?token={token}")
+    finally:
+        node.close()
+
+
 def test_a_stalled_client_loses_frames_and_the_bus_never_waits_for_it():
     """A client that stops reading: every /drive is still delivered on the bus at once, the view keeps only
     the newest of each topic, and the server drops what the client cannot take (it gets the latest, not a queue)."""
@@ -194,7 +227,8 @@ def test_a_stalled_client_loses_frames_and_the_bus_never_waits_for_it():
 
 
 def test_the_layout_file_is_current_and_shows_every_channel():
-    assert LAYOUT.read_text() == layout_json(), "regenerate: python -m car.foxglove.layout > docs/foxglove/racer.layout.json"
+    assert LAYOUT.read_text() == layout_json(), ("regenerate: python -m car.foxglove.layout > "
+                                                 "docs/foxglove/racer.layout.json")
     text = LAYOUT.read_text()
     assert set(VIEW_CHANNELS) == CHANNELS
     assert all(f'"{channel}' in text for channel in CHANNELS)  # each channel has its panel
@@ -205,8 +239,8 @@ def test_without_the_sdk_the_view_is_one_line_that_says_what_to_install():
             "sys.exit(main(['car', '--sim', 'reinvent_base', '--foxglove', '127.0.0.1:8765']))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == ("racer car: --foxglove needs Foxglove's SDK, which the car installs "
-                                                    "only on demand: pip install 'racer[foxglove]'")
+    assert done.stderr.strip().splitlines()[-1] == ("racer car: --foxglove needs Foxglove's SDK, which the car "
+                                                    "installs only on demand: pip install 'racer[foxglove]'")
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])

@@ -127,7 +127,7 @@ class Gate:
         if refusal is None:
             await self.app(scope, receive, send_with_headers)
         elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": refusal.body.decode()[:120]})
+            await send({"type": "websocket.close", "code": 1008, "reason": bytes(refusal.body).decode()[:120]})
         else:
             await refusal(scope, receive, send_with_headers)
 

@@ -11,6 +11,7 @@ converted IR from the cache. A model is converted, compiled and first run only i
 """
 from __future__ import annotations
 
+import builtins
 import ctypes
 import os
 import re
@@ -22,8 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from car.console.errors import ApiError
-from car.policy.bundle import (METADATA_FILE, BundleError, ModelFiles, file_sha256, find_model, load_bundle,
-                               unrunnable_reason)
+from car.policy.bundle import (
+    METADATA_FILE,
+    BundleError,
+    ModelFiles,
+    file_sha256,
+    find_model,
+    load_bundle,
+    unrunnable_reason,
+)
 from car.policy.inference import Policy
 from car.policy.metadata import MetadataError, ModelMetadata, load_metadata
 from car.policy.sandbox import SandboxLimits, check_bundle
@@ -195,7 +203,7 @@ class ModelStore:
         shutil.rmtree(content, ignore_errors=True)
         self.prune_cache()
 
-    def delete(self, folders: list[str], driving: str | None = None) -> None:
+    def delete(self, folders: builtins.list[str], driving: str | None = None) -> None:
         """Delete all of `folders` or, if any is unknown, the start-up model or the one the car is
         `driving`, none of them; then drop cached conversions no remaining model uses."""
         models = [self.get(folder) for folder in folders]
@@ -210,8 +218,9 @@ class ModelStore:
         self.prune_cache()
 
     def prune_cache(self) -> None:
-        """Remove converted IR (cache/ir/<openvino>/<pb sha256>-<cut>) whose frozen graph no model
-        here has. (OpenVINO's compiled blobs are keyed by its own hashes and only speed up loads.)"""
+        """Remove converted IR (cache/ir/<openvino>/<pb sha256>-<cut>) whose frozen graph no model here has.
+
+        OpenVINO's compiled blobs are keyed by its own hashes and only speed up loads."""
         used = set()
         for path in [*self._installed(), *([self.startup] if self.startup else [])]:
             with_pb = _frozen_graph(path)

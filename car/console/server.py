@@ -20,6 +20,7 @@ from typing import Any
 
 import uvicorn
 
+from car.clock import Clock
 from car.console.app import Console, create_app
 from car.console.auth import Auth, ensure_password
 from car.console.calibration import CalibrationFormat, CalibrationService
@@ -29,11 +30,10 @@ from car.console.live import LiveConnections
 from car.console.mdns import Advertisement, addresses, service_info
 from car.console.models import LoadingStatus, ModelStore
 from car.console.node import ConsoleNode
+from car.console.service import ConsoleService
 from car.console.state import StateDir, remove_temporary
 from car.console.tls import LOOPBACK_NAMES, ensure_certificate, is_loopback
-from car.console.service import ConsoleService
 from car.console.uploads import UploadLimits, Uploads, remove_stale
-from car.clock import Clock
 from car.transport import NodeBus
 
 log = logging.getLogger("racer.console")
@@ -54,6 +54,7 @@ class ConsoleOptions:
     state_dir: Path
     calibration_file: Path | None = None
     limits: UploadLimits = field(default_factory=UploadLimits)
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     tls: bool | None = None
     advertise: bool = True
     startup_model: Path | None = None
@@ -69,7 +70,7 @@ class ConsoleServer:
     """A running console; `url` is where it answers, `stop()` ends it."""
 
     def __init__(self, console: Console, sock: socket.socket, ssl: tuple[Path, Path] | None,
-                 advertisement: Advertisement | None, connection_limits: ConnectionLimits = ConnectionLimits()):
+                 advertisement: Advertisement | None, connection_limits: ConnectionLimits):
         self.console = console
         self.connection_limits = connection_limits
         self.sock = sock
@@ -95,7 +96,7 @@ class ConsoleServer:
         asyncio.get_running_loop().set_exception_handler(self.errors)
         await self.server.serve(sockets=[self.sock])
 
-    def start(self) -> "ConsoleServer":
+    def start(self) -> ConsoleServer:
         self._thread.start()
         if self.advertisement is not None:
             threading.Thread(target=self.advertisement.start, name="mdns", daemon=True).start()
@@ -175,7 +176,7 @@ def start_console(options: ConsoleOptions, bus: NodeBus, clock: Clock, params: d
     if options.advertise and not is_loopback(options.host):
         advertisement = Advertisement(service_info(options.host, port, site.scheme, site.fingerprint))
     server = ConsoleServer(console, sock, (certificate.cert, certificate.key) if certificate else None,
-                           advertisement).start()
+                           advertisement, options.connection_limits).start()
     log.info("console on %s (state in %s)", server.url, state.root)
     if certificate:
         log.info("console certificate SHA-256 fingerprint %s", certificate.fingerprint)

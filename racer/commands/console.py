@@ -369,7 +369,7 @@ class _Hold:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._refresh, name="calibration hold", daemon=True)
 
-    def __enter__(self) -> "_Hold":
+    def __enter__(self) -> _Hold:
         self._thread.start()
         return self
 
