@@ -198,7 +198,7 @@ def test_the_console_wizard_starts_from_the_car_calibration_and_saves_to_the_sta
     for calibration in (car, None):  # given by `racer car`, or resolved by the console itself
         server = start_car_console(config, graph.bus, graph.clock, "tiny", calibration)
         try:
-            wizard = server.console.calibration
+            wizard = server.console.service.calibration
             assert wizard.path == state / "calibration.json"
             assert wizard.saved == driver.calibration == (SAVED if state_saved else OTHER)
             assert set(driver.writes) == {(driver.calibration.motor.mid, driver.calibration.servo.mid)}

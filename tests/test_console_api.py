@@ -121,7 +121,7 @@ def test_sensor_battery_and_domain_shift_come_from_the_graph(api, car):
         "success": True, "camera_status": "connected", "stereo_status": "not_connected",
         "lidar_status": "not_connected"}
     assert refused(api.request("GET", "/api/get_battery_level"), 503, "no battery level")
-    diagnostics = car.server.console.node.diagnostics
+    diagnostics = car.server.console.service.node.diagnostics
     diagnostics["battery"] = DiagnosticStatus(0, "battery", values=(KeyValue("level", "9"),))
     diagnostics["shift"] = DiagnosticStatus(0, "shift", values=(KeyValue("domain_shift", "2.5"),
                                                                  KeyValue("warning", "1.25")))

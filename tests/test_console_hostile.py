@@ -80,7 +80,7 @@ def test_silent_and_incomplete_request_heads_are_closed(car):
 
 
 def test_connections_beyond_the_per_client_cap_are_closed_at_accept(car):
-    cap = car.server.console.connection_limits.per_client
+    cap = car.server.connection_limits.per_client
     held = [socket.create_connection(("127.0.0.1", car.port), source_address=("127.0.0.9", 0))
             for _ in range(cap + 5)]
     try:
@@ -105,7 +105,7 @@ def test_connections_beyond_the_per_client_cap_are_closed_at_accept(car):
 # 2. owner lock-out, password policy ------------------------------------------------------------
 
 def test_guesses_from_many_addresses_never_lock_the_owner_out(car):
-    limiter = car.server.console.auth.limiter
+    limiter = car.server.console.access.auth.limiter
     attackers = [f"127.0.0.{n}" for n in range(2, 8)]
     limiter.backoff_s = 300.0  # 30 slow password checks on a loaded machine may outlast the default 10 s
     try:
@@ -121,7 +121,7 @@ def test_guesses_from_many_addresses_never_lock_the_owner_out(car):
 
 
 def test_x_forwarded_for_does_not_reset_the_limit(car):
-    limiter = car.server.console.auth.limiter
+    limiter = car.server.console.access.auth.limiter
     try:
         statuses = [login_from(car, "127.0.0.8", "guess", {"X-Forwarded-For": f"10.0.0.{n}"}) for n in range(7)]
         assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]
@@ -212,7 +212,7 @@ def test_revoking_a_token_or_changing_the_password_closes_its_sockets(car, tmp_p
 # 5. tokens ---------------------------------------------------------------------------------------
 
 def test_tokens_come_only_from_a_session_expire_and_the_tool_logs_its_session_out(car):
-    sessions = car.server.console.auth._sessions
+    sessions = car.server.console.access.auth._sessions
     before = len(sessions)
     bearer = {"Authorization": f"Bearer {token(car)}"}
     assert len(sessions) == before  # the tool's login session was logged out after making its token
@@ -343,7 +343,7 @@ def answer(sock: socket.socket, timeout: float = 10) -> tuple[int, dict]:
 
 
 def test_one_upload_at_a_time_and_a_wall_clock_limit(car):
-    console = car.server.console
+    uploads = car.server.console.service.uploads
     first = open_upload(car, "slow.tar.gz", 1 << 20)
     try:
         time.sleep(0.3)
@@ -351,16 +351,16 @@ def test_one_upload_at_a_time_and_a_wall_clock_limit(car):
         assert status == 409 and "another upload" in json.loads(body)["reason"]
     finally:
         first.close()
-    car.wait_for(lambda: not console.uploads.busy, what="the slot freed")
-    limits = console.limits
-    console.limits = UploadLimits(limits.request_bytes, limits.unpacked_bytes, limits.members, seconds=0.5)
+    car.wait_for(lambda: not uploads.busy, what="the slot freed")
+    limits = uploads.limits
+    uploads.limits = UploadLimits(limits.request_bytes, limits.unpacked_bytes, limits.members, seconds=0.5)
     try:
         slow = open_upload(car, "slow.tar.gz", 1 << 20)
         status, body = answer(slow)
         slow.close()
         assert status == 408 and "longer than 0.5 s" in body["reason"]
     finally:
-        console.limits = limits
+        uploads.limits = limits
     assert list(car.state.uploads.iterdir()) == []
 
 

@@ -116,7 +116,7 @@ def test_session_cookie_is_httponly_strict_and_state_changes_need_the_csrf_token
 
 
 def test_logins_are_rate_limited(car):
-    limiter = car.server.console.auth.limiter
+    limiter = car.server.console.access.auth.limiter
     try:
         for _ in range(5):
             status, _, body = car.request("POST", "/login", urlencode({"password": "guess"}).encode(), {
@@ -219,7 +219,7 @@ def test_https_certificate_is_made_once_and_pinned_on_first_use(tmp_path):
     car = start_car(tmp_path, racer_bundle(tmp_path / "models", "driving", STRAIGHT), tls=True)
     try:
         assert car.url.startswith("https://")
-        fingerprint = car.server.console.fingerprint
+        fingerprint = car.server.console.access.site.fingerprint
         notices: list[str] = []
         known = KnownCars(tmp_path / "laptop" / "cars.json")
         client = CarClient(CarAddress.parse(car.url), lambda: PASSWORD, notices.append, known)
@@ -249,7 +249,7 @@ def test_https_certificate_is_made_once_and_pinned_on_first_use(tmp_path):
     assert car.state.tls.joinpath("key.pem").stat().st_mode & 0o077 == 0
     restarted = start_car(tmp_path, racer_bundle(tmp_path / "models2", "driving", STRAIGHT), tls=True)
     try:
-        assert restarted.server.console.fingerprint == fingerprint
+        assert restarted.server.console.access.site.fingerprint == fingerprint
     finally:
         restarted.stop()
 

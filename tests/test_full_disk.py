@@ -109,7 +109,7 @@ def test_a_calibration_save_that_fails_leaves_the_car_on_its_calibration(tmp_pat
 
     car = start_car(tmp_path, racer_bundle(tmp_path / "models", "driving", STRAIGHT))
     try:
-        console = car.server.console
+        console = car.server.console.service
         before = console.calibration.get("angle")
         calibration_path = console.calibration.path
         on_disk = calibration_path.read_bytes() if calibration_path.exists() else None

@@ -39,7 +39,7 @@ def car(tmp_path, bundle_dir, images, maestro):
     runtime.local.start()
     client = CarClient(CarAddress.parse(server.url), lambda: PASSWORD, lambda _: None,
                        KnownCars(tmp_path / "cars.json"))
-    assert wait_until(lambda: server.console.node.mode is not None)
+    assert wait_until(lambda: server.console.service.node.mode is not None)
     yield runtime, client
     runtime.stop()
 

@@ -2,538 +2,89 @@
 
 Paths, request bodies and response shapes follow the DeepRacer console, so its habits and
 scripts carry over; unlike it, a failure is a 4xx/5xx with {"success": false, "reason": ...}
-and nothing answers success before it happened. Every route but /login and /api/server_ready
-sits behind the session-or-token gate in `Gate`, which is applied to the whole app, so a new
-route cannot be added open by mistake; every body is read through car.console.bodies. Each
+and nothing answers success before it happened. The routes live in car.console.routes, one module
+per concern (models, drive, calibration, status and stream, login and tokens), as plain handlers
+that find the console's parts in the app's state. Every route but /login and /api/server_ready
+sits behind the session-or-token gate (car.console.gate), which is applied to the whole app, so a
+new route cannot be added open by mistake; every body is read through car.console.bodies. Each
 change a user makes (mode, start/stop, e-stop, model load, upload, calibration save) is logged as
 one structured line (`events`).
 """
 from __future__ import annotations
 
-import asyncio
-import base64
-import contextlib
-import hashlib
-import hmac
+import functools
 import html
 import logging
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import HTTPConnection, Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
 
-from car.console import bodies
-from car.console.auth import MAX_TOKEN_LIFETIME_DAYS, TOKEN_LIFETIME_DAYS, Auth, Credential, LoginRefused, Session
-from car.console.calibration import CalibrationService
-from car.console.errors import ApiError, short
-from car.console.events import event
-from car.console.limits import ConnectionLimits
+from car.console.auth import Session
+from car.console.errors import ApiError
+from car.console.gate import Access, Gate, style_hash
 from car.console.live import LiveConnections
-from car.console.models import LoadingStatus, ModelStore
-from car.console.node import ConsoleNode
-from car.console.state import StateDir
-from car.console.stream import BOUNDARY, JpegCache, mjpeg
-from car.console.teleop import TeleopSession
-from car.console.uploads import UploadLimits, UploadSlot, install_archive, receive_archive
+from car.console.responses import fail
+from car.console.routes import auth, calibration, drive, models, status
+from car.console.service import ConsoleService
 
 log = logging.getLogger("racer.console")
 
 STATIC = Path(__file__).resolve().parent / "static"
-PAGES = Path(__file__).resolve().parent / "pages"
-MAX_LOGIN_BODY = 4096
-PUBLIC_PATHS = frozenset({"/login", "/api/server_ready"})
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-STATE_CHANGING_GETS = frozenset({"/api/set_calibration_mode"})
-SESSION_ONLY = frozenset({("POST", "/api/tokens")})
-STREAM_FPS = 15.0
-DRIVE_MODES = {"manual": "manual", "auto": "autonomous", "autonomous": "autonomous"}
-
-
-class LoginPool:
-    """Password checks (scrypt, ~50 ms of CPU each) in a small pool of their own, refused when it is
-    full: a login burst never queues work in front of anything else, nor behind itself."""
-
-    def __init__(self, workers: int = 2):
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="login")
-        self._slots = threading.BoundedSemaphore(workers)
-
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if not self._slots.acquire(blocking=False):
-            raise LoginRefused(429, "too many logins at once; try again in a second", retry_after=1)
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        finally:
-            self._slots.release()
+INDEX_PAGE = Path(__file__).resolve().parent / "pages" / "index.html"
 
 
 @dataclass
 class Console:
-    """Everything the handlers share; built by car.console.server."""
+    """A console's parts; built by car.console.server."""
 
-    node: ConsoleNode
-    auth: Auth
-    store: ModelStore
-    calibration: CalibrationService
-    state: StateDir
-    limits: UploadLimits = field(default_factory=UploadLimits)
-    secure: bool = False
-    fingerprint: str | None = None
-    loading: LoadingStatus = field(default_factory=LoadingStatus)
-    stopping: threading.Event = field(default_factory=threading.Event)
-    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
-    logins: LoginPool = field(default_factory=LoginPool)
-    hosts: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})
-    cookie: str = "racer_session"
-    uploads: UploadSlot = field(default_factory=UploadSlot)
-    live: LiveConnections = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.live = LiveConnections(self.auth.alive)
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.secure else "http"
-
-    @contextlib.contextmanager
-    def job(self, kind: str, model: str, done: str) -> Iterator[None]:
-        """One install or load at a time, reported through /api/isModelLoading."""
-        if not self.loading.lock.acquire(blocking=False):
-            raise self.busy()
-        try:
-            self.loading.begin(kind, model)
-            try:
-                yield
-            except ApiError as exc:
-                self.loading.finish("error", exc.reason)
-                event(f"{kind}_failed", model=model, reason=exc.reason)
-                raise
-            except Exception as exc:
-                reason = short(f"{type(exc).__name__}: {exc}")
-                self.loading.finish("error", reason)
-                event(f"{kind}_failed", model=model, reason=reason)
-                raise
-            self.loading.finish(done)
-            event(done, model=model)
-        finally:
-            self.loading.lock.release()
-
-    def busy(self) -> ApiError:
-        return ApiError(409, f"busy: {self.loading.job} of {self.loading.model!r} is still running")
-
-    def check_upload_folder(self, folder: str) -> None:
-        self.store.check_new_folder(folder, driving=self.node.model_name)
-
-    def delete(self, folders: list[str]) -> None:
-        """Not while an install or load runs: both use the conversion cache that a delete prunes."""
-        if not self.loading.lock.acquire(blocking=False):
-            raise self.busy()
-        try:
-            self.store.delete(folders, driving=self.node.model_name)
-        finally:
-            self.loading.lock.release()
-
-    def install(self, archive: Path, folder: str) -> str:
-        with self.job("install", folder, "installed"):
-            self.store.check_new_folder(folder, driving=self.node.model_name)
-            install_archive(archive, folder, self.store, self.state.uploads, self.limits, self.loading.step)
-        return folder
-
-    def command(self, name: str, *args: Any) -> None:
-        """A request to control over the bus; control's refusals (start while a fault is present,
-        calibration while driving) become 409 with control's reason."""
-        try:
-            self.node.ask(name, *args)
-        except ValueError as exc:
-            event("command_refused", command=name, args=list(args), reason=str(exc))
-            raise ApiError(409, str(exc)) from None
-        event("command", command=name, args=list(args))
-
-    async def emergency_stop(self, source: str = "console") -> None:
-        """On the event loop, never queued behind the thread pool; returns once control has latched it."""
-        await self.node.ask_async("emergency_stop")
-        event("emergency_stop", source=source)
-
-    def load(self, folder: str, model_name: str) -> None:
-        """Check and compile the model here (a bad one is refused before the car is touched), then the
-        policy node loads it from the state dir; it stops the car first, so the car needs a new start."""
-        with self.job("load", folder, "loaded"):
-            self.loading.step("compiling", 30)
-            self.store.compile(folder, model_name)
-            self.loading.step("switching", 90)
-            try:
-                self.node.load_model(self.store.get(folder).path, self.store.cache_dir)
-            except ValueError as exc:
-                raise ApiError(422, str(exc)) from None
+    service: ConsoleService
+    access: Access
+    live: LiveConnections
 
 
-def ok(**extra: Any) -> JSONResponse:
-    return JSONResponse({"success": True, **extra})
+@functools.cache
+def index_page() -> str:
+    return INDEX_PAGE.read_text()
 
 
-def fail(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"success": False, "reason": reason}, status_code=status, headers=headers)
+async def index(request: Request) -> Response:
+    """The page, with the session's CSRF token and the certificate's fingerprint filled in."""
+    session: Session | None = request.scope["state"].get("session")
+    page = index_page().replace("{{csrf_token}}", html.escape(session.csrf if session else ""))
+    return HTMLResponse(page.replace("{{fingerprint}}", html.escape(Access.of(request).site.fingerprint or "")))
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    return await bodies.read_object(request.stream())
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return fail(exc.status, exc.reason)
 
 
-def credential(connection: HTTPConnection) -> Credential:
-    """What the gate let this request or socket in with."""
-    return connection.scope["state"]["credential"]
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return fail(exc.status_code, exc.detail)
 
 
-def _style_hash(page: str) -> str:
-    """CSP hash of the login page's inline style: the page must work before any asset is allowed."""
-    style = page.split("<style>", 1)[1].split("</style>", 1)[0]
-    return "'sha256-" + base64.b64encode(hashlib.sha256(style.encode()).digest()).decode() + "'"
-
-
-class Gate:
-    """Host check, authentication, CSRF and security headers for every HTTP request and WebSocket.
-
-    The Host header must name the console (one of `console.hosts`, set at start), so a rebound DNS
-    name cannot reach it. A request passes with a valid API token (Authorization: Bearer) or a
-    session cookie. With a session, anything that changes state also needs the session's CSRF
-    token in X-CSRFToken (a WebSocket: in the csrf query parameter) and, when the browser sends an
-    Origin, exactly this console's scheme, host and port. Creating an API token needs a session.
-    """
-
-    def __init__(self, app: ASGIApp, console: Console, login_style: str):
-        self.app = app
-        self.console = console
-        self.headers = [
-            (b"content-security-policy",
-             f"default-src 'self'; img-src 'self' data: blob:; style-src 'self' {login_style}; script-src 'self'; "
-             "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'".encode()),
-            (b"x-frame-options", b"DENY"),
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"cache-control", b"no-store"),
-        ]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
-            await send(message)
-
-        refusal = self.host_refusal(scope)
-        if refusal is None and scope["path"] not in PUBLIC_PATHS:
-            refusal = self.refusal(scope)
-        if refusal is None:
-            await self.app(scope, receive, send_with_headers)
-        elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": refusal.body.decode()[:120]})
-        else:
-            await refusal(scope, receive, send_with_headers)
-
-    def host_refusal(self, scope: Scope) -> Response | None:
-        host = HTTPConnection(scope).headers.get("host", "")
-        try:
-            name = urlsplit(f"//{host}").hostname
-        except ValueError:
-            name = None
-        if name is None or name.lower() not in self.console.hosts:
-            return fail(400, f"Host {host[:80]!r} is not a name this console serves")
-        return None
-
-    def refusal(self, scope: Scope) -> Response | None:
-        conn = HTTPConnection(scope)
-        state = scope.setdefault("state", {})
-        authorization = conn.headers.get("authorization", "")
-        if authorization.lower().startswith("bearer "):
-            token_id = self.console.auth.token_id(authorization[7:].strip())
-            if token_id is None:
-                return fail(401, "invalid, expired or revoked API token")
-            if (scope.get("method"), scope["path"]) in SESSION_ONLY:
-                return fail(403, "API tokens are made from a logged-in session, not from another token")
-            state["credential"] = Credential("token", token_id)
-            return None
-        sid = conn.cookies.get(self.console.cookie)
-        session = self.console.auth.session(sid)
-        if session is None or sid is None:
-            if scope["type"] == "http" and scope["method"] == "GET" and "text/html" in conn.headers.get("accept", ""):
-                return RedirectResponse("/login", status_code=303)
-            return fail(401, "log in first (POST /login) or send an API token")
-        state["session"] = session
-        state["session_id"] = sid
-        state["credential"] = Credential("session", sid)
-        if scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS or scope["path"] in STATE_CHANGING_GETS:
-            return self.csrf_refusal(conn, session, scope["type"] == "websocket")
-        return None
-
-    def csrf_refusal(self, conn: HTTPConnection, session: Session, websocket: bool) -> Response | None:
-        origin = conn.headers.get("origin")
-        if origin and origin.rstrip("/") != f"{self.console.scheme}://{conn.headers.get('host', '')}":
-            return fail(403, f"cross-origin request from {origin[:80]} refused")
-        token = QueryParams(conn.scope.get("query_string", b"")).get("csrf") if websocket \
-            else conn.headers.get("x-csrftoken")
-        if not token or not hmac.compare_digest(token.encode(), session.csrf.encode()):
-            return fail(403, "missing or wrong CSRF token (send the page's csrf-token in X-CSRFToken)")
-        return None
+async def server_error(request: Request, exc: Exception) -> Response:
+    """The details go to the car's log, not to the client."""
+    log.exception("console request %s %s failed", request.method, request.url.path)
+    return fail(500, "internal error; the car's log has the details")
 
 
 def create_app(console: Console) -> Starlette:
-    login_page = (PAGES / "login.html").read_text()
-    index_page = (PAGES / "index.html").read_text()
-    cache = JpegCache(console.node)
-
-    def render_login(error: str = "", status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
-        message = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-        return HTMLResponse(login_page.replace("{{error}}", message), status_code=status, headers=headers)
-
-    async def login_form(request: Request) -> Response:
-        if console.auth.session(request.cookies.get(console.cookie)):
-            return RedirectResponse("/", status_code=303)
-        return render_login()
-
-    async def login(request: Request) -> Response:
-        wants_json = "application/json" in request.headers.get("accept", "")
-        client = request.client.host if request.client else "unknown"
-        length = request.headers.get("content-length", "")
-        if not length.isdigit():
-            return fail(411, "send the password as a form with a Content-Length")
-        if int(length) > MAX_LOGIN_BODY:
-            return fail(413, f"a login form is at most {MAX_LOGIN_BODY} bytes")
-        try:
-            console.auth.check_login(client)
-            async with request.form(max_files=0, max_fields=8, max_part_size=4096) as form:
-                password = str(form.get("password") or "")
-            sid, _ = await console.logins.run(console.auth.login, password, client)
-        except LoginRefused as exc:
-            headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-            log.warning("console login refused for %s: %s", client, exc.reason)
-            if wants_json:
-                return fail(exc.status, exc.reason, headers)
-            return render_login(exc.reason, exc.status, headers)
-        response: Response = ok() if wants_json else RedirectResponse("/", status_code=303)
-        response.set_cookie(console.cookie, sid, httponly=True, samesite="strict", secure=console.secure, path="/")
-        event("login", client=client)
-        return response
-
-    async def logout(request: Request) -> Response:
-        """Ends the session (a token's request: nothing to end); its sockets close within 100 ms."""
-        console.auth.logout(request.scope["state"].get("session_id"))
-        response = ok()
-        response.delete_cookie(console.cookie, path="/", secure=console.secure, httponly=True, samesite="strict")
-        return response
-
-    async def index(request: Request) -> Response:
-        session: Session | None = request.scope["state"].get("session")
-        page = index_page.replace("{{csrf_token}}", html.escape(session.csrf if session else ""))
-        return HTMLResponse(page.replace("{{fingerprint}}", html.escape(console.fingerprint or "")))
-
-    async def server_ready(request: Request) -> Response:
-        return ok()
-
-    async def models(request: Request) -> Response:
-        installed = await run_in_threadpool(console.store.list)
-        camera = "connected" if console.node.camera_connected() else "not_connected"
-        return ok(models=[m.to_json() for m in installed], loaded_model=console.node.model_name,
-                  sensor_status={"camera_status": camera, "stereo_status": "not_connected",
-                                 "lidar_status": "not_connected"})
-
-    async def upload(request: Request) -> Response:
-        """One upload at a time, from the first byte of its body to its install (409 for another)."""
-        if console.loading.lock.locked():
-            raise console.busy()
-        with console.uploads.claim():
-            try:
-                folder, archive = await receive_archive(
-                    request.headers.get("content-type", ""), request.headers.get("content-length"), request.stream(),
-                    console.state.uploads, console.limits, console.check_upload_folder)
-            except ApiError as exc:
-                event("upload_failed", reason=exc.reason)
-                raise
-            try:
-                await run_in_threadpool(console.install, archive, folder)
-            finally:
-                archive.unlink(missing_ok=True)
-        return ok(message=f"Model {folder} uploaded and installed", model_folder_name=folder)
-
-    async def delete_models(request: Request) -> Response:
-        names = bodies.text_list(await json_body(request), "filenames", 100, 64)
-        await run_in_threadpool(console.delete, names)
-        event("models_deleted", models=names)
-        return ok(message="Models deleted successfully from your vehicle")
-
-    async def load_model(request: Request) -> Response:
-        folder, model_name = request.path_params["folder"], request.path_params["model"]
-        await run_in_threadpool(console.load, folder, model_name)
-        return ok(message=f"Model {folder} loaded")
-
-    async def is_model_loading(request: Request) -> Response:
-        return JSONResponse(console.loading.to_json())
-
-    async def drive_mode(request: Request) -> Response:
-        mode = bodies.choice(await json_body(request), "drive_mode", list(DRIVE_MODES))
-        await run_in_threadpool(console.command, "set_mode", DRIVE_MODES[mode])
-        return ok()
-
-    async def start_stop(request: Request) -> Response:
-        action = bodies.choice(await json_body(request), "start_stop", ["start", "stop"])
-        await run_in_threadpool(console.command, action)
-        return ok()
-
-    async def emergency_stop(request: Request) -> Response:
-        await console.emergency_stop("api")  # on the event loop: never queued behind the thread pool
-        return ok(message="emergency stop: the car stays stopped until the next start")
-
-    async def max_nav_throttle(request: Request) -> Response:
-        """The autonomous speed limit, in percent."""
-        percent = bodies.number(await json_body(request), "throttle", 0.0, 100.0)
-        await run_in_threadpool(console.command, "set_max_speed", percent / 100.0)
-        return ok()
-
-    async def manual_drive(request: Request) -> Response:
-        """DeepRacer convention: angle + = right, throttle - = forward; max_speed 0..1 sets the limit."""
-        body = await json_body(request)
-        angle, throttle = bodies.number(body, "angle", -1.0, 1.0), bodies.number(body, "throttle", -1.0, 1.0)
-        max_speed = bodies.number(body, "max_speed", 0.0, 1.0)
-        if console.node.mode != "manual":
-            raise ApiError(409, f"manual_drive needs manual mode; the car is in {console.node.mode} mode")
-        stamp = console.node.now()
-        await run_in_threadpool(console.command, "set_manual_max_speed", max_speed)
-        await run_in_threadpool(console.node.teleop, -angle, -throttle, stamp)
-        return ok()
-
-    async def set_calibration_mode(request: Request) -> Response:
-        await run_in_threadpool(console.calibration.enter)
-        event("command", command="set_mode", args=["calibration"])
-        return ok()
-
-    async def get_calibration(request: Request) -> Response:
-        return JSONResponse(console.calibration.get(request.path_params["kind"]))
-
-    async def set_calibration(request: Request) -> Response:
-        body = await json_body(request)
-        await run_in_threadpool(console.calibration.set, request.path_params["kind"], body)
-        event("calibration_saved", kind=request.path_params["kind"],
-              values={key: body[key] for key in ("min", "mid", "max", "polarity")})
-        return ok()
-
-    async def adjust_wheels(request: Request) -> Response:
-        body = await json_body(request)
-        await run_in_threadpool(console.calibration.adjust, request.path_params["kind"], body)
-        return ok()
-
-    async def sensor_status(request: Request) -> Response:
-        camera = "connected" if console.node.camera_connected() else "not_connected"
-        return ok(camera_status=camera, stereo_status="not_connected", lidar_status="not_connected")
-
-    async def battery_level(request: Request) -> Response:
-        level = console.node.battery_level()
-        if level is None:
-            raise ApiError(503, "this car reports no battery level (no battery monitor in its diagnostics)")
-        return ok(battery_level=level)
-
-    async def status(request: Request) -> Response:
-        snapshot = await run_in_threadpool(console.node.status)
-        return JSONResponse({**snapshot, "loading": console.loading.to_json(), "fingerprint": console.fingerprint})
-
-    async def camera(request: Request) -> Response:
-        """The stream ends when the console stops or the credential it was opened with ends."""
-        async def frames() -> AsyncIterator[bytes]:
-            async with console.live.hold(credential(request)) as held:
-                async for part in mjpeg(cache, STREAM_FPS, console.stopping, held.ended):
-                    yield part
-
-        return StreamingResponse(frames(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-
-    async def tokens(request: Request) -> Response:
-        """A session sees every token; a token sees only itself."""
-        own = credential(request)
-        listed = console.auth.tokens()
-        return ok(tokens=listed if own.kind == "session" else [t for t in listed if t["id"] == own.key])
-
-    async def create_token(request: Request) -> Response:
-        """{"name": who uses it, "days": lifetime 1..365 (default 90)} -> {id, token, expires}."""
-        body = await json_body(request)
-        name = bodies.text(body, "name", 80)
-        days = bodies.optional_integer(body, "days", 1, MAX_TOKEN_LIFETIME_DAYS, TOKEN_LIFETIME_DAYS)
-        token_id, token, expires = console.auth.create_token(name, days)
-        event("token_created", id=token_id, name=name, expires=expires)
-        return ok(id=token_id, token=token, expires=expires)
-
-    async def revoke_token(request: Request) -> Response:
-        """Revokes the token; sockets opened with it close within 100 ms. A token revokes only itself."""
-        own = credential(request)
-        if own.kind == "token" and request.path_params["token_id"] != own.key:
-            raise ApiError(403, "an API token can revoke only itself; log in to manage other tokens")
-        if not console.auth.revoke_token(request.path_params["token_id"]):
-            raise ApiError(404, "no such token")
-        event("token_revoked", id=request.path_params["token_id"])
-        return ok()
-
-    async def teleop(websocket: WebSocket) -> None:
-        async with console.live.hold(credential(websocket)) as held:
-            await TeleopSession(websocket, console.node, held.ended, console.emergency_stop).run()
-
-    async def api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
-        return fail(exc.status, exc.reason)
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return fail(exc.status_code, exc.detail)
-
-    async def server_error(request: Request, exc: Exception) -> Response:
-        """The details go to the car's log, not to the client."""
-        log.exception("console request %s %s failed", request.method, request.url.path)
-        return fail(500, "internal error; the car's log has the details")
-
-    write = ["PUT", "POST"]
-    routes = [
-        Route("/login", login_form, methods=["GET"]),
-        Route("/login", login, methods=["POST"]),
-        Route("/logout", logout, methods=["POST"]),
-        Route("/", index, methods=["GET"]),
-        Route("/api/server_ready", server_ready, methods=["GET"]),
-        Route("/api/models", models, methods=["GET"]),
-        Route("/api/uploadModels", upload, methods=write),
-        Route("/api/deleteModels", delete_models, methods=write),
-        Route("/api/models/{folder}/{model}", load_model, methods=write),
-        Route("/api/isModelLoading", is_model_loading, methods=["GET"]),
-        Route("/api/drive_mode", drive_mode, methods=write),
-        Route("/api/start_stop", start_stop, methods=write),
-        Route("/api/emergency_stop", emergency_stop, methods=write),
-        Route("/api/max_nav_throttle", max_nav_throttle, methods=write),
-        Route("/api/manual_drive", manual_drive, methods=write),
-        Route("/api/set_calibration_mode", set_calibration_mode, methods=["GET", "POST"]),
-        Route("/api/get_calibration/{kind}", get_calibration, methods=["GET"]),
-        Route("/api/set_calibration/{kind}", set_calibration, methods=write),
-        Route("/api/adjust_calibrating_wheels/{kind}", adjust_wheels, methods=write),
-        Route("/api/get_sensor_status", sensor_status, methods=["GET"]),
-        Route("/api/get_battery_level", battery_level, methods=["GET"]),
-        Route("/api/status", status, methods=["GET"]),
-        Route("/api/camera.mjpg", camera, methods=["GET"]),
-        Route("/api/tokens", tokens, methods=["GET"]),
-        Route("/api/tokens", create_token, methods=["POST"]),
-        Route("/api/tokens/{token_id}", revoke_token, methods=["DELETE"]),
-        WebSocketRoute("/api/teleop", teleop),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ]
+    routes = [*auth.ROUTES, Route("/", index, methods=["GET"]), *status.ROUTES, *models.ROUTES, *drive.ROUTES,
+              *calibration.ROUTES, Mount("/static", StaticFiles(directory=STATIC), name="static")]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ApiError: api_error, HTTPException: http_error, Exception: server_error}
-    return Starlette(routes=routes, exception_handlers=handlers,
-                     middleware=[Middleware(Gate, console=console, login_style=_style_hash(login_page))])
+    app = Starlette(routes=routes, exception_handlers=handlers,
+                    middleware=[Middleware(Gate, access=console.access, login_style=style_hash(auth.login_page()))])
+    app.state.service, app.state.access, app.state.live = console.service, console.access, console.live
+    return app

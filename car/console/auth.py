@@ -307,7 +307,7 @@ class Auth:
                 return None
             now = self.clock()
             if now - session.last_seen > SESSION_IDLE_S:
-                del self._sessions[sid]
+                del self._sessions[sid or ""]
                 return None
             if touch:
                 session.last_seen = now

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+
+from starlette.requests import HTTPConnection
 
 from car.console.auth import Credential
 
@@ -29,11 +32,21 @@ class Held:
 
 
 class LiveConnections:
+    """The open sockets and streams; `stopping` is set when the console stops, which ends every
+    stream (an endless one would otherwise hold the server's shutdown)."""
+
     def __init__(self, alive: Callable[[Credential], bool], period_s: float = CHECK_PERIOD_S):
         self.alive = alive
         self.period_s = period_s
+        self.stopping = threading.Event()
         self._held: set[Held] = set()
         self._watcher: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def of(connection: HTTPConnection) -> LiveConnections:
+        """The live connections of the app `connection` reached (car.console.app keeps them in its state)."""
+        live: LiveConnections = connection.app.state.live
+        return live
 
     def __len__(self) -> int:
         return len(self._held)

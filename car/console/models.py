@@ -11,6 +11,7 @@ converted IR from the cache. A model is converted, compiled and first run only i
 """
 from __future__ import annotations
 
+import builtins
 import ctypes
 import os
 import re
@@ -196,7 +197,7 @@ class ModelStore:
         shutil.rmtree(content, ignore_errors=True)
         self.prune_cache()
 
-    def delete(self, folders: list[str], driving: str | None = None) -> None:
+    def delete(self, folders: builtins.list[str], driving: str | None = None) -> None:
         """Delete all of `folders` or, if any is unknown, the start-up model or the one the car is
         `driving`, none of them; then drop cached conversions no remaining model uses."""
         models = [self.get(folder) for folder in folders]

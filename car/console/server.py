@@ -25,13 +25,16 @@ from car.config import CarConfig
 from car.console.app import Console, create_app
 from car.console.auth import Auth, ensure_password
 from car.console.calibration import CalibrationService
-from car.console.limits import RateLimitedErrors, guarded_protocol, guarded_websocket_protocol
+from car.console.gate import Access, Site
+from car.console.limits import ConnectionLimits, RateLimitedErrors, guarded_protocol, guarded_websocket_protocol
+from car.console.live import LiveConnections
 from car.console.mdns import Advertisement, addresses, service_info
 from car.console.models import LoadingStatus, ModelStore
 from car.console.node import ConsoleNode
+from car.console.service import ConsoleService
 from car.console.state import StateDir, remove_temporary
 from car.console.tls import LOOPBACK_NAMES, ensure_certificate, is_loopback
-from car.console.uploads import UploadLimits, remove_stale
+from car.console.uploads import UploadLimits, Uploads, remove_stale
 from car.transport import NodeBus
 
 log = logging.getLogger("racer.console")
@@ -52,6 +55,7 @@ class ConsoleOptions:
     state_dir: Path
     calibration_file: Path | None = None
     limits: UploadLimits = field(default_factory=UploadLimits)
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     tls: bool | None = None
     advertise: bool = True
     startup_model: Path | None = None
@@ -67,14 +71,15 @@ class ConsoleServer:
     """A running console; `url` is where it answers, `stop()` ends it."""
 
     def __init__(self, console: Console, sock: socket.socket, ssl: tuple[Path, Path] | None,
-                 advertisement: Advertisement | None):
+                 advertisement: Advertisement | None, connection_limits: ConnectionLimits):
         self.console = console
+        self.connection_limits = connection_limits
         self.sock = sock
         host, port = sock.getsockname()[:2]
         shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         self.url = f"{'https' if ssl else 'http'}://{f'[{shown}]' if ':' in shown else shown}:{port}"
         self.app = create_app(console)
-        limits = console.connection_limits
+        limits = connection_limits
         config = uvicorn.Config(self.app, http=guarded_protocol(limits), ws=guarded_websocket_protocol(limits),
                                 lifespan="off",
                                 log_level="warning", server_header=False, ssl_certfile=ssl[0] if ssl else None,
@@ -99,7 +104,7 @@ class ConsoleServer:
         return self
 
     def stop(self) -> None:
-        self.console.stopping.set()
+        self.console.live.stopping.set()
         self.server.should_exit = True
         if self.advertisement is not None:
             self.advertisement.close()
@@ -157,20 +162,21 @@ def start_console(options: ConsoleOptions, bus: NodeBus, clock: Clock, config: C
     node = ConsoleNode(bus, clock, config, model_name)
     sock = _bind(options.host, options.port)
     port = sock.getsockname()[1]
-    console = Console(
-        node=node, auth=Auth(state), store=store,
+    site = Site(hosts=served_hosts(options.host, options.extra_hosts), secure=secure,
+                # browsers share cookies between ports of one host; __Host- also pins it to this origin over HTTPS
+                cookie=f"{'__Host-' if secure else ''}racer_session_{port}",
+                fingerprint=certificate.fingerprint if certificate else None)
+    service = ConsoleService(
+        node=node, store=store,
         calibration=CalibrationService(node, options.calibration_file or state.calibration, car_calibration),
-        state=state, limits=options.limits, secure=secure,
-        fingerprint=certificate.fingerprint if certificate else None, loading=LoadingStatus(model=model_name),
-        hosts=served_hosts(options.host, options.extra_hosts),
-        # browsers share cookies between ports of one host; __Host- also pins it to this origin over HTTPS
-        cookie=f"{'__Host-' if secure else ''}racer_session_{port}")
+        uploads=Uploads(state.uploads, options.limits), loading=LoadingStatus(model=model_name))
+    access = Access(Auth(state), site)
+    console = Console(service, access, LiveConnections(access.auth.alive))
     advertisement = None
     if options.advertise and not is_loopback(options.host):
-        scheme = "https" if secure else "http"
-        advertisement = Advertisement(service_info(options.host, port, scheme, console.fingerprint))
+        advertisement = Advertisement(service_info(options.host, port, site.scheme, site.fingerprint))
     server = ConsoleServer(console, sock, (certificate.cert, certificate.key) if certificate else None,
-                           advertisement).start()
+                           advertisement, options.connection_limits).start()
     log.info("console on %s (state in %s)", server.url, state.root)
     if certificate:
         log.info("console certificate SHA-256 fingerprint %s", certificate.fingerprint)

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -62,11 +62,15 @@ def folder_for(filename: str) -> str:
     return check_folder_name(ARCHIVE_SUFFIX.sub("", filename).replace(" ", "_"))
 
 
-class UploadSlot:
-    """One upload at a time, from its first byte to its install; used on the event loop only."""
+@dataclass
+class Uploads:
+    """Where uploads are received (the state dir's uploads/ folder, on the models' filesystem), their
+    limits, and whether one is running: one at a time, from its first byte to its install; used on
+    the event loop only."""
 
-    def __init__(self) -> None:
-        self.busy = False
+    folder: Path
+    limits: UploadLimits = field(default_factory=UploadLimits)
+    busy: bool = False
 
     @contextlib.contextmanager
     def claim(self) -> Iterator[None]:

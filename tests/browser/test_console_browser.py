@@ -174,7 +174,7 @@ def test_emergency_stop_button_and_escape_key(page: Page, car: Car):
     page.click("#mode-manual")
     page.click("#start")
     expect(page.locator("#estop")).to_have_class("estop")
-    car.server.console.node.ask("fault", "camera stale for 300 ms (limit 250 ms)")  # any latched fault
+    car.server.console.service.node.ask("fault", "camera stale for 300 ms (limit 250 ms)")  # any latched fault
     expect(page.locator("#status-line")).to_contain_text(
         "STOPPED: camera stale for 300 ms (limit 250 ms) (Start, or let go of the throttle, to drive again)")
     expect(page.locator("#start")).to_have_class(re.compile("attention"))
