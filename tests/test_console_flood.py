@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from calibration.servo import FACTORY_DEFAULT
 from hw.sysfs import PwmSysfsModel
 from racer.bench.flood import run_flood
+from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
 from dds_support import free_port, loopback_domain
 from test_console_exhaustion import Probe, hostile_archives, upload
 from test_failsafe import NEUTRAL, bundle_dir, driving, images, maestro, wait_until  # noqa: F401  (fixtures)

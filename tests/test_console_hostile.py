@@ -24,10 +24,10 @@ from websockets.sync.client import connect
 
 from browser.harness import CURVES, PASSWORD, STRAIGHT, Car, car_fixture, racer_bundle, start_car
 from car.console.auth import LOGIN_BACKOFF_S
-from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from car.console.live import CHECK_PERIOD_S
 from car.console.server import served_hosts
 from car.console.uploads import UploadLimits
+from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
 from test_console_uploads import multipart, tar_gz
 
 REPO = Path(__file__).resolve().parents[1]

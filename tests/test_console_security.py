@@ -19,9 +19,9 @@ from websockets.sync.client import connect
 from browser.harness import PASSWORD, STRAIGHT, car_fixture, racer_bundle, start_car
 from car.console.auth import (Auth, LoginLimiter, LoginRefused, PasswordError, generate_password, hash_password,
                               set_password, verify_password)
-from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from car.console.state import StateDir
 from car.console.tls import ensure_certificate
+from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
 
 REPO = Path(__file__).resolve().parents[1]
 RACER = ("import argparse, sys; from racer.commands import console; parser = argparse.ArgumentParser(); "

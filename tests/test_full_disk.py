@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from browser.harness import STRAIGHT, racer_bundle
-from car.console.client import CarAddress, CarClient, KnownCars
 from model_factory import write_tar
+from racer.laptop.client import CarAddress, CarClient, KnownCars
 from tests.dds_support import driving_model, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(300)

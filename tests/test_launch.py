@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from car.config import NODES, load_params
-from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC
 from racer.cli import build_parser
+from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
 from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
 from tests.dds_support import Monitor, assert_it_drives, driving_model, free_port, loopback_domain, wait_for
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from car.console.client import CarClient
 from car.console.state import StateDir
+from racer.laptop.client import CarClient
 
 DRIVE = {"steering": 0.5, "throttle": 0.8}
 SEND_PERIOD_S = 0.05
@@ -202,7 +202,7 @@ def _graph_car(model_path: Path, transport: str, state: StateDir, on_servo: Call
 
 
 def _answering(client: CarClient) -> bool:
-    from car.console.client import ClientError
+    from racer.laptop.client import ClientError
     try:
         return client.request("GET", "/api/status").body.get("mode") is not None
     except ClientError:
@@ -215,7 +215,7 @@ def bench_flood(model_path: Path, transport: str = "local") -> dict[str, Any]:
     import tempfile
 
     from car.console.auth import set_password
-    from car.console.client import CarAddress, KnownCars
+    from racer.laptop.client import CarAddress, KnownCars
     from car.console.state import StateDir
 
     sent = {"throttle": 0.0, "count": 0}

@@ -25,7 +25,7 @@ from racer.commands import fail
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
 
-    from car.console.client import CarClient, Response
+    from racer.laptop.client import CarClient, Response
 
 TELEOP_HZ = 20.0
 TELEOP_STEP = 0.25
@@ -96,7 +96,7 @@ def _say(message: str) -> None:
 
 
 def _client(args: argparse.Namespace) -> CarClient:
-    from car.console.client import CarAddress, CarClient, ClientError
+    from racer.laptop.client import CarAddress, CarClient, ClientError
 
     def password() -> str:
         if args.password_stdin:
@@ -113,7 +113,7 @@ def _client(args: argparse.Namespace) -> CarClient:
 
 
 def _checked(response: Response) -> dict[str, Any]:
-    from car.console.client import ClientError
+    from racer.laptop.client import ClientError
 
     if response.status >= 400 or response.body.get("success") is False:
         raise ClientError(f"{response.reason} (HTTP {response.status})")
@@ -121,7 +121,7 @@ def _checked(response: Response) -> dict[str, Any]:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from car.console.client import ClientError
+    from racer.laptop.client import ClientError
 
     try:
         status = _checked(_client(args).request("GET", "/api/status"))
@@ -178,7 +178,7 @@ def run_upload(args: argparse.Namespace) -> int:
 
 
 def _upload(args: argparse.Namespace, archive: Path) -> int:
-    from car.console.client import ClientError
+    from racer.laptop.client import ClientError
 
     client = _client(args)
     human = sys.stderr.isatty()
@@ -324,7 +324,7 @@ def _drive(client: CarClient, keys: queue.Queue[str]) -> None:
 def run_teleop(args: argparse.Namespace) -> int:
     from websockets.exceptions import WebSocketException
 
-    from car.console.client import ClientError
+    from racer.laptop.client import ClientError
 
     if not sys.stdin.isatty():
         return fail("teleop", "needs a terminal for its keys (stdin is not one): run it in a terminal window", 2)
@@ -378,7 +378,7 @@ class _Hold:
         self._thread.join(timeout=2.0)
 
     def _refresh(self) -> None:
-        from car.console.client import ClientError
+        from racer.laptop.client import ClientError
 
         while not self._stop.wait(WIZARD_REFRESH_S):
             step = self.step
@@ -396,7 +396,7 @@ class _Hold:
 
 def _pick(hold: _Hold, kind: str, label: str, value: float) -> float:
     """Move one output live until the user accepts: a number sets it, + and - nudge, Enter keeps."""
-    from car.console.client import ClientError
+    from racer.laptop.client import ClientError
 
     while True:
         try:
@@ -439,7 +439,7 @@ def _calibrate_output(hold: _Hold, kind: str, names: tuple[str, str, str]) -> di
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from car.console.client import ClientError
+    from racer.laptop.client import ClientError
 
     if not args.car:
         return fail("calibrate", "choose what to calibrate: racer calibrate camera ... or racer calibrate --car HOST",

@@ -20,7 +20,6 @@ from urllib.parse import urlencode
 import pytest
 from calibration import servo
 from car.policy.bundle import load_bundle, save_bundle
-from car.console.client import CarAddress, CarClient, KnownCars
 from car.console.server import ConsoleOptions, ConsoleServer, start_console
 from car.console.state import StateDir
 from car.console.auth import set_password
@@ -30,6 +29,7 @@ from car.policy.preprocess import DEEPRACER_SPEC
 from car.transport.wire import SIM_SERVO_TOPIC
 from dds_support import wait_for as wait_until
 from model_factory import onnx_model
+from racer.laptop.client import CarAddress, CarClient, KnownCars
 from racer.processes.local import LocalCar, sim_car
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator
