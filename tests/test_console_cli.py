@@ -17,8 +17,9 @@ from pathlib import Path
 from browser.harness import CURVES, PASSWORD, STRAIGHT, car_fixture, racer_bundle
 from calibration import servo
 from car.policy.bundle import pack_bundle
-from car.console.mdns import car_from_info, service_info
+from car.console.mdns import service_info
 from racer.laptop.client import CarAddress, CarClient, KnownCars
+from racer.laptop.discovery import car_from_info
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = ("import argparse, sys; from racer.commands import console; parser = argparse.ArgumentParser(); "

@@ -467,7 +467,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 
 def run_discover(args: argparse.Namespace) -> int:
-    from car.console.mdns import discover
+    from racer.laptop.discovery import discover
 
     try:
         cars = discover(args.timeout)
