@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import math
-import os
 import queue
 import socket
 import sys
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from racer.commands import fail
+from racer.laptop.keys import Axes, terminal_keys
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
@@ -28,10 +27,7 @@ if TYPE_CHECKING:
     from racer.laptop.client import CarClient, Response
 
 TELEOP_HZ = 20.0
-TELEOP_STEP = 0.25
-KEY_HOLD_S = 0.75  # above the usual first key-repeat delay (X11: 660 ms), so a held key never drops out
 WIZARD_REFRESH_S = 0.1
-ARROWS = {"\x1b[A": "w", "\x1b[B": "s", "\x1b[C": "d", "\x1b[D": "a"}
 
 
 def _car_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -228,28 +224,6 @@ def _upload(args: argparse.Namespace, archive: Path) -> int:
     return 0
 
 
-def _keys(into: queue.Queue[str]) -> None:
-    """Keys from stdin (unbuffered on a terminal), arrows as w/a/s/d; end of input is q."""
-    fd = sys.stdin.fileno()
-    pending = ""
-    while True:
-        data = os.read(fd, 16)
-        if not data:
-            into.put("q")
-            return
-        pending += data.decode("utf-8", "replace")
-        while pending:
-            arrow = next((seq for seq in ARROWS if pending.startswith(seq)), None)
-            if arrow:
-                into.put(ARROWS[arrow])
-                pending = pending[len(arrow):]
-            elif pending.startswith("\x1b") and len(pending) < 3:
-                break
-            else:
-                into.put(pending[0])
-                pending = pending[1:]
-
-
 def _drain(ws: ClientConnection) -> None:
     """Show what the car says (deadman, refusals) and keep its messages from piling up."""
     while True:
@@ -261,37 +235,9 @@ def _drain(ws: ClientConnection) -> None:
             _say(f"\ncar: {message['reason']}")
 
 
-class _Axes:
-    """Steering and throttle from keys. A terminal has no key-up, only the repeats of a held key: an axis keeps
-    its value while its keys keep coming (within KEY_HOLD_S, longer than a terminal's first repeat delay) and
-    falls back to zero when they stop, so a released key never leaves the car driving."""
-
-    def __init__(self) -> None:
-        self.steering = self.throttle = 0.0
-        self._pressed = {"steering": -math.inf, "throttle": -math.inf}
-
-    def key(self, key: str, now: float) -> None:
-        if key == " ":
-            self.steering = self.throttle = 0.0
-            return
-        axis = "throttle" if key in "ws" else "steering"
-        value = getattr(self, axis) + (TELEOP_STEP if key in "wa" else -TELEOP_STEP)
-        setattr(self, axis, max(-1.0, min(1.0, value)))
-        self._pressed[axis] = now
-
-    def expire(self, now: float) -> bool:
-        """Zero the axes whose keys stopped; True when that changed something."""
-        changed = False
-        for axis, pressed in self._pressed.items():
-            if getattr(self, axis) != 0.0 and now - pressed > KEY_HOLD_S:
-                setattr(self, axis, 0.0)
-                changed = True
-        return changed
-
-
 def _drive(client: CarClient, keys: queue.Queue[str]) -> None:
     _checked(client.request("POST", "/api/drive_mode", {"drive_mode": "manual"}))
-    axes = _Axes()
+    axes = Axes()
     with client.websocket("/api/teleop") as ws:
         _say("manual mode: hold w/s faster/slower, a/d steer (a key acts while it repeats), space neutral, "
              "e emergency stop, q quit")
@@ -305,7 +251,7 @@ def _drive(client: CarClient, keys: queue.Queue[str]) -> None:
                 return
             if key == "e":
                 ws.send(json.dumps({"estop": True}))
-                axes = _Axes()
+                axes = Axes()
                 _say(f"\nemergency stop: the car stays stopped until you press Start on its console page "
                      f"({client.address.scheme}://{client.address.netloc}/)")
                 continue
@@ -329,24 +275,13 @@ def run_teleop(args: argparse.Namespace) -> int:
     if not sys.stdin.isatty():
         return fail("teleop", "needs a terminal for its keys (stdin is not one): run it in a terminal window", 2)
     client = _client(args)
-    keys: queue.Queue[str] = queue.Queue()
-    saved = None
     try:
         client.request("GET", "/api/server_ready")
-        import termios
-        import tty
-
-        saved = termios.tcgetattr(sys.stdin.fileno())
-        tty.setcbreak(sys.stdin.fileno())
-        threading.Thread(target=_keys, args=(keys,), daemon=True).start()
-        _drive(client, keys)
+        with terminal_keys() as keys:
+            _drive(client, keys)
     except (ClientError, WebSocketException, OSError) as exc:
         return fail("teleop", str(exc), 1)
     finally:
-        if saved is not None:
-            import termios
-
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
         print(file=sys.stderr)
     return 0
 
