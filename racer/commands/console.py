@@ -7,6 +7,7 @@ Imports of the web stack stay inside the functions so that `racer --help` stays 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import json
 import queue
@@ -24,10 +25,10 @@ from racer.laptop.keys import Axes, terminal_keys
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
 
+    from calibration.wizard import Kind, OutputCalibration
     from racer.laptop.client import CarClient, Response
 
 TELEOP_HZ = 20.0
-WIZARD_REFRESH_S = 0.1
 
 
 def _car_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -293,87 +294,27 @@ def _ask(prompt: str) -> str | None:
     return line.strip() if line else None
 
 
-class _Hold:
-    """Repeats the wizard's current raw value every WIZARD_REFRESH_S while the user looks at it: the
-    car drops a raw pulse after its deadman (250 ms), so a wizard that goes away leaves the wheels still."""
+class _CarWheels:
+    """The wizard's wheels: the car's calibration routes."""
 
     def __init__(self, client: CarClient):
         self.client = client
-        self.step: tuple[str, float] | None = None
-        self.error = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._refresh, name="calibration hold", daemon=True)
 
-    def __enter__(self) -> "_Hold":
-        self._thread.start()
-        return self
+    def get_calibration(self, kind: Kind) -> OutputCalibration:
+        from calibration.wizard import OutputCalibration
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
+        body = _checked(self.client.request("GET", f"/api/get_calibration/{kind}"))
+        return OutputCalibration(mid=body["mid"], min=body["min"], max=body["max"], polarity=body["polarity"])
 
-    def _refresh(self) -> None:
-        from racer.laptop.client import ClientError
+    def adjust_calibrating_wheels(self, kind: Kind, pwm: float) -> None:
+        _checked(self.client.request("PUT", f"/api/adjust_calibrating_wheels/{kind}", {"pwm": pwm}))
 
-        while not self._stop.wait(WIZARD_REFRESH_S):
-            step = self.step
-            if step is None:
-                continue
-            try:
-                self.client.request("PUT", f"/api/adjust_calibrating_wheels/{step[0]}", {"pwm": step[1]})
-            except (ClientError, OSError) as exc:
-                self.error = str(exc)
-
-    def show(self, kind: str, value: float) -> None:
-        _checked(self.client.request("PUT", f"/api/adjust_calibrating_wheels/{kind}", {"pwm": value}))
-        self.step = (kind, value)
-
-
-def _pick(hold: _Hold, kind: str, label: str, value: float) -> float:
-    """Move one output live until the user accepts: a number sets it, + and - nudge, Enter keeps."""
-    from racer.laptop.client import ClientError
-
-    while True:
-        try:
-            hold.show(kind, value)
-        except ClientError as exc:  # a value the car refuses: say why, back to the last value it took
-            if hold.step is None or hold.step[0] != kind:
-                raise
-            _say(f"  refused: {exc}")
-            value = hold.step[1]
-        answer = _ask(f"  {label} [{value:g}] (number, + / -, Enter to accept): ")
-        if answer is None:
-            raise ClientError("input ended; values not saved yet were left as they were")
-        if not answer:
-            return value
-        if set(answer) <= {"+", "-"}:
-            value += answer.count("+") - answer.count("-")
-            continue
-        try:
-            value = float(answer)
-        except ValueError:
-            _say(f"  {answer!r} is not a number")
-
-
-def _calibrate_output(hold: _Hold, kind: str, names: tuple[str, str, str]) -> dict[str, Any]:
-    """Centre, then the + command end, then the - command end; saved in the DeepRacer layout."""
-    client = hold.client
-    current = _checked(client.request("GET", f"/api/get_calibration/{kind}"))
-    positive_end = current["max"] if current["polarity"] == 1 else current["min"]
-    negative_end = current["min"] if current["polarity"] == 1 else current["max"]
-    while True:
-        mid = _pick(hold, kind, names[0], round(current["mid"]))
-        plus = _pick(hold, kind, names[1], round(positive_end))
-        minus = _pick(hold, kind, names[2], round(negative_end))
-        if (plus - mid) * (minus - mid) < 0:
-            break
-        _say(f"  {names[1]} and {names[2]} must lie on opposite sides of {names[0]}; again")
-    values = {"mid": mid, "min": min(plus, minus), "max": max(plus, minus), "polarity": 1 if plus > mid else -1}
-    _checked(client.request("PUT", f"/api/set_calibration/{kind}", values))
-    return values
+    def set_calibration(self, kind: Kind, values: OutputCalibration) -> None:
+        _checked(self.client.request("PUT", f"/api/set_calibration/{kind}", dataclasses.asdict(values)))
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
+    from calibration.wizard import Wizard, WizardError
     from racer.laptop.client import ClientError
 
     if not args.car:
@@ -385,19 +326,15 @@ def run_calibrate(args: argparse.Namespace) -> int:
     try:
         _checked(client.request("POST", "/api/set_calibration_mode"))
         _say("calibration mode: lift the car so its wheels turn freely")
-        with _Hold(client) as hold:
-            _say("steering (console units, 10 us each):")
-            angle = _calibrate_output(hold, "angle", ("centre", "full left", "full right"))
-            _say("throttle (console units, 4.5 us each):")
-            throttle = _calibrate_output(hold, "throttle", ("stopped", "full forward", "full reverse"))
-    except ClientError as exc:
+        angle, throttle = Wizard(_CarWheels(client), _ask, _say, refused=(ClientError,)).run()
+    except (ClientError, WizardError) as exc:
         return fail("calibrate", str(exc), 1)
     finally:
         try:
             client.request("POST", "/api/drive_mode", {"drive_mode": "manual"})
         except ClientError:
             pass
-    _say(f"saved: steering {angle}, throttle {throttle}")
+    _say(f"saved: steering {dataclasses.asdict(angle)}, throttle {dataclasses.asdict(throttle)}")
     return 0
 
 
