@@ -49,7 +49,7 @@ class _Hold:
 
     def __init__(self, wheels: Wheels, refused: tuple[type[Exception], ...]):
         self.wheels = wheels
-        self.refused = refused
+        self.failures: tuple[type[Exception], ...] = (*refused, OSError)
         self.step: tuple[Kind, float] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._refresh, name="calibration hold", daemon=True)
@@ -69,7 +69,7 @@ class _Hold:
                 continue
             try:
                 self.wheels.adjust_calibrating_wheels(*step)
-            except (*self.refused, OSError):
+            except self.failures:
                 pass  # the next show says what is wrong; a lost car lets the wheels go by itself
 
     def show(self, kind: Kind, value: float) -> None:

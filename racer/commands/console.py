@@ -17,16 +17,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from racer.commands import fail
 from racer.laptop.keys import Axes, terminal_keys
 
 if TYPE_CHECKING:
-    from websockets.sync.client import ClientConnection
-
-    from calibration.wizard import Kind, OutputCalibration
-    from racer.laptop.client import CarClient, Response
+    from racer.laptop.api import ConsoleApi, Status
 
 TELEOP_HZ = 20.0
 
@@ -92,7 +89,8 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _client(args: argparse.Namespace) -> CarClient:
+def _console(args: argparse.Namespace) -> ConsoleApi:
+    from racer.laptop.api import ConsoleApi
     from racer.laptop.client import CarAddress, CarClient, ClientError
 
     def password() -> str:
@@ -105,53 +103,45 @@ def _client(args: argparse.Namespace) -> CarClient:
             return getpass.getpass(f"console password for {args.car}: ")
         raise ClientError("this car needs a login: pass --password-stdin and pipe the password")
 
-    return CarClient(CarAddress.parse(args.car), password, _say, expect_fingerprint=args.fingerprint,
-                     token_name=f"{getpass.getuser()}@{socket.gethostname()}")
-
-
-def _checked(response: Response) -> dict[str, Any]:
-    from racer.laptop.client import ClientError
-
-    if response.status >= 400 or response.body.get("success") is False:
-        raise ClientError(f"{response.reason} (HTTP {response.status})")
-    return response.body
+    return ConsoleApi(CarClient(CarAddress.parse(args.car), password, _say, expect_fingerprint=args.fingerprint,
+                                token_name=f"{getpass.getuser()}@{socket.gethostname()}"))
 
 
 def run_status(args: argparse.Namespace) -> int:
     from racer.laptop.client import ClientError
 
     try:
-        status = _checked(_client(args).request("GET", "/api/status"))
+        status = _console(args).status()
     except ClientError as exc:
         return fail("status", str(exc), 1)
     if args.json:
-        print(json.dumps(status))
+        print(json.dumps(status.body))
         return 0
-    command = status["command"]
-    latency = f"{status['latency_ms']:.1f} ms" if status.get("latency_ms") is not None else "-"
-    print(f"mode      {mode_line(status)}, max speed {status['max_speed']:.2f}")
-    print(f"model     {status['model']}")
-    loading = status["loading"]
-    if loading["job"] and loading["isModelLoading"] in ("loading", "error"):
-        what = f"{loading['job']} of {loading['model']}"
-        print(f"{'job':9} {what}: " + (f"failed: {loading['reason']}" if loading["isModelLoading"] == "error"
-                                       else f"{loading['stage']} ({loading['progress']}%)"))
-    print(f"camera    {status['camera']}, {status['fps']:.1f} fps, latency {latency}")
-    print(f"command   steering {command['steering']:+.2f}, throttle {command['throttle']:+.2f}")
-    print(f"watchdog  {status['watchdog']}; {status['reason']}")
-    for key, label in (("battery_level", "battery"), ("domain_shift", "shift"), ("uncertainty", "uncertain")):
-        if status.get(key) is not None:
-            print(f"{label:9} {status[key]}")
+    latency = f"{status.latency_ms:.1f} ms" if status.latency_ms is not None else "-"
+    print(f"mode      {mode_line(status)}, max speed {status.max_speed:.2f}")
+    print(f"model     {status.model}")
+    loading = status.loading
+    if loading.job and loading.state in ("loading", "error"):
+        what = f"{loading.job} of {loading.model}"
+        print(f"{'job':9} {what}: " + (f"failed: {loading.reason}" if loading.state == "error"
+                                       else f"{loading.stage} ({loading.progress}%)"))
+    print(f"camera    {status.camera}, {status.fps:.1f} fps, latency {latency}")
+    print(f"command   steering {status.steering:+.2f}, throttle {status.throttle:+.2f}")
+    print(f"watchdog  {status.watchdog}; {status.reason}")
+    for score, label in ((status.battery_level, "battery"), (status.domain_shift, "shift"),
+                         (status.uncertainty, "uncertain")):
+        if score is not None:
+            print(f"{label:9} {score}")
     return 0
 
 
-def mode_line(status: dict[str, Any]) -> str:
+def mode_line(status: Status) -> str:
     """The mode and what it is doing: start/stop is autonomous mode's; manual drives while teleop does."""
-    if status["mode"] == "autonomous":
-        return f"autonomous ({'running' if status['running'] else 'stopped'})"
-    if status["mode"] == "manual":
-        return f"manual ({'driven by teleop' if status.get('driven_by') == 'teleop' else 'waiting for teleop'})"
-    return status["mode"]
+    if status.mode == "autonomous":
+        return f"autonomous ({'running' if status.running else 'stopped'})"
+    if status.mode == "manual":
+        return f"manual ({'driven by teleop' if status.driven_by == 'teleop' else 'waiting for teleop'})"
+    return status.mode
 
 
 def _bar(done: int, total: int, width: int = 30) -> str:
@@ -177,7 +167,7 @@ def run_upload(args: argparse.Namespace) -> int:
 def _upload(args: argparse.Namespace, archive: Path) -> int:
     from racer.laptop.client import ClientError
 
-    client = _client(args)
+    console = _console(args)
     human = sys.stderr.isatty()
     stop = threading.Event()
 
@@ -193,29 +183,25 @@ def _upload(args: argparse.Namespace, archive: Path) -> int:
         shown = ""
         while not stop.wait(0.3):
             try:
-                loading = client.request("GET", "/api/isModelLoading").body
+                loading = console.is_model_loading()
             except ClientError:
                 return
-            stage = loading.get("stage") or ""
-            if loading.get("isModelLoading") == "loading" and stage and stage != shown:
-                _say(f"car     {stage} ({loading.get('progress', 0)}%)")
-                shown = stage
+            if loading.state == "loading" and loading.stage and loading.stage != shown:
+                _say(f"car     {loading.stage} ({loading.progress}%)")
+                shown = loading.stage
 
     try:
-        client.request("GET", "/api/server_ready")
-        answer = _checked(client.upload(archive, progress))
+        console.server_ready()
+        folder = console.upload_model(archive, progress)
     except ClientError as exc:
         return fail("upload", str(exc), 1)
     finally:
         stop.set()
-    folder = answer["model_folder_name"]
     _say(f"installed {folder}")
     loaded = False
     if not args.no_load:
         try:
-            models = _checked(client.request("GET", "/api/models"))["models"]
-            entry = next(m for m in models if m["model_folder_name"] == folder)
-            _checked(client.request("PUT", f"/api/models/{folder}/{entry['model_name']}"))
+            console.load_model(next(m for m in console.models() if m.folder == folder))
         except (ClientError, StopIteration) as exc:
             return fail("upload", f"installed, but loading failed: {exc}", 1)
         loaded = True
@@ -225,21 +211,10 @@ def _upload(args: argparse.Namespace, archive: Path) -> int:
     return 0
 
 
-def _drain(ws: ClientConnection) -> None:
-    """Show what the car says (deadman, refusals) and keep its messages from piling up."""
-    while True:
-        try:
-            message = json.loads(ws.recv(timeout=0))
-        except TimeoutError:
-            return
-        if message.get("type") in ("error", "deadman"):
-            _say(f"\ncar: {message['reason']}")
-
-
-def _drive(client: CarClient, keys: queue.Queue[str]) -> None:
-    _checked(client.request("POST", "/api/drive_mode", {"drive_mode": "manual"}))
+def _drive(console: ConsoleApi, keys: queue.Queue[str]) -> None:
+    console.set_drive_mode("manual")
     axes = Axes()
-    with client.websocket("/api/teleop") as ws:
+    with console.teleop() as teleop:
         _say("manual mode: hold w/s faster/slower, a/d steer (a key acts while it repeats), space neutral, "
              "e emergency stop, q quit")
         while True:
@@ -248,21 +223,22 @@ def _drive(client: CarClient, keys: queue.Queue[str]) -> None:
             except queue.Empty:
                 key = ""
             if key in ("q", "\x03", "\x04"):
-                ws.send(json.dumps({"steering": 0.0, "throttle": 0.0}))
+                teleop.drive(0.0, 0.0)
                 return
             if key == "e":
-                ws.send(json.dumps({"estop": True}))
+                teleop.emergency_stop()
                 axes = Axes()
                 _say(f"\nemergency stop: the car stays stopped until you press Start on its console page "
-                     f"({client.address.scheme}://{client.address.netloc}/)")
+                     f"({console.address.scheme}://{console.address.netloc}/)")
                 continue
             now = time.monotonic()
             if key and key in " wsad":
                 axes.key(key, now)
             if axes.expire(now):
                 key = "released"
-            ws.send(json.dumps({"steering": axes.steering, "throttle": axes.throttle}))
-            _drain(ws)
+            teleop.drive(axes.steering, axes.throttle)
+            for reason in teleop.notices():  # the deadman, refusals
+                _say(f"\ncar: {reason}")
             if key:
                 print(f"\rsteering {axes.steering:+.2f}  throttle {axes.throttle:+.2f}  ", end="", file=sys.stderr,
                       flush=True)
@@ -275,11 +251,11 @@ def run_teleop(args: argparse.Namespace) -> int:
 
     if not sys.stdin.isatty():
         return fail("teleop", "needs a terminal for its keys (stdin is not one): run it in a terminal window", 2)
-    client = _client(args)
+    console = _console(args)
     try:
-        client.request("GET", "/api/server_ready")
+        console.server_ready()
         with terminal_keys() as keys:
-            _drive(client, keys)
+            _drive(console, keys)
     except (ClientError, WebSocketException, OSError) as exc:
         return fail("teleop", str(exc), 1)
     finally:
@@ -294,25 +270,6 @@ def _ask(prompt: str) -> str | None:
     return line.strip() if line else None
 
 
-class _CarWheels:
-    """The wizard's wheels: the car's calibration routes."""
-
-    def __init__(self, client: CarClient):
-        self.client = client
-
-    def get_calibration(self, kind: Kind) -> OutputCalibration:
-        from calibration.wizard import OutputCalibration
-
-        body = _checked(self.client.request("GET", f"/api/get_calibration/{kind}"))
-        return OutputCalibration(mid=body["mid"], min=body["min"], max=body["max"], polarity=body["polarity"])
-
-    def adjust_calibrating_wheels(self, kind: Kind, pwm: float) -> None:
-        _checked(self.client.request("PUT", f"/api/adjust_calibrating_wheels/{kind}", {"pwm": pwm}))
-
-    def set_calibration(self, kind: Kind, values: OutputCalibration) -> None:
-        _checked(self.client.request("PUT", f"/api/set_calibration/{kind}", dataclasses.asdict(values)))
-
-
 def run_calibrate(args: argparse.Namespace) -> int:
     from calibration.wizard import Wizard, WizardError
     from racer.laptop.client import ClientError
@@ -322,16 +279,16 @@ def run_calibrate(args: argparse.Namespace) -> int:
                      2)
     if getattr(args, "target", None):
         return fail("calibrate", "--car calibrates a car's steering and throttle; leave out the target", 2)
-    client = _client(args)
+    console = _console(args)
     try:
-        _checked(client.request("POST", "/api/set_calibration_mode"))
+        console.set_calibration_mode()
         _say("calibration mode: lift the car so its wheels turn freely")
-        angle, throttle = Wizard(_CarWheels(client), _ask, _say, refused=(ClientError,)).run()
+        angle, throttle = Wizard(console, _ask, _say, refused=(ClientError,)).run()
     except (ClientError, WizardError) as exc:
         return fail("calibrate", str(exc), 1)
     finally:
         try:
-            client.request("POST", "/api/drive_mode", {"drive_mode": "manual"})
+            console.set_drive_mode("manual")
         except ClientError:
             pass
     _say(f"saved: steering {dataclasses.asdict(angle)}, throttle {dataclasses.asdict(throttle)}")
