@@ -167,7 +167,10 @@ def run_upload(args: argparse.Namespace) -> int:
 def _upload(args: argparse.Namespace, archive: Path) -> int:
     from racer.laptop.client import ClientError
 
-    console = _console(args)
+    try:
+        console = _console(args)
+    except ClientError as exc:
+        return fail("upload", str(exc), 1)
     human = sys.stderr.isatty()
     stop = threading.Event()
 
@@ -251,8 +254,8 @@ def run_teleop(args: argparse.Namespace) -> int:
 
     if not sys.stdin.isatty():
         return fail("teleop", "needs a terminal for its keys (stdin is not one): run it in a terminal window", 2)
-    console = _console(args)
     try:
+        console = _console(args)
         console.server_ready()
         with terminal_keys() as keys:
             _drive(console, keys)
@@ -279,7 +282,10 @@ def run_calibrate(args: argparse.Namespace) -> int:
                      2)
     if getattr(args, "target", None):
         return fail("calibrate", "--car calibrates a car's steering and throttle; leave out the target", 2)
-    console = _console(args)
+    try:
+        console = _console(args)
+    except ClientError as exc:
+        return fail("calibrate", str(exc), 1)
     try:
         console.set_calibration_mode()
         _say("calibration mode: lift the car so its wheels turn freely")
