@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from car.console.auth import Auth
 from car.console.state import StateDir
@@ -151,6 +151,27 @@ def test_beyond_loopback_only_a_console_api_token_gets_through(tmp_path):
             assert client.server_info["op"] == "serverInfo"
             client.close()
         assert node._gate.refused == 3
+    finally:
+        node.close()
+
+
+def test_a_viewer_whose_token_is_revoked_is_closed(tmp_path):
+    """Revoked in another process (the console's own Auth on the same state dir): the gate's next check closes
+    the viewer's connection, and the token no longer gets a new one through."""
+    _, token, _ = Auth(StateDir(tmp_path).create()).create_token("laptop")
+    check = token_check("192.0.2.1", 8765, tmp_path)
+    node = FoxgloveNode(LocalBus(), "127.0.0.1", 0, check)
+    try:
+        client = FoxgloveClient(f"ws://127.0.0.1:{node.port}/?token={token}")
+        assert client.server_info["op"] == "serverInfo" and node._gate.revoked == 0
+        console = Auth(StateDir(tmp_path).create())
+        assert console.revoke_token(console.tokens()[0]["id"])
+        with pytest.raises(ConnectionClosed):
+            while True:
+                client.ws.recv(timeout=30)
+        assert node._gate.revoked == 1
+        with pytest.raises(InvalidStatus, match="401"):
+            FoxgloveClient(f"ws://127.0.0.1:{node.port}/?token={token}")
     finally:
         node.close()
 

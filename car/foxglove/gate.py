@@ -4,7 +4,9 @@ Foxglove's WebSocket protocol has no authentication, so on another address the S
 on loopback only, and this gate, on the address the user asked for, lets a connection through only
 when its upgrade request carries a console API token: `ws://HOST:PORT/?token=TOKEN` (what the Foxglove
 app can send; a browser cannot set headers) or `Authorization: Bearer TOKEN`. Anything else gets
-HTTP 401 and is closed before a byte reaches the server.
+HTTP 401 and is closed before a byte reaches the server. The token is checked again every
+`RECHECK_S` while the viewer watches, so a token revoked, expired or dropped by a password change ends
+its viewers within that time.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ log = logging.getLogger("racer.foxglove")
 
 HEAD_TIMEOUT_S = 5.0
 HEAD_LIMIT = 16 * 1024
+RECHECK_S = 1.0
 REFUSED = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
@@ -54,7 +57,7 @@ class TokenGate:
 
     def __init__(self, host: str, port: int, upstream: int, valid: Callable[[str], bool]):
         self.upstream, self.valid = upstream, valid
-        self.refused = 0
+        self.refused = self.revoked = 0
         self._loop = asyncio.new_event_loop()
         try:
             self._server = self._loop.run_until_complete(
@@ -87,7 +90,16 @@ class TokenGate:
             writer.close()
             return
         up_writer.write(head)
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        pipes = asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        while not pipes.done():
+            await asyncio.wait([pipes], timeout=RECHECK_S)
+            if not pipes.done() and not self.valid(request_token(head)):
+                self.revoked += 1
+                log.warning("foxglove: closed %s: its token is no longer valid", writer.get_extra_info("peername"))
+                writer.close()
+                up_writer.close()
+                await asyncio.wait([pipes], timeout=RECHECK_S)
+                break
 
     def close(self) -> None:
         """Stop listening and end the gate's thread (connections through it end with the SDK's server)."""
