@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test train install install-test ros chromium clean
+.PHONY: demo test lint train install install-test ros chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +48,14 @@ demo: $(VENV)/.installed
 train: $(VENV)/.installed-train
 	@echo "training extras installed: .venv/bin/racer train --help"
 
+# The linter and the type checker (configured in pyproject.toml) before the suite: a finding fails fast.
+LINTED := car racer sim2real calibration tools tests
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/mypy $(LINTED)
+
 test: $(VENV)/.installed-test $(VENV)/.installed-ros
+	@$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -14,9 +14,8 @@ import cv2
 import numpy as np
 import yaml
 
-from car.yamlfile import read_yaml
-
 from calibration.files import replace_atomically
+from car.yamlfile import read_yaml
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 MIN_VIEWS = 3

@@ -24,7 +24,7 @@ class Time:
     nanosec: int = 0
 
     @classmethod
-    def from_seconds(cls, t: float) -> "Time":
+    def from_seconds(cls, t: float) -> Time:
         ns = int(round(t * 1e9))
         return cls(ns // 1_000_000_000, ns % 1_000_000_000)
 

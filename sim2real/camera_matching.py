@@ -12,7 +12,8 @@ from sim2real.sim.render import CameraParams
 
 def camera_from_info(info: CameraInfo | str | Path, base: CameraParams | None = None) -> CameraParams:
     """Intrinsics and plumb_bob distortion from the calibration (a pinhole projection bent by
-    plumb_bob, as OpenCV measures it), the mounting (height, pitch, roll) from `base`. Render at the calibration's aspect ratio: the focal length scales with width."""
+    plumb_bob, as OpenCV measures it), the mounting (height, pitch, roll) from `base`. Render at the
+    calibration's aspect ratio: the focal length scales with width."""
     if not isinstance(info, CameraInfo):
         info = load_camera_info(info)
     k = info.camera_matrix

@@ -31,7 +31,9 @@ def _compatible(source: str, theirs: ModelMetadata, ours: ModelMetadata) -> None
         raise CloneError(f"{source}: network {theirs.neural_network} differs from model_metadata.json's "
                          f"{ours.neural_network}; a clone keeps the network")
     if theirs.discrete != ours.discrete or theirs.output_size() != ours.output_size():
-        kind = lambda m: f"{m.output_size()} discrete actions" if m.discrete else "a continuous action space"
+        def kind(m: ModelMetadata) -> str:
+            return f"{m.output_size()} discrete actions" if m.discrete else "a continuous action space"
+
         raise CloneError(f"{source}: {kind(theirs)}, the new action space has {kind(ours)}; a clone keeps their number")
 
 

@@ -140,7 +140,8 @@ def check_metadata(data: Any, source: str = METADATA_FILE) -> ModelMetadata:
 
     def within(value: float, bounds: tuple[float, float], field: str, unit: str) -> None:
         if not bounds[0] <= value <= bounds[1]:
-            raise CustomFilesError(f"{source}: {field}: {value:g} {unit} is outside {bounds[0]:g}..{bounds[1]:g} {unit}")
+            raise CustomFilesError(f"{source}: {field}: {value:g} {unit} is outside "
+                                   f"{bounds[0]:g}..{bounds[1]:g} {unit}")
 
     if meta.discrete:
         if not MIN_ACTIONS <= len(meta.actions) <= MAX_ACTIONS:
@@ -191,5 +192,6 @@ def load_custom_files(folder: str | Path) -> CustomFiles:
                                    f"{METADATA_FILE} and {HYPERPARAMETERS_FILE})")
     metadata = _read_json(folder / METADATA_FILE)
     check_metadata(metadata, str(folder / METADATA_FILE))
-    hyperparameters = parse_hyperparameters(_read_json(folder / HYPERPARAMETERS_FILE), str(folder / HYPERPARAMETERS_FILE))
+    hyperparameters_file = folder / HYPERPARAMETERS_FILE
+    hyperparameters = parse_hyperparameters(_read_json(hyperparameters_file), str(hyperparameters_file))
     return CustomFiles(folder / REWARD_FILE, metadata, hyperparameters)

@@ -49,7 +49,7 @@ def lagged_mean(command: np.ndarray, dt: np.ndarray, tau: float) -> np.ndarray:
         return np.asarray(command, np.float64)
     out = np.empty(len(command))
     state = 0.0
-    for k, (c, h) in enumerate(zip(command, dt)):
+    for k, (c, h) in enumerate(zip(command, dt, strict=True)):
         out[k] = first_order_lag(state, c, tau, h, average=True)
         state = first_order_lag(state, c, tau, h)
     return out

@@ -18,7 +18,7 @@ from gymnasium import spaces
 
 from car.policy.decode import ActionDecoder
 from car.policy.metadata import parse_metadata
-from car.policy.preprocess import PreprocessSpec, Preprocessor
+from car.policy.preprocess import Preprocessor, PreprocessSpec
 from sim2real.augment import Augmenter
 from sim2real.imitation import ACTION_SPACE
 from sim2real.randomize import Domain, DomainSimulator, Randomization

@@ -109,7 +109,8 @@ class TestDistribution:
             if not isinstance(base, dict):
                 raise ValueError("base: expected a mapping of knob -> [low, high]")
             dist = cls(name=str(doc[MARK]), seed=_integer(doc, "seed", 0), training=str(doc.get("training", "default")),
-                       base=Randomization({str(k): tuple(v) if isinstance(v, list) else (v, v) for k, v in base.items()}),
+                       base=Randomization({str(k): tuple(v) if isinstance(v, list) else (v, v)
+                                           for k, v in base.items()}),
                        episodes=_integer(doc, "episodes", 0), beyond=_integer(doc, "beyond", 1),
                        starts=_integer(doc, "starts", 1), tracks=tuple(map(str, doc.get("tracks") or ())),
                        groups=_groups(doc.get("groups")), named=_named(doc.get("named") or []))

@@ -8,9 +8,9 @@ learner's output exactly as the car does.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -170,7 +170,8 @@ class Rollouts:
         """`label_size` (width, height, crop_top): also render each step's segmentation labels there."""
         self.cfg, self.spec = cfg, spec
         self.meta = parse_metadata(action_space)
-        self.worlds = {name: EpisodeWorld(sim, spec, cfg.augmentation) for name, sim in training_simulators(cfg).items()}
+        self.worlds = {name: EpisodeWorld(sim, spec, cfg.augmentation)
+                       for name, sim in training_simulators(cfg).items()}
         self.experts = {name: PurePursuitExpert(w.sim.track, w.sim.vehicle.params) for name, w in self.worlds.items()}
         self.labels = {name: LabelCamera(w.sim.track, *label_size) for name, w in self.worlds.items()} \
             if label_size else None

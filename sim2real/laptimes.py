@@ -8,7 +8,7 @@ from typing import Any
 
 from car.policy.bundle import load_bundle
 from car.policy.inference import Policy
-from sim2real.drive import LapCounter, DriveResult, run_laps
+from sim2real.drive import DriveResult, LapCounter, run_laps
 from sim2real.sim.expert import PurePursuitExpert
 from sim2real.sim.rules import aws_rules, is_aws_export
 from sim2real.sim.track import Track

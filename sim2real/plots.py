@@ -35,8 +35,10 @@ def _twin_axes(plt: Any, xlabel: str, left: str, right: str) -> tuple[Any, Any, 
 def _twin_legend(ax: Any, ax2: Any, ncol: int | None = None) -> None:
     """One legend for both axes' lines, above the plot: a figure legend in a corner covers the
     tick labels, and one inside the axes covers the data."""
-    handles, labels = (sum(pair, []) for pair in zip(ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()))
-    ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=ncol or len(labels), frameon=False, fontsize="small")
+    handles, labels = (sum(pair, []) for pair in zip(ax.get_legend_handles_labels(), ax2.get_legend_handles_labels(),
+                                                     strict=True))
+    ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=ncol or len(labels),
+              frameon=False, fontsize="small")
 
 
 def training_figure(history: list[dict[str, Any]]) -> Any:

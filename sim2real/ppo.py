@@ -26,10 +26,10 @@ too (`sim2real.distributed.WorkerCars`).
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -119,7 +119,7 @@ class LocalCars:
 
     def __init__(self, cfg: PPOConfig, indices: Sequence[int] | None = None) -> None:
         indices = list(range(cfg.cars)) if indices is None else list(indices)
-        self.cars = dict(zip(indices, make_cars(cfg, indices)))
+        self.cars = dict(zip(indices, make_cars(cfg, indices), strict=True))
         self.count = len(self.cars)
 
     def reset(self, starts: dict[int, tuple[int, float, int]]) -> dict[int, np.ndarray]:
@@ -425,7 +425,8 @@ def train_ppo(cfg: PPOConfig, run: RunLog | None = None, show_progress: bool = T
                    "eval_mean_progress": _mean([t.progress for t in evaluation]),
                    "eval_laps": sum(t.status == "lap_complete" for t in evaluation),
                    **losses, "seconds": round(time.monotonic() - began, 1),
-                   **{f"{part}_s": round(b - a, 2) for part, a, b in zip(("collect", "update", "eval"), clock, clock[1:])}}
+                   **{f"{part}_s": round(b - a, 2)
+                      for part, (a, b) in zip(("collect", "update", "eval"), pairwise(clock), strict=True)}}
             judged = "eval_" if evaluation else ""  # without evaluation episodes, the training ones
             key = (row[f"{judged}mean_progress"] or 0.0, row[f"{judged}mean_reward"] or 0.0)
             row["best"] = best_key is None or key > best_key

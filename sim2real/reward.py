@@ -60,7 +60,8 @@ class RewardCaller:
             value = self.function(params)
         except Exception as exc:  # the user's code: whatever it raises stops training, located
             line = _line_in(exc.__traceback__, self.path)
-            raise RewardFunctionError(f"{self.path}:{line}: reward_function raised {type(exc).__name__}: {exc}") from None
+            raise RewardFunctionError(f"{self.path}:{line}: reward_function raised "
+                                      f"{type(exc).__name__}: {exc}") from None
         if _finite(value):
             return float(value)
         # training stops here, so one more call (traced, to find the return statement) changes nothing

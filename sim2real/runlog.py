@@ -1,5 +1,5 @@
 """A PPO run's logs in DRfC's single-worker model-folder layout, so the community's analysis tools
-(deepracer-utils' `DeepRacerLog(model_folder=RUN)`) read a racer run unchanged:
+(deepracer-utils' `DeepRacerLog(model_folder=RUN)`) read a racer run unchanged.
 
     RUN/training-simtrace/N-iteration.csv   one row per training step of iteration N
     RUN/metrics/TrainingMetrics.json        one entry per episode, phase training or evaluation

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ class Simtrace:
         """Row ranges of the episodes, in file order."""
         edges = np.flatnonzero(np.diff(self.episode) != 0) + 1
         bounds = [0, *edges.tolist(), len(self.episode)]
-        return [slice(a, b) for a, b in zip(bounds, bounds[1:]) if b - a >= 2]
+        return [slice(a, b) for a, b in pairwise(bounds) if b - a >= 2]
 
     def motion(self, rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per interval between successive rows of one episode: duration (s), speed (m/s) and yaw

@@ -139,7 +139,8 @@ class Trace:
         done = status in ("lap_complete", "time_up")
         self._rows.append(TraceRow(
             self.episode, self.steps, info.x, info.y, math.degrees(info.yaw), decoded.steering_deg, decoded.speed,
-            -1 if decoded.action_index is None else decoded.action_index, 0.0, done, params["all_wheels_on_track"], info.progress,
+            -1 if decoded.action_index is None else decoded.action_index, 0.0, done, params["all_wheels_on_track"],
+            info.progress,
             params["closest_waypoints"][0], self.sim.track.length, info.time + penalties_s, status, pause_s))
 
     def pause(self, placed: StepInfo, decoded: Decoded, penalties_s: float, penalty_s: float) -> None:

@@ -21,20 +21,20 @@ from cyclonedds.domain import DomainParticipant
 from rosbags.highlevel import AnyReader
 
 from car.camera.bag import BagSource
-from car.policy.bundle import load_bundle
-from car.control.commands import command_json
 from car.clock import SimClock
-from car.graph.adapters import CameraNode, PolicyNode
-from car.policy.inference import Policy
-from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC, DiagnosticStatus, Time
+from car.config import DEFAULT_MODEL
+from car.control.commands import command_json
 from car.control.core import ControlParams
+from car.graph.adapters import CameraNode, PolicyNode
+from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC, DiagnosticStatus, Time
+from car.policy.bundle import load_bundle
 from car.policy.core import PolicyCore
+from car.policy.inference import Policy
 from car.transport import open_bus
-from car.transport.local import LocalBus
 from car.transport.dds import SHIPPED_CONFIG
+from car.transport.local import LocalBus
 from car.transport.rosbag import typestore
 from car.transport.wire import COMMAND_TOPIC
-from car.config import DEFAULT_MODEL
 
 PYTHON = sys.executable
 DOMAIN_PROBE_S = 0.2
@@ -204,7 +204,8 @@ def explained(monitor: Monitor, predicate: Callable[[], Any], timeout_s: float, 
     try:
         return wait_for(predicate, timeout_s, what)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; control said {[s.message for _, s in monitor.statuses('control')][-3:]}") from None
+        said = [s.message for _, s in monitor.statuses("control")][-3:]
+        raise AssertionError(f"{exc}; control said {said}") from None
 
 
 def racer(log: Path, *args: str) -> subprocess.Popen:

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -35,10 +34,11 @@ def aws(sample_model, tmp_path_factory):
     """{checkpoint: archive}, the shared conversion cache and the pictures."""
     work = tmp_path_factory.mktemp("aws")
     meta = (sample_model / "model" / "model_metadata.json").read_bytes()
-    archives = {c: write_tar(work / f"model_{c}.tar.gz", {"model.pb": (sample_model / "model" / f"model_{c}.pb").read_bytes(),
-                                                          "model_metadata.json": meta}) for c in CHECKPOINTS}
-    return {"archives": archives, "cache": work / "cache", "pictures": [sample_model / "pictures" / p for p in PICTURES],
-            "work": work}
+    archives = {c: write_tar(work / f"model_{c}.tar.gz",
+                             {"model.pb": (sample_model / "model" / f"model_{c}.pb").read_bytes(),
+                              "model_metadata.json": meta}) for c in CHECKPOINTS}
+    return {"archives": archives, "cache": work / "cache",
+            "pictures": [sample_model / "pictures" / p for p in PICTURES], "work": work}
 
 
 def racer(aws, *args: str) -> subprocess.CompletedProcess:
@@ -48,7 +48,7 @@ def racer(aws, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_reference_inputs_are_the_stock_cars_preprocessing(aws):
-    for bgr_path, stored in zip(aws["pictures"], REFERENCE["inputs"]):
+    for bgr_path, stored in zip(aws["pictures"], REFERENCE["inputs"], strict=True):
         ours = Preprocessor(DEEPRACER_SPEC)(cv2.imread(str(bgr_path)))
         assert ours.shape == (1, 120, 160, 1) and ours.dtype == np.float32
         assert np.array_equal(ours, stored.astype(np.float32))
@@ -93,7 +93,7 @@ def test_predict_equals_tensorflow_on_three_models_and_pictures(aws):
         result = json.loads(done.stdout)
         assert list(result) == ["model", "predictions"] and result["model"] == f"model_{checkpoint}"
         want = REFERENCE[f"model_{checkpoint}"]
-        for entry, picture, expected in zip(result["predictions"], pictures, want):
+        for entry, picture, expected in zip(result["predictions"], pictures, want, strict=True):
             assert list(entry) == ["image", "output", "action", "steering_deg", "speed_mps"]
             assert entry["image"] == picture
             assert np.abs(np.array(entry["output"]) - expected).max() < 1e-5
@@ -108,7 +108,7 @@ def test_area_preset_moves_the_probabilities_but_not_the_choice(aws):
     for checkpoint in CHECKPOINTS:
         with load_bundle(aws["archives"][checkpoint], aws["cache"]) as bundle:
             policy = Policy(bundle, aws["cache"] / "compiled")
-            for bgr, stock in zip(frames, REFERENCE[f"model_{checkpoint}"]):
+            for bgr, stock in zip(frames, REFERENCE[f"model_{checkpoint}"], strict=True):
                 area = policy.infer(Preprocessor(DEEPRACER_AREA_SPEC)(bgr))
                 assert area.argmax() == stock.argmax()
                 moved.append(float(np.abs(area - stock).max()))
@@ -157,5 +157,5 @@ def test_int8_of_a_real_model_passes_the_gate_and_says_so(aws, tmp_path):
     assert json.loads((out / "racer.json").read_text())["model"]["int8_gate"] == gate
     assert json.loads(racer(aws, "inspect", str(out), "--json").stdout)["precision"] == "int8"
     predicted = json.loads(racer(aws, "predict", str(out), *map(str, aws["pictures"]), "--json").stdout)
-    for entry, want in zip(predicted["predictions"], REFERENCE["model_48"]):
+    for entry, want in zip(predicted["predictions"], REFERENCE["model_48"], strict=True):
         assert abs(sum(entry["output"]) - 1) < 1e-3 and np.abs(np.array(entry["output"]) - want).max() < 0.1

@@ -10,12 +10,22 @@ from car.camera.bag import BagSource
 from car.camera.capture import open_camera
 from car.camera.source import CameraFault, RecordingEnded
 from car.clock import SimClock
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, DiagnosticArray,
-                          DiagnosticStatus, Header, Image, Time, drive_msg)
 from car.graph.recorder import RECORDED_TOPICS, BagRecorder, new_bag_path
+from car.messages import (
+    CAMERA_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    DRIVE_TOPIC,
+    POLICY_TOPIC,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Header,
+    Image,
+    Time,
+    drive_msg,
+)
 from car.transport.local import LocalBus
 from car.transport.rosbag import typestore
-from tests.dds_support import driving_model, recorded_commands, replay_policy
+from dds_support import driving_model, recorded_commands, replay_policy
 
 
 def frame(i: int) -> np.ndarray:

@@ -17,8 +17,21 @@ from car.policy.archive import ArchiveError, extract, scan
 from car.policy.bundle import BundleError, load_bundle, pack_bundle, save_bundle
 from car.policy.inference import Policy
 from car.policy.preprocess import DEEPRACER_SPEC, PreprocessSpec
-from model_factory import (CONTINUOUS, FRAMES_DIR, MODELS, PPO_TAR, SAC_TAR, expected_output, ir_files, metadata,
-                           metadata_bytes, onnx_model, ov_model, pb_bytes, write_tar)
+from model_factory import (
+    CONTINUOUS,
+    FRAMES_DIR,
+    MODELS,
+    PPO_TAR,
+    SAC_TAR,
+    expected_output,
+    ir_files,
+    metadata,
+    metadata_bytes,
+    onnx_model,
+    ov_model,
+    pb_bytes,
+    write_tar,
+)
 
 PPO_INPUT = "main_level/agent/main/online/network_0/FRONT_FACING_CAMERA/FRONT_FACING_CAMERA"
 SAC_INPUT = "main_level/agent/policy/online/network_0/FRONT_FACING_CAMERA/FRONT_FACING_CAMERA"
@@ -64,7 +77,8 @@ def test_unpacked_directory_loads_like_the_archive(tmp_path, cache):
 
 
 def test_archive_with_one_top_folder_loads(tmp_path, cache):
-    path = write_tar(tmp_path / "wrapped.tar.gz", {"mymodel/model.pb": pb_bytes(), "mymodel/model_metadata.json": metadata_bytes()})
+    path = write_tar(tmp_path / "wrapped.tar.gz",
+                     {"mymodel/model.pb": pb_bytes(), "mymodel/model_metadata.json": metadata_bytes()})
     with load_bundle(path, cache) as bundle:
         assert bundle.output_size == 5
 
@@ -108,7 +122,7 @@ def test_cache_dir_comes_from_env_by_default(tmp_path, monkeypatch):
 def test_fixture_inputs_are_the_grey_frames():
     expected = np.load(MODELS / "tf_expected.npz")
     frames = ("sim-image-3-00000.png", "sim-image-3-00350.png", "sim-image-3-00916.png")
-    for stored, name in zip(expected["inputs"], frames):
+    for stored, name in zip(expected["inputs"], frames, strict=True):
         grey = cv2.cvtColor(cv2.imread(str(FRAMES_DIR / name)), cv2.COLOR_BGR2GRAY)
         assert stored.shape == (1, 120, 160, 1)
         assert np.abs(stored[0, :, :, 0].astype(int) - grey.astype(int)).max() <= 1
@@ -169,7 +183,8 @@ def test_output_size_mismatch_continuous(tmp_path, cache):
 
 
 def test_pb_metadata_mismatch_is_an_output_size_error(tmp_path, cache):
-    path = write_tar(tmp_path / "p.tar.gz", {"model.pb": pb_bytes(PPO_TAR), "model_metadata.json": metadata_bytes(metadata(CONTINUOUS))})
+    path = write_tar(tmp_path / "p.tar.gz",
+                     {"model.pb": pb_bytes(PPO_TAR), "model_metadata.json": metadata_bytes(metadata(CONTINUOUS))})
     with pytest.raises(BundleError, match="gives 5 outputs"):
         load_bundle(path, cache)
 
@@ -255,7 +270,8 @@ def test_gzip_bomb_in_a_header_is_refused_before_it_is_read(tmp_path):
 def test_two_pb_files(tmp_path, cache):
     path = write_tar(tmp_path / "two.tar.gz", {"model_1.pb": pb_bytes(), "model_2.pb": pb_bytes(),
                                                "model_metadata.json": metadata_bytes()})
-    with pytest.raises(BundleError, match=r"^2 model files \(model_1.pb, model_2.pb\); keep one, or name the one to run model.pb$"):
+    with pytest.raises(BundleError,
+                       match=r"^2 model files \(model_1.pb, model_2.pb\); keep one, or name the one to run model.pb$"):
         load_bundle(path, cache)
 
 
@@ -280,7 +296,8 @@ LITTER = [
     ("appledouble at the root", {"._model.xml": APPLE_DOUBLE, "._model_metadata.json": APPLE_DOUBLE}, []),
     ("__MACOSX beside the folder", {"__MACOSX/mymodel/._model.pb": APPLE_DOUBLE, "__MACOSX/._mymodel": APPLE_DOUBLE},
      ["__MACOSX/", "__MACOSX/mymodel/", "mymodel/"]),
-    (".DS_Store at every depth", {".DS_Store": b"Bud1", "mymodel/.DS_Store": b"Bud1", "mymodel/agent/.DS_Store": b"Bud1"},
+    (".DS_Store at every depth",
+     {".DS_Store": b"Bud1", "mymodel/.DS_Store": b"Bud1", "mymodel/agent/.DS_Store": b"Bud1"},
      ["mymodel/", "mymodel/agent/"]),
     ("windows explorer and wsl", {"Thumbs.db": b"\xd0\xcf", "mymodel/desktop.ini": b"[.ShellClassInfo]",
                                   "mymodel/model.pb:Zone.Identifier": b"[ZoneTransfer]\r\nZoneId=3"}, ["mymodel/"]),
@@ -417,7 +434,8 @@ def test_bad_racer_json(tmp_path, cache, racer, reason):
     (["STEREO_CAMERAS"], "model needs STEREO_CAMERAS; this car has one front camera"),
 ])
 def test_sensor_the_car_lacks_loads_but_is_unrunnable(tmp_path, cache, sensors, reason):
-    path = write_tar(tmp_path / "l.tar.gz", {"model.pb": pb_bytes(), "model_metadata.json": metadata_bytes(_meta(sensor=sensors))})
+    path = write_tar(tmp_path / "l.tar.gz",
+                     {"model.pb": pb_bytes(), "model_metadata.json": metadata_bytes(_meta(sensor=sensors))})
     with load_bundle(path, cache) as bundle:
         assert bundle.unrunnable == reason
         assert bundle.describe()["runnable"] is False
@@ -431,12 +449,14 @@ def test_save_and_load_ir_round_trip(tmp_path, cache):
     stats = {"mean": np.float32(0.5), "hist": np.arange(4)}
     saved = save_bundle(tmp_path / "b", ov_model(shape=spec.input_shape(), outputs=2, softmax=False),
                         metadata(CONTINUOUS), spec, stats=stats, info={"steps": 10}, cache_dir=cache)
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["model.bin", "model.xml", "model_metadata.json", "racer.json"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["model.bin", "model.xml", "model_metadata.json",
+                                                                  "racer.json"]
     racer = json.loads((tmp_path / "b" / "racer.json").read_text())
     assert racer == {"format": "racer-bundle", "version": 1, "preprocess": spec.to_json(),
                      "stats": {"mean": 0.5, "hist": [0, 1, 2, 3]}, "model": {"steps": 10}}
     with load_bundle(tmp_path / "b", cache) as bundle:
-        assert (bundle.kind, bundle.spec, bundle.input_shape, bundle.output_size) == ("openvino", spec, (1, 1, 40, 64), 2)
+        assert (bundle.kind, bundle.spec, bundle.input_shape, bundle.output_size) == ("openvino", spec,
+                                                                                        (1, 1, 40, 64), 2)
         assert bundle.stats == {"mean": 0.5, "hist": [0, 1, 2, 3]} and bundle.info == {"steps": 10}
         assert bundle.metadata.training_algorithm == "sac"
     saved.close()
@@ -455,7 +475,8 @@ def test_onnx_only_bundle_loads(tmp_path, cache):
     path = write_tar(tmp_path / "o.tar.gz", {"model.onnx": onnx_model(tmp_path / "m.onnx").read_bytes(),
                                              "model_metadata.json": metadata_bytes()})
     with load_bundle(path, cache) as bundle:
-        assert (bundle.kind, bundle.input_name, bundle.output_name, bundle.output_size) == ("onnx", "image", "policy", 5)
+        assert (bundle.kind, bundle.input_name, bundle.output_name, bundle.output_size) == ("onnx", "image",
+                                                                                             "policy", 5)
 
 
 def test_save_refuses_a_model_that_does_not_fit_and_leaves_nothing(tmp_path, cache):

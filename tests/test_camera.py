@@ -1,9 +1,10 @@
 """Camera sources: a real video file and a real image folder; V4L2 only through its fault path."""
 from __future__ import annotations
 
-import statistics
 import re
+import statistics
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -75,11 +76,11 @@ def test_video_file_loops_at_its_frame_rate(video: Path) -> None:
     finally:
         camera.close()
     ids = [frame_id(frame) for frame, _ in reads]
-    steps = [(b - a) % 10 for a, b in zip(ids, ids[1:])]
+    steps = [(b - a) % 10 for a, b in pairwise(ids)]
     assert set(steps) <= {1, 2} and steps.count(1) >= 10, ids
-    assert any(b < a for a, b in zip(ids, ids[1:])), "the video did not loop"
+    assert any(b < a for a, b in pairwise(ids)), "the video did not loop"
     assert reads[0][0].shape == (48, 64, 3)
-    intervals = [b[1] - a[1] for a, b in zip(reads, reads[1:])]
+    intervals = [b[1] - a[1] for a, b in pairwise(reads)]
     assert statistics.median(intervals) == pytest.approx(0.04, rel=0.25)
     assert abs(reads[-1][1] - time.time()) < 1.0
 

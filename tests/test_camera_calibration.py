@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 import yaml
 
-from calibration.camera import CameraCalibrationError, CameraInfo, calibrate_images, load_camera_info, \
-    save_camera_info, to_yaml
+from calibration.camera import (
+    CameraCalibrationError,
+    CameraInfo,
+    calibrate_images,
+    load_camera_info,
+    save_camera_info,
+    to_yaml,
+)
 from hw.chessboard import CAMERA_MATRIX, COLUMNS, HEIGHT, ROWS, SQUARE_M, WIDTH, photo_session
 
 

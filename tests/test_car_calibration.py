@@ -18,8 +18,8 @@ from car.actuators.pwm_sysfs import PwmSysfsDriver
 from car.config import load_params
 from hw.maestro_emulator import MaestroEmulator
 from hw.sysfs import PwmSysfsModel
-from racer.processes.graph import graph_specs
 from racer.cli import build_parser, main
+from racer.processes.graph import graph_specs
 from racer.processes.node import open_node_driver
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import pytest
 from racer.cli import INSTALL_TRAINING, TRAINING_EXTRAS
 
 # `racer` in a process where the training extras are not installed (as after `make demo`).
-WITHOUT_EXTRAS = ("import sys; sys.modules.update({name: None for name in %r}); "
-                  "from racer.cli import main; sys.exit(main(sys.argv[1:]))" % sorted(TRAINING_EXTRAS))
+WITHOUT_EXTRAS = (f"import sys; sys.modules.update({{name: None for name in {sorted(TRAINING_EXTRAS)!r}}}); "
+                  "from racer.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def racer(*argv: str, code: str = "import sys; from racer.cli import main; sys.exit(main(sys.argv[1:]))",
@@ -52,7 +52,8 @@ def test_an_unrelated_missing_module_is_not_blamed_on_the_extras(tmp_path):
     ([], "racer car: nothing to drive: pass --sim TRACK for the simulator (e.g. --sim reinvent_base), or a car's "
          "--camera v4l2:/dev/video0 and --actuator pwm-sysfs (stock DeepRacer), pca9685:BUS:ADDR or maestro:PORT"),
     (["--camera", "v4l2:/dev/video0"], "racer car: --camera v4l2:/dev/video0 drives a real car: add --actuator "
-                                       "pwm-sysfs (stock DeepRacer), pca9685:BUS:ADDR or maestro:PORT (or use --sim TRACK)"),
+                                       "pwm-sysfs (stock DeepRacer), pca9685:BUS:ADDR or maestro:PORT "
+                                       "(or use --sim TRACK)"),
     (["--actuator", "pwm-sysfs"], "racer car: --actuator pwm-sysfs needs the car's camera: add --camera "
                                   "v4l2:/dev/video0 (or file:VIDEO, images:DIR, bag:PATH)"),
     (["--sim", "reinvent_base", "--calibration", "calibration.json"],
@@ -88,12 +89,13 @@ def test_console_off_is_no_console_on_every_transport(transport):
 
 def test_a_recording_replays_on_a_laptop_without_an_actuator(tmp_path):
     """`racer car --camera bag:PATH` alone: the policy drives the recorded frames and --record keeps what it said."""
-    from car.transport.rosbag import typestore
-    from car.clock import SimClock
-    from car.messages import CAMERA_TOPIC, POLICY_TOPIC, Header, Image, Time
-    from car.graph.recorder import BagRecorder
-    from car.transport.local import LocalBus
     from rosbags.highlevel import AnyReader
+
+    from car.clock import SimClock
+    from car.graph.recorder import BagRecorder
+    from car.messages import CAMERA_TOPIC, POLICY_TOPIC, Header, Image, Time
+    from car.transport.local import LocalBus
+    from car.transport.rosbag import typestore
     from sim2real.sim.track import Track
     from sim2real.sim.world import Simulator
 
@@ -137,9 +139,9 @@ def test_a_failed_start_leaves_no_camera_thread_behind(tmp_path):
     import cv2
     import numpy as np
 
+    from calibration.servo import FACTORY_DEFAULT
     from car.config import load_params
     from racer.processes.local import build_local
-    from calibration.servo import FACTORY_DEFAULT
 
     video = tmp_path / "drive.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15, (160, 120))

@@ -17,8 +17,16 @@ from pathlib import Path
 import pytest
 
 from car.clock import WallClock
-from test_failsafe import (at_neutral, bundle_dir, driving, images, maestro, start_car,  # noqa: F401 (fixtures)
-                           stays_stopped_until_start, wait_until)
+from test_failsafe import (  # noqa: F401 (fixtures)
+    at_neutral,
+    bundle_dir,
+    driving,
+    images,
+    maestro,
+    start_car,
+    stays_stopped_until_start,
+    wait_until,
+)
 
 HOURS = 3 * 3600.0
 CAR = Path(__file__).resolve().parent.parent / "car"

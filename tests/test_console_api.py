@@ -16,13 +16,12 @@ from car.clock import SimClock
 from car.console.calibration import CalibrationService
 from car.console.errors import ApiError
 from car.console.node import ConsoleNode
+from car.graph.stack import CarGraph
 from car.messages import DiagnosticStatus, KeyValue
+from car.policy.core import PolicyModel
 from car.policy.metadata import parse_metadata
 from car.policy.preprocess import PreprocessSpec
-from car.graph.stack import CarGraph
-from car.policy.core import PolicyModel
 from dds_support import wait_for
-
 
 car = car_fixture("api")
 

@@ -17,8 +17,8 @@ import pytest
 
 from browser.harness import CURVES, PASSWORD, STRAIGHT, car_fixture, racer_bundle
 from calibration import servo
-from car.policy.bundle import pack_bundle
 from car.console.mdns import service_info
+from car.policy.bundle import pack_bundle
 from racer.laptop.client import CarAddress, CarClient, KnownCars
 from racer.laptop.discovery import car_from_info
 

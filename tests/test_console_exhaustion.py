@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from browser.harness import CURVES, STRAIGHT, Car, racer_bundle, start_car
+from browser.harness import STRAIGHT, Car, racer_bundle, start_car
 from car.console.uploads import UploadLimits
 from hostile_models import fill_graph, huge_const_graph, many_nodes_graph
 from model_factory import PPO_TAR, metadata_bytes
@@ -71,7 +71,7 @@ class Probe:
         self.answers.append((time.monotonic() - started, status))
 
     @contextlib.contextmanager
-    def running(self) -> Iterator["Probe"]:
+    def running(self) -> Iterator[Probe]:
         stop = threading.Event()
 
         def loop() -> None:
@@ -160,7 +160,8 @@ def hostile_archives() -> dict[str, tuple[bytes, str]]:
                                      "declares a constant of over 3.0 GiB"),
         "3 GiB Fill (memory cap)": (tar_gz({"model.pb": fill_graph(805306370), "model_metadata.json": meta}),
                                     "needs more than the car's"),
-        "6000 nodes": (tar_gz({"model.pb": many_nodes_graph(6000), "model_metadata.json": meta}), "more than 5000 nodes"),
+        "6000 nodes": (tar_gz({"model.pb": many_nodes_graph(6000), "model_metadata.json": meta}),
+                       "more than 5000 nodes"),
         "gzip to 64 MiB + 1": (zeros_pb_bomb((64 << 20) + 1), "unpacks to more than"),
         "macOS litter headers": (gnu_tar_gz([(tarfile.TarInfo(f"._{i}"), b"") for i in range(3000)]),
                                  "more than 1000 members"),
@@ -268,7 +269,8 @@ def test_strangers_on_many_addresses_cannot_lock_the_owner_out(car):
                     held.remove(sock)
             while len(held) < 30 and not stop.is_set():
                 try:
-                    held.append(socket.create_connection(("127.0.0.1", car.port), timeout=2, source_address=(source, 0)))
+                    held.append(socket.create_connection(("127.0.0.1", car.port), timeout=2,
+                                                         source_address=(source, 0)))
                     opened[0] += 1
                 except OSError:
                     break

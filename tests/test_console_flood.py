@@ -6,19 +6,17 @@ DeepRacer's PWM sysfs tree (the fake tree, kernel rules). On the local transport
 the car's process) and on dds (the console a process of its own)."""
 from __future__ import annotations
 
-import os
 import resource
 import subprocess
 import sys
-import time
 
 import pytest
 
 from calibration.servo import FACTORY_DEFAULT
+from dds_support import free_port, loopback_domain
 from hw.sysfs import PwmSysfsModel
 from racer.bench.flood import run_flood
 from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
-from dds_support import free_port, loopback_domain
 from test_console_exhaustion import Probe, hostile_archives, upload
 from test_failsafe import NEUTRAL, bundle_dir, driving, images, maestro, wait_until  # noqa: F401  (fixtures)
 

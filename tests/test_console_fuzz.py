@@ -9,8 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from starlette.routing import Route
 
 from browser.harness import Car, car_fixture

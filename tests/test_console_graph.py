@@ -23,10 +23,10 @@ import pytest
 from browser.harness import STRAIGHT, racer_bundle
 from car.messages import DIAGNOSTICS_TOPIC
 from car.transport.wire import SIM_SERVO_TOPIC
+from dds_support import Monitor, driving_model, free_port, loopback_domain, racer, wait_for
 from model_factory import write_tar
 from racer.bench.flood import run_flood
 from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
-from tests.dds_support import Monitor, driving_model, free_port, loopback_domain, racer, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 PASSWORD = "graph-console-pass"
@@ -73,7 +73,7 @@ def answers(client: CarClient) -> bool:
 def car(request, tmp_path_factory):
     transport = request.param
     if transport == "ros":
-        from tests import ros_support  # noqa: F401  (without `make ros` it says so)
+        import ros_support  # noqa: F401  (without `make ros` it says so)
     work = tmp_path_factory.mktemp(f"console_{transport}")
     state = work / "state"
     subprocess.run([sys.executable, "-m", "racer.cli", "passwd", "--state-dir", str(state)], input=f"{PASSWORD}\n",

@@ -17,8 +17,16 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from browser.harness import PASSWORD, STRAIGHT, car_fixture, racer_bundle, start_car
-from car.console.auth import (Auth, LoginLimiter, LoginRefused, PasswordError, generate_password, hash_password,
-                              set_password, verify_password)
+from car.console.auth import (
+    Auth,
+    LoginLimiter,
+    LoginRefused,
+    PasswordError,
+    generate_password,
+    hash_password,
+    set_password,
+    verify_password,
+)
 from car.console.state import StateDir
 from car.console.tls import ensure_certificate
 from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
@@ -163,7 +171,8 @@ def test_api_tokens_are_created_listed_without_secrets_and_revoked(car):
     assert all(set(t) == {"id", "name", "created", "expires"} for t in listed)
     assert token not in car.state.tokens.read_text()
     # a token lists and revokes only itself: the laptop's token cannot see or revoke the script's
-    assert [t["id"] for t in json.loads(car.request("GET", "/api/tokens", headers=headers)[2])["tokens"]] == [created["id"]]
+    listed = json.loads(car.request("GET", "/api/tokens", headers=headers)[2])["tokens"]
+    assert [t["id"] for t in listed] == [created["id"]]
     laptop_tokens = client.request("GET", "/api/tokens").body["tokens"]
     assert len(laptop_tokens) == 1 and laptop_tokens[0]["id"] != created["id"]
     refused = client.request("DELETE", f"/api/tokens/{created['id']}")

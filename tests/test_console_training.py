@@ -62,9 +62,11 @@ def _actions(n: int, speed: float = 1.0, steering: float = 0.0) -> list[dict]:
 @pytest.mark.parametrize("file, change, words", [
     ("model_metadata.json", {"action_space": _actions(1)}, "action_space: 1 actions; the console allows 2-30"),
     ("model_metadata.json", {"action_space": _actions(31)}, "action_space: 31 actions; the console allows 2-30"),
-    ("model_metadata.json", {"action_space": _actions(3, speed=4.5)}, "action_space[0].speed: 4.5 m/s is outside 0.1..4 m/s"),
+    ("model_metadata.json", {"action_space": _actions(3, speed=4.5)},
+     "action_space[0].speed: 4.5 m/s is outside 0.1..4 m/s"),
     ("model_metadata.json", {"action_space": _actions(3, speed=0.05)}, "action_space[0].speed: 0.05 m/s is outside"),
-    ("model_metadata.json", {"action_space": _actions(3, steering=31)}, "action_space[0].steering_angle: 31 deg is outside -30..30 deg"),
+    ("model_metadata.json", {"action_space": _actions(3, steering=31)},
+     "action_space[0].steering_angle: 31 deg is outside -30..30 deg"),
     ("model_metadata.json", {**CONTINUOUS, "action_space": {"steering_angle": {"low": -30, "high": 30},
                                                             "speed": {"low": 0.4, "high": 1}}},
      "action_space.speed.low: 0.4 m/s is outside 0.5..4 m/s"),
@@ -82,7 +84,8 @@ def _actions(n: int, speed: float = 1.0, steering: float = 0.0) -> list[dict]:
     ("hyperparameters.json", {"beta_entropy": 1.5}, "beta_entropy: 1.5 is not a number in 0-1"),
     ("hyperparameters.json", {"discount_factor": -0.1}, "discount_factor: -0.1 is not a number in 0-1"),
     ("hyperparameters.json", {"loss_type": "l1"}, "loss_type: 'l1' is not huber or mean squared error"),
-    ("hyperparameters.json", {"num_episodes_between_training": 4}, "num_episodes_between_training: 4 is not a whole number in 5-100"),
+    ("hyperparameters.json", {"num_episodes_between_training": 4},
+     "num_episodes_between_training: 4 is not a whole number in 5-100"),
     ("hyperparameters.json", {"num_episodes_between_training": 101}, "num_episodes_between_training: 101"),
     ("hyperparameters.json", {"stack_size": 3}, "stack_size: 3 is not 1"),
     ("hyperparameters.json", {"lerning_rate": 0.001}, "lerning_rate: not a console hyperparameter"),
@@ -130,17 +133,18 @@ def test_a_reward_that_fails_later_stops_training_with_file_line_and_value(tmp_p
     code, _, err = train(tmp_path, capsys, "--timesteps", "50", folder=folder)
     assert code == 1
     last = err.strip().splitlines()[-1]
-    assert last == f"racer train: {folder / 'reward_function.py'}:3: reward_function returned [1.0]; expected a finite number"
+    assert last == (f"racer train: {folder / 'reward_function.py'}:3: reward_function returned [1.0]; "
+                    "expected a finite number")
 
 
 # -- the reward contract ------------------------------------------------------------------------------------
 
-STATEFUL = '''
+STATEFUL = f'''
 import math
 import numpy as np
 
-calls = {"n": 0}
-KEYS = %r
+calls = {{"n": 0}}
+KEYS = {PARAMS_KEYS!r}
 
 
 def reward_function(params):
@@ -149,7 +153,7 @@ def reward_function(params):
         raise KeyError(sorted(missing))
     calls["n"] += 1
     return float(calls["n"])
-''' % (PARAMS_KEYS,)
+'''
 
 
 def test_the_reward_gets_every_param_at_15_steps_per_second_and_keeps_its_state(tmp_path):
@@ -165,20 +169,22 @@ def test_the_reward_gets_every_param_at_15_steps_per_second_and_keeps_its_state(
     rewards = [float(r.split(",")[8]) for r in rows]
     statuses = [r.split(",")[15] for r in rows]
     # one module for the whole run: the count goes on across episodes (an off-track step's reward is 1e-8)
-    counted = [r for r, s in zip(rewards, statuses) if s != "off_track"]
+    counted = [r for r, s in zip(rewards, statuses, strict=True) if s != "off_track"]
     assert counted == sorted(counted) and counted[-1] == len(rewards)
     steps = [int(r.split(",")[1]) for r in rows]
     stamps = [float(r.split(",")[14]) for r in rows]
-    assert all(math.isclose(t, s / 15.0, abs_tol=1e-3) for s, t in zip(steps, stamps))
+    assert all(math.isclose(t, s / 15.0, abs_tol=1e-3) for s, t in zip(steps, stamps, strict=True))
 
 
 def test_hyperparameters_take_the_consoles_names_and_defaults():
     assert parse_hyperparameters({}) == Hyperparameters(batch_size=64, num_epochs=10, lr=3e-4, beta_entropy=0.01,
                                                          discount_factor=0.99, loss_type="huber",
                                                          num_episodes_between_training=20)
-    drfc = json.loads((Path(__file__).parent / "fixtures" / "deepracer" / "simtrace" / "drfc1_hyperparameters.json").read_text())
+    simtrace = Path(__file__).parent / "fixtures" / "deepracer" / "simtrace"
+    drfc = json.loads((simtrace / "drfc1_hyperparameters.json").read_text())
     parsed = parse_hyperparameters(drfc)
-    assert (parsed.batch_size, parsed.num_epochs, parsed.discount_factor, parsed.term_cond_max_episodes) == (64, 3, 0.95, 5000)
+    assert (parsed.batch_size, parsed.num_epochs, parsed.discount_factor,
+            parsed.term_cond_max_episodes) == (64, 3, 0.95, 5000)
     assert parse_hyperparameters({"loss_type": "mean_squared_error"}).loss_type == "mean squared error"
 
 
@@ -319,8 +325,8 @@ def test_clone_trains_on_from_an_aws_export_and_from_a_run(sample_model, tmp_pat
     import torch
 
     from sim2real.clone import load_clone
-    from sim2real.network import ConsoleNet
     from sim2real.custom_files import check_metadata
+    from sim2real.network import ConsoleNet
 
     meta = check_metadata(metadata)
     net = ConsoleNet(meta.neural_network, meta.output_size(), True)
@@ -338,7 +344,8 @@ def test_a_clone_that_does_not_fit_is_refused_in_one_line(sample_model, tmp_path
     assert code == 2 and err.count("\n") == 1
     assert err.strip() == (f"racer train: {archive}: 12 discrete actions, the new action space has 10 discrete "
                            "actions; a clone keeps their number")
-    deep = custom_files(tmp_path / "deep", {**metadata_of(sample_model), "neural_network": "DEEP_CONVOLUTIONAL_NETWORK"})
+    deep = custom_files(tmp_path / "deep",
+                        {**metadata_of(sample_model), "neural_network": "DEEP_CONVOLUTIONAL_NETWORK"})
     code, _, err = train(tmp_path, capsys, "--clone", str(archive), folder=deep)
     assert code == 2 and "network DEEP_CONVOLUTIONAL_NETWORK_SHALLOW differs" in err
     import tarfile
@@ -368,7 +375,8 @@ def test_an_off_track_puts_the_car_back_keeping_clock_and_progress():
             break
     assert info.off_track
     placed = sim.place(int(sim.track.project(info.x, info.y)[0]))
-    assert not placed.off_track and placed.time == info.time and placed.progress == pytest.approx(info.progress, abs=0.5)
+    assert not placed.off_track and placed.time == info.time
+    assert placed.progress == pytest.approx(info.progress, abs=0.5)
     assert sim.vehicle.state.speed == 0.0
 
 

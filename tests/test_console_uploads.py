@@ -157,7 +157,7 @@ def hostile_corpus(good: dict[str, bytes], work: Path) -> dict[str, tuple[str, b
 
 
 def snapshot(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*")}
+    return set(root.rglob("*"))
 
 
 def test_hostile_and_broken_uploads_are_refused_and_change_nothing(rig):
@@ -269,7 +269,8 @@ def test_a_folder_tarred_on_a_mac_installs_without_its_appledouble_files(rig):
     folder = tarfile.TarInfo("mymodel")
     folder.type = tarfile.DIRTYPE
     archive = tar_gz({"./._mymodel": double, "mymodel/._model.pb": double, "mymodel/model.pb": pb_bytes(),
-                      "mymodel/._model_metadata.json": double, "mymodel/model_metadata.json": metadata_bytes()}, [folder])
+                      "mymodel/._model_metadata.json": double, "mymodel/model_metadata.json": metadata_bytes()},
+                     [folder])
     status, body = upload(car, "mymodel.tar.gz", archive)
     assert (status, body["model_folder_name"]) == (200, "mymodel"), body
     assert sorted(p.name for p in (car.state.models / "mymodel").iterdir()) == ["model.pb", "model_metadata.json"]

@@ -2,9 +2,9 @@
 processes, camera -> /drive across node processes."""
 import pytest
 
+import ros_support  # noqa: F401  (the ros figures need `make ros`; without it this says so)
+from dds_support import driving_model, loopback_domain
 from racer.bench.dds import bench_dds, bench_multiprocess
-from tests import ros_support  # noqa: F401  (the ros figures need `make ros`; without it this says so)
-from tests.dds_support import driving_model, loopback_domain
 
 TRANSPORTS = ("dds", "ros")
 

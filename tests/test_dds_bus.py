@@ -12,7 +12,7 @@ from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, Time, drive_msg
 from car.transport import open_bus
 from car.transport.dds import SHIPPED_CONFIG, DdsBus, TimeWentBackwards, cyclone_environment, domain_id
 from car.transport.wire import CLOCK_TOPIC, DRIVE, dds_topic_name
-from tests.dds_support import loopback_domain
+from dds_support import loopback_domain
 
 
 def test_cyclone_config_is_honoured_when_set_and_the_loopback_one_otherwise():
@@ -125,7 +125,7 @@ def test_deadline_that_cannot_match_is_refused(buses, topic, period, message):
 
 def test_a_test_domain_is_one_nobody_else_answers_on(monkeypatch):
     """What keeps the tests apart from another run, or a graph left running, on the same machine."""
-    from tests import dds_support
+    import dds_support
 
     with loopback_domain():
         taken = DdsBus("someone_else", 57)

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from tests.dds_support import loopback_domain
+from dds_support import loopback_domain
 
 
 def racer(*args):
@@ -34,7 +34,8 @@ def test_bad_input_is_a_clear_error(args, reason):
 
 
 @pytest.mark.parametrize("args, reason", [
-    (["node", "camera", "--track", "reinvent_base"], "racer node camera: --track is not for the camera node; leave it out"),
+    (["node", "camera", "--track", "reinvent_base"],
+     "racer node camera: --track is not for the camera node; leave it out"),
     (["node", "actuator", "--model", "m", "--autostart"],
      "racer node actuator: --model and --autostart are not for the actuator node; leave them out"),
     (["node", "policy", "--sim-rate", "2"], "racer node policy: --sim-rate is not for the policy node; leave it out"),
@@ -54,4 +55,5 @@ def test_a_broken_state_dir_calibration_stops_a_ros_sim_car_at_once(tmp_path):
     (tmp_path / "calibration.json").write_text("{not json")
     proc = racer("car", "--transport", "ros", "--sim", "reinvent_base", "--state-dir", str(tmp_path))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"racer car: {tmp_path / 'calibration.json'}: not valid JSON")
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"racer car: {tmp_path / 'calibration.json'}: not valid JSON")

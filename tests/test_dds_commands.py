@@ -5,8 +5,8 @@ import pytest
 
 from car.clock import SimClock
 from car.control.commands import CommandError, command_json, parse_command
-from car.messages import DIAGNOSTICS_TOPIC
 from car.graph.multiprocess import ControlProcess
+from car.messages import DIAGNOSTICS_TOPIC
 from car.transport.local import LocalBus
 
 

@@ -19,12 +19,20 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from car.transport.rosbag import typestore
-from car.policy.bundle import load_bundle
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, ERROR, POLICY_TOPIC, DiagnosticStatus
+from car.policy.bundle import load_bundle
+from car.transport.rosbag import typestore
 from car.transport.wire import COMMAND_TOPIC, SIM_SERVO_TOPIC, ServoCtrl
-from tests.dds_support import (Monitor, assert_a_lap, driving_model, loopback_domain, racer, recorded_commands,
-                               replay_policy, wait_for)
+from dds_support import (
+    Monitor,
+    assert_a_lap,
+    driving_model,
+    loopback_domain,
+    racer,
+    recorded_commands,
+    replay_policy,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(240)
 BUDGET_S = 0.25
@@ -49,7 +57,7 @@ TRACED_SHARE = {"dds": 0.9, "ros": 0.5}
 def graph(request, tmp_path_factory):
     transport = request.param
     if transport == "ros":
-        from tests import ros_support  # noqa: F401  (without `make ros` it says so)
+        import ros_support  # noqa: F401  (without `make ros` it says so)
     model = driving_model()
     work = tmp_path_factory.mktemp(f"graph_{transport}")
     with loopback_domain():
@@ -200,7 +208,7 @@ def command(graph: Graph, text: dict, id: str) -> DiagnosticStatus:
         since = time.monotonic()
         publish(json.dumps({**text, "id": id}))
         try:
-            return wait_for(lambda: next((s for _, s in graph.monitor.statuses("control", since)
+            return wait_for(lambda since=since: next((s for _, s in graph.monitor.statuses("control", since)
                                           if s.value("command_id") == id), None), 1, f"answer to {id}")
         except AssertionError:
             continue

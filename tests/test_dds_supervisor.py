@@ -5,10 +5,10 @@ import time
 import pytest
 
 from car.graph import supervisor
-from car.messages import DIAGNOSTICS_TOPIC, ERROR, OK
 from car.graph.supervisor import ProcessSpec, Supervisor, describe_exit
+from car.messages import DIAGNOSTICS_TOPIC, ERROR, OK
 from car.transport.dds import DdsBus
-from tests.dds_support import loopback_domain
+from dds_support import loopback_domain
 
 
 def test_exit_descriptions():
@@ -75,7 +75,8 @@ def test_a_node_that_fails_differently_or_is_killed_keeps_being_restarted(monkey
     monkeypatch.setattr(supervisor, "MAX_BACKOFF_S", 0.01)
     runs = tmp_path / "runs"
     # status 3 twice, then a SIGKILL, status 3 twice, then status 4, and again: never 3 times the same in a row
-    script = (f"import os, pathlib, signal; p = pathlib.Path({str(runs)!r}); n = len(p.read_text()) if p.exists() else 0; "
+    script = (f"import os, pathlib, signal; p = pathlib.Path({str(runs)!r}); "
+              "n = len(p.read_text()) if p.exists() else 0; "
               "p.write_text('x' * (n + 1)); step = n % 6; os.kill(os.getpid(), signal.SIGKILL) if step == 2 else None; "
               "raise SystemExit(4 if step == 5 else 3)")
     with loopback_domain() as env:

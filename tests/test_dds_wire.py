@@ -9,16 +9,47 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from car.transport.rosbag import typestore
 from car.clock import WallClock
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_INPUT_TOPIC, POLICY_OUTPUT_TOPIC,
-                          POLICY_TOPIC, TELEOP_TOPIC, AckermannDrive, AckermannDriveStamped, DiagnosticArray,
-                          DiagnosticStatus, Float32MultiArray, Header, Image, KeyValue, MultiArrayDimension, Point,
-                          PolygonStamped, PoseStamped, Quaternion, Time)
+from car.messages import (
+    CAMERA_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    DRIVE_TOPIC,
+    POLICY_INPUT_TOPIC,
+    POLICY_OUTPUT_TOPIC,
+    POLICY_TOPIC,
+    TELEOP_TOPIC,
+    AckermannDrive,
+    AckermannDriveStamped,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Float32MultiArray,
+    Header,
+    Image,
+    KeyValue,
+    MultiArrayDimension,
+    Point,
+    PolygonStamped,
+    PoseStamped,
+    Quaternion,
+    Time,
+)
 from car.transport.dds import DdsBus
-from car.transport.wire import (CLOCK_TOPIC, COMMAND_TOPIC, IMAGE, SIM_CAMERA_TOPIC, SIM_POSE_TOPIC, SIM_SERVO_TOPIC,
-                                SIM_TRACK_TOPICS, ServoCtrl, WireError, dds_topic_name, dds_type_name, wire_type)
-from tests.dds_support import loopback_domain
+from car.transport.rosbag import typestore
+from car.transport.wire import (
+    CLOCK_TOPIC,
+    COMMAND_TOPIC,
+    IMAGE,
+    SIM_CAMERA_TOPIC,
+    SIM_POSE_TOPIC,
+    SIM_SERVO_TOPIC,
+    SIM_TRACK_TOPICS,
+    ServoCtrl,
+    WireError,
+    dds_topic_name,
+    dds_type_name,
+    wire_type,
+)
+from dds_support import loopback_domain
 
 STORE = typestore()
 T = STORE.types
@@ -70,12 +101,13 @@ def rosbags_message(topic: str, msg):
     if ros_type == "std_msgs/msg/String":
         return cls(msg)
     if ros_type == "std_msgs/msg/Float32MultiArray":
-        return cls(T["std_msgs/msg/MultiArrayLayout"]([T["std_msgs/msg/MultiArrayDimension"](d.label, d.size, d.stride)
-                                                       for d in msg.dim], msg.data_offset), np.array(msg.data, np.float32))
+        dims = [T["std_msgs/msg/MultiArrayDimension"](d.label, d.size, d.stride) for d in msg.dim]
+        return cls(T["std_msgs/msg/MultiArrayLayout"](dims, msg.data_offset), np.array(msg.data, np.float32))
     if ros_type == "geometry_msgs/msg/PoseStamped":
         p, q = msg.position, msg.orientation
-        return cls(header(msg.header), T["geometry_msgs/msg/Pose"](T["geometry_msgs/msg/Point"](p.x, p.y, p.z),
-                                                                   T["geometry_msgs/msg/Quaternion"](q.x, q.y, q.z, q.w)))
+        pose = T["geometry_msgs/msg/Pose"](T["geometry_msgs/msg/Point"](p.x, p.y, p.z),
+                                           T["geometry_msgs/msg/Quaternion"](q.x, q.y, q.z, q.w))
+        return cls(header(msg.header), pose)
     if ros_type == "geometry_msgs/msg/PolygonStamped":
         return cls(header(msg.header), T["geometry_msgs/msg/Polygon"](
             [T["geometry_msgs/msg/Point32"](p.x, p.y, p.z) for p in msg.points]))
@@ -105,7 +137,8 @@ def test_encoding_is_byte_for_byte_what_rosbags_serialises(topic):
 
 def test_ros_2_names_on_dds():
     assert dds_topic_name("/camera/image_raw") == "rt/camera/image_raw"
-    assert dds_type_name("ackermann_msgs/msg/AckermannDriveStamped") == "ackermann_msgs::msg::dds_::AckermannDriveStamped_"
+    assert (dds_type_name("ackermann_msgs/msg/AckermannDriveStamped")
+            == "ackermann_msgs::msg::dds_::AckermannDriveStamped_")
     with pytest.raises(WireError, match="must be absolute"):
         dds_topic_name("drive")
     with pytest.raises(WireError, match="unknown topic '/cmd_vel'"):
@@ -114,7 +147,8 @@ def test_ros_2_names_on_dds():
 
 def test_big_endian_cdr_decodes_too():
     msg = MESSAGES[SIM_CAMERA_TOPIC]
-    be = bytes(STORE.serialize_cdr(rosbags_message(SIM_CAMERA_TOPIC, msg), "sensor_msgs/msg/Image", little_endian=False))
+    be = bytes(STORE.serialize_cdr(rosbags_message(SIM_CAMERA_TOPIC, msg), "sensor_msgs/msg/Image",
+                                   little_endian=False))
     decoded = IMAGE.decode(be)
     assert decoded.header == msg.header and np.array_equal(decoded.data, msg.data)
 

@@ -68,7 +68,8 @@ def test_bench_reports_every_figure():
     train = report["train"]
     assert train["in_process"] > 0 and set(train["frames_per_s"]) == {"1", "2"}
     assert all(rate > 0 for rate in train["frames_per_s"].values())
-    # PPO with the console's network and defaults: the quick run's 200 steps in float32 and in bfloat16, updates included
+    # PPO with the console's network and defaults: the quick run's 200 steps in float32 and in bfloat16,
+    # updates included
     assert train["ppo_steps"] == 200 and train["ppo_iterations"] >= 1 and train["ppo_env_steps_per_s"] > 0
     assert train["ppo_env_steps_per_s"] == pytest.approx(200 / train["ppo_wall_s"], rel=0.05)
     assert set(train["ppo_time"]) == {"collect_s", "update_s", "eval_s"} and train["ppo_bf16_env_steps_per_s"] > 0
@@ -217,8 +218,8 @@ def test_live_demo_keeps_the_console_up_after_the_laps_until_ctrl_c(tmp_path):
 def test_live_demo_drives_its_lap_on_a_process_per_node(transport):
     """The same nodes as `racer car --transport T --sim`: the supervisor counts the simulator node's laps."""
     if transport == "ros":
-        from tests import ros_support  # noqa: F401  (without `make ros` it says so)
-    from tests.dds_support import loopback_domain
+        import ros_support  # noqa: F401  (without `make ros` it says so)
+    from dds_support import loopback_domain
 
     with loopback_domain():
         proc = racer("demo", "--laps", "1", "--json", "--console", "off", "--transport", transport, timeout=240)

@@ -12,8 +12,16 @@ import pytest
 import torch
 
 from racer.cli import main
-from sim2real.distributed import (ClusterError, WorkerRollouts, check_reachable, drive_tasks, evaluate_on_workers,
-                                  ray_workers, run_gap_evaluation_on_workers, WorkerCars)
+from sim2real.distributed import (
+    ClusterError,
+    WorkerCars,
+    WorkerRollouts,
+    check_reachable,
+    drive_tasks,
+    evaluate_on_workers,
+    ray_workers,
+    run_gap_evaluation_on_workers,
+)
 from sim2real.gap import EvalConfig, NamedDomain, evaluate, run_gap_evaluation
 from sim2real.heldout import Episode
 from sim2real.imitation import ImitationConfig, train_imitation
@@ -82,7 +90,10 @@ def test_ppo_cars_on_two_workers_drive_as_in_one_process(ray_local, tmp_path):
     assert len(cars.actors) == 2
     parallel = train_ppo(cfg, show_progress=False, cars=cars)
     timing = ("seconds", "collect_s", "update_s", "eval_s")
-    untimed = lambda history: [{k: v for k, v in h.items() if k not in timing} for h in history]
+
+    def untimed(history: list[dict]) -> list[dict]:
+        return [{k: v for k, v in h.items() if k not in timing} for h in history]
+
     assert parallel.history and untimed(parallel.history) == untimed(serial.history)
     assert_same_weights(parallel.best, serial.best)
 

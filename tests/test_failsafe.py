@@ -20,13 +20,13 @@ import pytest
 
 from calibration.servo import FACTORY_DEFAULT
 from car.actuators.maestro import MaestroDriver
-from car.policy.bundle import load_bundle, save_bundle
 from car.camera.capture import open_camera
 from car.clock import WallClock
+from car.graph.stack import CarGraph
+from car.policy.bundle import load_bundle, save_bundle
+from car.policy.core import PolicyModel
 from car.policy.inference import Policy
 from car.policy.preprocess import DEEPRACER_SPEC
-from car.graph.stack import CarGraph
-from car.policy.core import PolicyModel
 from car.transport.local import LocalBus
 from hw.maestro_emulator import MaestroEmulator
 from model_factory import metadata, ov_model

@@ -19,11 +19,9 @@ from calibration.servo import FACTORY_DEFAULT
 from car.actuators.core import ActuatorCore
 from car.actuators.pwm_sysfs import PwmSysfsDriver
 from car.messages import AckermannDrive, AckermannDriveStamped, Header, Time
-
 from hw.maestro_emulator import MaestroEmulator
 from hw.sysfs import PwmSysfsModel
-from test_failsafe import (NEUTRAL, at_neutral, bundle_dir, driving, images, maestro, start_car,  # noqa: F401
-                           wait_until)
+from test_failsafe import NEUTRAL, at_neutral, bundle_dir, driving, images, maestro, start_car, wait_until  # noqa: F401
 
 CYCLES = int(os.environ.get("RACER_FAULT_CYCLES", "3"))
 

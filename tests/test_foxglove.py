@@ -19,12 +19,23 @@ from car.console.state import StateDir
 from car.foxglove.layout import layout_json
 from car.foxglove.node import BACKLOG, FoxgloveNode, token_check
 from car.foxglove.view import CHANNELS as VIEW_CHANNELS, FoxgloveView
+from car.messages import (
+    CAMERA_TOPIC,
+    DRIVE_TOPIC,
+    ERROR,
+    OK,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Header,
+    Image,
+    KeyValue,
+    Time,
+    drive_msg,
+)
 from car.policy.introspect import input_image, output_array
-from car.messages import (CAMERA_TOPIC, DRIVE_TOPIC, ERROR, OK, DiagnosticArray, DiagnosticStatus, Header, Image,
-                          KeyValue, Time, drive_msg)
 from car.transport.local import LocalBus
+from dds_support import free_port
 from racer.bench.foxglove import FoxgloveClient
-from tests.dds_support import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = {"/camera/image_raw/compressed", "/policy/input", "/policy/output", "/policy/drive", "/drive",
@@ -58,7 +69,8 @@ def connect(port: int, proc: subprocess.Popen, deadline_s: float = 90.0) -> Foxg
 
 def watch(transport: str) -> tuple[dict[str, list], set[str]]:
     """`racer car --sim --autostart --foxglove` on `transport`, watched by the spec client until it decoded a
-    message of every channel and the scene's whole track (its three lines), car and path: (decoded messages by channel, scene ids)."""
+    message of every channel and the scene's whole track (its three lines), car and path: (decoded messages by
+    channel, scene ids)."""
     port = free_port()
     car = subprocess.Popen([sys.executable, "-m", "racer.cli", "car", "--sim", "reinvent_base", "--autostart",
                             "--transport", transport, "--foxglove", f"127.0.0.1:{port}"], cwd=ROOT,
@@ -91,7 +103,7 @@ def watch(transport: str) -> tuple[dict[str, list], set[str]]:
 @pytest.mark.parametrize("transport", ["local", "dds"])
 def test_a_spec_client_subscribes_to_every_channel_and_decodes_each_from_a_simulated_car(transport):
     if transport == "dds":
-        from tests.dds_support import loopback_domain
+        from dds_support import loopback_domain
         with loopback_domain():
             decoded, scene_ids = watch(transport)
     else:
@@ -215,7 +227,8 @@ def test_a_stalled_client_loses_frames_and_the_bus_never_waits_for_it():
 
 
 def test_the_layout_file_is_current_and_shows_every_channel():
-    assert LAYOUT.read_text() == layout_json(), "regenerate: python -m car.foxglove.layout > docs/foxglove/racer.layout.json"
+    assert LAYOUT.read_text() == layout_json(), ("regenerate: python -m car.foxglove.layout > "
+                                                 "docs/foxglove/racer.layout.json")
     text = LAYOUT.read_text()
     assert set(VIEW_CHANNELS) == CHANNELS
     assert all(f'"{channel}' in text for channel in CHANNELS)  # each channel has its panel
@@ -226,8 +239,8 @@ def test_without_the_sdk_the_view_is_one_line_that_says_what_to_install():
             "sys.exit(main(['car', '--sim', 'reinvent_base', '--foxglove', '127.0.0.1:8765']))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == ("racer car: --foxglove needs Foxglove's SDK, which the car installs "
-                                                    "only on demand: pip install 'racer[foxglove]'")
+    assert done.stderr.strip().splitlines()[-1] == ("racer car: --foxglove needs Foxglove's SDK, which the car "
+                                                    "installs only on demand: pip install 'racer[foxglove]'")
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])

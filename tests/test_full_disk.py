@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from browser.harness import STRAIGHT, racer_bundle
+from dds_support import driving_model, free_port, wait_for
 from model_factory import write_tar
 from racer.laptop.client import CarAddress, CarClient, KnownCars
-from tests.dds_support import driving_model, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 PASSWORD = "full-disk-pass-phrase"
@@ -103,9 +103,8 @@ def test_an_upload_that_fills_the_disk_gets_507_and_leaves_nothing(car, padding,
 def test_a_calibration_save_that_fails_leaves_the_car_on_its_calibration(tmp_path, monkeypatch):
     """In process (the save's own write fails with ENOSPC): a 507, and control still hands the actuator
     the calibration in the file, not the one the console could not keep."""
-    from browser.harness import start_car
-
     import calibration.files
+    from browser.harness import start_car
 
     car = start_car(tmp_path, racer_bundle(tmp_path / "models", "driving", STRAIGHT))
     try:

@@ -9,9 +9,9 @@ import pytest
 
 from calibration import servo
 from calibration.camera import load_camera_info
-from racer.cli import main
 from hw.chessboard import CAMERA_MATRIX, photo_session
 from hw.maestro_emulator import MaestroEmulator
+from racer.cli import main
 
 
 @pytest.fixture
@@ -91,7 +91,8 @@ def test_bad_arguments_are_usage_errors(argv: list[str], message: str, capsys) -
 
 def test_calibrate_without_a_target_says_what_to_choose(capsys) -> None:
     assert main(["calibrate"]) == 2
-    assert "choose what to calibrate: racer calibrate camera ... or racer calibrate --car HOST" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "choose what to calibrate: racer calibrate camera ... or racer calibrate --car HOST" in err
 
 
 def test_calibrate_camera_writes_camera_info(tmp_path: Path, capsys) -> None:

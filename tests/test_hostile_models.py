@@ -46,7 +46,8 @@ def write_pb(path: Path, data: bytes) -> Path:
 def test_a_declared_huge_constant_is_refused_from_a_few_hundred_bytes(tmp_path):
     graph = huge_const_graph()
     assert len(graph) < 600
-    with pytest.raises(PrecheckError, match=r"^model.pb declares a constant of over 3.0 GiB; the car's limit is 64.0 MiB"):
+    with pytest.raises(PrecheckError,
+                       match=r"^model.pb declares a constant of over 3.0 GiB; the car's limit is 64.0 MiB"):
         frozen_graph_size(write_pb(tmp_path / "model.pb", graph))
 
 
@@ -101,7 +102,8 @@ def test_a_conversion_that_allocates_gigabytes_is_stopped_by_the_memory_cap(tmp_
     result = check_bundle(root, tmp_path / "ir", tmp_path / "compiled")
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     print(f"\nsandbox refused the 3 GiB Fill: {result.reason!r}; this process grew {grown_mib:.0f} MiB at peak")
-    assert result.reason == f"the model needs more than the car's {SandboxLimits().memory_bytes >> 20} MiB to convert and run"
+    limit_mib = SandboxLimits().memory_bytes >> 20
+    assert result.reason == f"the model needs more than the car's {limit_mib} MiB to convert and run"
     assert grown_mib < 100
 
 

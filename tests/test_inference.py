@@ -39,7 +39,7 @@ def test_continuous_sac_matches_tensorflow_and_decodes(cache):
     assert np.abs(got - TF["continuous_sac"]).max() < 1e-4
     with load_bundle(SAC_TAR, cache) as bundle:
         decode = ActionDecoder(bundle.metadata)
-    for ours, theirs in zip(got, TF["continuous_sac"]):
+    for ours, theirs in zip(got, TF["continuous_sac"], strict=True):
         assert decode(ours).steering_deg == pytest.approx(30 * np.tanh(theirs[0]), abs=1e-3)
 
 

@@ -17,7 +17,6 @@ import pytest
 from calibration.servo import FACTORY_DEFAULT
 from car.actuators.base import ActuatorFault
 from car.actuators.isolated import IsolatedDriver
-
 from test_failsafe import NEUTRAL, driving, maestro, wait_until  # noqa: F401  (maestro is a fixture)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

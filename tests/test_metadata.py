@@ -9,17 +9,22 @@ from car.policy.metadata import Action, MetadataError, Range, load_metadata, par
 from model_factory import METADATA_DIR
 
 FRONT = ("FRONT_FACING_CAMERA",)
+SHALLOW, DEEP = "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW", "DEEP_CONVOLUTIONAL_NETWORK"
 # file: (type, algorithm, discrete action count or (steering, speed) ranges, sensors, network, version)
 FIXTURES = {
-    "deepracer_utils_drfc1_discrete_indexed_v4.json": ("discrete", "clipped_ppo", 14, FRONT, "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW", "4"),
-    "deepracer_utils_sample_model_discrete_v3.json": ("discrete", "clipped_ppo", 12, FRONT, "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW", "3"),
-    "drfc_default_discrete_ppo_v5.json": ("discrete", "clipped_ppo", 5, FRONT, "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW", "5"),
-    "drfc_default_continuous_ppo_v5.json": ("continuous", "clipped_ppo", ((-30, 30), (1, 2)), FRONT, "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW", "5"),
-    "drfc_default_continuous_sac_v4.json": ("continuous", "sac", ((-30, 30), (1, 2)), FRONT, "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW", "4"),
-    "guidance_front_shallow_continuous_ppo_v4.json": ("continuous", "clipped_ppo", ((-30, 30), (0.5, 2)), FRONT, "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW", "4"),
-    "guidance_front_shallow_continuous_sac_greyscale.json": ("continuous", "sac", ((-30, 30), (0.5, 1)), FRONT, "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW", None),
-    "guidance_front_lidar_shallow_single_speed_5steering.json": ("discrete", "clipped_ppo", 5, FRONT + ("LIDAR",), "DEEP_CONVOLUTIONAL_NETWORK_SHALLOW", None),
-    "guidance_stereo_lidar_deep_two_speed_5steering.json": ("discrete", "clipped_ppo", 10, ("STEREO_CAMERAS", "LIDAR"), "DEEP_CONVOLUTIONAL_NETWORK", None),
+    "deepracer_utils_drfc1_discrete_indexed_v4.json": ("discrete", "clipped_ppo", 14, FRONT, SHALLOW, "4"),
+    "deepracer_utils_sample_model_discrete_v3.json": ("discrete", "clipped_ppo", 12, FRONT, SHALLOW, "3"),
+    "drfc_default_discrete_ppo_v5.json": ("discrete", "clipped_ppo", 5, FRONT, SHALLOW, "5"),
+    "drfc_default_continuous_ppo_v5.json": ("continuous", "clipped_ppo", ((-30, 30), (1, 2)), FRONT, SHALLOW, "5"),
+    "drfc_default_continuous_sac_v4.json": ("continuous", "sac", ((-30, 30), (1, 2)), FRONT, SHALLOW, "4"),
+    "guidance_front_shallow_continuous_ppo_v4.json":
+        ("continuous", "clipped_ppo", ((-30, 30), (0.5, 2)), FRONT, SHALLOW, "4"),
+    "guidance_front_shallow_continuous_sac_greyscale.json":
+        ("continuous", "sac", ((-30, 30), (0.5, 1)), FRONT, SHALLOW, None),
+    "guidance_front_lidar_shallow_single_speed_5steering.json":
+        ("discrete", "clipped_ppo", 5, FRONT + ("LIDAR",), SHALLOW, None),
+    "guidance_stereo_lidar_deep_two_speed_5steering.json":
+        ("discrete", "clipped_ppo", 10, ("STEREO_CAMERAS", "LIDAR"), DEEP, None),
 }
 
 
@@ -75,7 +80,7 @@ def test_index_keys_do_not_reorder_the_actions():
 @pytest.mark.parametrize("indexes", [(1, 2, 3), (0, 0, 0), (5, "a", None)], ids=["1-based", "repeated", "junk"])
 def test_any_index_labels_load(indexes):
     meta = parse_metadata({"action_space": [{"steering_angle": a, "speed": 1, "index": i}
-                                            for a, i in zip((-30, 0, 30), indexes)]})
+                                            for a, i in zip((-30, 0, 30), indexes, strict=True)]})
     assert [a.steering_deg for a in meta.actions] == [-30.0, 0.0, 30.0]
 
 
@@ -105,9 +110,11 @@ BAD = [
     ("steering as bool", {"action_space": [{"steering_angle": True, "speed": 1}]},
      "action_space[0].steering_angle must be a number, got True"),
     ("missing speed", {"action_space": [{"steering_angle": 0}]}, "action_space[0] needs steering_angle and speed"),
-    ("low above high", {"action_space": {**CONTINUOUS, "speed": {"low": 2, "high": 1}}, "action_space_type": "continuous"},
+    ("low above high",
+     {"action_space": {**CONTINUOUS, "speed": {"low": 2, "high": 1}}, "action_space_type": "continuous"},
      "action_space.speed: low 2.0 must be below high 1.0"),
-    ("low equals high", {"action_space": {**CONTINUOUS, "steering_angle": {"low": 5, "high": 5}}, "action_space_type": "continuous"},
+    ("low equals high",
+     {"action_space": {**CONTINUOUS, "steering_angle": {"low": 5, "high": 5}}, "action_space_type": "continuous"},
      "action_space.steering_angle: low 5.0 must be below high 5.0"),
     ("range without high", {"action_space": {**CONTINUOUS, "speed": {"low": 1}}, "action_space_type": "continuous"},
      "continuous action_space.speed needs low and high"),
@@ -130,7 +137,8 @@ def test_nan_literal_in_json_is_refused(tmp_path):
 
 
 def test_infinite_continuous_bound_is_refused():
-    data = {"action_space": {**CONTINUOUS, "speed": {"low": 1, "high": float("inf")}}, "action_space_type": "continuous"}
+    data = {"action_space": {**CONTINUOUS, "speed": {"low": 1, "high": float("inf")}},
+            "action_space_type": "continuous"}
     with pytest.raises(MetadataError, match="action_space.speed.high must be finite"):
         parse_metadata(data)
 

@@ -64,7 +64,8 @@ def test_inspect_lines_the_actions_up_under_their_headings(racer):
 def test_check_refuses_a_lidar_model_with_the_reason(racer, tmp_path):
     meta = json.loads(metadata_bytes())
     meta["sensor"] = ["FRONT_FACING_CAMERA", "LIDAR"]
-    path = write_tar(tmp_path / "lidar.tar.gz", {"model.pb": pb_bytes(), "model_metadata.json": json.dumps(meta).encode()})
+    path = write_tar(tmp_path / "lidar.tar.gz",
+                     {"model.pb": pb_bytes(), "model_metadata.json": json.dumps(meta).encode()})
     done = racer("check", str(path), "--json")
     assert done.returncode == 1
     assert json.loads(done.stdout) == {"ok": False, "reason": "model needs LIDAR; this car has one front camera"}
@@ -104,7 +105,8 @@ def test_convert_to_a_non_empty_directory_fails_cleanly(racer, tmp_path):
     (tmp_path / "out" / "keep").write_text("x")
     done = racer("convert", str(SAC_TAR), "--out", str(tmp_path / "out"), "--json")
     assert done.returncode == 1
-    assert json.loads(done.stdout) == {"ok": False, "reason": f"{tmp_path / 'out'} exists and is not an empty directory"}
+    assert json.loads(done.stdout) == {"ok": False,
+                                       "reason": f"{tmp_path / 'out'} exists and is not an empty directory"}
 
 
 @pytest.mark.parametrize("pb", [bytes(range(256)) * 8, b'node { name: "x" '], ids=["binary garbage", "broken text"])
@@ -137,7 +139,7 @@ def test_predict_json_on_the_fixture_frames(racer):
     result = json.loads(done.stdout)
     assert result["model"] == "deepracer_discrete_ppo" and [p["image"] for p in result["predictions"]] == frames
     actions = json.loads(metadata_bytes())["action_space"]
-    for entry, want in zip(result["predictions"], expected["discrete_ppo"]):
+    for entry, want in zip(result["predictions"], expected["discrete_ppo"], strict=True):
         assert np.abs(np.array(entry["output"]) - want).max() < 1e-5
         action = actions[entry["action"]]
         assert entry["action"] == int(want.argmax())
@@ -161,7 +163,8 @@ def test_predict_refuses_bad_pictures_before_writing_heatmaps(racer, tmp_path):
     text = tmp_path / "notes.png"
     text.write_text("not a picture")
     good = str(FRAMES_DIR / FRAMES[0])
-    cases = [(text, f"{text} is not an image OpenCV can read"), (tmp_path / "gone.png", f"no such picture: {tmp_path / 'gone.png'}")]
+    cases = [(text, f"{text} is not an image OpenCV can read"),
+             (tmp_path / "gone.png", f"no such picture: {tmp_path / 'gone.png'}")]
     for bad, reason in cases:
         done = racer("predict", str(PPO_TAR), good, str(bad), "--explain", str(tmp_path / "heat"), "--json")
         assert done.returncode == 1 and json.loads(done.stdout) == {"ok": False, "reason": reason}

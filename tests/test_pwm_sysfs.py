@@ -257,7 +257,8 @@ from hw.sysfs import PwmSysfsModel
 
 model = PwmSysfsModel(Path(sys.argv[1]))
 model.export_outputs()
-driver = PwmSysfsDriver(servo.load(sys.argv[2]), model.pwm_dir, files=model if sys.argv[3] == "model" else KernelFiles())
+driver = PwmSysfsDriver(servo.load(sys.argv[2]), model.pwm_dir,
+                        files=model if sys.argv[3] == "model" else KernelFiles())
 
 def outputs():
     return [model.attribute(0, "duty_cycle"), model.attribute(1, "duty_cycle"), model.attribute(0, "enable"),

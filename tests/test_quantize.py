@@ -51,7 +51,8 @@ def test_continuous_gate_bounds_the_decoded_change(algorithm, out, shift, max_er
     f32 = np.tile(np.array(out, np.float32), (100, 1))
     int8 = f32 + np.array(shift, np.float32)
     report = equivalence_gate(_replay(f32), _replay(int8), [None] * 100, meta)
-    assert report.max_error == pytest.approx(max_error, abs=1e-6) and report.p99_error == pytest.approx(max_error, abs=1e-6)
+    assert report.max_error == pytest.approx(max_error, abs=1e-6)
+    assert report.p99_error == pytest.approx(max_error, abs=1e-6)
     assert (report.passed, report.agreement) == (passed, None)
 
 
@@ -59,7 +60,7 @@ def test_simulator_inputs_follow_the_spec_and_the_seed():
     a = simulator_inputs(DEEPRACER_SPEC, 20, seed=1)
     assert len(a) == 20 and all(x.shape == (1, 120, 160, 1) and x.dtype == np.float32 for x in a)
     assert all(np.array_equal(x, x.round()) and x.min() >= 0 and x.max() <= 255 for x in a)  # 8-bit grey
-    assert all(np.array_equal(x, y) for x, y in zip(a, simulator_inputs(DEEPRACER_SPEC, 20, seed=1)))
+    assert all(np.array_equal(x, y) for x, y in zip(a, simulator_inputs(DEEPRACER_SPEC, 20, seed=1), strict=True))
     other = simulator_inputs(DEEPRACER_SPEC, 20, seed=2)
     assert not any(np.array_equal(x, y) for x in a for y in other)
     assert len({x.tobytes() for x in a}) == 20
@@ -110,7 +111,8 @@ def test_continuous_int8_reports_its_error_bound_and_writes_only_when_it_holds(t
         gate = result["int8_gate"]
         assert (gate["frames"], gate["agreement"], gate["bound"]) == (1000, None, {"max_error": 0.05})
         assert gate["passed"] and 0 < gate["p99_error"] <= gate["max_error"] <= 0.05
-        assert result["precision"] == "int8" and json.loads((out / "racer.json").read_text())["model"]["int8_gate"] == gate
+        assert result["precision"] == "int8"
+        assert json.loads((out / "racer.json").read_text())["model"]["int8_gate"] == gate
         assert f"INT8 moves steering/speed by at most {gate['max_error']:.4f}" in done.stderr
     else:
         assert result["reason"].startswith("INT8 moves steering/speed by at most ")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
+import ros_support  # noqa: F401  (first: without `make ros` it says so)
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = sorted(p.parent for p in (ROOT / "car" / "interfaces").glob("*/package.xml"))
@@ -59,8 +59,8 @@ def test_the_generated_class_has_the_fields_of_its_msg_file(msg):
     assert generated.get_fields_and_field_types() == expected
 
 
-# The stock deepracer_interfaces_pkg services racer answers (DEEPRACER_DEVICE.md): request --- response fields,
-# in order. A stock client's call matches only when names and types are these exactly.
+# The stock deepracer_interfaces_pkg services racer answers (docs/operators-guide.md section 8): request ---
+# response fields, in order. A stock client's call matches only when names and types are these exactly.
 STOCK_SERVICES = {
     "ActiveStateSrv": ({"state": "int8"}, {"error": "int32"}),
     "EnableStateSrv": ({"is_active": "boolean"}, {"error": "int32"}),

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
+import ros_support  # noqa: F401  (first: without `make ros` it says so)
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC
-from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
-from tests.dds_support import Monitor, assert_it_drives, driving_model, loopback_domain, wait_for
-from tests.test_launch import command_lines, launch, load_launch_file, run_nodes, stop_nodes
+from dds_support import Monitor, assert_it_drives, driving_model, loopback_domain, wait_for
+from test_launch import command_lines, launch, load_launch_file, run_nodes, stop_nodes
 
 pytestmark = pytest.mark.timeout(240)
 ON_CYCLONE = ("sim", "policy", "actuator")

@@ -13,14 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
-from tests.dds_support import PYTHON, driving_model, loopback_domain, wait_for
+import ros_support  # noqa: F401  (first: without `make ros` it says so)
+from dds_support import PYTHON, driving_model, loopback_domain, wait_for
 
-import rclpy  # noqa: E402
-from ackermann_msgs.msg import AckermannDriveStamped  # noqa: E402
-from deepracer_interfaces_pkg import srv  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+# rclpy only after ros_support, which turns a missing `make ros` into its one-line hint
+# isort: split
+import rclpy
+from ackermann_msgs.msg import AckermannDriveStamped
+from deepracer_interfaces_pkg import srv
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
 
 pytestmark = pytest.mark.timeout(420)
 SERVICES = {"/ctrl_pkg/vehicle_state": srv.ActiveStateSrv, "/ctrl_pkg/enable_state": srv.EnableStateSrv,

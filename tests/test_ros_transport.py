@@ -11,16 +11,17 @@ from pathlib import Path
 
 import pytest
 
+import ros_support  # noqa: F401  (first: without `make ros` it says so)
 from car.clock import WallClock
 from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, Time, drive_msg
-from car.transport.ros import (RosBus, RosUnavailable, _interface_class, _message_class, install_hint,
-                                ros_environment)
+from car.transport.ros import RosBus, RosUnavailable, _interface_class, _message_class, install_hint, ros_environment
 from car.transport.wire import CLOCK_TOPIC, WireType
-from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
-from tests.dds_support import PYTHON, loopback_domain, wait_for
+from dds_support import PYTHON, loopback_domain, wait_for
 
-from rclpy.node import NodeNameNonExistentError  # noqa: E402
-from rclpy.qos import DurabilityPolicy, ReliabilityPolicy  # noqa: E402
+# rclpy only after ros_support, which turns a missing `make ros` into its one-line hint
+# isort: split
+from rclpy.node import NodeNameNonExistentError
+from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +64,8 @@ def test_drive_commands_cross_between_nodes_with_the_topics_qos():
         wait_for(lambda: got, 10, "the command")
         assert got[0] == sent  # both values are exact in float32
         (drive_writer,) = actuator.node.get_publishers_info_by_topic(DRIVE_TOPIC)
-        assert drive_writer.node_name == "control" and drive_writer.topic_type == "ackermann_msgs/msg/AckermannDriveStamped"
+        assert drive_writer.node_name == "control"
+        assert drive_writer.topic_type == "ackermann_msgs/msg/AckermannDriveStamped"
         assert drive_writer.qos_profile.reliability == ReliabilityPolicy.RELIABLE
         assert drive_writer.qos_profile.deadline.nanoseconds == 50_000_000  # what the actuator's deadline matches
         (image_writer,) = actuator.node.get_publishers_info_by_topic(CAMERA_TOPIC)

@@ -4,12 +4,14 @@ import importlib
 import numpy as np
 import pytest
 
+import ros_support  # noqa: F401  (first: without `make ros` it says so)
 from car.messages import Image
 from car.transport.wire import wire_type
-from tests import ros_support  # noqa: F401  (first: without `make ros` it says so)
-from tests.test_dds_wire import MESSAGES, rosbags_message
+from test_dds_wire import MESSAGES, rosbags_message
 
-from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
+# rclpy only after ros_support, which turns a missing `make ros` into its one-line hint
+# isort: split
+from rclpy.serialization import deserialize_message, serialize_message
 
 
 def rclpy_class(ros_type: str) -> type:
@@ -66,5 +68,5 @@ def test_the_bytes_differ_at_most_in_padding():
     wire, msg = wire_type(topic), on_the_wire(topic)
     ours, theirs = wire.encode(msg), serialize_message(to_rclpy(rosbags_message(topic, msg), wire.ros_type))
     assert len(theirs) == len(ours) == 40  # encapsulation 4, stamp 8, frame_id "x" 4 + 2, padding 2, drive 5 x 4
-    differing = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
+    differing = [i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b]
     assert all(18 <= i < 20 for i in differing), differing  # the 2 bytes after "x\0"

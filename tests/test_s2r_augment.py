@@ -23,7 +23,8 @@ def test_presets_scale_the_change(frames):
         augment = Augmenter(preset, seed=0)
         out = [augment(f) for f in frames for _ in range(5)]
         assert all(o.shape == (120, 160, 3) and o.dtype == np.uint8 for o in out)
-        change[preset] = np.mean([np.abs(o.astype(int) - f).mean() for o, f in zip(out, np.repeat(frames, 5, 0))])
+        change[preset] = np.mean([np.abs(o.astype(int) - f).mean()
+                                  for o, f in zip(out, np.repeat(frames, 5, 0), strict=True)])
     assert change["none"] == 0.0
     assert change["light"] < change["default"] < change["strong"]
 
@@ -31,8 +32,8 @@ def test_presets_scale_the_change(frames):
 def test_same_seed_same_augmentation(frames):
     a, b, c = Augmenter("default", 3), Augmenter("default", 3), Augmenter("default", 4)
     first = [a(f) for f in frames]
-    assert all(np.array_equal(x, b(f)) for x, f in zip(first, frames))
-    assert not all(np.array_equal(x, c(f)) for x, f in zip(first, frames))
+    assert all(np.array_equal(x, b(f)) for x, f in zip(first, frames, strict=True))
+    assert not all(np.array_equal(x, c(f)) for x, f in zip(first, frames, strict=True))
 
 
 def test_bad_preset_and_bad_input():

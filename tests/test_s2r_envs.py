@@ -8,12 +8,18 @@ from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 
 from car.policy.preprocess import Preprocessor
-from sim2real.envs import (ENV_ID, ActionDelay, AugmentObservation, DeepRacerEnv, DomainRandomization,
-                           PreprocessObservation, make)
+from sim2real.envs import (
+    ENV_ID,
+    ActionDelay,
+    AugmentObservation,
+    DeepRacerEnv,
+    DomainRandomization,
+    PreprocessObservation,
+    make,
+)
 from sim2real.imitation import SPEC
 from sim2real.randomize import Randomization
-from sim2real.reward import (ParamsBuilder, RewardFunctionError, follow_centre_line, load_reward_function,
-                             reward)
+from sim2real.reward import ParamsBuilder, RewardFunctionError, follow_centre_line, load_reward_function, reward
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator
 
@@ -78,7 +84,7 @@ def test_step_gives_deepracer_params_to_the_reward_function():
 def test_driving_off_the_track_ends_the_episode_with_the_offtrack_flag():
     env = DeepRacerEnv("reinvent_base", random_start=False)
     env.reset(seed=0)
-    for step in range(300):
+    for _ in range(300):
         _, value, terminated, truncated, info = env.step(np.array([1.0, 1.0], np.float32))
         if terminated:
             break

@@ -6,11 +6,19 @@ import pytest
 import yaml
 
 from car.policy.bundle import load_bundle
-from s2r_cli import racer_s2r
 from car.policy.core import PolicyCore
-from sim2real.gap import (DomainsFileError, EvalConfig, NamedDomain, evaluate, format_table, held_out_tracks,
-                          load_domains, run_gap_evaluation, summarize, training_tracks)
-from sim2real.heldout import TEST_FILE
+from s2r_cli import racer_s2r
+from sim2real.gap import (
+    EvalConfig,
+    NamedDomain,
+    evaluate,
+    format_table,
+    held_out_tracks,
+    run_gap_evaluation,
+    summarize,
+    training_tracks,
+)
+from sim2real.heldout import TEST_FILE, DomainsFileError, load_domains
 from sim2real.imitation import ImitationConfig
 from sim2real.plots import gap_plot
 from sim2real.randomize import KNOBS
@@ -141,7 +149,8 @@ def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):
     domains = tmp_path / "domains.yaml"
     domains.write_text("- name: dim\n  light: 0.6\n")
     code = racer_s2r("eval", "--json", "--model", str(out / "none-s0" / "bundle"), "--domains", str(domains),
-                     "--tracks", "reinvent_base", "--starts", "1", "--max-speed", "0.8", "--out", str(tmp_path / "eval"))
+                     "--tracks", "reinvent_base", "--starts", "1", "--max-speed", "0.8",
+                     "--out", str(tmp_path / "eval"))
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out)

@@ -7,12 +7,12 @@ import pytest
 import yaml
 
 from racer.cli import main
+from racer.commands.train import TRAIN_TRACKS
 from sim2real.gap import held_out_tracks
 from sim2real.heldout import TEST_FILE, DomainsFileError, TestDistribution as Distribution, load_domains
 from sim2real.imitation import ImitationConfig
 from sim2real.randomize import Randomization, RandomizationError
 from sim2real.stats import auroc, wilson_interval
-from racer.commands.train import TRAIN_TRACKS
 
 
 @pytest.fixture(scope="module")

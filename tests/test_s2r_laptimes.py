@@ -1,3 +1,4 @@
+"""The lap-time table: the expert held to the max-speed setting, the model beside it."""
 import pytest
 
 from car.config import DEFAULT_MODEL

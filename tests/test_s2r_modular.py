@@ -11,9 +11,9 @@ import torch
 from browser.harness import start_car
 from car.messages import Header, Image, Time
 from car.policy.bundle import BundleError, load_bundle, save_bundle
+from car.policy.core import PolicyCore
 from car.policy.inference import Policy
 from car.policy.preprocess import frame_features
-from car.policy.core import PolicyCore
 from model_factory import CONTINUOUS, metadata
 from sim2real.export import export_bundle
 from sim2real.gap import VARIANTS, variant_config

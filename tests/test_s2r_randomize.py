@@ -5,8 +5,16 @@ import cv2
 import numpy as np
 import pytest
 
-from sim2real.randomize import (KNOBS, PRESETS, Domain, DomainSimulator, Randomization, RandomizationError,
-                                bench_sim_randomized, knob_named)
+from sim2real.randomize import (
+    KNOBS,
+    PRESETS,
+    Domain,
+    DomainSimulator,
+    Randomization,
+    RandomizationError,
+    bench_sim_randomized,
+    knob_named,
+)
 from sim2real.sim.render import CameraParams, SceneParams, draw_track_texture, ground_rays
 from sim2real.sim.sensor import Sensor, SensorParams
 from sim2real.sim.track import Track
@@ -41,7 +49,10 @@ def test_every_knob_is_documented_with_unit_nominal_and_ranges():
 
 def test_every_knob_changes_the_simulation():
     base = Domain()
-    parts = lambda d: (d.scene(SceneParams()), d.camera(CameraParams()), d.vehicle(VehicleParams()), d.sensor())
+
+    def parts(d: Domain) -> tuple:
+        return d.scene(SceneParams()), d.camera(CameraParams()), d.vehicle(VehicleParams()), d.sensor()
+
     for knob in KNOBS.values():
         value = knob.strong[1] if knob.strong[1] != knob.nominal else knob.strong[0]
         assert parts(Domain({knob.name: value})) != parts(base), knob.name
@@ -148,7 +159,10 @@ def test_light_knob_darkens_and_spots_and_shadows_change_the_floor(track):
 
 
 def test_wear_removes_paint_and_distractors_and_grain_mark_the_floor(track):
-    white = lambda img: (img.min(axis=2) > 180).mean()
+
+    def white(img: np.ndarray) -> float:
+        return (img.min(axis=2) > 180).mean()
+
     nominal = draw_track_texture(track, SceneParams()).image
     worn = draw_track_texture(track, Domain({"line_wear": 0.4}).scene(SceneParams())).image
     assert white(worn) == pytest.approx(0.6 * white(nominal), rel=0.15)

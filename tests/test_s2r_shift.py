@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from car.policy.decode import ActionDecoder
 from car.messages import Header, Image, Time
-from car.policy.metadata import parse_metadata
 from car.policy.core import PolicyCore
-from car.policy.preprocess import PreprocessSpec, Preprocessor
+from car.policy.decode import ActionDecoder
+from car.policy.metadata import parse_metadata
+from car.policy.preprocess import Preprocessor, PreprocessSpec
 from car.policy.shift import GRID, ShiftMonitor, region_means
 from sim2real.export import image_stats
 from sim2real.imitation import ACTION_SPACE, SPEC, sample_frames

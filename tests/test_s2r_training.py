@@ -9,12 +9,18 @@ import pytest
 from calibration.camera import CameraInfo, save_camera_info
 from car.console.uploads import folder_for
 from car.policy.bundle import load_bundle
-from car.policy.inference import Policy
 from racer.cli import main
 from racer.commands.train import done_line
 from sim2real.camera_matching import camera_from_info
 from sim2real.export import export_checkpoint
-from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, save_checkpoint, train_imitation, training_simulators
+from sim2real.imitation import (
+    ACTION_SPACE,
+    SPEC,
+    ImitationConfig,
+    save_checkpoint,
+    train_imitation,
+    training_simulators,
+)
 from sim2real.ppo import PPOConfig, train_ppo
 from sim2real.sim.render import CameraParams, ground_rays
 
@@ -36,7 +42,10 @@ def test_randomized_augmented_training_exports_its_statistics_through_the_gate(t
     x, _ = data.arrays()
     plain = train_imitation(ImitationConfig(tracks=("reinvent_base",), iterations=1, steps_per_iteration=150,
                                             epochs=1, seed=5, episode_steps=50), show_progress=False)[3].arrays()[0]
-    brightness = lambda frames: frames.mean(axis=(1, 2, 3)).std()
+
+    def brightness(frames: np.ndarray) -> float:
+        return frames.mean(axis=(1, 2, 3)).std()
+
     assert brightness(x[:150]) > 2 * brightness(plain)  # three domains and augmentation, not one world
 
     checkpoint = save_checkpoint(tmp_path / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history.iterations)

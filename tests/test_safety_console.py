@@ -8,11 +8,11 @@ import pytest
 
 from calibration import servo
 from car.actuators.maestro import MaestroDriver
-from car.policy.bundle import load_bundle
 from car.camera.capture import open_camera
 from car.console.auth import set_password
 from car.console.server import ConsoleOptions, start_console
 from car.console.state import StateDir
+from car.policy.bundle import load_bundle
 from car.policy.inference import Policy
 from racer.laptop.client import CarAddress, CarClient, KnownCars
 from test_failsafe import NEUTRAL, Car, bundle_dir, images, maestro, wait_until  # noqa: F401  (fixtures)
@@ -36,7 +36,8 @@ def car(tmp_path, bundle_dir, images, maestro):
                            runtime.graph.clock, {}, bundle.name, servo)
     runtime.local.closers.append(server.stop)
     runtime.local.start()
-    client = CarClient(CarAddress.parse(server.url), lambda: PASSWORD, lambda _: None, KnownCars(tmp_path / "cars.json"))
+    client = CarClient(CarAddress.parse(server.url), lambda: PASSWORD, lambda _: None,
+                       KnownCars(tmp_path / "cars.json"))
     assert wait_until(lambda: server.console.node.mode is not None)
     yield runtime, client
     runtime.stop()
@@ -51,8 +52,9 @@ def test_a_mode_race_never_leaves_the_raw_mapping_on_a_manual_command(car, maest
         answers = []
 
         def hit(method: str, path: str, body: dict | None) -> None:
-            barrier.wait()
-            answers.append(client.request(method, path, body).status)
+            # the threads are joined within this iteration, so they see its barrier and answers
+            barrier.wait()  # noqa: B023
+            answers.append(client.request(method, path, body).status)  # noqa: B023
 
         threads = [threading.Thread(target=hit, args=("POST", "/api/set_calibration_mode", None)),
                    threading.Thread(target=hit, args=("POST", "/api/drive_mode", {"drive_mode": "manual"}))]

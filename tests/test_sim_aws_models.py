@@ -13,7 +13,8 @@ from car.policy.preprocess import Preprocessor
 from sim2real.sim.render import Renderer
 from sim2real.sim.track import Track
 
-# Car poses (x m, y m, yaw rad) fitted to the Gazebo frames dr-demo-1..3 (the measured facts of the AWS simulator, DEEPRACER_SIM.md in the project notes).
+# Car poses (x m, y m, yaw rad) fitted to the Gazebo frames dr-demo-1..3 (docs/gap.md shows the frames beside
+# racer's renders at these poses; docs/simulator.md has the simulator's measured facts).
 POSES = {1: (5.009, 0.592, 0.011), 2: (5.052, 2.893, 2.760), 3: (1.401, 4.341, -2.623)}
 
 

@@ -1,3 +1,4 @@
+"""Simtrace reading and the steering-lag fit to a real AWS console evaluation, replayed open loop."""
 import math
 from pathlib import Path
 

@@ -1,3 +1,5 @@
+"""The simulator's camera: frame shape, where the border lines land, determinism, walls and sky, the
+track texture, and `racer sim render` / `fit-dynamics` on good and bad input."""
 import json
 import math
 from pathlib import Path

@@ -1,3 +1,5 @@
+"""The AWS simulator's rules: where an episode goes off track, action speed times the max-speed
+setting, and AWS exports evaluated and demoed under them."""
 import csv
 import json
 import subprocess

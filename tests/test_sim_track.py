@@ -1,3 +1,5 @@
+"""The official tracks: lengths and directions, projection onto the centre line, on/off track, the
+start pose, and agreement with real DeepRacer simtraces."""
 import csv
 import math
 from pathlib import Path

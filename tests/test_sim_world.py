@@ -1,5 +1,8 @@
+"""The simulated world: the expert laps every track, lap counting and progress, the vehicle's dynamics
+(delay, steering lag, bicycle geometry, step independence), and the sim actuator and camera."""
 import math
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -40,7 +43,7 @@ def test_expert_completes_a_lap_on_every_closed_track(name):
     assert track.length / 2.5 < last.lap_time < track.length / 1.0
     assert max(i.speed for i in infos) < 2.5
     progress = [i.progress for i in infos]
-    assert all(b >= a for a, b in zip(progress, progress[1:]))
+    assert all(b >= a for a, b in pairwise(progress))
 
 
 def test_expert_reaches_the_end_of_the_open_track():
@@ -49,7 +52,7 @@ def test_expert_reaches_the_end_of_the_open_track():
     infos = drive_expert(sim, PurePursuitExpert(track), max_time=10.0)
     assert infos[-1].lap_completed and infos[-1].progress == 100.0
     assert 2.0 < infos[-1].lap_time < 6.0
-    assert all(b.progress >= a.progress for a, b in zip(infos, infos[1:]))
+    assert all(b.progress >= a.progress for a, b in pairwise(infos))
 
 
 def test_expert_recovers_from_off_centre_starts():
@@ -158,7 +161,7 @@ def test_progress_never_decreases_within_a_lap_when_the_car_backs_up():
     back = [sim.step() for _ in range(15)]
     assert back[-1].s < ahead[-1].s - 0.5
     progress = [i.progress for i in ahead + back]
-    assert all(b >= a for a, b in zip(progress, progress[1:]))
+    assert all(b >= a for a, b in pairwise(progress))
     assert progress[-1] == pytest.approx(max(progress)) and progress[-1] > 5.0
 
 

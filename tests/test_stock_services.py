@@ -11,17 +11,35 @@ import pytest
 import calibration.servo as servo
 from car.clock import SimClock
 from car.control.commands import CommandError
-from car.stock_services.ctrl_pkg import (LOADING_KEY, MODEL_STATUS, ControlServices, autonomous_throttle,
-                                            car_cal, cal_type, ctrl_modes, enable_state, updated_calibration,
-                                            vehicle_state)
 from car.graph.multiprocess import ControlProcess
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, DiagnosticArray,
-                          DiagnosticStatus, Header, KeyValue, Time, drive_msg)
+from car.messages import (
+    CAMERA_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    DRIVE_TOPIC,
+    POLICY_TOPIC,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Header,
+    KeyValue,
+    Time,
+    drive_msg,
+)
 from car.policy.bundle import load_bundle
 from car.policy.core import PolicyCore
 from car.policy.inference import Policy
-from car.stock_services.inference_pkg import (LOAD_MODEL, MODEL_STATE, ModelLoadService, model_folder,
-                                             named_folder)
+from car.stock_services.ctrl_pkg import (
+    LOADING_KEY,
+    MODEL_STATUS,
+    ControlServices,
+    autonomous_throttle,
+    cal_type,
+    car_cal,
+    ctrl_modes,
+    enable_state,
+    updated_calibration,
+    vehicle_state,
+)
+from car.stock_services.inference_pkg import LOAD_MODEL, MODEL_STATE, ModelLoadService, model_folder, named_folder
 from car.transport.local import LocalBus
 from car.transport.wire import COMMAND_TOPIC
 

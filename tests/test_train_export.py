@@ -8,8 +8,8 @@ from car.policy.bundle import load_bundle
 from car.policy.decode import ActionDecoder
 from car.policy.inference import Policy
 from car.policy.metadata import parse_metadata
-from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, expert_targets, sample_frames, train_imitation
 from sim2real.export import check_equivalence, export_bundle
+from sim2real.imitation import ACTION_SPACE, SPEC, ImitationConfig, expert_targets, sample_frames, train_imitation
 from sim2real.sim.vehicle import VehicleParams
 
 

@@ -33,7 +33,6 @@ PASSWORD = "estop-probe-password-7"
 def aws_archive(work: Path) -> Path:
     sys.path.insert(0, str(REPO / "tests"))
     from aws_models import sample_model_dir
-
     from car.policy.archive import write_tar_gz
 
     model = sample_model_dir() / "model"
@@ -119,7 +118,7 @@ def main() -> int:
                     break
                 except Exception:
                     if time.monotonic() > deadline or car.poll() is not None:
-                        raise SystemExit(f"the car did not start:\n{(work / 'car.log').read_text()[-2000:]}")
+                        raise SystemExit(f"the car did not start:\n{(work / 'car.log').read_text()[-2000:]}") from None
                     time.sleep(0.5)
             bearer = client.known.get(client.address.key)["token"]
             runs = []

@@ -16,7 +16,7 @@ from typing import Any
 
 from car.actuators.base import ActuatorFault, Driver
 from car.control.core import CALIBRATION_FRAME, ControlParams
-from car.messages import AckermannDriveStamped, DiagnosticStatus, KeyValue, ERROR, OK
+from car.messages import ERROR, OK, AckermannDriveStamped, DiagnosticStatus, KeyValue
 
 
 class ActuatorCore:
@@ -38,10 +38,11 @@ class ActuatorCore:
         self._safe(self.driver.neutral)
 
     @classmethod
-    def from_params(cls, driver: Driver, params: dict[str, dict[str, Any]]) -> "ActuatorCore":
+    def from_params(cls, driver: Driver, params: dict[str, dict[str, Any]]) -> ActuatorCore:
         """The same vehicle constants as control, and the actuator's own timeout, from the parameter file."""
         cp = ControlParams.from_params(params)
-        return cls(driver, cp.max_steering_rad, cp.max_speed_mps, float(params.get("actuator", {}).get("timeout_s", 0.25)))
+        timeout_s = float(params.get("actuator", {}).get("timeout_s", 0.25))
+        return cls(driver, cp.max_steering_rad, cp.max_speed_mps, timeout_s)
 
     def on_drive(self, msg: AckermannDriveStamped, now: float) -> None:
         with self.lock:

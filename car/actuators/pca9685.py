@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import errno
 import time
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from smbus2 import SMBus
 

@@ -10,7 +10,8 @@ block) holding the most connections, one without a whole request head before one
 first; when that one would be the newcomer itself, or every other connection counted against the
 cap is authenticated, the newcomer is refused. So a stranger's churn only evicts strangers, and
 the owner's new connection gets in. A connection must send a whole request head within
-`header_timeout_s`, cut to `pressed_header_timeout_s` once half the connections are taken. `GuardedWebSocketProtocol` closes a socket that pings more than `pings_per_s` a second or
+`header_timeout_s`, cut to `pressed_header_timeout_s` once half the connections are taken.
+`GuardedWebSocketProtocol` closes a socket that pings more than `pings_per_s` a second or
 whose writes back up past the transport's high-water mark (pongs are otherwise written with no
 flow control). A rate-limited loop exception handler keeps a storm of accept errors (EMFILE) from
 filling the disk with tracebacks.

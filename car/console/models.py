@@ -22,8 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from car.console.errors import ApiError
-from car.policy.bundle import (METADATA_FILE, BundleError, ModelFiles, file_sha256, find_model, load_bundle,
-                               unrunnable_reason)
+from car.policy.bundle import (
+    METADATA_FILE,
+    BundleError,
+    ModelFiles,
+    file_sha256,
+    find_model,
+    load_bundle,
+    unrunnable_reason,
+)
 from car.policy.inference import Policy
 from car.policy.metadata import MetadataError, ModelMetadata, load_metadata
 from car.policy.sandbox import SandboxLimits, check_bundle
@@ -210,8 +217,9 @@ class ModelStore:
         self.prune_cache()
 
     def prune_cache(self) -> None:
-        """Remove converted IR (cache/ir/<openvino>/<pb sha256>-<cut>) whose frozen graph no model
-        here has. (OpenVINO's compiled blobs are keyed by its own hashes and only speed up loads.)"""
+        """Remove converted IR (cache/ir/<openvino>/<pb sha256>-<cut>) whose frozen graph no model here has.
+
+        OpenVINO's compiled blobs are keyed by its own hashes and only speed up loads."""
         used = set()
         for path in [*self._installed(), *([self.startup] if self.startup else [])]:
             with_pb = _frozen_graph(path)

@@ -18,8 +18,7 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -32,8 +31,19 @@ from car.console.errors import ApiError
 from car.control.commands import FIELDS, command_json
 from car.control.core import ControlParams
 from car.control.modes import Mode
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_TOPIC, TELEOP_TOPIC,
-                          AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Image, Time, drive_msg)
+from car.messages import (
+    CAMERA_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    DRIVE_TOPIC,
+    POLICY_TOPIC,
+    TELEOP_TOPIC,
+    AckermannDriveStamped,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Image,
+    Time,
+    drive_msg,
+)
 from car.transport import NodeBus
 from car.transport.wire import COMMAND_TOPIC, MODEL_TOPIC
 
@@ -121,7 +131,7 @@ class ConsoleNode:
     def request(self, name: str, *args: Any) -> Future[str]:
         """Send control the command `name` with `args` (in car.control.commands.FIELDS order); the
         future resolves to control's answer, "ok" or its reason for refusing."""
-        fields = dict(zip(FIELDS[name], args))
+        fields = dict(zip(FIELDS[name], args, strict=False))
         return self._ask("command", self._control, lambda request_id: command_json(name, id=request_id, **fields))
 
     def _settle(self, future: Future[str], timeout_s: float, what: str) -> None:
@@ -251,4 +261,5 @@ class ConsoleNode:
             return None
         times = status.value("lap_times") or ""
         return {"progress": _float(status.value("progress")), "laps": int(status.value("laps") or 0),
-                "lap_times": [float(t) for t in times.split(",") if t], "off_track": status.value("off_track") == "true"}
+                "lap_times": [float(t) for t in times.split(",") if t],
+                "off_track": status.value("off_track") == "true"}

@@ -20,6 +20,7 @@ from typing import Any
 
 import uvicorn
 
+from car.clock import Clock
 from car.console.app import Console, create_app
 from car.console.auth import Auth, ensure_password
 from car.console.calibration import CalibrationFormat, CalibrationService
@@ -30,7 +31,6 @@ from car.console.node import ConsoleNode
 from car.console.state import StateDir, remove_temporary
 from car.console.tls import LOOPBACK_NAMES, ensure_certificate, is_loopback
 from car.console.uploads import UploadLimits, remove_stale
-from car.clock import Clock
 from car.transport import NodeBus
 
 log = logging.getLogger("racer.console")
@@ -91,7 +91,7 @@ class ConsoleServer:
         asyncio.get_running_loop().set_exception_handler(self.errors)
         await self.server.serve(sockets=[self.sock])
 
-    def start(self) -> "ConsoleServer":
+    def start(self) -> ConsoleServer:
         self._thread.start()
         if self.advertisement is not None:
             threading.Thread(target=self.advertisement.start, name="mdns", daemon=True).start()

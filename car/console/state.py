@@ -57,7 +57,7 @@ class StateDir:
     def calibration(self) -> Path:
         return self.root / "calibration.json"
 
-    def create(self) -> "StateDir":
+    def create(self) -> StateDir:
         for path in (self.root, self.secrets, self.tls):
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(0o700)

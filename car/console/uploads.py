@@ -5,7 +5,8 @@ nothing reaches the model folder before the bundle has loaded, compiled and run 
 to a finite output in the sandbox (car.policy.sandbox: a child process with a memory cap and a
 time limit, so a hostile model cannot freeze or kill the car). Each step works inside the state
 directory's uploads/ folder and the install is one atomic rename (or exchange), so a failure at
-any point leaves the installed models as they were; what a crash leaves in uploads/ is removed at the next start. One upload runs at a
+any point leaves the installed models as they were; what a crash leaves in uploads/ is removed at the
+next start. One upload runs at a
 time, within a wall-clock limit, and its file name is checked from the part's headers, before any
 of the body is stored: spaces become `_` as on the stock console, anything else unsafe is refused.
 """

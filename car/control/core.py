@@ -8,8 +8,7 @@ from typing import Any
 from car.control.modes import EMERGENCY_STOP, Mode, ModeState
 from car.control.mux import Mux
 from car.control.watchdog import Watchdog
-from car.messages import (AckermannDrive, AckermannDriveStamped, DiagnosticStatus, Header, KeyValue, Time,
-                          ERROR, OK)
+from car.messages import ERROR, OK, AckermannDrive, AckermannDriveStamped, DiagnosticStatus, Header, KeyValue, Time
 
 
 @dataclass(frozen=True)
@@ -23,7 +22,7 @@ class ControlParams:
     max_speed_mps: float = 4.0
 
     @classmethod
-    def from_params(cls, params: dict[str, dict[str, Any]]) -> "ControlParams":
+    def from_params(cls, params: dict[str, dict[str, Any]]) -> ControlParams:
         """The control section of the parameter file (car.config.load_params); other keys are other nodes'."""
         return cls(**{k: v for k, v in params.get("control", {}).items() if k in cls.__dataclass_fields__})
 

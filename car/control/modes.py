@@ -94,7 +94,8 @@ class ModeState:
             self.latch = Latch(reason, now)
 
     def rearm(self) -> bool:
-        """A user action that is not `start` (zero-throttle teleop, a calibration step): clears a latch but an e-stop."""
+        """A user action that is not `start` (zero-throttle teleop, a calibration step): clears a latch but
+        an e-stop."""
         if self.latch is not None and not self.latch.emergency:
             self.latch = None
         return self.latch is None

@@ -18,8 +18,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_INPUT_TOPIC, POLICY_OUTPUT_TOPIC,
-                          POLICY_TOPIC, DiagnosticArray, DiagnosticStatus)
+from car.messages import (
+    CAMERA_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    DRIVE_TOPIC,
+    POLICY_INPUT_TOPIC,
+    POLICY_OUTPUT_TOPIC,
+    POLICY_TOPIC,
+    DiagnosticArray,
+    DiagnosticStatus,
+)
 from car.transport.wire import SIM_POSE_TOPIC, SIM_TRACK_TOPICS
 
 log = logging.getLogger("racer.foxglove")

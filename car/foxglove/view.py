@@ -24,8 +24,17 @@ import cv2
 import numpy as np
 from foxglove import messages as fm
 
-from car.messages import (AckermannDriveStamped, DiagnosticArray, DiagnosticStatus, Float32MultiArray, Image,
-                          PolygonStamped, PoseStamped, Time, ERROR)
+from car.messages import (
+    ERROR,
+    AckermannDriveStamped,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Float32MultiArray,
+    Image,
+    PolygonStamped,
+    PoseStamped,
+    Time,
+)
 from car.policy.introspect import DISCRETE_LABEL
 from car.transport.wire import SIM_FRAME, SIM_TRACK_TOPICS
 
@@ -109,8 +118,8 @@ class FoxgloveView:
     @staticmethod
     def drive(msg: AckermannDriveStamped) -> dict[str, Any]:
         steering = float(msg.drive.steering_angle)
-        return {"stamp": msg.header.stamp.to_seconds(), "steering_rad": steering, "steering_deg": math.degrees(steering),
-                "speed_mps": float(msg.drive.speed)}
+        return {"stamp": msg.header.stamp.to_seconds(), "steering_rad": steering,
+                "steering_deg": math.degrees(steering), "speed_mps": float(msg.drive.speed)}
 
     def diagnostics(self, msg: DiagnosticArray) -> dict[str, dict[str, Any]]:
         """The control status and the domain shift after this array (channel -> message)."""

@@ -4,12 +4,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from car.clock import Clock
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_INPUT_TOPIC, POLICY_OUTPUT_TOPIC,
-                          POLICY_TOPIC, TELEOP_TOPIC, ERROR, AckermannDriveStamped, DiagnosticArray, DiagnosticStatus,
-                          Header, Image, Time)
 from car.actuators.core import ActuatorCore
+from car.clock import Clock
 from car.control.core import ControlCore
+from car.messages import (
+    CAMERA_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    DRIVE_TOPIC,
+    ERROR,
+    POLICY_INPUT_TOPIC,
+    POLICY_OUTPUT_TOPIC,
+    POLICY_TOPIC,
+    TELEOP_TOPIC,
+    AckermannDriveStamped,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Header,
+    Image,
+    Time,
+)
 from car.policy.core import PolicyCore
 from car.policy.introspect import input_image, output_array
 

@@ -20,10 +20,11 @@ import shutil
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Iterator, Mapping
+from typing import IO
 
 MAX_MEMBERS = 1000
 # the largest real DeepRacer model is ~23 MB, with the IR a stock car converted it to ~47 MB
@@ -113,13 +114,15 @@ def _reading(path: Path, max_members: int, max_bytes: int) -> Iterator[tarfile.T
             yield tar
     except gzip.BadGzipFile as exc:
         bad_header = str(exc).startswith("Not a gzipped file")
-        raise ArchiveError("not a .tar.gz archive (no gzip header)" if bad_header else "archive is corrupt (gzip check failed)") from None
+        raise ArchiveError("not a .tar.gz archive (no gzip header)" if bad_header
+                           else "archive is corrupt (gzip check failed)") from None
     except EOFError:
         raise ArchiveError("archive is truncated") from None
     except zlib.error:
         raise ArchiveError("archive is corrupt (bad gzip data)") from None
     except tarfile.ReadError as exc:
-        reason = "archive is truncated" if "unexpected end" in str(exc) else "not a .tar.gz archive (no tar inside the gzip)"
+        reason = ("archive is truncated" if "unexpected end" in str(exc)
+                  else "not a .tar.gz archive (no tar inside the gzip)")
         raise ArchiveError(reason) from None
 
 

@@ -16,9 +16,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import openvino as ov
@@ -40,11 +41,6 @@ PPO_SCOPE = "main_level/agent/main/online"
 SAC_SCOPE = "main_level/agent/policy/online"
 PPO_OUTPUT = f"{PPO_SCOPE}/network_1/ppo_head_0/policy"
 SAC_OUTPUT = f"{SAC_SCOPE}/network_0/sac_policy_head_0/policy"
-
-
-def bundle_name(source: Path) -> str:
-    """A bundle's name: its directory's, or its archive's without .tar.gz / .tgz."""
-    return re.sub(r"\.(tar\.gz|tgz)$", "", source.resolve().name)
 
 
 class BundleError(ValueError):
@@ -175,7 +171,7 @@ class RacerInfo:
                 "stats": self.stats, "model": self.info}
 
     @classmethod
-    def from_json(cls, data: Any) -> "RacerInfo":
+    def from_json(cls, data: Any) -> RacerInfo:
         if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{RACER_FILE}: format must be {BUNDLE_FORMAT!r}")
         version = data.get("version")
@@ -250,7 +246,7 @@ def frozen_graph_io(pb: Path, metadata: ModelMetadata, spec: PreprocessSpec) -> 
     placeholder = graph.get_partial_shape(inputs[tensor])
     expected = spec.input_shape()
     if placeholder.rank.is_static and len(placeholder) == len(expected):
-        shape = tuple(d.get_length() if d.is_static else e for d, e in zip(placeholder, expected))
+        shape = tuple(d.get_length() if d.is_static else e for d, e in zip(placeholder, expected, strict=True))
     else:
         shape = expected
     if graph.get_place_by_tensor_name(f"{output}:0") is not None:
@@ -400,7 +396,8 @@ class Bundle:
         racer bundles carry their training's preprocessing in racer.json, so they refuse this.
         """
         if self.is_racer_bundle:
-            raise BundleError(f"{self.name} carries its own preprocessing ({RACER_FILE}); presets are for AWS DeepRacer exports")
+            raise BundleError(f"{self.name} carries its own preprocessing ({RACER_FILE}); "
+                              "presets are for AWS DeepRacer exports")
         if preset not in DEEPRACER_PRESETS:
             raise BundleError(f"unknown preprocessing {preset!r}; choose from {', '.join(DEEPRACER_PRESETS)}")
         self.spec = dataclasses.replace(DEEPRACER_PRESETS[preset], input_name=self.spec.input_name)
@@ -459,7 +456,8 @@ class Bundle:
         size = int(np.prod(shape.to_shape()))
         need = self.metadata.output_size()
         if size != need:
-            what = f"{need} discrete actions" if self.metadata.discrete else "2 (steering, speed) for a continuous action space"
+            what = (f"{need} discrete actions" if self.metadata.discrete
+                    else "2 (steering, speed) for a continuous action space")
             raise BundleError(f"model gives {size} outputs but model_metadata.json needs {what}")
         return _node(port.get_any_name()), size
 
@@ -503,14 +501,15 @@ class Bundle:
         xml = self.files.shipped_ir
         if xml is None:
             return None
-        return {"file": xml.relative_to(self.root).as_posix(), "used": self._ir == xml, "reason": self.shipped_ir_reason}
+        return {"file": xml.relative_to(self.root).as_posix(), "used": self._ir == xml,
+                "reason": self.shipped_ir_reason}
 
     def close(self) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> "Bundle":
+    def __enter__(self) -> Bundle:
         return self
 
     def __exit__(self, *exc: object) -> None:

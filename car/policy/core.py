@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from car.messages import AckermannDrive, AckermannDriveStamped, DiagnosticStatus, Header, Image, KeyValue, ERROR, OK
+from car.messages import ERROR, OK, AckermannDrive, AckermannDriveStamped, DiagnosticStatus, Header, Image, KeyValue
 from car.policy.decode import ActionDecoder, Decoded
 from car.policy.metadata import ModelMetadata
-from car.policy.preprocess import PreprocessSpec, Preprocessor
+from car.policy.preprocess import Preprocessor, PreprocessSpec
 from car.policy.shift import ShiftMonitor
 
 
@@ -69,7 +69,7 @@ class PolicyCore:
                 ShiftMonitor.from_stats(model.stats, model.spec))
 
     @classmethod
-    def for_model(cls, model: PolicyModel, max_steering_rad: float, max_speed_mps: float) -> "PolicyCore":
+    def for_model(cls, model: PolicyModel, max_steering_rad: float, max_speed_mps: float) -> PolicyCore:
         infer, preprocessor, decoder, shift = cls._parts(model)
         return cls(infer, preprocessor, decoder, max_steering_rad, max_speed_mps, shift, model.uncertainty)
 

@@ -15,12 +15,13 @@ import re
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 # glog/absl line prefix `E0000 00:00:1796028293.657027   11291 file.cc:417] ` and absl's notice
 # that it has not been initialised, which precedes the first such line in a process.
-NATIVE_LOG_LINE = re.compile(rb"^([IWEF]\d{4} \d+:\d+:\d+\.\d+ +\d+ [^ \]]+:\d+\] |WARNING: All log messages before absl::)")
+NATIVE_LOG_LINE = re.compile(rb"^([IWEF]\d{4} \d+:\d+:\d+\.\d+ +\d+ [^ \]]+:\d+\] "
+                             rb"|WARNING: All log messages before absl::)")
 
 _lock = threading.Lock()
 

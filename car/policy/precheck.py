@@ -111,7 +111,8 @@ class _Budget:
     def node(self) -> None:
         self.nodes += 1
         if self.nodes > self.max_nodes:
-            raise PrecheckError(f"{self.name} has more than {self.max_nodes} nodes; a DeepRacer policy has a few hundred")
+            raise PrecheckError(f"{self.name} has more than {self.max_nodes} nodes; "
+                                "a DeepRacer policy has a few hundred")
 
     def constant(self, dims: list[int], item: int) -> None:
         """A tensor of shape `dims` (negative = unknown, counted as 0), `item` bytes per element."""

@@ -76,10 +76,10 @@ class PreprocessSpec:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "PreprocessSpec":
+    def from_json(cls, data: dict[str, Any]) -> PreprocessSpec:
         if not isinstance(data, dict):
             raise ValueError("preprocess: expected an object")
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"preprocess: unknown key(s) {', '.join(unknown)}")

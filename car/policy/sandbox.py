@@ -55,7 +55,8 @@ def _cut(text: str) -> str:
     return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS - 3] + "..."
 
 
-def check_bundle(root: Path, ir_cache: Path, compiled_cache: Path, limits: SandboxLimits = SandboxLimits()) -> SandboxResult:
+def check_bundle(root: Path, ir_cache: Path, compiled_cache: Path,
+                 limits: SandboxLimits = SandboxLimits()) -> SandboxResult:
     """Run the checks on the unpacked bundle at `root` in a limited child; never raises for the model's sake."""
     with tempfile.TemporaryDirectory(prefix="sandbox-") as work:
         result_file, output = Path(work) / "result.json", Path(work) / "output.txt"

@@ -6,8 +6,9 @@ would carry and runs through control's one request path (`ControlProcess.request
 state machine applies, and the answer appears on /diagnostics as for any other sender. The calibration
 is control's (it owns what the actuator applies): read and set here, in calibration mode only.
 
-Meanings as on the stock car (field lists in DEEPRACER_DEVICE.md): `state` 0 manual, 1 autonomous,
-2 calibration; `cal_type` 0 steering servo, 1 motor (ESC), values in ns as in calibration.json;
+Meanings as on the stock car (fields in car/interfaces/deepracer_interfaces_pkg/srv/, the services in
+docs/operators-guide.md section 8): `state` 0 manual, 1 autonomous, 2 calibration; `cal_type` 0 steering
+servo, 1 motor (ESC), values in ns as in calibration.json;
 `error` 0 = done, 1 = refused or failed (the stock value), the reason in the log and on /diagnostics.
 The mappings below are pure (request fields in, command or response fields out); `ControlServices`
 is the thin adapter onto a bus that serves ROS 2 services (`car.transport.ros.RosBus.serve`).

@@ -3,10 +3,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, POLICY_INPUT_TOPIC, POLICY_OUTPUT_TOPIC,
-                          POLICY_TOPIC, TELEOP_TOPIC)
-from car.transport.wire import (CALIBRATION_TOPIC, CLOCK_TOPIC, COMMAND_TOPIC, MODEL_TOPIC, SIM_CAMERA_TOPIC,
-                                SIM_POSE_TOPIC, SIM_SERVO_TOPIC, SIM_TRACK_TOPICS)
+from car.messages import (
+    CAMERA_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    DRIVE_TOPIC,
+    POLICY_INPUT_TOPIC,
+    POLICY_OUTPUT_TOPIC,
+    POLICY_TOPIC,
+    TELEOP_TOPIC,
+)
+from car.transport.wire import (
+    CALIBRATION_TOPIC,
+    CLOCK_TOPIC,
+    COMMAND_TOPIC,
+    MODEL_TOPIC,
+    SIM_CAMERA_TOPIC,
+    SIM_POSE_TOPIC,
+    SIM_SERVO_TOPIC,
+    SIM_TRACK_TOPICS,
+)
 
 
 @dataclass(frozen=True)
@@ -38,5 +53,5 @@ TOPIC_QOS: dict[str, TopicQos] = {
     POLICY_INPUT_TOPIC: SENSOR,
     POLICY_OUTPUT_TOPIC: SENSOR,
     SIM_POSE_TOPIC: SENSOR,
-    **{topic: SENSOR for topic in SIM_TRACK_TOPICS.values()},
+    **dict.fromkeys(SIM_TRACK_TOPICS.values(), SENSOR),
 }

@@ -43,10 +43,12 @@ class RosUnavailable(RuntimeError):
 def install_hint(package: str) -> str:
     """What installs ROS 2 package `package` (an import name such as `ackermann_msgs`) for racer."""
     own = INTERFACES / package
-    venv = f"`make ros` builds it into racer's venv from {own}" if own.is_dir() else "`make ros` installs it into racer's venv"
+    venv = (f"`make ros` builds it into racer's venv from {own}" if own.is_dir()
+            else "`make ros` installs it into racer's venv")
     if package in NOT_IN_ROS:
         return f"{venv}; on a ROS 2 install, build that folder with colcon"
-    return f"{venv}; on a ROS 2 install, apt install ros-{os.environ.get('ROS_DISTRO', 'jazzy')}-{package.replace('_', '-')}"
+    distro = os.environ.get("ROS_DISTRO", "jazzy")
+    return f"{venv}; on a ROS 2 install, apt install ros-{distro}-{package.replace('_', '-')}"
 
 
 def _interface_class(ros_type: str) -> type:

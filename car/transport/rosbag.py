@@ -1,7 +1,7 @@
 """The rosbag2 type store of the car's messages: what the recorder writes with and `bag:PATH` reads with."""
 from __future__ import annotations
 
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 EXTRA_TYPES = {

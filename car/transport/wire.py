@@ -15,10 +15,30 @@ import numpy as np
 from cyclonedds.idl import IdlStruct
 from cyclonedds.idl.types import float32, float64, int32, sequence, uint8, uint32
 
-from car.messages import (CAMERA_TOPIC, DIAGNOSTICS_TOPIC, DRIVE_TOPIC, IMAGE_ENCODINGS, POLICY_INPUT_TOPIC,
-                          POLICY_OUTPUT_TOPIC, POLICY_TOPIC, TELEOP_TOPIC, AckermannDrive, AckermannDriveStamped,
-                          DiagnosticArray, DiagnosticStatus, Float32MultiArray, Header, Image, KeyValue,
-                          MultiArrayDimension, Point, PolygonStamped, PoseStamped, Quaternion, Time)
+from car.messages import (
+    CAMERA_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    DRIVE_TOPIC,
+    IMAGE_ENCODINGS,
+    POLICY_INPUT_TOPIC,
+    POLICY_OUTPUT_TOPIC,
+    POLICY_TOPIC,
+    TELEOP_TOPIC,
+    AckermannDrive,
+    AckermannDriveStamped,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Float32MultiArray,
+    Header,
+    Image,
+    KeyValue,
+    MultiArrayDimension,
+    Point,
+    PolygonStamped,
+    PoseStamped,
+    Quaternion,
+    Time,
+)
 
 CLOCK_TOPIC = "/clock"
 COMMAND_TOPIC = "/control/command"
@@ -315,19 +335,21 @@ def _plain_drive(msg: AckermannDriveStampedMsg) -> AckermannDriveStamped:
 
 def _diagnostics(msg: DiagnosticArray) -> DiagnosticArrayMsg:
     return DiagnosticArrayMsg(_header(msg.header), [
-        DiagnosticStatusMsg(s.level, s.name, s.message, s.hardware_id, [KeyValueMsg(kv.key, kv.value) for kv in s.values])
+        DiagnosticStatusMsg(s.level, s.name, s.message, s.hardware_id,
+                            [KeyValueMsg(kv.key, kv.value) for kv in s.values])
         for s in msg.status])
 
 
 def _plain_diagnostics(msg: DiagnosticArrayMsg) -> DiagnosticArray:
     return DiagnosticArray(_plain_header(msg.header), tuple(
-        DiagnosticStatus(s.level, s.name, s.message, s.hardware_id, tuple(KeyValue(kv.key, kv.value) for kv in s.values))
+        DiagnosticStatus(s.level, s.name, s.message, s.hardware_id,
+                         tuple(KeyValue(kv.key, kv.value) for kv in s.values))
         for s in msg.status))
 
 
 def _multiarray(msg: Float32MultiArray) -> Float32MultiArrayMsg:
-    return Float32MultiArrayMsg(MultiArrayLayoutMsg([MultiArrayDimensionMsg(d.label, d.size, d.stride) for d in msg.dim],
-                                                    msg.data_offset), list(msg.data))
+    dims = [MultiArrayDimensionMsg(d.label, d.size, d.stride) for d in msg.dim]
+    return Float32MultiArrayMsg(MultiArrayLayoutMsg(dims, msg.data_offset), list(msg.data))
 
 
 def _plain_multiarray(msg: Float32MultiArrayMsg) -> Float32MultiArray:
@@ -391,8 +413,8 @@ DIAGNOSTICS = _idl_type("diagnostic_msgs/msg/DiagnosticArray", DiagnosticArrayMs
 CLOCK = _idl_type("rosgraph_msgs/msg/Clock", ClockMsg, lambda t: ClockMsg(_time(t)),
                   lambda m: Time(m.clock.sec, m.clock.nanosec))
 STRING = _idl_type("std_msgs/msg/String", StringMsg, StringMsg, lambda m: m.data)
-SERVO = _idl_type("deepracer_interfaces_pkg/msg/ServoCtrlMsg", ServoCtrlMsg, lambda s: ServoCtrlMsg(s.angle, s.throttle),
-                  lambda m: ServoCtrl(m.angle, m.throttle))
+SERVO = _idl_type("deepracer_interfaces_pkg/msg/ServoCtrlMsg", ServoCtrlMsg,
+                  lambda s: ServoCtrlMsg(s.angle, s.throttle), lambda m: ServoCtrl(m.angle, m.throttle))
 MULTIARRAY = _idl_type("std_msgs/msg/Float32MultiArray", Float32MultiArrayMsg, _multiarray, _plain_multiarray)
 POSE = _idl_type("geometry_msgs/msg/PoseStamped", PoseStampedMsg, _pose, _plain_pose)
 POLYGON = _idl_type("geometry_msgs/msg/PolygonStamped", PolygonStampedMsg, _polygon, _plain_polygon)
@@ -412,7 +434,7 @@ TOPIC_TYPES: dict[str, WireType] = {
     POLICY_INPUT_TOPIC: IMAGE,
     POLICY_OUTPUT_TOPIC: MULTIARRAY,
     SIM_POSE_TOPIC: POSE,
-    **{topic: POLYGON for topic in SIM_TRACK_TOPICS.values()},
+    **dict.fromkeys(SIM_TRACK_TOPICS.values(), POLYGON),
 }
 
 

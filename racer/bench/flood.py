@@ -215,8 +215,8 @@ def bench_flood(model_path: Path, transport: str = "local") -> dict[str, Any]:
     import tempfile
 
     from car.console.auth import set_password
-    from racer.laptop.client import CarAddress, KnownCars
     from car.console.state import StateDir
+    from racer.laptop.client import CarAddress, KnownCars
 
     sent = {"throttle": 0.0, "count": 0}
 
@@ -229,8 +229,10 @@ def bench_flood(model_path: Path, transport: str = "local") -> dict[str, Any]:
         car = _local_car(model_path, state, on_servo) if transport == "local" else \
             _graph_car(model_path, transport, state, on_servo)
         with car as url:
-            client = CarClient(CarAddress.parse(url), lambda: PASSWORD, lambda _: None, KnownCars(Path(tmp) / "cars.json"))
-            _wait(lambda: sent["count"] > 0 and _answering(client), CAR_START_S, f"the car and its console on {transport}")
+            client = CarClient(CarAddress.parse(url), lambda: PASSWORD, lambda _: None,
+                               KnownCars(Path(tmp) / "cars.json"))
+            _wait(lambda: sent["count"] > 0 and _answering(client), CAR_START_S,
+                  f"the car and its console on {transport}")
             return run_flood(client, url, PASSWORD, lambda: sent["throttle"] != 0.0).to_json()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import openvino as ov
@@ -19,6 +20,9 @@ from car.policy.metadata import ModelMetadata, parse_metadata
 from car.policy.preprocess import DEEPRACER_SPEC, Preprocessor, PreprocessSpec
 from racer.model.quantize import posed_simulators
 from sim2real.sim.expert import PurePursuitExpert
+
+if TYPE_CHECKING:
+    import onnx  # the bench extra; imported where a network is built
 
 INPUT_SHAPE = (1, 1, 120, 160)
 ACTIONS = 5
@@ -88,9 +92,8 @@ def build_reference_onnx(path: Path, seed: int = 0, head_frames: int = HEAD_FRAM
     return path
 
 
-def _random_network(seed: int) -> "onnx.ModelProto":
+def _random_network(seed: int) -> onnx.ModelProto:
     """The network with fixed random weights (He initialisation), head included."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
@@ -98,14 +101,18 @@ def _random_network(seed: int) -> "onnx.ModelProto":
     nodes = [helper.make_node("Div", ["input", "c255"], ["x0"])]
     x, channels, h, w = "x0", INPUT_SHAPE[1], INPUT_SHAPE[2], INPUT_SHAPE[3]
     for i, (out, k, s) in enumerate(CONVS):
-        wgt = rng.standard_normal((out, channels, k, k)).astype(np.float32) * np.float32(np.sqrt(2.0 / (channels * k * k)))
-        inits += [numpy_helper.from_array(wgt, f"conv{i}_w"), numpy_helper.from_array(np.zeros(out, np.float32), f"conv{i}_b")]
-        nodes += [helper.make_node("Conv", [x, f"conv{i}_w", f"conv{i}_b"], [f"conv{i}"], kernel_shape=[k, k], strides=[s, s]),
+        he = np.float32(np.sqrt(2.0 / (channels * k * k)))
+        wgt = rng.standard_normal((out, channels, k, k)).astype(np.float32) * he
+        inits += [numpy_helper.from_array(wgt, f"conv{i}_w"),
+                  numpy_helper.from_array(np.zeros(out, np.float32), f"conv{i}_b")]
+        nodes += [helper.make_node("Conv", [x, f"conv{i}_w", f"conv{i}_b"], [f"conv{i}"], kernel_shape=[k, k],
+                                   strides=[s, s]),
                   helper.make_node("Relu", [f"conv{i}"], [f"relu{i}"])]
         x, channels, h, w = f"relu{i}", out, (h - k) // s + 1, (w - k) // s + 1
     flat = channels * h * w
     for name, (n_in, n_out) in (("fc", (flat, DENSE)), ("head", (DENSE, ACTIONS))):
-        inits += [numpy_helper.from_array(rng.standard_normal((n_in, n_out)).astype(np.float32) * np.float32(np.sqrt(1.0 / n_in)), f"{name}_w"),
+        wgt = rng.standard_normal((n_in, n_out)).astype(np.float32) * np.float32(np.sqrt(1.0 / n_in))
+        inits += [numpy_helper.from_array(wgt, f"{name}_w"),
                   numpy_helper.from_array(np.zeros(n_out, np.float32), f"{name}_b")]
     nodes += [helper.make_node("Flatten", [x], ["flat"]),
               helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["fc"]),

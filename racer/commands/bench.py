@@ -11,12 +11,14 @@ from car.config import DEFAULT_MODEL
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure policy, pipeline, simulator, augmentation and DDS speed",
-                       description="Policy inference (OpenVINO f32 and INT8 vs onnxruntime on the DeepRacer reference network), "
-                                   "the camera-to-actuator pipeline in one process and across processes (and with a Foxglove "
-                                   "client connected), "
-                                   "simulator steps/s, augmentation images/s, DAgger rollout frames/s on 1 and 2 Ray workers, PPO environment steps/s with the console's network, image latency over DDS and over rclpy "
-                                   "(after `make ros`); one run, one machine.")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle for the pipeline figure (default: bundled)")
+                       description="Policy inference (OpenVINO f32 and INT8 vs onnxruntime on the DeepRacer "
+                                   "reference network), the camera-to-actuator pipeline in one process and across "
+                                   "processes (and with a Foxglove client connected), simulator steps/s, augmentation "
+                                   "images/s, DAgger rollout frames/s on 1 and 2 Ray workers, PPO environment steps/s "
+                                   "with the console's network, image latency over DDS and over rclpy (after `make "
+                                   "ros`); one run, one machine.")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                   help="bundle for the pipeline figure (default: bundled)")
     p.add_argument("--quick", action="store_true", help="fewer samples (for smoke tests)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=run)

@@ -92,8 +92,8 @@ def argument_problem(args: argparse.Namespace, params: dict[str, dict[str, Any]]
 
 def run(args: argparse.Namespace) -> int:
     from car.config import load_params
-    from racer.processes.local import build_local, local_recorder
     from racer.processes.calibration import car_calibration
+    from racer.processes.local import build_local, local_recorder
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:

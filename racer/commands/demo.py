@@ -163,7 +163,8 @@ class _Starter:
 
         self.publish = publish
         self.commands = [command_json("set_max_speed", value=max_speed, id="demo-speed"),
-                         command_json("set_mode", mode="autonomous", id="demo-mode"), command_json("start", id="demo-start")]
+                         command_json("set_mode", mode="autonomous", id="demo-mode"),
+                         command_json("start", id="demo-start")]
         self.started = False
 
     def tick(self) -> None:
@@ -171,7 +172,8 @@ class _Starter:
             self.publish(command)
 
     def on_control(self, status) -> None:
-        self.started = self.started or (status.value("command_id"), status.value("command_result")) == ("demo-start", "ok")
+        answer = (status.value("command_id"), status.value("command_result"))
+        self.started = self.started or answer == ("demo-start", "ok")
 
 
 def run_live(args: argparse.Namespace, track, bundle) -> int:

@@ -8,8 +8,9 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import openvino as ov
 
@@ -17,7 +18,6 @@ from car.policy.bundle import Bundle, BundleError, load_bundle, model_precision,
 from car.policy.inference import Policy, check_runnable
 from car.policy.preprocess import DEEPRACER_PRESETS
 from racer.model.predict import predict
-
 
 # Suffixes a user may take for an archive format; convert writes only directories and .tar.gz.
 OTHER_ARCHIVES = frozenset({".zip", ".tar", ".gz", ".bz2", ".xz", ".7z"})
@@ -107,7 +107,8 @@ def _human(action: str, result: dict[str, Any]) -> str:
                  f"  input  {result['input']['name']} {result['input']['shape']}",
                  f"  output {result['output']['name']} ({result['output']['size']} values)"]
         meta = result["metadata"]
-        lines.append(f"  {meta['action_space_type']} {meta['training_algorithm']}, sensors {', '.join(meta['sensor'])}, "
+        lines.append(f"  {meta['action_space_type']} {meta['training_algorithm']}, "
+                     f"sensors {', '.join(meta['sensor'])}, "
                      f"max steering {meta['max_steering_deg']} deg, max speed {meta['max_speed']} m/s")
         if meta["action_space_type"] == "discrete":
             # each heading right-aligned over its column: steering from -30.0 to +30.0 deg, speed to 99.99 m/s
@@ -125,14 +126,17 @@ def _human(action: str, result: dict[str, Any]) -> str:
     if action == "predict":
         rows = [f"{result['model']}:"]
         for p in result["predictions"]:
-            chosen = f"action {p['action']} (p={p['output'][p['action']]:.3f})" if p["action"] is not None else "continuous"
-            rows.append(f"  {p['image']}: {chosen}, steering {p['steering_deg']:+.1f} deg, speed {p['speed_mps']:.2f} m/s"
+            chosen = (f"action {p['action']} (p={p['output'][p['action']]:.3f})" if p["action"] is not None
+                      else "continuous")
+            rows.append(f"  {p['image']}: {chosen}, steering {p['steering_deg']:+.1f} deg, "
+                        f"speed {p['speed_mps']:.2f} m/s"
                         + (f", heatmap {p['explain']}" if "explain" in p else ""))
         return "\n".join(rows)
     return f"wrote {result['out']} ({', '.join(result['files'])}; {result['precision']})"
 
 
-def _runner(action: str, body: Callable[[Bundle, argparse.Namespace], dict[str, Any]]) -> Callable[[argparse.Namespace], int]:
+def _runner(action: str,
+            body: Callable[[Bundle, argparse.Namespace], dict[str, Any]]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
             with load_bundle(args.path, args.cache_dir) as bundle:
@@ -157,8 +161,8 @@ def _runner(action: str, body: Callable[[Bundle, argparse.Namespace], dict[str, 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("model", help="inspect, check, convert or try a model bundle",
-                            description="Validate a racer bundle or an AWS DeepRacer model .tar.gz; convert .pb/ONNX to "
-                                        "OpenVINO IR; show what a model does on pictures.")
+                            description="Validate a racer bundle or an AWS DeepRacer model .tar.gz; convert "
+                                        ".pb/ONNX to OpenVINO IR; show what a model does on pictures.")
     actions = parser.add_subparsers(dest="model_action", metavar="ACTION")
     actions.required = True
     helps = {
@@ -176,7 +180,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--out", required=True, help="new directory, or a path ending in .tar.gz")
             p.add_argument("--int8", action="store_true",
                            help="quantize with NNCF on simulator frames; written only if INT8 chooses the f32 action "
-                                "on at least 99%% of 1,000 unseen frames (continuous: moves steering/speed by at most 0.05)")
+                                "on at least 99%% of 1,000 unseen frames (continuous: moves steering/speed by at most "
+                                "0.05)")
         if action == "predict":
             p.add_argument("images", nargs="+", metavar="IMAGE", help="pictures (any size; PNG, JPEG, ...)")
             p.add_argument("--explain", metavar="DIR",

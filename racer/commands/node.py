@@ -48,9 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", metavar="SPEC", help="camera: source spec (default: camera.source)")
     p.add_argument("--actuator", metavar="SPEC", help="actuator: driver spec (default: actuator.spec)")
     p.add_argument("--calibration", type=Path, help="actuator, control, console: DeepRacer calibration.json")
-    p.add_argument("--state-dir", type=Path, help="actuator, control, console, foxglove: the car's state dir (models, password; "
-                                                  "its calibration.json wins); policy: its models (the load services "
-                                                  "on ros)")
+    p.add_argument("--state-dir", type=Path,
+                   help="actuator, control, console, foxglove: the car's state dir (models, password; its "
+                        "calibration.json wins); policy: its models (the load services on ros)")
     p.add_argument("--model", type=Path, help="policy, console: the start-up model bundle (default: policy.model, "
                                               "else the bundled model)")
     p.add_argument("--console", metavar="HOST:PORT", help="console: where to serve it (default: console.address, "

@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_preview)
 
     r = sub.add_parser("randomization", help="list the domain randomization knobs, or write a config",
-                       description="Prints every knob with its unit, nominal value and the range --preset draws it from; "
-                                   "--write saves a preset as an editable YAML config for --randomization.")
+                       description="Prints every knob with its unit, nominal value and the range --preset draws it "
+                                   "from; --write saves a preset as an editable YAML config for --randomization.")
     r.add_argument("--preset", default="default", help="none, default or strong (default: %(default)s)")
     r.add_argument("--write", type=Path, metavar="FILE", help="write the preset as YAML to FILE")
     r.add_argument("--json", action="store_true", help="print the knobs as one JSON object")
@@ -192,7 +192,7 @@ def _eval_models(args: argparse.Namespace, domains: list, cfg: Any, train_tracks
                 results.append(evaluate(path, domains, cfg, log))
         names = [bundle_name(path) for path in args.model]
         return [{"name": name, "variant": name, "seed": None, "bundle": str(path), "results": r}
-                for name, path, r in zip(names, args.model, results)]
+                for name, path, r in zip(names, args.model, results, strict=True)]
     base = ModularConfig(tracks=train_tracks, iterations=args.iterations, steps_per_iteration=args.steps,
                          epochs=args.epochs, max_speed_setting=args.max_speed, perception_steps=args.perception_steps,
                          perception_epochs=args.perception_epochs)
@@ -264,9 +264,17 @@ def trials_log_folder(model: Path) -> Path:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from sim2real.gap import (NOMINAL, VARIANTS, DomainsFileError, EvalConfig, default_domains, format_table,
-                              load_domains, outside_training, pools, summarize)
-    from sim2real.heldout import TestDistribution
+    from sim2real.gap import (
+        NOMINAL,
+        VARIANTS,
+        EvalConfig,
+        default_domains,
+        format_table,
+        outside_training,
+        pools,
+        summarize,
+    )
+    from sim2real.heldout import DomainsFileError, TestDistribution, load_domains
     from sim2real.plots import gap_plot
     from sim2real.sim.track import Track
 

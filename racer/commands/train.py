@@ -15,7 +15,8 @@ PPO_TRACKS = "reinvent_base"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a policy in the simulator: DAgger imitation, or PPO like the DeepRacer console",
+    p = sub.add_parser("train",
+                       help="train a policy in the simulator: DAgger imitation, or PPO like the DeepRacer console",
                        description="dagger (default): imitation of the privileged pure-pursuit expert. ppo: "
                                    "reinforcement learning on a DeepRacer reward function with the AWS console's "
                                    "action space, network and hyperparameters, read from a DRfC custom_files "
@@ -25,8 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tracks", help=f"comma-separated training tracks (default: dagger {TRAIN_TRACKS}; "
                                     f"ppo {PPO_TRACKS})")
     p.add_argument("--iterations", type=int, default=8, help="dagger: iterations (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=8000, help="dagger: simulator steps per iteration (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=4, help="dagger: epochs over all data per iteration (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=8000,
+                   help="dagger: simulator steps per iteration (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=4,
+                   help="dagger: epochs over all data per iteration (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--max-speed", type=float, metavar="X",
                    help="dagger: the console's max-speed setting (0..1] the policy learns to drive at (default: 1.0; "
@@ -64,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cars", type=int, default=4,
                    help="ppo: simulated cars driven together, one network call for all (default: %(default)s)")
     p.add_argument("--eval-episodes", type=int, default=5,
-                   help="ppo: evaluation episodes after each iteration, as DRfC's MIN_EVAL_TRIALS (default: %(default)s)")
+                   help="ppo: evaluation episodes after each iteration, as DRfC's MIN_EVAL_TRIALS "
+                        "(default: %(default)s)")
     p.add_argument("--threads", type=int, default=1,
                    help="ppo: torch threads for the network (default: %(default)s)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
@@ -74,7 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="model name: the archive is OUT/NAME.tar.gz, the name the car's console lists "
                                    "after upload (default: the --out directory's name)")
     p.add_argument("--no-export", action="store_true", help="stop after the checkpoint")
-    p.add_argument("--json", action="store_true", help="print one JSON summary object on stdout (progress stays on stderr)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON summary object on stdout (progress stays on stderr)")
     p.set_defaults(func=run_train)
 
     e = sub.add_parser("export", help="export a training checkpoint to an uploadable model bundle",
@@ -244,7 +249,8 @@ def _train_ppo(args: argparse.Namespace, tracks: tuple[str, ...], name: str, opt
     from sim2real.runlog import RunLog
 
     if args.custom_files is not None and args.reward_function is not None:
-        return fail("train", "pass --custom-files or --reward-function, not both (the folder holds its reward_function.py)")
+        return fail("train", "pass --custom-files or --reward-function, not both "
+                             "(the folder holds its reward_function.py)")
     if args.max_speed is not None:
         return fail("train", "--max-speed is dagger's: ppo drives at the action space's speeds, as the AWS simulator")
     if args.minutes is not None and not args.minutes > 0:

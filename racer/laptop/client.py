@@ -54,7 +54,7 @@ class CarAddress:
     port: int
 
     @classmethod
-    def parse(cls, text: str) -> "CarAddress":
+    def parse(cls, text: str) -> CarAddress:
         """HOST, HOST:PORT, [IPv6]:PORT or a URL; without a scheme, https unless the host is loopback.
         ClientError for plain http:// to a host that is not loopback."""
         try:

@@ -43,12 +43,13 @@ def predict(policy: Policy, pictures: list[Path], explain_dir: Path | None = Non
     if explain_dir is not None:
         explain_dir.mkdir(parents=True, exist_ok=True)
     predictions = []
-    for path, bgr in zip(pictures, frames):
+    for path, bgr in zip(pictures, frames, strict=True):
         x = Preprocessor(bundle.spec)(bgr)
         output = policy.infer(x)
         decoded = decode(output)
-        entry: dict[str, Any] = {"image": str(path), "output": [float(v) for v in output], "action": decoded.action_index,
-                                 "steering_deg": decoded.steering_deg, "speed_mps": decoded.speed}
+        entry: dict[str, Any] = {"image": str(path), "output": [float(v) for v in output],
+                                 "action": decoded.action_index, "steering_deg": decoded.steering_deg,
+                                 "speed_mps": decoded.speed}
         if explain_dir is not None:
             spec = bundle.spec
             heat = np.zeros((spec.height, spec.width), np.float32)

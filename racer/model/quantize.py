@@ -85,7 +85,8 @@ def quantize(model: ov.Model, calibration: list[np.ndarray], validation: list[np
         error = decision_error(metadata)
         items = [(x, f32(x)) for x in validation]
 
-        def same_decisions(compiled: ov.CompiledModel, data: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, list[float]]:
+        def same_decisions(compiled: ov.CompiledModel,
+                           data: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, list[float]]:
             output = compiled.output(0)
             got = np.stack([np.asarray(compiled({0: x})[output]).reshape(-1) for x, _ in data])
             bound = 0.0 if metadata.discrete else MAX_CONTINUOUS_ERROR
@@ -126,7 +127,8 @@ class GateReport:
 
     def summary(self) -> str:
         if self.discrete:
-            return f"INT8 chooses the f32 action on {self.agreement:.1%} of {self.frames} frames (gate {MIN_AGREEMENT:.0%})"
+            return (f"INT8 chooses the f32 action on {self.agreement:.1%} of {self.frames} frames "
+                    f"(gate {MIN_AGREEMENT:.0%})")
         return (f"INT8 moves steering/speed by at most {self.max_error:.4f} (p99 {self.p99_error:.4f}) on "
                 f"{self.frames} frames (gate {MAX_CONTINUOUS_ERROR})")
 
@@ -146,7 +148,8 @@ def quantize_gated(model: ov.Model, spec: PreprocessSpec, metadata: ModelMetadat
                    progress: Callable[[str], None] = lambda _: None) -> tuple[ov.Model, GateReport]:
     """The INT8 model and its gate report (the caller refuses it when not `report.passed`);
     `validation_frames=0` quantizes every layer, without accuracy control."""
-    progress(f"rendering {calibration_frames} calibration, {validation_frames} validation and {gate_frames} gate frames")
+    progress(f"rendering {calibration_frames} calibration, {validation_frames} validation and "
+             f"{gate_frames} gate frames")
     calibration = simulator_inputs(spec, calibration_frames, CALIBRATION_SEED)
     validation = simulator_inputs(spec, validation_frames, VALIDATION_SEED)
     gate = simulator_inputs(spec, gate_frames, GATE_SEED)

@@ -22,7 +22,8 @@ def foxglove_address(address: str, state_dir: Path | None) -> tuple[str, int, An
 
 
 def start_car_foxglove(address: str, state_dir: Path | None, bus: Any) -> FoxgloveNode:
-    """The foxglove node on `bus` (before it spins); ValueError as `foxglove_address`, OSError when the port is taken."""
+    """The foxglove node on `bus` (before it spins); ValueError as `foxglove_address`, OSError when the port
+    is taken."""
     from car.foxglove.node import FoxgloveNode
 
     host, port, check = foxglove_address(address, state_dir)

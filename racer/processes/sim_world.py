@@ -18,10 +18,30 @@ from typing import Any
 
 from car.clock import WallClock
 from car.graph.adapters import Bus
-from car.messages import (DIAGNOSTICS_TOPIC, OK, WARN, DiagnosticArray, DiagnosticStatus, Header, Image, KeyValue,
-                          Point, PolygonStamped, PoseStamped, Quaternion, Time)
-from car.transport.wire import (CLOCK_TOPIC, SIM_CAMERA_TOPIC, SIM_FRAME, SIM_POSE_TOPIC, SIM_SERVO_TOPIC,
-                                SIM_TRACK_TOPICS, ServoCtrl)
+from car.messages import (
+    DIAGNOSTICS_TOPIC,
+    OK,
+    WARN,
+    DiagnosticArray,
+    DiagnosticStatus,
+    Header,
+    Image,
+    KeyValue,
+    Point,
+    PolygonStamped,
+    PoseStamped,
+    Quaternion,
+    Time,
+)
+from car.transport.wire import (
+    CLOCK_TOPIC,
+    SIM_CAMERA_TOPIC,
+    SIM_FRAME,
+    SIM_POSE_TOPIC,
+    SIM_SERVO_TOPIC,
+    SIM_TRACK_TOPICS,
+    ServoCtrl,
+)
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator, StepInfo
 
@@ -81,7 +101,8 @@ class SimWorld:
                                Quaternion(0.0, 0.0, math.sin(info.yaw / 2), math.cos(info.yaw / 2))))
 
     def publish_diagnostics(self) -> None:
-        """The world's status, and the track's lines with it (a visualiser that joins late gets them within a period)."""
+        """The world's status, and the track's lines with it (a visualiser that joins late gets them within
+        a period)."""
         info = self.info
         self._next_diagnostics = info.time + DIAGNOSTICS_PERIOD_S
         header = Header(Time.from_seconds(info.time), SIM_FRAME)

@@ -3,7 +3,8 @@
 Each operation runs the console's own code (`car.console`) in a child process started from a
 forkserver (the imports are paid once, so a kill costs milliseconds); the harness sends it SIGKILL
 at a random moment of the operation's measured duration (half of them in its last third, where
-its renames and writes are), as the OOM killer or a crashed process would, then restarts the state dir the way the console does at start-up
+its renames and writes are), as the OOM killer or a crashed process would, then restarts the state dir
+the way the console does at start-up
 (`car.console.server.recover_state`) and checks what a user relies on:
 
 - no temporary file or half-moved folder survives the start; no child of the killed process
@@ -77,8 +78,9 @@ def _calibrations() -> tuple[Any, Any]:
     import dataclasses
 
     from calibration.servo import FACTORY_DEFAULT
-    other = dataclasses.replace(FACTORY_DEFAULT, servo=dataclasses.replace(FACTORY_DEFAULT.servo, mid=FACTORY_DEFAULT.servo.mid + 20_000),
-                                motor=dataclasses.replace(FACTORY_DEFAULT.motor, mid=FACTORY_DEFAULT.motor.mid - 10_000))
+    servo, motor = FACTORY_DEFAULT.servo, FACTORY_DEFAULT.motor
+    other = dataclasses.replace(FACTORY_DEFAULT, servo=dataclasses.replace(servo, mid=servo.mid + 20_000),
+                                motor=dataclasses.replace(motor, mid=motor.mid - 10_000))
     return FACTORY_DEFAULT, other
 
 
@@ -363,7 +365,7 @@ class Harness:
         if load and found in self.unpacked:
             try:
                 Policy(load_bundle(path, self.state.cache / "ir"), self.state.cache / "compiled")
-            except Exception as exc:  # noqa: BLE001 (any failure to load is the finding)
+            except Exception as exc:  # any failure to load is the finding
                 self._fail(op, f"model {folder} does not load: {type(exc).__name__}: {exc}")
         return found
 
@@ -427,5 +429,4 @@ def _sandboxes(root: Path) -> list[int]:
 def _temporary(root: Path) -> list[Path]:
     """What an atomic write or move leaves while it runs: a hidden name anywhere in the state dir,
     or an upload or staging file in uploads/."""
-    hidden = [p for p in root.rglob(".*")]
-    return sorted({*hidden, *root.joinpath("uploads").iterdir()})
+    return sorted({*root.rglob(".*"), *root.joinpath("uploads").iterdir()})

@@ -255,15 +255,16 @@ class Soak:
                 s.sendall(b"POST /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
 
     def _cycle(self, archive: Path) -> None:
-        steps = [("drive", lambda: self._drive(2.0)), ("estop", self._estop), ("upload", lambda: self._upload_cycle(archive)),
-                 ("estop", self._estop), ("teleop", self._teleop), ("calibrate", self._calibrate),
+        steps = [("drive", lambda: self._drive(2.0)), ("estop", self._estop),
+                 ("upload", lambda: self._upload_cycle(archive)), ("estop", self._estop), ("teleop", self._teleop),
+                 ("calibrate", self._calibrate),
                  ("camera", self._camera), ("login", self._login_logout), ("drop", self._drop_connections)]
         for step, action in steps:
             if self._stop.is_set():
                 return
             try:
                 action()
-            except Exception as exc:  # noqa: BLE001 (a failed step is counted and the loop goes on)
+            except Exception as exc:  # a failed step is counted and the loop goes on
                 self._error(step, exc)
         self.cycles += 1
 
@@ -342,13 +343,15 @@ class Soak:
         twin = axes[1][1].twinx()
         twin.plot([t / 60.0 for t, _ in state], [b / 2**20 for _, b in state], color="grey", label="state dir")
         twin.set_ylabel("state dir (MiB)")
-        for ax, title in zip(axes.flat, ("RSS (MiB)", "open descriptors", "threads", "e-stop latency (ms)")):
+        titles = ("RSS (MiB)", "open descriptors", "threads", "e-stop latency (ms)")
+        for ax, title in zip(axes.flat, titles, strict=True):
             ax.set_title(title)
             ax.axvline(baseline / 60.0, color="lightgrey", linestyle="--")
         axes[0][0].legend(fontsize=7)
         for ax in axes[1]:
             ax.set_xlabel("minutes")
-        fig.suptitle(f"racer soak, {self.transport} transport ({len(self.samples.estop_ms)} e-stops, {self.cycles} cycles)")
+        fig.suptitle(f"racer soak, {self.transport} transport ({len(self.samples.estop_ms)} e-stops, "
+                     f"{self.cycles} cycles)")
         fig.tight_layout()
         path = self.out / f"soak-{self.transport}.png"
         fig.savefig(path, dpi=90)

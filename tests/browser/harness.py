@@ -18,12 +18,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+
 from calibration import servo
-from car.policy.bundle import load_bundle, save_bundle
+from car.console.auth import set_password
 from car.console.server import ConsoleOptions, ConsoleServer, start_console
 from car.console.state import StateDir
-from car.console.auth import set_password
 from car.console.uploads import UploadLimits
+from car.policy.bundle import load_bundle, save_bundle
 from car.policy.inference import Policy
 from car.policy.preprocess import DEEPRACER_SPEC
 from car.transport.wire import SIM_SERVO_TOPIC

@@ -18,7 +18,7 @@ if not CHROMIUM.exists():
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
-from browser.harness import PASSWORD, Car, car_fixture, start_car, racer_bundle, STRAIGHT  # noqa: E402
+from browser.harness import PASSWORD, STRAIGHT, Car, car_fixture, racer_bundle, start_car  # noqa: E402
 from calibration import servo  # noqa: E402
 from car.policy.bundle import pack_bundle, save_bundle  # noqa: E402
 from car.policy.preprocess import DEEPRACER_SPEC  # noqa: E402

@@ -10,8 +10,8 @@ import os
 import resource
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 TESTS = Path(__file__).resolve().parents[1]
 

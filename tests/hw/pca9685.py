@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 MODE1, MODE2, PRE_SCALE = 0x00, 0x01, 0xFE
 LED0_ON_L, LED_LAST = 0x06, 0x45
@@ -112,7 +112,7 @@ class Pca9685Model:
         if len(data) > 32:
             raise OSError(errno.EINVAL, "SMBus block longer than 32 bytes")
         written = [self._next(register, i) for i in range(len(data))]
-        for target, value in zip(written, data):
+        for target, value in zip(written, data, strict=True):
             self._store(target, value)
         self._end_of_led_write(range(min(written, default=register), max(written, default=register) + 1))
         self._record_outputs()

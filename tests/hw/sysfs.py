@@ -13,8 +13,8 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 PCI_DEVICE = "0000:00:17.0"
 _staging = itertools.count()
@@ -72,7 +72,7 @@ class ModelAttribute:
     """An attribute file held open (PwmSysfsModel.open): descriptors on its directory's files are
     taken now, so a write opens nothing; a write after the attribute was removed is ENODEV."""
 
-    def __init__(self, model: "PwmSysfsModel", path: Path) -> None:
+    def __init__(self, model: PwmSysfsModel, path: Path) -> None:
         self.model = model
         self.path = Path(path)
         self.real = model.writable(self.path)
