@@ -13,11 +13,14 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from browser.harness import CURVES, PASSWORD, STRAIGHT, car_fixture, racer_bundle
 from car.actuators import calibration as servo
-from car.console.client import CarAddress, CarClient, KnownCars
-from car.console.mdns import car_from_info, service_info
+from car.console.mdns import service_info
 from car.policy.bundle import pack_bundle
+from racer.laptop.client import CarAddress, CarClient, KnownCars
+from racer.laptop.discovery import car_from_info
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = ("import argparse, sys; from racer.commands import console; parser = argparse.ArgumentParser(); "
@@ -181,6 +184,34 @@ def test_calibrate_tool_walks_both_outputs_and_saves(car):
     assert car.status()["mode"] == "manual"
     result = tool(laptop, "calibrate")
     assert result.returncode == 2 and "racer calibrate camera" in result.stderr
+
+
+def test_calibrate_tool_says_why_a_value_is_refused_and_saves_nothing_when_input_ends(car):
+    root = car.state.root.parent
+    before = car.state.calibration.read_bytes() if car.state.calibration.exists() else None
+    # centre accepted; full left far beyond the wizard's band (the car refuses it); then the input ends
+    answers = "\n".join([PASSWORD, "", "99999"]) + "\n"
+    result = tool(root / "laptop-refused", "calibrate", "--car", car.url, "--password-stdin", stdin=answers)
+    assert result.returncode == 1
+    assert "  refused: pwm 99999.0 is a " in result.stderr and "(HTTP 400)" in result.stderr, result.stderr
+    assert result.stderr.count("  full left [") == 2  # asked again, at the last value the car took
+    assert result.stderr.endswith("racer calibrate: input ended; values not saved yet were left as they were\n")
+    assert (car.state.calibration.read_bytes() if car.state.calibration.exists() else None) == before
+    assert car.status()["mode"] == "manual"
+
+
+@pytest.mark.parametrize("command", ["status", "upload", "calibrate"])
+def test_plain_http_to_a_car_off_this_machine_is_one_line_and_sends_nothing(tmp_path, command):
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(b"never sent")
+    argv = [command, str(archive)] if command == "upload" else [command]
+    result = subprocess.run([sys.executable, "-m", "racer.cli", *argv, "--car", "http://192.0.2.7:8080"],
+                            capture_output=True, text=True, cwd=REPO, timeout=60,
+                            env={**os.environ, "RACER_CONFIG_DIR": str(tmp_path / "config")})
+    assert result.returncode == 1
+    assert result.stderr == (f"racer {command}: --car 'http://192.0.2.7:8080': plain HTTP would send the password "
+                             "and token in the clear; use https://192.0.2.7:8080 (cars off this machine serve HTTPS)\n")
+    assert not (tmp_path / "config").exists()
 
 
 def test_mdns_record_carries_scheme_fingerprint_and_no_loopback_address():

@@ -13,10 +13,10 @@ import sys
 import pytest
 
 from car.actuators.calibration import FACTORY_DEFAULT
-from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from dds_support import free_port, loopback_domain
 from hw.sysfs import PwmSysfsModel
 from racer.bench.flood import run_flood
+from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
 from test_console_exhaustion import Probe, hostile_archives, upload
 from test_failsafe import NEUTRAL, bundle_dir, driving, images, maestro, wait_until  # noqa: F401  (fixtures)
 

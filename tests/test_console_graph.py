@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from browser.harness import STRAIGHT, racer_bundle
-from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from car.messages import DIAGNOSTICS_TOPIC
 from car.transport.wire import SIM_SERVO_TOPIC
 from dds_support import Monitor, driving_model, free_port, loopback_domain, racer, wait_for
 from model_factory import write_tar
 from racer.bench.flood import run_flood
+from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
 
 pytestmark = pytest.mark.timeout(300)
 PASSWORD = "graph-console-pass"

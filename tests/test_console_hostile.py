@@ -24,10 +24,10 @@ from websockets.sync.client import connect
 
 from browser.harness import CURVES, PASSWORD, STRAIGHT, Car, car_fixture, racer_bundle, start_car
 from car.console.auth import LOGIN_BACKOFF_S
-from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from car.console.live import CHECK_PERIOD_S
 from car.console.server import served_hosts
 from car.console.uploads import UploadLimits
+from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
 from test_console_uploads import multipart, tar_gz
 
 REPO = Path(__file__).resolve().parents[1]
@@ -510,11 +510,11 @@ def test_racer_status_and_teleop_say_the_car_refused_rather_than_ask_for_a_login
 def test_racer_discover_marks_what_mdns_said_as_unverified(monkeypatch, capsys):
     import argparse
 
-    from car.console import mdns
     from racer.commands import console
+    from racer.laptop import discovery
 
-    heard = mdns.CarService("deepracer", "deepracer.local", ("192.0.2.7",), 8080, "AB:CD")
-    monkeypatch.setattr(mdns, "discover", lambda timeout_s: [heard])
+    heard = discovery.CarService("deepracer", "deepracer.local", ("192.0.2.7",), 8080, "AB:CD")
+    monkeypatch.setattr(discovery, "discover", lambda timeout_s: [heard])
     assert console.run_discover(argparse.Namespace(timeout=0.1, json=False)) == 0
     out = capsys.readouterr()
     assert "https://192.0.2.7:8080" in out.out and "unverified AB:CD" in out.out and "unverified" in out.err

@@ -27,9 +27,9 @@ from car.console.auth import (
     set_password,
     verify_password,
 )
-from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from car.console.state import StateDir
 from car.console.tls import ensure_certificate
+from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
 
 REPO = Path(__file__).resolve().parents[1]
 RACER = ("import argparse, sys; from racer.commands import console; parser = argparse.ArgumentParser(); "

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from browser.harness import STRAIGHT, racer_bundle
-from car.console.client import CarAddress, CarClient, KnownCars
 from dds_support import driving_model, free_port, wait_for
 from model_factory import write_tar
+from racer.laptop.client import CarAddress, CarClient, KnownCars
 
 pytestmark = pytest.mark.timeout(300)
 PASSWORD = "full-disk-pass-phrase"

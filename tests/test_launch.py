@@ -13,10 +13,10 @@ import yaml
 
 import ros_support  # noqa: F401  (first: without `make ros` it says so)
 from car.config import NODES, load_params
-from car.console.client import CarAddress, CarClient, ClientError, KnownCars
 from car.messages import CAMERA_TOPIC, DIAGNOSTICS_TOPIC, POLICY_TOPIC
 from dds_support import Monitor, assert_it_drives, driving_model, free_port, loopback_domain, wait_for
 from racer.cli import build_parser
+from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "car.launch.py"

@@ -11,11 +11,11 @@ from car.actuators.maestro import MaestroDriver
 from car.camera.capture import open_camera
 from car.config import CarConfig
 from car.console.auth import set_password
-from car.console.client import CarAddress, CarClient, KnownCars
 from car.console.server import ConsoleOptions, start_console
 from car.console.state import StateDir
 from car.policy.bundle import load_bundle
 from car.policy.inference import Policy
+from racer.laptop.client import CarAddress, CarClient, KnownCars
 from test_failsafe import NEUTRAL, Car, bundle_dir, images, maestro, wait_until  # noqa: F401  (fixtures)
 
 PASSWORD = "safety-console-test"

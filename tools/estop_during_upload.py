@@ -95,7 +95,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from car.console.client import CarAddress, CarClient, KnownCars
+    from racer.laptop.client import CarAddress, CarClient, KnownCars
 
     with tempfile.TemporaryDirectory(prefix="estop-probe-") as tmp:
         work = Path(tmp)

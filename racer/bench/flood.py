@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from car.config import CarConfig
-from car.console.client import CarClient
 from car.console.state import StateDir
+from racer.laptop.client import CarClient
 
 DRIVE = {"steering": 0.5, "throttle": 0.8}
 SEND_PERIOD_S = 0.05
@@ -205,7 +205,7 @@ def _graph_car(model_path: Path, transport: str, state: StateDir, on_servo: Call
 
 
 def _answering(client: CarClient) -> bool:
-    from car.console.client import ClientError
+    from racer.laptop.client import ClientError
     try:
         return client.request("GET", "/api/status").body.get("mode") is not None
     except ClientError:
@@ -218,8 +218,8 @@ def bench_flood(model_path: Path, transport: str = "local") -> dict[str, Any]:
     import tempfile
 
     from car.console.auth import set_password
-    from car.console.client import CarAddress, KnownCars
     from car.console.state import StateDir
+    from racer.laptop.client import CarAddress, KnownCars
 
     sent = {"throttle": 0.0, "count": 0}
 

@@ -7,10 +7,9 @@ Imports of the web stack stay inside the functions so that `racer --help` stays 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import json
-import math
-import os
 import queue
 import socket
 import sys
@@ -18,20 +17,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from racer.commands import fail
+from racer.laptop.keys import Axes, terminal_keys
 
 if TYPE_CHECKING:
-    from websockets.sync.client import ClientConnection
-
-    from car.console.client import CarClient, Response
+    from racer.laptop.api import ConsoleApi, Status
 
 TELEOP_HZ = 20.0
-TELEOP_STEP = 0.25
-KEY_HOLD_S = 0.75  # above the usual first key-repeat delay (X11: 660 ms), so a held key never drops out
-WIZARD_REFRESH_S = 0.1
-ARROWS = {"\x1b[A": "w", "\x1b[B": "s", "\x1b[C": "d", "\x1b[D": "a"}
 
 
 def _car_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -95,8 +89,9 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _client(args: argparse.Namespace) -> CarClient:
-    from car.console.client import CarAddress, CarClient, ClientError
+def _console(args: argparse.Namespace) -> ConsoleApi:
+    from racer.laptop.api import ConsoleApi
+    from racer.laptop.client import CarAddress, CarClient, ClientError
 
     def password() -> str:
         if args.password_stdin:
@@ -108,54 +103,45 @@ def _client(args: argparse.Namespace) -> CarClient:
             return getpass.getpass(f"console password for {args.car}: ")
         raise ClientError("this car needs a login: pass --password-stdin and pipe the password")
 
-    return CarClient(CarAddress.parse(args.car), password, _say, expect_fingerprint=args.fingerprint,
-                     token_name=f"{getpass.getuser()}@{socket.gethostname()}")
-
-
-def _checked(response: Response) -> dict[str, Any]:
-    from car.console.client import ClientError
-
-    if response.status >= 400 or response.body.get("success") is False:
-        raise ClientError(f"{response.reason} (HTTP {response.status})")
-    return response.body
+    return ConsoleApi(CarClient(CarAddress.parse(args.car), password, _say, expect_fingerprint=args.fingerprint,
+                                token_name=f"{getpass.getuser()}@{socket.gethostname()}"))
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from car.console.client import ClientError
+    from racer.laptop.client import ClientError
 
     try:
-        status = _checked(_client(args).request("GET", "/api/status"))
+        status = _console(args).status()
     except ClientError as exc:
         return fail("status", str(exc), 1)
     if args.json:
-        print(json.dumps(status))
+        print(json.dumps(status.body))
         return 0
-    command = status["command"]
-    latency = f"{status['latency_ms']:.1f} ms" if status.get("latency_ms") is not None else "-"
-    print(f"mode      {mode_line(status)}, max speed {status['max_speed']:.2f}")
-    print(f"model     {status['model']}")
-    loading = status["loading"]
-    if loading["job"] and loading["isModelLoading"] in ("loading", "error"):
-        what = f"{loading['job']} of {loading['model']}"
-        print(f"{'job':9} {what}: " + (f"failed: {loading['reason']}" if loading["isModelLoading"] == "error"
-                                       else f"{loading['stage']} ({loading['progress']}%)"))
-    print(f"camera    {status['camera']}, {status['fps']:.1f} fps, latency {latency}")
-    print(f"command   steering {command['steering']:+.2f}, throttle {command['throttle']:+.2f}")
-    print(f"watchdog  {status['watchdog']}; {status['reason']}")
-    for key, label in (("battery_level", "battery"), ("domain_shift", "shift"), ("uncertainty", "uncertain"),
-                       ("warning", "warning")):
-        if status.get(key) is not None:
-            print(f"{label:9} {status[key]}")
+    latency = f"{status.latency_ms:.1f} ms" if status.latency_ms is not None else "-"
+    print(f"mode      {mode_line(status)}, max speed {status.max_speed:.2f}")
+    print(f"model     {status.model}")
+    loading = status.loading
+    if loading.job and loading.state in ("loading", "error"):
+        what = f"{loading.job} of {loading.model}"
+        print(f"{'job':9} {what}: " + (f"failed: {loading.reason}" if loading.state == "error"
+                                       else f"{loading.stage} ({loading.progress}%)"))
+    print(f"camera    {status.camera}, {status.fps:.1f} fps, latency {latency}")
+    print(f"command   steering {status.steering:+.2f}, throttle {status.throttle:+.2f}")
+    print(f"watchdog  {status.watchdog}; {status.reason}")
+    for score, label in ((status.battery_level, "battery"), (status.domain_shift, "shift"),
+                         (status.uncertainty, "uncertain"), (status.warning, "warning")):
+        if score is not None:
+            print(f"{label:9} {score}")
     return 0
 
 
-def mode_line(status: dict[str, Any]) -> str:
+def mode_line(status: Status) -> str:
     """The mode and what it is doing: start/stop is autonomous mode's; manual drives while teleop does."""
-    if status["mode"] == "autonomous":
-        return f"autonomous ({'running' if status['running'] else 'stopped'})"
-    if status["mode"] == "manual":
-        return f"manual ({'driven by teleop' if status.get('driven_by') == 'teleop' else 'waiting for teleop'})"
-    return status["mode"]
+    if status.mode == "autonomous":
+        return f"autonomous ({'running' if status.running else 'stopped'})"
+    if status.mode == "manual":
+        return f"manual ({'driven by teleop' if status.driven_by == 'teleop' else 'waiting for teleop'})"
+    return status.mode
 
 
 def _bar(done: int, total: int, width: int = 30) -> str:
@@ -180,9 +166,12 @@ def run_upload(args: argparse.Namespace) -> int:
 
 
 def _upload(args: argparse.Namespace, archive: Path) -> int:
-    from car.console.client import ClientError
+    from racer.laptop.client import ClientError
 
-    client = _client(args)
+    try:
+        console = _console(args)
+    except ClientError as exc:
+        return fail("upload", str(exc), 1)
     human = sys.stderr.isatty()
     stop = threading.Event()
 
@@ -198,29 +187,25 @@ def _upload(args: argparse.Namespace, archive: Path) -> int:
         shown = ""
         while not stop.wait(0.3):
             try:
-                loading = client.request("GET", "/api/isModelLoading").body
+                loading = console.is_model_loading()
             except ClientError:
                 return
-            stage = loading.get("stage") or ""
-            if loading.get("isModelLoading") == "loading" and stage and stage != shown:
-                _say(f"car     {stage} ({loading.get('progress', 0)}%)")
-                shown = stage
+            if loading.state == "loading" and loading.stage and loading.stage != shown:
+                _say(f"car     {loading.stage} ({loading.progress}%)")
+                shown = loading.stage
 
     try:
-        client.request("GET", "/api/server_ready")
-        answer = _checked(client.upload(archive, progress))
+        console.server_ready()
+        folder = console.upload_model(archive, progress)
     except ClientError as exc:
         return fail("upload", str(exc), 1)
     finally:
         stop.set()
-    folder = answer["model_folder_name"]
     _say(f"installed {folder}")
     loaded = False
     if not args.no_load:
         try:
-            models = _checked(client.request("GET", "/api/models"))["models"]
-            entry = next(m for m in models if m["model_folder_name"] == folder)
-            _checked(client.request("PUT", f"/api/models/{folder}/{entry['model_name']}"))
+            console.load_model(next(m for m in console.models() if m.folder == folder))
         except (ClientError, StopIteration) as exc:
             return fail("upload", f"installed, but loading failed: {exc}", 1)
         loaded = True
@@ -230,71 +215,10 @@ def _upload(args: argparse.Namespace, archive: Path) -> int:
     return 0
 
 
-def _keys(into: queue.Queue[str]) -> None:
-    """Keys from stdin (unbuffered on a terminal), arrows as w/a/s/d; end of input is q."""
-    fd = sys.stdin.fileno()
-    pending = ""
-    while True:
-        data = os.read(fd, 16)
-        if not data:
-            into.put("q")
-            return
-        pending += data.decode("utf-8", "replace")
-        while pending:
-            arrow = next((seq for seq in ARROWS if pending.startswith(seq)), None)
-            if arrow:
-                into.put(ARROWS[arrow])
-                pending = pending[len(arrow):]
-            elif pending.startswith("\x1b") and len(pending) < 3:
-                break
-            else:
-                into.put(pending[0])
-                pending = pending[1:]
-
-
-def _drain(ws: ClientConnection) -> None:
-    """Show what the car says (deadman, refusals) and keep its messages from piling up."""
-    while True:
-        try:
-            message = json.loads(ws.recv(timeout=0))
-        except TimeoutError:
-            return
-        if message.get("type") in ("error", "deadman"):
-            _say(f"\ncar: {message['reason']}")
-
-
-class _Axes:
-    """Steering and throttle from keys. A terminal has no key-up, only the repeats of a held key: an axis keeps
-    its value while its keys keep coming (within KEY_HOLD_S, longer than a terminal's first repeat delay) and
-    falls back to zero when they stop, so a released key never leaves the car driving."""
-
-    def __init__(self) -> None:
-        self.steering = self.throttle = 0.0
-        self._pressed = {"steering": -math.inf, "throttle": -math.inf}
-
-    def key(self, key: str, now: float) -> None:
-        if key == " ":
-            self.steering = self.throttle = 0.0
-            return
-        axis = "throttle" if key in "ws" else "steering"
-        value = getattr(self, axis) + (TELEOP_STEP if key in "wa" else -TELEOP_STEP)
-        setattr(self, axis, max(-1.0, min(1.0, value)))
-        self._pressed[axis] = now
-
-    def expire(self, now: float) -> bool:
-        """Zero the axes whose keys stopped; True when that changed something."""
-        changed = False
-        for axis, pressed in self._pressed.items():
-            if getattr(self, axis) != 0.0 and now - pressed > KEY_HOLD_S:
-                setattr(self, axis, 0.0)
-                changed = True
-        return changed
-
-
-def _drive(client: CarClient, keys: queue.Queue[str]) -> None:
-    _checked(client.request("POST", "/api/drive_mode", {"drive_mode": "manual"}))
-    axes = _Axes()
-    with client.websocket("/api/teleop") as ws:
+def _drive(console: ConsoleApi, keys: queue.Queue[str]) -> None:
+    console.set_drive_mode("manual")
+    axes = Axes()
+    with console.teleop() as teleop:
         _say("manual mode: hold w/s faster/slower, a/d steer (a key acts while it repeats), space neutral, "
              "e emergency stop, q quit")
         while True:
@@ -303,21 +227,22 @@ def _drive(client: CarClient, keys: queue.Queue[str]) -> None:
             except queue.Empty:
                 key = ""
             if key in ("q", "\x03", "\x04"):
-                ws.send(json.dumps({"steering": 0.0, "throttle": 0.0}))
+                teleop.drive(0.0, 0.0)
                 return
             if key == "e":
-                ws.send(json.dumps({"estop": True}))
-                axes = _Axes()
+                teleop.emergency_stop()
+                axes = Axes()
                 _say(f"\nemergency stop: the car stays stopped until you press Start on its console page "
-                     f"({client.address.scheme}://{client.address.netloc}/)")
+                     f"({console.address.scheme}://{console.address.netloc}/)")
                 continue
             now = time.monotonic()
             if key and key in " wsad":
                 axes.key(key, now)
             if axes.expire(now):
                 key = "released"
-            ws.send(json.dumps({"steering": axes.steering, "throttle": axes.throttle}))
-            _drain(ws)
+            teleop.drive(axes.steering, axes.throttle)
+            for reason in teleop.notices():  # the deadman, refusals
+                _say(f"\ncar: {reason}")
             if key:
                 print(f"\rsteering {axes.steering:+.2f}  throttle {axes.throttle:+.2f}  ", end="", file=sys.stderr,
                       flush=True)
@@ -326,29 +251,18 @@ def _drive(client: CarClient, keys: queue.Queue[str]) -> None:
 def run_teleop(args: argparse.Namespace) -> int:
     from websockets.exceptions import WebSocketException
 
-    from car.console.client import ClientError
+    from racer.laptop.client import ClientError
 
     if not sys.stdin.isatty():
         return fail("teleop", "needs a terminal for its keys (stdin is not one): run it in a terminal window", 2)
-    client = _client(args)
-    keys: queue.Queue[str] = queue.Queue()
-    saved = None
     try:
-        client.request("GET", "/api/server_ready")
-        import termios
-        import tty
-
-        saved = termios.tcgetattr(sys.stdin.fileno())
-        tty.setcbreak(sys.stdin.fileno())
-        threading.Thread(target=_keys, args=(keys,), daemon=True).start()
-        _drive(client, keys)
+        console = _console(args)
+        console.server_ready()
+        with terminal_keys() as keys:
+            _drive(console, keys)
     except (ClientError, WebSocketException, OSError) as exc:
         return fail("teleop", str(exc), 1)
     finally:
-        if saved is not None:
-            import termios
-
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
         print(file=sys.stderr)
     return 0
 
@@ -360,116 +274,36 @@ def _ask(prompt: str) -> str | None:
     return line.strip() if line else None
 
 
-class _Hold:
-    """Repeats the wizard's current raw value every WIZARD_REFRESH_S while the user looks at it: the
-    car drops a raw pulse after its deadman (250 ms), so a wizard that goes away leaves the wheels still."""
-
-    def __init__(self, client: CarClient):
-        self.client = client
-        self.step: tuple[str, float] | None = None
-        self.error = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._refresh, name="calibration hold", daemon=True)
-
-    def __enter__(self) -> _Hold:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
-
-    def _refresh(self) -> None:
-        from car.console.client import ClientError
-
-        while not self._stop.wait(WIZARD_REFRESH_S):
-            step = self.step
-            if step is None:
-                continue
-            try:
-                self.client.request("PUT", f"/api/adjust_calibrating_wheels/{step[0]}", {"pwm": step[1]})
-            except (ClientError, OSError) as exc:
-                self.error = str(exc)
-
-    def show(self, kind: str, value: float) -> None:
-        _checked(self.client.request("PUT", f"/api/adjust_calibrating_wheels/{kind}", {"pwm": value}))
-        self.step = (kind, value)
-
-
-def _pick(hold: _Hold, kind: str, label: str, value: float) -> float:
-    """Move one output live until the user accepts: a number sets it, + and - nudge, Enter keeps."""
-    from car.console.client import ClientError
-
-    while True:
-        try:
-            hold.show(kind, value)
-        except ClientError as exc:  # a value the car refuses: say why, back to the last value it took
-            if hold.step is None or hold.step[0] != kind:
-                raise
-            _say(f"  refused: {exc}")
-            value = hold.step[1]
-        answer = _ask(f"  {label} [{value:g}] (number, + / -, Enter to accept): ")
-        if answer is None:
-            raise ClientError("input ended; values not saved yet were left as they were")
-        if not answer:
-            return value
-        if set(answer) <= {"+", "-"}:
-            value += answer.count("+") - answer.count("-")
-            continue
-        try:
-            value = float(answer)
-        except ValueError:
-            _say(f"  {answer!r} is not a number")
-
-
-def _calibrate_output(hold: _Hold, kind: str, names: tuple[str, str, str]) -> dict[str, Any]:
-    """Centre, then the + command end, then the - command end; saved in the DeepRacer layout."""
-    client = hold.client
-    current = _checked(client.request("GET", f"/api/get_calibration/{kind}"))
-    positive_end = current["max"] if current["polarity"] == 1 else current["min"]
-    negative_end = current["min"] if current["polarity"] == 1 else current["max"]
-    while True:
-        mid = _pick(hold, kind, names[0], round(current["mid"]))
-        plus = _pick(hold, kind, names[1], round(positive_end))
-        minus = _pick(hold, kind, names[2], round(negative_end))
-        if (plus - mid) * (minus - mid) < 0:
-            break
-        _say(f"  {names[1]} and {names[2]} must lie on opposite sides of {names[0]}; again")
-    values = {"mid": mid, "min": min(plus, minus), "max": max(plus, minus), "polarity": 1 if plus > mid else -1}
-    _checked(client.request("PUT", f"/api/set_calibration/{kind}", values))
-    return values
-
-
 def run_calibrate(args: argparse.Namespace) -> int:
-    from car.console.client import ClientError
+    from calibration.wizard import Wizard, WizardError
+    from racer.laptop.client import ClientError
 
     if not args.car:
         return fail("calibrate", "choose what to calibrate: racer calibrate camera ... or racer calibrate --car HOST",
                      2)
     if getattr(args, "target", None):
         return fail("calibrate", "--car calibrates a car's steering and throttle; leave out the target", 2)
-    client = _client(args)
     try:
-        _checked(client.request("POST", "/api/set_calibration_mode"))
-        _say("calibration mode: lift the car so its wheels turn freely")
-        with _Hold(client) as hold:
-            _say("steering (console units, 10 us each):")
-            angle = _calibrate_output(hold, "angle", ("centre", "full left", "full right"))
-            _say("throttle (console units, 4.5 us each):")
-            throttle = _calibrate_output(hold, "throttle", ("stopped", "full forward", "full reverse"))
+        console = _console(args)
     except ClientError as exc:
+        return fail("calibrate", str(exc), 1)
+    try:
+        console.set_calibration_mode()
+        _say("calibration mode: lift the car so its wheels turn freely")
+        angle, throttle = Wizard(console, _ask, _say, refused=(ClientError,)).run()
+    except (ClientError, WizardError) as exc:
         return fail("calibrate", str(exc), 1)
     finally:
         try:
-            client.request("POST", "/api/drive_mode", {"drive_mode": "manual"})
+            console.set_drive_mode("manual")
         except ClientError:
             pass
-    _say(f"saved: steering {angle}, throttle {throttle}")
+    _say(f"saved: steering {dataclasses.asdict(angle)}, throttle {dataclasses.asdict(throttle)}")
     return 0
 
 
 def run_discover(args: argparse.Namespace) -> int:
-    from car.console.mdns import discover
+    from racer.laptop.discovery import discover
 
     try:
         cars = discover(args.timeout)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from car.config import DEFAULT_MODEL
-from car.console.client import CarAddress, CarClient, ClientError, KnownCars
+from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
 
 PASSWORD = "soak-pass-phrase-22"
 BUNDLE_FILES = ("model.xml", "model.bin", "model_metadata.json", "racer.json")

@@ -21,7 +21,6 @@ import pytest
 
 from car.config import CarConfig
 from car.console.auth import set_password
-from car.console.client import CarAddress, CarClient, KnownCars
 from car.console.server import ConsoleOptions, ConsoleServer, start_console
 from car.console.state import StateDir
 from car.console.uploads import UploadLimits
@@ -31,6 +30,7 @@ from car.policy.preprocess import DEEPRACER_SPEC
 from car.transport.wire import SIM_SERVO_TOPIC
 from dds_support import wait_for as wait_until
 from model_factory import onnx_model
+from racer.laptop.client import CarAddress, CarClient, KnownCars
 from racer.processes.local import LocalCar, sim_car
 from sim2real.sim.track import Track
 from sim2real.sim.world import Simulator

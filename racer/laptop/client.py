@@ -1,4 +1,4 @@
-"""The laptop side of the console: the client the `racer` tools (and tests) talk to a car with.
+"""The laptop's connection to a car's console: the transport the `racer` tools (and tests) talk to a car with.
 
 Trust on first use: the first contact with a car over HTTPS fetches its self-signed certificate,
 shows its fingerprint and pins it; afterwards the TLS handshake trusts only that certificate, so
