@@ -12,13 +12,26 @@ from typing import Any
 
 import torch
 
+from car.policy.metadata import parse_metadata
 from car.policy.preprocess import PreprocessSpec
-from sim2real.network import build_network
+from sim2real.modular import ModularNet
+from sim2real.network import CONSOLE_NETWORKS, ConsoleNet, DrivingNet
 
 
 def config_json(cfg: Any) -> dict[str, Any]:
     """A trainer's config dataclass as JSON-ready values."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+def build_network(spec: PreprocessSpec, action_space: dict[str, Any], trainer: str | None = None) -> torch.nn.Module:
+    """The network a checkpoint's trainer and action space name: the modular network for
+    `racer train --model modular`, a console network by `neural_network`, else racer's DrivingNet."""
+    meta = parse_metadata(action_space)
+    if trainer == "modular":
+        return ModularNet(spec, meta.output_size())
+    if meta.neural_network in CONSOLE_NETWORKS:
+        return ConsoleNet(meta.neural_network, meta.output_size(), meta.discrete, spec)
+    return DrivingNet(spec, meta.output_size())
 
 
 def save_checkpoint(path: Path, net: torch.nn.Module, spec: PreprocessSpec, action_space: dict[str, Any],

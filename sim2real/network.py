@@ -1,14 +1,11 @@
 """Policy networks: racer's small CNN (DAgger's default) and the AWS console's camera networks
-(PPO's), the checkpoint's choice between them, and preprocessed frames as a network batch."""
+(PPO's), and preprocessed frames as a network batch."""
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from car.policy.metadata import parse_metadata
 from car.policy.preprocess import DEEPRACER_SPEC, PreprocessSpec
 
 
@@ -98,19 +95,6 @@ class ConsoleNet(nn.Module):
         """Training: the policy's logits (discrete) or means (continuous), and the value, (N,)."""
         h = self.trunk(x)
         return self.policy(h), self.value(h)[:, 0]
-
-
-def build_network(spec: PreprocessSpec, action_space: dict[str, Any], trainer: str | None = None) -> nn.Module:
-    """The network a checkpoint's trainer and action space name: the modular network for
-    `racer train --model modular`, a console network by `neural_network`, else racer's DrivingNet."""
-    meta = parse_metadata(action_space)
-    if trainer == "modular":
-        from sim2real.modular import ModularNet  # the modular model builds on imitation, which imports this
-
-        return ModularNet(spec, meta.output_size())
-    if meta.neural_network in CONSOLE_NETWORKS:
-        return ConsoleNet(meta.neural_network, meta.output_size(), meta.discrete, spec)
-    return DrivingNet(spec, meta.output_size())
 
 
 def to_tensor(spec: PreprocessSpec, x: np.ndarray) -> torch.Tensor:
