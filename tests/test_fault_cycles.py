@@ -31,9 +31,15 @@ def resources() -> tuple[int, int]:
 
 
 def no_growth(first: tuple[int, int]) -> None:
-    """Descriptors and threads are no more than after the first cycle (one may be closed for a reopen)."""
-    fds, threads = resources()
-    assert fds <= first[0] and threads == first[1], f"descriptors {first[0]} -> {fds}, threads {first[1]} -> {threads}"
+    """Descriptors and threads are no more than after the first cycle (one may be closed for a reopen). A leak
+    stays; a frame file the camera has open for the moment of its read does not, so one sample within 2 s
+    that is back to the first cycle's counts passes."""
+    seen = []
+
+    def back() -> bool:
+        seen.append(resources())
+        return seen[-1][0] <= first[0] and seen[-1][1] == first[1]
+    assert wait_until(back, 2.0), f"descriptors {first[0]} -> {seen[-1][0]}, threads {first[1]} -> {seen[-1][1]}"
 
 
 def refill(images, frames: dict[str, bytes]) -> None:
