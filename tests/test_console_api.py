@@ -62,8 +62,10 @@ def test_drive_mode_start_stop_and_max_speed(api, car):
     status = api.request("GET", "/api/status").body
     assert (status["mode"], status["running"], status["max_speed"]) == ("autonomous", True, 0.6)
     assert status["latency_ms"] is not None and status["reason"] == "autonomous"
-    # the simulator's clock stands still while the stack computes: never less than the policy's own time
-    assert status["latency_ms"] >= round(status["infer_ms"], 1) > 0 and status["driven_by"] == "policy"
+    # the simulator's clock stands still while the stack computes: never less than the policy's own time (each
+    # figure rounded on its own for display: 0.449 ms is latency 0.4 and infer 0.45)
+    assert status["infer_ms"] > 0 and status["latency_ms"] >= status["infer_ms"] - 0.05
+    assert status["driven_by"] == "policy"
     assert any(t == pytest.approx(0.6) for when, _, t in car.driver.log if when > start)
     assert api.request("POST", "/api/start_stop", {"start_stop": "stop"}).status == 200
     assert api.request("GET", "/api/status").body["command"] == {"steering": 0.0, "throttle": 0.0}
