@@ -16,12 +16,12 @@ from car.actuators import calibration as servo
 from car.actuators.calibration import FACTORY_DEFAULT, CalibrationError
 from car.actuators.pwm_sysfs import PwmSysfsDriver
 from car.calibration import resolve
+from car.graph.multiprocess import open_driver
 from hw.maestro_emulator import MaestroEmulator
 from hw.sysfs import PwmSysfsModel
 from racer.cli import build_parser, main
 from racer.commands.node import config_from_args
 from racer.processes.graph import graph_specs
-from racer.processes.node import open_node_driver
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,7 +125,7 @@ def test_the_actuator_node_opens_with_the_state_dir_calibration(tmp_path: Path, 
     model = pre_exported_tree(tmp_path / "sys")
     state = saved_state_dir(tmp_path / "state")
     spec = f"pwm-sysfs:{model.pwm_dir}"
-    driver = open_node_driver(spec, config_from_args(node_args("--actuator", spec, "--state-dir", str(state))), None)
+    driver = open_driver(spec, None, config_from_args(node_args("--actuator", spec, "--state-dir", str(state))))
     try:
         assert isinstance(driver, PwmSysfsDriver) and driver.calibration == SAVED
         assert (model.attribute(0, "duty_cycle"), model.attribute(1, "duty_cycle")) == (1_500_000, 1_480_000)

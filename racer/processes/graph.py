@@ -80,9 +80,9 @@ def run_graph(config: CarConfig, watch: Callable[[NodeBus], None] | None = None,
     """Supervise the graph until SIGTERM/SIGINT (or `duration_s`, or until `watch`, given the supervisor's bus
     before it spins, stops the bus); every node ends at neutral on its own signal."""
     from car.calibration import car_calibration
+    from car.graph.multiprocess import open_driver
     from car.transport import open_bus
     from car.transport.dds import cyclone_environment
-    from racer.processes.node import open_node_driver
 
     specs = graph_specs(config)
     # The actuator node (and on ros the control node, for get/set_car_cal) resolves it too; a bad file must
@@ -91,7 +91,7 @@ def run_graph(config: CarConfig, watch: Callable[[NodeBus], None] | None = None,
         car_calibration(config)
     bus = open_bus(config.transport, "supervisor")
     # The link to the simulated car is made now, so DDS has matched it long before it is needed.
-    sim_link = open_node_driver("sim", config, bus) if config.sim else None
+    sim_link = open_driver("sim", bus, config) if config.sim else None
 
     def neutral_actuator() -> None:
         """The actuator process died: put its outputs at neutral from here until it is back."""
@@ -99,7 +99,7 @@ def run_graph(config: CarConfig, watch: Callable[[NodeBus], None] | None = None,
             if sim_link is not None:
                 sim_link.neutral()
             else:  # close() leaves the hardware at neutral with its outputs off, for the restarted node to reopen
-                open_node_driver(config.actuator.spec, config, bus).close()
+                open_driver(config.actuator.spec, bus, config).close()
         except (OSError, RuntimeError, ValueError) as exc:
             log.error("cannot put the actuator at neutral: %s", exc)
 

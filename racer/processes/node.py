@@ -1,7 +1,7 @@
 """`racer node NAME`: one node of the car graph built from the car's configuration.
 
-Here the node's outside world is resolved (camera source, actuator driver and calibration, model
-bundle), which the car package leaves to its caller; the simulator world is `sim_world`.
+Here the node's outside world is chosen from the configuration (camera source, actuator driver, model
+bundle); the simulator world is `sim_world`.
 """
 from __future__ import annotations
 
@@ -9,12 +9,6 @@ import logging
 from typing import Any
 
 from car.config import FOXGLOVE_ADDRESS, CarConfig
-
-
-def open_node_driver(spec: str, config: CarConfig, bus: Any) -> Any:
-    """`car.graph.multiprocess.open_driver` with the car's calibration as `racer car` or `racer node` resolve it."""
-    from car.graph.multiprocess import open_driver
-    return open_driver(spec, bus, config)
 
 
 def build_node(name: str, config: CarConfig, bus: Any) -> list[Any]:
@@ -47,7 +41,7 @@ def build_node(name: str, config: CarConfig, bus: Any) -> list[Any]:
             ControlServices(bus, control, car_calibration(config))
         return []
     if name == "actuator":
-        actuator = node.ActuatorProcess(bus, clock, open_node_driver(config.actuator.spec, config, bus), config)
+        actuator = node.ActuatorProcess(bus, clock, node.open_driver(config.actuator.spec, bus, config), config)
         return [actuator.close]
     if name == "console":
         from car.policy.bundle_layout import bundle_name
