@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from car.camera.capture import open_camera
+from car.camera.capture import ImageFolderSource, open_camera
 from car.camera.source import CameraFault
 
 SIZE = (64, 48)
@@ -86,12 +86,20 @@ def test_video_file_loops_at_its_frame_rate(video: Path) -> None:
 
 
 def test_image_folder_plays_images_in_name_order_and_loops(images: Path) -> None:
+    # the source itself: the Camera around it hands out the newest frame and may skip one on a loaded machine
+    source = ImageFolderSource(str(images), fps=50)
+    source.open()
+    try:
+        ids = [frame_id(source.grab()[0]) for _ in range(5)]
+    finally:
+        source.release()
+    assert ids == [0, 1, 2, 0, 1]
     camera = open_camera(f"images:{images}", fps=50)
     try:
-        ids = [frame_id(camera.read()[0]) for _ in range(5)]
+        ids = [frame_id(camera.read()[0]) for _ in range(8)]
     finally:
         camera.close()
-    assert ids == [0, 1, 2, 0, 1]
+    assert set(ids) <= {0, 1, 2} and len(set(ids)) > 1, ids  # the folder's images, played on
 
 
 def test_image_folder_that_empties_faults_then_recovers(images: Path, tmp_path: Path) -> None:

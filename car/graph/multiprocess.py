@@ -148,14 +148,16 @@ class ControlProcess:
     limits, calibration), whoever sends it: the core runs it, /drive is published at once and,
     for a new calibration, hands it to the actuator on /actuator/calibration. A change between driving
     and neutral is reported at once, with the age of the last policy command at that moment (node
-    clock), so the time a stale input takes to stop the car is measured by the node that decides it.
+    clock), so the time a stale input takes to stop the car is measured by the node that decides it;
+    so is a change of the reason for the output (a console's status then says why the car drives or
+    waits within a tick, not a diagnostics period, of the change).
     """
 
     def __init__(self, bus: NodeBus, clock: Clock, config: CarConfig, autostart: bool = False):
         self.core = ControlCore(config.control)
         self.node = ControlNode(bus, clock, self.core)
         self.answer: tuple[KeyValue, ...] = ()
-        self._driving = False
+        self._reported: tuple[bool, str] = (False, "")  # (driving, reason) as last published
         self._calibration = bus.publisher(CALIBRATION_TOPIC)
         bus.subscribe(CONTROL_REQUEST_TOPIC, self.on_request)
         bus.timer(1.0 / TICK_HZ, self.tick, clock)
@@ -181,7 +183,7 @@ class ControlProcess:
         self._report_change()
 
     def _report_change(self) -> None:
-        if (self.core.last_output.drive != NEUTRAL) != self._driving:
+        if (self.core.last_output.drive != NEUTRAL, self.core.last_reason) != self._reported:
             self.publish_diagnostics()
 
     def on_request(self, text: str) -> None:
@@ -196,11 +198,12 @@ class ControlProcess:
         self.publish_diagnostics()
 
     def publish_diagnostics(self) -> None:
-        self._driving = self.core.last_output.drive != NEUTRAL
+        driving = self.core.last_output.drive != NEUTRAL
+        self._reported = (driving, self.core.last_reason)
         now = self.node.clock.now()
         status = self.core.diagnostics(now)
         age = self.core.mux.age("policy", now)
-        extra = (KeyValue("driving", str(self._driving).lower()),
+        extra = (KeyValue("driving", str(driving).lower()),
                  KeyValue("policy_age_ms", f"{age * 1000:.0f}" if math.isfinite(age) else ""))
         self.node._diag(replace(status, values=status.values + extra + self.answer))
 

@@ -1,17 +1,22 @@
-"""The console under a flood, timed at the car's outputs: `safety.flood_neutral_ms` and `safety.flood_estop_ms`.
+"""The console under a flood, timed at the car's outputs: `safety.flood_neutral_ms` and `safety.flood_estop_ms`;
+and the console process killed while the car drives: `safety.console_kill_neutral_ms`.
 
 One scenario, run by `racer bench` (on the simulated car) and by the test suite (on `racer car` with
 a Maestro emulator): a teleop client drives in manual mode; `connections` idle TCP connections and
 a burst of `logins` concurrent logins hit the console; the client goes silent, and the time from
 its last command to neutral at the outputs is measured; it drives again and sends an emergency
-stop on its open socket, and the time from the stop to neutral is measured. Everything stays on
-loopback.
+stop on its open socket, and the time from the stop to neutral is measured. Where the console is a
+process of its own (`dds`, `ros`), the car then drives autonomously, the console is killed with
+SIGKILL, and the time from the kill to neutral is measured (README: within 250 ms). Everything stays
+on loopback.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import resource
+import signal
 import socket
 import threading
 import time
@@ -147,7 +152,19 @@ def run_flood(client: CarClient, url: str, password: str, driving: Callable[[], 
     return FloodResult((neutral - last) * 1000.0, (stopped - sent) * 1000.0, len(idle), len(refused))
 
 
+def console_kill_ms(client: CarClient, driving: Callable[[], bool], console_pid: Callable[[], int]) -> float:
+    """Start the car in autonomous mode, SIGKILL the console process while it drives: ms to neutral at the outputs."""
+    client.request("POST", "/api/drive_mode", {"drive_mode": "auto"})
+    client.request("POST", "/api/start_stop", {"start_stop": "start"})
+    _wait(driving, 30.0, "the car to drive autonomously")
+    pid = console_pid()
+    killed = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    return (_wait(lambda: not driving(), 5.0, "neutral after the console was killed") - killed) * 1000.0
+
+
 FLOOD_KEYS = ("flood_neutral_ms", "flood_estop_ms", "flood_connections", "flood_logins_refused")
+KILL_KEY = "console_kill_neutral_ms"
 PASSWORD = "bench-flood-password"
 CAR_START_S = 120.0
 
@@ -176,11 +193,13 @@ def _local_car(model_path: Path, state: StateDir, on_servo: Callable[[Any], None
 
 
 @contextlib.contextmanager
-def _graph_car(model_path: Path, transport: str, state: StateDir, on_servo: Callable[[Any], None]) -> Iterator[str]:
+def _graph_car(model_path: Path, transport: str, state: StateDir, on_servo: Callable[[Any], None],
+               on_diagnostics: Callable[[Any], None]) -> Iterator[str]:
     """`racer car --transport dds|ros --sim --console` as processes on a private loopback domain, and a node here
-    that watches /sim/servo; the console's URL."""
+    that watches /sim/servo and /diagnostics; the console's URL."""
     import sys
 
+    from car.messages import DIAGNOSTICS_TOPIC
     from car.transport import open_bus
     from car.transport.wire import SIM_SERVO_TOPIC
     from racer.bench.dds import _child_env, _private_domain, _processes
@@ -188,6 +207,7 @@ def _graph_car(model_path: Path, transport: str, state: StateDir, on_servo: Call
     domain = _private_domain()
     bus = open_bus(transport, "bench_flood", domain=domain)
     bus.subscribe(SIM_SERVO_TOPIC, on_servo)
+    bus.subscribe(DIAGNOSTICS_TOPIC, on_diagnostics)
     spinner = threading.Thread(target=bus.spin, daemon=True)
     spinner.start()
     with socket.socket() as probe:
@@ -222,25 +242,40 @@ def bench_flood(model_path: Path, transport: str = "local") -> dict[str, Any]:
     from racer.laptop.client import CarAddress, KnownCars
 
     sent = {"throttle": 0.0, "count": 0}
+    console_pids: list[int] = []
 
     def on_servo(msg: Any) -> None:
         sent["throttle"], sent["count"] = msg.throttle, sent["count"] + 1
+
+    def driving() -> bool:
+        return sent["throttle"] != 0.0
+
+    def on_diagnostics(msg: Any) -> None:
+        for status in msg.status:  # the supervisor's report of the console process
+            pid = status.value("pid")
+            if status.name == "supervisor/console" and status.message == "running" and pid:
+                console_pids.append(int(pid))
 
     with tempfile.TemporaryDirectory() as tmp:
         state = StateDir(Path(tmp) / "state").create()
         set_password(state, PASSWORD)
         car = _local_car(model_path, state, on_servo) if transport == "local" else \
-            _graph_car(model_path, transport, state, on_servo)
+            _graph_car(model_path, transport, state, on_servo, on_diagnostics)
         with car as url:
             client = CarClient(CarAddress.parse(url), lambda: PASSWORD, lambda _: None,
                                KnownCars(Path(tmp) / "cars.json"))
             _wait(lambda: sent["count"] > 0 and _answering(client), CAR_START_S,
                   f"the car and its console on {transport}")
-            return run_flood(client, url, PASSWORD, lambda: sent["throttle"] != 0.0).to_json()
+            figures = run_flood(client, url, PASSWORD, driving).to_json()
+            if transport != "local":
+                _wait(lambda: bool(console_pids), CAR_START_S, "the supervisor's report of the console")
+                figures[KILL_KEY] = round(console_kill_ms(client, driving, lambda: console_pids[-1]), 1)
+            return figures
 
 
 def bench_safety(model_path: Path) -> dict[str, Any]:
-    """`safety`: each flood figure per transport, `{"flood_neutral_ms": {"local": ..., "dds": ..., "ros": ...}, ...}`;
+    """`safety`: each flood figure per transport, `{"flood_neutral_ms": {"local": ..., "dds": ..., "ros": ...}, ...}`,
+    and `console_kill_neutral_ms` on the transports where the console is a process (`dds`, `ros`);
     a transport that cannot run (no rclpy) is in `unavailable` with the reason."""
     from car.transport.ros import RosUnavailable
 
@@ -253,4 +288,6 @@ def bench_safety(model_path: Path) -> dict[str, Any]:
             continue
         for key in FLOOD_KEYS:
             report[key][transport] = figures[key]
+        if KILL_KEY in figures:
+            report.setdefault(KILL_KEY, {})[transport] = figures[KILL_KEY]
     return report

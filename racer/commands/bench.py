@@ -58,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"safety     {transport:5s} neutral {neutral:.0f} ms after the driver went silent, e-stop "
               f"{safety['flood_estop_ms'][transport]:.1f} ms, under {safety['flood_connections'][transport]} idle "
               "connections and a login burst", file=sys.stderr)
+    for transport, killed in safety.get("console_kill_neutral_ms", {}).items():
+        print(f"safety     {transport:5s} neutral {killed:.0f} ms after the console process was killed (SIGKILL) "
+              "while the car drove", file=sys.stderr)
     for transport, reason in safety.get("unavailable", {}).items():
         print(f"safety     {transport:5s} {reason}", file=sys.stderr)
     for name in ("dds", "pipeline_multiprocess", "ros", "pipeline_multiprocess_ros"):

@@ -131,7 +131,9 @@ def start_car(root: Path, model: Path, limits: UploadLimits = TEST_LIMITS, tls: 
     local.closers.append(server.stop)
     local.start()
     car = Car(server.url, state, local, local.world.sim, servo_log, server, root / "laptop" / "cars.json")
-    car.wait_for(lambda: car.server.console.service.node.mode is not None, what="control's first status")
+    node = car.server.console.service.node
+    car.wait_for(lambda: node.mode is not None and "policy" in node.diagnostics,
+                 what="control's and the policy's first status")
     return car
 
 
