@@ -79,8 +79,17 @@ def test_silent_and_incomplete_request_heads_are_closed(car):
     assert all(data == b"" and elapsed < 8 for data, elapsed in closed.values()), closed
 
 
-def test_connections_beyond_the_per_client_cap_are_closed_at_accept(car):
+@pytest.mark.parametrize("teleop_open", [False, True], ids=["alone", "beside-a-teleop-socket"])
+def test_connections_beyond_the_per_client_cap_are_closed_at_accept(car, teleop_open):
+    """With a WebSocket open too: the cap's count once tripped over the upgraded socket and let the flood in."""
     cap = car.server.connection_limits.per_client
+    with contextlib.ExitStack() as stack:
+        if teleop_open:
+            stack.enter_context(car.client().websocket("/api/teleop")).recv(timeout=5)
+        held_beyond_the_cap(car, cap)
+
+
+def held_beyond_the_cap(car: Car, cap: int) -> None:
     held = [socket.create_connection(("127.0.0.1", car.port), source_address=("127.0.0.9", 0))
             for _ in range(cap + 5)]
     try:

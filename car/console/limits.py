@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,9 +107,9 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             tally.add(self.host, self.block)
             self.counted = True
             over = [(limits.total, lambda c: True) if len(self.connections) > limits.total else None,
-                    (limits.per_client, lambda c: c.host == self.host) if tally.hosts[self.host] > limits.per_client
+                    (limits.per_client, self._sharing("host")) if tally.hosts[self.host] > limits.per_client
                     else None,
-                    (limits.per_block, lambda c: c.block == self.block) if tally.blocks[self.block] > limits.per_block
+                    (limits.per_block, self._sharing("block")) if tally.blocks[self.block] > limits.per_block
                     else None]
             for cap, counted in filter(None, over):
                 if not self._make_room(cap, [c for c in self.connections if counted(c)]):
@@ -118,6 +119,11 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             pressed = len(self.connections) * 2 > limits.total
             timeout = limits.pressed_header_timeout_s if pressed else limits.header_timeout_s
             self._header_timer = self.loop.call_later(timeout, self._incomplete)
+
+        def _sharing(self, attr: str) -> Callable[[Any], bool]:
+            """Connections still on HTTP with this one's `attr` (an upgraded WebSocket is in the server's
+            connections too, but has left the per-address tally)."""
+            return lambda c: isinstance(c, GuardedH11Protocol) and getattr(c, attr) == getattr(self, attr)
 
         def _make_room(self, cap: int, members: list[Any]) -> bool:
             """Keep `members` within `cap`: True when enough of them are already closing, else
