@@ -298,9 +298,10 @@ def test_the_view_reads_mode_latch_faults_and_the_chosen_action():
     assert "/policy/domain_shift" not in status  # no policy heard yet: nothing to show rather than a made-up score
     healed = view.diagnostics(DiagnosticArray(status=(DiagnosticStatus(OK, "actuator", "ok"),
                                                       DiagnosticStatus(OK, "policy", "ok", values=(
-                                                          KeyValue("domain_shift", "2.750"),)))))
+                                                          KeyValue("domain_shift", "2.750"),
+                                                          KeyValue("warning", "1.200"))))))
     assert healed["/control/status"]["faults"] == [{"node": "control", "message": "latched"}]  # the latch stays
-    assert healed["/policy/domain_shift"]["score"] == 2.75
+    assert healed["/policy/domain_shift"] == {"score": 2.75, "warning": 1.2, "uncertainty": None, "infer_ms": None}
     output = view.policy_output(output_array(np.array([0.1, 0.6, 0.3]), discrete=True))
     assert output["kind"] == "discrete" and output["action"] == 1
     assert output["values"] == pytest.approx([0.1, 0.6, 0.3])

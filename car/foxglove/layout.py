@@ -1,6 +1,7 @@
 """The Foxglove layout that opens the whole view in one window (docs/foxglove/racer.layout.json), built with
 the SDK's layout types: the 3D scene of the track above the camera and the model's input, beside them the
-policy's output, the chosen and applied commands, the domain-shift score and control's mode, latch and faults.
+policy's output, the chosen and applied commands, the domain-shift score and the car's warning, and control's mode,
+latch and faults.
 
 `python -m car.foxglove.layout > docs/foxglove/racer.layout.json` writes it (tests check the file is current).
 """
@@ -55,8 +56,8 @@ def racer_layout() -> fl.Layout:
                     array_expansion="byIndex")),
         _item(_plot("steering (deg): chosen and applied", "/policy/drive.steering_deg", "/drive.steering_deg")),
         _item(_plot("speed (m/s): chosen and applied", "/policy/drive.speed_mps", "/drive.speed_mps")),
-        _item(_plot("domain shift (about 1 in training, several times that elsewhere)",
-                    "/policy/domain_shift.score")),
+        _item(_plot("domain shift (about 1 in training, several times that elsewhere) and the car's warning",
+                    "/policy/domain_shift.score", "/policy/domain_shift.warning")),
         _item(_split("row", _item(latch), _item(mode, 3)), 0.6),
         _item(status))
     return fl.Layout(content=_split("row", _item(left, 3), _item(right, 2)))

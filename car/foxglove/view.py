@@ -11,7 +11,7 @@ scene), JSON with a JSON Schema otherwise, so Plot and Raw Messages panels read 
 | /policy/output | /policy/output | JSON: kind, values, action (discrete: the argmax) |
 | /policy/drive, /drive | the same topics | JSON: steering (rad, deg), speed (m/s) |
 | /control/status | /diagnostics | JSON: mode, running, latched, emergency stop, watchdog, faults |
-| /policy/domain_shift | /diagnostics (policy) | JSON: score, inference time |
+| /policy/domain_shift | /diagnostics (policy) | JSON: score, warning, uncertainty (a modular model's), infer_ms |
 | /sim/scene | /sim/pose, /sim/track/* | foxglove.SceneUpdate: track lines, car, recent path |
 """
 from __future__ import annotations
@@ -56,7 +56,8 @@ STATUS_SCHEMA = {"type": "object", "properties": {
     "reason": {"type": "string"},
     "faults": {"type": "array", "items": {"type": "object", "properties": {
         "node": {"type": "string"}, "message": {"type": "string"}}}}}}
-SHIFT_SCHEMA = {"type": "object", "properties": {"score": NUMBER, "infer_ms": NUMBER}}
+SHIFT_SCHEMA = {"type": "object", "properties": {"score": NUMBER, "warning": NUMBER, "uncertainty": NUMBER,
+                                                 "infer_ms": NUMBER}}
 JSON_SCHEMAS = {"/policy/output": OUTPUT_SCHEMA, "/policy/drive": DRIVE_SCHEMA, "/drive": DRIVE_SCHEMA,
                 "/control/status": STATUS_SCHEMA, "/policy/domain_shift": SHIFT_SCHEMA}
 CAMERA_CHANNEL, INPUT_CHANNEL, SCENE_CHANNEL = "/camera/image_raw/compressed", "/policy/input", "/sim/scene"
@@ -122,7 +123,7 @@ class FoxgloveView:
                 "steering_deg": math.degrees(steering), "speed_mps": float(msg.drive.speed)}
 
     def diagnostics(self, msg: DiagnosticArray) -> dict[str, dict[str, Any]]:
-        """The control status and the domain shift after this array (channel -> message)."""
+        """The control status and the policy's monitors (car.policy.warning) after this array (channel -> message)."""
         for status in msg.status:
             self.statuses[status.name] = status
         control, policy = self.statuses.get("control"), self.statuses.get("policy")
@@ -134,8 +135,9 @@ class FoxgloveView:
             "watchdog": value("watchdog"), "reason": control.message if control else "control not heard yet",
             "faults": faults}}
         if policy is not None:
-            out["/policy/domain_shift"] = {"score": _float(policy.value("domain_shift")),
-                                           "infer_ms": _float(policy.value("infer_ms"))}
+            out["/policy/domain_shift"] = {key: _float(policy.value(name)) for key, name in (
+                ("score", "domain_shift"), ("warning", "warning"), ("uncertainty", "uncertainty"),
+                ("infer_ms", "infer_ms"))}
         return out
 
     def track_line(self, topic: str, msg: PolygonStamped) -> fm.SceneUpdate:
