@@ -84,7 +84,9 @@ def test_a_flooded_console_cannot_hold_the_outputs(car, outputs):
     assert at_neutral()
     text = log.read_text()
     assert text.count("Traceback") == 0, text[-3000:]
-    assert transport != "local" or len(text.splitlines()) < 60, text[-3000:]  # a node per process logs more
+    # the 1,000 connections are not logged one by one (each refused login is: up to 45 lines); a node per process
+    # logs more
+    assert transport != "local" or len(text.splitlines()) < 150, text[-3000:]
 
 
 def _peak_rss_mib(pid: int) -> float:
