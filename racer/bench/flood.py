@@ -242,7 +242,7 @@ def bench_flood(model_path: Path, transport: str = "local") -> dict[str, Any]:
     from racer.laptop.client import CarAddress, KnownCars
 
     sent = {"throttle": 0.0, "count": 0}
-    console_pids: list[int] = []
+    console = {"pid": 0}  # the console process as the supervisor last reported it running
 
     def on_servo(msg: Any) -> None:
         sent["throttle"], sent["count"] = msg.throttle, sent["count"] + 1
@@ -251,10 +251,10 @@ def bench_flood(model_path: Path, transport: str = "local") -> dict[str, Any]:
         return sent["throttle"] != 0.0
 
     def on_diagnostics(msg: Any) -> None:
-        for status in msg.status:  # the supervisor's report of the console process
+        for status in msg.status:
             pid = status.value("pid")
             if status.name == "supervisor/console" and status.message == "running" and pid:
-                console_pids.append(int(pid))
+                console["pid"] = int(pid)
 
     with tempfile.TemporaryDirectory() as tmp:
         state = StateDir(Path(tmp) / "state").create()
@@ -268,8 +268,8 @@ def bench_flood(model_path: Path, transport: str = "local") -> dict[str, Any]:
                   f"the car and its console on {transport}")
             figures = run_flood(client, url, PASSWORD, driving).to_json()
             if transport != "local":
-                _wait(lambda: bool(console_pids), CAR_START_S, "the supervisor's report of the console")
-                figures[KILL_KEY] = round(console_kill_ms(client, driving, lambda: console_pids[-1]), 1)
+                _wait(lambda: console["pid"] > 0, CAR_START_S, "the supervisor's report of the console")
+                figures[KILL_KEY] = round(console_kill_ms(client, driving, lambda: console["pid"]), 1)
             return figures
 
 
