@@ -15,7 +15,8 @@ import time
 import pytest
 
 from car.actuators.base import ActuatorFault
-from car.actuators.calibration import FACTORY_DEFAULT
+from car.actuators.calibration import FACTORY_DEFAULT, wizard_ranges
+from car.actuators.core import ActuatorCore
 from car.actuators.isolated import IsolatedDriver
 from test_failsafe import NEUTRAL, driving, maestro, wait_until  # noqa: F401  (maestro is a fixture)
 
@@ -40,6 +41,24 @@ def test_the_child_obeys_and_its_own_watchdog_ends_a_silent_drive(maestro):
     assert maestro.positions[:2] == [0, 0]  # outputs off after neutral
     with pytest.raises(ActuatorFault, match="closed"):
         driver.set(0.0, 0.0)
+
+
+def test_a_child_gone_before_the_graph_is_built_is_a_fault_not_a_crash(maestro):
+    """Ctrl-C reaches the whole process group: the child may end (outputs off) before the graph applies
+    its calibration tables. That is an actuator fault the graph latches, not an exception out of the start
+    (which once left the camera's reader thread running and the process aborting in C++ teardown)."""
+    driver = IsolatedDriver(f"maestro:{maestro.link}", FACTORY_DEFAULT)
+    try:
+        os.kill(driver.process.pid, signal.SIGINT)
+        driver.process.join(10)
+        assert driver.process.exitcode == 0
+        assert maestro.positions[:2] == [0, 0]  # the child ended at neutral with its outputs off
+        core = ActuatorCore(driver, max_steering_rad=0.5, max_speed_mps=1.0)
+        assert "gone" in (core.fault or "")
+        core.set_calibrations(FACTORY_DEFAULT, wizard_ranges(FACTORY_DEFAULT))
+        assert "gone" in (core.fault or "") and not core.at_neutral and core.profile == "car"
+    finally:
+        driver.close()
 
 
 def test_a_spec_that_cannot_open_is_one_clear_fault(tmp_path):

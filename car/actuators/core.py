@@ -67,7 +67,9 @@ class ActuatorCore:
         if table is None:
             self.fault = f"no {profile} calibration on the actuator"
             return False
-        self.pulses.calibration = table
+        # A driver whose device (or isolated process) is gone cannot take a table: a fault, not a crash.
+        if not self._safe(setattr, self.pulses, "calibration", table):
+            return False
         self.profile = profile
         return self._safe(self.driver.neutral)
 

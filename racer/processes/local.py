@@ -115,20 +115,23 @@ def build_local(config: CarConfig, calibration: Calibration) -> tuple[LocalCar, 
     if spec != "sim":
         parse_actuator_spec(spec)  # a malformed spec is a one-line error before anything is opened
     camera = open_camera(config.camera.source, fps=config.camera.fps)
+    driver: Any = None
     try:
         if spec == "sim":  # argument_problem allows this only for a replay
             log.info("replay without an actuator: nothing moves")
-            driver: Any = ReplayDriver()
+            driver = ReplayDriver()
         else:
             # The device and a last watchdog in a process of their own: nothing the console does here can hold them.
             driver = IsolatedDriver(spec, calibration, config.actuator.timeout_s)
+        bus = LocalBus()
+        graph = CarGraph(WallClock(), camera, driver, model, config, bus=bus, model_name=bundle.name)
     except BaseException:
         # The camera's reader thread must not outlive a failed start: a process that exits while it is
         # inside OpenCV's native code can abort in C++ teardown instead of ending with the one-line error.
+        if driver is not None:
+            driver.close()
         camera.close()
         raise
-    bus = LocalBus()
-    graph = CarGraph(WallClock(), camera, driver, model, config, bus=bus, model_name=bundle.name)
     bus.on_error = graph.fault
     if spec == "sim":
         _end_with_the_recording(bus, camera)
