@@ -7,12 +7,13 @@ the graph that owns the car.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 PARENT_ENV = "RACER_PARENT_PID"
 PR_SET_PDEATHSIG = 1
@@ -61,3 +62,11 @@ class StopSignals:
         if self._received:
             self.event.set()
         return self.event.is_set()
+
+
+def close_all(closers: Iterable[Callable[[], None]]) -> None:
+    """Run every closer in order, even when one raises (a console that fails to stop must not keep the
+    actuator from neutral, nor the camera's reader thread from ending); then raise the first error."""
+    with contextlib.ExitStack() as stack:
+        for close in reversed(list(closers)):  # the stack runs its callbacks last-in first-out
+            stack.callback(close)

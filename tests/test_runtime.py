@@ -6,6 +6,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from car.config import CarConfig
 from car.messages import DRIVE_TOPIC
@@ -87,5 +88,21 @@ def test_sigterm_ends_run_until_signal_at_neutral():
     sim, driver, car = make()
     threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
     car.run_until_signal(duration_s=10)
+    assert sim.info.speed > 0.1
+    assert driver.log[-2:] == [(0.0, 0.0), "closed"]
+
+
+def test_a_closer_that_raises_still_leaves_the_car_at_neutral_closed():
+    """The console (or recorder) closes first; its failure must not keep the actuator from neutral."""
+    sim, driver, car = make()
+
+    def broken_console_stop():
+        raise OSError("the console's socket is gone")
+
+    car.closers.append(broken_console_stop)
+    car.start()
+    time.sleep(1.0)
+    with pytest.raises(OSError, match="socket is gone"):  # raised, after every other closer ran
+        car.stop()
     assert sim.info.speed > 0.1
     assert driver.log[-2:] == [(0.0, 0.0), "closed"]

@@ -29,7 +29,7 @@ from car.control.requests import ControlRequestError, control_request_json, pars
 from car.graph.adapters import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DRIVE_TOPIC, ERROR, OK, DiagnosticStatus, KeyValue
 from car.policy.core import PolicyCore, PolicyModel
-from car.process import StopSignals
+from car.process import StopSignals, close_all
 from car.transport import NodeBus
 from car.transport.wire import CALIBRATION_TOPIC, CONTROL_REQUEST_TOPIC, MODEL_TOPIC
 
@@ -287,9 +287,7 @@ def spin_until_signal(bus: NodeBus, closers: list[Callable[[], None]], signals: 
     finally:
         done.set()
         signals.event.set()
-        for close in closers:
-            close()
-        bus.close()
+        close_all([*closers, bus.close])
 
 
 def open_source(spec: str, bus: NodeBus, fps: float) -> CameraSource:

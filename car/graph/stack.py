@@ -14,6 +14,7 @@ from car.config import CarConfig
 from car.graph.adapters import CameraSource
 from car.graph.multiprocess import ActuatorProcess, CameraProcess, ControlProcess, PolicyProcess
 from car.policy.core import PolicyModel
+from car.process import close_all
 from car.transport import NodeBus
 from car.transport.local import LocalBus
 
@@ -56,5 +57,4 @@ class CarGraph:
 
     def close(self) -> None:
         """The actuator ends at neutral with its outputs off, then the camera's reader ends."""
-        self.actuator.close()
-        self.camera.close()
+        close_all([self.actuator.close, self.camera.close])

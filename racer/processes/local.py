@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from car.clock import WallClock
 from car.config import CarConfig
 from car.graph.stack import CarGraph
+from car.process import close_all
 from car.transport.local import LocalBus
 
 if TYPE_CHECKING:
@@ -64,9 +65,7 @@ class LocalCar:
         self._close()
 
     def _close(self) -> None:
-        for close in [*self.closers, self.graph.close]:
-            close()
-        self.bus.close()
+        close_all([*self.closers, self.graph.close, self.bus.close])
 
     def run_until_signal(self, duration_s: float | None = None, signals: StopSignals | None = None) -> None:
         """Spin on this thread until SIGTERM/SIGINT (or `duration_s`), then close at neutral."""
