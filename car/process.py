@@ -66,7 +66,7 @@ class StopSignals:
 
 def close_all(closers: Iterable[Callable[[], None]]) -> None:
     """Run every closer in order, even when one raises (a console that fails to stop must not keep the
-    actuator from neutral, nor the camera's reader thread from ending); then raise the first error."""
+    actuator from neutral, nor the camera's reader thread from ending); then raise the error (the last, if several)."""
     with contextlib.ExitStack() as stack:
         for close in reversed(list(closers)):  # the stack runs its callbacks last-in first-out
             stack.callback(close)

@@ -73,11 +73,8 @@ def test_a_flooded_console_cannot_hold_the_outputs(car, outputs):
     proc, url, client, log, transport = car
     _, driving_now, at_neutral = outputs
     result = run_flood(client, url, PASSWORD, driving_now, connections=1000, logins=45)
-    if transport == "local":
-        assert result.neutral_ms <= 250, result
-        assert result.estop_ms <= 50, result
-    else:  # three processes and two DDS hops: racer bench measures them; here only that they happen
-        assert result.neutral_ms <= 1000 and result.estop_ms <= 1000, result
+    # racer bench measures these (safety.flood_neutral_ms, flood_estop_ms); here only that they happen
+    assert result.neutral_ms <= 1000 and result.estop_ms <= 1000, result
     assert result.logins_refused > 0  # the login pool refuses rather than queues
     assert proc.poll() is None
     assert client.request("GET", "/api/status").body["latched"] is None  # the scenario's final start released it
