@@ -64,7 +64,7 @@ def test_autostart_drives_then_stop_ends_at_neutral_closed():
     assert driver.log[-2:] == [(0.0, 0.0), "closed"]
 
 
-def test_an_exception_on_the_executor_latches_an_emergency_stop():
+def test_an_exception_on_the_executor_latches_an_emergency_stop(caplog):
     sim, driver, car = make()
     drives = {"n": 0}
 
@@ -79,6 +79,8 @@ def test_an_exception_on_the_executor_latches_an_emergency_stop():
     car.stop()
     assert car.graph.faults == 1 and "a node's bug" in car.graph.last_fault
     assert car.graph.control.core.estopped
+    latches = [r.getMessage() for r in caplog.records if r.getMessage().startswith("latched")]
+    assert latches == ["latched: emergency stop"]  # the car's log says why it stopped, once
     at_fault = max(i for i, entry in enumerate(driver.log) if entry == (0.0, 0.5))
     assert at_fault > 0
     assert len(driver.log) - at_fault > 10 and set(driver.log[at_fault + 1:]) == {(0.0, 0.0), "closed"}

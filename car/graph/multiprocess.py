@@ -25,6 +25,7 @@ from car.calibration import car_calibration
 from car.clock import Clock
 from car.config import CarConfig
 from car.control.core import NEUTRAL, ControlCore
+from car.control.modes import Latch
 from car.control.requests import ControlRequestError, control_request_json, parse_control_request
 from car.graph.adapters import ActuatorNode, CameraNode, CameraSource, ControlNode, PolicyNode
 from car.messages import DRIVE_TOPIC, ERROR, OK, DiagnosticStatus, KeyValue
@@ -158,6 +159,7 @@ class ControlProcess:
         self.node = ControlNode(bus, clock, self.core)
         self.answer: tuple[KeyValue, ...] = ()
         self._reported: tuple[bool, str] = (False, "")  # (driving, reason) as last published
+        self._logged_latch: Latch | None = None
         self._calibration = bus.publisher(CALIBRATION_TOPIC)
         bus.subscribe(CONTROL_REQUEST_TOPIC, self.on_request)
         bus.timer(1.0 / TICK_HZ, self.tick, clock)
@@ -185,6 +187,10 @@ class ControlProcess:
     def _report_change(self) -> None:
         if (self.core.last_output.drive != NEUTRAL, self.core.last_reason) != self._reported:
             self.publish_diagnostics()
+        latch = self.core.state.latch
+        if latch is not None and latch is not self._logged_latch:  # once per latch: the car's log says why it stopped
+            log.warning("latched: %s", latch.reason)
+        self._logged_latch = latch
 
     def on_request(self, text: str) -> None:
         try:
