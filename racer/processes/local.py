@@ -127,9 +127,7 @@ def build_local(config: CarConfig, calibration: Calibration) -> tuple[LocalCar, 
     except BaseException:
         # The camera's reader thread must not outlive a failed start: a process that exits while it is
         # inside OpenCV's native code can abort in C++ teardown instead of ending with the one-line error.
-        if driver is not None:
-            driver.close()
-        camera.close()
+        close_all([driver.close, camera.close] if driver is not None else [camera.close])
         raise
     bus.on_error = graph.fault
     if spec == "sim":
