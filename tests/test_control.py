@@ -123,6 +123,21 @@ def test_stale_policy_and_camera_loss_go_neutral():
     assert c.diagnostics(0.56).level == ERROR
 
 
+def test_a_repeated_start_while_driving_keeps_the_policy_watch_armed():
+    """A client that sends start twice (a retry whose first answer was slow) must not turn a policy
+    that goes quiet into a wait that drives again by itself when the policy comes back."""
+    c = ControlCore(ControlParams(policy_timeout_s=0.25))
+    c.set_mode("autonomous", 0.0)
+    c.start(0.0)
+    assert c.on_policy(cmd(0.0), 0.0).drive.speed > 0
+    assert c.start(0.1).drive.speed > 0  # the retry: still driving on the policy's last command
+    out = c.tick(0.2501)
+    assert out.drive.speed == 0.0 and c.last_reason.startswith("policy command stale (latched")
+    assert c.on_policy(cmd(0.3), 0.3).drive.speed == 0.0  # the policy is back; the car waits for a user
+    c.start(0.4)
+    assert c.on_policy(cmd(0.41), 0.41).drive.speed > 0
+
+
 def test_policy_error_latches_neutral_until_start():
     c = ControlCore()
     c.set_mode("autonomous", 0.0)

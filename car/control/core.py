@@ -99,8 +99,9 @@ class ControlCore:
         faults = self._faults(now)
         if faults:
             raise ValueError(f"cannot start: {'; '.join(faults.values())}")
+        if not self.state.running:  # a repeated start (a client's retry) keeps the policy's silence a fault
+            self._policy_since_start = False
         self.state.start()
-        self._policy_since_start = False
         return self.tick(now)
 
     def stop(self, now: float) -> AckermannDriveStamped:
