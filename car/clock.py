@@ -15,6 +15,11 @@ _epoch: float | None = None
 class Clock(Protocol):
     def now(self) -> float: ...
 
+    def started(self) -> bool:
+        """False while a node that follows the simulator's /clock has not heard it: its now() is 0 then,
+        not a time, and an input stamped with it would look seconds old at the first /clock."""
+        ...
+
 
 def epoch() -> float:
     """This process's wall time at monotonic zero (s): EPOCH_ENV when set, else read once, at first use."""
@@ -35,17 +40,24 @@ class WallClock:
     def now(self) -> float:
         return self._epoch + time.monotonic()
 
+    def started(self) -> bool:
+        return True
+
 
 class SimClock:
-    """Time that only moves when the simulator says so."""
+    """Time that only moves when the simulator says so; `started` False until the first `set` when made
+    with `start=None` (a node waiting for its first /clock)."""
 
-    def __init__(self, start: float = 0.0):
+    def __init__(self, start: float | None = 0.0):
         self._t = start
 
     def now(self) -> float:
-        return self._t
+        return self._t or 0.0
+
+    def started(self) -> bool:
+        return self._t is not None
 
     def set(self, t: float) -> None:
-        if t < self._t:
-            raise ValueError(f"sim time went backwards: {t} < {self._t}")
+        if t < self.now():
+            raise ValueError(f"sim time went backwards: {t} < {self.now()}")
         self._t = t

@@ -1,6 +1,8 @@
 """/control/command: what other processes (the console) send the control node, and how it answers."""
 import json
 
+import numpy as np
+
 import pytest
 
 from car.clock import SimClock
@@ -113,3 +115,52 @@ def test_the_policy_node_loads_a_bundle_on_request_after_stopping_the_car(tmp_pa
     load("{not json")
     assert "Expecting property name" in statuses["policy"].value("load_result")
     assert policy.model_name == "tiny" and len(commands) == 2  # a request that was not even read stops nothing
+
+
+def test_inputs_before_the_first_clock_do_not_latch_a_car_that_just_started():
+    """A node that follows /clock can hear a camera frame or a policy command before its first /clock (DDS
+    discovery matches the topics in any order); taken at time 0 they made the first tick see them seconds
+    stale, and `--autostart` latched "camera stale" at once."""
+    from car.messages import CAMERA_TOPIC, POLICY_TOPIC, AckermannDrive, AckermannDriveStamped, Header, Image, Time
+
+    bus, clock = LocalBus(), SimClock(start=None)
+    control = ControlProcess(bus, clock, CarConfig(), autostart=True)
+    frame = Image(Header(Time.from_seconds(0.0), "camera"), np.zeros((1, 1, 3), np.uint8))
+    bus.publisher(CAMERA_TOPIC)(frame)
+    bus.publisher(POLICY_TOPIC)(AckermannDriveStamped(Header(Time.from_seconds(0.0)), AckermannDrive(0.0, 0.0, 1.0)))
+    assert not clock.started()
+    clock.set(3.4)  # the first /clock, 3.4 s into the simulation
+    control.tick()
+    assert control.core.state.latch is None and control.core.last_reason == "waiting for the policy"
+    bus.publisher(CAMERA_TOPIC)(frame)
+    bus.publisher(POLICY_TOPIC)(AckermannDriveStamped(Header(Time.from_seconds(3.4)), AckermannDrive(0.0, 0.0, 1.0)))
+    assert control.core.driving
+
+
+def test_the_camera_reader_posts_nothing_once_the_camera_node_is_closed():
+    """At SIGTERM the closers run, then the bus closes: a frame the reader was blocked on when the camera closed
+    must not be posted to the bus (on rclpy that raised in the reader thread as the node went away)."""
+    import threading
+
+    from car.graph.multiprocess import CameraProcess
+
+    class BlockingSource:
+        def __init__(self):
+            self.released, self.reading = threading.Event(), threading.Event()
+
+        def read(self):
+            self.reading.set()
+            self.released.wait()
+            return np.zeros((1, 1, 3), np.uint8), 0.0
+
+        def close(self):
+            self.released.set()  # as closing a device ends a blocked read, with a last frame
+
+    bus, source = LocalBus(), BlockingSource()
+    posts = []
+    bus.post = posts.append
+    camera = CameraProcess(bus, SimClock(), source)
+    camera.start()
+    assert source.reading.wait(5)
+    camera.close()
+    assert not camera._thread.is_alive() and posts == []

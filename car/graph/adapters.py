@@ -90,9 +90,11 @@ class ControlNode:
         self.core, self.clock = core, clock
         self._publish = bus.publisher(DRIVE_TOPIC)
         self._diag = _diagnostics(bus, clock)
-        bus.subscribe(POLICY_TOPIC, lambda m: self._publish(core.on_policy(m, clock.now())))
-        bus.subscribe(TELEOP_TOPIC, lambda m: self._publish(core.on_teleop(m, clock.now())))
-        bus.subscribe(CAMERA_TOPIC, lambda m: core.on_camera(clock.now()))
+        # Until the node hears its first /clock there is no time to stamp an input with: a frame taken at 0
+        # would make the camera look seconds stale at the first tick and latch a car that just started.
+        bus.subscribe(POLICY_TOPIC, lambda m: clock.started() and self._publish(core.on_policy(m, clock.now())))
+        bus.subscribe(TELEOP_TOPIC, lambda m: clock.started() and self._publish(core.on_teleop(m, clock.now())))
+        bus.subscribe(CAMERA_TOPIC, lambda m: clock.started() and core.on_camera(clock.now()))
         bus.subscribe(DIAGNOSTICS_TOPIC, self._on_diagnostics)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:

@@ -39,6 +39,7 @@ log = logging.getLogger("racer.node")
 TICK_HZ = 100.0
 DIAGNOSTICS_HZ = 1.0
 CAMERA_RETRY_S = 0.1
+CLOSE_TIMEOUT_S = 2.0  # longer than SimLinkCamera's frame timeout
 
 
 class CameraProcess:
@@ -67,6 +68,8 @@ class CameraProcess:
                 self._stop.wait(CAMERA_RETRY_S)
                 continue
             self.fault = ""
+            if self._stop.is_set():  # a frame read while closing: the bus may already be gone
+                return
             with self._lock:
                 waiting = self._pending is not None
                 self._pending = (frame, stamp)
@@ -89,10 +92,14 @@ class CameraProcess:
             values=(KeyValue("frames", str(self.node.frames)), KeyValue("fps", f"{fps:.1f}"))))
 
     def close(self) -> None:
+        """Ends the reader before the bus closes (a post to a closed rclpy node raises in the reader):
+        the source's close ends a blocked read, else the read's own timeout does."""
         self._stop.set()
         close = getattr(self.source, "close", None)
         if close is not None:
             close()
+        if self._thread.is_alive():
+            self._thread.join(timeout=CLOSE_TIMEOUT_S)
 
 
 class PolicyProcess:

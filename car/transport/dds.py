@@ -170,7 +170,7 @@ class DdsBus:
         """Wall time, or the simulator's /clock as ROS nodes follow it with use_sim_time."""
         if not sim_time:
             return WallClock()
-        clock = SimClock()
+        clock = SimClock(start=None)
 
         def on_clock(stamp: Time) -> None:
             t = stamp.to_seconds()

@@ -87,6 +87,9 @@ class _RosClock:
     def now(self) -> float:
         return self._clock.now().nanoseconds * 1e-9
 
+    def started(self) -> bool:
+        return self._clock.now().nanoseconds > 0  # use_sim_time's ROS time is 0 until the first /clock
+
 
 class RosBus:
     """`car.transport.NodeBus` on one rclpy node and a single-threaded executor."""
