@@ -90,12 +90,19 @@ class ControlNode:
         self.core, self.clock = core, clock
         self._publish = bus.publisher(DRIVE_TOPIC)
         self._diag = _diagnostics(bus, clock)
-        # Until the node hears its first /clock there is no time to stamp an input with: a frame taken at 0
-        # would make the camera look seconds stale at the first tick and latch a car that just started.
-        bus.subscribe(POLICY_TOPIC, lambda m: clock.started() and self._publish(core.on_policy(m, clock.now())))
-        bus.subscribe(TELEOP_TOPIC, lambda m: clock.started() and self._publish(core.on_teleop(m, clock.now())))
-        bus.subscribe(CAMERA_TOPIC, lambda m: clock.started() and core.on_camera(clock.now()))
+        bus.subscribe(POLICY_TOPIC, self._timed(lambda m: self._publish(core.on_policy(m, clock.now()))))
+        bus.subscribe(TELEOP_TOPIC, self._timed(lambda m: self._publish(core.on_teleop(m, clock.now()))))
+        bus.subscribe(CAMERA_TOPIC, self._timed(lambda m: core.on_camera(clock.now())))
         bus.subscribe(DIAGNOSTICS_TOPIC, self._on_diagnostics)
+
+    def _timed(self, handle: Callable[[Any], None]) -> Callable[[Any], None]:
+        """`handle`, for inputs that arrive once the node's clock runs. Before its first /clock there is no
+        time to take them at: a frame taken at 0 made the camera look seconds stale at the first tick and
+        latched a car that had just started."""
+        def handler(msg: Any) -> None:
+            if self.clock.started():
+                handle(msg)
+        return handler
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         """Faults other nodes report: a policy error, an actuator fault, a node that died (the supervisor's)."""
