@@ -13,13 +13,13 @@ import torch
 
 from car.policy.bundle import Bundle, load_bundle, save_bundle
 from car.policy.inference import Policy
-from car.policy.metadata import ModelMetadata
+from car.policy.metadata import ModelMetadata, parse_metadata
 from car.policy.preprocess import PreprocessSpec
 from car.policy.shift import region_statistics
 from sim2real.checkpoint import load_checkpoint
 from sim2real.imitation import sample_frames
 from sim2real.modular import ModularExport, ModularNet
-from sim2real.network import to_tensor
+from sim2real.network import DrivingNet, MirrorExport, to_tensor
 
 MAX_ABS_ERROR = 1e-4
 MAX_ARGMAX_DISAGREEMENT = 1e-3
@@ -53,6 +53,14 @@ def image_stats(features: np.ndarray) -> dict[str, Any]:
 def exported(net: torch.nn.Module) -> torch.nn.Module:
     """The graph a bundle carries: the network, or for the modular one the network with its uncertainty output."""
     return ModularExport(net) if isinstance(net, ModularNet) else net
+
+
+def with_uncertainty(net: torch.nn.Module, meta: ModelMetadata, config: dict[str, Any]) -> torch.nn.Module:
+    """`net` with an uncertainty output when it can give one: a continuous DrivingNet trained on mirrored
+    frames (`config["flip"]`) reports its mirror disagreement (`MirrorExport`); others as they are."""
+    if isinstance(net, DrivingNet) and not meta.discrete and config.get("flip"):
+        return MirrorExport(net)
+    return net
 
 
 def export_onnx(net: torch.nn.Module, spec: PreprocessSpec, path: Path) -> Path:
@@ -120,4 +128,5 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, frames: int = 1000) -> tu
                              randomization=config.get("randomization"), augmentation=config.get("augmentation"),
                              camera_info=config.get("camera_info"))
     info = {"trainer": data.get("trainer", "dagger"), "config": config, "checkpoint": Path(checkpoint).name}
-    return export_bundle(net, spec, action_space, features, out_dir, info)
+    return export_bundle(with_uncertainty(net, parse_metadata(action_space), config), spec, action_space, features,
+                         out_dir, info)

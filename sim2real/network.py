@@ -31,6 +31,26 @@ class DrivingNet(nn.Module):
         return self.head(self.features(x))
 
 
+class MirrorExport(nn.Module):
+    """The exported graph of a continuous network trained on mirrored frames with negated steering
+    (`ImitationConfig.flip`): (action, uncertainty (N, 1)). The uncertainty is how far the steering
+    it gives the mirrored frame is from the negative of the steering it gives the frame,
+    |clip(s(x)) + clip(s(mirror(x)))| / 2, 0 (consistent) .. 1, in the units the car decodes
+    (clipped as for clipped_ppo): a frame unlike training breaks the symmetry training taught
+    (test-time augmentation as uncertainty: Ayhan & Berens 2018). Input NCHW, mirrored on W."""
+
+    output_names = ("action", "uncertainty")
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        action, mirrored = self.net(torch.cat([x, torch.flip(x, dims=[3])])).split(x.shape[0])
+        steering = action[:, :1].clamp(-1.0, 1.0) + mirrored[:, :1].clamp(-1.0, 1.0)
+        return action, steering.abs() / 2
+
+
 # The AWS simulator's camera embedders (simapp `custom_architectures`, facts in docs/training.md):
 # (filters, kernel, stride) per convolution, valid padding, the activation, and the dense layers
 # after them; both feed the 512-unit dense middleware.

@@ -13,6 +13,7 @@ YAML form (`Randomization.load` / `save`)::
     knobs:                   # optional: [low, high] ranges, or one value to fix a knob
       light: [0.6, 1.4]
       delay_ms: 80
+    nominal_share: 0.2       # optional, 0..1: the share of domains left at every knob's base value
 """
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ from sim2real.sim.vehicle import VehicleParams
 from sim2real.sim.world import Simulator
 
 PRESETS = ("none", "default", "strong")
+# The share of a preset's domains left at the base world (`Randomization.nominal_share`): with none,
+# a model trained on the default ranges (lenses 58-135 deg) left the plain simulator's closed tracks at
+# max-speed 1.0; with a quarter it laps them all (docs/gap.md).
+PRESET_NOMINAL_SHARE = 0.25
 
 
 class RandomizationError(ValueError):
@@ -241,11 +246,18 @@ def _tint(bgr: Colour, hue_deg: float, shade: float) -> Colour:
 
 @dataclass(frozen=True)
 class Randomization:
-    """Sampling ranges per knob; `sample` draws a `Domain` with a uniform value in each range."""
+    """Sampling ranges per knob; `sample` draws a `Domain` with a uniform value in each range, or with
+    probability `nominal_share` (0..1) the base world itself (the simulator's own, or a calibrated
+    camera as measured), so that a policy trained across wide ranges still meets the world at their
+    centre often: the plain simulator's camera sits at the edge of the default lens ranges."""
 
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    nominal_share: float = 0.0
 
     def __post_init__(self) -> None:
+        share = self.nominal_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+            raise RandomizationError(f"nominal_share must be a number in [0, 1], got {share!r}")
         checked = {}
         for name, bounds in self.ranges.items():
             low, high = (check_value(name, b) for b in bounds)
@@ -260,7 +272,7 @@ class Randomization:
             raise RandomizationError(f"unknown randomization preset {name!r}; presets: {', '.join(PRESETS)}")
         if name == "none":
             return cls()
-        return cls({k.name: getattr(k, name) for k in KNOBS.values()})
+        return cls({k.name: getattr(k, name) for k in KNOBS.values()}, PRESET_NOMINAL_SHARE)
 
     @classmethod
     def load(cls, spec: str | Path) -> Randomization:
@@ -280,26 +292,30 @@ class Randomization:
                                      "training never draws from it")
         if not isinstance(doc, dict):
             raise RandomizationError(f"{source}: expected a mapping with 'preset' and/or 'knobs'")
-        unknown = sorted(set(doc) - {"preset", "knobs"})
+        unknown = sorted(set(doc) - {"preset", "knobs", "nominal_share"})
         if unknown:
-            raise RandomizationError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; expected preset, knobs")
+            raise RandomizationError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; "
+                                     "expected preset, knobs, nominal_share")
         knobs = doc.get("knobs") or {}
         if not isinstance(knobs, dict):
             raise RandomizationError(f"{source}: knobs must map knob names to [low, high] or a value")
         try:
-            ranges = dict(cls.preset(str(doc.get("preset", "none"))).ranges)
+            preset = cls.preset(str(doc.get("preset", "none")))
+            ranges = dict(preset.ranges)
             for name, value in knobs.items():
                 if isinstance(value, list) and len(value) != 2:
                     raise RandomizationError(f"knob {name}: a range is [low, high], got {value!r}")
                 ranges[str(name)] = tuple(value) if isinstance(value, list) else (value, value)
-            return cls(ranges)
+            return cls(ranges, doc.get("nominal_share", preset.nominal_share))
         except RandomizationError as exc:
             raise RandomizationError(f"{source}: {exc}") from None
 
     def to_yaml(self) -> str:
         header = "# racer domain randomization: knob: [low, high]; units in sim2real/randomize.py KNOBS\n"
-        return header + yaml.safe_dump({"knobs": {k: list(r) for k, r in self.ranges.items()}}, sort_keys=False,
-                                       default_flow_style=None)
+        doc: dict[str, Any] = {"knobs": {k: list(r) for k, r in self.ranges.items()}}
+        if self.nominal_share:
+            doc["nominal_share"] = self.nominal_share
+        return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
 
     def save(self, path: str | Path) -> Path:
         Path(path).write_text(self.to_yaml())
@@ -308,11 +324,15 @@ class Randomization:
     def for_calibrated_lens(self) -> Randomization:
         """This randomization without the lens knobs (`LENS_KNOBS`), for training with a camera
         calibration (`racer train --camera-info`): the lens is measured, the mounting still varies."""
-        return Randomization({name: r for name, r in self.ranges.items() if name not in LENS_KNOBS})
+        return Randomization({name: r for name, r in self.ranges.items() if name not in LENS_KNOBS},
+                             self.nominal_share)
 
     def sample(self, rng: np.random.Generator) -> Domain:
         values = {name: KNOBS[name].draw(rng, low, high) for name, (low, high) in self.ranges.items()}
-        return Domain(values, int(rng.integers(2**31)))
+        seed = int(rng.integers(2**31))
+        if self.nominal_share and rng.random() < self.nominal_share:
+            return Domain({}, seed)
+        return Domain(values, seed)
 
     def outside(self, values: Mapping[str, float]) -> list[str]:
         """The knobs whose value lies outside this randomization's range (its nominal when unranged)."""

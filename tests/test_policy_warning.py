@@ -9,7 +9,7 @@ from car.policy.core import PolicyCore, PolicyModel
 from car.policy.decode import ActionDecoder
 from car.policy.metadata import parse_metadata
 from car.policy.preprocess import Preprocessor, PreprocessSpec
-from car.policy.shift import TRAINING_LEVEL, excess
+from car.policy.shift import TRAINING_LEVEL, excess, region_statistics
 from car.policy.warning import WINDOW_S, WarningLevel
 from sim2real.gap import MONITOR_WINDOW_S, monitor_peak
 
@@ -94,14 +94,24 @@ def test_the_score_is_the_shift_beyond_the_training_level():
     assert core_with().monitor_score() is None  # a bundle without statistics has no score
 
 
-def test_a_modular_model_warns_with_its_own_uncertainty():
-    readings = iter([0.2, 0.6])
-    core = core_with(Scores([5.0, 5.0]), uncertainty=lambda: next(readings))
+def test_a_model_with_its_own_uncertainty_adds_it_to_the_shift():
+    readings = iter([0.2, 0.6, None])
+    core = core_with(Scores([5.0, 0.5, 2.0]), uncertainty=lambda: next(readings))
     core.on_image(image(0.0))
+    assert core.monitor_score() == pytest.approx(4.0 + 0.2)
     core.on_image(image(DT))
-    assert core.monitor_score() == 0.6 and core.warning.value == pytest.approx(0.4)
+    assert core.monitor_score() == pytest.approx(0.0 + 0.6) and core.warning.value == pytest.approx(2.4)
+    core.on_image(image(2 * DT))
+    assert core.monitor_score() == pytest.approx(1.0)  # a model that says nothing of a frame: the shift alone
+    alone = core_with(uncertainty=lambda: 0.3)  # no training statistics: its uncertainty alone
+    alone.on_image(image(0.0))
+    assert alone.monitor_score() == 0.3
+    stats = {"regions": region_statistics(np.random.default_rng(0).random((8, 24, 32, 1), np.float32))}
     assert PolicyCore.monitor_key(PolicyModel(core.infer, SPEC, METADATA, uncertainty=lambda: 0.6)) == "uncertainty"
-    assert PolicyCore.monitor_key(PolicyModel(core.infer, SPEC, METADATA)) == "domain_shift_excess"
+    assert PolicyCore.monitor_key(PolicyModel(core.infer, SPEC, METADATA, stats, lambda: 0.6)) == \
+        "domain_shift_excess+uncertainty"
+    assert PolicyCore.monitor_key(PolicyModel(core.infer, SPEC, METADATA, stats)) == "domain_shift_excess"
+    assert PolicyCore.monitor_key(PolicyModel(core.infer, SPEC, METADATA)) == ""
 
 
 def test_policy_diagnostics_carry_the_warning_and_a_new_model_clears_it():

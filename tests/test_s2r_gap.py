@@ -252,9 +252,11 @@ def test_randomization_command(tmp_path, capsys):
     assert knobs["delay_ms"]["unit"] == "ms" and knobs["delay_ms"]["strong"] == [0.0, 120.0]
     assert (knobs["delay_ms"]["preset"], knobs["delay_ms"]["range"]) == ("default", knobs["delay_ms"]["default"])
     assert racer_s2r("randomization", "--preset", "strong", "--write", str(tmp_path / "strong.yaml")) == 0
-    assert "camera_roll_deg: [-5.0, 5.0]" in (tmp_path / "strong.yaml").read_text()
+    written = (tmp_path / "strong.yaml").read_text()
+    assert "camera_roll_deg: [-5.0, 5.0]" in written and "nominal_share: 0.25" in written
     assert racer_s2r("randomization") == 0
-    assert "wheelbase_m" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "wheelbase_m" in out and "but 25% of episodes keep every knob at its nominal value" in out.splitlines()[0]
     assert racer_s2r("randomization", "--preset", "wild") == 2
     assert "unknown randomization preset 'wild'" in capsys.readouterr().err
 

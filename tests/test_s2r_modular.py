@@ -15,6 +15,7 @@ from car.policy.bundle_layout import BundleError
 from car.policy.core import PolicyCore
 from car.policy.inference import Policy
 from car.policy.preprocess import frame_features
+from car.policy.shift import excess
 from model_factory import CONTINUOUS, metadata
 from sim2real.checkpoint import load_checkpoint, save_checkpoint
 from sim2real.export import export_bundle
@@ -129,10 +130,11 @@ def test_the_policy_node_and_the_console_show_the_uncertainty(modular, tmp_path)
     assert core.on_image(Image(Header(Time.from_seconds(1.0), "camera"), sim.render())).error is None
     values = {kv.key: kv.value for kv in core.diagnostics().values}
     assert float(values["uncertainty"]) == pytest.approx(policy.uncertainty(), abs=1e-4)
-    assert float(values["warning"]) == pytest.approx(policy.uncertainty(), abs=1e-4)  # one frame's mean
-    # the car's warning score, which racer eval's AUROC reads, is the model's own uncertainty
-    assert PolicyCore.monitor_key(policy.model()) == "uncertainty" and core.monitor_score() == policy.uncertainty()
-    assert core.domain_shift is not None and core.domain_shift != core.monitor_score()
+    # the car's warning score, which racer eval's AUROC reads: the shift's excess plus the model's own uncertainty
+    score = excess(core.domain_shift) + policy.uncertainty()
+    assert float(values["warning"]) == pytest.approx(score, abs=1e-4)  # one frame's mean
+    assert PolicyCore.monitor_key(policy.model()) == "domain_shift_excess+uncertainty"
+    assert core.monitor_score() == pytest.approx(score)
     bundle.close()
     # the whole car: /diagnostics from the policy node reaches the console's /api/status over HTTP
     car = start_car(tmp_path, modular["bundle"])

@@ -63,6 +63,8 @@ def test_presets():
     assert Randomization.preset("none").ranges == {}
     assert Randomization.preset("default").ranges == {k.name: k.default for k in KNOBS.values()}
     assert Randomization.preset("strong").ranges == {k.name: k.strong for k in KNOBS.values()}
+    assert Randomization.preset("default").nominal_share == Randomization.preset("strong").nominal_share == 0.25
+    assert Randomization.load("none").nominal_share == 0.0
     with pytest.raises(RandomizationError, match="unknown randomization preset 'wild'"):
         Randomization.preset("wild")
 
@@ -94,6 +96,26 @@ def test_yaml_round_trip_and_overrides(tmp_path):
     assert Randomization.load("none") == Randomization()
 
 
+def test_a_nominal_share_leaves_that_share_of_domains_at_the_base_world(tmp_path):
+    path = tmp_path / "mixed.yaml"
+    path.write_text("preset: default\nnominal_share: 0.25\n")
+    mixed = Randomization.load(path)
+    assert mixed.ranges == Randomization.preset("default").ranges and mixed.nominal_share == 0.25
+    assert Randomization.load(mixed.save(tmp_path / "again.yaml")) == mixed
+    assert mixed.for_calibrated_lens().nominal_share == 0.25
+    rng = np.random.default_rng(3)
+    domains = [mixed.sample(rng) for _ in range(2000)]
+    nominal = sum(1 for d in domains if not d.values)
+    assert 440 <= nominal <= 560  # 500 expected; binomial sd 19
+    assert all(len(d.values) == len(mixed.ranges) for d in domains if d.values)
+    # without a share the draws are the ones every earlier run made: the knobs in order, then the layout seed
+    plain = Randomization(Randomization.preset("default").ranges)
+    assert plain.nominal_share == 0.0
+    rng = np.random.default_rng(9)
+    values = {name: KNOBS[name].draw(rng, low, high) for name, (low, high) in plain.ranges.items()}
+    assert plain.sample(np.random.default_rng(9)) == Domain(values, int(rng.integers(2**31)))
+
+
 @pytest.mark.parametrize("text, message", [
     ("knobs:\n  lightness: [0.5, 1]\n", "unknown randomization knob 'lightness'"),
     ("knobs:\n  light: [1.5, 0.5]\n", r"knob light: range \[1.5, 0.5\] is empty"),
@@ -105,6 +127,9 @@ def test_yaml_round_trip_and_overrides(tmp_path):
     ("- light\n", "expected a mapping"),
     ("knobs: [light]\n", "knobs must map"),
     ("knobs: {light: [0.5\n", "not valid YAML"),
+    ("preset: default\nnominal_share: 1.5\n", r"nominal_share must be a number in \[0, 1\], got 1.5"),
+    ("nominal_share: yes\n", r"nominal_share must be a number in \[0, 1\], got True"),
+    ("nominal_share: some\n", r"nominal_share must be a number in \[0, 1\], got 'some'"),
 ])
 def test_bad_configs_are_refused_with_the_reason(tmp_path, text, message):
     path = tmp_path / "bad.yaml"

@@ -8,7 +8,7 @@ from car.policy.bundle import load_bundle
 from car.policy.decode import ActionDecoder
 from car.policy.inference import Policy
 from car.policy.metadata import parse_metadata
-from sim2real.export import check_equivalence, export_bundle
+from sim2real.export import check_equivalence, export_bundle, with_uncertainty
 from sim2real.imitation import ImitationConfig, expert_targets, sample_frames, train_imitation
 from sim2real.sim.vehicle import VehicleParams
 from sim2real.training_defaults import ACTION_SPACE, SPEC
@@ -81,3 +81,31 @@ def test_gate_catches_a_model_that_differs_from_torch(tmp_path):
         net.head[-1].bias += 0.01  # torch now disagrees with the exported model
     report = check_equivalence(net, Policy(bundle), SPEC, bundle.metadata, frames[:50])
     assert report.max_abs_error == pytest.approx(0.01, rel=1e-3)
+
+
+def test_a_mirror_trained_bundle_reports_how_far_its_steering_breaks_the_mirror(tmp_path):
+    # The car's uncertainty for an end-to-end model trained on mirrored frames: the bundle's own action
+    # output on a frame and on its mirror image, steering clipped as the car decodes it, |s + s'| / 2.
+    cfg = ImitationConfig(tracks=("reinvent_base",), iterations=1, steps_per_iteration=200, epochs=1, seed=5)
+    net, meta, *_ = train_imitation(cfg, show_progress=False)
+    frames = sample_frames(SPEC, cfg.tracks, 1000, seed=6)
+    with __import__("torch").no_grad():
+        net.head[-1].bias[0] += 0.5  # steer left on every frame: a mirror image should have steered right
+    plain, _ = export_bundle(net, SPEC, ACTION_SPACE, frames, tmp_path / "plain")
+    mirrored, report = export_bundle(with_uncertainty(net, meta, {"flip": True}), SPEC, ACTION_SPACE, frames,
+                                     tmp_path / "mirrored")
+    assert report.max_abs_error < 1e-4
+    reference, policy = Policy(plain), Policy(mirrored)
+    assert not reference.has_uncertainty and policy.has_uncertainty
+    values = []
+    for x in frames[:40].transpose(0, 3, 1, 2):
+        x = np.ascontiguousarray(x[None])
+        action = policy.infer(x)
+        np.testing.assert_allclose(action, reference.infer(x), atol=1e-5)
+        steering = np.clip(action[0], -1, 1) + np.clip(reference.infer(np.ascontiguousarray(x[..., ::-1]))[0], -1, 1)
+        assert policy.uncertainty() == pytest.approx(abs(steering) / 2, abs=1e-5)
+        values.append(policy.uncertainty())
+    assert 0.0 <= min(values) and max(values) <= 1.0 and np.mean(values) > 0.2
+    assert with_uncertainty(net, meta, {"flip": False}) is net
+    assert with_uncertainty(net, parse_metadata({**ACTION_SPACE, "action_space": [
+        {"steering_angle": 0, "speed": 1}], "action_space_type": "discrete"}), {"flip": True}) is net

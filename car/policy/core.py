@@ -41,9 +41,9 @@ class PolicyResult:
 class PolicyCore:
     """Stateless but for the frame stack; `infer` is any tensor -> output callable (OpenVINO on the car)."""
 
-    # The names of the scores the car warns its owner with (`monitor_score`): the domain-shift score's
-    # excess over the training world's level, or the model's own uncertainty when it reports one (a
-    # modular model; also its diagnostics key).
+    # The names of the parts of the score the car warns its owner with (`monitor_score`): the
+    # domain-shift score's excess over the training world's level, and the model's own uncertainty
+    # when it reports one (also its diagnostics key).
     MONITOR = "domain_shift_excess"
     UNCERTAINTY = "uncertainty"
     # The diagnostics key of the warning: `monitor_score` averaged over the last 2 s (`car.policy.warning`).
@@ -113,19 +113,23 @@ class PolicyCore:
 
     @classmethod
     def monitor_key(cls, model: PolicyModel) -> str:
-        """Which score `monitor_score` gives for `model`: its own uncertainty when it reports one,
-        else the domain-shift score's excess."""
-        return cls.UNCERTAINTY if model.uncertainty is not None else cls.MONITOR
+        """The name of the score `monitor_score` gives for `model`: its parts joined by '+'; empty
+        when it has neither (an AWS export)."""
+        shift = ShiftMonitor.from_stats(model.stats, model.spec) is not None
+        parts = ([cls.MONITOR] if shift else []) + ([cls.UNCERTAINTY] if model.uncertainty is not None else [])
+        return "+".join(parts)
 
     def monitor_score(self) -> float | None:
-        """The car's warning score for the last frame, higher = more likely to fail (None: the
-        model carries neither): the model's own uncertainty when it reports one (`monitor_key`),
-        else how far the domain-shift score lies beyond the training world's level (`shift.excess`).
-        Its 2 s mean is the car's warning (`warning`); `racer eval` measures how well that predicts
-        leaving the track."""
-        if self.read_uncertainty is not None:
-            return self.uncertainty
-        return excess(self.domain_shift) if self.domain_shift is not None else None
+        """The car's warning score for the last frame, higher = more likely to fail (None: the model
+        carries neither part): how far the domain-shift score lies beyond the training world's level
+        (`shift.excess`; for a bundle with training-image statistics) plus the model's own uncertainty
+        (when it reports one: a modular model's perception entropy, an end-to-end model's mirror
+        disagreement), each 0 in the training world. Its 2 s mean is the car's warning (`warning`);
+        `racer eval` measures how well that predicts leaving the track (docs/gap.md)."""
+        parts = [excess(self.domain_shift)] if self.domain_shift is not None else []
+        if self.read_uncertainty is not None and self.uncertainty is not None:
+            parts.append(self.uncertainty)
+        return sum(parts) if parts else None
 
     def diagnostics(self) -> DiagnosticStatus:
         last = self.last

@@ -134,6 +134,8 @@ def run_randomization(args: argparse.Namespace) -> int:
         return 0
     drawn = "every knob stays at its nominal value" if not chosen.ranges else \
         "each episode draws every knob uniformly in its range"
+    if chosen.ranges and chosen.nominal_share:
+        drawn += f", but {chosen.nominal_share:.0%} of episodes keep every knob at its nominal value"
     print(f"preset {args.preset}: {drawn} (other presets: {', '.join(p for p in PRESETS if p != args.preset)})")
     print(f"{'knob':20s} {'group':9s} {'unit':12s} {'nominal':>8s} {args.preset + ' range':>16s}  meaning")
     for k in KNOBS.values():
