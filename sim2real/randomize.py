@@ -330,6 +330,7 @@ class Randomization:
     def sample(self, rng: np.random.Generator) -> Domain:
         values = {name: KNOBS[name].draw(rng, low, high) for name, (low, high) in self.ranges.items()}
         seed = int(rng.integers(2**31))
+        # drawn after the knobs and seed, so that without a share the random stream is the one earlier runs used
         if self.nominal_share and rng.random() < self.nominal_share:
             return Domain({}, seed)
         return Domain(values, seed)

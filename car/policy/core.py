@@ -127,7 +127,7 @@ class PolicyCore:
         disagreement), each 0 in the training world. Its 2 s mean is the car's warning (`warning`);
         `racer eval` measures how well that predicts leaving the track (docs/gap.md)."""
         parts = [excess(self.domain_shift)] if self.domain_shift is not None else []
-        if self.read_uncertainty is not None and self.uncertainty is not None:
+        if self.uncertainty is not None:
             parts.append(self.uncertainty)
         return sum(parts) if parts else None
 
