@@ -6,7 +6,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -58,9 +58,11 @@ def exported(net: torch.nn.Module) -> torch.nn.Module:
 def with_uncertainty(net: torch.nn.Module, meta: ModelMetadata, config: dict[str, Any]) -> torch.nn.Module:
     """`net` with an uncertainty output when it can give one: a continuous DrivingNet trained on mirrored
     frames (`config["flip"]`) reports its mirror disagreement (`MirrorExport`); others as they are."""
-    if isinstance(net, DrivingNet) and not meta.discrete and config.get("flip"):
-        return MirrorExport(net)
-    return net
+    return MirrorExport(net) if mirror_trained(net, meta, config) else net
+
+
+def mirror_trained(net: torch.nn.Module, meta: ModelMetadata, config: dict[str, Any]) -> bool:
+    return isinstance(net, DrivingNet) and not meta.discrete and bool(config.get("flip"))
 
 
 def export_onnx(net: torch.nn.Module, spec: PreprocessSpec, path: Path) -> Path:
@@ -119,14 +121,37 @@ def export_bundle(net: torch.nn.Module, spec: PreprocessSpec, metadata: dict[str
     return load_bundle(out_dir), report
 
 
-def export_checkpoint(checkpoint: Path, out_dir: Path, frames: int = 1000) -> tuple[Bundle, EquivalenceReport]:
-    """A `racer train` checkpoint -> bundle, gated and described on frames drawn the way it trained
-    (same tracks, randomization, augmentation and camera)."""
-    net, spec, action_space, data = load_checkpoint(checkpoint)
+def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path,
+                      frames: int = 1000) -> tuple[Bundle, EquivalenceReport]:
+    """`racer train` checkpoints -> bundle, gated and described on frames drawn the way the first one
+    trained (same tracks, randomization, augmentation and camera).
+
+    Several checkpoints make one ensemble graph (`MirrorExport`: the mean action, and the members'
+    disagreement as the uncertainty); each must be a continuous end-to-end DAgger run trained on
+    mirrored frames, with the first one's preprocessing and action space. ValueError naming the
+    checkpoint that does not fit.
+    """
+    paths = [Path(checkpoints)] if isinstance(checkpoints, (str, Path)) else [Path(c) for c in checkpoints]
+    if not paths:
+        raise ValueError("no checkpoint to export")
+    if len({p.resolve() for p in paths}) < len(paths):
+        raise ValueError("the same checkpoint is named twice")
+    loaded = [load_checkpoint(path) for path in paths]
+    net, spec, action_space, data = loaded[0]
     config = data["config"]
+    info: dict[str, Any] = {"trainer": data.get("trainer", "dagger"), "config": config}
+    if len(paths) == 1:
+        graph, info["checkpoint"] = with_uncertainty(net, parse_metadata(action_space), config), paths[0].name
+    else:
+        for path, (member, member_spec, member_space, member_data) in zip(paths, loaded):
+            if not mirror_trained(member, parse_metadata(member_space), member_data["config"]):
+                raise ValueError(f"{path}: an ensemble takes continuous end-to-end DAgger checkpoints trained on "
+                                 "mirrored frames")
+            if member_spec != spec or member_space != action_space:
+                raise ValueError(f"{path}: its preprocessing or action space differs from {paths[0]}'s")
+        graph = MirrorExport(*(member for member, *_ in loaded))
+        info.update(checkpoints=[str(path) for path in paths], seeds=[d["config"]["seed"] for *_, d in loaded])
     features = sample_frames(spec, tuple(config["tracks"]), frames, seed=int(config["seed"]) + 1,
                              randomization=config.get("randomization"), augmentation=config.get("augmentation"),
                              camera_info=config.get("camera_info"))
-    info = {"trainer": data.get("trainer", "dagger"), "config": config, "checkpoint": Path(checkpoint).name}
-    return export_bundle(with_uncertainty(net, parse_metadata(action_space), config), spec, action_space, features,
-                         out_dir, info)
+    return export_bundle(graph, spec, action_space, features, out_dir, info)

@@ -32,23 +32,29 @@ class DrivingNet(nn.Module):
 
 
 class MirrorExport(nn.Module):
-    """The exported graph of a continuous network trained on mirrored frames with negated steering
-    (`ImitationConfig.flip`): (action, uncertainty (N, 1)). The uncertainty is how far the steering
-    it gives the mirrored frame is from the negative of the steering it gives the frame,
-    |clip(s(x)) + clip(s(mirror(x)))| / 2, 0 (consistent) .. 1, in the units the car decodes
-    (clipped as for clipped_ppo): a frame unlike training breaks the symmetry training taught
-    (test-time augmentation as uncertainty: Ayhan & Berens 2018). Input NCHW, mirrored on W."""
+    """The exported graph of continuous networks trained on mirrored frames with negated steering
+    (`ImitationConfig.flip`): one network, or several trained the same way as an ensemble
+    (Lakshminarayanan et al. 2017). Outputs (action (N, A): the members' mean action on the frame,
+    uncertainty (N, 1)). Each member gives two views of the steering: s_i(x) on the frame and
+    -s_i(mirror(x)) on its mirror image, clipped to [-1, 1] as the car decodes it (clipped_ppo). The
+    uncertainty is the views' mean absolute deviation from their mean, 0 (all agree) .. 1: a frame
+    unlike training breaks the symmetry training taught and splits the members (test-time
+    augmentation as uncertainty: Ayhan & Berens 2018). For one network it is |s(x) + s(mirror(x))| / 2.
+    Input NCHW, mirrored on W."""
 
     output_names = ("action", "uncertainty")
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, *members: nn.Module):
         super().__init__()
-        self.net = net
+        if not members:
+            raise ValueError("MirrorExport needs at least one network")
+        self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        action, mirrored = self.net(torch.cat([x, torch.flip(x, dims=[3])])).split(x.shape[0])
-        steering = action[:, :1].clamp(-1.0, 1.0) + mirrored[:, :1].clamp(-1.0, 1.0)
-        return action, steering.abs() / 2
+        both = torch.cat([x, torch.flip(x, dims=[3])])
+        action, mirrored = torch.stack([member(both) for member in self.members]).split(x.shape[0], dim=1)
+        views = torch.cat([action[..., :1].clamp(-1.0, 1.0), -mirrored[..., :1].clamp(-1.0, 1.0)])
+        return action.mean(0), (views - views.mean(0)).abs().mean(0)
 
 
 # The AWS simulator's camera embedders (simapp `custom_architectures`, facts in docs/training.md):

@@ -1,6 +1,9 @@
 """Training with randomization and augmentation, export of what it trained on, camera matching,
 PPO on a user's reward file, and the `racer train` flags (tests/test_console_training.py has the rest of PPO)."""
 import json
+import re
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -9,6 +12,7 @@ import pytest
 from calibration.camera import CameraInfo, save_camera_info
 from car.console.uploads import folder_for
 from car.policy.bundle import load_bundle
+from car.policy.inference import Policy
 from racer.cli import main
 from racer.commands.train import done_line
 from sim2real.camera_matching import camera_from_info
@@ -164,3 +168,44 @@ def test_ppo_progress_counts_to_the_steps_it_runs(capsys):
                     hyperparameters={"batch_size": 32, "num_epochs": 3, "num_episodes_between_training": 5})
     assert train_ppo(cfg).history[-1]["timesteps"] == 60  # exactly the steps asked for
     assert "60/60" in capsys.readouterr().err  # the bar ends at its total, not past it
+
+
+def test_several_checkpoints_export_as_one_ensemble_and_misfits_are_refused(tmp_path, capsys):
+    def checkpoint(name: str, seed: int, flip: bool = True, action_space: dict = ACTION_SPACE):
+        cfg = ImitationConfig(tracks=("reinvent_base",), iterations=1, steps_per_iteration=100, epochs=1, seed=seed,
+                              flip=flip, episode_steps=50)
+        net, _, history, _ = train_imitation(cfg, show_progress=False)
+        return save_checkpoint(tmp_path / f"{name}.pt", net, SPEC, action_space, cfg, history.iterations)
+
+    first, second = checkpoint("first", 5), checkpoint("second", 6)
+    assert main(["export", str(first), str(second), "--out", str(tmp_path / "ensemble")]) == 0
+    with load_bundle(tmp_path / "ensemble") as bundle:
+        model = json.loads((tmp_path / "ensemble" / "racer.json").read_text())["model"]
+        assert model["seeds"] == [5, 6] and model["checkpoints"] == [str(first), str(second)]
+        assert Policy(bundle).has_uncertainty
+    faster = {**ACTION_SPACE, "action_space": {**ACTION_SPACE["action_space"], "speed": {"low": 0.5, "high": 3.0}}}
+    misfits = [([first, first], "the same checkpoint is named twice"),
+               ([first, checkpoint("unflipped", 7, flip=False)],
+                "unflipped.pt: an ensemble takes continuous end-to-end DAgger checkpoints trained on mirrored frames"),
+               ([first, checkpoint("faster", 8, action_space=faster)],
+                f"faster.pt: its preprocessing or action space differs from {first}'s")]
+    capsys.readouterr()
+    for paths, message in misfits:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            export_checkpoint(paths, tmp_path / "refused")
+        assert main(["export", *map(str, paths), "--out", str(tmp_path / "refused")]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["export", str(first), str(tmp_path / "nowhere.pt"), "--out", str(tmp_path / "refused")]) == 2
+    assert capsys.readouterr().err.strip() == f"racer export: no checkpoint at {tmp_path / 'nowhere.pt'}"
+    assert not (tmp_path / "refused").exists()
+
+
+def test_train_loads_the_export_code_before_it_trains(tmp_path):
+    # A racer updated during hours of training must not meet, at export, modules older than the export
+    # code it then loads: the whole export is loaded before the first step.
+    probe = ("import sys; import racer.commands.train as train; "
+             "train._train_dagger = lambda *args: print(sorted(m for m in sys.modules if m.startswith('sim2real.ex'))) or 0; "
+             f"from racer.cli import main; sys.exit(main(['train', '--out', {str(tmp_path / 'run')!r}]))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['sim2real.export']"

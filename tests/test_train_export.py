@@ -1,8 +1,10 @@
 """A tiny DAgger run, exported through the equivalence gate, loads and drives as a car bundle."""
+import copy
 import json
 
 import numpy as np
 import pytest
+import torch
 
 from car.policy.bundle import load_bundle
 from car.policy.decode import ActionDecoder
@@ -10,6 +12,7 @@ from car.policy.inference import Policy
 from car.policy.metadata import parse_metadata
 from sim2real.export import check_equivalence, export_bundle, with_uncertainty
 from sim2real.imitation import ImitationConfig, expert_targets, sample_frames, train_imitation
+from sim2real.network import MirrorExport
 from sim2real.sim.vehicle import VehicleParams
 from sim2real.training_defaults import ACTION_SPACE, SPEC
 
@@ -77,20 +80,35 @@ def test_gate_catches_a_model_that_differs_from_torch(tmp_path):
     net, *_ = train_imitation(cfg, show_progress=False)
     frames = sample_frames(SPEC, cfg.tracks, 1000, seed=1)
     bundle, _ = export_bundle(net, SPEC, ACTION_SPACE, frames, tmp_path / "b")
-    with __import__("torch").no_grad():
+    with torch.no_grad():
         net.head[-1].bias += 0.01  # torch now disagrees with the exported model
     report = check_equivalence(net, Policy(bundle), SPEC, bundle.metadata, frames[:50])
     assert report.max_abs_error == pytest.approx(0.01, rel=1e-3)
 
 
-def test_a_mirror_trained_bundle_reports_how_far_its_steering_breaks_the_mirror(tmp_path):
-    # The car's uncertainty for an end-to-end model trained on mirrored frames: the bundle's own action
-    # output on a frame and on its mirror image, steering clipped as the car decodes it, |s + s'| / 2.
+@pytest.fixture(scope="module")
+def mirror_trained():
+    """A tiny DAgger network trained on mirrored frames, steering biased left on every frame (a mirror
+    image should have steered right), and 1,000 frames for the export gate."""
     cfg = ImitationConfig(tracks=("reinvent_base",), iterations=1, steps_per_iteration=200, epochs=1, seed=5)
     net, meta, *_ = train_imitation(cfg, show_progress=False)
-    frames = sample_frames(SPEC, cfg.tracks, 1000, seed=6)
-    with __import__("torch").no_grad():
-        net.head[-1].bias[0] += 0.5  # steer left on every frame: a mirror image should have steered right
+    with torch.no_grad():
+        net.head[-1].bias[0] += 0.5
+    return net, meta, sample_frames(SPEC, cfg.tracks, 1000, seed=6)
+
+
+def views(frames: np.ndarray, *plain: Policy):
+    """Each frame as the batch the car feeds, and each plain bundle's action on it and on its mirror image."""
+    for x in frames.transpose(0, 3, 1, 2):
+        x = np.ascontiguousarray(x[None])
+        mirror = np.ascontiguousarray(x[..., ::-1])
+        yield x, [p.infer(x) for p in plain], [p.infer(mirror) for p in plain]
+
+
+def test_a_mirror_trained_bundle_reports_how_far_its_steering_breaks_the_mirror(mirror_trained, tmp_path):
+    # The car's uncertainty for an end-to-end model trained on mirrored frames: the bundle's own action
+    # output on a frame and on its mirror image, steering clipped as the car decodes it, |s + s'| / 2.
+    net, meta, frames = mirror_trained
     plain, _ = export_bundle(net, SPEC, ACTION_SPACE, frames, tmp_path / "plain")
     mirrored, report = export_bundle(with_uncertainty(net, meta, {"flip": True}), SPEC, ACTION_SPACE, frames,
                                      tmp_path / "mirrored")
@@ -98,14 +116,36 @@ def test_a_mirror_trained_bundle_reports_how_far_its_steering_breaks_the_mirror(
     reference, policy = Policy(plain), Policy(mirrored)
     assert not reference.has_uncertainty and policy.has_uncertainty
     values = []
-    for x in frames[:40].transpose(0, 3, 1, 2):
-        x = np.ascontiguousarray(x[None])
-        action = policy.infer(x)
-        np.testing.assert_allclose(action, reference.infer(x), atol=1e-5)
-        steering = np.clip(action[0], -1, 1) + np.clip(reference.infer(np.ascontiguousarray(x[..., ::-1]))[0], -1, 1)
+    for x, (action,), (mirror_action,) in views(frames[:40], reference):
+        np.testing.assert_allclose(policy.infer(x), action, atol=1e-5)
+        steering = np.clip(action[0], -1, 1) + np.clip(mirror_action[0], -1, 1)
         assert policy.uncertainty() == pytest.approx(abs(steering) / 2, abs=1e-5)
         values.append(policy.uncertainty())
     assert 0.0 <= min(values) and max(values) <= 1.0 and np.mean(values) > 0.2
     assert with_uncertainty(net, meta, {"flip": False}) is net
     assert with_uncertainty(net, parse_metadata({**ACTION_SPACE, "action_space": [
         {"steering_angle": 0, "speed": 1}], "action_space_type": "discrete"}), {"flip": True}) is net
+
+
+def test_an_ensemble_bundle_drives_its_members_mean_and_reports_their_disagreement(mirror_trained, tmp_path):
+    # Two members that differ only in a steering bias: the car drives their mean action, and the
+    # uncertainty is the mean absolute deviation of the four steering views (each member on the frame,
+    # and negated on its mirror image) from their mean, all from the plain bundles' own outputs.
+    first, _, frames = mirror_trained
+    second = copy.deepcopy(first)
+    with torch.no_grad():
+        second.head[-1].bias[0] -= 0.8
+    plain = [Policy(export_bundle(net, SPEC, ACTION_SPACE, frames, tmp_path / name)[0])
+             for net, name in ((first, "first"), (second, "second"))]
+    ensemble, report = export_bundle(MirrorExport(first, second), SPEC, ACTION_SPACE, frames, tmp_path / "ensemble")
+    assert report.max_abs_error < 1e-4
+    policy = Policy(ensemble)
+    values = []
+    for x, actions, mirror_actions in views(frames[:40], *plain):
+        np.testing.assert_allclose(policy.infer(x), np.mean(actions, axis=0), atol=1e-5)
+        steering = np.clip([a[0] for a in actions] + [-m[0] for m in mirror_actions], -1, 1)
+        assert policy.uncertainty() == pytest.approx(np.abs(steering - steering.mean()).mean(), abs=1e-5)
+        values.append(policy.uncertainty())
+    assert 0.3 < np.mean(values) <= 1.0  # 0.8 apart: at least 0.4 wherever no view is clipped
+    with pytest.raises(ValueError, match="at least one network"):
+        MirrorExport()

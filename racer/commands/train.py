@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Iterator
@@ -84,8 +85,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("export", help="export a training checkpoint to an uploadable model bundle",
                        description="Torch -> ONNX -> OpenVINO IR, gated on OpenVINO agreeing with torch on "
-                                   "at least 1,000 simulator frames.")
-    e.add_argument("checkpoint", type=Path, help="policy.pt written by racer train")
+                                   "at least 1,000 simulator frames. Several checkpoints (continuous end-to-end "
+                                   "DAgger runs, for example the same recipe with different --seed) make one "
+                                   "ensemble: the car drives their mean action and reads their disagreement as "
+                                   "the model's uncertainty.")
+    e.add_argument("checkpoint", type=Path, nargs="+", help="policy.pt written by racer train; several: an ensemble")
     e.add_argument("--out", required=True, type=Path, help="bundle directory to create")
     e.add_argument("--tar", type=Path, help="also pack the bundle as this .tar.gz")
     e.add_argument("--frames", type=int, default=1000, help="frames for the equivalence gate (default: %(default)s)")
@@ -165,6 +169,10 @@ def run_train(args: argparse.Namespace) -> int:
         check_folder_name(name)
     except ApiError as exc:
         return fail("train", f"{exc.reason}; pass --name" if args.name is None else exc.reason)
+    if not args.no_export:
+        # load the export code now: a racer updated during the hours of training must not meet the
+        # old modules it already loaded at the end (an ImportError after the checkpoint)
+        importlib.import_module("sim2real.export")
     options = {"randomization": args.randomization if args.randomization != "none" else None,
                "augmentation": args.augmentation if args.augmentation != "none" else None,
                "camera_info": str(args.camera_info) if args.camera_info else None}
@@ -332,11 +340,11 @@ def done_line(out: Path, summary: dict, name: str) -> str:
             f"upload it as {name!r} with: racer upload {summary['tar']} --car HOST (racer discover lists cars)")
 
 
-def _export(checkpoint: Path, out: Path, tar: Path | None, frames: int) -> dict:
+def _export(checkpoints: Path | list[Path], out: Path, tar: Path | None, frames: int) -> dict:
     from car.policy.bundle import pack_bundle
     from sim2real.export import export_checkpoint
 
-    bundle, report = export_checkpoint(checkpoint, out, frames)
+    bundle, report = export_checkpoint(checkpoints, out, frames)
     result = {"bundle": str(out), "equivalence": report.to_json()}
     if tar is not None:
         result["tar"] = str(pack_bundle(out, tar))
@@ -347,8 +355,9 @@ def _export(checkpoint: Path, out: Path, tar: Path | None, frames: int) -> dict:
 def run_export(args: argparse.Namespace) -> int:
     from sim2real.export import ExportGateError
 
-    if not args.checkpoint.is_file():
-        return fail("export", f"no checkpoint at {args.checkpoint}")
+    missing = [str(path) for path in args.checkpoint if not path.is_file()]
+    if missing:
+        return fail("export", f"no checkpoint at {', '.join(missing)}")
     try:
         result = _export(args.checkpoint, args.out, args.tar, args.frames)
     except (ValueError, ExportGateError) as exc:
