@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -143,7 +144,7 @@ def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path,
     if len(paths) == 1:
         graph, info["checkpoint"] = with_uncertainty(net, parse_metadata(action_space), config), paths[0].name
     else:
-        for path, (member, member_spec, member_space, member_data) in zip(paths, loaded):
+        for path, (member, member_spec, member_space, member_data) in zip(paths, loaded, strict=True):
             if not mirror_trained(member, parse_metadata(member_space), member_data["config"]):
                 raise ValueError(f"{path}: an ensemble takes continuous end-to-end DAgger checkpoints trained on "
                                  "mirrored frames")

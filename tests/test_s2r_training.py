@@ -203,8 +203,8 @@ def test_several_checkpoints_export_as_one_ensemble_and_misfits_are_refused(tmp_
 def test_train_loads_the_export_code_before_it_trains(tmp_path):
     # A racer updated during hours of training must not meet, at export, modules older than the export
     # code it then loads: the whole export is loaded before the first step.
-    probe = ("import sys; import racer.commands.train as train; "
-             "train._train_dagger = lambda *args: print(sorted(m for m in sys.modules if m.startswith('sim2real.ex'))) or 0; "
+    probe = ("import sys; import racer.commands.train as train; train._train_dagger = lambda *args: "
+             "print(sorted(m for m in sys.modules if m.startswith('sim2real.ex'))) or 0; "
              f"from racer.cli import main; sys.exit(main(['train', '--out', {str(tmp_path / 'run')!r}]))")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
