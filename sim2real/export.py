@@ -66,6 +66,31 @@ def mirror_trained(net: torch.nn.Module, meta: ModelMetadata, config: dict[str, 
     return isinstance(net, DrivingNet) and not meta.discrete and bool(config.get("flip"))
 
 
+# What every member of an ensemble must share with the first: the bundle's config is the first's, and
+# `racer eval` picks the tracks the model never trained on from it.
+ENSEMBLE_ALIKE = ("tracks", "camera_info", "max_speed_setting")
+
+
+def ensemble_misfit(member: tuple[torch.nn.Module, PreprocessSpec, dict[str, Any], dict[str, Any]],
+                    first: tuple[torch.nn.Module, PreprocessSpec, dict[str, Any], dict[str, Any]]) -> str | None:
+    """Why a loaded checkpoint (`load_checkpoint`'s tuple) cannot join an ensemble whose first member
+    is `first`, or None when it can."""
+    net, spec, action_space, data = member
+    config, first_config = data["config"], first[3]["config"]
+    if not isinstance(net, DrivingNet):
+        return f"it holds a {type(net).__name__}; an ensemble takes end-to-end DAgger networks (DrivingNet)"
+    if parse_metadata(action_space).discrete:
+        return "its action space is discrete; an ensemble averages continuous actions"
+    if not config.get("flip"):
+        return "it was trained without mirrored frames, which the ensemble's uncertainty needs"
+    if spec != first[1] or action_space != first[2]:
+        return "its preprocessing or action space is not the first checkpoint's"
+    for key in ENSEMBLE_ALIKE:
+        if config.get(key) != first_config.get(key):
+            return f"its {key} {config.get(key)!r} is not the first checkpoint's {first_config.get(key)!r}"
+    return None
+
+
 def export_onnx(net: torch.nn.Module, spec: PreprocessSpec, path: Path) -> Path:
     module = exported(net).eval()
     with warnings.catch_warnings():
@@ -144,14 +169,13 @@ def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path,
     if len(paths) == 1:
         graph, info["checkpoint"] = with_uncertainty(net, parse_metadata(action_space), config), paths[0].name
     else:
-        for path, (member, member_spec, member_space, member_data) in zip(paths, loaded, strict=True):
-            if not mirror_trained(member, parse_metadata(member_space), member_data["config"]):
-                raise ValueError(f"{path}: an ensemble takes continuous end-to-end DAgger checkpoints trained on "
-                                 "mirrored frames")
-            if member_spec != spec or member_space != action_space:
-                raise ValueError(f"{path}: its preprocessing or action space differs from {paths[0]}'s")
+        for path, member in zip(paths, loaded, strict=True):
+            if reason := ensemble_misfit(member, loaded[0]):
+                raise ValueError(f"{path}: {reason}")
         graph = MirrorExport(*(member for member, *_ in loaded))
-        info.update(checkpoints=[str(path) for path in paths], seeds=[d["config"]["seed"] for *_, d in loaded])
+        # the first member's config describes the bundle; the others differ only in their seeds
+        info.update(checkpoints=[f"{path.parent.name}/{path.name}" for path in paths],
+                    seeds=[d["config"]["seed"] for *_, d in loaded])
     features = sample_frames(spec, tuple(config["tracks"]), frames, seed=int(config["seed"]) + 1,
                              randomization=config.get("randomization"), augmentation=config.get("augmentation"),
                              camera_info=config.get("camera_info"))

@@ -39,7 +39,8 @@ class MirrorExport(nn.Module):
     -s_i(mirror(x)) on its mirror image, clipped to [-1, 1] as the car decodes it (clipped_ppo). The
     uncertainty is the views' mean absolute deviation from their mean, 0 (all agree) .. 1: a frame
     unlike training breaks the symmetry training taught and splits the members (test-time
-    augmentation as uncertainty: Ayhan & Berens 2018). For one network it is |s(x) + s(mirror(x))| / 2.
+    augmentation as uncertainty: Ayhan & Berens 2018). For one network it is
+    |clip(s(x)) + clip(s(mirror(x)))| / 2.
     Input NCHW, mirrored on W."""
 
     output_names = ("action", "uncertainty")

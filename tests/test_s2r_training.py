@@ -19,6 +19,7 @@ from sim2real.camera_matching import camera_from_info
 from sim2real.checkpoint import save_checkpoint
 from sim2real.export import export_checkpoint
 from sim2real.imitation import ImitationConfig, train_imitation, training_simulators
+from sim2real.modular import ModularNet
 from sim2real.ppo import PPOConfig, train_ppo
 from sim2real.sim.render import CameraParams, ground_rays
 from sim2real.training_defaults import ACTION_SPACE, SPEC
@@ -171,24 +172,33 @@ def test_ppo_progress_counts_to_the_steps_it_runs(capsys):
 
 
 def test_several_checkpoints_export_as_one_ensemble_and_misfits_are_refused(tmp_path, capsys):
-    def checkpoint(name: str, seed: int, flip: bool = True, action_space: dict = ACTION_SPACE):
-        cfg = ImitationConfig(tracks=("reinvent_base",), iterations=1, steps_per_iteration=100, epochs=1, seed=seed,
-                              flip=flip, episode_steps=50)
+    def checkpoint(name: str, seed: int, flip: bool = True, action_space: dict = ACTION_SPACE,
+                   tracks: tuple[str, ...] = ("reinvent_base",)):
+        cfg = ImitationConfig(tracks=tracks, iterations=1, steps_per_iteration=100, epochs=1, seed=seed, flip=flip,
+                              episode_steps=50)
         net, _, history, _ = train_imitation(cfg, show_progress=False)
-        return save_checkpoint(tmp_path / f"{name}.pt", net, SPEC, action_space, cfg, history.iterations)
+        (tmp_path / name).mkdir()
+        return save_checkpoint(tmp_path / name / "policy.pt", net, SPEC, action_space, cfg, history.iterations)
 
     first, second = checkpoint("first", 5), checkpoint("second", 6)
     assert main(["export", str(first), str(second), "--out", str(tmp_path / "ensemble")]) == 0
     with load_bundle(tmp_path / "ensemble") as bundle:
         model = json.loads((tmp_path / "ensemble" / "racer.json").read_text())["model"]
-        assert model["seeds"] == [5, 6] and model["checkpoints"] == [str(first), str(second)]
+        assert model["seeds"] == [5, 6] and model["checkpoints"] == ["first/policy.pt", "second/policy.pt"]
         assert Policy(bundle).has_uncertainty
     faster = {**ACTION_SPACE, "action_space": {**ACTION_SPACE["action_space"], "speed": {"low": 0.5, "high": 3.0}}}
+    (tmp_path / "modular").mkdir()
+    modular = save_checkpoint(tmp_path / "modular" / "policy.pt", ModularNet(SPEC, 2), SPEC, ACTION_SPACE,
+                              ImitationConfig(tracks=("reinvent_base",)), [], trainer="modular")
     misfits = [([first, first], "the same checkpoint is named twice"),
-               ([first, checkpoint("unflipped", 7, flip=False)],
-                "unflipped.pt: an ensemble takes continuous end-to-end DAgger checkpoints trained on mirrored frames"),
+               ([first, checkpoint("unflipped", 7, flip=False)], "unflipped/policy.pt: it was trained without "
+                "mirrored frames, which the ensemble's uncertainty needs"),
                ([first, checkpoint("faster", 8, action_space=faster)],
-                f"faster.pt: its preprocessing or action space differs from {first}'s")]
+                "faster/policy.pt: its preprocessing or action space is not the first checkpoint's"),
+               ([first, checkpoint("oval", 9, tracks=("Oval_track",))],
+                "oval/policy.pt: its tracks ['Oval_track'] is not the first checkpoint's ['reinvent_base']"),
+               ([modular, first], "modular/policy.pt: it holds a ModularNet; an ensemble takes end-to-end DAgger "
+                "networks (DrivingNet)")]
     capsys.readouterr()
     for paths, message in misfits:
         with pytest.raises(ValueError, match=re.escape(message)):

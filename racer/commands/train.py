@@ -83,13 +83,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print one JSON summary object on stdout (progress stays on stderr)")
     p.set_defaults(func=run_train)
 
-    e = sub.add_parser("export", help="export a training checkpoint to an uploadable model bundle",
+    e = sub.add_parser("export", help="export a training checkpoint (or several, as an ensemble) to an uploadable "
+                                      "model bundle",
                        description="Torch -> ONNX -> OpenVINO IR, gated on OpenVINO agreeing with torch on "
                                    "at least 1,000 simulator frames. Several checkpoints (continuous end-to-end "
-                                   "DAgger runs, for example the same recipe with different --seed) make one "
+                                   "DAgger runs trained on mirrored frames, racer train's default, on the same "
+                                   "tracks: for example one recipe with different --seed) make one "
                                    "ensemble: the car drives their mean action and reads their disagreement as "
                                    "the model's uncertainty.")
-    e.add_argument("checkpoint", type=Path, nargs="+", help="policy.pt written by racer train; several: an ensemble")
+    e.add_argument("checkpoint", type=Path, nargs="+", metavar="CHECKPOINT",
+                   help="policy.pt written by racer train; several: an ensemble")
     e.add_argument("--out", required=True, type=Path, help="bundle directory to create")
     e.add_argument("--tar", type=Path, help="also pack the bundle as this .tar.gz")
     e.add_argument("--frames", type=int, default=1000, help="frames for the equivalence gate (default: %(default)s)")
