@@ -21,7 +21,7 @@ from car.policy.metadata import ModelMetadata, parse_metadata
 from car.policy.preprocess import PreprocessSpec
 from sim2real.episode import EpisodeWorld, make_simulator
 from sim2real.network import DrivingNet, to_tensor
-from sim2real.sim.expert import PurePursuitExpert
+from sim2real.sim.expert import ExpertParams, PurePursuitExpert
 from sim2real.sim.labels import LabelCamera
 from sim2real.sim.world import Simulator
 from sim2real.training_defaults import ACTION_SPACE, SPEC
@@ -32,7 +32,9 @@ class ImitationConfig:
     """DAgger settings. `randomization` (a preset name or YAML file) draws a new domain for every
     episode; `augmentation` (a preset name) augments the frames stored for training, while the
     learner drives on the clean frame; `camera_info` (a ROS camera_info YAML) sets the sim camera's
-    lens, which randomization then leaves as measured. All three default to off, which is the plain simulator."""
+    lens, which randomization then leaves as measured. All three default to off, which is the plain simulator.
+    `expert_lateral_accel_mps2` caps the expert's speed in corners (`ExpertParams.lateral_accel_mps2`,
+    m/s^2, > 0; None: its default, 3.5); a lower cap is a more careful teacher."""
 
     tracks: tuple[str, ...] = ("reinvent_base", "Spain_track", "Tokyo_Training_track")
     iterations: int = 6
@@ -50,6 +52,16 @@ class ImitationConfig:
     randomization: str | None = None
     augmentation: str | None = None
     camera_info: str | None = None
+    expert_lateral_accel_mps2: float | None = None
+
+    def expert_params(self) -> ExpertParams:
+        """The expert's settings for these rollouts. ValueError for a cap that is not above 0."""
+        if self.expert_lateral_accel_mps2 is None:
+            return ExpertParams()
+        if not self.expert_lateral_accel_mps2 > 0.0:
+            raise ValueError(f"the expert's lateral acceleration must be above 0 m/s^2, "
+                             f"got {self.expert_lateral_accel_mps2}")
+        return ExpertParams(lateral_accel_mps2=self.expert_lateral_accel_mps2)
 
 
 @dataclass
@@ -150,7 +162,8 @@ class Rollouts:
         self.meta = parse_metadata(action_space)
         self.worlds = {name: EpisodeWorld(sim, spec, cfg.augmentation)
                        for name, sim in training_simulators(cfg).items()}
-        self.experts = {name: PurePursuitExpert(w.sim.track, w.sim.vehicle.params) for name, w in self.worlds.items()}
+        self.experts = {name: PurePursuitExpert(w.sim.track, w.sim.vehicle.params, cfg.expert_params())
+                        for name, w in self.worlds.items()}
         self.labels = {name: LabelCamera(w.sim.track, *label_size) for name, w in self.worlds.items()} \
             if label_size else None
         self.learner: Learner | None = None

@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-speed", type=float, metavar="X",
                    help="dagger: the console's max-speed setting (0..1] the policy learns to drive at (default: 1.0; "
                         "ppo drives at the action space's speeds, as the AWS simulator)")
+    p.add_argument("--expert-lateral-accel", type=float, metavar="A",
+                   help="dagger: the expert's cap on lateral acceleration in corners, m/s^2 (default: 3.5); lower "
+                        "teaches slower, more careful corners (the lap-time reference in racer eval stays 3.5)")
     p.add_argument("--randomization", metavar="PRESET|FILE",
                    help="domain randomization: none, default, strong or a YAML config (default: none)")
     p.add_argument("--augmentation", metavar="PRESET",
@@ -192,13 +195,16 @@ def _dagger_settings_error(args: argparse.Namespace) -> str | None:
     max_speed = 1.0 if args.max_speed is None else args.max_speed
     if not 0.0 < max_speed <= 1.0:
         return f"--max-speed must be in (0, 1], got {max_speed}"
+    if args.expert_lateral_accel is not None and not args.expert_lateral_accel > 0.0:
+        return f"--expert-lateral-accel must be above 0 m/s^2, got {args.expert_lateral_accel}"
     return None
 
 
 def _dagger_settings(args: argparse.Namespace, tracks: tuple[str, ...], options: dict) -> dict:
     """The ImitationConfig fields the command line sets."""
     return dict(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps, epochs=args.epochs,
-                seed=args.seed, max_speed_setting=1.0 if args.max_speed is None else args.max_speed, **options)
+                seed=args.seed, max_speed_setting=1.0 if args.max_speed is None else args.max_speed,
+                expert_lateral_accel_mps2=args.expert_lateral_accel, **options)
 
 
 def _train_modular(args: argparse.Namespace, tracks: tuple[str, ...], name: str, options: dict) -> int:
@@ -267,6 +273,8 @@ def _train_ppo(args: argparse.Namespace, tracks: tuple[str, ...], name: str, opt
                              "(the folder holds its reward_function.py)")
     if args.max_speed is not None:
         return fail("train", "--max-speed is dagger's: ppo drives at the action space's speeds, as the AWS simulator")
+    if args.expert_lateral_accel is not None:
+        return fail("train", "--expert-lateral-accel is dagger's: ppo learns from a reward function, not an expert")
     if args.minutes is not None and not args.minutes > 0:
         return fail("train", f"--minutes must be positive, got {args.minutes:g}")
     if args.timesteps is not None and args.timesteps < 1:
