@@ -94,7 +94,9 @@ def test_manual_drive_follows_the_deepracer_sign_convention(api, car):
     before = time.monotonic()
     answer = api.request("POST", "/api/manual_drive", {"angle": 0.5, "throttle": -1.0, "max_speed": 0.8})
     assert answer.body == {"success": True}
-    assert any(s == pytest.approx(-0.5) and t == pytest.approx(0.8) for when, s, t in car.driver.log if when > before)
+    # the console's answer says the command went on the bus; the actuator takes it a moment later
+    wait_for(lambda: any(s == pytest.approx(-0.5) and t == pytest.approx(0.8)
+                         for when, s, t in list(car.driver.log) if when > before), 2.0, "the teleop command's pulses")
     # /api/status is control's newest diagnostics, published once the teleop command has moved the outputs
     status = wait_for(lambda: (body := api.request("GET", "/api/status").body)["driven_by"] and body, 2.0,
                       "control's status to name teleop")

@@ -18,9 +18,10 @@ from racer.commands.train import done_line
 from sim2real.camera_matching import camera_from_info
 from sim2real.checkpoint import save_checkpoint
 from sim2real.export import export_checkpoint
-from sim2real.imitation import ImitationConfig, train_imitation, training_simulators
+from sim2real.imitation import ImitationConfig, Rollouts, train_imitation, training_simulators
 from sim2real.modular import ModularNet
 from sim2real.ppo import PPOConfig, train_ppo
+from sim2real.sim.expert import ExpertParams
 from sim2real.sim.render import CameraParams, ground_rays
 from sim2real.training_defaults import ACTION_SPACE, SPEC
 
@@ -135,6 +136,9 @@ def parse_racer(command: str):
     (["--model", "modular", "--algo", "ppo"], "--model modular trains by DAgger"),
     (["--model", "modular", "--workers", "2"], "--model modular runs its rollouts in this process"),
     (["--model", "modular", "--perception-epochs", "0"], "--perception-steps and --perception-epochs must be at"),
+    (["--expert-lateral-accel", "0"], "--expert-lateral-accel must be above 0 m/s^2, got 0.0"),
+    (["--expert-lateral-accel", "nan"], "--expert-lateral-accel must be above 0 m/s^2, got nan"),
+    (["--algo", "ppo", "--expert-lateral-accel", "3"], "--expert-lateral-accel is dagger's"),
 ])
 def test_train_flags_refuse_bad_input(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
@@ -219,3 +223,20 @@ def test_train_loads_the_export_code_before_it_trains(tmp_path):
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['sim2real.export']"
+
+
+def test_a_lower_expert_lateral_acceleration_teaches_slower_corners():
+    # The same episode (same seed, the expert driving throughout) on Tokyo, whose hairpin is the
+    # expert's slowest corner: a 2.5 m/s^2 cap labels lower speeds there than the default 3.5.
+    def speed_labels(cap):
+        cfg = ImitationConfig(tracks=("Tokyo_Training_track",), seed=3, expert_lateral_accel_mps2=cap)
+        rollouts = Rollouts(cfg)
+        assert rollouts.experts["Tokyo_Training_track"].params == cfg.expert_params()
+        return rollouts.episode(0, 0, beta=1.0, max_steps=300).targets[:, 1]
+
+    default, careful = speed_labels(None), speed_labels(2.5)
+    assert ImitationConfig().expert_params() == ExpertParams()
+    assert careful.mean() < default.mean() - 0.03 and careful.min() < default.min()  # 0.048 and 0.04 lower
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="lateral acceleration must be above 0"):
+            ImitationConfig(expert_lateral_accel_mps2=bad).expert_params()
