@@ -59,11 +59,19 @@ def exported(net: torch.nn.Module) -> torch.nn.Module:
 def with_uncertainty(net: torch.nn.Module, meta: ModelMetadata, config: dict[str, Any]) -> torch.nn.Module:
     """`net` with an uncertainty output when it can give one: a continuous DrivingNet trained on mirrored
     frames (`config["flip"]`) reports its mirror disagreement (`MirrorExport`); others as they are."""
-    return MirrorExport(net) if mirror_trained(net, meta, config) else net
+    return net if mirror_misfit(net, meta, config) else MirrorExport(net)
 
 
-def mirror_trained(net: torch.nn.Module, meta: ModelMetadata, config: dict[str, Any]) -> bool:
-    return isinstance(net, DrivingNet) and not meta.discrete and bool(config.get("flip"))
+def mirror_misfit(net: torch.nn.Module, meta: ModelMetadata, config: dict[str, Any]) -> str | None:
+    """Why `net` cannot run in a `MirrorExport` (alone or in an ensemble), or None when it can: it must be
+    a continuous DrivingNet trained on mirrored frames."""
+    if not isinstance(net, DrivingNet):
+        return f"it holds a {type(net).__name__}; an ensemble takes end-to-end DAgger networks (DrivingNet)"
+    if meta.discrete:
+        return "its action space is discrete; an ensemble averages continuous actions"
+    if not config.get("flip"):
+        return "it was trained without mirrored frames, which the ensemble's uncertainty needs"
+    return None
 
 
 # What every member of an ensemble must share with the first: the bundle's config is the first's, and
@@ -77,12 +85,8 @@ def ensemble_misfit(member: tuple[torch.nn.Module, PreprocessSpec, dict[str, Any
     is `first`, or None when it can."""
     net, spec, action_space, data = member
     config, first_config = data["config"], first[3]["config"]
-    if not isinstance(net, DrivingNet):
-        return f"it holds a {type(net).__name__}; an ensemble takes end-to-end DAgger networks (DrivingNet)"
-    if parse_metadata(action_space).discrete:
-        return "its action space is discrete; an ensemble averages continuous actions"
-    if not config.get("flip"):
-        return "it was trained without mirrored frames, which the ensemble's uncertainty needs"
+    if reason := mirror_misfit(net, parse_metadata(action_space), config):
+        return reason
     if spec != first[1] or action_space != first[2]:
         return "its preprocessing or action space is not the first checkpoint's"
     for key in ENSEMBLE_ALIKE:
