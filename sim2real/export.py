@@ -76,7 +76,7 @@ def mirror_misfit(net: torch.nn.Module, meta: ModelMetadata, config: dict[str, A
 
 # What every member of an ensemble must share with the first: the bundle's config is the first's, and
 # `racer eval` picks the tracks the model never trained on from it.
-ENSEMBLE_ALIKE = ("tracks", "camera_info", "max_speed_setting")
+ENSEMBLE_ALIKE = ("tracks", "camera_info", "max_speed_setting", "max_speed_low")
 
 
 def ensemble_misfit(member: tuple[torch.nn.Module, PreprocessSpec, dict[str, Any], dict[str, Any]],

@@ -34,7 +34,10 @@ class ImitationConfig:
     learner drives on the clean frame; `camera_info` (a ROS camera_info YAML) sets the sim camera's
     lens, which randomization then leaves as measured. All three default to off, which is the plain simulator.
     `expert_lateral_accel_mps2` caps the expert's speed in corners (`ExpertParams.lateral_accel_mps2`,
-    m/s^2, > 0; None: its default, 3.5); a lower cap is a more careful teacher."""
+    m/s^2, > 0; None: its default, 3.5); a lower cap is a more careful teacher.
+    `max_speed_low` (None: every episode at `max_speed_setting`) draws each episode's max-speed setting
+    uniformly from [max_speed_low, max_speed_setting], as an owner moves the console's slider: the
+    learner then drives, and the expert is labelled and capped, at that episode's setting."""
 
     tracks: tuple[str, ...] = ("reinvent_base", "Spain_track", "Tokyo_Training_track")
     iterations: int = 6
@@ -53,6 +56,18 @@ class ImitationConfig:
     augmentation: str | None = None
     camera_info: str | None = None
     expert_lateral_accel_mps2: float | None = None
+    max_speed_low: float | None = None
+
+    def draw_max_speed(self, rng: np.random.Generator) -> float:
+        """One episode's max-speed setting: `max_speed_setting`, or a uniform draw from the range
+        (which consumes one draw of `rng` only then, so fixed-setting runs keep their episodes).
+        ValueError for a lowest setting outside (0, max_speed_setting]."""
+        if self.max_speed_low is None:
+            return self.max_speed_setting
+        if not 0.0 < self.max_speed_low <= self.max_speed_setting:
+            raise ValueError(f"the lowest max-speed setting must be in (0, {self.max_speed_setting}], "
+                             f"got {self.max_speed_low}")
+        return float(rng.uniform(self.max_speed_low, self.max_speed_setting))
 
     def expert_params(self) -> ExpertParams:
         """The expert's settings for these rollouts. ValueError for a cap that is not above 0."""
@@ -119,16 +134,16 @@ class Student:
 
 
 class Learner:
-    def __init__(self, net: torch.nn.Module, spec: PreprocessSpec, meta: ModelMetadata, max_speed_setting: float):
+    def __init__(self, net: torch.nn.Module, spec: PreprocessSpec, meta: ModelMetadata):
         self.net, self.spec = net, spec
         self.decoder = ActionDecoder(meta)
-        self.max_speed_setting = max_speed_setting
 
     @torch.no_grad()
-    def act(self, features: np.ndarray) -> tuple[float, float]:
+    def act(self, features: np.ndarray, max_speed_setting: float) -> tuple[float, float]:
+        """(steering, throttle) normalised, decoded as the car does at that max-speed setting."""
         out = self.net(to_tensor(self.spec, features[None]))[0].numpy()
         d = self.decoder(out)
-        return d.steering, d.throttle * self.max_speed_setting
+        return d.steering, d.throttle * max_speed_setting
 
 
 @dataclass
@@ -170,7 +185,7 @@ class Rollouts:
 
     def set_learner(self, net: DrivingNet | None) -> None:
         """The policy that drives when the expert does not (None: the expert always drives)."""
-        self.learner = None if net is None else Learner(net, self.spec, self.meta, self.cfg.max_speed_setting)
+        self.learner = None if net is None else Learner(net, self.spec, self.meta)
 
     def episode(self, iteration: int, index: int, beta: float, max_steps: int) -> Episode:
         """Episode `index` of `iteration`: at most `max_steps` steps (stopping early only shortens it:
@@ -185,6 +200,7 @@ class Rollouts:
         sim.reset(start_index=int(rng.integers(sim.track.waypoint_count)),
                   offset=float(rng.uniform(-cfg.start_offset_m, cfg.start_offset_m)),
                   yaw_offset=math.radians(float(rng.uniform(-cfg.start_yaw_deg, cfg.start_yaw_deg))))
+        setting = cfg.draw_max_speed(rng)
         xs, ys, labels, off_track = [], [], [], False
         for _ in range(max_steps):
             features, stored = world.observe()
@@ -193,9 +209,11 @@ class Rollouts:
                 labels.append(self.labels[sim.track.name].render(sim.camera, sim.scene, st.x, st.y, st.yaw))
             steering, throttle = expert.act(st.x, st.y, st.yaw, st.speed, st.steering_rad)
             xs.append(stored.astype(np.float16))
-            ys.append(expert_targets(self.meta, steering, throttle, cfg.max_speed_setting))
+            ys.append(expert_targets(self.meta, steering, throttle, setting))
+            # the car cannot go faster than its setting, whoever drives
+            throttle = min(throttle, setting)
             if self.learner is not None and rng.random() >= beta:
-                steering, throttle = self.learner.act(features)
+                steering, throttle = self.learner.act(features, setting)
             sim.apply(steering, throttle)
             if sim.step().off_track:
                 off_track = True

@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-speed", type=float, metavar="X",
                    help="dagger: the console's max-speed setting (0..1] the policy learns to drive at (default: 1.0; "
                         "ppo drives at the action space's speeds, as the AWS simulator)")
+    p.add_argument("--max-speed-low", type=float, metavar="LO",
+                   help="dagger: draw each episode's max-speed setting uniformly from [LO, --max-speed], so one "
+                        "policy drives wherever the owner sets the console's slider (default: every episode at "
+                        "--max-speed)")
     p.add_argument("--expert-lateral-accel", type=float, metavar="A",
                    help="dagger: the expert's cap on lateral acceleration in corners, m/s^2 (default: 3.5); lower "
                         "teaches slower, more careful corners (the lap-time reference in racer eval stays 3.5)")
@@ -195,6 +199,8 @@ def _dagger_settings_error(args: argparse.Namespace) -> str | None:
     max_speed = 1.0 if args.max_speed is None else args.max_speed
     if not 0.0 < max_speed <= 1.0:
         return f"--max-speed must be in (0, 1], got {max_speed}"
+    if args.max_speed_low is not None and not 0.0 < args.max_speed_low <= max_speed:
+        return f"--max-speed-low must be in (0, {max_speed}] (--max-speed), got {args.max_speed_low}"
     if args.expert_lateral_accel is not None and not args.expert_lateral_accel > 0.0:
         return f"--expert-lateral-accel must be above 0 m/s^2, got {args.expert_lateral_accel}"
     return None
@@ -204,7 +210,7 @@ def _dagger_settings(args: argparse.Namespace, tracks: tuple[str, ...], options:
     """The ImitationConfig fields the command line sets."""
     return dict(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps, epochs=args.epochs,
                 seed=args.seed, max_speed_setting=1.0 if args.max_speed is None else args.max_speed,
-                expert_lateral_accel_mps2=args.expert_lateral_accel, **options)
+                max_speed_low=args.max_speed_low, expert_lateral_accel_mps2=args.expert_lateral_accel, **options)
 
 
 def _train_modular(args: argparse.Namespace, tracks: tuple[str, ...], name: str, options: dict) -> int:
@@ -271,8 +277,9 @@ def _train_ppo(args: argparse.Namespace, tracks: tuple[str, ...], name: str, opt
     if args.custom_files is not None and args.reward_function is not None:
         return fail("train", "pass --custom-files or --reward-function, not both "
                              "(the folder holds its reward_function.py)")
-    if args.max_speed is not None:
-        return fail("train", "--max-speed is dagger's: ppo drives at the action space's speeds, as the AWS simulator")
+    for flag, value in (("--max-speed", args.max_speed), ("--max-speed-low", args.max_speed_low)):
+        if value is not None:
+            return fail("train", f"{flag} is dagger's: ppo drives at the action space's speeds, as the AWS simulator")
     if args.expert_lateral_accel is not None:
         return fail("train", "--expert-lateral-accel is dagger's: ppo learns from a reward function, not an expert")
     if args.minutes is not None and not args.minutes > 0:
