@@ -52,6 +52,9 @@ VARIANTS = {**_TRAINING, **{MODULAR + name: presets for name, presets in _TRAINI
 NOMINAL = NamedDomain("nominal", {})
 # Seconds of the car's monitor score averaged before it can warn (`monitor_peak`): the car's own window.
 MONITOR_WINDOW_S = WINDOW_S
+# Seconds ahead of an off-track a warning must come to count in the monitor's lead AUROC: the
+# 2 s window ending at the off-track also sees the car leaving, which is no forecast.
+MONITOR_LEAD_S = 1.0
 
 
 def default_domains(episodes: int | None = None) -> list[NamedDomain]:
@@ -91,13 +94,15 @@ def training_tracks(bundle: Bundle) -> tuple[str, ...]:
     return tuple(str(t) for t in tracks) if isinstance(tracks, list) else ()
 
 
-def monitor_peak(scores: Sequence[float], window: int) -> float | None:
+def monitor_peak(scores: Sequence[float], window: int, lead: int = 0) -> float | None:
     """The highest mean of the car's monitor score over `window` successive frames of a lap (the
     whole lap if shorter): what an alarm on that running mean would have seen at its worst. For a
-    lap that left the track the lap ends there, so this covers the seconds before the off-track."""
-    if not scores:
+    lap that left the track the lap ends there, so this covers the seconds before the off-track.
+    `lead` frames at the end are left out first: the alarm as it stood that long before the end.
+    None when no frame is left."""
+    x = np.asarray(scores[:len(scores) - lead], float)
+    if not len(x):
         return None
-    x = np.asarray(scores, float)
     window = max(1, min(window, len(x)))
     sums = np.convolve(x, np.ones(window), "valid")
     return float(sums.max() / window)
@@ -106,11 +111,12 @@ def monitor_peak(scores: Sequence[float], window: int) -> float | None:
 def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalConfig = EvalConfig(),
              log: Callable[[str], None] = lambda _: None) -> dict[str, dict[str, Any]]:
     """Per domain: laps driven and completed, mean progress, and per lap `[track, start, completed,
-    off_track, monitor]` (`monitor_peak` of the score the car's policy node computes,
-    `PolicyCore.monitor_score`, named in `monitor`). A domain's laps are its own `episodes`, else every evaluation
-    track from `cfg.starts` spread points; laps on a track the bundle trained on are left out and
-    counted as `excluded`. An AWS export drives under the AWS simulator's rules (`sim.rules`).
-    `log` hears of each domain done."""
+    off_track, monitor, monitor_lead]` (`monitor_peak` of the score the car's policy node computes,
+    `PolicyCore.monitor_score`, named in `monitor`; `monitor_lead` the same for a lap that left the
+    track with its last `MONITOR_LEAD_S` left out, None if it left sooner). A domain's laps are its
+    own `episodes`, else every evaluation track from `cfg.starts` spread points; laps on a track the
+    bundle trained on are left out and counted as `excluded`. An AWS export drives under the AWS
+    simulator's rules (`sim.rules`). `log` hears of each domain done."""
     results = {}
     with load_bundle(bundle_path) as bundle:
         model = Policy(bundle).model()
@@ -137,16 +143,19 @@ def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalC
                 driver = aws_rules(sim, bundle, cfg.max_speed) if is_aws_export(bundle) else None
                 lap = run_laps(sim, model, laps=1, max_speed=cfg.max_speed, lap_timeout_s=cfg.lap_timeout_s,
                                driver=driver, on_frame=observe).laps[0]
-                peak = monitor_peak(scores, round(MONITOR_WINDOW_S / sim.dt))
+                window = round(MONITOR_WINDOW_S / sim.dt)
+                peak = monitor_peak(scores, window)
+                ahead = monitor_peak(scores, window, round(MONITOR_LEAD_S / sim.dt)) if lap.off_track else peak
                 laps.append([episode.track, round(episode.start, 4), lap.completed, lap.off_track,
-                             round(peak, 4) if peak is not None else None, round(lap.progress, 2)])
+                             *(round(p, 4) if p is not None else None for p in (peak, ahead)),
+                             round(lap.progress, 2)])
             completed = sum(1 for lap in laps if lap[2])
             results[named.name] = {
                 "group": named.pool, "tracks": list(dict.fromkeys(lap[0] for lap in laps)), "laps": len(laps),
                 "completed": completed, "excluded": excluded,
                 "completion_pct": round(100.0 * completed / len(laps), 2) if laps else None,
                 "mean_progress": round(float(np.mean([lap[5] for lap in laps])), 2) if laps else None,
-                "episodes": [lap[:5] for lap in laps], "monitor": PolicyCore.monitor_key(model),
+                "episodes": [lap[:6] for lap in laps], "monitor": PolicyCore.monitor_key(model),
             }
             log(f"  {named.name}: {completed} of {len(laps)} laps ({len(results)}/{len(domains)} domains)")
     return results
@@ -210,7 +219,8 @@ def summarize(models: Sequence[dict[str, Any]], domains: Sequence[NamedDomain]) 
     """Per variant, its models' (seeds') laps pooled: per pool and over all laps, the completion
     rate with its 95% Wilson interval and the number of laps, mean progress, each seed's rate, and
     the AUROC of the car's monitor score (`monitor_peak`) for laps that left the track against
-    completed laps."""
+    completed laps: at the off-track (`auroc`) and `MONITOR_LEAD_S` before it (`lead_auroc`, over the
+    `lead_off_track_laps` that lasted that long)."""
     summary: dict[str, dict[str, Any]] = {}
     for variant in dict.fromkeys(m["variant"] for m in models):
         mine = [m for m in models if m["variant"] == variant]
@@ -222,12 +232,15 @@ def summarize(models: Sequence[dict[str, Any]], domains: Sequence[NamedDomain]) 
         row["completion_by_seed"] = [_pooled(list(m["results"].values()))["completion_pct"] for m in mine]
         laps = [lap for m in mine for r in m["results"].values() for lap in r.get("episodes", [])]
         failed = [lap[4] for lap in laps if lap[3] and lap[4] is not None]
+        ahead = [lap[5] for lap in laps if lap[3] and lap[5] is not None]
         completed = [lap[4] for lap in laps if lap[2] and lap[4] is not None]
-        area = auroc(failed, completed)
+        area, lead_area = auroc(failed, completed), auroc(ahead, completed)
         keys = [r["monitor"] for m in mine for r in m["results"].values() if "monitor" in r]
         row["monitor"] = {"score": keys[0] if keys else PolicyCore.MONITOR, "window_s": MONITOR_WINDOW_S,
                           "off_track_laps": len(failed), "completed_laps": len(completed),
-                          "auroc": round(area, 3) if area is not None else None}
+                          "auroc": round(area, 3) if area is not None else None,
+                          "lead_s": MONITOR_LEAD_S, "lead_off_track_laps": len(ahead),
+                          "lead_auroc": round(lead_area, 3) if lead_area is not None else None}
         summary[variant] = row
     return summary
 
@@ -241,17 +254,18 @@ def _pooled(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def format_table(summary: dict[str, dict[str, Any]], domains: Sequence[NamedDomain]) -> str:
     """Lap completion % [95% interval] and laps per variant and pool, over all laps, the monitor's
-    AUROC and the training seeds (`-` for a given bundle, which has none)."""
+    AUROC at the off-track and `MONITOR_LEAD_S` before it, and the training seeds (`-` for a given
+    bundle, which has none)."""
     names = pools(domains)
     width = max(len("100.0 [100.0, 100.0] n=1000"), *(len(n) for n in names)) + 2
     first = max(15, *(len(variant) + 1 for variant in summary))  # a given bundle's name can be long
     lines = [f"{'variant':{first}s}" + "".join(f"{n:>{width}s}" for n in names) + f"{'all laps':>{width}s}"
-             + f"{'monitor AUROC':>15s}  seeds"]
+             + f"{'monitor AUROC':>15s}{f'{MONITOR_LEAD_S:g} s ahead':>12s}  seeds"]
     for variant, row in summary.items():
         cells = [_cell(row["domains"][n]) for n in names] + [_cell(row)]
-        area = row["monitor"]["auroc"]
+        areas = zip((row["monitor"]["auroc"], row["monitor"]["lead_auroc"]), (15, 12), strict=True)
         lines.append(f"{variant:{first}s}" + "".join(f"{c:>{width}s}" for c in cells)
-                     + f"{'-' if area is None else f'{area:.3f}':>15s}"
+                     + "".join(f"{'-' if a is None else f'{a:.3f}':>{w}s}" for a, w in areas)
                      + "  " + (",".join(str(s) for s in row["seeds"] if s is not None) or "-"))
     return "\n".join(lines)
 

@@ -34,6 +34,7 @@ def test_the_warning_is_the_mean_of_the_last_two_seconds():
 
 def test_the_car_and_racer_eval_average_the_same_frames():
     scores = np.random.default_rng(3).uniform(0, 5, 200)
+    scores[-10:] += 5.0  # the lap ends as the score climbs
     level = WarningLevel()
     shown = [level.add(i * DT, s) for i, s in enumerate(scores)]
     window = round(MONITOR_WINDOW_S / DT)
@@ -42,6 +43,11 @@ def test_the_car_and_racer_eval_average_the_same_frames():
     # once a whole window has passed, the car shows what racer eval averages
     np.testing.assert_allclose(shown[window - 1:], full, rtol=1e-9)
     assert max(shown[window - 1:]) == pytest.approx(monitor_peak(scores.tolist(), window))
+    # a second before the end: the highest the car had shown by then
+    lead = round(1.0 / DT)
+    assert max(shown[window - 1:len(scores) - lead]) == pytest.approx(monitor_peak(scores.tolist(), window, lead))
+    assert monitor_peak(scores.tolist(), window, lead) < monitor_peak(scores.tolist(), window) - 1.0
+    assert monitor_peak(scores[:lead].tolist(), window, lead) is None  # the lap was over before that
 
 
 def test_a_camera_that_restarts_its_clock_starts_a_new_window():

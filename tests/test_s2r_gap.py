@@ -69,10 +69,12 @@ def test_variants_train_evaluate_and_are_reused(tiny_run):
         result = m["results"]["dark"]
         assert result["laps"] == 1 and result["completed"] in (0, 1)
         assert 0.0 <= result["mean_progress"] <= 100.0
-        [(track, start, completed, off_track, monitor)] = result["episodes"]
+        [(track, start, completed, off_track, monitor, ahead)] = result["episodes"]
         assert (track, start, completed) == ("reinvent_base", 0.0, result["completed"] == 1)
         # the car's score: the domain-shift excess, 0 while the frames look like training
         assert isinstance(monitor, float) and monitor >= 0.0 and off_track in (True, False)
+        # a lap that stayed on has no off-track to forecast: the lead score is the lap's own
+        assert ahead == monitor if not off_track else ahead is None or ahead <= monitor
     both = json.loads((out / "both-s0" / "bundle" / "racer.json").read_text())["model"]["config"]
     assert (both["randomization"], both["augmentation"]) == ("default", "default")
     stamp = (out / "none-s0" / "bundle" / "model.xml").stat().st_mtime_ns
@@ -96,15 +98,16 @@ def test_models_are_evaluated_on_tracks_they_did_not_train_on(tiny_run):
 
 
 def _result(completed, laps, progress, monitors=()):
-    """A domain's result with `completed` of `laps` laps; `monitors` are (score, completed) per lap."""
-    episodes = [["t", 0.0, done, not done, score] for score, done in monitors]
+    """A domain's result with `completed` of `laps` laps; `monitors` are (score, completed) or
+    (score, completed, score 1 s before the off-track) per lap."""
+    episodes = [["t", 0.0, m[1], not m[1], m[0], m[2] if len(m) > 2 else m[0]] for m in monitors]
     return {"laps": laps, "completed": completed, "mean_progress": progress, "episodes": episodes}
 
 
 def test_summary_pools_laps_with_their_interval_and_the_monitors_auroc(tmp_path):
-    models = [{"variant": "none", "seed": 0, "results": {"a": _result(4, 10, 60.0, [(3.0, False), (1.0, True)]),
-                                                         "b": _result(1, 2, 50.0)}},
-              {"variant": "none", "seed": 1, "results": {"a": _result(10, 10, 100.0, [(2.0, False), (2.5, True)]),
+    models = [{"variant": "none", "seed": 0, "results": {"a": _result(4, 10, 60.0, [(3.0, False, 0.5), (1.0, True)]),
+                                                         "b": _result(1, 2, 50.0, [(9.0, False, None)])}},
+              {"variant": "none", "seed": 1, "results": {"a": _result(10, 10, 100.0, [(2.0, False, 2.0), (2.5, True)]),
                                                          "b": _result(2, 2, 100.0)}},
               {"variant": "bundle", "seed": None, "results": {"a": _result(95, 100, 99.0), "b": _result(0, 2, 10.0)}}]
     domains = [NamedDomain("a", {}), NamedDomain("b", {})]
@@ -114,16 +117,19 @@ def test_summary_pools_laps_with_their_interval_and_the_monitors_auroc(tmp_path)
                                                "ci95": [48.1, 85.5], "mean_progress": 80.0}
     assert summary["none"]["completion_by_seed"] == [41.7, 100.0]
     assert (summary["none"]["completed"], summary["none"]["laps"], summary["none"]["completion_pct"]) == (17, 24, 70.8)
-    # off-track laps scored 3.0 and 2.0, completed ones 1.0 and 2.5: 3 of 4 pairs ordered right
-    assert summary["none"]["monitor"] == {"score": PolicyCore.MONITOR, "window_s": 2.0, "off_track_laps": 2,
-                                          "completed_laps": 2, "auroc": 0.75}
+    # off-track laps scored 3.0, 9.0 and 2.0, completed ones 1.0 and 2.5: 5 of 6 pairs ordered right;
+    # a second before the off-track they scored 0.5 and 2.0 (the third left sooner): 1 of 4
+    assert summary["none"]["monitor"] == {"score": PolicyCore.MONITOR, "window_s": 2.0, "off_track_laps": 3,
+                                          "completed_laps": 2, "auroc": 0.833, "lead_s": 1.0,
+                                          "lead_off_track_laps": 2, "lead_auroc": 0.25}
     assert summary["bundle"]["monitor"]["auroc"] is None  # no lap says what the score was
     table = format_table(summary, domains).splitlines()
-    assert table[0].split() == ["variant", "a", "b", "all", "laps", "monitor", "AUROC", "seeds"]
-    assert table[1].startswith("none") and "70.0 [48.1, 85.5] n=20" in table[1] and table[1].endswith("0.750  0,1")
+    assert table[0].split() == ["variant", "a", "b", "all", "laps", "monitor", "AUROC", "1", "s", "ahead", "seeds"]
+    assert table[1].startswith("none") and "70.0 [48.1, 85.5] n=20" in table[1]
+    assert table[1].endswith("0.833       0.250  0,1")
     # 95 of 100 laps: Wilson 88.8-97.8%; 0 of 2: 0.0-65.8%
     assert "95.0 [88.8, 97.8] n=100" in table[2] and "0.0 [0.0, 65.8] n=2" in table[2]
-    assert table[2].endswith(" -  -")  # no AUROC, and a given bundle has no training seed
+    assert table[2].endswith(" -           -  -")  # no AUROC, and a given bundle has no training seed
     path = gap_plot(summary, ["a", "b"], tmp_path / "gap.png")
     assert path.stat().st_size > 10_000
 
@@ -143,6 +149,7 @@ def test_the_score_comes_from_the_cars_policy_node(tiny_run, monkeypatch):
     monkeypatch.setattr(PolicyCore, "monitor_score", lambda self: 7.5)
     result = evaluate(out / "none-s0" / "bundle", [DARK], QUICK)["dark"]
     assert result["episodes"][0][4] == 7.5
+    assert result["episodes"][0][5] in (7.5, None)  # a second ahead: the same score, or none if it left sooner
 
 
 def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):

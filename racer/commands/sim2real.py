@@ -268,6 +268,7 @@ def trials_log_folder(model: Path) -> Path:
 
 def run_eval(args: argparse.Namespace) -> int:
     from sim2real.gap import (
+        MONITOR_LEAD_S,
         NOMINAL,
         VARIANTS,
         EvalConfig,
@@ -347,7 +348,8 @@ def run_eval(args: argparse.Namespace) -> int:
     }
     (args.out / "gap.json").write_text(json.dumps(report, indent=1))
     print(f"lap completion % [95% interval] n=laps at max-speed {cfg.max_speed:g}; the monitor's AUROC "
-          "(off-track vs completed laps)\n" + format_table(summary, domains), file=sys.stderr)
+          f"(off-track vs completed laps), at the off-track and {MONITOR_LEAD_S:g} s before it\n"
+          + format_table(summary, domains), file=sys.stderr)
     if args.json:
         print(json.dumps(report))
     took = f"{duration_s / 60:.1f} min" if duration_s >= 60 else f"{duration_s:.1f} s"
