@@ -136,6 +136,9 @@ def parse_racer(command: str):
     (["--model", "modular", "--algo", "ppo"], "--model modular trains by DAgger"),
     (["--model", "modular", "--workers", "2"], "--model modular runs its rollouts in this process"),
     (["--model", "modular", "--perception-epochs", "0"], "--perception-steps and --perception-epochs must be at"),
+    (["--max-speed-low", "0"], "--max-speed-low must be in (0, 1.0] (--max-speed), got 0.0"),
+    (["--max-speed", "0.5", "--max-speed-low", "0.7"], "--max-speed-low must be in (0, 0.5] (--max-speed), got 0.7"),
+    (["--algo", "ppo", "--max-speed-low", "0.5"], "--max-speed-low is dagger's"),
     (["--expert-lateral-accel", "0"], "--expert-lateral-accel must be above 0 m/s^2, got 0.0"),
     (["--expert-lateral-accel", "nan"], "--expert-lateral-accel must be above 0 m/s^2, got nan"),
     (["--algo", "ppo", "--expert-lateral-accel", "3"], "--expert-lateral-accel is dagger's"),
@@ -240,3 +243,32 @@ def test_a_lower_expert_lateral_acceleration_teaches_slower_corners():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="lateral acceleration must be above 0"):
             ImitationConfig(expert_lateral_accel_mps2=bad).expert_params()
+
+
+
+def applied_throttles(rollouts: Rollouts, track: str) -> list[float]:
+    """The throttle of every command the track's simulator takes from now on (a spy on `apply`)."""
+    sim, applied = rollouts.worlds[track].sim, []
+    apply = sim.apply
+    sim.apply = lambda steering, throttle: (applied.append(throttle), apply(steering, throttle))[1]
+    return applied
+
+
+def test_a_max_speed_range_drives_each_episode_at_its_own_setting():
+    # The expert drives (beta 1) from rest at full throttle; what reaches the simulator is capped at
+    # the episode's setting, drawn from [0.3, 0.8] per episode, as the console's slider caps the car.
+    cfg = ImitationConfig(tracks=("reinvent_base",), seed=1, max_speed_setting=0.8, max_speed_low=0.3)
+    rollouts = Rollouts(cfg)
+    applied = applied_throttles(rollouts, "reinvent_base")
+    tops = []
+    for index in range(4):
+        applied.clear()
+        rollouts.episode(0, index, beta=1.0, max_steps=60)
+        tops.append(max(applied))
+    assert all(0.3 <= top <= 0.8 for top in tops) and max(tops) - min(tops) > 0.1  # settings differ by episode
+    fixed = Rollouts(ImitationConfig(tracks=("reinvent_base",), seed=1, max_speed_setting=0.5))
+    applied = applied_throttles(fixed, "reinvent_base")
+    fixed.episode(0, 0, beta=1.0, max_steps=60)
+    assert max(applied) == pytest.approx(0.5)  # a fixed setting caps the expert too
+    with pytest.raises(ValueError, match=r"lowest max-speed setting must be in \(0, 0.8\], got 0.9"):
+        ImitationConfig(max_speed_setting=0.8, max_speed_low=0.9).draw_max_speed(np.random.default_rng(0))
