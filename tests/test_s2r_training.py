@@ -246,20 +246,25 @@ def test_a_lower_expert_lateral_acceleration_teaches_slower_corners():
 
 
 
-def applied_throttles(rollouts: Rollouts, track: str) -> list[float]:
+def applied_throttles(monkeypatch, rollouts: Rollouts, track: str) -> list[float]:
     """The throttle of every command the track's simulator takes from now on (a spy on `apply`)."""
     sim, applied = rollouts.worlds[track].sim, []
     apply = sim.apply
-    sim.apply = lambda steering, throttle: (applied.append(throttle), apply(steering, throttle))[1]
+
+    def spy(steering: float, throttle: float) -> None:
+        applied.append(throttle)
+        apply(steering, throttle)
+
+    monkeypatch.setattr(sim, "apply", spy)
     return applied
 
 
-def test_a_max_speed_range_drives_each_episode_at_its_own_setting():
+def test_a_max_speed_range_drives_each_episode_at_its_own_setting(monkeypatch):
     # The expert drives (beta 1) from rest at full throttle; what reaches the simulator is capped at
     # the episode's setting, drawn from [0.3, 0.8] per episode, as the console's slider caps the car.
     cfg = ImitationConfig(tracks=("reinvent_base",), seed=1, max_speed_setting=0.8, max_speed_low=0.3)
     rollouts = Rollouts(cfg)
-    applied = applied_throttles(rollouts, "reinvent_base")
+    applied = applied_throttles(monkeypatch, rollouts, "reinvent_base")
     tops = []
     for index in range(4):
         applied.clear()
@@ -267,7 +272,7 @@ def test_a_max_speed_range_drives_each_episode_at_its_own_setting():
         tops.append(max(applied))
     assert all(0.3 <= top <= 0.8 for top in tops) and max(tops) - min(tops) > 0.1  # settings differ by episode
     fixed = Rollouts(ImitationConfig(tracks=("reinvent_base",), seed=1, max_speed_setting=0.5))
-    applied = applied_throttles(fixed, "reinvent_base")
+    applied = applied_throttles(monkeypatch, fixed, "reinvent_base")
     fixed.episode(0, 0, beta=1.0, max_steps=60)
     assert max(applied) == pytest.approx(0.5)  # a fixed setting caps the expert too
     with pytest.raises(ValueError, match=r"lowest max-speed setting must be in \(0, 0.8\], got 0.9"):
