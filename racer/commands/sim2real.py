@@ -43,8 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("eval", help="measure the sim-to-real gap on the honest held-out test",
                        description="Drives bundles through the car stack in held-out domains and reports lap "
-                                   "completion with its 95%% interval and number of laps, progress, and the AUROC of "
-                                   "the car's warning score for laps that left the track. The default domains are the "
+                                   "completion with its 95% interval and number of laps, progress, and the AUROC of "
+                                   "the car's warning score for laps that left the track (at the off-track, and a "
+                                   "second before it). The default domains are the "
                                    "honest held-out test (sim2real/heldout.yaml: random domains beyond the training "
                                    "ranges on unseen tracks, plus named real-world domains). Without --model it trains "
                                    "(or reuses, in --out) the variants none / randomization / augmentation / both for "
