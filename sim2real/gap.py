@@ -154,8 +154,8 @@ def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalC
                 "group": named.pool, "tracks": list(dict.fromkeys(lap[0] for lap in laps)), "laps": len(laps),
                 "completed": completed, "excluded": excluded,
                 "completion_pct": round(100.0 * completed / len(laps), 2) if laps else None,
-                "mean_progress": round(float(np.mean([lap[5] for lap in laps])), 2) if laps else None,
-                "episodes": [lap[:6] for lap in laps], "monitor": PolicyCore.monitor_key(model),
+                "mean_progress": round(float(np.mean([lap[-1] for lap in laps])), 2) if laps else None,
+                "episodes": [lap[:-1] for lap in laps], "monitor": PolicyCore.monitor_key(model),
             }
             log(f"  {named.name}: {completed} of {len(laps)} laps ({len(results)}/{len(domains)} domains)")
     return results

@@ -37,7 +37,8 @@ class ImitationConfig:
     m/s^2, > 0; None: its default, 3.5); a lower cap is a more careful teacher.
     `max_speed_low` (None: every episode at `max_speed_setting`) draws each episode's max-speed setting
     uniformly from [max_speed_low, max_speed_setting], as an owner moves the console's slider: the
-    learner then drives, and the expert is labelled and capped, at that episode's setting."""
+    learner and the expert drive capped at that episode's setting, and the expert's labels stay
+    those of `max_speed_setting`."""
 
     tracks: tuple[str, ...] = ("reinvent_base", "Spain_track", "Tokyo_Training_track")
     iterations: int = 6
@@ -209,7 +210,9 @@ class Rollouts:
                 labels.append(self.labels[sim.track.name].render(sim.camera, sim.scene, st.x, st.y, st.yaw))
             steering, throttle = expert.act(st.x, st.y, st.yaw, st.speed, st.steering_rad)
             xs.append(stored.astype(np.float16))
-            ys.append(expert_targets(self.meta, steering, throttle, setting))
+            # Labelled at the top setting whatever this episode's: the car scales the policy's speed by
+            # the setting it cannot see, so one state must get one label.
+            ys.append(expert_targets(self.meta, steering, throttle, cfg.max_speed_setting))
             # the car cannot go faster than its setting, whoever drives
             throttle = min(throttle, setting)
             if self.learner is not None and rng.random() >= beta:

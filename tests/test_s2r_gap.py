@@ -146,10 +146,11 @@ def test_random_domains_pool_into_their_test(tmp_path):
 
 def test_the_score_comes_from_the_cars_policy_node(tiny_run, monkeypatch):
     out, _ = tiny_run
-    monkeypatch.setattr(PolicyCore, "monitor_score", lambda self: 7.5)
+    monkeypatch.setattr(PolicyCore, "monitor_score", lambda self: 250.0)
     result = evaluate(out / "none-s0" / "bundle", [DARK], QUICK)["dark"]
-    assert result["episodes"][0][4] == 7.5
-    assert result["episodes"][0][5] in (7.5, None)  # a second ahead: the same score, or none if it left sooner
+    assert result["episodes"][0][4] == 250.0
+    assert result["episodes"][0][5] in (250.0, None)  # a second ahead: the same score, or none if it left sooner
+    assert 0.0 < result["mean_progress"] <= 100.0  # the lap's progress, not a score
 
 
 def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):
