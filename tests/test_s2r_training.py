@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -18,7 +19,7 @@ from racer.commands.train import done_line
 from sim2real.camera_matching import camera_from_info
 from sim2real.checkpoint import save_checkpoint
 from sim2real.export import export_checkpoint
-from sim2real.imitation import ImitationConfig, Rollouts, train_imitation, training_simulators
+from sim2real.imitation import ImitationConfig, Rollouts, expert_targets, train_imitation, training_simulators
 from sim2real.modular import ModularNet
 from sim2real.ppo import PPOConfig, train_ppo
 from sim2real.sim.expert import ExpertParams
@@ -271,6 +272,21 @@ def test_a_max_speed_range_drives_each_episode_at_its_own_setting(monkeypatch):
         rollouts.episode(0, index, beta=1.0, max_steps=60)
         tops.append(max(applied))
     assert all(0.3 <= top <= 0.8 for top in tops) and max(tops) - min(tops) > 0.1  # settings differ by episode
+    # Labels are the top setting's whatever the episode's: the car scales the policy's speed by a
+    # setting the policy cannot see. Through Tokyo's corners the expert asks for less than full throttle.
+    tokyo = Rollouts(replace(cfg, tracks=("Tokyo_Training_track",)))
+    expert, commands = tokyo.experts["Tokyo_Training_track"], []
+    act = expert.act
+
+    def spy_act(*state: float) -> tuple[float, float]:
+        commands.append(act(*state))
+        return commands[-1]
+
+    monkeypatch.setattr(expert, "act", spy_act)
+    targets = tokyo.episode(0, 0, beta=1.0, max_steps=300).targets
+    expected = [expert_targets(tokyo.meta, steering, throttle, 0.8) for steering, throttle in commands]
+    np.testing.assert_allclose(targets, expected)
+    assert min(throttle for _, throttle in commands) < 0.5  # labels a setting-relative scheme would change
     fixed = Rollouts(ImitationConfig(tracks=("reinvent_base",), seed=1, max_speed_setting=0.5))
     applied = applied_throttles(monkeypatch, fixed, "reinvent_base")
     fixed.episode(0, 0, beta=1.0, max_steps=60)
