@@ -100,9 +100,9 @@ def monitor_peak(scores: Sequence[float], window: int, lead: int = 0) -> float |
     lap that left the track the lap ends there, so this covers the seconds before the off-track.
     `lead` frames at the end are left out first: the alarm as it stood that long before the end.
     None when no frame is left."""
-    x = np.asarray(scores[:len(scores) - lead], float)
-    if not len(x):
+    if lead >= len(scores):
         return None
+    x = np.asarray(scores[:len(scores) - lead], float)
     window = max(1, min(window, len(x)))
     sums = np.convolve(x, np.ones(window), "valid")
     return float(sums.max() / window)

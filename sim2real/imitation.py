@@ -37,8 +37,9 @@ class ImitationConfig:
     m/s^2, > 0; None: its default, 3.5); a lower cap is a more careful teacher.
     `max_speed_low` (None: every episode at `max_speed_setting`) draws each episode's max-speed setting
     uniformly from [max_speed_low, max_speed_setting], as an owner moves the console's slider: the
-    learner and the expert drive capped at that episode's setting, and the expert's labels stay
-    those of `max_speed_setting`."""
+    learner drives as the car does at that episode's setting (its throttle scaled by it), the
+    expert's throttle is capped at it, and the expert's labels stay those of `max_speed_setting`.
+    A fixed setting below 1 caps the expert too, as the car would be."""
 
     tracks: tuple[str, ...] = ("reinvent_base", "Spain_track", "Tokyo_Training_track")
     iterations: int = 6

@@ -47,7 +47,9 @@ def test_the_car_and_racer_eval_average_the_same_frames():
     lead = round(1.0 / DT)
     assert max(shown[window - 1:len(scores) - lead]) == pytest.approx(monitor_peak(scores.tolist(), window, lead))
     assert monitor_peak(scores.tolist(), window, lead) < monitor_peak(scores.tolist(), window) - 1.0
-    assert monitor_peak(scores[:lead].tolist(), window, lead) is None  # the lap was over before that
+    for frames in (1, lead // 2 + 1, lead - 1, lead):  # the lap was over before that
+        assert monitor_peak(scores[:frames].tolist(), window, lead) is None
+    assert monitor_peak(scores[:lead + 1].tolist(), window, lead) == pytest.approx(scores[0])  # one frame left
 
 
 def test_a_camera_that_restarts_its_clock_starts_a_new_window():

@@ -74,7 +74,7 @@ def test_variants_train_evaluate_and_are_reused(tiny_run):
         # the car's score: the domain-shift excess, 0 while the frames look like training
         assert isinstance(monitor, float) and monitor >= 0.0 and off_track in (True, False)
         # a lap that stayed on has no off-track to forecast: the lead score is the lap's own
-        assert ahead == monitor if not off_track else ahead is None or ahead <= monitor
+        assert ahead == monitor if not off_track else ahead is None or ahead >= 0.0
     both = json.loads((out / "both-s0" / "bundle" / "racer.json").read_text())["model"]["config"]
     assert (both["randomization"], both["augmentation"]) == ("default", "default")
     stamp = (out / "none-s0" / "bundle" / "model.xml").stat().st_mtime_ns

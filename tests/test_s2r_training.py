@@ -137,7 +137,7 @@ def parse_racer(command: str):
     (["--model", "modular", "--algo", "ppo"], "--model modular trains by DAgger"),
     (["--model", "modular", "--workers", "2"], "--model modular runs its rollouts in this process"),
     (["--model", "modular", "--perception-epochs", "0"], "--perception-steps and --perception-epochs must be at"),
-    (["--max-speed-low", "0"], "--max-speed-low must be in (0, 1.0] (--max-speed), got 0.0"),
+    (["--max-speed-low", "0"], "--max-speed-low must be in (0, 1] (--max-speed), got 0"),
     (["--max-speed", "0.5", "--max-speed-low", "0.7"], "--max-speed-low must be in (0, 0.5] (--max-speed), got 0.7"),
     (["--algo", "ppo", "--max-speed-low", "0.5"], "--max-speed-low is dagger's"),
     (["--expert-lateral-accel", "0"], "--expert-lateral-accel must be above 0 m/s^2, got 0.0"),

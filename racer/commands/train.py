@@ -200,7 +200,7 @@ def _dagger_settings_error(args: argparse.Namespace) -> str | None:
     if not 0.0 < max_speed <= 1.0:
         return f"--max-speed must be in (0, 1], got {max_speed}"
     if args.max_speed_low is not None and not 0.0 < args.max_speed_low <= max_speed:
-        return f"--max-speed-low must be in (0, {max_speed}] (--max-speed), got {args.max_speed_low}"
+        return f"--max-speed-low must be in (0, {max_speed:g}] (--max-speed), got {args.max_speed_low:g}"
     if args.expert_lateral_accel is not None and not args.expert_lateral_accel > 0.0:
         return f"--expert-lateral-accel must be above 0 m/s^2, got {args.expert_lateral_accel}"
     return None
