@@ -246,18 +246,16 @@ def test_a_lower_expert_lateral_acceleration_teaches_slower_corners():
             ImitationConfig(expert_lateral_accel_mps2=bad).expert_params()
 
 
+def calls(monkeypatch, obj, name: str) -> list[tuple[tuple, object]]:
+    """Every call of `obj.name` from now on, as (arguments, result), the method still doing its work."""
+    method, seen = getattr(obj, name), []
 
-def applied_throttles(monkeypatch, rollouts: Rollouts, track: str) -> list[float]:
-    """The throttle of every command the track's simulator takes from now on (a spy on `apply`)."""
-    sim, applied = rollouts.worlds[track].sim, []
-    apply = sim.apply
+    def record(*args):
+        seen.append((args, method(*args)))
+        return seen[-1][1]
 
-    def spy(steering: float, throttle: float) -> None:
-        applied.append(throttle)
-        apply(steering, throttle)
-
-    monkeypatch.setattr(sim, "apply", spy)
-    return applied
+    monkeypatch.setattr(obj, name, record)
+    return seen
 
 
 def test_a_max_speed_range_drives_each_episode_at_its_own_setting(monkeypatch):
@@ -265,31 +263,25 @@ def test_a_max_speed_range_drives_each_episode_at_its_own_setting(monkeypatch):
     # the episode's setting, drawn from [0.3, 0.8] per episode, as the console's slider caps the car.
     cfg = ImitationConfig(tracks=("reinvent_base",), seed=1, max_speed_setting=0.8, max_speed_low=0.3)
     rollouts = Rollouts(cfg)
-    applied = applied_throttles(monkeypatch, rollouts, "reinvent_base")
+    applied = calls(monkeypatch, rollouts.worlds["reinvent_base"].sim, "apply")
     tops = []
     for index in range(4):
         applied.clear()
         rollouts.episode(0, index, beta=1.0, max_steps=60)
-        tops.append(max(applied))
+        tops.append(max(throttle for (_, throttle), _ in applied))
     assert all(0.3 <= top <= 0.8 for top in tops) and max(tops) - min(tops) > 0.1  # settings differ by episode
     # Labels are the top setting's whatever the episode's: the car scales the policy's speed by a
     # setting the policy cannot see. Through Tokyo's corners the expert asks for less than full throttle.
     tokyo = Rollouts(replace(cfg, tracks=("Tokyo_Training_track",)))
-    expert, commands = tokyo.experts["Tokyo_Training_track"], []
-    act = expert.act
-
-    def spy_act(*state: float) -> tuple[float, float]:
-        commands.append(act(*state))
-        return commands[-1]
-
-    monkeypatch.setattr(expert, "act", spy_act)
+    asked = calls(monkeypatch, tokyo.experts["Tokyo_Training_track"], "act")
     targets = tokyo.episode(0, 0, beta=1.0, max_steps=300).targets
+    commands = [command for _, command in asked]
     expected = [expert_targets(tokyo.meta, steering, throttle, 0.8) for steering, throttle in commands]
     np.testing.assert_allclose(targets, expected)
     assert min(throttle for _, throttle in commands) < 0.5  # labels a setting-relative scheme would change
     fixed = Rollouts(ImitationConfig(tracks=("reinvent_base",), seed=1, max_speed_setting=0.5))
-    applied = applied_throttles(monkeypatch, fixed, "reinvent_base")
+    applied = calls(monkeypatch, fixed.worlds["reinvent_base"].sim, "apply")
     fixed.episode(0, 0, beta=1.0, max_steps=60)
-    assert max(applied) == pytest.approx(0.5)  # a fixed setting caps the expert too
+    assert max(throttle for (_, throttle), _ in applied) == pytest.approx(0.5)  # a fixed setting caps the expert too
     with pytest.raises(ValueError, match=r"lowest max-speed setting must be in \(0, 0.8\], got 0.9"):
         ImitationConfig(max_speed_setting=0.8, max_speed_low=0.9).draw_max_speed(np.random.default_rng(0))
