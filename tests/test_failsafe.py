@@ -250,6 +250,27 @@ def test_exception_in_control_loop_goes_neutral_and_latches(bundle_dir, images, 
     assert maestro.positions[:2] == [0, 0]  # outputs off after the stop
 
 
+def test_a_control_that_cannot_latch_the_stop_ends_the_car_at_neutral(bundle_dir, images, maestro):
+    """Control's tick and its emergency stop both raise: the fault handler still reaches the Maestro
+    first, and with no latch to rely on it ends the executor instead of driving on."""
+    runtime, camera = start_car(bundle_dir, images, maestro)
+    core = runtime.graph.control.core
+
+    def broken(*args):
+        raise RuntimeError("control bug")
+
+    core.tick = broken
+    runtime.graph.control.request = broken
+    try:
+        assert wait_until(lambda: not runtime.local._thread.is_alive(), 5.0), "the executor kept spinning"
+        assert at_neutral(maestro)
+        assert runtime.graph.faults == 1 and "control bug" in runtime.graph.last_fault
+    finally:
+        runtime.stop()
+        camera.close()
+    assert maestro.positions[:2] == [0, 0]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_ends_racer_car_at_neutral_then_off(bundle_dir, images, maestro, sig):
     proc = subprocess.Popen([sys.executable, "-m", "racer.cli", "car", "--camera", f"images:{images}",

@@ -45,15 +45,23 @@ class CarGraph:
         self.actuator.tick()
 
     def fault(self, where: str, exc: BaseException) -> None:
-        """An exception in a node on the in-process executor (LocalBus.on_error): emergency stop, latched."""
+        """An exception in a node on the in-process executor (LocalBus.on_error): emergency stop, latched.
+
+        The hardware is reached first, so a broken control cannot delay neutral; a control that cannot
+        latch the stop either ends the graph (`bus.stop`: `racer car` then closes at neutral and exits),
+        because nothing else would keep a later command from moving the car."""
         self.faults += 1
         self.last_fault = f"{where}: {type(exc).__name__}: {exc}"
         log.error("fault in %s, emergency stop", self.last_fault)
         try:
+            self.actuator.core.neutral()  # a device fault stays the actuator's diagnostic
+        except Exception:
+            log.exception("the actuator could not go to neutral")
+        try:
             self.control.request("emergency_stop")
-            self.actuator.core.neutral()
-        except Exception:  # the graph itself is broken: still reach the hardware
-            self.actuator.core.driver.neutral()
+        except Exception:
+            log.exception("control cannot latch the emergency stop: stopping the car")
+            self.bus.stop()
 
     def close(self) -> None:
         """The actuator ends at neutral with its outputs off, then the camera's reader ends."""
