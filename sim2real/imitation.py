@@ -62,13 +62,16 @@ class ImitationConfig:
 
     def draw_max_speed(self, rng: np.random.Generator) -> float:
         """One episode's max-speed setting: `max_speed_setting`, or a uniform draw from the range
-        (which consumes one draw of `rng` only then, so fixed-setting runs keep their episodes).
+        (which consumes one draw of `rng` only for a range wider than one setting, so fixed-setting
+        runs, `--max-speed-low` equal to `--max-speed` included, keep their episodes).
         ValueError for a lowest setting outside (0, max_speed_setting]."""
         if self.max_speed_low is None:
             return self.max_speed_setting
         if not 0.0 < self.max_speed_low <= self.max_speed_setting:
             raise ValueError(f"the lowest max-speed setting must be in (0, {self.max_speed_setting}], "
                              f"got {self.max_speed_low}")
+        if self.max_speed_low == self.max_speed_setting:
+            return self.max_speed_setting
         return float(rng.uniform(self.max_speed_low, self.max_speed_setting))
 
     def expert_params(self) -> ExpertParams:

@@ -283,5 +283,8 @@ def test_a_max_speed_range_drives_each_episode_at_its_own_setting(monkeypatch):
     applied = calls(monkeypatch, fixed.worlds["reinvent_base"].sim, "apply")
     fixed.episode(0, 0, beta=1.0, max_steps=60)
     assert max(throttle for (_, throttle), _ in applied) == pytest.approx(0.5)  # a fixed setting caps the expert too
+    rng = np.random.default_rng(0)
+    assert ImitationConfig(max_speed_setting=0.8, max_speed_low=0.8).draw_max_speed(rng) == 0.8
+    assert rng.random() == np.random.default_rng(0).random()  # an empty range takes no draw: a fixed run's episodes
     with pytest.raises(ValueError, match=r"lowest max-speed setting must be in \(0, 0.8\], got 0.9"):
         ImitationConfig(max_speed_setting=0.8, max_speed_low=0.9).draw_max_speed(np.random.default_rng(0))
