@@ -250,21 +250,35 @@ def test_exception_in_control_loop_goes_neutral_and_latches(bundle_dir, images, 
     assert maestro.positions[:2] == [0, 0]  # outputs off after the stop
 
 
-def test_a_control_that_cannot_latch_the_stop_ends_the_car_at_neutral(bundle_dir, images, maestro):
-    """Control's tick and its emergency stop both raise: the fault handler still reaches the Maestro
-    first, and with no latch to rely on it ends the executor instead of driving on."""
+class Unprintable(RuntimeError):
+    def __str__(self):
+        raise TypeError("no text")
+
+
+@pytest.mark.parametrize("breakage", ["request raises", "stop refused", "unprintable fault"])
+def test_a_control_that_cannot_latch_the_stop_ends_the_car_at_neutral(bundle_dir, images, maestro, breakage):
+    """Control's tick raises, and its emergency stop raises, or is refused (a ValueError, which
+    `request` turns into a refusal), or the fault cannot even be printed: the handler still reaches
+    the Maestro first, and with no latch to rely on it ends the executor instead of driving on."""
     runtime, camera = start_car(bundle_dir, images, maestro)
-    core = runtime.graph.control.core
+    graph, core = runtime.graph, runtime.graph.control.core
 
-    def broken(*args):
-        raise RuntimeError("control bug")
+    def raising(error):
+        def broken(*args):
+            raise error
+        return broken
 
-    core.tick = broken
-    runtime.graph.control.request = broken
+    core.tick = raising(Unprintable() if breakage == "unprintable fault" else RuntimeError("control bug"))
+    if breakage == "request raises":
+        graph.control.request = raising(RuntimeError("control bug"))
+    else:
+        core.emergency_stop = raising(ValueError("refused"))
     try:
         assert wait_until(lambda: not runtime.local._thread.is_alive(), 5.0), "the executor kept spinning"
-        assert at_neutral(maestro)
-        assert runtime.graph.faults == 1 and "control bug" in runtime.graph.last_fault
+        assert wait_until(lambda: at_neutral(maestro), 1.0) and not core.estopped
+        assert graph.faults == 1 and graph.stopped_by_fault
+        assert graph.last_fault == ("timer: Unprintable" if breakage == "unprintable fault"
+                                    else "timer: RuntimeError: control bug")
     finally:
         runtime.stop()
         camera.close()

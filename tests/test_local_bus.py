@@ -78,3 +78,16 @@ def test_without_an_error_hook_the_exception_ends_spin():
     bus.post(lambda: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         bus.spin()
+
+
+def test_after_stop_nothing_more_is_delivered():
+    """A fault handler that stops the bus from a callback: the rest of that round's posted work and its
+    due timers never run, so a node that is still running cannot publish a command after it."""
+    bus = LocalBus()
+    ran = []
+    bus.timer(0.001, lambda: ran.append("timer"), WallClock())
+    time.sleep(0.01)  # the timer is due
+    bus.post(bus.stop)
+    bus.post(lambda: ran.append("posted after stop"))
+    bus.spin()
+    assert ran == []

@@ -64,16 +64,22 @@ def test_autostart_drives_then_stop_ends_at_neutral_closed():
     assert driver.log[-2:] == [(0.0, 0.0), "closed"]
 
 
-def test_an_exception_on_the_executor_latches_an_emergency_stop(caplog):
-    sim, driver, car = make()
+def failing_drive_subscriber(car, at: int) -> dict:
+    """A /drive subscriber that raises on the `at`-th command; returns its count of commands seen."""
     drives = {"n": 0}
 
     def flaky(msg):
         drives["n"] += 1
-        if drives["n"] == 60:
+        if drives["n"] == at:
             raise RuntimeError("a node's bug")
 
     car.bus.subscribe(DRIVE_TOPIC, flaky)
+    return drives
+
+
+def test_an_exception_on_the_executor_latches_an_emergency_stop(caplog):
+    sim, driver, car = make()
+    failing_drive_subscriber(car, 60)
     car.start()
     time.sleep(1.5)
     car.stop()
@@ -107,4 +113,20 @@ def test_a_closer_that_raises_still_leaves_the_car_at_neutral_closed():
     with pytest.raises(OSError, match="socket is gone"):  # raised, after every other closer ran
         car.stop()
     assert sim.info.speed > 0.1
+    assert driver.log[-2:] == [(0.0, 0.0), "closed"]
+
+
+def test_a_fault_control_cannot_hold_ends_run_until_signal_with_the_reason():
+    """`racer car` and `racer demo` fail with this reason (exit 1) instead of reporting a clean stop."""
+    sim, driver, car = make()
+    drives = failing_drive_subscriber(car, 30)
+
+    def refuse(name, *args):
+        raise RuntimeError("control is broken too")
+
+    car.graph.control.request = refuse
+    stopped = car.run_until_signal(duration_s=10)
+    assert stopped == ("stopped at neutral: control could not hold the emergency stop after "
+                       "posted work: RuntimeError: a node's bug")
+    assert sim.info.progress > 0.1 and drives["n"] == 30  # it drove, and nothing reached /drive after the fault
     assert driver.log[-2:] == [(0.0, 0.0), "closed"]

@@ -34,6 +34,7 @@ class CarGraph:
         self.actuator = ActuatorProcess(self.bus, clock, driver, config)
         self.faults = 0
         self.last_fault = ""
+        self.stopped_by_fault = False
 
     def frame(self) -> None:
         """One camera frame through the graph by hand, then control's and the actuator's ticks."""
@@ -47,20 +48,28 @@ class CarGraph:
     def fault(self, where: str, exc: BaseException) -> None:
         """An exception in a node on the in-process executor (LocalBus.on_error): emergency stop, latched.
 
-        The hardware is reached first, so a broken control cannot delay neutral; a control that cannot
-        latch the stop either ends the graph (`bus.stop`: `racer car` then closes at neutral and exits),
-        because nothing else would keep a later command from moving the car."""
-        self.faults += 1
-        self.last_fault = f"{where}: {type(exc).__name__}: {exc}"
-        log.error("fault in %s, emergency stop", self.last_fault)
+        The hardware is reached first, so nothing else in the handler can delay neutral. Control must
+        then hold the stop; when it cannot (its request raises or is refused, or it is not latched
+        after it), the executor ends (`bus.stop`) with `stopped_by_fault` set: nothing else would keep
+        a later command from moving the car, and `racer car` closes at neutral and fails."""
         try:
             self.actuator.core.neutral()  # a device fault stays the actuator's diagnostic
         except Exception:
             log.exception("the actuator could not go to neutral")
+        self.faults += 1
         try:
-            self.control.request("emergency_stop")
+            self.last_fault = f"{where}: {type(exc).__name__}: {exc}"
+        except Exception:  # an exception that cannot be printed is still a fault
+            self.last_fault = f"{where}: {type(exc).__name__}"
+        log.error("fault in %s, emergency stop", self.last_fault)
+        try:
+            latched = self.control.request("emergency_stop") == "ok" and self.control.core.estopped
         except Exception:
-            log.exception("control cannot latch the emergency stop: stopping the car")
+            log.exception("control's emergency stop raised")
+            latched = False
+        if not latched:
+            log.critical("control did not take the emergency stop: stopping the car")
+            self.stopped_by_fault = True
             self.bus.stop()
 
     def close(self) -> None:

@@ -130,11 +130,15 @@ class LocalBus:
                     self._wake.wait(wait)
             posted, self._posted = self._posted, deque()
         for fn in posted:
+            if self._stopping.is_set():  # after `stop` (a fault's included) nothing more is delivered
+                return
             self._run("posted work", fn)
         self._run_timers()
 
     def _run_timers(self) -> None:
         for timer in list(self._timers):
+            if self._stopping.is_set():
+                return
             now = timer.clock.now()
             if now >= timer.due:
                 timer.due += timer.period_s

@@ -130,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
         return fail("car", str(exc))
     driving = f"simulator {config.sim}" if config.sim else f"camera {car.graph.camera.source.name}"
     logging.getLogger("racer.car").info("model %s, %s", bundle.name, driving)
-    car.run_until_signal(args.duration, signals)
-    return 0
+    stopped = car.run_until_signal(args.duration, signals)
+    return fail("car", stopped, 1) if stopped else 0
 
 
 def _run_graph(config: CarConfig, duration_s: float | None) -> int:

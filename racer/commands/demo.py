@@ -249,8 +249,8 @@ def _run_local(config: CarConfig, track, bundle, watch, had_password: bool) -> i
             return fail("demo", f"foxglove not started: {exc}")
         print(f"racer demo: Foxglove view on ws://{config.foxglove}", file=sys.stderr)
     watch(car.bus)
-    car.run_until_signal()
-    return 0
+    stopped = car.run_until_signal()
+    return fail("demo", stopped, 1) if stopped else 0
 
 
 def _run_graph(config: CarConfig, watch, had_password: bool) -> int:

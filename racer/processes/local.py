@@ -67,14 +67,19 @@ class LocalCar:
     def _close(self) -> None:
         close_all([*self.closers, self.graph.close, self.bus.close])
 
-    def run_until_signal(self, duration_s: float | None = None, signals: StopSignals | None = None) -> None:
-        """Spin on this thread until SIGTERM/SIGINT (or `duration_s`), then close at neutral."""
+    def run_until_signal(self, duration_s: float | None = None, signals: StopSignals | None = None) -> str | None:
+        """Spin on this thread until SIGTERM/SIGINT (or `duration_s`), then close at neutral. Returns why
+        the car stopped when a fault ended it (`CarGraph.fault`: control could not hold the emergency
+        stop), else None."""
         from car.graph.multiprocess import spin_until_signal
 
         if duration_s is not None:
             self.bus.timer(duration_s, self.bus.stop, WallClock())
         self.graph.camera.start()
         spin_until_signal(self.bus, [*self.closers, self.graph.close], signals)
+        if self.graph.stopped_by_fault:
+            return f"stopped at neutral: control could not hold the emergency stop after {self.graph.last_fault}"
+        return None
 
 
 def sim_car(track: Any, model: Any, config: CarConfig = CarConfig(), model_name: str = "",
