@@ -198,8 +198,9 @@ class Rollouts:
         The learner drives on the clean frames; the augmented ones are stored for training."""
         cfg = self.cfg
         rng = episode_rng(cfg.seed, iteration, index)
-        world = self.worlds[cfg.tracks[int(rng.integers(len(cfg.tracks)))]]
-        sim, expert = world.sim, self.experts[world.sim.track.name]
+        track = cfg.tracks[int(rng.integers(len(cfg.tracks)))]  # a name or a .npy path, as given
+        world, expert = self.worlds[track], self.experts[track]
+        sim = world.sim
         world.begin(rng)
         expert.vehicle = sim.vehicle.params
         sim.reset(start_index=int(rng.integers(sim.track.waypoint_count)),
@@ -211,7 +212,7 @@ class Rollouts:
             features, stored = world.observe()
             st = sim.vehicle.state
             if self.labels is not None:
-                labels.append(self.labels[sim.track.name].render(sim.camera, sim.scene, st.x, st.y, st.yaw))
+                labels.append(self.labels[track].render(sim.camera, sim.scene, st.x, st.y, st.yaw))
             steering, throttle = expert.act(st.x, st.y, st.yaw, st.speed, st.steering_rad)
             xs.append(stored.astype(np.float16))
             # Labelled at the top setting whatever this episode's: the car scales the policy's speed by

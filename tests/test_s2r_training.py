@@ -24,6 +24,7 @@ from sim2real.modular import ModularNet
 from sim2real.ppo import PPOConfig, train_ppo
 from sim2real.sim.expert import ExpertParams
 from sim2real.sim.render import CameraParams, ground_rays
+from sim2real.sim.track import TRACKS_DIR
 from sim2real.training_defaults import ACTION_SPACE, SPEC
 
 REWARD = '''
@@ -288,3 +289,14 @@ def test_a_max_speed_range_drives_each_episode_at_its_own_setting(monkeypatch):
     assert rng.random() == np.random.default_rng(0).random()  # an empty range takes no draw: a fixed run's episodes
     with pytest.raises(ValueError, match=r"lowest max-speed setting must be in \(0, 0.8\], got 0.9"):
         ImitationConfig(max_speed_setting=0.8, max_speed_low=0.9).draw_max_speed(np.random.default_rng(0))
+
+
+def test_a_training_track_given_as_a_file_drives_its_episodes_and_labels(tmp_path):
+    """`--tracks` takes .npy paths as `Track.load` does: the file's episodes get its world, its
+    expert and (modular) its label camera, keyed by the path as given, not by the file's stem."""
+    path = tmp_path / "my_track.npy"
+    np.save(path, np.load(TRACKS_DIR / "reinvent_base.npy"))
+    rollouts = Rollouts(ImitationConfig(tracks=(str(path),), seed=1), label_size=(32, 24, 4))
+    episode = rollouts.episode(0, 0, beta=1.0, max_steps=20)
+    assert len(episode.targets) == 20 and len(episode.labels) == 20
+    assert rollouts.worlds[str(path)].sim.track.name == "my_track"

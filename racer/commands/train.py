@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "folder; logs in DRfC's layout. Both write a checkpoint, a training curve, and "
                                    "export a bundle.")
     p.add_argument("--out", required=True, type=Path, help="run directory (created; must be new or empty)")
-    p.add_argument("--tracks", help=f"comma-separated training tracks (default: dagger {TRAIN_TRACKS}; "
-                                    f"ppo {PPO_TRACKS})")
+    p.add_argument("--tracks", help=f"comma-separated training tracks: built-in names or .npy waypoint files "
+                                    f"(default: dagger {TRAIN_TRACKS}; ppo {PPO_TRACKS})")
     p.add_argument("--iterations", type=int, default=8, help="dagger: iterations (default: %(default)s)")
     p.add_argument("--steps", type=int, default=8000,
                    help="dagger: simulator steps per iteration (default: %(default)s)")
