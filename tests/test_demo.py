@@ -1,4 +1,5 @@
 """End to end: the bundled model drives the simulator through the car stack, from the command line."""
+import contextlib
 import json
 import queue
 import signal
@@ -230,6 +231,80 @@ def test_live_demo_drives_its_lap_on_a_process_per_node(transport):
     summary = json.loads(proc.stdout)
     assert summary["completed_laps"] == 1 and summary["laps"][0]["off_track"] is False
     assert "lap 1:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_live_demo_whose_car_control_latches_ends_with_the_lap_it_was_on():
+    """The policy node's process is frozen (SIGSTOP) after the first lap: control's watchdog latches the car
+    stopped, and the demo ends there, exit 1, with the lap in progress not completed, instead of waiting
+    for laps a stopped car never drives."""
+    import psutil
+
+    from dds_support import loopback_domain
+
+    with loopback_domain():
+        proc, lines = live_demo("--laps", "3", "--json", "--console", "off", "--transport", "dds")
+    try:
+        wait_for_line(lines, "lap 1:")
+        time.sleep(3.0)  # into the second lap
+        policy, = [child for child in psutil.Process(proc.pid).children(recursive=True)
+                   if "racer.cli node policy" in " ".join(child.cmdline())]
+        policy.suspend()
+        try:
+            proc.wait(timeout=30)
+        finally:
+            with contextlib.suppress(psutil.NoSuchProcess):  # the demo's supervisor ended it
+                policy.resume()
+        out = proc.stdout.read()
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    summary = json.loads(out)
+    assert summary["completed_laps"] == 1 and len(summary["laps"]) == 2
+    second = summary["laps"][1]
+    assert second["off_track"] is False and 0 < second["progress"] < 100 and second["time_s"] > 2.0
+    seen = wait_for_line(lines, "lap(s) not completed", timeout=10)
+    assert any("stopped: control latched a stop (policy command stale" in line for line in seen), seen
+
+
+def test_a_stop_latched_just_after_a_lap_is_a_lap_not_completed():
+    """The simulator's report of a lap's end carries that lap's 100%: a latch before its next report
+    stops the next lap at its start, not completed (it counted as a second completed lap)."""
+    from car.messages import OK, DiagnosticStatus, KeyValue
+    from racer.commands.demo import _Laps
+
+    laps = _Laps("reinvent_base", 3)
+    laps.observe(DiagnosticStatus(OK, "simulator", values=(
+        KeyValue("time", "19.900"), KeyValue("lap_times", "19.850"), KeyValue("progress", "100.00"),
+        KeyValue("off_track", "false"))))
+    assert laps.latched("policy command stale") and not laps.latched("again")
+    assert [lap.to_json() for lap in laps.result.laps] == [
+        {"time_s": 19.85, "progress": 100.0, "off_track": False}, {"time_s": 0.05, "progress": 0.0, "off_track": False}]
+    assert laps.result.completed_laps == 1
+
+
+def test_the_demo_starts_the_car_once_the_policy_has_driven_frames_for_a_whole_report():
+    """Started while the other nodes still load, the car met a pause longer than control's watchdog and
+    latched at once (seen under load on ros): the start waits for two policy reports with frames between."""
+    from car.messages import OK, DiagnosticStatus, KeyValue
+    from racer.commands.demo import _Starter
+
+    sent = []
+    starter = _Starter(sent.append, 0.5)
+
+    def policy(frames: int) -> DiagnosticStatus:
+        return DiagnosticStatus(OK, "policy", values=(KeyValue("frames", str(frames)),))
+
+    for report in (policy(0), policy(0), policy(3)):
+        starter.on_policy(report)
+        starter.tick()
+    assert sent == []
+    starter.on_policy(policy(18))
+    starter.tick()
+    assert [json.loads(text)["id"] for text in sent] == ["demo-speed", "demo-mode", "demo-start"]
+    starter.on_control(DiagnosticStatus(OK, "control", values=(KeyValue("command_id", "demo-start"),
+                                                               KeyValue("command_result", "ok"))))
+    starter.tick()
+    assert len(sent) == 3  # never again after the start was answered
 
 
 def test_live_demo_on_a_busy_port_says_what_to_do(tmp_path):

@@ -128,7 +128,8 @@ def _finish(args: argparse.Namespace, result, model_name: str, interrupted: bool
 
 class _Laps:
     """The laps the simulator world node reports in its /diagnostics status: prints each; True once the
-    laps asked for are driven (or one failed), so the summary is the run the user asked for."""
+    laps asked for are driven (or one failed, or control stopped the car), so the summary is the run the
+    user asked for."""
 
     def __init__(self, track_name: str, laps: int) -> None:
         from sim2real.drive import DriveResult
@@ -136,6 +137,8 @@ class _Laps:
         self.laps = laps
         self.result = DriveResult(track_name)
         self.finished = False
+        self.lap_time_s = 0.0  # the lap in progress, as the simulator last reported it
+        self.progress = 0.0
 
     def observe(self, status) -> bool:
         from sim2real.drive import LapResult
@@ -143,11 +146,29 @@ class _Laps:
         if self.finished:
             return False
         times = [float(t) for t in (status.value("lap_times") or "").split(",") if t]
-        for lap_time in times[len(self.result.laps):]:
+        new_laps = times[len(self.result.laps):]
+        for lap_time in new_laps:
             self._add(LapResult(lap_time, 100.0, False))
+        self.lap_time_s = float(status.value("time") or 0.0) - sum(times)
+        # a report of a lap's end gives that lap's progress (100): the next lap is at its start
+        self.progress = 0.0 if new_laps else float(status.value("progress") or 0.0)
         if status.value("off_track") == "true" and not self.finished:
-            self._add(LapResult(float(status.value("time")) - sum(times), float(status.value("progress")), True))
+            self._add(LapResult(self.lap_time_s, self.progress, True))
         return self.finished
+
+    def latched(self, reason: str) -> bool:
+        """Control latched a stop (a watchdog, a node's fault) while the laps were driven: the lap in progress
+        ends there, not completed, and the run with it (the car stays stopped until a user starts it). True
+        if this ended the run."""
+        from sim2real.drive import LapResult
+
+        if self.finished:
+            return False
+        self.result.laps.append(LapResult(self.lap_time_s, self.progress, False))
+        print(f"  stopped: control latched a stop ({reason}) at {self.progress:.1f}% after {self.lap_time_s:.2f} s",
+              file=sys.stderr)
+        self.finished = True
+        return True
 
     def _add(self, lap) -> None:
         self.result.laps.append(lap)
@@ -157,7 +178,9 @@ class _Laps:
 
 class _Starter:
     """The demo's user: max speed, autonomous, start, sent to control over the bus until it answered the
-    start (on dds and ros a request sent before discovery is lost); never again after that."""
+    start (on dds and ros a request sent before discovery is lost); never again after that. It starts only
+    once the policy has driven frames through a whole diagnostics period: a start while the other nodes still
+    load would meet a pause longer than control's 250 ms watchdog, which latches the car stopped."""
 
     def __init__(self, publish, max_speed: float) -> None:
         from car.control.requests import control_request_json
@@ -166,11 +189,19 @@ class _Starter:
         self.requests = [control_request_json("set_max_speed", value=max_speed, id="demo-speed"),
                          control_request_json("set_mode", mode="autonomous", id="demo-mode"),
                          control_request_json("start", id="demo-start")]
+        self.first_frames: int | None = None  # the policy's frame count in its first report with frames
+        self.ready = False
         self.started = False
 
     def tick(self) -> None:
-        for request in [] if self.started else self.requests:
+        for request in self.requests if self.ready and not self.started else []:
             self.publish(request)
+
+    def on_policy(self, status) -> None:
+        frames = int(status.value("frames") or 0)
+        if frames and self.first_frames is None:
+            self.first_frames = frames
+        self.ready = self.ready or (self.first_frames is not None and frames > self.first_frames)
 
     def on_control(self, status) -> None:
         answer = (status.value("command_id"), status.value("command_result"))
@@ -197,17 +228,26 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
         request = bus.publisher(CONTROL_REQUEST_TOPIC)
         starter = _Starter(request, args.max_speed)
 
+        def end(what: str) -> None:
+            if not console:
+                bus.stop()
+                return
+            request(control_request_json("stop"))
+            print(f"racer demo: {what}; the console stays on http://{config.console}/ "
+                  "(drive it from there; Ctrl-C to end)", file=sys.stderr, flush=True)
+
         def on_diagnostics(msg) -> None:
             for status in msg.status:
                 if status.name == "control":
                     starter.on_control(status)
-                elif status.name == "simulator" and laps.observe(status):
-                    if not console:
-                        bus.stop()
+                    if starter.started and status.value("latched") and laps.latched(status.value("latched")):
+                        end("control stopped the car")
                         return
-                    request(control_request_json("stop"))
-                    print(f"racer demo: laps done, car stopped; the console stays on http://{config.console}/ "
-                          "(drive it from there; Ctrl-C to end)", file=sys.stderr, flush=True)
+                elif status.name == "policy":
+                    starter.on_policy(status)
+                elif status.name == "simulator" and laps.observe(status):
+                    end("laps done, car stopped")
+                    return
 
         bus.subscribe(DIAGNOSTICS_TOPIC, on_diagnostics)
         bus.timer(0.5, starter.tick, WallClock())
