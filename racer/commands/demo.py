@@ -101,11 +101,12 @@ def run(args: argparse.Namespace) -> int:
     return _finish(args, driven, bundle.name)
 
 
-def _print_lap(number: int, lap) -> None:
+def _print_lap(number: int, lap, why: str | None = None) -> None:
+    """A completed lap's time, or where and why a lap stopped (default: off track, else the lap timeout)."""
     if lap.completed:
         print(f"  lap {number}: {lap.time_s:6.2f} s", file=sys.stderr)
     else:
-        why = "off track" if lap.off_track else "lap timeout"
+        why = why or ("off track" if lap.off_track else "lap timeout")
         print(f"  stopped: {why} at {lap.progress:.1f}% after {lap.time_s:.2f} s", file=sys.stderr)
 
 
@@ -164,15 +165,13 @@ class _Laps:
 
         if self.finished:
             return False
-        self.result.laps.append(LapResult(self.lap_time_s, self.progress, False))
-        print(f"  stopped: control latched a stop ({reason}) at {self.progress:.1f}% after {self.lap_time_s:.2f} s",
-              file=sys.stderr)
+        self._add(LapResult(self.lap_time_s, self.progress, False), f"control latched a stop ({reason})")
         self.finished = True
         return True
 
-    def _add(self, lap) -> None:
+    def _add(self, lap, why: str | None = None) -> None:
         self.result.laps.append(lap)
-        _print_lap(len(self.result.laps), lap)
+        _print_lap(len(self.result.laps), lap, why)
         self.finished = not lap.completed or bool(self.laps and len(self.result.laps) >= self.laps)
 
 
@@ -240,7 +239,8 @@ def run_live(args: argparse.Namespace, track, bundle) -> int:
             for status in msg.status:
                 if status.name == "control":
                     starter.on_control(status)
-                    if starter.started and status.value("latched") and laps.latched(status.value("latched")):
+                    latched = status.value("latched")
+                    if starter.started and latched and laps.latched(latched):
                         end("control stopped the car")
                         return
                 elif status.name == "policy":
