@@ -32,6 +32,7 @@ from car.policy.inference import Policy
 from car.transport import open_bus
 from car.transport.dds import SHIPPED_CONFIG
 from car.transport.local import LocalBus
+from car.transport.ros import loopback_ros_environment
 from car.transport.rosbag import typestore
 from car.transport.wire import CONTROL_REQUEST_TOPIC
 
@@ -51,13 +52,17 @@ def driving_model() -> Path:
 def loopback_domain() -> Iterator[dict[str, str]]:
     """This process and its children on a random free ROS domain over the shipped loopback-only config.
 
-    The tests force the shipped config even where CYCLONEDDS_URI is set, and rclpy's discovery to
-    LOCALHOST, so no test sends DDS traffic beyond 127.0.0.1; a random domain that nobody answers on
-    keeps concurrent runs (and any graph left running) on one machine apart."""
+    The tests force the shipped config even where CYCLONEDDS_URI is set, and rclpy's nodes to loopback
+    (`loopback_ros_environment`: racer's Fast DDS profile) whatever the environment says, so no test sends
+    DDS traffic beyond 127.0.0.1; a random domain that nobody answers on keeps concurrent runs (and any
+    graph left running) on one machine apart."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CYCLONEDDS_URI", SHIPPED_CONFIG.as_uri())
-        mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-        mp.delenv("ROS_LOCALHOST_ONLY", raising=False)
+        loopback = loopback_ros_environment()
+        for name in set(os.environ) - set(loopback):
+            mp.delenv(name)
+        for name, value in loopback.items():
+            mp.setenv(name, value)
         mp.setenv("ROS_DOMAIN_ID", str(free_domain()))
         yield dict(os.environ)
 

@@ -1,6 +1,7 @@
 """RosBus on real rclpy (Fast DDS, loopback, a private domain): messages, QoS, the /drive deadline, sim time,
 posted work, the discovery range, and what a missing message package says."""
 import math
+import os
 import signal
 import subprocess
 import threading
@@ -14,7 +15,17 @@ import pytest
 import ros_support  # noqa: F401  (first: without `make ros` it says so)
 from car.clock import WallClock
 from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, Time, drive_msg
-from car.transport.ros import RosBus, RosUnavailable, _interface_class, _message_class, install_hint, ros_environment
+from car.transport.ros import (
+    FAST_DDS_PROFILE_VARIABLE,
+    SHIPPED_PROFILE,
+    RosBus,
+    RosUnavailable,
+    _interface_class,
+    _message_class,
+    install_hint,
+    loopback_ros_environment,
+    ros_environment,
+)
 from car.transport.wire import CLOCK_TOPIC, WireType
 from dds_support import PYTHON, loopback_domain, wait_for
 
@@ -46,10 +57,58 @@ def spin_until_matched(writer: RosBus, topic: str, *buses: RosBus) -> None:
 
 
 def test_discovery_stays_on_this_machine_unless_the_user_chose():
-    assert ros_environment({})["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
-    assert ros_environment({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"})["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"
-    assert "ROS_AUTOMATIC_DISCOVERY_RANGE" not in ros_environment({"ROS_LOCALHOST_ONLY": "0"})
-    assert ros_environment({"ROS_AUTOMATIC_DISCOVERY_RANGE": ""})["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    racers = {FAST_DDS_PROFILE_VARIABLE: str(SHIPPED_PROFILE), "ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT"}
+    for fast_dds in ({}, {"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}, {"ROS_AUTOMATIC_DISCOVERY_RANGE": ""}):
+        assert ros_environment(fast_dds) == {**fast_dds, **racers}
+    assert ros_environment({"ROS_LOCALHOST_ONLY": "1"}) == {"ROS_LOCALHOST_ONLY": "1"}
+    assert ros_environment({"ROS_LOCALHOST_ONLY": "0"}) == {"ROS_LOCALHOST_ONLY": "0"}
+    assert ros_environment({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}) == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}
+    cyclone = {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
+    assert ros_environment(cyclone) == {**cyclone, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    own = {FAST_DDS_PROFILE_VARIABLE: "/etc/my_fastdds.xml"}  # the user's profile stays; the range is racer's
+    assert ros_environment(own) == {**own, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    # forced (the tests, the soak): whatever was chosen
+    assert loopback_ros_environment({"ROS_LOCALHOST_ONLY": "0", **own}) == racers
+    assert loopback_ros_environment(cyclone) == {**cyclone, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+
+
+CAMERA_PROCESS = """
+import numpy as np
+from car.clock import WallClock
+from car.messages import CAMERA_TOPIC, Header, Image
+from car.transport.ros import RosBus
+bus = RosBus("camera")
+publish = bus.publisher(CAMERA_TOPIC)
+frame = Image(Header(), np.zeros((120, 160, 3), np.uint8))
+bus.timer(1 / 15, lambda: publish(frame), WallClock())
+bus.spin()
+"""
+
+
+def fast_dds_shared_memory() -> set[str]:
+    """Fast DDS's shared-memory segments, ports and their locks (/dev/shm/fastrtps_*, sem.fastrtps_*)."""
+    return {name for name in os.listdir("/dev/shm") if "fastrtps" in name}
+
+
+def test_camera_frames_cross_processes_over_loopback_udp_without_shared_memory():
+    """In a user's plain environment a node's Fast DDS opens no shared memory (racer's fastdds.xml), where
+    rmw_fastrtps's LOCALHOST range would: there, a reader killed mid-stream can stop a topic for its
+    other readers, and the car's nodes are restarted after exactly that."""
+    before = fast_dds_shared_memory()
+    with nodes("policy") as (policy,):
+        chosen = (FAST_DDS_PROFILE_VARIABLE, "ROS_AUTOMATIC_DISCOVERY_RANGE")  # by loopback_domain, not a user
+        plain = {k: v for k, v in os.environ.items() if k not in chosen}
+        camera = subprocess.Popen([PYTHON, "-c", CAMERA_PROCESS], env=plain)
+        try:
+            frames = []
+            policy.subscribe(CAMERA_TOPIC, frames.append)
+            threading.Thread(target=policy.spin, daemon=True).start()
+            wait_for(lambda: len(frames) >= 10, 60, "ten frames from the camera process")
+            assert fast_dds_shared_memory() - before == set()
+        finally:
+            camera.kill()
+            camera.wait()
+    assert frames[-1].data.shape == (120, 160, 3)
 
 
 def test_drive_commands_cross_between_nodes_with_the_topics_qos():

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from car.config import DEFAULT_MODEL
+from car.transport.ros import loopback_ros_environment
 from racer.laptop.client import CarAddress, CarClient, ClientError, KnownCars
 
 PASSWORD = "soak-pass-phrase-22"
@@ -98,7 +99,7 @@ class Soak:
     # --- the car -------------------------------------------------------------------------------------
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "ROS_DOMAIN_ID": str(self.domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+        return {**loopback_ros_environment(), "ROS_DOMAIN_ID": str(self.domain)}
 
     def _start_car(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
