@@ -59,7 +59,7 @@ def loopback_domain() -> Iterator[dict[str, str]]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CYCLONEDDS_URI", SHIPPED_CONFIG.as_uri())
         loopback = loopback_ros_environment()
-        for name in set(os.environ) - set(loopback):
+        for name in set(os.environ) - set(loopback):  # ROS_LOCALHOST_ONLY, a user's Fast DDS setup
             mp.delenv(name)
         for name, value in loopback.items():
             mp.setenv(name, value)

@@ -3,6 +3,8 @@ posted work, the discovery range, and what a missing message package says."""
 import math
 import os
 import signal
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -16,7 +18,7 @@ import ros_support  # noqa: F401  (first: without `make ros` it says so)
 from car.clock import WallClock
 from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, Time, drive_msg
 from car.transport.ros import (
-    FAST_DDS_PROFILE_VARIABLE,
+    LOCALHOST_ONLY,
     SHIPPED_PROFILE,
     RosBus,
     RosUnavailable,
@@ -57,18 +59,25 @@ def spin_until_matched(writer: RosBus, topic: str, *buses: RosBus) -> None:
 
 
 def test_discovery_stays_on_this_machine_unless_the_user_chose():
-    racers = {FAST_DDS_PROFILE_VARIABLE: str(SHIPPED_PROFILE), "ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT"}
-    for fast_dds in ({}, {"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}, {"ROS_AUTOMATIC_DISCOVERY_RANGE": ""}):
-        assert ros_environment(fast_dds) == {**fast_dds, **racers}
-    assert ros_environment({"ROS_LOCALHOST_ONLY": "1"}) == {"ROS_LOCALHOST_ONLY": "1"}
-    assert ros_environment({"ROS_LOCALHOST_ONLY": "0"}) == {"ROS_LOCALHOST_ONLY": "0"}
-    assert ros_environment({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}) == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}
+    profile = str(SHIPPED_PROFILE)
+    racers = {"FASTRTPS_DEFAULT_PROFILES_FILE": profile, "FASTDDS_DEFAULT_PROFILES_FILE": profile,
+              "ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT", "SKIP_DEFAULT_XML_FILE": "1"}
+    # nothing chosen, or this machine alone: racer's profile on Fast DDS (LOCALHOST would bring shared memory)
+    for local in ({}, {"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}, {"ROS_AUTOMATIC_DISCOVERY_RANGE": ""},
+                  {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}, {"ROS_LOCALHOST_ONLY": "1"}):
+        assert ros_environment(local) == {**local, **racers} if LOCALHOST_ONLY not in local else racers
     cyclone = {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
     assert ros_environment(cyclone) == {**cyclone, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    own = {FAST_DDS_PROFILE_VARIABLE: "/etc/my_fastdds.xml"}  # the user's profile stays; the range is racer's
-    assert ros_environment(own) == {**own, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    # the user's own: a wider range, a Fast DDS profile, builtin transports, static peers
+    for own in ({"ROS_LOCALHOST_ONLY": "0"}, {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"},
+                {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my.xml"}, {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/my.xml"},
+                {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}, {"ROS_STATIC_PEERS": "192.168.1.7"},
+                {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my.xml", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}):
+        assert ros_environment(own) == own
     # forced (the tests, the soak): whatever was chosen
-    assert loopback_ros_environment({"ROS_LOCALHOST_ONLY": "0", **own}) == racers
+    chosen = {"ROS_LOCALHOST_ONLY": "0", "FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my.xml",
+              "FASTDDS_BUILTIN_TRANSPORTS": "SHM", "ROS_STATIC_PEERS": "192.168.1.7"}
+    assert loopback_ros_environment(chosen) == racers
     assert loopback_ros_environment(cyclone) == {**cyclone, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 
 
@@ -79,36 +88,50 @@ from car.messages import CAMERA_TOPIC, Header, Image
 from car.transport.ros import RosBus
 bus = RosBus("camera")
 publish = bus.publisher(CAMERA_TOPIC)
-frame = Image(Header(), np.zeros((120, 160, 3), np.uint8))
+frame = Image(Header(), np.zeros((480, 640, 3), np.uint8))
 bus.timer(1 / 15, lambda: publish(frame), WallClock())
 bus.spin()
 """
 
 
-def fast_dds_shared_memory() -> set[str]:
-    """Fast DDS's shared-memory segments, ports and their locks (/dev/shm/fastrtps_*, sem.fastrtps_*)."""
-    return {name for name in os.listdir("/dev/shm") if "fastrtps" in name}
+def shared_memory_and_udp_addresses(pid: int) -> tuple[set[str], set[str]]:
+    """The Fast DDS files under /dev/shm process `pid` maps, and the local IPv4 addresses of its UDP sockets."""
+    with open(f"/proc/{pid}/maps") as maps:
+        shared = {line.split()[-1] for line in maps if "/dev/shm/fastrtps" in line}
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed meanwhile
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    with open("/proc/net/udp") as table:  # local address as little-endian hex, then :port; inode 10th
+        rows = [line.split() for line in list(table)[1:]]
+    addresses = {socket.inet_ntoa(struct.pack("<I", int(row[1].split(":")[0], 16))) for row in rows if row[9] in inodes}
+    return shared, addresses
 
 
 def test_camera_frames_cross_processes_over_loopback_udp_without_shared_memory():
-    """In a user's plain environment a node's Fast DDS opens no shared memory (racer's fastdds.xml), where
-    rmw_fastrtps's LOCALHOST range would: there, a reader killed mid-stream can stop a topic for its
-    other readers, and the car's nodes are restarted after exactly that."""
-    before = fast_dds_shared_memory()
+    """In a user's plain environment a node's Fast DDS maps no shared memory and binds UDP on loopback
+    alone (racer's fastdds.xml), where rmw_fastrtps's LOCALHOST range would bring shared memory: there
+    a reader killed mid-stream can stop a topic for its other readers, and the car's nodes are restarted
+    after exactly that. A 640x480 frame (the real camera's) crosses whole."""
     with nodes("policy") as (policy,):
-        chosen = (FAST_DDS_PROFILE_VARIABLE, "ROS_AUTOMATIC_DISCOVERY_RANGE")  # by loopback_domain, not a user
-        plain = {k: v for k, v in os.environ.items() if k not in chosen}
+        plain = {k: v for k, v in os.environ.items() if k not in loopback_ros_environment({})}
         camera = subprocess.Popen([PYTHON, "-c", CAMERA_PROCESS], env=plain)
         try:
             frames = []
             policy.subscribe(CAMERA_TOPIC, frames.append)
             threading.Thread(target=policy.spin, daemon=True).start()
             wait_for(lambda: len(frames) >= 10, 60, "ten frames from the camera process")
-            assert fast_dds_shared_memory() - before == set()
+            shared, addresses = shared_memory_and_udp_addresses(camera.pid)
         finally:
             camera.kill()
             camera.wait()
-    assert frames[-1].data.shape == (120, 160, 3)
+    assert shared == set()
+    assert addresses and addresses <= {"127.0.0.1", "239.255.0.1"}, addresses  # and the discovery multicast group
+    assert frames[-1].data.shape == (480, 640, 3)
 
 
 def test_drive_commands_cross_between_nodes_with_the_topics_qos():
@@ -127,7 +150,8 @@ def test_drive_commands_cross_between_nodes_with_the_topics_qos():
         assert drive_writer.topic_type == "ackermann_msgs/msg/AckermannDriveStamped"
         assert drive_writer.qos_profile.reliability == ReliabilityPolicy.RELIABLE
         assert drive_writer.qos_profile.deadline.nanoseconds == 50_000_000  # what the actuator's deadline matches
-        (image_writer,) = actuator.node.get_publishers_info_by_topic(CAMERA_TOPIC)
+        (image_writer,) = wait_for(lambda: actuator.node.get_publishers_info_by_topic(CAMERA_TOPIC), 10,
+                                   "the camera writer in discovery")  # matched apart from /drive's
         assert image_writer.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
         assert image_writer.qos_profile.durability == DurabilityPolicy.VOLATILE
 

@@ -22,41 +22,46 @@ SPIN_PERIOD_S = 0.1
 INTERFACES = Path(__file__).resolve().parents[1] / "interfaces"  # the car's own message packages (make ros)
 NOT_IN_ROS = ("deepracer_interfaces_pkg",)  # the DeepRacer device software's own package: no apt release
 DISCOVERY_RANGE = "ROS_AUTOMATIC_DISCOVERY_RANGE"
-DISCOVERY_VARIABLES = (DISCOVERY_RANGE, "ROS_LOCALHOST_ONLY")
+LOCALHOST_ONLY = "ROS_LOCALHOST_ONLY"  # before Jazzy's range: 1 is LOCALHOST
 FAST_DDS_RMWS = ("rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp")  # Jazzy's default rmw is the first
-FAST_DDS_PROFILE_VARIABLE = "FASTRTPS_DEFAULT_PROFILES_FILE"  # the name Fast DDS 2.x (Jazzy's) reads
+# Fast DDS 2.x (Jazzy's) reads the first name, Fast DDS 3 the second
+FAST_DDS_PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+# a DDS setup of the user's own: racer leaves the environment as it is
+USER_SETUP_VARIABLES = (*FAST_DDS_PROFILE_VARIABLES, "FASTDDS_BUILTIN_TRANSPORTS", "ROS_STATIC_PEERS")
 SHIPPED_PROFILE = Path(__file__).resolve().with_name("fastdds.xml")
 
 
 def loopback_ros_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """`env` (default: this process's) with every ROS 2 node it starts kept to 127.0.0.1, whatever it chose.
 
-    On Fast DDS: racer's profile (`fastdds.xml`: UDP on 127.0.0.1, no shared memory) with the discovery
-    range SYSTEM_DEFAULT, so that rmw_fastrtps keeps the profile's transports; its LOCALHOST range puts
-    its own in their place, shared memory among them, and a node killed mid-stream can leave a topic's
-    shared buffers held so that its other readers get nothing more (eProsima/Fast-DDS#5469: seen here as
-    a restarted policy that never saw another frame). On any other rmw: the range LOCALHOST."""
+    On Fast DDS: racer's profile (`fastdds.xml`: UDP on 127.0.0.1, no shared memory; no
+    DEFAULT_FASTRTPS_PROFILES.xml from the working directory) with the discovery range SYSTEM_DEFAULT,
+    so that rmw_fastrtps keeps the profile's transports alone. Its LOCALHOST range would add its own,
+    shared memory among them, where a node killed mid-stream can leave a topic's shared buffers held
+    so that its other readers get nothing more (eProsima/Fast-DDS#5469; seen here as a restarted
+    policy that never saw another frame). On any other rmw: the range LOCALHOST."""
     out = dict(os.environ if env is None else env)
-    out.pop("ROS_LOCALHOST_ONLY", None)
-    if out.get("RMW_IMPLEMENTATION", "") in ("", *FAST_DDS_RMWS):
-        out.update({FAST_DDS_PROFILE_VARIABLE: str(SHIPPED_PROFILE), DISCOVERY_RANGE: "SYSTEM_DEFAULT"})
-    else:
-        out[DISCOVERY_RANGE] = "LOCALHOST"
-    return out
+    out.pop(LOCALHOST_ONLY, None)
+    if out.get("RMW_IMPLEMENTATION", "") not in ("", *FAST_DDS_RMWS):
+        return {**out, DISCOVERY_RANGE: "LOCALHOST"}
+    for name in USER_SETUP_VARIABLES:
+        out.pop(name, None)
+    return {**out, **dict.fromkeys(FAST_DDS_PROFILE_VARIABLES, str(SHIPPED_PROFILE)),
+            DISCOVERY_RANGE: "SYSTEM_DEFAULT", "SKIP_DEFAULT_XML_FILE": "1"}
 
 
 def ros_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """`env` (default: this process's) with ROS 2 kept on this machine, unless the user chose a range.
+    """`env` (default: this process's) with ROS 2 kept on this machine, unless the user chose otherwise.
 
     Jazzy's own default is SUBNET (multicast on every interface); racer keeps to loopback as its dds
-    transport does with its shipped config (`loopback_ros_environment`). Either ROS_AUTOMATIC_DISCOVERY_RANGE
-    (Jazzy on) or the older ROS_LOCALHOST_ONLY counts as the user's choice; with a Fast DDS profile of
-    the user's own, only the range (LOCALHOST) is racer's."""
+    transport does with its shipped config. Left as they are: a DDS setup of the user's own (a Fast DDS
+    profile, FASTDDS_BUILTIN_TRANSPORTS, ROS_STATIC_PEERS) and a range other than LOCALHOST (or
+    ROS_LOCALHOST_ONLY=0). No range, LOCALHOST or ROS_LOCALHOST_ONLY=1 get `loopback_ros_environment`:
+    on Fast DDS that is this machine alone, as LOCALHOST means, without its shared memory."""
     out = dict(os.environ if env is None else env)
-    if any(out.get(name) for name in DISCOVERY_VARIABLES):
+    chosen = out.get(DISCOVERY_RANGE) or {"1": "LOCALHOST", "0": "SUBNET"}.get(out.get(LOCALHOST_ONLY, ""), "")
+    if any(out.get(name) for name in USER_SETUP_VARIABLES) or chosen not in ("", "LOCALHOST"):
         return out
-    if out.get(FAST_DDS_PROFILE_VARIABLE):
-        return {**out, DISCOVERY_RANGE: "LOCALHOST"}
     return loopback_ros_environment(out)
 
 
