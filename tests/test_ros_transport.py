@@ -65,7 +65,7 @@ def test_discovery_stays_on_this_machine_unless_the_user_chose():
     # nothing chosen, or this machine alone: racer's profile on Fast DDS (LOCALHOST would bring shared memory)
     for local in ({}, {"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}, {"ROS_AUTOMATIC_DISCOVERY_RANGE": ""},
                   {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}, {"ROS_LOCALHOST_ONLY": "1"}):
-        assert ros_environment(local) == {**local, **racers} if LOCALHOST_ONLY not in local else racers
+        assert ros_environment(local) == ({**local, **racers} if LOCALHOST_ONLY not in local else racers)
     cyclone = {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
     assert ros_environment(cyclone) == {**cyclone, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     # the user's own: a wider range, a Fast DDS profile, builtin transports, static peers
