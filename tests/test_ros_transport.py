@@ -20,6 +20,7 @@ from car.messages import CAMERA_TOPIC, DRIVE_TOPIC, Time, drive_msg
 from car.transport.ros import (
     LOCALHOST_ONLY,
     SHIPPED_PROFILE,
+    USER_SETUP_VARIABLES,
     RosBus,
     RosUnavailable,
     _interface_class,
@@ -79,6 +80,25 @@ def test_discovery_stays_on_this_machine_unless_the_user_chose():
               "FASTDDS_BUILTIN_TRANSPORTS": "SHM", "ROS_STATIC_PEERS": "192.168.1.7"}
     assert loopback_ros_environment(chosen) == racers
     assert loopback_ros_environment(cyclone) == {**cyclone, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+
+
+def test_a_missing_fast_dds_profile_stops_the_node_instead_of_opening_it_to_the_network(tmp_path, monkeypatch):
+    """Without its profile Fast DDS falls back to defaults that listen on every interface; a broken install
+    must refuse to start a node (the car stays at neutral), not join the network."""
+    missing = tmp_path / "fastdds.xml"
+    monkeypatch.setattr("car.transport.ros.SHIPPED_PROFILE", missing)
+    for env in ({}, {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}, {"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}):
+        with pytest.raises(RosUnavailable, match=f"Fast DDS profile {missing} is missing.*reinstall racer"):
+            ros_environment(env)
+    for name in (*USER_SETUP_VARIABLES, "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "RMW_IMPLEMENTATION"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RosUnavailable, match="is missing"):
+        RosBus("policy")
+    # a setup of the user's own, or another rmw, does not need it
+    own = {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/my.xml"}
+    assert ros_environment(own) == own
+    cyclone = {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
+    assert ros_environment(cyclone) == {**cyclone, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 
 
 CAMERA_PROCESS = """

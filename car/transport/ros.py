@@ -39,11 +39,17 @@ def loopback_ros_environment(env: Mapping[str, str] | None = None) -> dict[str, 
     so that rmw_fastrtps keeps the profile's transports alone. Its LOCALHOST range would add its own,
     shared memory among them, where a node killed mid-stream can leave a topic's shared buffers held
     so that its other readers get nothing more (eProsima/Fast-DDS#5469; seen here as a restarted
-    policy that never saw another frame). On any other rmw: the range LOCALHOST."""
+    policy that never saw another frame). On any other rmw: the range LOCALHOST.
+
+    RosUnavailable on Fast DDS when the profile is missing (a broken install): Fast DDS would log an XML
+    error and fall back to its defaults, which listen on every interface."""
     out = dict(os.environ if env is None else env)
     out.pop(LOCALHOST_ONLY, None)
     if out.get("RMW_IMPLEMENTATION", "") not in ("", *FAST_DDS_RMWS):
         return {**out, DISCOVERY_RANGE: "LOCALHOST"}
+    if not SHIPPED_PROFILE.is_file():
+        raise RosUnavailable(f"racer's Fast DDS profile {SHIPPED_PROFILE} is missing, so ROS 2 would not be kept "
+                             "to this machine: reinstall racer (`make install`)")
     for name in USER_SETUP_VARIABLES:
         out.pop(name, None)
     return {**out, **dict.fromkeys(FAST_DDS_PROFILE_VARIABLES, str(SHIPPED_PROFILE)),
