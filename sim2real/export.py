@@ -19,7 +19,7 @@ from car.policy.preprocess import PreprocessSpec
 from car.policy.shift import region_statistics
 from sim2real.checkpoint import load_checkpoint
 from sim2real.imitation import sample_frames
-from sim2real.modular import ModularExport, ModularNet
+from sim2real.modular import ModularExport, ModularNet, PerceptionMonitor
 from sim2real.network import DrivingNet, MirrorExport, to_tensor
 
 MAX_ABS_ERROR = 1e-4
@@ -151,15 +151,29 @@ def export_bundle(net: torch.nn.Module, spec: PreprocessSpec, metadata: dict[str
     return load_bundle(out_dir), report
 
 
-def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path,
-                      frames: int = 1000) -> tuple[Bundle, EquivalenceReport]:
+def perception_monitor(path: Path, spec: PreprocessSpec) -> PerceptionMonitor:
+    """The perception of the modular checkpoint at `path` as a monitor for networks fed by `spec`.
+    ValueError naming the file when it is not a modular model's or its preprocessing differs."""
+    net, monitor_spec, *_ = load_checkpoint(path)
+    if not isinstance(net, ModularNet):
+        raise ValueError(f"{path}: it holds a {type(net).__name__}; a monitor is a modular model's perception "
+                         "(racer train --model modular)")
+    if monitor_spec != spec:
+        raise ValueError(f"{path}: its preprocessing is not the driving network's")
+    return PerceptionMonitor(net)
+
+
+def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path, frames: int = 1000,
+                      monitor: Path | None = None) -> tuple[Bundle, EquivalenceReport]:
     """`racer train` checkpoints -> bundle, gated and described on frames drawn the way the first one
     trained (same tracks, randomization, augmentation and camera).
 
     Several checkpoints make one ensemble graph (`MirrorExport`: the mean action, and the members'
     disagreement as the uncertainty); each must be a continuous end-to-end DAgger run trained on
-    mirrored frames, with the first one's preprocessing and action space. ValueError naming the
-    checkpoint that does not fit.
+    mirrored frames, with the first one's preprocessing and action space. `monitor`, a modular
+    model's checkpoint with the same preprocessing, adds its perception's entropy on the newest frame
+    to that uncertainty (`PerceptionMonitor`; docs/gap.md). ValueError naming the checkpoint that
+    does not fit.
     """
     paths = [Path(checkpoints)] if isinstance(checkpoints, (str, Path)) else [Path(c) for c in checkpoints]
     if not paths:
@@ -171,15 +185,24 @@ def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path,
     config = data["config"]
     info: dict[str, Any] = {"trainer": data.get("trainer", "dagger"), "config": config}
     if len(paths) == 1:
-        graph, info["checkpoint"] = with_uncertainty(net, parse_metadata(action_space), config), paths[0].name
+        info["checkpoint"] = paths[0].name
+        if monitor is not None and (reason := mirror_misfit(net, parse_metadata(action_space), config)):
+            raise ValueError(f"{paths[0]}: {reason}")
     else:
         for path, member in zip(paths, loaded, strict=True):
             if reason := ensemble_misfit(member, loaded[0]):
                 raise ValueError(f"{path}: {reason}")
-        graph = MirrorExport(*(member for member, *_ in loaded))
         # the first member's config describes the bundle; the others differ only in their seeds
         info.update(checkpoints=[f"{path.parent.name}/{path.name}" for path in paths],
                     seeds=[d["config"]["seed"] for *_, d in loaded])
+    graph: torch.nn.Module
+    if monitor is None and len(paths) == 1:
+        graph = with_uncertainty(net, parse_metadata(action_space), config)
+    else:
+        watch = None if monitor is None else perception_monitor(Path(monitor), spec)
+        graph = MirrorExport(*(member for member, *_ in loaded), monitor=watch)
+    if monitor is not None:
+        info["monitor"] = f"{Path(monitor).parent.name}/{Path(monitor).name}"
     features = sample_frames(spec, tuple(config["tracks"]), frames, seed=int(config["seed"]) + 1,
                              randomization=config.get("randomization"), augmentation=config.get("augmentation"),
                              camera_info=config.get("camera_info"))

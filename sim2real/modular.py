@@ -104,9 +104,16 @@ class ModularNet(nn.Module):
         return self.policy(self.abstraction(x))
 
 
+def mean_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """(N, classes, h, w) class probabilities -> (N, 1) mean per-pixel entropy over log(classes):
+    0 sure .. 1 uniform."""
+    entropy = -(probs * torch.log(probs.clamp_min(1e-6))).sum(1)
+    return entropy.mean(dim=(1, 2)).unsqueeze(1) / math.log(probs.shape[1])
+
+
 class ModularExport(nn.Module):
     """The exported graph: (action, uncertainty (N, 1)), the policy reading the frame only through
-    the perception's softmax, and the uncertainty the newest frame's mean entropy over log(classes)."""
+    the perception's softmax, and the uncertainty the newest frame's `mean_entropy`."""
 
     output_names = ("action", "uncertainty")
 
@@ -116,11 +123,20 @@ class ModularExport(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         seg = self.net.abstraction(x)
-        classes = len(CLASSES)
-        newest = seg[:, -classes:]
-        entropy = -(newest * torch.log(newest.clamp_min(1e-6))).sum(1)
-        uncertainty = entropy.mean(dim=(1, 2)).unsqueeze(1) / math.log(classes)
-        return self.net.policy(seg), uncertainty
+        return self.net.policy(seg), mean_entropy(seg[:, -len(CLASSES):])
+
+
+class PerceptionMonitor(nn.Module):
+    """A modular model's perception alone, as another network's failure monitor: the bundle's NCHW
+    stacked frames -> (N, 1) the newest frame's `mean_entropy`, what a modular bundle reports as its
+    uncertainty (`sim2real.export.export_checkpoint`'s `monitor`)."""
+
+    def __init__(self, net: ModularNet):
+        super().__init__()
+        self.perception, self.per_frame = net.perception, net.per_frame
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mean_entropy(torch.softmax(self.perception(x[:, -self.per_frame:]), dim=1))
 
 
 @dataclass

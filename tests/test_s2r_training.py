@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,6 +15,7 @@ from calibration.camera import CameraInfo, save_camera_info
 from car.console.uploads import folder_for
 from car.policy.bundle import load_bundle
 from car.policy.inference import Policy
+from car.policy.preprocess import PreprocessSpec
 from racer.cli import main
 from racer.commands.train import done_line
 from sim2real.camera_matching import camera_from_info
@@ -180,14 +182,26 @@ def test_ppo_progress_counts_to_the_steps_it_runs(capsys):
     assert "60/60" in capsys.readouterr().err  # the bar ends at its total, not past it
 
 
+def tiny_checkpoint(folder: Path, name: str, seed: int, flip: bool = True, action_space: dict = ACTION_SPACE,
+                    tracks: tuple[str, ...] = ("reinvent_base",)) -> Path:
+    """`folder/name/policy.pt`: an end-to-end DAgger run of 100 steps."""
+    cfg = ImitationConfig(tracks=tracks, iterations=1, steps_per_iteration=100, epochs=1, seed=seed, flip=flip,
+                          episode_steps=50)
+    net, _, history, _ = train_imitation(cfg, show_progress=False)
+    (folder / name).mkdir()
+    return save_checkpoint(folder / name / "policy.pt", net, SPEC, action_space, cfg, history.iterations)
+
+
+def modular_checkpoint(folder: Path, name: str, spec: PreprocessSpec = SPEC) -> Path:
+    """`folder/name/policy.pt`: an untrained modular model (its perception's weights as initialised)."""
+    (folder / name).mkdir()
+    return save_checkpoint(folder / name / "policy.pt", ModularNet(spec, 2), spec, ACTION_SPACE,
+                           ImitationConfig(tracks=("reinvent_base",)), [], trainer="modular")
+
+
 def test_several_checkpoints_export_as_one_ensemble_and_misfits_are_refused(tmp_path, capsys):
-    def checkpoint(name: str, seed: int, flip: bool = True, action_space: dict = ACTION_SPACE,
-                   tracks: tuple[str, ...] = ("reinvent_base",)):
-        cfg = ImitationConfig(tracks=tracks, iterations=1, steps_per_iteration=100, epochs=1, seed=seed, flip=flip,
-                              episode_steps=50)
-        net, _, history, _ = train_imitation(cfg, show_progress=False)
-        (tmp_path / name).mkdir()
-        return save_checkpoint(tmp_path / name / "policy.pt", net, SPEC, action_space, cfg, history.iterations)
+    def checkpoint(name: str, seed: int, **kwargs):
+        return tiny_checkpoint(tmp_path, name, seed, **kwargs)
 
     first, second = checkpoint("first", 5), checkpoint("second", 6)
     assert main(["export", str(first), str(second), "--out", str(tmp_path / "ensemble")]) == 0
@@ -196,9 +210,7 @@ def test_several_checkpoints_export_as_one_ensemble_and_misfits_are_refused(tmp_
         assert model["seeds"] == [5, 6] and model["checkpoints"] == ["first/policy.pt", "second/policy.pt"]
         assert Policy(bundle).has_uncertainty
     faster = {**ACTION_SPACE, "action_space": {**ACTION_SPACE["action_space"], "speed": {"low": 0.5, "high": 3.0}}}
-    (tmp_path / "modular").mkdir()
-    modular = save_checkpoint(tmp_path / "modular" / "policy.pt", ModularNet(SPEC, 2), SPEC, ACTION_SPACE,
-                              ImitationConfig(tracks=("reinvent_base",)), [], trainer="modular")
+    modular = modular_checkpoint(tmp_path, "modular")
     misfits = [([first, first], "the same checkpoint is named twice"),
                ([first, checkpoint("unflipped", 7, flip=False)], "unflipped/policy.pt: it was trained without "
                 "mirrored frames, which the ensemble's uncertainty needs"),
@@ -216,6 +228,40 @@ def test_several_checkpoints_export_as_one_ensemble_and_misfits_are_refused(tmp_
         assert message in capsys.readouterr().err
     assert main(["export", str(first), str(tmp_path / "nowhere.pt"), "--out", str(tmp_path / "refused")]) == 2
     assert capsys.readouterr().err.strip() == f"racer export: no checkpoint at {tmp_path / 'nowhere.pt'}"
+    assert not (tmp_path / "refused").exists()
+
+
+def test_a_modular_perception_exports_as_an_ensembles_monitor_and_misfits_are_refused(tmp_path, capsys):
+    first, second = tiny_checkpoint(tmp_path, "first", 5), tiny_checkpoint(tmp_path, "second", 6)
+    modular = modular_checkpoint(tmp_path, "modular")
+    assert main(["export", str(first), str(second), "--monitor", str(modular), "--out", str(tmp_path / "watched")]) == 0
+    assert json.loads((tmp_path / "watched" / "racer.json").read_text())["model"]["monitor"] == "modular/policy.pt"
+    export_checkpoint([first, second], tmp_path / "plain")[0].close()
+    export_checkpoint(modular, tmp_path / "perception")[0].close()
+    frames = np.random.default_rng(4).uniform(0.0, 1.0, (6, *SPEC.input_shape()[1:])).astype(np.float32)
+    outputs = {}
+    for name in ("watched", "plain", "perception"):
+        with load_bundle(tmp_path / name) as bundle:
+            policy = Policy(bundle)
+            outputs[name] = [(policy.infer(frame[None]).copy(), policy.uncertainty()) for frame in frames]
+    for watched, plain, perception in zip(outputs["watched"], outputs["plain"], outputs["perception"], strict=True):
+        np.testing.assert_allclose(watched[0], plain[0], atol=1e-6)  # the monitor never touches the action
+        # the ensemble's disagreement plus the perception's entropy on the newest frame (the modular bundle's)
+        assert watched[1] == pytest.approx(plain[1] + perception[1], abs=1e-5) and perception[1] > 0.5
+    capsys.readouterr()
+    misfits = [([first], first, "first/policy.pt: it holds a DrivingNet; a monitor is a modular model's perception"),
+               ([first], modular_checkpoint(tmp_path, "single", replace(SPEC, frame_stack=1)),
+                "single/policy.pt: its preprocessing is not the driving network's"),
+               ([tiny_checkpoint(tmp_path, "unflipped", 7, flip=False)], modular,
+                "unflipped/policy.pt: it was trained without mirrored frames")]
+    for paths, monitor, message in misfits:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            export_checkpoint(paths, tmp_path / "refused", monitor=monitor)
+        assert main(["export", *map(str, paths), "--monitor", str(monitor), "--out", str(tmp_path / "refused")]) == 2
+        assert message in capsys.readouterr().err
+    nowhere = tmp_path / "nowhere.pt"
+    assert main(["export", str(first), "--monitor", str(nowhere), "--out", str(tmp_path / "refused")]) == 2
+    assert capsys.readouterr().err.strip() == f"racer export: no checkpoint at {nowhere}"
     assert not (tmp_path / "refused").exists()
 
 

@@ -124,9 +124,9 @@ class PolicyCore:
         carries neither part): how far the domain-shift score lies beyond the training world's level
         (`shift.excess`; for a bundle with training-image statistics) plus the model's own uncertainty
         (when it reports one: a modular model's perception entropy, an end-to-end model's spread of
-        steering views over the mirror and its ensemble), each 0 in the training world. Its 2 s mean
-        is the car's warning (`warning`); `racer eval` measures how well that predicts leaving the
-        track (docs/gap.md)."""
+        steering views over the mirror and its ensemble, plus its perception monitor's entropy when it
+        was exported with one), each 0 in the training world. Its 2 s mean is the car's warning
+        (`warning`); `racer eval` measures how well that predicts leaving the track (docs/gap.md)."""
         parts = [excess(self.domain_shift)] if self.domain_shift is not None else []
         if self.uncertainty is not None:
             parts.append(self.uncertainty)

@@ -102,6 +102,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="policy.pt written by racer train; several: an ensemble")
     e.add_argument("--out", required=True, type=Path, help="bundle directory to create")
     e.add_argument("--tar", type=Path, help="also pack the bundle as this .tar.gz")
+    e.add_argument("--monitor", type=Path, metavar="CHECKPOINT",
+                   help="a modular model's policy.pt (racer train --model modular) with the same preprocessing: "
+                        "its perception's uncertainty about each frame joins the model's, so the car's warning "
+                        "sees what the perception finds strange (the shipped model's, docs/gap.md)")
     e.add_argument("--frames", type=int, default=1000, help="frames for the equivalence gate (default: %(default)s)")
     e.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     e.set_defaults(func=run_export)
@@ -358,11 +362,12 @@ def done_line(out: Path, summary: dict, name: str) -> str:
             f"upload it as {name!r} with: racer upload {summary['tar']} --car HOST (racer discover lists cars)")
 
 
-def _export(checkpoints: Path | list[Path], out: Path, tar: Path | None, frames: int) -> dict:
+def _export(checkpoints: Path | list[Path], out: Path, tar: Path | None, frames: int,
+            monitor: Path | None = None) -> dict:
     from car.policy.bundle import pack_bundle
     from sim2real.export import export_checkpoint
 
-    bundle, report = export_checkpoint(checkpoints, out, frames)
+    bundle, report = export_checkpoint(checkpoints, out, frames, monitor)
     result = {"bundle": str(out), "equivalence": report.to_json()}
     if tar is not None:
         result["tar"] = str(pack_bundle(out, tar))
@@ -373,11 +378,11 @@ def _export(checkpoints: Path | list[Path], out: Path, tar: Path | None, frames:
 def run_export(args: argparse.Namespace) -> int:
     from sim2real.export import ExportGateError
 
-    missing = [str(path) for path in args.checkpoint if not path.is_file()]
+    missing = [str(path) for path in [*args.checkpoint, args.monitor] if path is not None and not path.is_file()]
     if missing:
         return fail("export", f"no checkpoint at {', '.join(missing)}")
     try:
-        result = _export(args.checkpoint, args.out, args.tar, args.frames)
+        result = _export(args.checkpoint, args.out, args.tar, args.frames, args.monitor)
     except (ValueError, ExportGateError) as exc:
         return fail("export", str(exc))
     print(json.dumps(result) if args.json else f"racer export: wrote {args.out} "
