@@ -33,7 +33,7 @@ from sim2real.network import DrivingNet
 from sim2real.randomize import DomainSimulator, Randomization
 from sim2real.sim.rules import aws_rules, is_aws_export
 from sim2real.sim.track import Track
-from sim2real.stats import auroc, rate
+from sim2real.stats import auroc, auroc_interval, rate
 from sim2real.training_defaults import ACTION_SPACE, SPEC
 
 # Training variant -> (randomization preset, augmentation preset): the end-to-end network, and with
@@ -220,7 +220,8 @@ def summarize(models: Sequence[dict[str, Any]], domains: Sequence[NamedDomain]) 
     rate with its 95% Wilson interval and the number of laps, mean progress, each seed's rate, and
     the AUROC of the car's monitor score (`monitor_peak`) for laps that left the track against
     completed laps: at the off-track (`auroc`) and `MONITOR_LEAD_S` before it (`lead_auroc`, over the
-    `lead_off_track_laps` that lasted that long)."""
+    `lead_off_track_laps` that lasted that long), each with its 95% bootstrap interval (`*_ci95`,
+    `auroc_interval`)."""
     summary: dict[str, dict[str, Any]] = {}
     for variant in dict.fromkeys(m["variant"] for m in models):
         mine = [m for m in models if m["variant"] == variant]
@@ -234,15 +235,21 @@ def summarize(models: Sequence[dict[str, Any]], domains: Sequence[NamedDomain]) 
         failed = [lap[4] for lap in laps if lap[3] and lap[4] is not None]
         ahead = [lap[5] for lap in laps if lap[3] and lap[5] is not None]
         completed = [lap[4] for lap in laps if lap[2] and lap[4] is not None]
-        area, lead_area = auroc(failed, completed), auroc(ahead, completed)
         keys = [r["monitor"] for m in mine for r in m["results"].values() if "monitor" in r]
         row["monitor"] = {"score": keys[0] if keys else PolicyCore.MONITOR, "window_s": MONITOR_WINDOW_S,
                           "off_track_laps": len(failed), "completed_laps": len(completed),
-                          "auroc": round(area, 3) if area is not None else None,
+                          **_separation("auroc", failed, completed),
                           "lead_s": MONITOR_LEAD_S, "lead_off_track_laps": len(ahead),
-                          "lead_auroc": round(lead_area, 3) if lead_area is not None else None}
+                          **_separation("lead_auroc", ahead, completed)}
         summary[variant] = row
     return summary
+
+
+def _separation(key: str, failed: Sequence[float], completed: Sequence[float]) -> dict[str, Any]:
+    """`{key: AUROC, key_ci95: [low, high]}`, rounded to 3 places; None where it cannot be had."""
+    area, interval = auroc(failed, completed), auroc_interval(failed, completed)
+    return {key: round(area, 3) if area is not None else None,
+            f"{key}_ci95": [round(bound, 3) for bound in interval] if interval is not None else None}
 
 
 def _pooled(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -259,15 +266,23 @@ def format_table(summary: dict[str, dict[str, Any]], domains: Sequence[NamedDoma
     names = pools(domains)
     width = max(len("100.0 [100.0, 100.0] n=1000"), *(len(n) for n in names)) + 2
     first = max(15, *(len(variant) + 1 for variant in summary))  # a given bundle's name can be long
+    area_width = len("  0.862 [0.825, 0.897]")
     lines = [f"{'variant':{first}s}" + "".join(f"{n:>{width}s}" for n in names) + f"{'all laps':>{width}s}"
-             + f"{'monitor AUROC':>15s}{f'{MONITOR_LEAD_S:g} s ahead':>12s}  seeds"]
+             + f"{'monitor AUROC':>{area_width}s}{f'{MONITOR_LEAD_S:g} s ahead':>{area_width}s}  seeds"]
     for variant, row in summary.items():
         cells = [_cell(row["domains"][n]) for n in names] + [_cell(row)]
-        areas = zip((row["monitor"]["auroc"], row["monitor"]["lead_auroc"]), (15, 12), strict=True)
+        areas = [_area(row["monitor"], key) for key in ("auroc", "lead_auroc")]
         lines.append(f"{variant:{first}s}" + "".join(f"{c:>{width}s}" for c in cells)
-                     + "".join(f"{'-' if a is None else f'{a:.3f}':>{w}s}" for a, w in areas)
+                     + "".join(f"{a:>{area_width}s}" for a in areas)
                      + "  " + (",".join(str(s) for s in row["seeds"] if s is not None) or "-"))
     return "\n".join(lines)
+
+
+def _area(monitor: dict[str, Any], key: str) -> str:
+    if monitor[key] is None:
+        return "-"
+    interval = monitor[f"{key}_ci95"]
+    return f"{monitor[key]:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
 
 
 def _cell(result: dict[str, Any]) -> str:

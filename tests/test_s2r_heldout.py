@@ -3,6 +3,7 @@ never drives, refused by training, with enough laps for a 3-point interval; and 
 `racer eval` prints with it."""
 import math
 
+import numpy as np
 import pytest
 import yaml
 
@@ -12,7 +13,7 @@ from sim2real.gap import held_out_tracks
 from sim2real.heldout import TEST_FILE, DomainsFileError, TestDistribution as Distribution, load_domains
 from sim2real.imitation import ImitationConfig
 from sim2real.randomize import Randomization, RandomizationError
-from sim2real.stats import auroc, wilson_interval
+from sim2real.stats import auroc, auroc_interval, wilson_interval
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +114,15 @@ def test_auroc():
     assert auroc([1.0, 1.0], [1.0]) == 0.5  # ties count half
     assert auroc([2.0], []) is None
     assert math.isclose(auroc([5, 1, 3], [2, 2, 4, 0]), 8 / 12)
+
+
+def test_auroc_interval():
+    rng = np.random.default_rng(7)
+    # scores of N(1, 1) against N(0, 1): the true AUROC is Phi(1 / sqrt 2) = 0.760
+    failed, completed = rng.normal(1.0, 1.0, 200), rng.normal(0.0, 1.0, 300)
+    low, high = auroc_interval(failed, completed)
+    assert low < auroc(failed, completed) < high and low < 0.760 < high and high - low < 0.12
+    assert auroc_interval(failed, completed) == (low, high)  # seeded: the same report twice
+    assert auroc_interval(failed[:20], completed[:30])[1] - auroc_interval(failed[:20], completed[:30])[0] > high - low
+    assert auroc_interval([3.0, 4.0, 5.0], [1.0, 2.0]) == (1.0, 1.0)  # no resample can misorder them
+    assert auroc_interval([3.0], [1.0, 2.0]) is None and auroc_interval([3.0, 4.0], []) is None
