@@ -66,7 +66,7 @@ def mirror_misfit(net: torch.nn.Module, meta: ModelMetadata, config: dict[str, A
     """Why `net` cannot run in a `MirrorExport` (alone or in an ensemble), or None when it can: it must be
     a continuous DrivingNet trained on mirrored frames."""
     if not isinstance(net, DrivingNet):
-        return f"it holds a {type(net).__name__}; an ensemble takes end-to-end DAgger networks (DrivingNet)"
+        return f"it holds a {type(net).__name__}; ensembles and monitors need end-to-end DAgger networks (DrivingNet)"
     if meta.discrete:
         return "its action space is discrete; an ensemble averages continuous actions"
     if not config.get("flip"):
@@ -151,6 +151,11 @@ def export_bundle(net: torch.nn.Module, spec: PreprocessSpec, metadata: dict[str
     return load_bundle(out_dir), report
 
 
+def _named(checkpoint: Path) -> str:
+    """How racer.json names a checkpoint: its run directory and file, `run/policy.pt`."""
+    return f"{checkpoint.resolve().parent.name}/{checkpoint.name}"
+
+
 def perception_monitor(path: Path, spec: PreprocessSpec) -> PerceptionMonitor:
     """The perception of the modular checkpoint at `path` as a monitor for networks fed by `spec`.
     ValueError naming the file when it is not a modular model's or its preprocessing differs."""
@@ -193,7 +198,7 @@ def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path, frames:
             if reason := ensemble_misfit(member, loaded[0]):
                 raise ValueError(f"{path}: {reason}")
         # the first member's config describes the bundle; the others differ only in their seeds
-        info.update(checkpoints=[f"{path.parent.name}/{path.name}" for path in paths],
+        info.update(checkpoints=[_named(path) for path in paths],
                     seeds=[d["config"]["seed"] for *_, d in loaded])
     graph: torch.nn.Module
     if monitor is None and len(paths) == 1:
@@ -202,7 +207,7 @@ def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path, frames:
         watch = None if monitor is None else perception_monitor(Path(monitor), spec)
         graph = MirrorExport(*(member for member, *_ in loaded), monitor=watch)
     if monitor is not None:
-        info["monitor"] = f"{Path(monitor).parent.name}/{Path(monitor).name}"
+        info["monitor"] = _named(Path(monitor))
     features = sample_frames(spec, tuple(config["tracks"]), frames, seed=int(config["seed"]) + 1,
                              randomization=config.get("randomization"), augmentation=config.get("augmentation"),
                              camera_info=config.get("camera_info"))

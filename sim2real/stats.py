@@ -3,6 +3,7 @@ separates failures from successes."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,25 +37,39 @@ def rate(successes: int, trials: int) -> dict[str, float | int | list[float] | N
 def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float | None:
     """Area under the ROC curve of a score meant to be higher for `positives`: the probability that
     a random positive scores above a random negative, ties counting half (the Mann-Whitney U
-    statistic over both counts). None when either group is empty."""
+    statistic over both counts). None when either group is empty; ValueError for a score that is not
+    a number (NaN would sort as the highest)."""
     pos, neg = np.asarray(positives, float), np.sort(np.asarray(negatives, float))
+    if np.isnan(pos).any() or np.isnan(neg).any():
+        raise ValueError("an AUROC needs numbers, got NaN among the scores")
     if not len(pos) or not len(neg):
         return None
     below, up_to = np.searchsorted(neg, pos, "left"), np.searchsorted(neg, pos, "right")
     return float((below + 0.5 * (up_to - below)).sum() / (len(pos) * len(neg)))
 
 
+# Fewest values on each side for `auroc_interval`: with fewer the bootstrap says little. In a
+# simulation (binormal scores, true AUROC 0.85, 200 replicates of 1,000 resamples) its "95%" interval
+# held the true value in 91.5% of replicates at 10 against 160 and 92.5% at 35 against 525 (the
+# plain percentile interval: 86.5% and 91%; at 4 against 160, 74%).
+MIN_INTERVAL_GROUP = 10
+
+
 def auroc_interval(positives: Sequence[float], negatives: Sequence[float], resamples: int = 4000,
                    seed: int = 0) -> tuple[float, float] | None:
-    """95% interval of `auroc`: the 2.5th and 97.5th percentiles over `resamples` stratified
-    bootstrap resamples (each group resampled on its own, so every resample keeps both group sizes:
-    `scipy.stats.bootstrap`, unpaired), seeded so a report repeats. None when either group has fewer
-    than two values."""
+    """95% interval of `auroc` from `resamples` stratified bootstrap resamples (each group resampled
+    on its own, so every resample keeps both group sizes), bias-corrected and accelerated
+    (`scipy.stats.bootstrap`'s BCa, unpaired), seeded so a report repeats. None when either group has
+    fewer than `MIN_INTERVAL_GROUP` values or every resample gives the same AUROC (no spread to
+    correct: for example groups that never overlap)."""
     from scipy.stats import bootstrap
 
-    if len(positives) < 2 or len(negatives) < 2:
+    if min(len(positives), len(negatives)) < MIN_INTERVAL_GROUP:
         return None
-    result = bootstrap((np.asarray(positives, float), np.asarray(negatives, float)),
-                       lambda pos, neg: auroc(pos, neg), n_resamples=resamples, vectorized=False,
-                       method="percentile", rng=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a degenerate bootstrap warns and gives NaN: None below
+        result = bootstrap((np.asarray(positives, float), np.asarray(negatives, float)),
+                           lambda pos, neg: auroc(pos, neg), n_resamples=resamples, batch=500,
+                           vectorized=False, rng=np.random.default_rng(seed))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return None if math.isnan(low) or math.isnan(high) else (low, high)

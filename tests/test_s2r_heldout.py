@@ -13,7 +13,7 @@ from sim2real.gap import held_out_tracks
 from sim2real.heldout import TEST_FILE, DomainsFileError, TestDistribution as Distribution, load_domains
 from sim2real.imitation import ImitationConfig
 from sim2real.randomize import Randomization, RandomizationError
-from sim2real.stats import auroc, auroc_interval, wilson_interval
+from sim2real.stats import MIN_INTERVAL_GROUP, auroc, auroc_interval, wilson_interval
 
 
 @pytest.fixture(scope="module")
@@ -124,5 +124,10 @@ def test_auroc_interval():
     assert low < auroc(failed, completed) < high and low < 0.760 < high and high - low < 0.12
     assert auroc_interval(failed, completed) == (low, high)  # seeded: the same report twice
     assert auroc_interval(failed[:20], completed[:30])[1] - auroc_interval(failed[:20], completed[:30])[0] > high - low
-    assert auroc_interval([3.0, 4.0, 5.0], [1.0, 2.0]) == (1.0, 1.0)  # no resample can misorder them
-    assert auroc_interval([3.0], [1.0, 2.0]) is None and auroc_interval([3.0, 4.0], []) is None
+    # groups that never overlap: every resample gives 1.0, no interval to be had
+    assert auroc(range(10, 20), range(10)) == 1.0 and auroc_interval(range(10, 20), range(10)) is None
+    # too few on a side for the bootstrap to say anything
+    assert auroc_interval(failed[:MIN_INTERVAL_GROUP - 1], completed) is None
+    assert auroc_interval(failed[:MIN_INTERVAL_GROUP], completed) is not None
+    with pytest.raises(ValueError, match="NaN"):  # it would sort as the highest score
+        auroc([float("nan"), 1.0], [0.5])

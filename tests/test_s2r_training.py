@@ -218,8 +218,8 @@ def test_several_checkpoints_export_as_one_ensemble_and_misfits_are_refused(tmp_
                 "faster/policy.pt: its preprocessing or action space is not the first checkpoint's"),
                ([first, checkpoint("oval", 9, tracks=("Oval_track",))],
                 "oval/policy.pt: its tracks ['Oval_track'] is not the first checkpoint's ['reinvent_base']"),
-               ([modular, first], "modular/policy.pt: it holds a ModularNet; an ensemble takes end-to-end DAgger "
-                "networks (DrivingNet)")]
+               ([modular, first], "modular/policy.pt: it holds a ModularNet; ensembles and monitors need "
+                "end-to-end DAgger networks (DrivingNet)")]
     capsys.readouterr()
     for paths, message in misfits:
         with pytest.raises(ValueError, match=re.escape(message)):
@@ -231,10 +231,12 @@ def test_several_checkpoints_export_as_one_ensemble_and_misfits_are_refused(tmp_
     assert not (tmp_path / "refused").exists()
 
 
-def test_a_modular_perception_exports_as_an_ensembles_monitor_and_misfits_are_refused(tmp_path, capsys):
+def test_a_modular_perception_exports_as_an_ensembles_monitor_and_misfits_are_refused(tmp_path, capsys, monkeypatch):
     first, second = tiny_checkpoint(tmp_path, "first", 5), tiny_checkpoint(tmp_path, "second", 6)
     modular = modular_checkpoint(tmp_path, "modular")
-    assert main(["export", str(first), str(second), "--monitor", str(modular), "--out", str(tmp_path / "watched")]) == 0
+    monkeypatch.chdir(tmp_path / "modular")  # named from where it lies, even given as a bare file name
+    assert main(["export", str(first), str(second), "--monitor", "policy.pt", "--out", str(tmp_path / "watched")]) == 0
+    monkeypatch.chdir(tmp_path)
     assert json.loads((tmp_path / "watched" / "racer.json").read_text())["model"]["monitor"] == "modular/policy.pt"
     export_checkpoint([first, second], tmp_path / "plain")[0].close()
     export_checkpoint(modular, tmp_path / "perception")[0].close()

@@ -125,8 +125,11 @@ class PolicyCore:
         (`shift.excess`; for a bundle with training-image statistics) plus the model's own uncertainty
         (when it reports one: a modular model's perception entropy, an end-to-end model's spread of
         steering views over the mirror and its ensemble, plus its perception monitor's entropy when it
-        was exported with one), each 0 in the training world. Its 2 s mean is the car's warning
-        (`warning`); `racer eval` measures how well that predicts leaving the track (docs/gap.md)."""
+        was exported with one). The shift's excess and the spread are about 0 in the training world;
+        a perception's entropy is not (the shipped model's uncertainty averages about 0.15 on 300 plain
+        simulator frames of its training tracks, 0.05 without its monitor). Its 2 s mean is the car's
+        warning (`warning`); `racer eval` measures how well that predicts leaving the track
+        (docs/gap.md)."""
         parts = [excess(self.domain_shift)] if self.domain_shift is not None else []
         if self.uncertainty is not None:
             parts.append(self.uncertainty)

@@ -15,8 +15,10 @@ from car.policy.metadata import METADATA_FILE, ModelMetadata
 from car.policy.preprocess import PreprocessSpec
 from car.policy.racer_json import RACER_FILE
 
-# A model's optional second output: its own uncertainty about the frame, one value (a modular model's
-# mean per-pixel segmentation entropy, 0..1). The policy node shows it as the on-car failure warning.
+# A model's optional second output: its own uncertainty about the frame, one value, 0 sure and higher
+# less so (a modular model's mean per-pixel segmentation entropy, 0..1; an end-to-end model's spread
+# of steering views, 0..1, plus a perception monitor's entropy when exported with one). The policy
+# node adds it to the on-car failure warning.
 UNCERTAINTY_OUTPUT = "uncertainty"
 
 

@@ -44,10 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("eval", help="measure the sim-to-real gap on the honest held-out test",
                        description="Drives bundles through the car stack in held-out domains and reports lap "
                                    "completion with its 95% interval and number of laps, progress, and the AUROC of "
-                                   "the car's warning score for laps that left the track (at the off-track, and a "
-                                   "second before it). The default domains are the "
-                                   "honest held-out test (sim2real/heldout.yaml: random domains beyond the training "
-                                   "ranges on unseen tracks, plus named real-world domains). Without --model it trains "
+                                   "the car's warning score for laps that left the track, with its 95% bootstrap "
+                                   "interval once each side has 10 laps (at the off-track, and a second before it). "
+                                   "The default domains are the honest held-out test (sim2real/heldout.yaml: random "
+                                   "domains beyond the training ranges on unseen tracks, plus named real-world "
+                                   "domains). Without --model it trains "
                                    "(or reuses, in --out) the variants none / randomization / augmentation / both for "
                                    "each seed.")
     e.add_argument("--domains", type=Path, metavar="FILE|nominal",
@@ -349,7 +350,7 @@ def run_eval(args: argparse.Namespace) -> int:
     }
     (args.out / "gap.json").write_text(json.dumps(report, indent=1))
     print(f"lap completion % [95% interval] n=laps at max-speed {cfg.max_speed:g}; the monitor's AUROC "
-          f"(off-track vs completed laps), at the off-track and {MONITOR_LEAD_S:g} s before it\n"
+          f"[95% interval] (off-track vs completed laps), at the off-track and {MONITOR_LEAD_S:g} s before it\n"
           + format_table(summary, domains), file=sys.stderr)
     if args.json:
         print(json.dumps(report))

@@ -97,15 +97,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "DAgger runs trained on mirrored frames, racer train's default, on the same "
                                    "tracks: for example one recipe with different --seed) make one "
                                    "ensemble: the car drives their mean action and reads their disagreement as "
-                                   "the model's uncertainty.")
+                                   "the model's uncertainty. --monitor adds a modular model's perception as a "
+                                   "watcher of the frames.")
     e.add_argument("checkpoint", type=Path, nargs="+", metavar="CHECKPOINT",
                    help="policy.pt written by racer train; several: an ensemble")
     e.add_argument("--out", required=True, type=Path, help="bundle directory to create")
     e.add_argument("--tar", type=Path, help="also pack the bundle as this .tar.gz")
     e.add_argument("--monitor", type=Path, metavar="CHECKPOINT",
-                   help="a modular model's policy.pt (racer train --model modular) with the same preprocessing: "
-                        "its perception's uncertainty about each frame joins the model's, so the car's warning "
-                        "sees what the perception finds strange (the shipped model's, docs/gap.md)")
+                   help="a modular model's policy.pt (racer train --model modular) with the CHECKPOINTs' "
+                        "preprocessing, to watch them: its perception's entropy on each frame is added to their "
+                        "uncertainty and so to the car's warning; the action stays theirs. The CHECKPOINTs must "
+                        "then be continuous DAgger runs trained on mirrored frames. The bundled model has one "
+                        "(docs/gap.md)")
     e.add_argument("--frames", type=int, default=1000, help="frames for the equivalence gate (default: %(default)s)")
     e.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     e.set_defaults(func=run_export)
