@@ -266,7 +266,7 @@ def format_table(summary: dict[str, dict[str, Any]], domains: Sequence[NamedDoma
     names = pools(domains)
     width = max(len("100.0 [100.0, 100.0] n=1000"), *(len(n) for n in names)) + 2
     first = max(15, *(len(variant) + 1 for variant in summary))  # a given bundle's name can be long
-    area_width = len("  0.862 [0.825, 0.897]")
+    area_width = len("  1.000 [1.000, 1.000]")
     lines = [f"{'variant':{first}s}" + "".join(f"{n:>{width}s}" for n in names) + f"{'all laps':>{width}s}"
              + f"{'monitor AUROC':>{area_width}s}{f'{MONITOR_LEAD_S:g} s ahead':>{area_width}s}  seeds"]
     for variant, row in summary.items():
