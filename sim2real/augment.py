@@ -14,9 +14,12 @@ import os
 import time
 from typing import Any
 
-import albumentations as A
 import cv2
 import numpy as np
+
+# albumentations asks pypi.org for a newer release on import unless told not to: training stays offline.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import albumentations as A
 
 STRENGTH = {"none": 0.0, "light": 0.5, "default": 1.0, "strong": 1.6}
 PRESETS = tuple(STRENGTH)

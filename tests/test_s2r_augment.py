@@ -64,7 +64,7 @@ def test_bench_augment_reports_images_per_second():
 
 
 def test_the_car_never_imports_the_training_stack():
-    # a snapshot of sys.modules: importing openvino starts its telemetry sender thread, which imports too
+    # list(): a snapshot of sys.modules, which a library thread may still be adding to
     code = ("import sys, car.graph.stack, car.policy.shift, car.policy.core, car.policy.inference, car.policy.bundle\n"
             "bad = sorted(m for m in list(sys.modules) if m.split('.')[0] in "
             "('sim2real', 'torch', 'gymnasium', 'albumentations'))\n"
