@@ -68,9 +68,9 @@ def mirror_misfit(net: torch.nn.Module, meta: ModelMetadata, config: dict[str, A
     if not isinstance(net, DrivingNet):
         return f"it holds a {type(net).__name__}; ensembles and monitors need end-to-end DAgger networks (DrivingNet)"
     if meta.discrete:
-        return "its action space is discrete; an ensemble averages continuous actions"
+        return "its action space is discrete; the export averages continuous actions (its own and its mirror's)"
     if not config.get("flip"):
-        return "it was trained without mirrored frames, which the ensemble's uncertainty needs"
+        return "it was trained without mirrored frames, which the uncertainty (its disagreement with its mirror) needs"
     return None
 
 

@@ -213,7 +213,7 @@ def test_several_checkpoints_export_as_one_ensemble_and_misfits_are_refused(tmp_
     modular = modular_checkpoint(tmp_path, "modular")
     misfits = [([first, first], "the same checkpoint is named twice"),
                ([first, checkpoint("unflipped", 7, flip=False)], "unflipped/policy.pt: it was trained without "
-                "mirrored frames, which the ensemble's uncertainty needs"),
+                "mirrored frames, which the uncertainty (its disagreement with its mirror) needs"),
                ([first, checkpoint("faster", 8, action_space=faster)],
                 "faster/policy.pt: its preprocessing or action space is not the first checkpoint's"),
                ([first, checkpoint("oval", 9, tracks=("Oval_track",))],
