@@ -202,7 +202,8 @@ def drive(cars: Cars, policy: Policy, episodes: list[tuple[int, float]], seed: i
           keep_obs: bool, step_budget: int | None = None, deadline: float | None = None) -> list[Trajectory]:
     """Run `episodes` [(number, start fraction)] on the cars, each car taking the next episode when
     its last one ends, all cars acting in one batch per step. With `step_budget` the run is cut after
-    that many steps in all (the running episodes marked truncated); past `deadline` (monotonic
+    exactly that many steps in all, the last batch taking only the cars the budget has room for (the
+    running episodes marked truncated); past `deadline` (monotonic
     seconds) raises StopRun. Returns the trajectories in episode order."""
     queue = list(episodes)
     running: dict[int, Trajectory] = {}
@@ -224,6 +225,8 @@ def drive(cars: Cars, policy: Policy, episodes: list[tuple[int, float]], seed: i
         if deadline is not None and time.monotonic() > deadline:
             raise StopRun()
         order = sorted(running)
+        if step_budget is not None:
+            order = order[:step_budget - steps]  # the budget's last step may take fewer cars than run
         batch = np.stack([obs[car] for car in order])
         actions, logps, values = policy.act(batch, greedy)
         results = cars.step({car: actions[k] for k, car in enumerate(order)})

@@ -259,6 +259,8 @@ def test_eval_command_in_the_nominal_world(tiny_run, tmp_path, capsys):
     (["--perception-steps", "0"], "--perception-steps and --perception-epochs at least 1"),
     (["--episodes", "-1"], "--episodes must be 0 or more"),
     (["--episodes", "5", "--domains", "nominal"], "--episodes reduces the default test"),
+    (["--model", "models/default", "--variants", "both"], "--model evaluates its bundles as they are"),
+    (["--model", "models/default", "--seeds", "0"], "--seeds and --variants choose what the gap table trains"),
 ])
 def test_eval_command_refuses_bad_input(tmp_path, capsys, args, message):
     assert racer_s2r("eval", "--out", str(tmp_path / "eval"), *args) == 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import resource
 import signal
@@ -185,11 +186,17 @@ def _local_car(model_path: Path, state: StateDir, on_servo: Callable[[Any], None
     server = start_console(ConsoleOptions("127.0.0.1", 0, state.root, advertise=False), car.bus, car.graph.clock,
                            CarConfig(), bundle.name)
     car.closers.append(server.stop)
+    # The flood's refused logins and the latches it causes are the scenario, not news: the car's
+    # warnings stay off stderr, as the dds and ros cars' do (their output goes to /dev/null).
+    car_log = logging.getLogger("racer")  # the car's loggers: racer.console, racer.node, ...
+    level = car_log.level
+    car_log.setLevel(logging.ERROR)
     car.start()
     try:
         yield server.url
     finally:
         car.stop()
+        car_log.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -59,11 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "domains are all kept)")
     e.add_argument("--model", action="append", type=Path, metavar="BUNDLE",
                    help="evaluate this bundle (repeatable) instead of training the variants")
-    e.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default: %(default)s)")
-    e.add_argument("--variants", default="none,randomization,augmentation,both,"
-                                         "modular-none,modular-randomization,modular-augmentation,modular-both",
+    e.add_argument("--seeds", help="training seeds, comma-separated (default: 0,1,2; not with --model)")
+    e.add_argument("--variants",
                    help="training variants, comma-separated: none, randomization, augmentation, both (end-to-end), "
-                        "and each with modular- before it (racer train --model modular) (default: all eight)")
+                        "and each with modular- before it (racer train --model modular) (default: all eight; not "
+                        "with --model)")
     e.add_argument("--out", type=Path, help=f"run directory (default: {DEFAULT_EVAL_DIR}, or {DEFAULT_MODELS_EVAL_DIR} "
                                            "with --model); with --trials the DRfC model folder that gets "
                                            "evaluation-YYYYMMDDHHMMSS/evaluation-simtrace/0-iteration.csv (default: "
@@ -288,8 +288,11 @@ def run_eval(args: argparse.Namespace) -> int:
         return _trials(args)
     if args.max_speed is None:
         args.max_speed = 0.5
+    if args.model and (args.seeds is not None or args.variants is not None):
+        return fail("eval", "--seeds and --variants choose what the gap table trains; --model evaluates its "
+                            "bundles as they are: leave them out")
     try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        seeds = [int(s) for s in (args.seeds or "0,1,2").split(",") if s.strip()]
     except ValueError:
         return fail("eval", f"--seeds must be comma-separated integers, got {args.seeds!r}")
     tracks = tuple(t for t in args.tracks.split(",") if t)
@@ -305,7 +308,7 @@ def run_eval(args: argparse.Namespace) -> int:
             Track.load(name)
     except (DomainsFileError, ValueError) as exc:
         return fail("eval", str(exc))
-    variants = [v for v in args.variants.split(",") if v]
+    variants = [v for v in args.variants.split(",") if v] if args.variants is not None else list(VARIANTS)
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         return fail("eval", f"unknown variant(s) {', '.join(unknown)}; variants: {', '.join(VARIANTS)}")

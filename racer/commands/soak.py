@@ -26,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--transport", choices=("local", "dds", "ros"), default="local", help="the car's transport")
     p.add_argument("--minutes", type=_minutes, default=15.0, help="how long the client loop runs (default 15)")
     p.add_argument("--track", default="reinvent_base", help="the simulator's track")
-    p.add_argument("--out", type=Path, default=Path("soak"), help="folder for the state dir, the car's log, "
-                                                                   "the plot and report.json (default ./soak)")
+    p.add_argument("--out", type=Path, default=Path("soak"),
+                   help="folder for the car's state dir and log (soak-TRANSPORT/), the plot (soak-TRANSPORT.png) "
+                        "and the report (report-TRANSPORT.json) (default ./soak)")
     p.add_argument("--sample-seconds", type=float, default=5.0, help="seconds between resource samples")
     p.add_argument("--domain", type=int, help="ROS domain id for dds/ros (default: a random one, so parallel soaks "
                                               "stay apart)")
