@@ -428,9 +428,14 @@ def test_pb_beside_onnx_is_two_models(tmp_path, cache):
         load_bundle(path, cache)
 
 
-def test_no_model(tmp_path, cache):
-    path = write_tar(tmp_path / "none.tar.gz", {"model_metadata.json": metadata_bytes(), "README": b"hi"})
-    with pytest.raises(BundleError, match=r"^no model file"):
+ROS_PACKAGE_XML = b'<?xml version="1.0"?>\n<package format="3"><name>x</name></package>'
+
+
+@pytest.mark.parametrize("other", [{"README": b"hi"}, {"package.xml": ROS_PACKAGE_XML}],
+                         ids=["a readme", "a ROS package.xml, which is no OpenVINO IR"])
+def test_no_model(tmp_path, cache, other):
+    path = write_tar(tmp_path / "none.tar.gz", {"model_metadata.json": metadata_bytes(), **other})
+    with pytest.raises(BundleError, match=r"^no model file \(model.pb, model.xml \+ model.bin, or model.onnx\)$"):
         load_bundle(path, cache)
 
 

@@ -43,10 +43,17 @@ def _files(root: Path, pattern: str) -> list[Path]:
                   if p.is_file() and not p.name.startswith(".") and not is_os_litter(p.relative_to(root).as_posix()))
 
 
+def _openvino_ir(path: Path) -> bool:
+    """Whether an .xml file is OpenVINO IR (its root element is <net>), not another tool's XML such
+    as a ROS package.xml in a folder given by mistake."""
+    with path.open("rb") as f:
+        return re.search(rb"<net\b", f.read(4096)) is not None
+
+
 def find_model(root: Path) -> ModelFiles:
     """The one model in `root`: `*.pb` (root or agent/, model.pb preferred), IR, or ONNX."""
     pbs = _files(root, "*.pb") + _files(root, "agent/*.pb")
-    xmls, onnxs = _files(root, "*.xml"), _files(root, "*.onnx")
+    xmls, onnxs = [p for p in _files(root, "*.xml") if _openvino_ir(p)], _files(root, "*.onnx")
 
     def listed(paths: list[Path]) -> str:
         return f"{len(paths)} model files ({', '.join(p.relative_to(root).as_posix() for p in paths)})"
