@@ -249,6 +249,7 @@ def test_eval_command_in_the_nominal_world(tiny_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--seeds", "one"], "--seeds must be comma-separated integers"),
+    (["--seeds", ""], "--seeds and --train-tracks need at least one entry"),
     (["--variants", "none,magic"], "unknown variant(s) magic"),
     (["--model", "no/such/bundle"], "no bundle at no/such/bundle"),
     (["--tracks", "moon"], "unknown track 'moon'"),

@@ -16,6 +16,8 @@ DEFAULT_EVAL_DIR = Path("runs") / "gap"
 # `--model`'s own default: the grid's directory holds the grid's gap.json and plot, which a report on
 # other bundles would overwrite (and the grid later overwrite it).
 DEFAULT_MODELS_EVAL_DIR = Path("runs") / "eval"
+# The gap table trains each variant with these seeds unless --seeds says otherwise.
+DEFAULT_SEEDS = "0,1,2"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "domains are all kept)")
     e.add_argument("--model", action="append", type=Path, metavar="BUNDLE",
                    help="evaluate this bundle (repeatable) instead of training the variants")
-    e.add_argument("--seeds", help="training seeds, comma-separated (default: 0,1,2; not with --model)")
+    e.add_argument("--seeds", help=f"training seeds, comma-separated (default: {DEFAULT_SEEDS}; not with --model)")
     e.add_argument("--variants",
                    help="training variants, comma-separated: none, randomization, augmentation, both (end-to-end), "
                         "and each with modular- before it (racer train --model modular) (default: all eight; not "
@@ -292,7 +294,7 @@ def run_eval(args: argparse.Namespace) -> int:
         return fail("eval", "--seeds and --variants choose what the gap table trains; --model evaluates its "
                             "bundles as they are: leave them out")
     try:
-        seeds = [int(s) for s in (args.seeds or "0,1,2").split(",") if s.strip()]
+        seeds = [int(s) for s in (DEFAULT_SEEDS if args.seeds is None else args.seeds).split(",") if s.strip()]
     except ValueError:
         return fail("eval", f"--seeds must be comma-separated integers, got {args.seeds!r}")
     tracks = tuple(t for t in args.tracks.split(",") if t)
