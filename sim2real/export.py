@@ -74,6 +74,10 @@ def mirror_misfit(net: torch.nn.Module, meta: ModelMetadata, config: dict[str, A
     return None
 
 
+# The highest `racer export --steering-gain`: beyond it the car would steer at full lock from a
+# quarter of the network's steering.
+MAX_STEERING_GAIN = 4.0
+
 # What every member of an ensemble must share with the first: the bundle's config is the first's, and
 # `racer eval` picks the tracks the model never trained on from it.
 ENSEMBLE_ALIKE = ("tracks", "camera_info", "max_speed_setting", "max_speed_low")
@@ -169,7 +173,7 @@ def perception_monitor(path: Path, spec: PreprocessSpec) -> PerceptionMonitor:
 
 
 def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path, frames: int = 1000,
-                      monitor: Path | None = None) -> tuple[Bundle, EquivalenceReport]:
+                      monitor: Path | None = None, steering_gain: float = 1.0) -> tuple[Bundle, EquivalenceReport]:
     """`racer train` checkpoints -> bundle, gated and described on frames drawn the way the first one
     trained (same tracks, randomization, augmentation and camera).
 
@@ -177,21 +181,26 @@ def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path, frames:
     disagreement as the uncertainty); each must be a continuous end-to-end DAgger run trained on
     mirrored frames, with the first one's preprocessing and action space. `monitor`, a modular
     model's checkpoint with the same preprocessing, adds its perception's entropy on the newest frame
-    to that uncertainty (`PerceptionMonitor`; docs/gap.md). ValueError naming the checkpoint that
-    does not fit.
+    to that uncertainty (`PerceptionMonitor`; docs/gap.md). `steering_gain` (0 < gain <=
+    `MAX_STEERING_GAIN`, recorded in racer.json) scales the steering the car drives (`MirrorExport`), for
+    networks that steer too little into corners (models/default/MODEL_CARD.md); any other gain than 1
+    needs the checkpoints a monitor needs. ValueError naming the checkpoint that does not fit, or the gain.
     """
     paths = [Path(checkpoints)] if isinstance(checkpoints, (str, Path)) else [Path(c) for c in checkpoints]
     if not paths:
         raise ValueError("no checkpoint to export")
+    if not 0.0 < steering_gain <= MAX_STEERING_GAIN:  # NaN fails too
+        raise ValueError(f"the steering gain must be above 0 and at most {MAX_STEERING_GAIN:g}, got {steering_gain}")
+    wraps = monitor is not None or steering_gain != 1.0
     if len({p.resolve() for p in paths}) < len(paths):
         raise ValueError("the same checkpoint is named twice")
     loaded = [load_checkpoint(path) for path in paths]
     net, spec, action_space, data = loaded[0]
     config = data["config"]
-    info: dict[str, Any] = {"trainer": data.get("trainer", "dagger"), "config": config}
+    info: dict[str, Any] = {"trainer": data.get("trainer", "dagger"), "config": config, "steering_gain": steering_gain}
     if len(paths) == 1:
         info["checkpoint"] = paths[0].name
-        if monitor is not None and (reason := mirror_misfit(net, parse_metadata(action_space), config)):
+        if wraps and (reason := mirror_misfit(net, parse_metadata(action_space), config)):
             raise ValueError(f"{paths[0]}: {reason}")
     else:
         for path, member in zip(paths, loaded, strict=True):
@@ -201,11 +210,11 @@ def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path, frames:
         info.update(checkpoints=[_named(path) for path in paths],
                     seeds=[d["config"]["seed"] for *_, d in loaded])
     graph: torch.nn.Module
-    if monitor is None and len(paths) == 1:
+    if not wraps and len(paths) == 1:
         graph = with_uncertainty(net, parse_metadata(action_space), config)
     else:
         watch = None if monitor is None else perception_monitor(Path(monitor), spec)
-        graph = MirrorExport(*(member for member, *_ in loaded), monitor=watch)
+        graph = MirrorExport(*(member for member, *_ in loaded), monitor=watch, steering_gain=steering_gain)
     if monitor is not None:
         info["monitor"] = _named(Path(monitor))
     features = sample_frames(spec, tuple(config["tracks"]), frames, seed=int(config["seed"]) + 1,

@@ -42,23 +42,28 @@ class MirrorExport(nn.Module):
     augmentation as uncertainty: Ayhan & Berens 2018). For one network it is
     |clip(s(x)) + clip(s(mirror(x)))| / 2.
     A `monitor` (any (N, C, H, W) -> (N, 1) network, for example `sim2real.modular.PerceptionMonitor`)
-    adds its output to the uncertainty. Input NCHW, mirrored on W."""
+    adds its output to the uncertainty. `steering_gain` (> 0) scales the action's steering (the car then
+    clips it to [-1, 1]); the uncertainty is read before it. Input NCHW, mirrored on W."""
 
     output_names = ("action", "uncertainty")
 
-    def __init__(self, *members: nn.Module, monitor: nn.Module | None = None):
+    def __init__(self, *members: nn.Module, monitor: nn.Module | None = None, steering_gain: float = 1.0):
         super().__init__()
         if not members:
             raise ValueError("MirrorExport needs at least one network")
         self.members = nn.ModuleList(members)
         self.monitor = monitor
+        self.steering_gain = steering_gain
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         both = torch.cat([x, torch.flip(x, dims=[3])])
         action, mirrored = torch.stack([member(both) for member in self.members]).split(x.shape[0], dim=1)
         views = torch.cat([action[..., :1].clamp(-1.0, 1.0), -mirrored[..., :1].clamp(-1.0, 1.0)])
         uncertainty = (views - views.mean(0)).abs().mean(0)
-        return action.mean(0), uncertainty if self.monitor is None else uncertainty + self.monitor(x)
+        mean = action.mean(0)
+        if self.steering_gain != 1.0:
+            mean = torch.cat([mean[..., :1] * self.steering_gain, mean[..., 1:]], dim=-1)
+        return mean, uncertainty if self.monitor is None else uncertainty + self.monitor(x)
 
 
 # The AWS simulator's camera embedders (simapp `custom_architectures`, facts in docs/training.md):

@@ -267,6 +267,34 @@ def test_a_modular_perception_exports_as_an_ensembles_monitor_and_misfits_are_re
     assert not (tmp_path / "refused").exists()
 
 
+def test_export_records_a_steering_gain_and_refuses_one_out_of_range(tmp_path, capsys):
+    single, second = tiny_checkpoint(tmp_path, "single", 5), tiny_checkpoint(tmp_path, "second", 6)
+    assert main(["export", str(single), "--steering-gain", "1.5", "--out", str(tmp_path / "gained")]) == 0
+    assert main(["export", str(single), "--out", str(tmp_path / "plain")]) == 0
+    frames = np.random.default_rng(4).uniform(0.0, 1.0, (6, *SPEC.input_shape()[1:])).astype(np.float32)
+    with load_bundle(tmp_path / "gained") as gained, load_bundle(tmp_path / "plain") as plain:
+        assert json.loads((tmp_path / "gained" / "racer.json").read_text())["model"]["steering_gain"] == 1.5
+        assert json.loads((tmp_path / "plain" / "racer.json").read_text())["model"]["steering_gain"] == 1.0
+        for frame in frames:
+            ours, theirs = Policy(gained).infer(frame[None]).copy(), Policy(plain).infer(frame[None]).copy()
+            np.testing.assert_allclose(ours, [1.5 * theirs[0], theirs[1]], atol=1e-5)
+    capsys.readouterr()
+    refused = [([single], gain, f"the steering gain must be above 0 and at most 4, got {gain}")
+               for gain in ("0", "-1.5", "nan", "inf", "4.5")]
+    refused.append(([tiny_checkpoint(tmp_path, "unflipped", 7, flip=False)], "1.5",
+                    "unflipped/policy.pt: it was trained without mirrored frames"))
+    refused.append(([single, second], "0", "the steering gain must be above 0"))
+    for paths, gain, message in refused:
+        assert main(["export", *map(str, paths), "--steering-gain", gain, "--out", str(tmp_path / "refused")]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(ValueError, match="the steering gain must be above 0 and at most 4, got 5.0"):
+        export_checkpoint(single, tmp_path / "refused", steering_gain=5.0)
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", str(single), "--steering-gain", "much", "--out", str(tmp_path / "refused")])
+    assert exit_.value.code == 2 and "invalid float value: 'much'" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+
+
 def test_train_loads_the_export_code_before_it_trains(tmp_path):
     # A racer updated during hours of training must not meet, at export, modules older than the export
     # code it then loads: the whole export is loaded before the first step.

@@ -149,3 +149,25 @@ def test_an_ensemble_bundle_drives_its_members_mean_and_reports_their_disagreeme
     assert 0.3 < np.mean(values) <= 1.0  # 0.8 apart: at least 0.4 wherever no view is clipped
     with pytest.raises(ValueError, match="at least one network"):
         MirrorExport()
+
+
+def test_a_steering_gain_scales_the_driven_steering_and_nothing_else(mirror_trained, tmp_path):
+    # The bundle's own outputs against the same ensemble exported without a gain: the steering it
+    # drives is 1.5 times as large (and then clipped by the car's decoder, like any action), its
+    # speed and its uncertainty are unchanged.
+    first, meta, frames = mirror_trained
+    second = copy.deepcopy(first)
+    with torch.no_grad():
+        second.head[-1].bias[0] -= 0.3
+    plain = Policy(export_bundle(MirrorExport(first, second), SPEC, ACTION_SPACE, frames, tmp_path / "plain")[0])
+    gained, report = export_bundle(MirrorExport(first, second, steering_gain=1.5), SPEC, ACTION_SPACE, frames,
+                                   tmp_path / "gained")
+    assert report.max_abs_error < 1e-4
+    policy, decoder = Policy(gained), ActionDecoder(meta)
+    steerings = []
+    for x, *_ in views(frames[:40]):
+        action, base = policy.infer(x).copy(), plain.infer(x).copy()
+        np.testing.assert_allclose(action, [1.5 * base[0], base[1]], atol=1e-5)
+        assert policy.uncertainty() == pytest.approx(plain.uncertainty(), abs=1e-6)
+        steerings.append(decoder(action).steering)
+    assert max(np.abs(steerings)) <= 1.0 and np.std(steerings) > 0.0
