@@ -2,6 +2,7 @@
 on OpenVINO agreeing with the training framework."""
 from __future__ import annotations
 
+import math
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from car.policy.shift import region_statistics
 from sim2real.checkpoint import load_checkpoint
 from sim2real.imitation import sample_frames
 from sim2real.modular import ModularExport, ModularNet, PerceptionMonitor
-from sim2real.network import DrivingNet, MirrorExport, to_tensor
+from sim2real.network import DrivingNet, MirrorExport, check_steering_scale, to_tensor
 
 MAX_ABS_ERROR = 1e-4
 MAX_ARGMAX_DISAGREEMENT = 1e-3
@@ -74,10 +75,6 @@ def mirror_misfit(net: torch.nn.Module, meta: ModelMetadata, config: dict[str, A
     return None
 
 
-# The highest `racer export --steering-gain`: beyond it the car would steer at full lock from a
-# quarter of the network's steering.
-MAX_STEERING_GAIN = 4.0
-
 # What every member of an ensemble must share with the first: the bundle's config is the first's, and
 # `racer eval` picks the tracks the model never trained on from it.
 ENSEMBLE_ALIKE = ("tracks", "camera_info", "max_speed_setting", "max_speed_low")
@@ -122,9 +119,10 @@ def check_equivalence(net: torch.nn.Module, policy: Policy, spec: PreprocessSpec
     for i in range(len(batch)):
         ours.append(policy.infer(batch[i:i + 1]))
         uncertainty.append(policy.uncertainty())
-    err = float(np.abs(np.stack(ours) - reference).max())
+    differences = [np.abs(np.stack(ours) - reference).ravel()]
     if own:
-        err = max(err, float(np.abs(np.asarray(uncertainty, np.float32) - own[0].numpy()[:, 0]).max()))
+        differences.append(np.abs(np.asarray(uncertainty, np.float32) - own[0].numpy()[:, 0]))
+    err = float(np.concatenate(differences).max())  # NaN wherever either side gave NaN
     disagreement = None
     if meta.discrete:
         disagreement = float(np.mean(np.stack(ours).argmax(1) != reference.argmax(1)))
@@ -147,6 +145,8 @@ def export_bundle(net: torch.nn.Module, spec: PreprocessSpec, metadata: dict[str
         staged.close()
         failed = report.max_abs_error > MAX_ABS_ERROR if report.argmax_disagreement is None \
             else report.argmax_disagreement >= MAX_ARGMAX_DISAGREEMENT
+        if math.isnan(report.max_abs_error):
+            raise ExportGateError(f"the exported graph gives NaN on some of {report.frames} frames: {report.to_json()}")
         if failed:
             raise ExportGateError(f"OpenVINO disagrees with torch on {report.frames} frames: {report.to_json()}")
         if out_dir.exists():
@@ -173,7 +173,7 @@ def perception_monitor(path: Path, spec: PreprocessSpec) -> PerceptionMonitor:
 
 
 def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path, frames: int = 1000,
-                      monitor: Path | None = None, steering_gain: float = 1.0) -> tuple[Bundle, EquivalenceReport]:
+                      monitor: Path | None = None, steering_scale: float = 1.0) -> tuple[Bundle, EquivalenceReport]:
     """`racer train` checkpoints -> bundle, gated and described on frames drawn the way the first one
     trained (same tracks, randomization, augmentation and camera).
 
@@ -181,27 +181,31 @@ def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path, frames:
     disagreement as the uncertainty); each must be a continuous end-to-end DAgger run trained on
     mirrored frames, with the first one's preprocessing and action space. `monitor`, a modular
     model's checkpoint with the same preprocessing, adds its perception's entropy on the newest frame
-    to that uncertainty (`PerceptionMonitor`; docs/gap.md). `steering_gain` (0 < gain <=
-    `MAX_STEERING_GAIN`, recorded in racer.json) scales the steering the car drives (`MirrorExport`), for
-    networks that steer too little into corners (models/default/MODEL_CARD.md); any other gain than 1
-    needs the checkpoints a monitor needs. ValueError naming the checkpoint that does not fit, or the gain.
+    to that uncertainty (`PerceptionMonitor`; docs/gap.md). `steering_scale` (within
+    `STEERING_SCALES`, recorded in racer.json) multiplies the steering the car drives (`MirrorExport`), for
+    networks that turn into corners late (models/default/MODEL_CARD.md); a scale other than 1 needs
+    continuous DrivingNet checkpoints trained on mirrored frames. ValueError naming the checkpoint that
+    does not fit, or the scale.
     """
     paths = [Path(checkpoints)] if isinstance(checkpoints, (str, Path)) else [Path(c) for c in checkpoints]
     if not paths:
         raise ValueError("no checkpoint to export")
-    if not 0.0 < steering_gain <= MAX_STEERING_GAIN:  # NaN fails too
-        raise ValueError(f"the steering gain must be above 0 and at most {MAX_STEERING_GAIN:g}, got {steering_gain}")
-    wraps = monitor is not None or steering_gain != 1.0
+    check_steering_scale(steering_scale)
     if len({p.resolve() for p in paths}) < len(paths):
         raise ValueError("the same checkpoint is named twice")
     loaded = [load_checkpoint(path) for path in paths]
     net, spec, action_space, data = loaded[0]
     config = data["config"]
-    info: dict[str, Any] = {"trainer": data.get("trainer", "dagger"), "config": config, "steering_gain": steering_gain}
+    info: dict[str, Any] = {"trainer": data.get("trainer", "dagger"), "config": config,
+                            "steering_scale": steering_scale}
     if len(paths) == 1:
         info["checkpoint"] = paths[0].name
-        if wraps and (reason := mirror_misfit(net, parse_metadata(action_space), config)):
+        reason = mirror_misfit(net, parse_metadata(action_space), config)
+        if reason and monitor is not None:
             raise ValueError(f"{paths[0]}: {reason}")
+        if reason and steering_scale != 1.0:
+            raise ValueError(f"{paths[0]}: a steering scale needs a continuous end-to-end DAgger network trained on "
+                             f"mirrored frames (racer train's default); {reason}")
     else:
         for path, member in zip(paths, loaded, strict=True):
             if reason := ensemble_misfit(member, loaded[0]):
@@ -210,11 +214,11 @@ def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path, frames:
         info.update(checkpoints=[_named(path) for path in paths],
                     seeds=[d["config"]["seed"] for *_, d in loaded])
     graph: torch.nn.Module
-    if not wraps and len(paths) == 1:
+    if monitor is None and steering_scale == 1.0 and len(paths) == 1:
         graph = with_uncertainty(net, parse_metadata(action_space), config)
     else:
         watch = None if monitor is None else perception_monitor(Path(monitor), spec)
-        graph = MirrorExport(*(member for member, *_ in loaded), monitor=watch, steering_gain=steering_gain)
+        graph = MirrorExport(*(member for member, *_ in loaded), monitor=watch, steering_scale=steering_scale)
     if monitor is not None:
         info["monitor"] = _named(Path(monitor))
     features = sample_frames(spec, tuple(config["tracks"]), frames, seed=int(config["seed"]) + 1,

@@ -31,6 +31,19 @@ class DrivingNet(nn.Module):
         return self.head(self.features(x))
 
 
+# The steering scales an export accepts (`racer export --steering-scale`): beyond 4 the car would steer
+# at full lock from a quarter of the network's steering; below 1/4 it would hardly steer at all.
+STEERING_SCALES = (0.25, 4.0)
+
+
+def check_steering_scale(scale: float) -> float:
+    """`scale` if it lies within `STEERING_SCALES`, else ValueError saying so (NaN included)."""
+    low, high = STEERING_SCALES
+    if not low <= scale <= high:
+        raise ValueError(f"the steering scale must be from {low:g} to {high:g}, got {scale}")
+    return scale
+
+
 class MirrorExport(nn.Module):
     """The exported graph of continuous networks trained on mirrored frames with negated steering
     (`ImitationConfig.flip`): one network, or several trained the same way as an ensemble
@@ -42,18 +55,19 @@ class MirrorExport(nn.Module):
     augmentation as uncertainty: Ayhan & Berens 2018). For one network it is
     |clip(s(x)) + clip(s(mirror(x)))| / 2.
     A `monitor` (any (N, C, H, W) -> (N, 1) network, for example `sim2real.modular.PerceptionMonitor`)
-    adds its output to the uncertainty. `steering_gain` (> 0) scales the action's steering (the car then
-    clips it to [-1, 1]); the uncertainty is read before it. Input NCHW, mirrored on W."""
+    adds its output to the uncertainty. `steering_scale` (`STEERING_SCALES`) multiplies the action's steering
+    (the car then clips it to [-1, 1]); the uncertainty is read before it. Input NCHW, mirrored on W.
+    ValueError for no member or a scale outside `STEERING_SCALES`."""
 
     output_names = ("action", "uncertainty")
 
-    def __init__(self, *members: nn.Module, monitor: nn.Module | None = None, steering_gain: float = 1.0):
+    def __init__(self, *members: nn.Module, monitor: nn.Module | None = None, steering_scale: float = 1.0):
         super().__init__()
         if not members:
             raise ValueError("MirrorExport needs at least one network")
         self.members = nn.ModuleList(members)
         self.monitor = monitor
-        self.steering_gain = steering_gain
+        self.steering_scale = check_steering_scale(steering_scale)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         both = torch.cat([x, torch.flip(x, dims=[3])])
@@ -61,8 +75,8 @@ class MirrorExport(nn.Module):
         views = torch.cat([action[..., :1].clamp(-1.0, 1.0), -mirrored[..., :1].clamp(-1.0, 1.0)])
         uncertainty = (views - views.mean(0)).abs().mean(0)
         mean = action.mean(0)
-        if self.steering_gain != 1.0:
-            mean = torch.cat([mean[..., :1] * self.steering_gain, mean[..., 1:]], dim=-1)
+        if self.steering_scale != 1.0:
+            mean = torch.cat([mean[..., :1] * self.steering_scale, mean[..., 1:]], dim=-1)
         return mean, uncertainty if self.monitor is None else uncertainty + self.monitor(x)
 
 

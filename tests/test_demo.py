@@ -138,6 +138,7 @@ def test_bundled_model_races_the_closed_tracks_at_full_max_speed():
             sim.reset()
             results[name] = run_laps(sim, model, laps=1, max_speed=1.0).completed_laps
     assert len(trained_on) <= 3
+    assert bundle.info["steering_scale"] == 1.5  # the card's export command
     assert sum(results.values()) >= MIN_LAPPED, results
 
 

@@ -267,30 +267,40 @@ def test_a_modular_perception_exports_as_an_ensembles_monitor_and_misfits_are_re
     assert not (tmp_path / "refused").exists()
 
 
-def test_export_records_a_steering_gain_and_refuses_one_out_of_range(tmp_path, capsys):
+def test_export_records_a_steering_scale_and_refuses_one_out_of_range(tmp_path, capsys):
     single, second = tiny_checkpoint(tmp_path, "single", 5), tiny_checkpoint(tmp_path, "second", 6)
-    assert main(["export", str(single), "--steering-gain", "1.5", "--out", str(tmp_path / "gained")]) == 0
+    modular = modular_checkpoint(tmp_path, "modular")
+    assert main(["export", str(single), "--steering-scale", "1.5", "--out", str(tmp_path / "scaled")]) == 0
     assert main(["export", str(single), "--out", str(tmp_path / "plain")]) == 0
+    assert main(["export", str(single), str(second), "--monitor", str(modular), "--steering-scale", "2",
+                 "--out", str(tmp_path / "watched-scaled")]) == 0
+    assert main(["export", str(single), str(second), "--monitor", str(modular),
+                 "--out", str(tmp_path / "watched")]) == 0
     frames = np.random.default_rng(4).uniform(0.0, 1.0, (6, *SPEC.input_shape()[1:])).astype(np.float32)
-    with load_bundle(tmp_path / "gained") as gained, load_bundle(tmp_path / "plain") as plain:
-        assert json.loads((tmp_path / "gained" / "racer.json").read_text())["model"]["steering_gain"] == 1.5
-        assert json.loads((tmp_path / "plain" / "racer.json").read_text())["model"]["steering_gain"] == 1.0
-        for frame in frames:
-            ours, theirs = Policy(gained).infer(frame[None]).copy(), Policy(plain).infer(frame[None]).copy()
-            np.testing.assert_allclose(ours, [1.5 * theirs[0], theirs[1]], atol=1e-5)
+    for name, plain_name, scale in (("scaled", "plain", 1.5), ("watched-scaled", "watched", 2.0)):
+        assert json.loads((tmp_path / name / "racer.json").read_text())["model"]["steering_scale"] == scale
+        assert json.loads((tmp_path / plain_name / "racer.json").read_text())["model"]["steering_scale"] == 1.0
+        with load_bundle(tmp_path / name) as scaled, load_bundle(tmp_path / plain_name) as plain:
+            ours, theirs = Policy(scaled), Policy(plain)
+            for frame in frames:
+                action, base = ours.infer(frame[None]).copy(), theirs.infer(frame[None]).copy()
+                np.testing.assert_allclose(action, [scale * base[0], base[1]], atol=1e-5)
+                assert ours.uncertainty() == pytest.approx(theirs.uncertainty(), abs=1e-5)
     capsys.readouterr()
-    refused = [([single], gain, f"the steering gain must be above 0 and at most 4, got {gain}")
-               for gain in ("0", "-1.5", "nan", "inf", "4.5")]
-    refused.append(([tiny_checkpoint(tmp_path, "unflipped", 7, flip=False)], "1.5",
-                    "unflipped/policy.pt: it was trained without mirrored frames"))
-    refused.append(([single, second], "0", "the steering gain must be above 0"))
-    for paths, gain, message in refused:
-        assert main(["export", *map(str, paths), "--steering-gain", gain, "--out", str(tmp_path / "refused")]) == 2
+    refused = [([single], scale, f"the steering scale must be from 0.25 to 4, got {scale}")
+               for scale in ("0", "-1.5", "nan", "inf", "4.5", "0.2", "1e-320")]
+    needs = "a steering scale needs a continuous end-to-end DAgger network trained on mirrored frames"
+    refused += [([tiny_checkpoint(tmp_path, "unflipped", 7, flip=False)], "1.5",
+                 f"unflipped/policy.pt: {needs} (racer train's default); it was trained without mirrored frames"),
+                ([modular], "1.5", f"modular/policy.pt: {needs} (racer train's default); it holds a ModularNet"),
+                ([single, second], "0", "the steering scale must be from 0.25 to 4, got 0.0")]
+    for paths, scale, message in refused:
+        assert main(["export", *map(str, paths), "--steering-scale", scale, "--out", str(tmp_path / "refused")]) == 2
         assert message in capsys.readouterr().err
-    with pytest.raises(ValueError, match="the steering gain must be above 0 and at most 4, got 5.0"):
-        export_checkpoint(single, tmp_path / "refused", steering_gain=5.0)
+    with pytest.raises(ValueError, match="the steering scale must be from 0.25 to 4, got 5.0"):
+        export_checkpoint(single, tmp_path / "refused", steering_scale=5.0)
     with pytest.raises(SystemExit) as exit_:
-        main(["export", str(single), "--steering-gain", "much", "--out", str(tmp_path / "refused")])
+        main(["export", str(single), "--steering-scale", "much", "--out", str(tmp_path / "refused")])
     assert exit_.value.code == 2 and "invalid float value: 'much'" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
 

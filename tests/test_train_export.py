@@ -10,7 +10,7 @@ from car.policy.bundle import load_bundle
 from car.policy.decode import ActionDecoder
 from car.policy.inference import Policy
 from car.policy.metadata import parse_metadata
-from sim2real.export import check_equivalence, export_bundle, with_uncertainty
+from sim2real.export import ExportGateError, check_equivalence, export_bundle, with_uncertainty
 from sim2real.imitation import ImitationConfig, expert_targets, sample_frames, train_imitation
 from sim2real.network import MirrorExport
 from sim2real.sim.vehicle import VehicleParams
@@ -151,23 +151,45 @@ def test_an_ensemble_bundle_drives_its_members_mean_and_reports_their_disagreeme
         MirrorExport()
 
 
-def test_a_steering_gain_scales_the_driven_steering_and_nothing_else(mirror_trained, tmp_path):
-    # The bundle's own outputs against the same ensemble exported without a gain: the steering it
-    # drives is 1.5 times as large (and then clipped by the car's decoder, like any action), its
-    # speed and its uncertainty are unchanged.
+def test_a_steering_scale_multiplies_the_driven_steering_and_nothing_else(mirror_trained, tmp_path):
+    # The bundle's own outputs against the same ensemble exported without a scale: the steering it
+    # outputs is 4 times as large, past full lock (which the car's decoder clips, as it clips any
+    # action; the graph itself must not), and its speed and its uncertainty are unchanged.
     first, meta, frames = mirror_trained
     second = copy.deepcopy(first)
     with torch.no_grad():
         second.head[-1].bias[0] -= 0.3
     plain = Policy(export_bundle(MirrorExport(first, second), SPEC, ACTION_SPACE, frames, tmp_path / "plain")[0])
-    gained, report = export_bundle(MirrorExport(first, second, steering_gain=1.5), SPEC, ACTION_SPACE, frames,
-                                   tmp_path / "gained")
+    scaled, report = export_bundle(MirrorExport(first, second, steering_scale=4.0), SPEC, ACTION_SPACE, frames,
+                                   tmp_path / "scaled")
     assert report.max_abs_error < 1e-4
-    policy, decoder = Policy(gained), ActionDecoder(meta)
-    steerings = []
+    policy, decoder = Policy(scaled), ActionDecoder(meta)
+    raw = []
     for x, *_ in views(frames[:40]):
         action, base = policy.infer(x).copy(), plain.infer(x).copy()
-        np.testing.assert_allclose(action, [1.5 * base[0], base[1]], atol=1e-5)
+        np.testing.assert_allclose(action, [4.0 * base[0], base[1]], atol=1e-5)
         assert policy.uncertainty() == pytest.approx(plain.uncertainty(), abs=1e-6)
-        steerings.append(decoder(action).steering)
-    assert max(np.abs(steerings)) <= 1.0 and np.std(steerings) > 0.0
+        assert decoder(action).steering == 1.0
+        raw.append(action[0])
+    assert min(raw) > 1.05  # the tiny network steers left by about 0.27 on every frame
+    for scale in (0.0, 0.2, 4.5, float("nan"), float("inf"), -1.5):
+        with pytest.raises(ValueError, match=f"the steering scale must be from 0.25 to 4, got {scale}"):
+            MirrorExport(first, steering_scale=scale)
+
+
+class NotANumber(torch.nn.Module):
+    """A network whose every output is NaN, in torch and in OpenVINO alike."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) * float("nan")
+
+
+def test_the_gate_refuses_a_graph_that_outputs_nan(mirror_trained, tmp_path):
+    net, _, frames = mirror_trained
+    with pytest.raises(ExportGateError, match="the exported graph gives NaN on some of 1000 frames"):
+        export_bundle(NotANumber(net), SPEC, ACTION_SPACE, frames, tmp_path / "nan")
+    assert not (tmp_path / "nan").exists()

@@ -109,11 +109,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "uncertainty and so to the car's warning; the action stays theirs. The CHECKPOINTs must "
                         "then be continuous DAgger runs trained on mirrored frames. The bundled model has one "
                         "(docs/gap.md)")
-    e.add_argument("--steering-gain", type=float, default=1.0, metavar="G",
-                   help="scale the steering the car drives by G (0 < G <= 4; the car clips it to full lock) "
-                        "for networks that steer too little into corners; the uncertainty is read before it. "
-                        "Needs the CHECKPOINTs a --monitor needs. The bundled model has 1.5 (its model card) "
-                        "(default: %(default)s)")
+    e.add_argument("--steering-scale", type=float, default=1.0, metavar="S",
+                   help="multiply the steering the car drives by S (0.25 to 4; the car clips it at full lock), for "
+                        "networks that turn into corners late; the uncertainty is read before it. Needs continuous "
+                        "DAgger checkpoints trained on mirrored frames (racer train's default). The bundled model "
+                        "has 1.5 (its model card) (default: %(default)s)")
     e.add_argument("--frames", type=int, default=1000, help="frames for the equivalence gate (default: %(default)s)")
     e.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     e.set_defaults(func=run_export)
@@ -371,11 +371,11 @@ def done_line(out: Path, summary: dict, name: str) -> str:
 
 
 def _export(checkpoints: Path | list[Path], out: Path, tar: Path | None, frames: int,
-            monitor: Path | None = None, steering_gain: float = 1.0) -> dict:
+            monitor: Path | None = None, steering_scale: float = 1.0) -> dict:
     from car.policy.bundle import pack_bundle
     from sim2real.export import export_checkpoint
 
-    bundle, report = export_checkpoint(checkpoints, out, frames, monitor, steering_gain)
+    bundle, report = export_checkpoint(checkpoints, out, frames, monitor, steering_scale)
     result = {"bundle": str(out), "equivalence": report.to_json()}
     if tar is not None:
         result["tar"] = str(pack_bundle(out, tar))
@@ -390,7 +390,7 @@ def run_export(args: argparse.Namespace) -> int:
     if missing:
         return fail("export", f"no checkpoint at {', '.join(missing)}")
     try:
-        result = _export(args.checkpoint, args.out, args.tar, args.frames, args.monitor, args.steering_gain)
+        result = _export(args.checkpoint, args.out, args.tar, args.frames, args.monitor, args.steering_scale)
     except (ValueError, ExportGateError) as exc:
         return fail("export", str(exc))
     print(json.dumps(result) if args.json else f"racer export: wrote {args.out} "
