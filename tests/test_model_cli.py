@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from car.config import DEFAULT_MODEL
 from car.policy.bundle import load_bundle
 from car.policy.inference import Policy
 from model_factory import FRAMES_DIR, MODELS, PPO_TAR, SAC_TAR, metadata_bytes, pb_bytes, write_tar
@@ -59,6 +60,15 @@ def test_inspect_lines_the_actions_up_under_their_headings(racer):
         assert len(row) == len(header)
         assert row.index(" deg") + len(" deg") == header.index("steering") + len("steering")
     assert rows[2] == "       2    +0.0 deg   0.60 m/s" and rows[0] == "       0   -30.0 deg   0.60 m/s"
+
+
+def test_inspect_says_how_racer_exported_the_bundled_model_and_nothing_of_an_aws_one(racer):
+    done = racer("inspect", str(DEFAULT_MODEL))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == ("  exported by racer from dagger, an ensemble of 3 (seeds 0, 1, 2); "
+                                            "a perception monitor; steering scale 1.5")
+    aws = racer("inspect", str(PPO_TAR))
+    assert aws.returncode == 0 and "exported by racer" not in aws.stderr
 
 
 def test_check_refuses_a_lidar_model_with_the_reason(racer, tmp_path):

@@ -104,6 +104,21 @@ def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
                     "input": describe(saved)["input"], "precision": saved.precision, "int8_gate": gate}
 
 
+def _trained(info: dict[str, Any]) -> str | None:
+    """One line of what `racer export` recorded in racer.json: the trainer, the ensemble's seeds, the monitor
+    and the steering scale; None for a bundle racer did not export (an AWS model, a bare ONNX)."""
+    if "trainer" not in info:
+        return None
+    seeds = info.get("seeds")
+    parts = [f"exported by racer from {info['trainer']}"
+             + (f", an ensemble of {len(seeds)} (seeds {', '.join(map(str, seeds))})" if seeds else "")]
+    if info.get("monitor"):
+        parts.append("a perception monitor")
+    if "steering_scale" in info:
+        parts.append(f"steering scale {info['steering_scale']:g}")
+    return "; ".join(parts)
+
+
 def _human(action: str, result: dict[str, Any]) -> str:
     if action == "inspect":
         lines = [f"{result['name']}: {result['kind']} model {result['model_file']} ({result['precision']})",
@@ -118,6 +133,8 @@ def _human(action: str, result: dict[str, Any]) -> str:
             lines.append(f"  {'output':>6}  {'steering':>10}  {'speed':>9}")
             lines += [f"  {a['index']:>6}  {a['steering_angle']:+6.1f} deg  {a['speed']:5.2f} m/s"
                       for a in meta["action_space"]]
+        if trained := _trained(result["info"]):
+            lines.append(f"  {trained}")
         shipped = result["shipped_ir"]
         if shipped and not shipped["used"]:
             lines.append(f"  {shipped['file']} beside the .pb not used: {shipped['reason']}")
