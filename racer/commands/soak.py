@@ -45,5 +45,27 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        print(json.dumps(report, indent=1), file=sys.stderr)
+        print(summary(report, args.out / f"report-{args.transport}.json"), file=sys.stderr)
     return 0 if report["errors"] == 0 else 1
+
+
+def summary(report: dict, path: Path) -> str:
+    """The human form of a soak `report` (`racer.uptime.soak.Soak.run`) written to `path`: the run, each
+    process's memory, descriptors and threads first and last, the state dir, the e-stop and pipeline
+    latencies, and the first errors."""
+    lines = [f"soak {report['transport']}: {report['minutes']} min, {report['cycles']} client cycles, "
+             f"{report['errors']} errors"]
+    for name, proc in report["processes"].items():
+        rss, fds, threads = proc["rss_mb"], proc["fds"], proc["threads"]
+        lines.append(f"  {name:10s} RSS {rss[0]:.1f} -> {rss[-1]:.1f} MB ({proc['rss_growth_pct']:+.2f}% after the "
+                     f"baseline), descriptors {fds[0]} -> {fds[-1]} (max {proc['fds_max']}), "
+                     f"threads {threads[0]} -> {threads[-1]}")
+    state = report["state_dir_bytes"]
+    lines.append(f"  state dir  {state['last']} bytes, {state['growth']:+d} after the baseline")
+    for key, name in (("estop_ms", "e-stop"), ("pipeline_ms", "pipeline")):
+        figure = report[key]
+        lines.append(f"  {name:10s} " + (f"p50 {figure['p50']} ms, p99 {figure['p99']} ms (n {figure['n']})"
+                                         if figure["n"] else "not measured"))
+    lines += [f"  error: {error}" for error in report["first_errors"]]
+    lines.append(f"  report {path}, plot {report['plot']}")
+    return "\n".join(lines)
