@@ -34,7 +34,10 @@ def test_a_short_soak_runs_every_step_and_reports_what_it_sampled(tmp_path):
     samples = json.loads((tmp_path / "soak-local" / "samples.json").read_text())
     assert len(samples["processes"]["car"]) >= 5
     lines = summary(report, tmp_path / "report-local.json").splitlines()
-    assert lines[0] == f"soak local: {report['minutes']} min, {report['cycles']} client cycles, 0 errors"
+    assert lines[0].startswith(f"soak local: {report['minutes']} min, {report['cycles']} client cycle")
+    assert ", 0 errors; a -> b: the baseline minute" in lines[0]
     assert lines[1].startswith(f"  car        RSS {car['rss_mb'][0]:.1f} -> {car['rss_mb'][-1]:.1f} MB")
+    growth = state["last"] - state["baseline"]
+    assert lines[2] == f"  state dir  {state['baseline']} -> {state['last']} bytes ({growth:+d})"
     assert f"p50 {report['estop_ms']['p50']} ms" in lines[3]
     assert lines[-1] == f"  report {tmp_path / 'report-local.json'}, plot {report['plot']}"

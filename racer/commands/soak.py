@@ -53,15 +53,16 @@ def summary(report: dict, path: Path) -> str:
     """The human form of a soak `report` (`racer.uptime.soak.Soak.run`) written to `path`: the run, each
     process's memory, descriptors and threads first and last, the state dir, the e-stop and pipeline
     latencies, and the first errors."""
-    lines = [f"soak {report['transport']}: {report['minutes']} min, {report['cycles']} client cycles, "
-             f"{report['errors']} errors"]
+    cycles = report["cycles"]
+    lines = [f"soak {report['transport']}: {report['minutes']} min, {cycles} client cycle{'' if cycles == 1 else 's'}, "
+             f"{report['errors']} errors; a -> b: the baseline minute (from {report['baseline_s']} s) -> the last"]
     for name, proc in report["processes"].items():
         rss, fds, threads = proc["rss_mb"], proc["fds"], proc["threads"]
-        lines.append(f"  {name:10s} RSS {rss[0]:.1f} -> {rss[-1]:.1f} MB ({proc['rss_growth_pct']:+.2f}% after the "
-                     f"baseline), descriptors {fds[0]} -> {fds[-1]} (max {proc['fds_max']}), "
+        lines.append(f"  {name:10s} RSS {rss[0]:.1f} -> {rss[-1]:.1f} MB ({proc['rss_growth_pct']:+.2f}%), "
+                     f"descriptors {fds[0]} -> {fds[-1]} (max {proc['fds_max']}), "
                      f"threads {threads[0]} -> {threads[-1]}")
     state = report["state_dir_bytes"]
-    lines.append(f"  state dir  {state['last']} bytes, {state['growth']:+d} after the baseline")
+    lines.append(f"  state dir  {state['baseline']} -> {state['last']} bytes ({state['growth']:+d})")
     for key, name in (("estop_ms", "e-stop"), ("pipeline_ms", "pipeline")):
         figure = report[key]
         lines.append(f"  {name:10s} " + (f"p50 {figure['p50']} ms, p99 {figure['p99']} ms (n {figure['n']})"
