@@ -49,21 +49,29 @@ def augment_together(augment: Augmenter, frames: list[np.ndarray]) -> list[np.nd
 
 
 class EpisodeWorld:
-    """`sim` (from `make_simulator`) seen through `spec`, with optional training augmentation.
+    """`sim` (from `make_simulator`) seen through `spec`, with optional training augmentation and
+    `road_width`: (low, high) factors (`sim2real.sim.track.ROAD_WIDTHS`) by which each episode's road
+    is narrowed or widened about its centre line (`Track.with_width`, drawn uniformly), so a policy
+    meets roads narrower and wider than its tracks' own.
 
-    `begin(rng)` draws the episode's domain and augmenter from `rng` (nothing when neither is
+    `begin(rng)` draws the episode's domain, augmenter and road width from `rng` (nothing when none is
     configured); then `sim.reset(...)`, and per step `observe()` after each `sim.step()`."""
 
-    def __init__(self, sim: Simulator, spec: PreprocessSpec, augmentation: str | None = None) -> None:
-        self.sim, self.spec, self.augmentation = sim, spec, augmentation
+    def __init__(self, sim: Simulator, spec: PreprocessSpec, augmentation: str | None = None,
+                 road_width: tuple[float, float] | None = None) -> None:
+        self.sim, self.spec, self.augmentation, self.road_width = sim, spec, augmentation, road_width
+        self.track = sim.track
         self._augment: Augmenter | None = None
         self._frames: deque[np.ndarray] = deque(maxlen=spec.frame_stack)
 
     def begin(self, rng: np.random.Generator) -> None:
-        """A new episode's domain (randomized simulators) and augmenter, drawn from `rng` in that order."""
+        """A new episode's domain (randomized simulators), augmenter and road width, drawn from `rng` in
+        that order (the road width after the others, so they are those of a run without it)."""
         if isinstance(self.sim, DomainSimulator):
             self.sim.set_domain(self.sim.randomization.sample(rng))
         self._augment = Augmenter(self.augmentation, int(rng.integers(2**31))) if self.augmentation else None
+        if self.road_width is not None:
+            self.sim.set_track(self.track.with_width(float(rng.uniform(*self.road_width))))
         self._frames.clear()
 
     def observe(self) -> tuple[np.ndarray, np.ndarray]:

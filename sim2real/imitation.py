@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -39,7 +39,10 @@ class ImitationConfig:
     uniformly from [max_speed_low, max_speed_setting], as an owner moves the console's slider: the
     learner drives as the car does at that episode's setting (its throttle scaled by it), the
     expert's throttle is capped at it, and the expert's labels stay those of `max_speed_setting`.
-    A fixed setting below 1 caps the expert too, as the car would be."""
+    A fixed setting below 1 caps the expert too, as the car would be.
+    `road_width` (None: the tracks as they are) narrows or widens each episode's road about its centre
+    line by a factor drawn from [low, high] (`sim2real.episode.EpisodeWorld`); the expert drives the
+    centre line as before and the car leaves the narrower road sooner."""
 
     tracks: tuple[str, ...] = ("reinvent_base", "Spain_track", "Tokyo_Training_track")
     iterations: int = 6
@@ -59,6 +62,7 @@ class ImitationConfig:
     camera_info: str | None = None
     expert_lateral_accel_mps2: float | None = None
     max_speed_low: float | None = None
+    road_width: tuple[float, float] | None = None
 
     def draw_max_speed(self, rng: np.random.Generator) -> float:
         """One episode's max-speed setting: `max_speed_setting`, or a uniform draw from the range
@@ -180,7 +184,7 @@ class Rollouts:
         """`label_size` (width, height, crop_top): also render each step's segmentation labels there."""
         self.cfg, self.spec = cfg, spec
         self.meta = parse_metadata(action_space)
-        self.worlds = {name: EpisodeWorld(sim, spec, cfg.augmentation)
+        self.worlds = {name: EpisodeWorld(sim, spec, cfg.augmentation, cfg.road_width)
                        for name, sim in training_simulators(cfg).items()}
         self.experts = {name: PurePursuitExpert(w.sim.track, w.sim.vehicle.params, cfg.expert_params())
                         for name, w in self.worlds.items()}
@@ -203,6 +207,8 @@ class Rollouts:
         sim = world.sim
         world.begin(rng)
         expert.vehicle = sim.vehicle.params
+        if self.labels is not None and self.labels[track].track is not sim.track:  # a new road width
+            self.labels[track] = replace(self.labels[track], track=sim.track)
         sim.reset(start_index=int(rng.integers(sim.track.waypoint_count)),
                   offset=float(rng.uniform(-cfg.start_offset_m, cfg.start_offset_m)),
                   yaw_offset=math.radians(float(rng.uniform(-cfg.start_yaw_deg, cfg.start_yaw_deg))))

@@ -146,12 +146,55 @@ def parse_racer(command: str):
     (["--expert-lateral-accel", "0"], "--expert-lateral-accel must be above 0 m/s^2, got 0.0"),
     (["--expert-lateral-accel", "nan"], "--expert-lateral-accel must be above 0 m/s^2, got nan"),
     (["--algo", "ppo", "--expert-lateral-accel", "3"], "--expert-lateral-accel is dagger's"),
+    (["--algo", "ppo", "--road-width", "0.7,1.1"], "--road-width is dagger's"),
 ])
 def test_train_flags_refuse_bad_input(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--out", str(tmp_path / "run"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0.7", "'0.7' is not two numbers LOW,HIGH (for example 0.7,1.1)"),
+    ("0.7,x", "'0.7,x' is not two numbers"),
+    ("0.7,0.9,1.1", "is not two numbers"),
+    ("1.1,0.7", "'1.1,0.7': the factors must be from 0.3 to 2, LOW <= HIGH"),
+    ("0.2,1", "from 0.3 to 2"),
+    ("0.7,nan", "from 0.3 to 2"),
+])
+def test_road_width_refuses_what_is_not_a_range_of_factors(tmp_path, capsys, value, message):
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--out", str(tmp_path / "run"), "--road-width", value])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_road_width_range_narrows_or_widens_each_episode_about_the_same_centre_line():
+    cfg = ImitationConfig(tracks=("reinvent_base",), seed=1, randomization="default", augmentation="default",
+                          road_width=(0.7, 1.1))
+    label_size = (80, 60, 12)
+    rollouts, plain = Rollouts(cfg, label_size=label_size), Rollouts(replace(cfg, road_width=None))
+    sim, plain_sim = rollouts.worlds["reinvent_base"].sim, plain.worlds["reinvent_base"].sim
+    base = plain_sim.track
+    factors = []
+    for index in range(4):
+        rollouts.episode(0, index, 1.0, 5)
+        plain.episode(0, index, 1.0, 5)
+        ratio = sim.track.half_width / base.half_width
+        np.testing.assert_allclose(ratio, ratio[0])
+        assert 0.7 <= ratio[0] <= 1.1
+        factors.append(ratio[0])
+        np.testing.assert_array_equal(sim.track.centre, base.centre)
+        assert sim.domain == plain_sim.domain  # the width is drawn after the domain and the augmenter
+        assert rollouts.labels is not None and rollouts.labels["reinvent_base"].track is sim.track
+    assert max(factors) - min(factors) > 0.1
+    # the same pose in the same world with the borders 0.11 m further in: the renderer is rebuilt for the new
+    # road (sensor noise alone is a few grey levels)
+    sim.set_track(base.with_width(0.7))
+    sim.reset(start_index=0)
+    plain_sim.reset(start_index=0)
+    assert np.abs(sim.render().astype(float) - plain_sim.render().astype(float)).mean() > 5.0
 
 
 def test_train_refuses_an_out_directory_the_console_cannot_name(tmp_path, capsys):

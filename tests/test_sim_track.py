@@ -182,3 +182,18 @@ def test_agrees_with_real_deepracer_simtraces(trace, track_name):
     closest = np.array([int(r["closest_waypoint"]) for r in rows]) % track.waypoint_count
     matches = (closest == index) | (closest == (index + 1) % track.waypoint_count)
     assert matches.mean() > 0.99
+
+
+def test_a_narrower_road_keeps_its_centre_line_and_judges_off_track_by_its_own_borders():
+    track = Track.load("reinvent_base")
+    narrow = track.with_width(0.7)
+    np.testing.assert_allclose(narrow.half_width, 0.7 * track.half_width)
+    np.testing.assert_array_equal(narrow.centre, track.centre)
+    assert (narrow.name, narrow.closed, narrow.orientation) == (track.name, True, track.orientation)
+    assert narrow.length == track.length
+    x, y, _ = track.start_pose(0, offset=0.34)  # inside the 0.38 m half-width, outside 0.27 m + the 0.05 m line
+    assert track.on_track(x, y) and not narrow.on_track(x, y)
+    assert track.with_width(1.5).on_track(*track.start_pose(0, offset=0.5)[:2])
+    for bad in (0.29, 2.01, float("nan")):
+        with pytest.raises(ValueError, match=r"a road width factor must be from 0.3 to 2, got"):
+            track.with_width(bad)

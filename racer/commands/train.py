@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--expert-lateral-accel", type=float, metavar="A",
                    help="dagger: the expert's cap on lateral acceleration in corners, m/s^2 (default: 3.5); lower "
                         "teaches slower, more careful corners (the lap-time reference in racer eval stays 3.5)")
+    p.add_argument("--road-width", type=_road_width, metavar="LOW,HIGH",
+                   help="dagger: narrow or widen each episode's road about its centre line by a factor drawn "
+                        "uniformly from [LOW, HIGH] (0.3 to 2), so the policy meets roads narrower and wider than "
+                        "its tracks' own (default: the tracks as they are)")
     p.add_argument("--randomization", metavar="PRESET|FILE",
                    help="domain randomization: none, default, strong or a YAML config (default: none)")
     p.add_argument("--augmentation", metavar="PRESET",
@@ -205,6 +209,21 @@ def run_train(args: argparse.Namespace) -> int:
     return _train_dagger(args, tracks, name, options)
 
 
+def _road_width(text: str) -> tuple[float, float]:
+    """`--road-width LOW,HIGH` -> (low, high), each within `sim2real.sim.track.ROAD_WIDTHS`, low <= high."""
+    from sim2real.sim.track import ROAD_WIDTHS
+
+    parts = text.split(",")
+    try:
+        low, high = (float(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not two numbers LOW,HIGH (for example 0.7,1.1)") from None
+    least, most = ROAD_WIDTHS
+    if not least <= low <= high <= most:
+        raise argparse.ArgumentTypeError(f"{text!r}: the factors must be from {least:g} to {most:g}, LOW <= HIGH")
+    return low, high
+
+
 def _dagger_settings_error(args: argparse.Namespace) -> str | None:
     if args.iterations < 1 or args.steps < 1 or args.epochs < 1:
         return "--iterations, --steps and --epochs must be at least 1"
@@ -222,7 +241,8 @@ def _dagger_settings(args: argparse.Namespace, tracks: tuple[str, ...], options:
     """The ImitationConfig fields the command line sets."""
     return dict(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps, epochs=args.epochs,
                 seed=args.seed, max_speed_setting=1.0 if args.max_speed is None else args.max_speed,
-                max_speed_low=args.max_speed_low, expert_lateral_accel_mps2=args.expert_lateral_accel, **options)
+                max_speed_low=args.max_speed_low, expert_lateral_accel_mps2=args.expert_lateral_accel,
+                road_width=args.road_width, **options)
 
 
 def _train_modular(args: argparse.Namespace, tracks: tuple[str, ...], name: str, options: dict) -> int:
@@ -292,6 +312,8 @@ def _train_ppo(args: argparse.Namespace, tracks: tuple[str, ...], name: str, opt
     for flag, value in (("--max-speed", args.max_speed), ("--max-speed-low", args.max_speed_low)):
         if value is not None:
             return fail("train", f"{flag} is dagger's: ppo drives at the action space's speeds, as the AWS simulator")
+    if args.road_width is not None:
+        return fail("train", "--road-width is dagger's: ppo trains on the tracks as the AWS simulator has them")
     if args.expert_lateral_accel is not None:
         return fail("train", "--expert-lateral-accel is dagger's: ppo learns from a reward function, not an expert")
     if args.minutes is not None and not args.minutes > 0:

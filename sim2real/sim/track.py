@@ -14,6 +14,11 @@ import numpy as np
 TRACKS_DIR = Path(__file__).with_name("tracks")
 
 
+# The road width factors `Track.with_width` takes: below 0.3 the narrowest stock road (0.30 m half-width)
+# would be narrower than the car; beyond 2 a border would cross itself inside the tightest corners (0.5 m radius).
+ROAD_WIDTHS = (0.3, 2.0)
+
+
 class Track:
     """A track: centre line, inner and outer borders (metres, world frame), loop or open."""
 
@@ -117,6 +122,17 @@ class Track:
         if cv2.pointPolygonTest(self.outline, point, True) < -tolerance:
             return False
         return self.hole is None or cv2.pointPolygonTest(self.hole, point, True) <= tolerance
+
+    def with_width(self, factor: float) -> Track:
+        """This track with its road `factor` times as wide about the same centre line (the borders and
+        their paint move; the centre line, and so the lap and its length, stay). ValueError unless
+        `factor` is from 0.3 to 2 (`ROAD_WIDTHS`)."""
+        low, high = ROAD_WIDTHS
+        if not low <= factor <= high:
+            raise ValueError(f"a road width factor must be from {low:g} to {high:g}, got {factor}")
+        c = self.centre
+        points = np.concatenate([c, c + factor * (self.inner - c), c + factor * (self.outer - c)], axis=1)
+        return Track(self.name, np.vstack([points, points[:1]]) if self.closed else points)
 
     def start_pose(self, index: int = 0, offset: float = 0.0) -> tuple[float, float, float]:
         """(x, y, yaw) at waypoint `index`, heading along the track, `offset` m to the left (+)."""

@@ -58,6 +58,10 @@ class Simulator:
         self._renderer: Renderer | None = None
         self.reset()
 
+    def set_track(self, track: Track) -> None:
+        """Drive on `track` from the next `reset` (the renderer is rebuilt for it)."""
+        self.track, self._renderer = track, None
+
     @property
     def time(self) -> float:
         return self.vehicle.time
