@@ -61,6 +61,7 @@ class EpisodeWorld:
                  road_width: tuple[float, float] | None = None) -> None:
         self.sim, self.spec, self.augmentation, self.road_width = sim, spec, augmentation, road_width
         self.track = sim.track
+        self.road_factor = 1.0  # this episode's road width over the track's own
         self._augment: Augmenter | None = None
         self._frames: deque[np.ndarray] = deque(maxlen=spec.frame_stack)
 
@@ -71,7 +72,8 @@ class EpisodeWorld:
             self.sim.set_domain(self.sim.randomization.sample(rng))
         self._augment = Augmenter(self.augmentation, int(rng.integers(2**31))) if self.augmentation else None
         if self.road_width is not None:
-            self.sim.set_track(self.track.with_width(float(rng.uniform(*self.road_width))))
+            self.road_factor = float(rng.uniform(*self.road_width))
+            self.sim.set_track(self.track.with_width(self.road_factor))
         self._frames.clear()
 
     def observe(self) -> tuple[np.ndarray, np.ndarray]:

@@ -41,8 +41,9 @@ class ImitationConfig:
     expert's throttle is capped at it, and the expert's labels stay those of `max_speed_setting`.
     A fixed setting below 1 caps the expert too, as the car would be.
     `road_width` (None: the tracks as they are) narrows or widens each episode's road about its centre
-    line by a factor drawn from [low, high] (`sim2real.episode.EpisodeWorld`); the expert drives the
-    centre line as before and the car leaves the narrower road sooner."""
+    line by a factor drawn from [low, high] (`sim2real.episode.EpisodeWorld`), and the start's offset
+    from the centre line with it; the expert drives the centre line as before and the car leaves a
+    narrower road sooner."""
 
     tracks: tuple[str, ...] = ("reinvent_base", "Spain_track", "Tokyo_Training_track")
     iterations: int = 6
@@ -209,8 +210,9 @@ class Rollouts:
         expert.vehicle = sim.vehicle.params
         if self.labels is not None and self.labels[track].track is not sim.track:  # a new road width
             self.labels[track] = replace(self.labels[track], track=sim.track)
+        # a start's offset from the centre line narrows and widens with the road, so it starts on it
         sim.reset(start_index=int(rng.integers(sim.track.waypoint_count)),
-                  offset=float(rng.uniform(-cfg.start_offset_m, cfg.start_offset_m)),
+                  offset=float(rng.uniform(-cfg.start_offset_m, cfg.start_offset_m)) * world.road_factor,
                   yaw_offset=math.radians(float(rng.uniform(-cfg.start_yaw_deg, cfg.start_yaw_deg))))
         setting = cfg.draw_max_speed(rng)
         xs, ys, labels, off_track = [], [], [], False

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -69,6 +70,33 @@ def test_inspect_says_how_racer_exported_the_bundled_model_and_nothing_of_an_aws
                                             "a perception monitor; steering scale 1.5")
     aws = racer("inspect", str(PPO_TAR))
     assert aws.returncode == 0 and "exported by racer" not in aws.stderr
+
+
+@pytest.mark.parametrize("edit, line", [
+    ({"steering_scale": "1.5", "seeds": 3}, "  exported by racer from dagger; a perception monitor"),
+    ({"steering_scale": None, "seeds": []}, "  exported by racer from dagger; a perception monitor"),
+    ({"steering_scale": True, "seeds": [0, 1], "monitor": None},
+     "  exported by racer from dagger, an ensemble of 2 (seeds 0, 1)"),
+])
+def test_inspect_leaves_out_what_a_hand_edited_racer_json_gives_in_another_type(racer, tmp_path, edit, line):
+    bundle = tmp_path / "edited"
+    shutil.copytree(DEFAULT_MODEL, bundle)
+    doc = json.loads((bundle / "racer.json").read_text())
+    doc["model"].update(edit)
+    (bundle / "racer.json").write_text(json.dumps(doc))
+    done = racer("inspect", str(bundle))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == line
+
+
+def test_inspect_says_nothing_of_the_export_when_the_trainer_is_not_named(racer, tmp_path):
+    bundle = tmp_path / "edited"
+    shutil.copytree(DEFAULT_MODEL, bundle)
+    doc = json.loads((bundle / "racer.json").read_text())
+    doc["model"]["trainer"] = None
+    (bundle / "racer.json").write_text(json.dumps(doc))
+    done = racer("inspect", str(bundle))
+    assert done.returncode == 0 and "exported by racer" not in done.stderr
 
 
 def test_check_refuses_a_lidar_model_with_the_reason(racer, tmp_path):

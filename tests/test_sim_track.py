@@ -193,7 +193,10 @@ def test_a_narrower_road_keeps_its_centre_line_and_judges_off_track_by_its_own_b
     assert narrow.length == track.length
     x, y, _ = track.start_pose(0, offset=0.34)  # inside the 0.38 m half-width, outside 0.27 m + the 0.05 m line
     assert track.on_track(x, y) and not narrow.on_track(x, y)
-    assert track.with_width(1.5).on_track(*track.start_pose(0, offset=0.5)[:2])
-    for bad in (0.29, 2.01, float("nan")):
-        with pytest.raises(ValueError, match=r"a road width factor must be from 0.3 to 2, got"):
+    wide = track.start_pose(0, offset=0.48)[:2]
+    assert track.with_width(1.3).on_track(*wide) and not track.on_track(*wide)
+    straight = Track.load("Straight_track").with_width(0.5)  # an open track stays open, its lap as long
+    assert not straight.closed and straight.length == Track.load("Straight_track").length
+    for bad in (0.29, 1.31, float("nan")):
+        with pytest.raises(ValueError, match=r"a road width factor must be from 0.3 to 1.3, got"):
             track.with_width(bad)

@@ -276,3 +276,17 @@ def test_sim_camera_frames_are_stamped_with_sim_time():
     moved, stamp = camera.read()
     assert stamp == pytest.approx(10 / 15)
     assert np.abs(moved.astype(int) - frame).mean() > 1.0
+
+
+def test_a_new_track_is_drawn_from_the_next_reset():
+    track = Track.load("reinvent_base")
+    sim = Simulator(track)
+    sim.reset(start_index=0)
+    wide = sim.render()
+    sim.set_track(track.with_width(0.7))
+    sim.reset(start_index=0)
+    narrow = sim.render()
+    fresh = Simulator(track.with_width(0.7))
+    fresh.reset(start_index=0)
+    np.testing.assert_array_equal(narrow, fresh.render())  # drawn as a simulator made for it draws it
+    assert np.abs(narrow.astype(float) - wide.astype(float)).mean() > 5.0  # borders 0.11 m further in

@@ -106,16 +106,21 @@ def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
 
 def _trained(info: dict[str, Any]) -> str | None:
     """One line of what `racer export` recorded in racer.json: the trainer, the ensemble's seeds, the monitor
-    and the steering scale; None for a bundle racer did not export (an AWS model, a bare ONNX)."""
-    if "trainer" not in info:
+    and the steering scale; None for a bundle racer did not export (an AWS model, a bare ONNX). Values of
+    another type than racer writes (a hand-edited racer.json) are left out."""
+    trainer = info.get("trainer")
+    if not isinstance(trainer, str):
         return None
     seeds = info.get("seeds")
-    parts = [f"exported by racer from {info['trainer']}"
-             + (f", an ensemble of {len(seeds)} (seeds {', '.join(map(str, seeds))})" if seeds else "")]
+    line = f"exported by racer from {trainer}"
+    if isinstance(seeds, list) and seeds:
+        line += f", an ensemble of {len(seeds)} (seeds {', '.join(map(str, seeds))})"
+    parts = [line]
     if info.get("monitor"):
         parts.append("a perception monitor")
-    if "steering_scale" in info:
-        parts.append(f"steering scale {info['steering_scale']:g}")
+    scale = info.get("steering_scale")
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool):
+        parts.append(f"steering scale {scale:g}")
     return "; ".join(parts)
 
 

@@ -51,11 +51,12 @@ def run(args: argparse.Namespace) -> int:
 
 def summary(report: dict, path: Path) -> str:
     """The human form of a soak `report` (`racer.uptime.soak.Soak.run`) written to `path`: the run, each
-    process's memory, descriptors and threads first and last, the state dir, the e-stop and pipeline
-    latencies, and the first errors."""
-    cycles = report["cycles"]
+    process's memory, descriptors and threads in the baseline window and the last, the state dir in both,
+    the e-stop and pipeline latencies, and the first errors, one line each."""
+    cycles, errors = report["cycles"], report["errors"]
     lines = [f"soak {report['transport']}: {report['minutes']} min, {cycles} client cycle{'' if cycles == 1 else 's'}, "
-             f"{report['errors']} errors; a -> b: the baseline minute (from {report['baseline_s']} s) -> the last"]
+             f"{errors} error{'' if errors == 1 else 's'}; a -> b: the baseline window (from {report['baseline_s']} s) "
+             "-> the last"]
     for name, proc in report["processes"].items():
         rss, fds, threads = proc["rss_mb"], proc["fds"], proc["threads"]
         lines.append(f"  {name:10s} RSS {rss[0]:.1f} -> {rss[-1]:.1f} MB ({proc['rss_growth_pct']:+.2f}%), "
@@ -67,6 +68,6 @@ def summary(report: dict, path: Path) -> str:
         figure = report[key]
         lines.append(f"  {name:10s} " + (f"p50 {figure['p50']} ms, p99 {figure['p99']} ms (n {figure['n']})"
                                          if figure["n"] else "not measured"))
-    lines += [f"  error: {error}" for error in report["first_errors"]]
+    lines += ["  error: " + " ".join(str(error).split()) for error in report["first_errors"]]  # one line each
     lines.append(f"  report {path}, plot {report['plot']}")
     return "\n".join(lines)

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "teaches slower, more careful corners (the lap-time reference in racer eval stays 3.5)")
     p.add_argument("--road-width", type=_road_width, metavar="LOW,HIGH",
                    help="dagger: narrow or widen each episode's road about its centre line by a factor drawn "
-                        "uniformly from [LOW, HIGH] (0.3 to 2), so the policy meets roads narrower and wider than "
+                        "uniformly from [LOW, HIGH] (0.3 to 1.3), so the policy meets roads narrower and wider than "
                         "its tracks' own (default: the tracks as they are)")
     p.add_argument("--randomization", metavar="PRESET|FILE",
                    help="domain randomization: none, default, strong or a YAML config (default: none)")

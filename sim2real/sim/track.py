@@ -15,8 +15,9 @@ TRACKS_DIR = Path(__file__).with_name("tracks")
 
 
 # The road width factors `Track.with_width` takes: below 0.3 the narrowest stock road (0.30 m half-width)
-# would be narrower than the car; beyond 2 a border would cross itself inside the tightest corners (0.5 m radius).
-ROAD_WIDTHS = (0.3, 2.0)
+# would be narrower than the car; from 1.4 the inner border of reInvent2019_track's tightest corner crosses
+# itself (reinvent_base's from 1.5).
+ROAD_WIDTHS = (0.3, 1.3)
 
 
 class Track:
@@ -126,7 +127,7 @@ class Track:
     def with_width(self, factor: float) -> Track:
         """This track with its road `factor` times as wide about the same centre line (the borders and
         their paint move; the centre line, and so the lap and its length, stay). ValueError unless
-        `factor` is from 0.3 to 2 (`ROAD_WIDTHS`)."""
+        `factor` is from 0.3 to 1.3 (`ROAD_WIDTHS`)."""
         low, high = ROAD_WIDTHS
         if not low <= factor <= high:
             raise ValueError(f"a road width factor must be from {low:g} to {high:g}, got {factor}")
