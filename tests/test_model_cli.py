@@ -72,6 +72,16 @@ def test_inspect_says_how_racer_exported_the_bundled_model_and_nothing_of_an_aws
     assert aws.returncode == 0 and "exported by racer" not in aws.stderr
 
 
+def edited_default_model(tmp_path, edit: dict) -> str:
+    """A copy of the bundled model whose racer.json model info has `edit` applied, as a user might by hand."""
+    bundle = tmp_path / "edited"
+    shutil.copytree(DEFAULT_MODEL, bundle)
+    doc = json.loads((bundle / "racer.json").read_text())
+    doc["model"].update(edit)
+    (bundle / "racer.json").write_text(json.dumps(doc))
+    return str(bundle)
+
+
 @pytest.mark.parametrize("edit, line", [
     ({"steering_scale": "1.5", "seeds": 3}, "  exported by racer from dagger; a perception monitor"),
     ({"steering_scale": None, "seeds": []}, "  exported by racer from dagger; a perception monitor"),
@@ -79,23 +89,13 @@ def test_inspect_says_how_racer_exported_the_bundled_model_and_nothing_of_an_aws
      "  exported by racer from dagger, an ensemble of 2 (seeds 0, 1)"),
 ])
 def test_inspect_leaves_out_what_a_hand_edited_racer_json_gives_in_another_type(racer, tmp_path, edit, line):
-    bundle = tmp_path / "edited"
-    shutil.copytree(DEFAULT_MODEL, bundle)
-    doc = json.loads((bundle / "racer.json").read_text())
-    doc["model"].update(edit)
-    (bundle / "racer.json").write_text(json.dumps(doc))
-    done = racer("inspect", str(bundle))
+    done = racer("inspect", edited_default_model(tmp_path, edit))
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines()[-1] == line
 
 
 def test_inspect_says_nothing_of_the_export_when_the_trainer_is_not_named(racer, tmp_path):
-    bundle = tmp_path / "edited"
-    shutil.copytree(DEFAULT_MODEL, bundle)
-    doc = json.loads((bundle / "racer.json").read_text())
-    doc["model"]["trainer"] = None
-    (bundle / "racer.json").write_text(json.dumps(doc))
-    done = racer("inspect", str(bundle))
+    done = racer("inspect", edited_default_model(tmp_path, {"trainer": None}))
     assert done.returncode == 0 and "exported by racer" not in done.stderr
 
 
