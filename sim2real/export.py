@@ -160,6 +160,11 @@ def _named(checkpoint: Path) -> str:
     return f"{checkpoint.resolve().parent.name}/{checkpoint.name}"
 
 
+def _input(spec: PreprocessSpec) -> str:
+    """A network's input in words: "80x60 from row 12, 2 frames"."""
+    return f"{spec.width}x{spec.height} from row {spec.crop_top}, {spec.frame_stack} frame(s)"
+
+
 def perception_monitor(path: Path, spec: PreprocessSpec) -> PerceptionMonitor:
     """The perception of the modular checkpoint at `path` as a monitor for networks fed by `spec`.
     ValueError naming the file when it is not a modular model's or its preprocessing differs."""
@@ -168,7 +173,8 @@ def perception_monitor(path: Path, spec: PreprocessSpec) -> PerceptionMonitor:
         raise ValueError(f"{path}: it holds a {type(net).__name__}; a monitor is a modular model's perception "
                          "(racer train --model modular)")
     if monitor_spec != spec:
-        raise ValueError(f"{path}: its preprocessing is not the driving network's")
+        raise ValueError(f"{path}: its preprocessing is not the driving network's ({_input(monitor_spec)} against "
+                         f"{_input(spec)})")
     return PerceptionMonitor(net)
 
 

@@ -5,6 +5,8 @@ PPO uses the console's own (`sim2real.network.CONSOLE_SPEC` and the custom_files
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from car.policy.preprocess import PreprocessSpec
 
 # The bundled model's action space: continuous, DeepRacer units (degrees, m/s). Speeds reach the
@@ -21,3 +23,20 @@ ACTION_SPACE = {
 }
 SPEC = PreprocessSpec(width=80, height=60, crop_top=12, grey_weights=(0.114, 0.587, 0.299), scale=1 / 255.0,
                       offset=0.0, frame_stack=2, layout="NCHW", interpolation="area", input_name="image")
+
+# `racer train --input-size`: the smallest input the driving network's convolutions leave a pixel of,
+# and the largest worth it from the camera's 160x120 stream (twice, for a camera that sends more)
+INPUT_SIZES = ((64, 48), (320, 240))
+
+
+def spec_at(width: int, height: int) -> PreprocessSpec:
+    """SPEC with the frame resized to width x height pixels and about the same share cropped off the top:
+    a fifth, rounded down to even rows (12 of 60, 18 of 90), since the modular model's segmentation is
+    at half size. Raises ValueError outside INPUT_SIZES or for an odd width or height."""
+    (least_w, least_h), (most_w, most_h) = INPUT_SIZES
+    if not (least_w <= width <= most_w and least_h <= height <= most_h):
+        raise ValueError(f"the input size must be from {least_w}x{least_h} to {most_w}x{most_h}, "
+                         f"got {width}x{height}")
+    if width % 2 or height % 2:
+        raise ValueError(f"the input size must be even in both directions, got {width}x{height}")
+    return replace(SPEC, width=width, height=height, crop_top=2 * (height // 10))

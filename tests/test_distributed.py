@@ -121,11 +121,12 @@ def test_gap_grid_on_workers_equals_the_serial_run_and_resumes(ray_local, tmp_pa
 
 def test_racer_train_on_one_worker_writes_the_serial_checkpoint(ray_local, tmp_path):
     args = ["train", "--tracks", "reinvent_base", "--iterations", "2", "--steps", "40", "--epochs", "1", "--no-export",
-            "--json"]
+            "--json", "--input-size", "64x48"]  # the workers render at the run's size, not the default
     assert main([*args, "--out", str(tmp_path / "serial")]) == 0
     assert main([*args, "--out", str(tmp_path / "ray"), "--workers", "1"]) == 0
     serial, ray = (torch.load(tmp_path / run / "policy.pt", weights_only=True) for run in ("serial", "ray"))
     assert serial["history"] == ray["history"] and serial["config"] == ray["config"]
+    assert serial["spec"] == ray["spec"] and ray["spec"]["width"] == 64
     for k, v in serial["state_dict"].items():
         assert torch.equal(v, ray["state_dict"][k]), k
 

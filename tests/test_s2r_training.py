@@ -15,18 +15,19 @@ from calibration.camera import CameraInfo, save_camera_info
 from car.console.uploads import folder_for
 from car.policy.bundle import load_bundle
 from car.policy.inference import Policy
-from car.policy.preprocess import PreprocessSpec
+from car.policy.preprocess import Preprocessor, PreprocessSpec
 from racer.cli import main
 from racer.commands.train import done_line
 from sim2real.camera_matching import camera_from_info
-from sim2real.checkpoint import save_checkpoint
+from sim2real.checkpoint import load_checkpoint, save_checkpoint
 from sim2real.export import export_checkpoint
 from sim2real.imitation import ImitationConfig, Rollouts, expert_targets, train_imitation, training_simulators
 from sim2real.modular import ModularNet
 from sim2real.ppo import PPOConfig, train_ppo
 from sim2real.sim.expert import ExpertParams
 from sim2real.sim.render import CameraParams, ground_rays
-from sim2real.sim.track import TRACKS_DIR
+from sim2real.sim.track import TRACKS_DIR, Track
+from sim2real.sim.world import Simulator
 from sim2real.training_defaults import ACTION_SPACE, SPEC
 
 REWARD = '''
@@ -147,6 +148,7 @@ def parse_racer(command: str):
     (["--expert-lateral-accel", "nan"], "--expert-lateral-accel must be above 0 m/s^2, got nan"),
     (["--algo", "ppo", "--expert-lateral-accel", "3"], "--expert-lateral-accel is dagger's"),
     (["--algo", "ppo", "--road-width", "0.7,1.1"], "--road-width is dagger's"),
+    (["--algo", "ppo", "--input-size", "120x90"], "--input-size is dagger's"),
 ])
 def test_train_flags_refuse_bad_input(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
@@ -155,19 +157,55 @@ def test_train_flags_refuse_bad_input(tmp_path, monkeypatch, capsys, args, messa
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("value, message", [
-    ("0.7", "'0.7' is not two numbers LOW,HIGH (for example 0.7,1.1)"),
-    ("0.7,x", "'0.7,x' is not two numbers"),
-    ("0.7,0.9,1.1", "is not two numbers"),
-    ("1.1,0.7", "'1.1,0.7': the factors must be from 0.3 to 1.3, LOW <= HIGH"),
-    ("0.7,1.4", "from 0.3 to 1.3"),
-    ("0.2,1", "from 0.3 to 1.3"),
-    ("0.7,nan", "from 0.3 to 1.3"),
+@pytest.mark.parametrize("flag, value, message", [
+    ("--road-width", "0.7", "'0.7' is not two numbers LOW,HIGH (for example 0.7,1.1)"),
+    ("--road-width", "0.7,x", "'0.7,x' is not two numbers"),
+    ("--road-width", "0.7,0.9,1.1", "is not two numbers"),
+    ("--road-width", "1.1,0.7", "'1.1,0.7': the factors must be from 0.3 to 1.3, LOW <= HIGH"),
+    ("--road-width", "0.7,1.4", "from 0.3 to 1.3"),
+    ("--road-width", "0.2,1", "from 0.3 to 1.3"),
+    ("--road-width", "0.7,nan", "from 0.3 to 1.3"),
+    ("--input-size", "120", "'120' is not WIDTHxHEIGHT in pixels (for example 120x90)"),
+    ("--input-size", "120x", "is not WIDTHxHEIGHT"),
+    ("--input-size", "120x90x2", "is not WIDTHxHEIGHT"),
+    ("--input-size", "1.5x90", "is not WIDTHxHEIGHT"),
+    ("--input-size", "62x48", "the input size must be from 64x48 to 320x240, got 62x48"),
+    ("--input-size", "322x240", "from 64x48 to 320x240"),
+    ("--input-size", "-80x60", "from 64x48 to 320x240"),
+    ("--input-size", "121x90", "the input size must be even in both directions, got 121x90"),
 ])
-def test_road_width_refuses_what_is_not_a_range_of_factors(tmp_path, capsys, value, message):
+def test_range_flags_refuse_what_they_cannot_parse_or_is_out_of_range(tmp_path, capsys, flag, value, message):
     with pytest.raises(SystemExit) as exited:
-        main(["train", "--out", str(tmp_path / "run"), "--road-width", value])
+        main(["train", "--out", str(tmp_path / "run"), f"{flag}={value}"])
     assert exited.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_input_size_trains_both_models_at_it_and_the_car_runs_their_bundle(tmp_path, capsys):
+    tiny = ["--tracks", "reinvent_base", "--iterations", "1", "--steps", "100", "--epochs", "1", "--no-export",
+            "--json", "--input-size", "64X48"]
+    assert main(["train", *tiny, "--out", str(tmp_path / "driver")]) == 0
+    assert main(["train", *tiny, "--model", "modular", "--perception-steps", "100", "--perception-epochs", "1",
+                 "--out", str(tmp_path / "watcher")]) == 0
+    small = replace(SPEC, width=64, height=48, crop_top=8)
+    for run, kind in (("driver", "DrivingNet"), ("watcher", "ModularNet")):
+        net, spec, *_ = load_checkpoint(tmp_path / run / "policy.pt")
+        assert spec == small and type(net).__name__ == kind
+    driver, watcher = tmp_path / "driver" / "policy.pt", tmp_path / "watcher" / "policy.pt"
+    assert main(["export", str(driver), "--monitor", str(watcher), "--out", str(tmp_path / "bundle")]) == 0
+    with load_bundle(tmp_path / "bundle") as bundle:
+        assert bundle.spec == small
+        policy = Policy(bundle)
+        frame = Simulator(Track.load("reinvent_base")).render()  # the camera's 160x120, as on the car
+        features = Preprocessor(bundle.spec)(frame)
+        assert features.shape == (1, 2, 40, 64)
+        assert np.all(np.isfinite(policy.infer(features))) and policy.uncertainty() > 0.0
+    capsys.readouterr()
+    default = modular_checkpoint(tmp_path, "default")
+    assert main(["export", str(driver), "--monitor", str(default), "--out", str(tmp_path / "refused")]) == 2
+    assert ("its preprocessing is not the driving network's (80x60 from row 12, 2 frame(s) against 64x48 from row 8, "
+            "2 frame(s))") in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
 
 
 def test_a_road_width_range_narrows_or_widens_each_episode_about_the_same_centre_line():
@@ -309,7 +347,8 @@ def test_a_modular_perception_exports_as_an_ensembles_monitor_and_misfits_are_re
     capsys.readouterr()
     misfits = [([first], first, "first/policy.pt: it holds a DrivingNet; a monitor is a modular model's perception"),
                ([first], modular_checkpoint(tmp_path, "single", replace(SPEC, frame_stack=1)),
-                "single/policy.pt: its preprocessing is not the driving network's"),
+                "single/policy.pt: its preprocessing is not the driving network's (80x60 from row 12, 1 frame(s) "
+                "against 80x60 from row 12, 2 frame(s))"),
                ([tiny_checkpoint(tmp_path, "unflipped", 7, flip=False)], modular,
                 "unflipped/policy.pt: it was trained without mirrored frames")]
     for paths, monitor, message in misfits:

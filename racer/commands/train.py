@@ -8,8 +8,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from racer.commands import fail
+
+if TYPE_CHECKING:
+    from car.policy.preprocess import PreprocessSpec
 
 TRAIN_TRACKS = "reinvent_base,Spain_track,Tokyo_Training_track"
 PPO_TRACKS = "reinvent_base"
@@ -46,6 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dagger: narrow or widen each episode's road about its centre line by a factor drawn "
                         "uniformly from [LOW, HIGH] (0.3 to 1.3), so the policy meets roads narrower and wider than "
                         "its tracks' own (default: the tracks as they are)")
+    p.add_argument("--input-size", type=_input_size, metavar="WxH",
+                   help="dagger: the network's input, each camera frame resized to W x H pixels (even, from 64x48 "
+                        "to 320x240) with about the top fifth cropped off; larger shows the road ahead in more rows "
+                        "and trains and infers slower. An ensemble's members and its --monitor need the same "
+                        "(default: 80x60)")
     p.add_argument("--randomization", metavar="PRESET|FILE",
                    help="domain randomization: none, default, strong or a YAML config (default: none)")
     p.add_argument("--augmentation", metavar="PRESET",
@@ -224,6 +233,28 @@ def _road_width(text: str) -> tuple[float, float]:
     return low, high
 
 
+def _input_size(text: str) -> tuple[int, int]:
+    """`--input-size WxH` -> (width, height), within `sim2real.training_defaults.INPUT_SIZES`."""
+    from sim2real.training_defaults import spec_at
+
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT in pixels (for example 120x90)") from None
+    try:
+        spec_at(width, height)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return width, height
+
+
+def _spec(args: argparse.Namespace) -> PreprocessSpec:
+    """The preprocessing the run trains with: training_defaults.SPEC, at --input-size when given."""
+    from sim2real.training_defaults import SPEC, spec_at
+
+    return SPEC if args.input_size is None else spec_at(*args.input_size)
+
+
 def _dagger_settings_error(args: argparse.Namespace) -> str | None:
     if args.iterations < 1 or args.steps < 1 or args.epochs < 1:
         return "--iterations, --steps and --epochs must be at least 1"
@@ -249,7 +280,7 @@ def _train_modular(args: argparse.Namespace, tracks: tuple[str, ...], name: str,
     from sim2real.checkpoint import save_checkpoint
     from sim2real.modular import ModularConfig, train_modular
     from sim2real.plots import training_curve
-    from sim2real.training_defaults import ACTION_SPACE, SPEC
+    from sim2real.training_defaults import ACTION_SPACE
 
     if error := _dagger_settings_error(args):
         return fail("train", error)
@@ -258,9 +289,10 @@ def _train_modular(args: argparse.Namespace, tracks: tuple[str, ...], name: str,
     cfg = ModularConfig(**_dagger_settings(args, tracks, options), perception_steps=args.perception_steps,
                         perception_epochs=args.perception_epochs)
     args.out.mkdir(parents=True, exist_ok=True)
-    net, trained, perception = train_modular(cfg, show_progress=not args.json)
+    spec = _spec(args)
+    net, trained, perception = train_modular(cfg, spec, show_progress=not args.json)
     history = trained.iterations
-    checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history, trainer="modular")
+    checkpoint = save_checkpoint(args.out / "policy.pt", net, spec, ACTION_SPACE, cfg, history, trainer="modular")
     curve = training_curve(history, args.out / "training_curve.png")
     (args.out / "history.json").write_text(json.dumps({"dagger": history, "perception": perception}, indent=1))
     return _finish(args, name, {"checkpoint": str(checkpoint), "training_curve": str(curve), "history": history,
@@ -272,11 +304,12 @@ def _train_dagger(args: argparse.Namespace, tracks: tuple[str, ...], name: str, 
     from sim2real.distributed import ClusterError
     from sim2real.imitation import ImitationConfig, train_imitation
     from sim2real.plots import training_curve
-    from sim2real.training_defaults import ACTION_SPACE, SPEC
+    from sim2real.training_defaults import ACTION_SPACE
 
     if error := _dagger_settings_error(args):
         return fail("train", error)
     cfg = ImitationConfig(**_dagger_settings(args, tracks, options))
+    spec = _spec(args)
     try:
         with workers(args) as on_workers:
             args.out.mkdir(parents=True, exist_ok=True)
@@ -284,12 +317,12 @@ def _train_dagger(args: argparse.Namespace, tracks: tuple[str, ...], name: str, 
             if on_workers:
                 from sim2real.distributed import WorkerRollouts
 
-                source = WorkerRollouts(cfg, args.workers)
-            net, _, trained, _ = train_imitation(cfg, show_progress=not args.json, source=source)
+                source = WorkerRollouts(cfg, args.workers, spec)
+            net, _, trained, _ = train_imitation(cfg, spec, show_progress=not args.json, source=source)
     except ClusterError as exc:
         return fail("train", str(exc))
     history = trained.iterations
-    checkpoint = save_checkpoint(args.out / "policy.pt", net, SPEC, ACTION_SPACE, cfg, history, trainer="dagger")
+    checkpoint = save_checkpoint(args.out / "policy.pt", net, spec, ACTION_SPACE, cfg, history, trainer="dagger")
     curve = training_curve(history, args.out / "training_curve.png")
     (args.out / "history.json").write_text(json.dumps(history, indent=1))
     return _finish(args, name, {"checkpoint": str(checkpoint), "training_curve": str(curve), "history": history})
@@ -314,6 +347,8 @@ def _train_ppo(args: argparse.Namespace, tracks: tuple[str, ...], name: str, opt
             return fail("train", f"{flag} is dagger's: ppo drives at the action space's speeds, as the AWS simulator")
     if args.road_width is not None:
         return fail("train", "--road-width is dagger's: ppo trains on the tracks as the AWS simulator has them")
+    if args.input_size is not None:
+        return fail("train", "--input-size is dagger's: ppo trains the console's network on its 160x120 input")
     if args.expert_lateral_accel is not None:
         return fail("train", "--expert-lateral-accel is dagger's: ppo learns from a reward function, not an expert")
     if args.minutes is not None and not args.minutes > 0:
