@@ -88,8 +88,10 @@ def ensemble_misfit(member: tuple[torch.nn.Module, PreprocessSpec, dict[str, Any
     config, first_config = data["config"], first[3]["config"]
     if reason := mirror_misfit(net, parse_metadata(action_space), config):
         return reason
-    if spec != first[1] or action_space != first[2]:
-        return "its preprocessing or action space is not the first checkpoint's"
+    if spec != first[1]:
+        return f"its preprocessing is not the first checkpoint's ({_input(spec)} against {_input(first[1])})"
+    if action_space != first[2]:
+        return "its action space is not the first checkpoint's"
     for key in ENSEMBLE_ALIKE:
         if config.get(key) != first_config.get(key):
             return f"its {key} {config.get(key)!r} is not the first checkpoint's {first_config.get(key)!r}"

@@ -121,7 +121,7 @@ def test_gap_grid_on_workers_equals_the_serial_run_and_resumes(ray_local, tmp_pa
 
 def test_racer_train_on_one_worker_writes_the_serial_checkpoint(ray_local, tmp_path):
     args = ["train", "--tracks", "reinvent_base", "--iterations", "2", "--steps", "40", "--epochs", "1", "--no-export",
-            "--json", "--input-size", "64x48"]  # the workers render at the run's size, not the default
+            "--json", "--input-size", "64x48"]  # the workers resize to the run's size, not the default
     assert main([*args, "--out", str(tmp_path / "serial")]) == 0
     assert main([*args, "--out", str(tmp_path / "ray"), "--workers", "1"]) == 0
     serial, ray = (torch.load(tmp_path / run / "policy.pt", weights_only=True) for run in ("serial", "ray"))

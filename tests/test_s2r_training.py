@@ -28,7 +28,7 @@ from sim2real.sim.expert import ExpertParams
 from sim2real.sim.render import CameraParams, ground_rays
 from sim2real.sim.track import TRACKS_DIR, Track
 from sim2real.sim.world import Simulator
-from sim2real.training_defaults import ACTION_SPACE, SPEC
+from sim2real.training_defaults import ACTION_SPACE, SPEC, spec_at
 
 REWARD = '''
 def reward_function(params):
@@ -169,9 +169,10 @@ def test_train_flags_refuse_bad_input(tmp_path, monkeypatch, capsys, args, messa
     ("--input-size", "120x", "is not WIDTHxHEIGHT"),
     ("--input-size", "120x90x2", "is not WIDTHxHEIGHT"),
     ("--input-size", "1.5x90", "is not WIDTHxHEIGHT"),
-    ("--input-size", "62x48", "the input size must be from 64x48 to 320x240, got 62x48"),
-    ("--input-size", "322x240", "from 64x48 to 320x240"),
-    ("--input-size", "-80x60", "from 64x48 to 320x240"),
+    ("--input-size", "62x48", "the input size must be from 64x48 to 160x120, got 62x48"),
+    ("--input-size", "162x120", "from 64x48 to 160x120"),
+    ("--input-size", "160x122", "from 64x48 to 160x120"),
+    ("--input-size", "-80x60", "from 64x48 to 160x120"),
     ("--input-size", "121x90", "the input size must be even in both directions, got 121x90"),
 ])
 def test_range_flags_refuse_what_they_cannot_parse_or_is_out_of_range(tmp_path, capsys, flag, value, message):
@@ -179,6 +180,11 @@ def test_range_flags_refuse_what_they_cannot_parse_or_is_out_of_range(tmp_path, 
         main(["train", "--out", str(tmp_path / "run"), f"{flag}={value}"])
     assert exited.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_an_input_size_keeps_the_default_crop_share_in_even_rows():
+    assert spec_at(80, 60) == SPEC
+    assert [spec_at(w, h).crop_top for w, h in ((64, 48), (120, 90), (160, 120), (100, 74))] == [8, 18, 24, 14]
 
 
 def test_an_input_size_trains_both_models_at_it_and_the_car_runs_their_bundle(tmp_path, capsys):
@@ -277,13 +283,13 @@ def test_ppo_progress_counts_to_the_steps_it_runs(capsys):
 
 
 def tiny_checkpoint(folder: Path, name: str, seed: int, flip: bool = True, action_space: dict = ACTION_SPACE,
-                    tracks: tuple[str, ...] = ("reinvent_base",)) -> Path:
+                    tracks: tuple[str, ...] = ("reinvent_base",), spec: PreprocessSpec = SPEC) -> Path:
     """`folder/name/policy.pt`: an end-to-end DAgger run of 100 steps."""
     cfg = ImitationConfig(tracks=tracks, iterations=1, steps_per_iteration=100, epochs=1, seed=seed, flip=flip,
                           episode_steps=50)
-    net, _, history, _ = train_imitation(cfg, show_progress=False)
+    net, _, history, _ = train_imitation(cfg, spec, show_progress=False)
     (folder / name).mkdir()
-    return save_checkpoint(folder / name / "policy.pt", net, SPEC, action_space, cfg, history.iterations)
+    return save_checkpoint(folder / name / "policy.pt", net, spec, action_space, cfg, history.iterations)
 
 
 def modular_checkpoint(folder: Path, name: str, spec: PreprocessSpec = SPEC) -> Path:
@@ -309,7 +315,10 @@ def test_several_checkpoints_export_as_one_ensemble_and_misfits_are_refused(tmp_
                ([first, checkpoint("unflipped", 7, flip=False)], "unflipped/policy.pt: it was trained without "
                 "mirrored frames, which the uncertainty (its disagreement with its mirror) needs"),
                ([first, checkpoint("faster", 8, action_space=faster)],
-                "faster/policy.pt: its preprocessing or action space is not the first checkpoint's"),
+                "faster/policy.pt: its action space is not the first checkpoint's"),
+               ([first, checkpoint("finer", 10, spec=spec_at(120, 90))],
+                "finer/policy.pt: its preprocessing is not the first checkpoint's (120x90 from row 18, 2 frame(s) "
+                "against 80x60 from row 12, 2 frame(s))"),
                ([first, checkpoint("oval", 9, tracks=("Oval_track",))],
                 "oval/policy.pt: its tracks ['Oval_track'] is not the first checkpoint's ['reinvent_base']"),
                ([modular, first], "modular/policy.pt: it holds a ModularNet; ensembles and monitors need "

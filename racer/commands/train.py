@@ -51,10 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "uniformly from [LOW, HIGH] (0.3 to 1.3), so the policy meets roads narrower and wider than "
                         "its tracks' own (default: the tracks as they are)")
     p.add_argument("--input-size", type=_input_size, metavar="WxH",
-                   help="dagger: the network's input, each camera frame resized to W x H pixels (even, from 64x48 "
-                        "to 320x240) with about the top fifth cropped off; larger shows the road ahead in more rows "
-                        "and trains and infers slower. An ensemble's members and its --monitor need the same "
-                        "(default: 80x60)")
+                   help="dagger: the network's input, each camera frame resized to W x H pixels (even, from "
+                        "64x48 to 160x120, the simulator's frame) with about the top fifth cropped off; larger "
+                        "shows the road ahead in more rows and trains and infers slower. An ensemble's members "
+                        "and its --monitor need the same (default: 80x60)")
     p.add_argument("--randomization", metavar="PRESET|FILE",
                    help="domain randomization: none, default, strong or a YAML config (default: none)")
     p.add_argument("--augmentation", metavar="PRESET",
