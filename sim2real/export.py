@@ -163,7 +163,7 @@ def _named(checkpoint: Path) -> str:
 
 
 def _input(spec: PreprocessSpec) -> str:
-    """A network's input in words: "80x60 from row 12, 2 frames"."""
+    """A network's input in words: "80x60 from row 12, 2 frame(s)"."""
     return f"{spec.width}x{spec.height} from row {spec.crop_top}, {spec.frame_stack} frame(s)"
 
 

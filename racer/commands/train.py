@@ -233,8 +233,8 @@ def _road_width(text: str) -> tuple[float, float]:
     return low, high
 
 
-def _input_size(text: str) -> tuple[int, int]:
-    """`--input-size WxH` -> (width, height), within `sim2real.training_defaults.INPUT_SIZES`."""
+def _input_size(text: str) -> PreprocessSpec:
+    """`--input-size WxH` -> the preprocessing at that size (`sim2real.training_defaults.spec_at`)."""
     from sim2real.training_defaults import spec_at
 
     try:
@@ -242,17 +242,16 @@ def _input_size(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT in pixels (for example 120x90)") from None
     try:
-        spec_at(width, height)
+        return spec_at(width, height)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return width, height
 
 
 def _spec(args: argparse.Namespace) -> PreprocessSpec:
-    """The preprocessing the run trains with: training_defaults.SPEC, at --input-size when given."""
-    from sim2real.training_defaults import SPEC, spec_at
+    """The preprocessing the run trains with: --input-size's, else training_defaults.SPEC."""
+    from sim2real.training_defaults import SPEC
 
-    return SPEC if args.input_size is None else spec_at(*args.input_size)
+    return SPEC if args.input_size is None else args.input_size
 
 
 def _dagger_settings_error(args: argparse.Namespace) -> str | None:
