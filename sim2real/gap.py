@@ -21,7 +21,7 @@ import numpy as np
 from car.policy.bundle import Bundle, load_bundle
 from car.policy.core import PolicyCore
 from car.policy.inference import Policy
-from car.policy.racer_json import RACER_FILE
+from car.policy.racer_json import RACER_FILE, training_tracks as recorded_tracks
 from car.policy.warning import WINDOW_S
 from sim2real.checkpoint import save_checkpoint
 from sim2real.drive import run_laps
@@ -89,9 +89,7 @@ def held_out_tracks(trained: Sequence[str]) -> tuple[str, ...]:
 
 def training_tracks(bundle: Bundle) -> tuple[str, ...]:
     """The tracks a racer bundle records it trained on (none known for other bundles)."""
-    config = bundle.info.get("config")
-    tracks = config.get("tracks") if isinstance(config, dict) else None
-    return tuple(str(t) for t in tracks) if isinstance(tracks, list) else ()
+    return recorded_tracks(bundle.info)
 
 
 def monitor_peak(scores: Sequence[float], window: int, lead: int = 0) -> float | None:

@@ -66,8 +66,9 @@ def test_inspect_lines_the_actions_up_under_their_headings(racer):
 def test_inspect_says_how_racer_exported_the_bundled_model_and_nothing_of_an_aws_one(racer):
     done = racer("inspect", str(DEFAULT_MODEL))
     assert done.returncode == 0, done.stderr
-    assert done.stderr.splitlines()[-1] == ("  exported by racer from dagger, an ensemble of 3 (seeds 0, 1, 2); "
-                                            "a perception monitor; steering scale 1.5")
+    assert done.stderr.splitlines()[-2:] == [
+        "  exported by racer from dagger, an ensemble of 3 (seeds 0, 1, 2); a perception monitor; steering scale 1.5",
+        "  trained on reinvent_base, Spain_track, Tokyo_Training_track (not among racer eval's default tracks)"]
     aws = racer("inspect", str(PPO_TAR))
     assert aws.returncode == 0 and "exported by racer" not in aws.stderr
 
@@ -89,7 +90,7 @@ def edited_default_model(tmp_path, edit: dict) -> str:
      "  exported by racer from dagger, an ensemble of 2 (seeds 0, 1)"),
 ])
 def test_inspect_leaves_out_what_a_hand_edited_racer_json_gives_in_another_type(racer, tmp_path, edit, line):
-    done = racer("inspect", edited_default_model(tmp_path, edit))
+    done = racer("inspect", edited_default_model(tmp_path, {**edit, "config": {"tracks": "reinvent_base"}}))
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines()[-1] == line
 

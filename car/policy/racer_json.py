@@ -49,6 +49,14 @@ class RacerInfo:
         return cls(spec, stats, info)
 
 
+def training_tracks(info: dict[str, Any]) -> tuple[str, ...]:
+    """The tracks a racer export's model info (racer.json's `model`) records it trained on, from its
+    training config; none when it records none (a hand-made bundle, another trainer's export)."""
+    config = info.get("config")
+    tracks = config.get("tracks") if isinstance(config, dict) else None
+    return tuple(str(t) for t in tracks) if isinstance(tracks, list) else ()
+
+
 def read_racer_json(root: Path) -> RacerInfo | None:
     """The bundle's racer.json, or None for a bundle without one (an AWS DeepRacer export)."""
     path = root / RACER_FILE

@@ -19,6 +19,7 @@ from car.policy.bundle_layout import BundleError
 from car.policy.inference import Policy, check_runnable
 from car.policy.openvino_model import model_precision
 from car.policy.preprocess import DEEPRACER_PRESETS
+from car.policy.racer_json import training_tracks
 from racer.model.describe import describe
 from racer.model.predict import predict
 
@@ -140,6 +141,8 @@ def _human(action: str, result: dict[str, Any]) -> str:
                       for a in meta["action_space"]]
         if trained := _trained(result["info"]):
             lines.append(f"  {trained}")
+        if tracks := training_tracks(result["info"]):
+            lines.append(f"  trained on {', '.join(tracks)} (not among racer eval's default tracks)")
         shipped = result["shipped_ir"]
         if shipped and not shipped["used"]:
             lines.append(f"  {shipped['file']} beside the .pb not used: {shipped['reason']}")
