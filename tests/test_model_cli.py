@@ -70,7 +70,15 @@ def test_inspect_says_how_racer_exported_the_bundled_model_and_nothing_of_an_aws
         "  exported by racer from dagger, an ensemble of 3 (seeds 0, 1, 2); a perception monitor; steering scale 1.5",
         "  trained on reinvent_base, Spain_track, Tokyo_Training_track (not among racer eval's default tracks)"]
     aws = racer("inspect", str(PPO_TAR))
-    assert aws.returncode == 0 and "exported by racer" not in aws.stderr
+    assert aws.returncode == 0 and "exported by racer" not in aws.stderr and "trained on" not in aws.stderr
+
+
+def test_inspect_names_only_the_training_tracks_a_hand_edited_racer_json_gives_as_names(racer, tmp_path):
+    edit = {"config": {"tracks": [1, "Spain_track", "", "a\nb", None, ["x"], "my_track.npy"]}}
+    done = racer("inspect", edited_default_model(tmp_path, edit))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == ("  trained on Spain_track, my_track.npy "
+                                            "(not among racer eval's default tracks)")
 
 
 def edited_default_model(tmp_path, edit: dict) -> str:

@@ -97,6 +97,13 @@ def test_models_are_evaluated_on_tracks_they_did_not_train_on(tiny_run):
     assert models[0]["results"]["dark"]["tracks"] == ["reinvent_base"]  # QUICK names its track
 
 
+def test_a_trained_track_this_machine_lacks_matches_no_held_out_track(tmp_path):
+    # A bundle trained on an outline file elsewhere, or hand-edited, must not stop racer eval.
+    gone = str(tmp_path / "my_track.npy")
+    assert held_out_tracks(("no_such_track", gone, "Spain_track")) == held_out_tracks(("Spain_track",))
+    assert held_out_tracks((gone,)) == held_out_tracks(())
+
+
 def _result(completed, laps, progress, monitors=()):
     """A domain's result with `completed` of `laps` laps; `monitors` are (score, completed) or
     (score, completed, score 1 s before the off-track) per lap."""

@@ -51,10 +51,13 @@ class RacerInfo:
 
 def training_tracks(info: dict[str, Any]) -> tuple[str, ...]:
     """The tracks a racer export's model info (racer.json's `model`) records it trained on, from its
-    training config; none when it records none (a hand-made bundle, another trainer's export)."""
+    training config: built-in names or outline files' paths. Entries that cannot be a track's name (not
+    a string, empty, a line break) are left out, as is a value that is not a list (a hand-edited file)."""
     config = info.get("config")
     tracks = config.get("tracks") if isinstance(config, dict) else None
-    return tuple(str(t) for t in tracks) if isinstance(tracks, list) else ()
+    if not isinstance(tracks, list):
+        return ()
+    return tuple(t for t in tracks if isinstance(t, str) and t and t.isprintable())
 
 
 def read_racer_json(root: Path) -> RacerInfo | None:

@@ -72,8 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                            "the racer PPO run the model came from, else "
                                            f"{DEFAULT_MODELS_EVAL_DIR}/NAME)")
     e.add_argument("--tracks", default="",
-                   help="evaluation tracks, comma-separated (default: every closed track the model did not train on, "
-                        "as its bundle records)")
+                   help="evaluation tracks, comma-separated: built-in names or .npy waypoint files (default: every "
+                        "closed track the model did not train on, as its bundle records)")
     e.add_argument("--train-tracks", default=TRAIN_TRACKS,
                    help="variant training: training tracks (default: %(default)s)")
     e.add_argument("--max-speed", type=float, metavar="X",
