@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from car.policy.bundle import Bundle, load_bundle
+from car.policy.bundle import load_bundle
 from car.policy.core import PolicyCore
 from car.policy.inference import Policy
-from car.policy.racer_json import RACER_FILE, training_tracks as recorded_tracks
+from car.policy.racer_json import RACER_FILE, training_tracks
 from car.policy.warning import WINDOW_S
 from sim2real.checkpoint import save_checkpoint
 from sim2real.drive import run_laps
@@ -93,11 +93,6 @@ def held_out_tracks(trained: Sequence[str]) -> tuple[str, ...]:
     return tuple(name for name in Track.names() if Track.load(name).closed and shape(name) not in seen)
 
 
-def training_tracks(bundle: Bundle) -> tuple[str, ...]:
-    """The tracks a racer bundle records it trained on (none known for other bundles)."""
-    return recorded_tracks(bundle.info)
-
-
 def monitor_peak(scores: Sequence[float], window: int, lead: int = 0) -> float | None:
     """The highest mean of the car's monitor score over `window` successive frames of a lap (the
     whole lap if shorter): what an alarm on that running mean would have seen at its worst. For a
@@ -124,7 +119,7 @@ def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalC
     results = {}
     with load_bundle(bundle_path) as bundle:
         model = Policy(bundle).model()
-        tracks = cfg.tracks or held_out_tracks(training_tracks(bundle))
+        tracks = cfg.tracks or held_out_tracks(training_tracks(bundle.info))
         sims: dict[str, DomainSimulator] = {}
         for named in domains:
             episodes = named.episodes or tuple(Episode(t, k / cfg.starts) for t in tracks for k in range(cfg.starts))

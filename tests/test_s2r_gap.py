@@ -7,6 +7,7 @@ import yaml
 
 from car.policy.bundle import load_bundle
 from car.policy.core import PolicyCore
+from car.policy.racer_json import training_tracks
 from s2r_cli import racer_s2r
 from sim2real.gap import (
     EvalConfig,
@@ -16,7 +17,6 @@ from sim2real.gap import (
     held_out_tracks,
     run_gap_evaluation,
     summarize,
-    training_tracks,
 )
 from sim2real.heldout import TEST_FILE, DomainsFileError, load_domains
 from sim2real.imitation import ImitationConfig
@@ -89,7 +89,7 @@ def test_models_are_evaluated_on_tracks_they_did_not_train_on(tiny_run):
     assert held_out_tracks(("reinvent_base", "Spain_track", "2024_reinvent_champ_cw")) == (
         "Bowtie_track", "Oval_track", "Tokyo_Training_track", "reInvent2019_track")
     with load_bundle(out / "none-s0" / "bundle") as bundle:
-        assert training_tracks(bundle) == ("reinvent_base",)
+        assert training_tracks(bundle.info) == ("reinvent_base",)
     assert "reinvent_base" not in held_out_tracks(("reinvent_base",))
     # The shipped recipe trains on three shapes and leaves five tracks.
     assert held_out_tracks(ImitationConfig().tracks) == (
