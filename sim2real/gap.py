@@ -77,20 +77,29 @@ class EvalConfig:
     lap_timeout_s: float = 60.0
 
 
-def held_out_tracks(trained: Sequence[str]) -> tuple[str, ...]:
-    """The built-in closed tracks that differ in shape from every track in `trained` (a track
-    driven the other way round is the same shape). A trained track this machine cannot load (an
-    outline file left on the training machine, a name this racer does not know) matches none."""
-    def shape(name: str) -> frozenset[tuple[float, float]]:
-        return frozenset(map(tuple, np.round(Track.load(name).centre, 3).tolist()))
+def track_shape(name: str) -> frozenset[tuple[float, float]]:
+    """A track's centre line to the millimetre, as a set: the same for a track driven either way round.
+    ValueError or OSError for a track this machine cannot load."""
+    return frozenset(map(tuple, np.round(Track.load(name).centre, 3).tolist()))
 
+
+def trained_shapes(trained: Sequence[str]) -> set[frozenset[tuple[float, float]]]:
+    """The shapes (`track_shape`) of the tracks a bundle trained on. A trained track this machine
+    cannot load (an outline file left on the training machine, a name this racer does not know)
+    is left out: it matches no track."""
     seen = set()
     for name in trained:
         try:
-            seen.add(shape(name))
+            seen.add(track_shape(name))
         except (ValueError, OSError):
             continue
-    return tuple(name for name in Track.names() if Track.load(name).closed and shape(name) not in seen)
+    return seen
+
+
+def held_out_tracks(trained: Sequence[str]) -> tuple[str, ...]:
+    """The built-in closed tracks that differ in shape from every track in `trained` (`trained_shapes`)."""
+    seen = trained_shapes(trained)
+    return tuple(name for name in Track.names() if Track.load(name).closed and track_shape(name) not in seen)
 
 
 def monitor_peak(scores: Sequence[float], window: int, lead: int = 0) -> float | None:
@@ -113,19 +122,24 @@ def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalC
     off_track, monitor, monitor_lead]` (`monitor_peak` of the score the car's policy node computes,
     `PolicyCore.monitor_score`, named in `monitor`; `monitor_lead` the same for a lap that left the
     track with its last `MONITOR_LEAD_S` left out, None if it left sooner). A domain's laps are its
-    own `episodes`, else every evaluation track from `cfg.starts` spread points; laps on a track the
-    bundle trained on are left out and counted as `excluded`. An AWS export drives under the AWS
-    simulator's rules (`sim.rules`). `log` hears of each domain done."""
+    own `episodes`, else every evaluation track from `cfg.starts` spread points. A lap is left out and
+    counted as `excluded` when `cfg.tracks` is given and does not list its track, or when it is not
+    given and the bundle trained on its track (a test distribution's own `.npy` tracks are driven).
+    An AWS export drives under the AWS simulator's rules (`sim.rules`). `log` hears of each domain done."""
     results = {}
     with load_bundle(bundle_path) as bundle:
         model = Policy(bundle).model()
+        trained = trained_shapes(training_tracks(bundle.info))
         tracks = cfg.tracks or held_out_tracks(training_tracks(bundle.info))
+        held_out = dict.fromkeys(tracks, True)
         sims: dict[str, DomainSimulator] = {}
         for named in domains:
             episodes = named.episodes or tuple(Episode(t, k / cfg.starts) for t in tracks for k in range(cfg.starts))
             laps, excluded = [], 0
             for episode in episodes:
-                if episode.track not in tracks:
+                if episode.track not in held_out:
+                    held_out[episode.track] = not cfg.tracks and track_shape(episode.track) not in trained
+                if not held_out[episode.track]:
                     excluded += 1
                     continue
                 sim = sims.get(episode.track) or sims.setdefault(episode.track,
@@ -156,7 +170,8 @@ def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalC
                 "mean_progress": round(float(np.mean([lap[-1] for lap in laps])), 2) if laps else None,
                 "episodes": [lap[:-1] for lap in laps], "monitor": PolicyCore.monitor_key(model),
             }
-            log(f"  {named.name}: {completed} of {len(laps)} laps ({len(results)}/{len(domains)} domains)")
+            left_out = f", {excluded} left out (not among --tracks, or on a track it trained on)" if excluded else ""
+            log(f"  {named.name}: {completed} of {len(laps)} laps{left_out} ({len(results)}/{len(domains)} domains)")
     return results
 
 

@@ -11,7 +11,8 @@ A test distribution file is a mapping::
     episodes: 400              # random domains, one lap each
     beyond: 3                  # groups per domain drawn beyond the training range, one knob each
     starts: 4                  # laps per track of each named domain, from spread points
-    tracks: [Oval_track, ...]  # closed tracks, none of them a training track
+    tracks: [Oval_track, ...]  # closed tracks, none of them a training track: built-in names or
+                               # .npy outlines (`racer sim generate-track`), relative to this file
     groups: {GROUP: {KNOB: [[low, high], ...]}}   # bands, each outside the training range
     named: [{name: NAME, KNOB: value, ...}, ...]
 """
@@ -112,10 +113,10 @@ class TestDistribution:
                        base=Randomization({str(k): tuple(v) if isinstance(v, list) else (v, v)
                                            for k, v in base.items()}),
                        episodes=_integer(doc, "episodes", 0), beyond=_integer(doc, "beyond", 1),
-                       starts=_integer(doc, "starts", 1), tracks=tuple(map(str, doc.get("tracks") or ())),
+                       starts=_integer(doc, "starts", 1), tracks=_tracks(doc.get("tracks"), source),
                        groups=_groups(doc.get("groups")), named=_named(doc.get("named") or []))
             dist.check()
-        except (RandomizationError, TypeError, ValueError) as exc:
+        except (RandomizationError, TypeError, ValueError, OSError) as exc:
             raise DomainsFileError(f"{source}: {exc}") from None
         return dist
 
@@ -170,6 +171,15 @@ def _integer(doc: dict, key: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{key}: expected an integer of at least {minimum}, got {value!r}")
     return value
+
+
+def _tracks(doc: Any, source: str) -> tuple[str, ...]:
+    """The file's tracks: built-in names as written, a relative `.npy` path taken from the file's folder."""
+    if doc is not None and not isinstance(doc, list):
+        raise ValueError("tracks: expected a list of track names or .npy files")
+    folder = Path(source).parent
+    return tuple(str(folder / name) if name.endswith(".npy") and not Path(name).is_absolute() else name
+                 for name in map(str, doc or ()))
 
 
 def _groups(doc: Any) -> dict[str, dict[str, tuple[tuple[float, float], ...]]]:

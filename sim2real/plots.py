@@ -135,3 +135,24 @@ def reward_figure(history: list[dict[str, Any]]) -> Any:
 def reward_curve(history: list[dict[str, Any]], path: Path) -> Path:
     """`reward_figure` written to `path` (PNG); returns `path`."""
     return _save(_pyplot(), reward_figure(history), path)
+
+
+def track_map(waypoints: np.ndarray, title: str, path: Path) -> Path:
+    """A track seen from above: the road (N, 6 waypoints as the `.npy` outlines hold them, metres)
+    in grey, its centre line dashed, the start and the driving direction marked by an arrow."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
+    ax.fill(waypoints[:, 4], waypoints[:, 5], color="0.55", zorder=1)
+    ax.fill(waypoints[:, 2], waypoints[:, 3], color="white", zorder=2)
+    ax.plot(waypoints[:, 0], waypoints[:, 1], "--", color="gold", lw=1, zorder=3)
+    along = np.cumsum(np.linalg.norm(np.diff(waypoints[:, :2], axis=0), axis=1))
+    (x0, y0), (x1, y1) = waypoints[0, :2], waypoints[int(np.searchsorted(along, 1.0)) + 1, :2]
+    ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=4,
+                arrowprops={"arrowstyle": "-|>", "color": "green", "lw": 2})
+    ax.plot(x0, y0, "o", color="green", zorder=4, label="start, driving direction")
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.set_title(title)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False, fontsize="small")
+    return _save(plt, fig, path)

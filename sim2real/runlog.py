@@ -31,10 +31,11 @@ SIMTRACE_HEADER = ("episode,steps,X,Y,yaw,steer,throttle,action,reward,done,all_
 METRICS_FILE = Path("metrics") / "TrainingMetrics.json"
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write `data` (text as UTF-8) whole or not at all: a temporary file beside `path`, then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(f".{path.name}.tmp")
-    staged.write_text(text, encoding="utf-8")
+    staged.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     os.replace(staged, path)
 
 

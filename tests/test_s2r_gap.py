@@ -2,6 +2,7 @@
 the plot, and `racer eval`."""
 import json
 
+import numpy as np
 import pytest
 import yaml
 
@@ -22,6 +23,7 @@ from sim2real.heldout import TEST_FILE, DomainsFileError, load_domains
 from sim2real.imitation import ImitationConfig
 from sim2real.plots import gap_plot
 from sim2real.randomize import KNOBS
+from sim2real.sim.generated_track import generate_track
 
 TINY = ImitationConfig(tracks=("reinvent_base",), iterations=1, steps_per_iteration=100, epochs=1, threads=1)
 QUICK = EvalConfig(tracks=("reinvent_base",), starts=1, lap_timeout_s=5.0)
@@ -219,6 +221,29 @@ def test_eval_command_on_a_test_distribution(tiny_run, tmp_path, capsys):
     header = next(line for line in captured.err.splitlines() if line.startswith("variant"))
     assert header.split()[:3] == ["variant", "honest-1", "dim"]
     assert (tmp_path / "eval" / "gap.png").is_file()
+
+
+def test_eval_drives_a_test_distributions_own_track_files_and_says_what_it_leaves_out(tiny_run, tmp_path, capsys):
+    # A selection set: the test's file with another seed and generated tracks beside it. Its .npy
+    # tracks are driven without --tracks; the track the bundle trained on is left out, and said so.
+    out, _ = tiny_run
+    folder = tmp_path / "selection"
+    (folder / "tracks").mkdir(parents=True)
+    np.save(folder / "tracks" / "gen3.npy", generate_track(3))
+    doc = {**yaml.safe_load(TEST_FILE.read_text()), "test_distribution": "selection", "seed": 7, "episodes": 2,
+           "starts": 1, "tracks": ["tracks/gen3.npy", "reinvent_base"], "named": [{"name": "dim", "light": 0.6}]}
+    (folder / "sel.yaml").write_text(yaml.safe_dump(doc))
+    code = racer_s2r("eval", "--json", "--model", str(out / "none-s0" / "bundle"), "--domains",
+                     str(folder / "sel.yaml"), "--out", str(tmp_path / "eval"))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    row = json.loads(captured.out)["summary"]["none-s0"]
+    assert {pool: cell["laps"] for pool, cell in row["domains"].items()} == {"selection": 1, "dim": 1}
+    results = json.loads((tmp_path / "eval" / "gap.json").read_text())["models"][0]["results"]
+    assert results["selection-000"]["tracks"] == [str(folder / "tracks" / "gen3.npy")]
+    assert (results["selection-001"]["laps"], results["selection-001"]["excluded"]) == (0, 1)
+    assert (results["dim"]["laps"], results["dim"]["excluded"]) == (1, 1)
+    assert "selection-001: 0 of 0 laps, 1 left out (not among --tracks, or on a track it trained on)" in captured.err
 
 
 def test_eval_of_given_bundles_leaves_the_grids_directory_alone(tiny_run, tmp_path, capsys, monkeypatch):

@@ -13,6 +13,7 @@ from sim2real.gap import held_out_tracks
 from sim2real.heldout import TEST_FILE, DomainsFileError, TestDistribution as Distribution, load_domains
 from sim2real.imitation import ImitationConfig
 from sim2real.randomize import Randomization, RandomizationError
+from sim2real.sim.generated_track import generate_track
 from sim2real.stats import MIN_INTERVAL_GROUP, auroc, auroc_interval, wilson_interval
 
 
@@ -68,8 +69,24 @@ def test_a_band_that_overlaps_training_is_refused(tmp_path):
         load_domains(path)
 
 
+def test_track_files_are_found_beside_the_test_file(tmp_path, monkeypatch):
+    (tmp_path / "set" / "tracks").mkdir(parents=True)
+    np.save(tmp_path / "set" / "tracks" / "gen1.npy", generate_track(1))
+    np.save(tmp_path / "elsewhere.npy", generate_track(2))
+    doc = {**yaml.safe_load(TEST_FILE.read_text()), "episodes": 3,
+           "tracks": ["tracks/gen1.npy", str(tmp_path / "elsewhere.npy"), "Oval_track"]}
+    path = tmp_path / "set" / "test.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    monkeypatch.chdir(tmp_path)
+    domains = load_domains(path)
+    assert [d.episodes[0].track for d in domains[:3]] == [
+        str(tmp_path / "set" / "tracks" / "gen1.npy"), str(tmp_path / "elsewhere.npy"), "Oval_track"]
+
+
 @pytest.mark.parametrize("change, message", [
     ({"tracks": ["Straight_track"]}, "Straight_track is not a closed track"),
+    ({"tracks": "Oval_track"}, "tracks: expected a list"),
+    ({"tracks": ["gone.npy"]}, "gone.npy"),
     ({"tracks": ["moon"]}, "unknown track 'moon'"),
     ({"episodes": -5}, "episodes: expected an integer of at least 0"),
     ({"beyond": 9}, "beyond: 9 groups, but the file has 6"),

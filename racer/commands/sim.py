@@ -1,9 +1,10 @@
-"""`racer sim render` and `racer sim fit-dynamics`: the simulator's camera at a pose, and its car's
-dynamics fitted to a DeepRacer simtrace."""
+"""`racer sim render`, `racer sim fit-dynamics` and `racer sim generate-track`: the simulator's camera
+at a pose, its car's dynamics fitted to a DeepRacer simtrace, and random closed tracks."""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from racer.commands import fail
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("sim", help="the simulator: camera renders, dynamics fits",
+    s = sub.add_parser("sim", help="the simulator: camera renders, dynamics fits, random tracks",
                        description="Tools around the built-in DeepRacer simulator.")
     ssub = s.add_subparsers(dest="sim_command", metavar="ACTION")
     ssub.required = True
@@ -39,6 +40,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     f.set_defaults(func=run_fit)
 
+    g = ssub.add_parser("generate-track", help="write a random closed track as a DeepRacer .npy outline",
+                        description="Draws a closed track from a seed (a random polygon with rounded corners, a road "
+                                    "of one width) and writes it in the official outlines' format, so every command "
+                                    "that takes a track takes it (racer eval --tracks FILE.npy, racer sim render, "
+                                    "racer train --tracks). The file's name is the track's name. One seed always "
+                                    "gives the same track.")
+    g.add_argument("--seed", type=int, required=True, help="the track's seed (a whole number)")
+    g.add_argument("--out", type=Path, required=True, metavar="FILE.npy", help="the outline to write")
+    g.add_argument("--corners", default="6,12", metavar="LOW,HIGH", help="corner count (default: %(default)s)")
+    g.add_argument("--length", default="16,30", metavar="LOW,HIGH",
+                   help="lap length in metres, before the corners are rounded (default: %(default)s; "
+                        "the stock closed tracks are 17-60 m)")
+    g.add_argument("--radius", default="0.45,1.6", metavar="LOW,HIGH",
+                   help="corner radius of the centre line in metres (default: %(default)s; at least the "
+                        "half-width plus 0.1 m whatever this says)")
+    g.add_argument("--half-width", default="0.30,0.55", metavar="LOW,HIGH",
+                   help="road half-width in metres (default: %(default)s; the stock roads: 0.30-0.60)")
+    g.add_argument("--preview", type=Path, metavar="FILE.png",
+                   help="also draw the track from above (needs the training extras' matplotlib)")
+    g.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    g.set_defaults(func=run_generate)
+
 
 def parse_size(text: str) -> tuple[int, int]:
     """'WxH' -> (width, height), both positive."""
@@ -58,6 +81,63 @@ def parse_pose(text: str) -> tuple[float, float, float]:
     except ValueError:
         raise ValueError(f"--pose must be X,Y,YAW (metres, metres, radians), got {text!r}") from None
     return x, y, yaw
+
+
+def parse_range(flag: str, text: str, kind: type = float) -> tuple:
+    """'LOW,HIGH' -> (low, high) of `kind`, finite with 0 < low <= high; ValueError naming `flag` otherwise."""
+    try:
+        low, high = (kind(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"{flag} must be LOW,HIGH, got {text!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+        raise ValueError(f"{flag} must be LOW,HIGH with 0 < LOW <= HIGH, got {text!r}")
+    return low, high
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    import io
+
+    import numpy as np
+
+    from sim2real.runlog import write_atomic
+    from sim2real.sim.generated_track import TrackGenerationError, TrackShape, generate_track
+    from sim2real.sim.track import Track
+
+    if args.out.suffix != ".npy":
+        return fail("sim generate-track", f"--out must name a .npy file, got {str(args.out)!r}")
+    try:
+        corners = parse_range("--corners", args.corners, int)
+        if corners[0] < 3:
+            raise ValueError(f"--corners: a closed track needs at least 3, got {args.corners!r}")
+        shape = TrackShape(corners=corners,
+                           length_m=parse_range("--length", args.length),
+                           radius_m=parse_range("--radius", args.radius),
+                           half_width_m=parse_range("--half-width", args.half_width))
+        waypoints = generate_track(args.seed, shape)
+    except ValueError as exc:
+        return fail("sim generate-track", str(exc))
+    except TrackGenerationError as exc:
+        return fail("sim generate-track", str(exc), code=1)
+    track = Track(args.out.stem, waypoints)
+    try:
+        outline = io.BytesIO()
+        np.save(outline, waypoints)
+        write_atomic(args.out, outline.getvalue())
+        if args.preview is not None:
+            from sim2real.plots import track_map
+            track_map(waypoints, f"{track.name} (seed {args.seed}): {track.length:.1f} m, "
+                                 f"half-width {track.half_width.mean():.2f} m, {track.orientation}", args.preview)
+    except (OSError, ValueError) as exc:
+        return fail("sim generate-track", str(exc), code=1)
+    report = {"track": track.name, "seed": args.seed, "out": str(args.out), "length_m": round(track.length, 2),
+              "half_width_m": round(float(track.half_width.mean()), 3), "orientation": track.orientation,
+              "waypoints": len(waypoints), "preview": str(args.preview) if args.preview else None}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"racer sim generate-track: wrote {args.out}: {report['length_m']} m, half-width "
+              f"{report['half_width_m']} m, driven {track.orientation}", file=sys.stderr)
+    return 0
 
 
 def run_render(args: argparse.Namespace) -> int:
