@@ -170,7 +170,8 @@ def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalC
                 "mean_progress": round(float(np.mean([lap[-1] for lap in laps])), 2) if laps else None,
                 "episodes": [lap[:-1] for lap in laps], "monitor": PolicyCore.monitor_key(model),
             }
-            left_out = f", {excluded} left out (not among --tracks, or on a track it trained on)" if excluded else ""
+            reason = "not among the evaluation tracks" if cfg.tracks else "on a track it trained on"
+            left_out = f", {excluded} left out ({reason})" if excluded else ""
             log(f"  {named.name}: {completed} of {len(laps)} laps{left_out} ({len(results)}/{len(domains)} domains)")
     return results
 

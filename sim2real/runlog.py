@@ -35,8 +35,12 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     """Write `data` (text as UTF-8) whole or not at all: a temporary file beside `path`, then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(f".{path.name}.tmp")
-    staged.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(staged, path)
+    try:
+        staged.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(staged, path)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
 
 
 def simtrace_csv(rows: Iterable[TraceRow]) -> str:

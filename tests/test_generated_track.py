@@ -46,8 +46,8 @@ def test_the_format_is_the_official_outlines(tracks):
         np.testing.assert_allclose(waypoints[:, :2], (waypoints[:, 2:4] + waypoints[:, 4:6]) / 2, atol=1e-9)
         assert np.ptp(track.half_width) < 1e-9
         assert 0.30 <= track.half_width[0] <= 0.55
-        # perimeter 16-30 m before the corners are rounded; rounding takes a little off
-        assert 16.0 * 0.8 < track.length <= 30.0
+        # perimeter 16-30 m before the corners are rounded; rounding takes off up to a half (a triangle's)
+        assert 16.0 * 0.5 < track.length <= 30.0
         steps = np.linalg.norm(np.diff(waypoints[:, :2], axis=0), axis=1)
         assert steps.max() <= 0.1 + 1e-9 and steps.min() > 0
 
@@ -77,18 +77,42 @@ def test_corners_are_no_tighter_than_asked(tracks):
         assert radius.min() >= max(0.45, half_width + 0.1) - 1e-6
 
 
+def crosses_itself(loop):
+    """Whether a closed polyline (M, 2) has two segments that cross (neighbours, which share a vertex, aside)."""
+    a, d = loop, np.roll(loop, -1, axis=0) - loop
+
+    def cross(u, v):
+        return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+
+    rel = a[None, :, :] - a[:, None, :]
+    denom = cross(d[:, None, :], d[None, :, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = cross(rel, d[None, :, :]) / denom
+        u = cross(rel, d[:, None, :]) / denom
+    index = np.arange(len(loop))
+    gap = np.abs(index[:, None] - index[None, :])
+    apart = np.minimum(gap, len(loop) - gap) > 1
+    return bool(((denom != 0) & (t > 0) & (t < 1) & (u > 0) & (u < 1) & apart).any())
+
+
+def test_crossing_check_sees_a_figure_eight():
+    t = np.linspace(0, 2 * np.pi, 200, endpoint=False) + 0.01  # the crossing falls inside segments
+    assert crosses_itself(np.column_stack([np.sin(2 * t), np.sin(t)]))
+    assert not crosses_itself(np.column_stack([np.cos(t), np.sin(t)]))
+
+
 def test_no_leg_of_road_comes_near_another(tracks):
-    # Any two centre-line points more than 4 m apart along the lap are at least two half-widths
-    # plus 0.2 m of floor apart: the borders of different legs never touch.
+    # Each border pushed 0.1 m further from the centre line still crosses itself nowhere, and the
+    # two stay apart: 0.2 m of floor between any two legs of road, hairpins included.
     for waypoints in tracks.values():
-        centre = waypoints[:-1, :2]
-        half_width = np.linalg.norm(waypoints[0, 4:6] - waypoints[0, 2:4]) / 2
-        s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(centre, axis=0), axis=1))])
-        lap = s[-1] + np.linalg.norm(centre[0] - centre[-1])
-        along = np.abs(s[:, None] - s[None, :])
-        along = np.minimum(along, lap - along)
-        apart = np.linalg.norm(centre[:, None] - centre[None, :], axis=2)
-        assert apart[along > 4.0].min() >= 2 * half_width + 0.2 - 1e-6
+        centre, inner, outer = waypoints[:-1, :2], waypoints[:-1, 2:4], waypoints[:-1, 4:6]
+        half_width = np.linalg.norm(outer[0] - inner[0]) / 2
+        grow = (half_width + 0.1) / half_width
+        wide_inner, wide_outer = centre + (inner - centre) * grow, centre + (outer - centre) * grow
+        assert not crosses_itself(wide_inner) and not crosses_itself(wide_outer)
+        assert abs(shoelace(wide_inner)) < abs(shoelace(wide_outer))
+        apart = np.linalg.norm(wide_inner[:, None] - wide_outer[None, :], axis=2)
+        assert apart.min() >= 2 * (half_width + 0.1) - 1e-6
 
 
 def rectangle(width, height, step=0.05):
@@ -107,9 +131,11 @@ def test_a_draw_whose_legs_come_close_is_refused():
     assert not _clear(rectangle(6.0, 3.0), 1.5)
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_the_expert_laps_it_at_full_speed(tracks, seed):
-    track = Track(f"gen{seed}", tracks[seed])
+# 226, 332 and 386: seeds whose first draw the expert does not lap (386 leaves at an S-bend 1.1 s
+# from the start), so the generator draws again.
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 226, 332, 386])
+def test_the_expert_laps_it_at_full_speed(seed):
+    track = Track(f"gen{seed}", generate_track(seed))
     sim, expert = Simulator(track), PurePursuitExpert(track)
     infos = [sim.info]
     while sim.time < 60.0 and not (infos[-1].lap_completed or infos[-1].off_track):
@@ -121,8 +147,8 @@ def test_the_expert_laps_it_at_full_speed(tracks, seed):
 
 
 def test_the_shape_ranges_are_checked():
-    for bad in ({"corners": (2, 5)}, {"half_width_m": (0.5, 0.3)}, {"radius_m": (0.0, 1.0)},
-                {"length_m": (float("nan"), 20.0)}):
+    for bad in ({"corners": (2, 5)}, {"corners": (6, 10**12)}, {"half_width_m": (0.5, 0.3)}, {"radius_m": (0.0, 1.0)},
+                {"length_m": (float("nan"), 20.0)}, {"length_m": (1e308, 1e308)}, {"half_width_m": (0.3, 5.0)}):
         with pytest.raises(ValueError):
             TrackShape(**bad)
     with pytest.raises(TrackGenerationError, match="seed 3"):
@@ -164,15 +190,26 @@ def test_command_shape_flags_reach_the_generator(tmp_path):
 
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["--out", "{}/t.txt"], 2, "--out must name a .npy file"),
+    (["--out", "{}/t.npy", "--preview", "{}/noext"], 2, "--preview must name a .png file"),
+    (["--out", "{}/t.npy", "--seed", "-1"], 2, "--seed must be 0 or more"),
+    (["--out", "{}/t.npy", "--length", "1e308,1e308"], 2, "4 <= LOW <= HIGH <= 200"),
+    (["--out", "{}/t.npy", "--corners", "6,1000000000000"], 2, "3 <= LOW <= HIGH <= 40"),
+    (["--out", "{}/t.npy", "--preview", "{}/a.npy/p.png"], 1, "a.npy"),
+    (["--out", "{}/a.npy/t.npy", "--preview", "{}/p.png"], 1, "a.npy"),
     (["--out", "{}/t.npy", "--corners", "3,a"], 2, "--corners must be LOW,HIGH"),
-    (["--out", "{}/t.npy", "--corners", "2,4"], 2, "at least 3"),
-    (["--out", "{}/t.npy", "--half-width", "0.5,0.2"], 2, "0 < LOW <= HIGH"),
+    (["--out", "{}/t.npy", "--corners", "2,4"], 2, "3 <= LOW"),
+    (["--out", "{}/t.npy", "--half-width", "0.5,0.2"], 2, "0.1 <= LOW <= HIGH <= 2"),
     (["--out", "{}/t.npy", "--length", "inf,30"], 2, "--length"),
     (["--out", "{}/t.npy", "--corners", "30,40", "--length", "10,12", "--radius", "1.5,1.6"], 1, "no track from seed"),
 ])
 def test_command_refuses_bad_input_and_writes_nothing(tmp_path, capsys, args, code, message):
+    # A file where a folder should be makes the preview's or the outline's write fail: it leaves
+    # neither behind, nor a temporary file.
+    (tmp_path / "a.npy").write_bytes(b"not a folder")
     argv = ["sim", "generate-track", "--seed", "3", *(a.format(tmp_path) for a in args)]
+    if "--seed" in args:
+        argv = argv[:2] + argv[4:]
     assert main(argv) == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
-    assert list(tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]

@@ -239,11 +239,20 @@ def test_eval_drives_a_test_distributions_own_track_files_and_says_what_it_leave
     assert code == 0, captured.err
     row = json.loads(captured.out)["summary"]["none-s0"]
     assert {pool: cell["laps"] for pool, cell in row["domains"].items()} == {"selection": 1, "dim": 1}
-    results = json.loads((tmp_path / "eval" / "gap.json").read_text())["models"][0]["results"]
+    report = json.loads((tmp_path / "eval" / "gap.json").read_text())
+    assert (report["test"], report["domains_file"]) == ("selection", str(folder / "sel.yaml"))
+    results = report["models"][0]["results"]
     assert results["selection-000"]["tracks"] == [str(folder / "tracks" / "gen3.npy")]
     assert (results["selection-001"]["laps"], results["selection-001"]["excluded"]) == (0, 1)
     assert (results["dim"]["laps"], results["dim"]["excluded"]) == (1, 1)
-    assert "selection-001: 0 of 0 laps, 1 left out (not among --tracks, or on a track it trained on)" in captured.err
+    assert "selection-001: 0 of 0 laps, 1 left out (on a track it trained on)" in captured.err
+    # Asked for tracks the file does not drive, nothing is driven: that is a failure, not an empty table.
+    code = racer_s2r("eval", "--model", str(out / "none-s0" / "bundle"), "--domains", str(folder / "sel.yaml"),
+                     "--tracks", "Oval_track", "--out", str(tmp_path / "none"))
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "0 of 0 laps, 1 left out (not among the evaluation tracks)" in captured.err
+    assert "racer eval: no lap was driven" in captured.err
 
 
 def test_eval_of_given_bundles_leaves_the_grids_directory_alone(tiny_run, tmp_path, capsys, monkeypatch):

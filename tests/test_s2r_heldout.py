@@ -87,6 +87,7 @@ def test_track_files_are_found_beside_the_test_file(tmp_path, monkeypatch):
     ({"tracks": ["Straight_track"]}, "Straight_track is not a closed track"),
     ({"tracks": "Oval_track"}, "tracks: expected a list"),
     ({"tracks": ["gone.npy"]}, "gone.npy"),
+    ({"tracks": ["text.npy"]}, "text.npy': cannot read a waypoint array"),
     ({"tracks": ["moon"]}, "unknown track 'moon'"),
     ({"episodes": -5}, "episodes: expected an integer of at least 0"),
     ({"beyond": 9}, "beyond: 9 groups, but the file has 6"),
@@ -95,6 +96,7 @@ def test_track_files_are_found_beside_the_test_file(tmp_path, monkeypatch):
 ])
 def test_bad_test_distributions(tmp_path, change, message):
     doc = {**yaml.safe_load(TEST_FILE.read_text()), **change}
+    (tmp_path / "text.npy").write_text("centre x, centre y, ...\n")
     path = tmp_path / "test.yaml"
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(DomainsFileError, match=f"^{path}: .*{message.replace('(', '.').replace(')', '.')}"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -45,18 +44,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "of one width) and writes it in the official outlines' format, so every command "
                                     "that takes a track takes it (racer eval --tracks FILE.npy, racer sim render, "
                                     "racer train --tracks). The file's name is the track's name. One seed always "
-                                    "gives the same track.")
+                                    "gives the same track; the privileged expert laps every track it writes.")
     g.add_argument("--seed", type=int, required=True, help="the track's seed (a whole number)")
     g.add_argument("--out", type=Path, required=True, metavar="FILE.npy", help="the outline to write")
-    g.add_argument("--corners", default="6,12", metavar="LOW,HIGH", help="corner count (default: %(default)s)")
+    g.add_argument("--corners", default="6,12", metavar="LOW,HIGH", help="corner count (default: %(default)s; 3-40)")
     g.add_argument("--length", default="16,30", metavar="LOW,HIGH",
                    help="lap length in metres, before the corners are rounded (default: %(default)s; "
-                        "the stock closed tracks are 17-60 m)")
+                        "the stock closed tracks are 17-60 m; 4-200)")
     g.add_argument("--radius", default="0.45,1.6", metavar="LOW,HIGH",
                    help="corner radius of the centre line in metres (default: %(default)s; at least the "
-                        "half-width plus 0.1 m whatever this says)")
+                        "half-width plus 0.1 m whatever this says; 0.05-20)")
     g.add_argument("--half-width", default="0.30,0.55", metavar="LOW,HIGH",
-                   help="road half-width in metres (default: %(default)s; the stock roads: 0.30-0.60)")
+                   help="road half-width in metres (default: %(default)s; the stock roads: 0.30-0.60; 0.1-2)")
     g.add_argument("--preview", type=Path, metavar="FILE.png",
                    help="also draw the track from above (needs the training extras' matplotlib)")
     g.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -83,14 +82,15 @@ def parse_pose(text: str) -> tuple[float, float, float]:
     return x, y, yaw
 
 
-def parse_range(flag: str, text: str, kind: type = float) -> tuple:
-    """'LOW,HIGH' -> (low, high) of `kind`, finite with 0 < low <= high; ValueError naming `flag` otherwise."""
+def parse_range(flag: str, text: str, limits: tuple[float, float], kind: type = float) -> tuple:
+    """'LOW,HIGH' -> (low, high) of `kind` with limits[0] <= low <= high <= limits[1]; ValueError
+    naming `flag` otherwise."""
     try:
         low, high = (kind(v) for v in text.split(","))
     except ValueError:
         raise ValueError(f"{flag} must be LOW,HIGH, got {text!r}") from None
-    if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
-        raise ValueError(f"{flag} must be LOW,HIGH with 0 < LOW <= HIGH, got {text!r}")
+    if not limits[0] <= low <= high <= limits[1]:
+        raise ValueError(f"{flag} must be LOW,HIGH with {limits[0]:g} <= LOW <= HIGH <= {limits[1]:g}, got {text!r}")
     return low, high
 
 
@@ -100,34 +100,40 @@ def run_generate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from sim2real.runlog import write_atomic
-    from sim2real.sim.generated_track import TrackGenerationError, TrackShape, generate_track
+    from sim2real.sim.generated_track import LIMITS, TrackGenerationError, TrackShape, generate_track
     from sim2real.sim.track import Track
 
     if args.out.suffix != ".npy":
         return fail("sim generate-track", f"--out must name a .npy file, got {str(args.out)!r}")
+    if args.preview is not None and args.preview.suffix != ".png":
+        return fail("sim generate-track", f"--preview must name a .png file, got {str(args.preview)!r}")
+    if args.seed < 0:
+        return fail("sim generate-track", f"--seed must be 0 or more, got {args.seed}")
     try:
-        corners = parse_range("--corners", args.corners, int)
-        if corners[0] < 3:
-            raise ValueError(f"--corners: a closed track needs at least 3, got {args.corners!r}")
-        shape = TrackShape(corners=corners,
-                           length_m=parse_range("--length", args.length),
-                           radius_m=parse_range("--radius", args.radius),
-                           half_width_m=parse_range("--half-width", args.half_width))
-        waypoints = generate_track(args.seed, shape)
+        shape = TrackShape(corners=parse_range("--corners", args.corners, LIMITS["corners"], int),
+                           length_m=parse_range("--length", args.length, LIMITS["length_m"]),
+                           radius_m=parse_range("--radius", args.radius, LIMITS["radius_m"]),
+                           half_width_m=parse_range("--half-width", args.half_width, LIMITS["half_width_m"]))
     except ValueError as exc:
         return fail("sim generate-track", str(exc))
+    try:
+        waypoints = generate_track(args.seed, shape)
     except TrackGenerationError as exc:
         return fail("sim generate-track", str(exc), code=1)
     track = Track(args.out.stem, waypoints)
+    drawn = None  # the preview goes first and the outline last, so a failure leaves neither
     try:
+        if args.preview is not None:
+            from sim2real.plots import track_map
+            args.preview.parent.mkdir(parents=True, exist_ok=True)
+            drawn = track_map(waypoints, f"{track.name} (seed {args.seed}): {track.length:.1f} m, half-width "
+                                         f"{track.half_width.mean():.2f} m, {track.orientation}", args.preview)
         outline = io.BytesIO()
         np.save(outline, waypoints)
         write_atomic(args.out, outline.getvalue())
-        if args.preview is not None:
-            from sim2real.plots import track_map
-            track_map(waypoints, f"{track.name} (seed {args.seed}): {track.length:.1f} m, "
-                                 f"half-width {track.half_width.mean():.2f} m, {track.orientation}", args.preview)
     except (OSError, ValueError) as exc:
+        if drawn is not None:
+            drawn.unlink(missing_ok=True)
         return fail("sim generate-track", str(exc), code=1)
     report = {"track": track.name, "seed": args.seed, "out": str(args.out), "length_m": round(track.length, 2),
               "half_width_m": round(float(track.half_width.mean()), 3), "orientation": track.orientation,

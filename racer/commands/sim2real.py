@@ -282,7 +282,7 @@ def run_eval(args: argparse.Namespace) -> int:
         pools,
         summarize,
     )
-    from sim2real.heldout import DomainsFileError, TestDistribution, load_domains
+    from sim2real.heldout import DomainsFileError, load_domains
     from sim2real.plots import gap_plot
     from sim2real.sim.track import Track
 
@@ -347,7 +347,8 @@ def run_eval(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     plot = gap_plot(summary, pools(domains), args.out / "gap.png")
     report = {
-        "test": None if args.domains is not None else TestDistribution.load().name,
+        "test": next((d.pool for d in domains if d.pool != d.name), None),
+        "domains_file": None if args.domains is None else str(args.domains),
         "domains": [{"name": d.name, "group": d.pool, "values": d.values, "outside_training": outside_training(d)}
                     for d in domains],
         "eval": {"tracks": list(tracks) or "held out per model", "starts": args.starts, "max_speed": cfg.max_speed},
@@ -361,4 +362,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     took = f"{duration_s / 60:.1f} min" if duration_s >= 60 else f"{duration_s:.1f} s"
     print(f"racer eval: done in {took}; wrote {args.out / 'gap.json'} and {plot}", file=sys.stderr)
+    if not any(result["laps"] for model in models for result in model["results"].values()):
+        return fail("eval", "no lap was driven: every lap was left out (its track not among --tracks, or one "
+                            "the model trained on)", code=1)
     return 0

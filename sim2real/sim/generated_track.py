@@ -3,8 +3,10 @@ tracks no recipe trained on (`racer sim generate-track`).
 
 A track is a random star-shaped polygon of `corners` vertices, scaled to a perimeter of `length_m`,
 whose corners are rounded with circular arcs of `radius_m`, and a road of constant `half_width_m`
-around that centre line. It is kept only if the road and a `CLEARANCE_M` band beside it never meet
-themselves; otherwise the seed's generator draws again, so one seed always gives one track.
+around that centre line. It is kept only if no leg of road comes within `CLEARANCE_M` of another and
+the privileged expert laps it twice from its start line at max-speed 1.0 (a hairpin a car cannot take
+is not a test of a model); otherwise the seed's generator draws again, so one seed always gives one
+track.
 """
 from __future__ import annotations
 
@@ -22,16 +24,21 @@ SPACING_M = 0.1
 # Where the outline starts (metres): the official outlines sit at least a metre inside their field.
 ORIGIN_M = 1.0
 ATTEMPTS = 2000
+# What `TrackShape` accepts, (smallest low, largest high) per range: beyond them a lap would not fit
+# a room, or the centre-line arrays (memory grows with the square of the lap) would not fit memory.
+LIMITS: dict[str, tuple[float, float]] = {"corners": (3, 40), "length_m": (4.0, 200.0), "radius_m": (0.05, 20.0),
+                                          "half_width_m": (0.1, 2.0)}
 
 
 @dataclass(frozen=True)
 class TrackShape:
     """The ranges a generated track is drawn from, each (low, high), uniform: `corners` (count, both
     ends included), `length_m` the polygon's perimeter before its corners are rounded (metres; the
-    lap is up to a few percent shorter), `radius_m` each corner's arc radius (metres; at least
-    `half_width_m` + `CLEARANCE_M` / 2 whatever the range says),
+    rounding cuts the lap by 2-27% with the defaults, more with few sharp corners), `radius_m` each
+    corner's arc radius (metres; at least `half_width_m` + `CLEARANCE_M` / 2 whatever the range says),
     `half_width_m` the road's half-width, one per track (the stock tracks': 0.30 to 0.60 m).
-    The defaults give corners from hairpins on a narrow road to sweepers on a wide one."""
+    Each range lies within `LIMITS`; ValueError otherwise. The defaults give corners from hairpins
+    on a narrow road to sweepers on a wide one."""
 
     corners: tuple[int, int] = (6, 12)
     length_m: tuple[float, float] = (16.0, 30.0)
@@ -39,12 +46,10 @@ class TrackShape:
     half_width_m: tuple[float, float] = (0.30, 0.55)
 
     def __post_init__(self) -> None:
-        for name in ("corners", "length_m", "radius_m", "half_width_m"):
+        for name, (smallest, largest) in LIMITS.items():
             low, high = getattr(self, name)
-            if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
-                raise ValueError(f"{name}: expected 0 < low <= high, got ({low}, {high})")
-        if self.corners[0] < 3:
-            raise ValueError(f"corners: a closed track needs at least 3, got {self.corners[0]}")
+            if not smallest <= low <= high <= largest:
+                raise ValueError(f"{name}: expected {smallest:g} <= low <= high <= {largest:g}, got ({low}, {high})")
 
 
 class TrackGenerationError(RuntimeError):
@@ -73,7 +78,9 @@ def generate_track(seed: int, shape: TrackShape = TrackShape()) -> np.ndarray:
         inner, outer = centre + half_width * inner_side, centre - half_width * inner_side
         rows = np.hstack([centre, inner, outer])
         rows = rows - np.tile(np.minimum(inner.min(0), outer.min(0)), 3) + ORIGIN_M
-        return np.vstack([rows, rows[:1]])
+        waypoints = np.vstack([rows, rows[:1]])
+        if _expert_laps(waypoints):
+            return waypoints
     raise TrackGenerationError(f"no track from seed {seed} within {ATTEMPTS} draws of {shape}")
 
 
@@ -114,6 +121,16 @@ def _rounded_polygon(rng: np.random.Generator, shape: TrackShape,
         headings.append(np.full(steps, heading_in[i] + turn[i]))
     centre = np.vstack(pieces)
     return (centre, np.concatenate(headings)) if _signed_area(centre) > 0 else None
+
+
+def _expert_laps(waypoints: np.ndarray) -> bool:
+    """Whether the privileged expert, in the nominal world at max-speed 1.0, laps the track twice
+    from rest at its first waypoint (the second lap a flying one through the start)."""
+    from sim2real.laptimes import expert_laps
+    from sim2real.sim.track import Track
+
+    result = expert_laps(Track("generated", waypoints), laps=2, max_speed=1.0, lap_timeout_s=60.0)
+    return len(result.laps) == 2 and all(lap.completed for lap in result.laps)
 
 
 def _signed_area(loop: np.ndarray) -> float:

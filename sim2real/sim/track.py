@@ -62,13 +62,18 @@ class Track:
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> Track:
-        """Load a shipped track by bare name (`reinvent_base`) or any `.npy` file by path."""
+        """Load a shipped track by bare name (`reinvent_base`) or any `.npy` file by path. ValueError
+        for an unknown name, a file that cannot be read as an array, or an array not (N, 6)."""
         path = Path(name_or_path)
         if path.suffix != ".npy":
             path = TRACKS_DIR / f"{name_or_path}.npy"
             if not path.is_file():
                 raise ValueError(f"unknown track {str(name_or_path)!r}; available: {', '.join(cls.names())}")
-        return cls(path.stem, np.load(path))
+        try:
+            waypoints = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"track {str(path)!r}: cannot read a waypoint array: {exc}") from None
+        return cls(path.stem, waypoints)
 
     @staticmethod
     def names() -> list[str]:
