@@ -293,7 +293,7 @@ def test_eval_command_in_the_nominal_world(tiny_run, tmp_path, capsys):
     (["--seeds", ""], "--seeds and --train-tracks need at least one entry"),
     (["--variants", "none,magic"], "unknown variant(s) magic"),
     (["--model", "no/such/bundle"], "no bundle at no/such/bundle"),
-    (["--tracks", "moon"], "unknown track 'moon'"),
+    (["--tracks", "moon"], "or a .npy outline file (racer sim generate-track writes one)"),
     (["--starts", "0"], "--starts"),
     (["--max-speed", "1.5"], "--max-speed must be in (0, 1]"),
     (["--train-tracks", "moon"], "unknown track 'moon'"),

@@ -68,7 +68,8 @@ class Track:
         if path.suffix != ".npy":
             path = TRACKS_DIR / f"{name_or_path}.npy"
             if not path.is_file():
-                raise ValueError(f"unknown track {str(name_or_path)!r}; available: {', '.join(cls.names())}")
+                raise ValueError(f"unknown track {str(name_or_path)!r}; built-in: {', '.join(cls.names())}, or a .npy "
+                                 "outline file (racer sim generate-track writes one)")
         try:
             waypoints = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
