@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim2real.sim.expert import PurePursuitExpert
+from sim2real.sim.track import Track
+from sim2real.sim.world import Simulator
+
 # Between two legs of road, at least this much floor (metres), so a car never sees one leg as the
 # continuation of the other; a corner's radius is at least the half-width plus half of it, so a
 # hairpin's two legs keep it too.
@@ -123,14 +127,22 @@ def _rounded_polygon(rng: np.random.Generator, shape: TrackShape,
     return (centre, np.concatenate(headings)) if _signed_area(centre) > 0 else None
 
 
-def _expert_laps(waypoints: np.ndarray) -> bool:
-    """Whether the privileged expert, in the nominal world at max-speed 1.0, laps the track twice
-    from rest at its first waypoint (the second lap a flying one through the start)."""
-    from sim2real.laptimes import expert_laps
-    from sim2real.sim.track import Track
-
-    result = expert_laps(Track("generated", waypoints), laps=2, max_speed=1.0, lap_timeout_s=60.0)
-    return len(result.laps) == 2 and all(lap.completed for lap in result.laps)
+def _expert_laps(waypoints: np.ndarray, laps: int = 2, timeout_s: float = 120.0) -> bool:
+    """Whether the privileged expert, in the nominal world at max-speed 1.0, laps the track `laps`
+    times from rest at its first waypoint without leaving it (the second lap a flying one through
+    the start) within `timeout_s` of simulated time."""
+    track = Track("generated", waypoints)
+    sim = Simulator(track)
+    expert = PurePursuitExpert(track, sim.vehicle.params)
+    while sim.time < timeout_s:
+        state = sim.vehicle.state
+        sim.apply(*expert.act(state.x, state.y, state.yaw, state.speed, state.steering_rad))
+        info = sim.step()
+        if info.off_track:
+            return False
+        if info.laps >= laps:
+            return True
+    return False
 
 
 def _signed_area(loop: np.ndarray) -> float:
