@@ -98,7 +98,11 @@ def trained_shapes(trained: Sequence[str]) -> set[frozenset[tuple[float, float]]
 
 def held_out_tracks(trained: Sequence[str]) -> tuple[str, ...]:
     """The built-in closed tracks that differ in shape from every track in `trained` (`trained_shapes`)."""
-    seen = trained_shapes(trained)
+    return builtin_tracks_unlike(trained_shapes(trained))
+
+
+def builtin_tracks_unlike(seen: set[frozenset[tuple[float, float]]]) -> tuple[str, ...]:
+    """The built-in closed tracks whose shape (`track_shape`) is none of `seen`."""
     return tuple(name for name in Track.names() if Track.load(name).closed and track_shape(name) not in seen)
 
 
@@ -130,7 +134,7 @@ def evaluate(bundle_path: str | Path, domains: Sequence[NamedDomain], cfg: EvalC
     with load_bundle(bundle_path) as bundle:
         model = Policy(bundle).model()
         trained = trained_shapes(training_tracks(bundle.info))
-        tracks = cfg.tracks or held_out_tracks(training_tracks(bundle.info))
+        tracks = cfg.tracks or builtin_tracks_unlike(trained)
         held_out = dict.fromkeys(tracks, True)
         sims: dict[str, DomainSimulator] = {}
         for named in domains:
