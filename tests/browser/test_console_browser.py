@@ -102,6 +102,34 @@ def test_upload_a_deepracer_model_and_load_it(page: Page, car: Car):
     expect(row).to_have_class("loaded")
 
 
+def test_a_progress_answer_that_comes_late_never_overwrites_the_result(page: Page, car: Car):
+    """A progress poll the server answered while the load ran can reach the page after the load's own
+    answer (another connection, a busy machine): the page keeps the result. Here the poll is held until
+    the page has said "loaded", then answered "switching (90%)"."""
+    polls, loads = [], []
+    page.route("**/api/isModelLoading", lambda route: polls.append(route))
+    page.route("**/api/models/driving/*", lambda route: loads.append(route))
+    message = page.locator("#upload-message")
+    try:
+        page.locator("tr[data-model=driving]").get_by_role("button", name="Load").click()
+        for _ in range(100):
+            if polls and loads:
+                break
+            page.wait_for_timeout(50)
+        loads[0].continue_()
+        expect(message).to_have_text("driving loaded; the car is stopped until you start it")
+        late = {"success": True, "isModelLoading": "loading", "job": "load", "model": "driving",
+                "stage": "switching", "progress": 90}
+        for poll in polls:
+            poll.fulfill(json=late)
+        page.wait_for_timeout(1000)
+        expect(message).to_have_text("driving loaded; the car is stopped until you start it", timeout=1)
+        expect(page.locator("#upload-progress")).to_be_hidden()
+    finally:
+        page.unroute("**/api/isModelLoading")
+        page.unroute("**/api/models/driving/*")
+
+
 def test_refused_upload_says_why(page: Page, car: Car, tmp_path: Path):
     bad = tmp_path / "broken.tar.gz"
     bad.write_bytes(b"definitely not gzip")

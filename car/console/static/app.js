@@ -305,18 +305,24 @@ async function loadModels() {
   }
 }
 
+// The job's progress until the returned function is called. A poll the server answered while the job ran can
+// arrive after the job's own answer (another connection): once stopped, its answer is dropped.
 function watchLoading() {
+  let watching = true;
   const timer = setInterval(async () => {
     try {
       const s = await api("GET", "/api/isModelLoading");
-      if (s.isModelLoading === "loading") {
+      if (watching && s.isModelLoading === "loading") {
         $("upload-progress").hidden = false;
         $("upload-progress").value = s.progress;
         say("upload-message", `${s.model}: ${s.stage} (${s.progress}%)`);
       }
     } catch (error) { /* the final answer comes with the request itself */ }
   }, 300);
-  return () => clearInterval(timer);
+  return () => {
+    watching = false;
+    clearInterval(timer);
+  };
 }
 
 async function loadModel(m) {
