@@ -104,25 +104,26 @@ def test_upload_a_deepracer_model_and_load_it(page: Page, car: Car):
 
 def test_a_progress_answer_that_comes_late_never_overwrites_the_result(page: Page, car: Car):
     """A progress poll the server answered while the load ran can reach the page after the load's own
-    answer (another connection, a busy machine): the page keeps the result. Here the poll is held until
-    the page has said "loaded", then answered "switching (90%)"."""
+    answer (another connection, a busy machine): the page keeps the result. Here the load is held until
+    the page has polled, and the polls until the page has said "loaded"; then they answer "switching (90%)"."""
     polls, loads = [], []
     page.route("**/api/isModelLoading", lambda route: polls.append(route))
     page.route("**/api/models/driving/*", lambda route: loads.append(route))
     message = page.locator("#upload-message")
     try:
         page.locator("tr[data-model=driving]").get_by_role("button", name="Load").click()
-        for _ in range(100):
-            if polls and loads:
-                break
+        deadline = time.monotonic() + 60
+        while not (polls and loads) and time.monotonic() < deadline:
             page.wait_for_timeout(50)
+        assert polls and loads, f"the page sent {len(loads)} loads and {len(polls)} progress polls"
         loads[0].continue_()
         expect(message).to_have_text("driving loaded; the car is stopped until you start it")
         late = {"success": True, "isModelLoading": "loading", "job": "load", "model": "driving",
                 "stage": "switching", "progress": 90}
         for poll in polls:
-            poll.fulfill(json=late)
-        page.wait_for_timeout(1000)
+            with page.expect_request_finished(lambda request: request.url.endswith("/api/isModelLoading")):
+                poll.fulfill(json=late)
+        page.evaluate("new Promise((done) => setTimeout(done, 200))")  # the page's handlers of those answers ran
         expect(message).to_have_text("driving loaded; the car is stopped until you start it", timeout=1)
         expect(page.locator("#upload-progress")).to_be_hidden()
     finally:
