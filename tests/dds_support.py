@@ -92,14 +92,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str,
+             detail: Callable[[], str] | None = None) -> Any:
+    """`predicate()`'s first truthy value within `timeout_s`; else AssertionError naming `what`, followed by
+    `detail()` (read at the timeout: what the test saw instead)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}" + (detail() if detail else ""))
 
 
 class Monitor:
@@ -213,12 +216,11 @@ def user_restarts(monitor: Monitor, only_when_latched: bool = False) -> Callable
 
 def explained(monitor: Monitor, predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
     """wait_for, with control's last three reports in the failure (a latched stop says why)."""
-    try:
-        return wait_for(predicate, timeout_s, what)
-    except AssertionError as exc:
+    def detail() -> str:
         said = [s.message for _, s in monitor.statuses("control")][-3:]
         seen = {topic: len(monitor.received(topic)) for topic in (CAMERA_TOPIC, POLICY_TOPIC)}
-        raise AssertionError(f"{exc}; control said {said}; the monitor saw {seen}") from None
+        return f"; control said {said}; the monitor saw {seen}"
+    return wait_for(predicate, timeout_s, what, detail)
 
 
 def racer(log: Path, *args: str) -> subprocess.Popen:

@@ -211,10 +211,8 @@ def test_the_launched_command_lines_drive_the_car_on_real_rclpy(monkeypatch, tmp
             assert_it_drives(monitor, 150, traced_share=0.5)
             # -r __node:=NAME took effect; a node's name reaches the monitor's graph some time after its topics
             launched = {"sim", "camera", "policy", "control", "actuator", "console"}
-            try:
-                wait_for(lambda: launched <= ros_node_names(monitor), 60, "every launched node's name in the ROS graph")
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}: missing {sorted(launched - ros_node_names(monitor))}") from None
+            wait_for(lambda: launched <= ros_node_names(monitor), 60, "every launched node's name in the ROS graph",
+                     lambda: f": missing {sorted(launched - ros_node_names(monitor))}")
         finally:
             codes = stop_nodes(procs, tmp_path)
             monitor.close()
