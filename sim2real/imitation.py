@@ -43,7 +43,10 @@ class ImitationConfig:
     `road_width` (None: the tracks as they are) narrows or widens each episode's road about its centre
     line by a factor drawn from [low, high] (`sim2real.episode.EpisodeWorld`), and the start's offset
     from the centre line with it; the expert drives the centre line as before and the car leaves a
-    narrower road sooner."""
+    narrower road sooner.
+    `corner_weight` (>= 0; 0: every frame alike) weights each frame's loss by 1 + corner_weight x |the
+    expert's steering| (action units, 0..1), as a weighted mean over the batch: frames in tight corners,
+    where a late turn leaves the road, count up to 1 + corner_weight times as much as straights."""
 
     tracks: tuple[str, ...] = ("reinvent_base", "Spain_track", "Tokyo_Training_track")
     iterations: int = 6
@@ -64,6 +67,7 @@ class ImitationConfig:
     expert_lateral_accel_mps2: float | None = None
     max_speed_low: float | None = None
     road_width: tuple[float, float] | None = None
+    corner_weight: float = 0.0
 
     def draw_max_speed(self, rng: np.random.Generator) -> float:
         """One episode's max-speed setting: `max_speed_setting`, or a uniform draw from the range
@@ -278,11 +282,20 @@ def training_simulators(cfg: ImitationConfig) -> dict[str, Simulator]:
     return {name: make_simulator(name, cfg.randomization, cfg.camera_info) for name in cfg.tracks}
 
 
+def imitation_loss(predicted: torch.Tensor, target: torch.Tensor, corner_weight: float = 0.0) -> torch.Tensor:
+    """The squared error of (steering, speed) pairs, both (N, 2) in action units, steering weighted 2 to
+    speed's 1; each frame weighted 1 + corner_weight x |its target steering|, as a weighted mean (with
+    corner_weight 0, the plain mean)."""
+    per_frame = 1.0 + corner_weight * target[:, :1].abs()
+    squared = (predicted - target) ** 2 * torch.tensor([2.0, 1.0]) * per_frame
+    return squared.sum() / (per_frame.sum() * target.shape[1])
+
+
 def fit(net: DrivingNet, spec: PreprocessSpec, data: Dataset, cfg: ImitationConfig, rng: np.random.Generator) -> float:
-    """A few epochs over all data so far; horizontal flips (steering negated) double the data."""
+    """A few epochs over all data so far; horizontal flips (steering negated) double the data; the loss is
+    `imitation_loss` with `cfg.corner_weight`."""
     x, y = data.arrays()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
-    weights = torch.tensor([2.0, 1.0])
     net.train()
     loss_sum = batches = 0.0
     for _ in range(cfg.epochs):
@@ -295,7 +308,7 @@ def fit(net: DrivingNet, spec: PreprocessSpec, data: Dataset, cfg: ImitationConf
                 xb[flip] = torch.flip(xb[flip], dims=[3])
                 yb = yb.clone()
                 yb[flip, 0] = -yb[flip, 0]
-            loss = ((net(xb) - yb) ** 2 * weights).mean()
+            loss = imitation_loss(net(xb), yb, cfg.corner_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from calibration.camera import CameraInfo, save_camera_info
 from car.console.uploads import folder_for
@@ -21,8 +22,18 @@ from racer.commands.train import done_line
 from sim2real.camera_matching import camera_from_info
 from sim2real.checkpoint import load_checkpoint, save_checkpoint
 from sim2real.export import export_checkpoint
-from sim2real.imitation import ImitationConfig, Rollouts, expert_targets, train_imitation, training_simulators
+from sim2real.imitation import (
+    Dataset,
+    ImitationConfig,
+    Rollouts,
+    expert_targets,
+    fit,
+    imitation_loss,
+    train_imitation,
+    training_simulators,
+)
 from sim2real.modular import ModularNet
+from sim2real.network import DrivingNet, to_tensor
 from sim2real.ppo import PPOConfig, train_ppo
 from sim2real.sim.expert import ExpertParams
 from sim2real.sim.render import CameraParams, ground_rays
@@ -149,6 +160,10 @@ def parse_racer(command: str):
     (["--algo", "ppo", "--expert-lateral-accel", "3"], "--expert-lateral-accel is dagger's"),
     (["--algo", "ppo", "--road-width", "0.7,1.1"], "--road-width is dagger's"),
     (["--algo", "ppo", "--input-size", "120x90"], "--input-size is dagger's"),
+    (["--corner-weight=-1"], "--corner-weight must be a finite number, 0 or more, got -1.0"),
+    (["--corner-weight", "nan"], "--corner-weight must be a finite number, 0 or more, got nan"),
+    (["--corner-weight", "inf"], "--corner-weight must be a finite number, 0 or more, got inf"),
+    (["--algo", "ppo", "--corner-weight", "2"], "--corner-weight is dagger's"),
 ])
 def test_train_flags_refuse_bad_input(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
@@ -435,6 +450,31 @@ def test_a_lower_expert_lateral_acceleration_teaches_slower_corners():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="lateral acceleration must be above 0"):
             ImitationConfig(expert_lateral_accel_mps2=bad).expert_params()
+
+
+def test_a_corner_weight_counts_each_frame_by_how_hard_the_expert_steers():
+    # one frame straight, one at full left lock; the same steering error on one or the other
+    target = torch.tensor([[0.0, 0.5], [-1.0, 0.5]])
+    on_straight = target + torch.tensor([[0.1, 0.0], [0.0, 0.0]])
+    in_corner = target + torch.tensor([[0.0, 0.0], [0.1, 0.0]])
+    for predicted in (on_straight, in_corner):  # without the weight: the mean, steering counted twice
+        assert float(imitation_loss(predicted, target)) == pytest.approx(2 * 0.1 ** 2 / 4)
+    # with 2, the corner frame counts 3 to the straight's 1, normalised by the weights' sum (4 frames' worth)
+    assert float(imitation_loss(on_straight, target, 2.0)) == pytest.approx(2 * 0.1 ** 2 * 1 / 8)
+    assert float(imitation_loss(in_corner, target, 2.0)) == pytest.approx(2 * 0.1 ** 2 * 3 / 8)
+    # fit trains on it: one batch at learning rate 0 reports the weighted loss of the net's own outputs
+    rng = np.random.default_rng(0)
+    data = Dataset(SPEC.input_shape())  # frames stored (H, W, C), as the preprocessor makes them
+    data.extend(rng.random((8, SPEC.out_height, SPEC.width, SPEC.channels)).astype(np.float16),
+                rng.uniform(-1, 1, (8, 2)).astype(np.float32))
+    torch.manual_seed(0)
+    net = DrivingNet(SPEC)
+    x, y = data.arrays()
+    with torch.no_grad():
+        expected = [float(imitation_loss(net(to_tensor(SPEC, x)), torch.from_numpy(y), k)) for k in (0.0, 2.0)]
+    reported = [fit(net, SPEC, data, ImitationConfig(epochs=1, learning_rate=0.0, flip=False, corner_weight=k), rng)
+                for k in (0.0, 2.0)]
+    assert reported == pytest.approx(expected, rel=1e-5) and expected[0] != pytest.approx(expected[1], rel=1e-3)
 
 
 def calls(monkeypatch, obj, name: str) -> list[tuple[tuple, object]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dagger: narrow or widen each episode's road about its centre line by a factor drawn "
                         "uniformly from [LOW, HIGH] (0.3 to 1.3), so the policy meets roads narrower and wider than "
                         "its tracks' own (default: the tracks as they are)")
+    p.add_argument("--corner-weight", type=float, default=0.0, metavar="K",
+                   help="dagger: weight each frame's loss by 1 + K x |the expert's steering| (0..1), so tight "
+                        "corners count up to 1 + K times as much as straights (default: %(default)s, every frame "
+                        "alike)")
     p.add_argument("--input-size", type=_input_size, metavar="WxH",
                    help="dagger: the network's input, each camera frame resized to W x H pixels (even, from "
                         "64x48 to 160x120, the simulator's frame) with about the top fifth cropped off; larger "
@@ -264,6 +269,8 @@ def _dagger_settings_error(args: argparse.Namespace) -> str | None:
         return f"--max-speed-low must be in (0, {max_speed:g}] (--max-speed), got {args.max_speed_low:g}"
     if args.expert_lateral_accel is not None and not args.expert_lateral_accel > 0.0:
         return f"--expert-lateral-accel must be above 0 m/s^2, got {args.expert_lateral_accel}"
+    if not 0.0 <= args.corner_weight < math.inf:
+        return f"--corner-weight must be a finite number, 0 or more, got {args.corner_weight}"
     return None
 
 
@@ -272,7 +279,7 @@ def _dagger_settings(args: argparse.Namespace, tracks: tuple[str, ...], options:
     return dict(tracks=tracks, iterations=args.iterations, steps_per_iteration=args.steps, epochs=args.epochs,
                 seed=args.seed, max_speed_setting=1.0 if args.max_speed is None else args.max_speed,
                 max_speed_low=args.max_speed_low, expert_lateral_accel_mps2=args.expert_lateral_accel,
-                road_width=args.road_width, **options)
+                road_width=args.road_width, corner_weight=args.corner_weight, **options)
 
 
 def _train_modular(args: argparse.Namespace, tracks: tuple[str, ...], name: str, options: dict) -> int:
@@ -350,6 +357,8 @@ def _train_ppo(args: argparse.Namespace, tracks: tuple[str, ...], name: str, opt
         return fail("train", "--input-size is dagger's: ppo trains the console's network on its 160x120 input")
     if args.expert_lateral_accel is not None:
         return fail("train", "--expert-lateral-accel is dagger's: ppo learns from a reward function, not an expert")
+    if args.corner_weight:
+        return fail("train", "--corner-weight is dagger's: ppo learns from a reward function, not an expert's labels")
     if args.minutes is not None and not args.minutes > 0:
         return fail("train", f"--minutes must be positive, got {args.minutes:g}")
     if args.timesteps is not None and args.timesteps < 1:
