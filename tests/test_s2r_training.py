@@ -160,9 +160,10 @@ def parse_racer(command: str):
     (["--algo", "ppo", "--expert-lateral-accel", "3"], "--expert-lateral-accel is dagger's"),
     (["--algo", "ppo", "--road-width", "0.7,1.1"], "--road-width is dagger's"),
     (["--algo", "ppo", "--input-size", "120x90"], "--input-size is dagger's"),
-    (["--corner-weight=-1"], "--corner-weight must be a finite number, 0 or more, got -1.0"),
-    (["--corner-weight", "nan"], "--corner-weight must be a finite number, 0 or more, got nan"),
-    (["--corner-weight", "inf"], "--corner-weight must be a finite number, 0 or more, got inf"),
+    (["--corner-weight=-1"], "--corner-weight must be from 0 to 100, got -1.0"),
+    (["--corner-weight", "nan"], "--corner-weight must be from 0 to 100, got nan"),
+    (["--corner-weight", "inf"], "--corner-weight must be from 0 to 100, got inf"),
+    (["--corner-weight", "100.5"], "--corner-weight must be from 0 to 100, got 100.5"),
     (["--algo", "ppo", "--corner-weight", "2"], "--corner-weight is dagger's"),
 ])
 def test_train_flags_refuse_bad_input(tmp_path, monkeypatch, capsys, args, message):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,9 @@ if TYPE_CHECKING:
 
 TRAIN_TRACKS = "reinvent_base,Spain_track,Tokyo_Training_track"
 PPO_TRACKS = "reinvent_base"
+# --corner-weight's ceiling: a full-lock frame then counts 101 times a straight one, far past any use,
+# and float32 weights stay far from overflow.
+MAX_CORNER_WEIGHT = 100.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,8 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "its tracks' own (default: the tracks as they are)")
     p.add_argument("--corner-weight", type=float, default=0.0, metavar="K",
                    help="dagger: weight each frame's loss by 1 + K x |the expert's steering| (0..1), so tight "
-                        "corners count up to 1 + K times as much as straights (default: %(default)s, every frame "
-                        "alike)")
+                        "corners count up to 1 + K times as much as straights; 0 to 100 (default: %(default)s, every "
+                        "frame alike)")
     p.add_argument("--input-size", type=_input_size, metavar="WxH",
                    help="dagger: the network's input, each camera frame resized to W x H pixels (even, from "
                         "64x48 to 160x120, the simulator's frame) with about the top fifth cropped off; larger "
@@ -269,8 +271,8 @@ def _dagger_settings_error(args: argparse.Namespace) -> str | None:
         return f"--max-speed-low must be in (0, {max_speed:g}] (--max-speed), got {args.max_speed_low:g}"
     if args.expert_lateral_accel is not None and not args.expert_lateral_accel > 0.0:
         return f"--expert-lateral-accel must be above 0 m/s^2, got {args.expert_lateral_accel}"
-    if not 0.0 <= args.corner_weight < math.inf:
-        return f"--corner-weight must be a finite number, 0 or more, got {args.corner_weight}"
+    if not 0.0 <= args.corner_weight <= MAX_CORNER_WEIGHT:
+        return f"--corner-weight must be from 0 to {MAX_CORNER_WEIGHT:g}, got {args.corner_weight}"
     return None
 
 
