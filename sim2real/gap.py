@@ -11,6 +11,7 @@ domains, each a mapping from knob names to fixed values::
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -33,7 +34,7 @@ from sim2real.network import DrivingNet
 from sim2real.randomize import DomainSimulator, Randomization
 from sim2real.sim.rules import aws_rules, is_aws_export
 from sim2real.sim.track import Track
-from sim2real.stats import auroc, auroc_interval, rate
+from sim2real.stats import auroc, auroc_interval, mcnemar_exact, rate
 from sim2real.training_defaults import ACTION_SPACE, SPEC
 
 # Training variant -> (randomization preset, augmentation preset): the end-to-end network, and with
@@ -276,6 +277,35 @@ def _pooled(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     progress = [r["mean_progress"] * r["laps"] for r in results if r["laps"]]
     return {**rate(sum(r["completed"] for r in results), laps),
             "mean_progress": round(sum(progress) / laps, 1) if laps else None}
+
+
+def paired_laps(models: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each pair of `models` (in their order, by "name"), lap by lap over the laps both drove (the same
+    domain, track and start): `{"a", "b", "paired_laps", "both", "only_a", "only_b", "neither",
+    "p_value"}`, the p-value McNemar's exact test's (`stats.mcnemar_exact`, 3 significant figures).
+    A lap only one of them drove (a track the other trained on) is left out of the pair."""
+    def completed(model: dict[str, Any]) -> dict[tuple[str, str, float], bool]:
+        return {(domain, lap[0], lap[1]): bool(lap[2])
+                for domain, result in model["results"].items() for lap in result.get("episodes", [])}
+
+    laps = [completed(model) for model in models]
+    pairs = []
+    for i, j in itertools.combinations(range(len(models)), 2):
+        shared = laps[i].keys() & laps[j].keys()
+        counts = {(a, b): sum(1 for key in shared if (laps[i][key], laps[j][key]) == (a, b))
+                  for a in (True, False) for b in (True, False)}
+        only_a, only_b = counts[True, False], counts[False, True]
+        pairs.append({"a": models[i]["name"], "b": models[j]["name"], "paired_laps": len(shared),
+                      "both": counts[True, True], "only_a": only_a, "only_b": only_b,
+                      "neither": counts[False, False], "p_value": float(f"{mcnemar_exact(only_a, only_b):.3g}")})
+    return pairs
+
+
+def format_pairs(pairs: Sequence[dict[str, Any]]) -> str:
+    """One line per pair of `paired_laps`: laps in common, each one's laps alone, and the p-value."""
+    return "\n".join(f"{p['a']} against {p['b']}: {p['paired_laps']} laps driven by both, {p['only_a']} completed "
+                     f"by {p['a']} alone, {p['only_b']} by {p['b']} alone (exact McNemar p = {p['p_value']:.3g})"
+                     for p in pairs)
 
 
 def format_table(summary: dict[str, dict[str, Any]], domains: Sequence[NamedDomain]) -> str:

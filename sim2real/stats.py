@@ -1,5 +1,5 @@
-"""The statistics an evaluation reports: a rate with its confidence interval, and how well a score
-separates failures from successes."""
+"""The statistics an evaluation reports: a rate with its confidence interval, how well a score
+separates failures from successes, and whether two models driven on the same laps differ."""
 from __future__ import annotations
 
 import math
@@ -46,6 +46,20 @@ def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float | Non
         return None
     below, up_to = np.searchsorted(neg, pos, "left"), np.searchsorted(neg, pos, "right")
     return float((below + 0.5 * (up_to - below)).sum() / (len(pos) * len(neg)))
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided p-value of McNemar's exact test for two models driven on the same laps (McNemar 1947,
+    in its binomial form): `only_a` laps completed by A alone, `only_b` by B alone. If the models did
+    equally well, each such lap is as likely to favour either, so only_a ~ Binomial(only_a + only_b,
+    1/2); laps both or neither completed say nothing. 1.0 with no such lap; ValueError for a negative
+    count. It holds the two models fixed: two trainings of one recipe differ too, which it does not see."""
+    from scipy.stats import binomtest
+
+    if only_a < 0 or only_b < 0:
+        raise ValueError(f"lap counts cannot be negative, got {only_a} and {only_b}")
+    discordant = only_a + only_b
+    return 1.0 if discordant == 0 else float(binomtest(only_a, discordant, 0.5).pvalue)
 
 
 # Fewest values on each side for `auroc_interval`: with fewer the bootstrap says little. In a

@@ -1,6 +1,7 @@
 """The gap evaluation, in a tiny version: domains files, variant training and reuse, the table,
 the plot, and `racer eval`."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -9,13 +10,16 @@ import yaml
 from car.policy.bundle import load_bundle
 from car.policy.core import PolicyCore
 from car.policy.racer_json import training_tracks
+from model_factory import REPO
 from s2r_cli import racer_s2r
 from sim2real.gap import (
     EvalConfig,
     NamedDomain,
     evaluate,
+    format_pairs,
     format_table,
     held_out_tracks,
+    paired_laps,
     run_gap_evaluation,
     summarize,
 )
@@ -146,6 +150,32 @@ def test_summary_pools_laps_with_their_interval_and_the_monitors_auroc(tmp_path)
     assert path.stat().st_size > 10_000
 
 
+def _laps(*laps):
+    """A domain's result from (track, start, completed) laps."""
+    return {"episodes": [[track, start, done, not done, None, None] for track, start, done in laps]}
+
+
+def test_paired_laps_count_what_each_model_completed_alone_on_the_laps_both_drove():
+    a = {"name": "A", "results": {"dim": _laps(("t1", 0.0, True), ("t1", 0.5, True), ("t2", 0.0, False)),
+                                  "glare": _laps(("t1", 0.0, False))}}
+    # B also drove a lap on t3, which A did not (say A trained on it): it is left out of the pair
+    b = {"name": "B", "results": {"dim": _laps(("t1", 0.0, True), ("t1", 0.5, False), ("t2", 0.0, True)),
+                                  "glare": _laps(("t1", 0.0, False), ("t3", 0.0, True))}}
+    c = {"name": "C", "results": {"dim": _laps(("t1", 0.0, True), ("t1", 0.5, True), ("t2", 0.0, True)),
+                                  "glare": _laps(("t1", 0.0, True))}}
+    pairs = paired_laps([a, b, c])
+    assert pairs[0] == {"a": "A", "b": "B", "paired_laps": 4, "both": 1, "only_a": 1, "only_b": 1, "neither": 1,
+                        "p_value": 1.0}
+    # C completes the two laps A leaves and none that A completes: p = 2 x (1/2)^2
+    assert pairs[1] == {"a": "A", "b": "C", "paired_laps": 4, "both": 2, "only_a": 0, "only_b": 2, "neither": 0,
+                        "p_value": 0.5}
+    assert (pairs[2]["a"], pairs[2]["b"], pairs[2]["paired_laps"], pairs[2]["only_a"], pairs[2]["only_b"]) == \
+        ("B", "C", 4, 0, 2)
+    assert format_pairs(pairs[1:2]) == ("A against C: 4 laps driven by both, 0 completed by A alone, "
+                                        "2 by C alone (exact McNemar p = 0.5)")
+    assert paired_laps([a]) == [] and paired_laps([]) == []
+
+
 def test_the_table_prints_the_aurocs_interval_under_its_heading():
     # 12 laps off the track scored 1..12, 12 completed scored 0.5..11.5: AUROC 78 / 144 pairs ordered
     # right; a second ahead they all scored 0, below every completed lap in every resample: no interval
@@ -195,6 +225,7 @@ def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):
                                   "outside_training": ["light"]}]
     assert report["models"][0]["name"] == "none-s0" and report["models"][0]["results"]["dim"]["laps"] == 1
     assert report["eval"] == {"tracks": ["reinvent_base"], "starts": 1, "max_speed": 0.8}
+    assert report["paired"] == []  # one model: nothing to compare it with
     assert set(report["summary"]["none-s0"]) >= {"completion_pct", "mean_progress", "domains", "seeds"}
     assert (tmp_path / "eval" / "gap.png").is_file() and (tmp_path / "eval" / "gap.json").is_file()
     assert "lap completion % [95% interval] n=laps at max-speed 0.8" in captured.err
@@ -203,6 +234,27 @@ def test_eval_command_on_given_bundles(tiny_run, tmp_path, capsys):
     assert "racer eval:   dim: " in captured.err and "(1/1 domains)" in captured.err
     assert report["duration_s"] > 0
     assert json.loads((tmp_path / "eval" / "gap.json").read_text())["duration_s"] == report["duration_s"]
+
+
+def test_eval_command_compares_given_bundles_lap_by_lap(tiny_run, tmp_path, capsys):
+    out, _ = tiny_run
+    bundles = [out / "none-s0" / "bundle", out / "both-s0" / "bundle"]
+    code = racer_s2r("eval", "--json", "--model", str(bundles[0]), "--model", str(bundles[1]), "--domains", "nominal",
+                     "--tracks", "reinvent_base", "--starts", "3", "--max-speed", "1.0",
+                     "--out", str(tmp_path / "eval"))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    done = [[lap[2] for lap in model["results"]["nominal"]["episodes"]] for model in report["models"]]
+    assert len(done[0]) == len(done[1]) == 3
+    only_a = sum(1 for x, y in zip(*done, strict=True) if x and not y)
+    only_b = sum(1 for x, y in zip(*done, strict=True) if y and not x)
+    [pair] = report["paired"]
+    assert (pair["a"], pair["b"], pair["paired_laps"], pair["only_a"], pair["only_b"]) == \
+        ("none-s0", "both-s0", 3, only_a, only_b)
+    assert pair["both"] + pair["neither"] == 3 - only_a - only_b
+    assert json.loads((tmp_path / "eval" / "gap.json").read_text())["paired"] == report["paired"]
+    assert f"none-s0 against both-s0: 3 laps driven by both, {only_a} completed by none-s0 alone" in captured.err
 
 
 def test_eval_command_on_a_test_distribution(tiny_run, tmp_path, capsys):
@@ -307,6 +359,15 @@ def test_eval_command_in_the_nominal_world(tiny_run, tmp_path, capsys):
 def test_eval_command_refuses_bad_input(tmp_path, capsys, args, message):
     assert racer_s2r("eval", "--out", str(tmp_path / "eval"), *args) == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()
+
+
+def test_eval_command_refuses_two_bundles_it_would_report_under_one_name(tmp_path, capsys):
+    # their laps would pool into one row and be paired with themselves
+    shutil.copytree(REPO / "models" / "default", tmp_path / "mine" / "default")
+    copy = str(tmp_path / "mine" / "default")
+    assert racer_s2r("eval", "--out", str(tmp_path / "eval"), "--model", "models/default", "--model", copy) == 2
+    assert f"models/default and {copy} would both be reported as 'default'" in capsys.readouterr().err
     assert not (tmp_path / "eval").exists()
 
 

@@ -14,7 +14,7 @@ from sim2real.heldout import TEST_FILE, DomainsFileError, TestDistribution as Di
 from sim2real.imitation import ImitationConfig
 from sim2real.randomize import Randomization, RandomizationError
 from sim2real.sim.generated_track import generate_track
-from sim2real.stats import MIN_INTERVAL_GROUP, auroc, auroc_interval, wilson_interval
+from sim2real.stats import MIN_INTERVAL_GROUP, auroc, auroc_interval, mcnemar_exact, wilson_interval
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +150,19 @@ def test_auroc_interval():
     assert auroc_interval(failed[:MIN_INTERVAL_GROUP], completed) is not None
     with pytest.raises(ValueError, match="NaN"):  # it would sort as the highest score
         auroc([float("nan"), 1.0], [0.5])
+
+
+@pytest.mark.parametrize("only_a, only_b, expected", [
+    (0, 5, 2 / 2**5),  # every discordant lap one way: twice the chance of 5 heads in 5
+    (1, 9, 2 * (1 + 10) / 2**10),  # twice P(X <= 1), X ~ Binomial(10, 1/2): C(10, 0) + C(10, 1) of 2^10
+    (9, 1, 2 * (1 + 10) / 2**10),  # the test is two-sided: A and B swapped give the same p
+    (3, 3, 1.0),
+    (0, 0, 1.0),  # no lap tells them apart
+])
+def test_mcnemar_exact(only_a, only_b, expected):
+    assert mcnemar_exact(only_a, only_b) == pytest.approx(expected, rel=1e-9)
+
+
+def test_mcnemar_exact_refuses_negative_counts():
+    with pytest.raises(ValueError, match="cannot be negative"):
+        mcnemar_exact(-1, 4)

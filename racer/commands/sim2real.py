@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only the first N random domains of the test distribution (a reduced test; its named "
                         "domains are all kept)")
     e.add_argument("--model", action="append", type=Path, metavar="BUNDLE",
-                   help="evaluate this bundle (repeatable) instead of training the variants")
+                   help="evaluate this bundle (repeatable) instead of training the variants; two or more are "
+                        "also compared lap by lap on the laps they both drove (exact McNemar test)")
     e.add_argument("--seeds", help=f"training seeds, comma-separated (default: {DEFAULT_SEEDS}; not with --model)")
     e.add_argument("--variants",
                    help="training variants, comma-separated: none, randomization, augmentation, both (end-to-end), "
@@ -270,6 +271,21 @@ def trials_log_folder(model: Path) -> Path:
     return DEFAULT_MODELS_EVAL_DIR / name
 
 
+def _name_clash(bundles: list[Path]) -> str | None:
+    """Why two --model bundles cannot be told apart in the report (its rows and pairs go by name), or None."""
+    from car.policy.bundle_layout import bundle_name
+
+    by_name: dict[str, list[str]] = {}
+    for path in bundles:
+        by_name.setdefault(bundle_name(path), []).append(str(path))
+    clash = next(((name, paths) for name, paths in by_name.items() if len(paths) > 1), None)
+    if clash is None:
+        return None
+    name, paths = clash
+    return (f"{' and '.join(paths)} would both be reported as {name!r}: give each --model bundle its own "
+            "folder or archive name")
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from sim2real.gap import (
         MONITOR_LEAD_S,
@@ -277,8 +293,10 @@ def run_eval(args: argparse.Namespace) -> int:
         VARIANTS,
         EvalConfig,
         default_domains,
+        format_pairs,
         format_table,
         outside_training,
+        paired_laps,
         pools,
         summarize,
     )
@@ -323,6 +341,8 @@ def run_eval(args: argparse.Namespace) -> int:
     missing = [str(m) for m in args.model or [] if not m.exists()]
     if missing:
         return fail("eval", f"no bundle at {', '.join(missing)}")
+    if error := _name_clash(args.model or []):
+        return fail("eval", error)
     if error := worker_options_error(args):
         return fail("eval", error)
     cfg = EvalConfig(tracks=tracks, starts=args.starts, max_speed=args.max_speed)
@@ -344,6 +364,7 @@ def run_eval(args: argparse.Namespace) -> int:
         return fail("eval", str(exc))
     duration_s = round(time.monotonic() - started, 1)
     summary = summarize(models, domains)
+    pairs = paired_laps(models) if args.model else []
     args.out.mkdir(parents=True, exist_ok=True)
     plot = gap_plot(summary, pools(domains), args.out / "gap.png")
     report = {
@@ -352,12 +373,15 @@ def run_eval(args: argparse.Namespace) -> int:
         "domains": [{"name": d.name, "group": d.pool, "values": d.values, "outside_training": outside_training(d)}
                     for d in domains],
         "eval": {"tracks": list(tracks) or "held out per model", "starts": args.starts, "max_speed": cfg.max_speed},
-        "models": models, "summary": summary, "plot": str(plot), "duration_s": duration_s,
+        "models": models, "summary": summary, "paired": pairs, "plot": str(plot), "duration_s": duration_s,
     }
     (args.out / "gap.json").write_text(json.dumps(report, indent=1))
     print(f"lap completion % [95% interval] n=laps at max-speed {cfg.max_speed:g}; the monitor's AUROC "
           f"[95% interval] (off-track vs completed laps), at the off-track and {MONITOR_LEAD_S:g} s before it\n"
           + format_table(summary, domains), file=sys.stderr)
+    if pairs:
+        print("the same laps, model against model (a small p: the difference is unlikely to be chance, for "
+              "these two models; another training of either may differ)\n" + format_pairs(pairs), file=sys.stderr)
     if args.json:
         print(json.dumps(report))
     took = f"{duration_s / 60:.1f} min" if duration_s >= 60 else f"{duration_s:.1f} s"
