@@ -282,8 +282,9 @@ def _pooled(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def paired_laps(models: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each pair of `models` (in their order, by "name"), lap by lap over the laps both drove (the same
     domain, track and start): `{"a", "b", "paired_laps", "both", "only_a", "only_b", "neither",
-    "p_value"}`, the p-value McNemar's exact test's (`stats.mcnemar_exact`, 3 significant figures).
-    A lap only one of them drove (a track the other trained on) is left out of the pair."""
+    "unpaired_a", "unpaired_b", "p_value"}`, the p-value McNemar's exact test's (`stats.mcnemar_exact`,
+    3 significant figures; None when they drove no lap in common). A lap only one of them drove (a track
+    the other trained on) is left out of the pair and counted in its `unpaired_*`."""
     def completed(model: dict[str, Any]) -> dict[tuple[str, str, float], bool]:
         return {(domain, lap[0], lap[1]): bool(lap[2])
                 for domain, result in model["results"].items() for lap in result.get("episodes", [])}
@@ -297,15 +298,27 @@ def paired_laps(models: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         only_a, only_b = counts[True, False], counts[False, True]
         pairs.append({"a": models[i]["name"], "b": models[j]["name"], "paired_laps": len(shared),
                       "both": counts[True, True], "only_a": only_a, "only_b": only_b,
-                      "neither": counts[False, False], "p_value": float(f"{mcnemar_exact(only_a, only_b):.3g}")})
+                      "neither": counts[False, False], "unpaired_a": len(laps[i]) - len(shared),
+                      "unpaired_b": len(laps[j]) - len(shared),
+                      "p_value": float(f"{mcnemar_exact(only_a, only_b):.3g}") if shared else None})
     return pairs
 
 
 def format_pairs(pairs: Sequence[dict[str, Any]]) -> str:
-    """One line per pair of `paired_laps`: laps in common, each one's laps alone, and the p-value."""
-    return "\n".join(f"{p['a']} against {p['b']}: {p['paired_laps']} laps driven by both, {p['only_a']} completed "
-                     f"by {p['a']} alone, {p['only_b']} by {p['b']} alone (exact McNemar p = {p['p_value']:.3g})"
-                     for p in pairs)
+    """One line per pair of `paired_laps`: laps in common, each one's laps alone, the p-value, and the
+    laps left out because only one of the two drove them."""
+    return "\n".join(_pair_line(p) for p in pairs)
+
+
+def _pair_line(p: dict[str, Any]) -> str:
+    a, b = p["a"], p["b"]
+    if not p["paired_laps"]:
+        return f"{a} against {b}: no lap driven by both, not compared"
+    left_out = [f"{p[f'unpaired_{side}']} of {name}'s" for side, name in (("a", a), ("b", b))
+                if p[f"unpaired_{side}"]]
+    return (f"{a} against {b}: {p['paired_laps']} laps driven by both, {p['only_a']} completed by {a} alone, "
+            f"{p['only_b']} by {b} alone (exact McNemar p = {p['p_value']:.3g})"
+            + (f"; {' and '.join(left_out)} laps left out, the other did not drive them" if left_out else ""))
 
 
 def format_table(summary: dict[str, dict[str, Any]], domains: Sequence[NamedDomain]) -> str:

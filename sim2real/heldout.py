@@ -178,8 +178,11 @@ def _tracks(doc: Any, source: str) -> tuple[str, ...]:
     if doc is not None and not isinstance(doc, list):
         raise ValueError("tracks: expected a list of track names or .npy files")
     folder = Path(source).parent
+    names = [str(name) for name in doc or ()]
+    if twice := next((name for i, name in enumerate(names) if name in names[:i]), None):
+        raise ValueError(f"tracks: {twice} is listed twice (its laps would be driven and counted twice)")
     return tuple(str(folder / name) if name.endswith(".npy") and not Path(name).is_absolute() else name
-                 for name in map(str, doc or ()))
+                 for name in names)
 
 
 def _groups(doc: Any) -> dict[str, dict[str, tuple[tuple[float, float], ...]]]:

@@ -165,15 +165,22 @@ def test_paired_laps_count_what_each_model_completed_alone_on_the_laps_both_drov
                                   "glare": _laps(("t1", 0.0, True))}}
     pairs = paired_laps([a, b, c])
     assert pairs[0] == {"a": "A", "b": "B", "paired_laps": 4, "both": 1, "only_a": 1, "only_b": 1, "neither": 1,
-                        "p_value": 1.0}
+                        "unpaired_a": 0, "unpaired_b": 1, "p_value": 1.0}
     # C completes the two laps A leaves and none that A completes: p = 2 x (1/2)^2
     assert pairs[1] == {"a": "A", "b": "C", "paired_laps": 4, "both": 2, "only_a": 0, "only_b": 2, "neither": 0,
-                        "p_value": 0.5}
-    assert (pairs[2]["a"], pairs[2]["b"], pairs[2]["paired_laps"], pairs[2]["only_a"], pairs[2]["only_b"]) == \
-        ("B", "C", 4, 0, 2)
-    assert format_pairs(pairs[1:2]) == ("A against C: 4 laps driven by both, 0 completed by A alone, "
-                                        "2 by C alone (exact McNemar p = 0.5)")
+                        "unpaired_a": 0, "unpaired_b": 0, "p_value": 0.5}
+    assert (pairs[2]["a"], pairs[2]["b"], pairs[2]["paired_laps"], pairs[2]["only_a"], pairs[2]["only_b"],
+            pairs[2]["unpaired_a"]) == ("B", "C", 4, 0, 2, 1)
+    assert format_pairs(pairs[:2]).splitlines() == [
+        "A against B: 4 laps driven by both, 1 completed by A alone, 1 by B alone (exact McNemar p = 1); "
+        "1 of B's laps left out, the other did not drive them",
+        "A against C: 4 laps driven by both, 0 completed by A alone, 2 by C alone (exact McNemar p = 0.5)"]
     assert paired_laps([a]) == [] and paired_laps([]) == []
+    # no lap in common (every track one trained on, the other drove): no p, and said so
+    d = {"name": "D", "results": {"dim": _laps(("t9", 0.0, True))}}
+    [apart] = paired_laps([a, d])
+    assert (apart["paired_laps"], apart["unpaired_a"], apart["unpaired_b"], apart["p_value"]) == (0, 4, 1, None)
+    assert format_pairs([apart]) == "A against D: no lap driven by both, not compared"
 
 
 def test_the_table_prints_the_aurocs_interval_under_its_heading():
@@ -346,6 +353,7 @@ def test_eval_command_in_the_nominal_world(tiny_run, tmp_path, capsys):
     (["--variants", "none,magic"], "unknown variant(s) magic"),
     (["--model", "no/such/bundle"], "no bundle at no/such/bundle"),
     (["--tracks", "moon"], "or a .npy outline file (racer sim generate-track writes one)"),
+    (["--tracks", "Oval_track,Bowtie_track,Oval_track"], "--tracks names Oval_track twice"),
     (["--starts", "0"], "--starts"),
     (["--max-speed", "1.5"], "--max-speed must be in (0, 1]"),
     (["--train-tracks", "moon"], "unknown track 'moon'"),
@@ -368,7 +376,14 @@ def test_eval_command_refuses_two_bundles_it_would_report_under_one_name(tmp_pat
     copy = str(tmp_path / "mine" / "default")
     assert racer_s2r("eval", "--out", str(tmp_path / "eval"), "--model", "models/default", "--model", copy) == 2
     assert f"models/default and {copy} would both be reported as 'default'" in capsys.readouterr().err
+    assert racer_s2r("eval", "--out", str(tmp_path / "eval"), "--model", copy, "--model", copy + "/") == 2
+    assert f"{copy} is given 2 times: give each --model bundle once" in capsys.readouterr().err
     assert not (tmp_path / "eval").exists()
+    # lap times are reported by path: the same name is no clash there
+    assert racer_s2r("eval", "--lap-times", "--model", "models/default", "--model", copy, "--tracks", "reinvent_base",
+                     "--max-speed", "1.0") == 0
+    err = capsys.readouterr().err
+    assert "models/default: lap times (s)" in err and f"{copy}: lap times (s)" in err
 
 
 def test_eval_command_names_an_unknown_knob(tmp_path, capsys):

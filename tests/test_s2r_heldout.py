@@ -89,6 +89,7 @@ def test_track_files_are_found_beside_the_test_file(tmp_path, monkeypatch):
     ({"tracks": ["gone.npy"]}, "gone.npy"),
     ({"tracks": ["text.npy"]}, "text.npy': cannot read a waypoint array"),
     ({"tracks": ["moon"]}, "unknown track 'moon'"),
+    ({"tracks": ["Oval_track", "Bowtie_track", "Oval_track"]}, "tracks: Oval_track is listed twice"),
     ({"episodes": -5}, "episodes: expected an integer of at least 0"),
     ({"beyond": 9}, "beyond: 9 groups, but the file has 6"),
     ({"colour": 1}, "unknown key(s) colour"),

@@ -272,18 +272,26 @@ def trials_log_folder(model: Path) -> Path:
 
 
 def _name_clash(bundles: list[Path]) -> str | None:
-    """Why two --model bundles cannot be told apart in the report (its rows and pairs go by name), or None."""
+    """Why some --model bundles cannot be told apart in the report (its rows and pairs go by name), or
+    None. A bundle is named after its folder or archive (`bundle_name`), a link after its target."""
     from car.policy.bundle_layout import bundle_name
 
-    by_name: dict[str, list[str]] = {}
+    by_name: dict[str, list[Path]] = {}
     for path in bundles:
-        by_name.setdefault(bundle_name(path), []).append(str(path))
-    clash = next(((name, paths) for name, paths in by_name.items() if len(paths) > 1), None)
-    if clash is None:
+        by_name.setdefault(bundle_name(path), []).append(path)
+    clashes = []
+    for name, paths in by_name.items():
+        if len(paths) == 1:
+            continue
+        if len({path.resolve() for path in paths}) == 1:
+            clashes.append(f"{paths[0]} is given {len(paths)} times")
+        else:
+            clashes.append(f"{' and '.join(map(str, paths))} would {'both' if len(paths) == 2 else 'all'} be "
+                           f"reported as {name!r}")
+    if not clashes:
         return None
-    name, paths = clash
-    return (f"{' and '.join(paths)} would both be reported as {name!r}: give each --model bundle its own "
-            "folder or archive name")
+    return ("; ".join(clashes) + ": give each --model bundle once, under its own folder or archive name "
+            "(a link is named after its target)")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -317,6 +325,8 @@ def run_eval(args: argparse.Namespace) -> int:
         return fail("eval", f"--seeds must be comma-separated integers, got {args.seeds!r}")
     tracks = tuple(t for t in args.tracks.split(",") if t)
     train_tracks = tuple(t for t in args.train_tracks.split(",") if t)
+    if twice := next((t for i, t in enumerate(tracks) if t in tracks[:i]), None):
+        return fail("eval", f"--tracks names {twice} twice (its laps would be driven and counted twice)")
     try:
         if args.episodes is not None and args.episodes < 0:
             raise ValueError(f"--episodes must be 0 or more, got {args.episodes}")
@@ -341,13 +351,13 @@ def run_eval(args: argparse.Namespace) -> int:
     missing = [str(m) for m in args.model or [] if not m.exists()]
     if missing:
         return fail("eval", f"no bundle at {', '.join(missing)}")
-    if error := _name_clash(args.model or []):
-        return fail("eval", error)
     if error := worker_options_error(args):
         return fail("eval", error)
     cfg = EvalConfig(tracks=tracks, starts=args.starts, max_speed=args.max_speed)
     if args.lap_times:
         return _lap_times(args, tracks)
+    if error := _name_clash(args.model or []):
+        return fail("eval", error)
 
     def log(message: str) -> None:  # stderr, also under --json: a grid takes hours
         print(f"racer eval: {message}", file=sys.stderr, flush=True)
