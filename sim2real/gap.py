@@ -304,6 +304,31 @@ def paired_laps(models: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return pairs
 
 
+def runs_models(reports: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The models of finished `racer eval` runs, `(label, gap.json's report)` each, ready for
+    `paired_laps`: a name shared by models of different runs gets its run's label, as "NAME (LABEL)".
+    ValueError when a report is not a racer eval report or drove other domains (names or knob values)
+    than the first, whose laps could not be paired."""
+    models: list[dict[str, Any]] = []
+    first: list[tuple[Any, Any]] | None = None
+    for label, report in reports:
+        try:
+            domains = [(d["name"], d["values"]) for d in report["domains"]]
+            mine = [{**m, "run": label, "max_speed": report["eval"]["max_speed"]} for m in report["models"]]
+            if not all(isinstance(m["name"], str) and isinstance(m["results"], dict) for m in mine):
+                raise TypeError
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{label}: not a racer eval report (its gap.json lacks domains, eval or models)") from exc
+        if first is None:
+            first = domains
+        elif domains != first:
+            raise ValueError(f"{label} drove other domains than {reports[0][0]} (another test file, seed or number "
+                             "of episodes): their laps cannot be paired")
+        models += mine
+    names = [m["name"] for m in models]
+    return [{**m, "name": m["name"] if names.count(m["name"]) == 1 else f"{m['name']} ({m['run']})"} for m in models]
+
+
 def format_pairs(pairs: Sequence[dict[str, Any]]) -> str:
     """One line per pair of `paired_laps`: laps in common, each one's laps alone, the p-value, and the
     laps left out because only one of the two drove them."""

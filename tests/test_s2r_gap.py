@@ -264,6 +264,61 @@ def test_eval_command_compares_given_bundles_lap_by_lap(tiny_run, tmp_path, caps
     assert f"none-s0 against both-s0: 3 laps driven by both, {only_a} completed by none-s0 alone" in captured.err
 
 
+def test_eval_compare_pairs_finished_runs_as_one_run_pairs_its_bundles(tiny_run, tmp_path, capsys):
+    out, _ = tiny_run
+    bundles = [str(out / "none-s0" / "bundle"), str(out / "both-s0" / "bundle")]
+    common = ["--domains", "nominal", "--tracks", "reinvent_base", "--starts", "3", "--max-speed", "1.0"]
+    assert racer_s2r("eval", "--json", "--model", bundles[0], "--model", bundles[1], *common,
+                     "--out", str(tmp_path / "both")) == 0
+    together = json.loads(capsys.readouterr().out)["paired"]
+    for i, bundle in enumerate(bundles):
+        assert racer_s2r("eval", "--model", bundle, *common, "--out", str(tmp_path / f"run{i}")) == 0
+    capsys.readouterr()
+    # a run's directory or its gap.json
+    assert racer_s2r("eval", "--json", "--compare", str(tmp_path / "run0"), str(tmp_path / "run1" / "gap.json")) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["paired"] == together
+    assert report["runs"] == [{"run": str(tmp_path / "run0"), "max_speed": 1.0, "models": ["none-s0"]},
+                              {"run": str(tmp_path / "run1" / "gap.json"), "max_speed": 1.0, "models": ["both-s0"]}]
+    assert f"{tmp_path / 'run0'}: none-s0 at max-speed 1" in captured.err
+    assert "none-s0 against both-s0: 3 laps driven by both" in captured.err
+    # one bundle in two runs: each gets its run's name, and the simulator drove it the same both times
+    assert racer_s2r("eval", "--json", "--compare", str(tmp_path / "run0"), str(tmp_path / "both")) == 0
+    first, *_ = json.loads(capsys.readouterr().out)["paired"]
+    assert (first["a"], first["b"]) == (f"none-s0 ({tmp_path / 'run0'})", f"none-s0 ({tmp_path / 'both'})")
+    assert (first["paired_laps"], first["only_a"], first["only_b"]) == (3, 0, 0)
+
+
+def test_eval_compare_refuses_what_it_cannot_pair(tiny_run, tmp_path, capsys):
+    out, _ = tiny_run
+    assert racer_s2r("eval", "--model", str(out / "none-s0" / "bundle"), "--domains", "nominal", "--tracks",
+                     "reinvent_base", "--starts", "1", "--out", str(tmp_path / "run")) == 0
+    run = str(tmp_path / "run")
+    good = json.loads((tmp_path / "run" / "gap.json").read_text())
+    (tmp_path / "garbage.json").write_text("not json {")
+    (tmp_path / "empty.json").write_text("{}")
+    other = json.loads(json.dumps(good))
+    other["domains"][0]["values"] = {"light": 0.5}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    cut = json.loads(json.dumps(good))
+    cut["models"][0]["results"]["nominal"]["episodes"] = [[1]]
+    (tmp_path / "cut.json").write_text(json.dumps(cut))
+    capsys.readouterr()
+    for args, message in [
+        ([str(tmp_path / "nothing"), run], f"no report at {tmp_path / 'nothing'}"),
+        ([str(tmp_path / "garbage.json"), run], f"{tmp_path / 'garbage.json'}: not a racer eval report"),
+        ([run, str(tmp_path / "empty.json")], f"{tmp_path / 'empty.json'}: not a racer eval report"),
+        ([run, str(tmp_path / "other.json")], f"{tmp_path / 'other.json'} drove other domains than {run}"),
+        ([run, str(tmp_path / "cut.json")], "a report's laps are not a racer eval report's"),
+        ([run], "--compare needs two bundles or more in all, got 1"),
+        ([run, f"{run}/gap.json"], f"--compare is given the run {run}/gap.json twice"),
+        ([run, run, "--max-speed", "0.5"], "--compare reads finished runs, as they were driven"),
+    ]:
+        assert racer_s2r("eval", "--compare", *args) == 2, args
+        assert message in capsys.readouterr().err
+
+
 def test_eval_command_on_a_test_distribution(tiny_run, tmp_path, capsys):
     out, _ = tiny_run
     doc = {**yaml.safe_load(TEST_FILE.read_text()), "episodes": 2, "starts": 1, "tracks": ["Oval_track"],

@@ -100,6 +100,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="modular variants: labelled frames the perception trains on (default: %(default)s)")
     e.add_argument("--perception-epochs", type=int, default=4,
                    help="modular variants: epochs over them (default: %(default)s)")
+    e.add_argument("--compare", nargs="+", type=Path, metavar="RUN",
+                   help="instead: compare the bundles of finished runs (each an --out directory or its gap.json) "
+                        "lap by lap, as two --model in one run are: runs at other max-speed settings too, but on "
+                        "the same domains")
     e.add_argument("--lap-times", action="store_true",
                    help="instead: each --model's lap times in the nominal simulator next to the privileged "
                         "expert's, 2 laps from rest per track (default tracks: every closed one)")
@@ -260,6 +264,47 @@ def _trials(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """--compare: the lap-by-lap pairs (`sim2real.gap.paired_laps`) of finished runs' bundles."""
+    from sim2real.gap import format_pairs, paired_laps, runs_models
+
+    if args.model or args.lap_times or args.domains is not None or args.episodes is not None \
+            or args.max_speed is not None:
+        return fail("eval", "--compare reads finished runs, as they were driven: leave out --model, --lap-times, "
+                            "--domains, --episodes and --max-speed")
+    paths = [run / "gap.json" if run.is_dir() else run for run in args.compare]
+    if twice := next((str(run) for i, run in enumerate(args.compare) if paths[i].resolve() in
+                      {p.resolve() for p in paths[:i]}), None):
+        return fail("eval", f"--compare is given the run {twice} twice")
+    reports = []
+    for run, path in zip(args.compare, paths, strict=True):
+        try:
+            reports.append((str(run), json.loads(path.read_text())))
+        except FileNotFoundError:
+            return fail("eval", f"no report at {path} (racer eval --out DIR writes DIR/gap.json)")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return fail("eval", f"{path}: not a racer eval report ({exc})")
+    try:
+        models = runs_models(reports)
+        pairs = paired_laps(models)
+    except (KeyError, TypeError, IndexError, AttributeError):
+        return fail("eval", "a report's laps are not a racer eval report's (gap.json edited or cut short?)")
+    except ValueError as exc:
+        return fail("eval", str(exc))
+    if len(models) < 2:
+        return fail("eval", f"--compare needs two bundles or more in all, got {len(models)}")
+    for label, report in reports:
+        print(f"{label}: {', '.join(m['name'] for m in models if m['run'] == label)} at max-speed "
+              f"{report['eval']['max_speed']:g}", file=sys.stderr)
+    print(format_pairs(pairs), file=sys.stderr)
+    if args.json:
+        print(json.dumps({"runs": [{"run": label, "max_speed": report["eval"]["max_speed"],
+                                    "models": [m["name"] for m in models if m["run"] == label]}
+                                   for label, report in reports],
+                          "paired": pairs}))
+    return 0
+
+
 def trials_log_folder(model: Path) -> Path:
     """Where an evaluation's DRfC logs go by default: the racer PPO run the model was exported in
     (RUN/bundle or RUN/NAME.tar.gz, beside RUN/training-simtrace), as DRfC keeps evaluations in the
@@ -314,6 +359,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.trials is not None:
         return _trials(args)
+    if args.compare is not None:
+        return _compare(args)
     if args.max_speed is None:
         args.max_speed = 0.5
     if args.model and (args.seeds is not None or args.variants is not None):
