@@ -305,28 +305,85 @@ def paired_laps(models: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def runs_models(reports: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The models of finished `racer eval` runs, `(label, gap.json's report)` each, ready for
-    `paired_laps`: a name shared by models of different runs gets its run's label, as "NAME (LABEL)".
-    ValueError when a report is not a racer eval report or drove other domains (names or knob values)
-    than the first, whose laps could not be paired."""
+    """The bundles of finished `racer eval --model` runs, `(label, gap.json's report)` each, ready for
+    `paired_laps`, each with its run's `label` and `max_speed`; a name shared by bundles of different
+    runs becomes "NAME (LABEL)". ValueError, naming the run, for a report that is not a racer eval
+    report, a gap grid's (its seeds are draws of recipes, not bundles), a run with no bundle, or one
+    that drove other laps than the first (other domains, knob values, tracks or starts), whose laps could
+    not be paired lap for lap."""
     models: list[dict[str, Any]] = []
-    first: list[tuple[Any, Any]] | None = None
+    first: Any = None
     for label, report in reports:
-        try:
-            domains = [(d["name"], d["values"]) for d in report["domains"]]
-            mine = [{**m, "run": label, "max_speed": report["eval"]["max_speed"]} for m in report["models"]]
-            if not all(isinstance(m["name"], str) and isinstance(m["results"], dict) for m in mine):
-                raise TypeError
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"{label}: not a racer eval report (its gap.json lacks domains, eval or models)") from exc
+        driven, mine = _report_models(label, report)
         if first is None:
-            first = domains
-        elif domains != first:
-            raise ValueError(f"{label} drove other domains than {reports[0][0]} (another test file, seed or number "
-                             "of episodes): their laps cannot be paired")
+            first = driven
+        elif not _same_drive(driven, first):
+            raise ValueError(f"{label} drove other laps than {reports[0][0]} (other domains, knob values, tracks or "
+                             "starts): their laps cannot be paired")
         models += mine
     names = [m["name"] for m in models]
-    return [{**m, "name": m["name"] if names.count(m["name"]) == 1 else f"{m['name']} ({m['run']})"} for m in models]
+    models = [{**m, "name": m["name"] if names.count(m["name"]) == 1 else f"{m['name']} ({m['run']})"}
+              for m in models]
+    if clash := next((m["name"] for i, m in enumerate(models) if m["name"] in [n["name"] for n in models[:i]]),
+                     None):
+        raise ValueError(f"two bundles would both be reported as {clash!r}: rename one of their runs")
+    return models
+
+
+def _same_drive(a: Any, b: Any) -> bool:
+    """Whether two runs' (domains, settings) drove the same laps; a domain's episodes count only where
+    both reports record them (reports before they were recorded have none)."""
+    (domains_a, settings_a), (domains_b, settings_b) = a, b
+    return settings_a == settings_b and len(domains_a) == len(domains_b) and all(
+        x[:2] == y[:2] and (x[2] is None or y[2] is None or x[2] == y[2])
+        for x, y in zip(domains_a, domains_b, strict=True))
+
+
+def _report_models(label: str, report: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """What a run drove (its domains and evaluation settings) and its bundles with their laps checked:
+    each lap [track, start, completed, ...] with a text track, a numeric start, a true/false completed,
+    once per (domain, track, start) and in a domain the report names."""
+    def bad(why: str) -> ValueError:
+        return ValueError(f"{label}: not a racer eval report ({why})")
+
+    if not isinstance(report, dict) or not all(isinstance(report.get(k), t) for k, t in
+                                               (("domains", list), ("models", list), ("eval", dict))):
+        raise bad("no domains, models or eval")
+    speed = report["eval"].get("max_speed")
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0.0 < speed <= 1.0:
+        raise bad(f"max_speed {speed!r} is not in (0, 1]")
+    try:
+        domains = [(d["name"], d["values"], d.get("episodes")) for d in report["domains"]]
+    except (KeyError, TypeError) as exc:
+        raise bad("a domain without its name or values") from exc
+    if not report["models"]:
+        raise ValueError(f"{label}: the run has no bundle to compare")
+    mine = []
+    for model in report["models"]:
+        if not isinstance(model, dict) or not isinstance(model.get("name"), str) or \
+                not isinstance(model.get("results"), dict):
+            raise bad("a model without its name or results")
+        if model.get("seed") is not None:
+            raise ValueError(f"{label} is a gap grid (variants x seeds, draws of recipes): --compare pairs bundles "
+                             "driven by racer eval --model")
+        seen: set[tuple[Any, ...]] = set()
+        for domain, result in model["results"].items():
+            if domain not in (d[0] for d in domains):
+                raise bad(f"{model['name']} drove {domain!r}, which the report does not name")
+            episodes = result.get("episodes") if isinstance(result, dict) else None
+            if not isinstance(episodes, list):
+                raise bad(f"{model['name']}: {domain} has no list of laps")
+            for lap in episodes:
+                if not (isinstance(lap, list) and len(lap) >= 3 and isinstance(lap[0], str)
+                        and isinstance(lap[1], (int, float)) and not isinstance(lap[1], bool)
+                        and isinstance(lap[2], bool)):
+                    raise bad(f"{model['name']}: a lap in {domain} is not [track, start, completed, ...]")
+                if (domain, lap[0], lap[1]) in seen:
+                    raise bad(f"{model['name']}: {domain} has the lap on {lap[0]} from {lap[1]} twice")
+                seen.add((domain, lap[0], lap[1]))
+        mine.append({**model, "run": label, "max_speed": speed})
+    settings = {k: report["eval"].get(k) for k in ("tracks", "starts")}
+    return (domains, settings), mine
 
 
 def format_pairs(pairs: Sequence[dict[str, Any]]) -> str:
@@ -341,7 +398,8 @@ def _pair_line(p: dict[str, Any]) -> str:
         return f"{a} against {b}: no lap driven by both, not compared"
     left_out = [f"{p[f'unpaired_{side}']} of {name}'s" for side, name in (("a", a), ("b", b))
                 if p[f"unpaired_{side}"]]
-    return (f"{a} against {b}: {p['paired_laps']} laps driven by both, {p['only_a']} completed by {a} alone, "
+    laps = f"{p['paired_laps']} lap{'s' if p['paired_laps'] != 1 else ''}"
+    return (f"{a} against {b}: {laps} driven by both, {p['only_a']} completed by {a} alone, "
             f"{p['only_b']} by {b} alone (exact McNemar p = {p['p_value']:.3g})"
             + (f"; {' and '.join(left_out)} laps left out, the other did not drive them" if left_out else ""))
 

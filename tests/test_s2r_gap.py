@@ -296,27 +296,69 @@ def test_eval_compare_refuses_what_it_cannot_pair(tiny_run, tmp_path, capsys):
                      "reinvent_base", "--starts", "1", "--out", str(tmp_path / "run")) == 0
     run = str(tmp_path / "run")
     good = json.loads((tmp_path / "run" / "gap.json").read_text())
+
+    def edited(name, change):
+        report = json.loads(json.dumps(good))
+        change(report)
+        (tmp_path / name).write_text(json.dumps(report))
+        return str(tmp_path / name)
+
+    def lap(report):
+        return report["models"][0]["results"]["nominal"]["episodes"]
+
     (tmp_path / "garbage.json").write_text("not json {")
-    (tmp_path / "empty.json").write_text("{}")
-    other = json.loads(json.dumps(good))
-    other["domains"][0]["values"] = {"light": 0.5}
-    (tmp_path / "other.json").write_text(json.dumps(other))
-    cut = json.loads(json.dumps(good))
-    cut["models"][0]["results"]["nominal"]["episodes"] = [[1]]
-    (tmp_path / "cut.json").write_text(json.dumps(cut))
-    capsys.readouterr()
-    for args, message in [
+    (tmp_path / "huge.json").write_text('{"eval": ' + "9" * 5000 + "}")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "list.json").write_text("[]")
+    cases = [
         ([str(tmp_path / "nothing"), run], f"no report at {tmp_path / 'nothing'}"),
         ([str(tmp_path / "garbage.json"), run], f"{tmp_path / 'garbage.json'}: not a racer eval report"),
-        ([run, str(tmp_path / "empty.json")], f"{tmp_path / 'empty.json'}: not a racer eval report"),
-        ([run, str(tmp_path / "other.json")], f"{tmp_path / 'other.json'} drove other domains than {run}"),
-        ([run, str(tmp_path / "cut.json")], "a report's laps are not a racer eval report's"),
+        ([str(tmp_path / "huge.json"), run], f"{tmp_path / 'huge.json'}: not a racer eval report"),
+        ([str(tmp_path / "deep.json"), run], f"{tmp_path / 'deep.json'}: not a racer eval report"),
+        ([run, str(tmp_path / "list.json")], f"{tmp_path / 'list.json'}: not a racer eval report (no domains"),
+        ([run, edited("speed.json", lambda r: r["eval"].update(max_speed="1.0"))], "max_speed '1.0' is not in (0, 1]"),
+        ([run, edited("light.json", lambda r: r["domains"][0].update(values={"light": 0.5}))],
+         f"{tmp_path / 'light.json'} drove other laps than {run}"),
+        ([run, edited("starts.json", lambda r: r["eval"].update(starts=3))], "drove other laps than"),
+        ([edited("here.json", lambda r: r["domains"][0].update(episodes=[["reinvent_base", 0.0]])),
+          edited("there.json", lambda r: r["domains"][0].update(episodes=[["Oval_track", 0.0]]))],
+         "drove other laps than"),
+        ([run, edited("cut.json", lambda r: lap(r).__setitem__(0, [1]))],
+         "not a racer eval report (none-s0: a lap in nominal is not [track, start, completed, ...])"),
+        ([run, edited("text.json", lambda r: lap(r)[0].__setitem__(2, "false"))], "a lap in nominal is not"),
+        ([run, edited("twice.json", lambda r: lap(r).append(lap(r)[0]))],
+         "none-s0: nominal has the lap on reinvent_base from 0.0 twice"),
+        ([run, edited("elsewhere.json", lambda r: r["models"][0]["results"].update(moon={"episodes": []}))],
+         "none-s0 drove 'moon', which the report does not name"),
+        ([run, edited("grid.json", lambda r: r["models"][0].update(seed=0))], "is a gap grid"),
+        ([run, edited("none.json", lambda r: r.update(models=[]))], "none.json: the run has no bundle to compare"),
         ([run], "--compare needs two bundles or more in all, got 1"),
         ([run, f"{run}/gap.json"], f"--compare is given the run {run}/gap.json twice"),
-        ([run, run, "--max-speed", "0.5"], "--compare reads finished runs, as they were driven"),
-    ]:
+        ([run, run, "--max-speed", "0.5", "--out", "x"], "and writes nothing: leave out --out, --max-speed"),
+        ([run, run, "--trials", "2", "--model", "models/default"], "leave out --model, --trials"),
+    ]
+    capsys.readouterr()
+    for args, message in cases:
         assert racer_s2r("eval", "--compare", *args) == 2, args
-        assert message in capsys.readouterr().err
+        assert message in capsys.readouterr().err, args
+
+
+def test_eval_compare_fails_when_no_two_bundles_drove_a_lap_in_common(tiny_run, tmp_path, capsys):
+    # a second run whose bundle drove its lap on another track (as a bundle trained on reinvent_base would)
+    out, _ = tiny_run
+    bundle = str(out / "none-s0" / "bundle")
+    assert racer_s2r("eval", "--model", bundle, "--domains", "nominal", "--tracks", "reinvent_base", "--starts", "1",
+                     "--out", str(tmp_path / "a")) == 0
+    report = json.loads((tmp_path / "a" / "gap.json").read_text())
+    report["models"][0]["results"]["nominal"]["episodes"][0][0] = "Oval_track"
+    report["models"][0]["name"] = "elsewhere"
+    (tmp_path / "b.json").write_text(json.dumps(report))
+    capsys.readouterr()
+    assert racer_s2r("eval", "--json", "--compare", str(tmp_path / "a"), str(tmp_path / "b.json")) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["paired"][0]["p_value"] is None
+    assert "none-s0 against elsewhere: no lap driven by both, not compared" in captured.err
+    assert "no two bundles drove a lap in common" in captured.err
 
 
 def test_eval_command_on_a_test_distribution(tiny_run, tmp_path, capsys):

@@ -110,6 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_worker_options(e, "the grid's trainings and each (model, domain) drive")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.set_defaults(func=run_eval)
+    e.set_defaults(eval_defaults=vars(e.parse_args([])))
 
 
 def run_preview(args: argparse.Namespace) -> int:
@@ -264,14 +265,19 @@ def _trials(args: argparse.Namespace) -> int:
     return 0
 
 
+PAIRS_HEADING = ("the same laps, bundle against bundle (a small p: the difference is unlikely to be chance, for "
+                 "these two bundles; another training of either may differ)")
+
+
 def _compare(args: argparse.Namespace) -> int:
     """--compare: the lap-by-lap pairs (`sim2real.gap.paired_laps`) of finished runs' bundles."""
     from sim2real.gap import format_pairs, paired_laps, runs_models
 
-    if args.model or args.lap_times or args.domains is not None or args.episodes is not None \
-            or args.max_speed is not None:
-        return fail("eval", "--compare reads finished runs, as they were driven: leave out --model, --lap-times, "
-                            "--domains, --episodes and --max-speed")
+    given = [f"--{name.replace('_', '-')}" for name, default in args.eval_defaults.items()
+             if name not in ("compare", "json", "func", "eval_defaults") and getattr(args, name) != default]
+    if given:
+        return fail("eval", f"--compare reads finished runs as they were driven and writes nothing: leave out "
+                            f"{', '.join(given)}")
     paths = [run / "gap.json" if run.is_dir() else run for run in args.compare]
     if twice := next((str(run) for i, run in enumerate(args.compare) if paths[i].resolve() in
                       {p.resolve() for p in paths[:i]}), None):
@@ -282,26 +288,25 @@ def _compare(args: argparse.Namespace) -> int:
             reports.append((str(run), json.loads(path.read_text())))
         except FileNotFoundError:
             return fail("eval", f"no report at {path} (racer eval --out DIR writes DIR/gap.json)")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return fail("eval", f"{path}: not a racer eval report ({exc})")
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, not UTF-8, a huge integer
+            return fail("eval", f"{path}: not a racer eval report ({type(exc).__name__}: {exc})"[:400])
     try:
         models = runs_models(reports)
-        pairs = paired_laps(models)
-    except (KeyError, TypeError, IndexError, AttributeError):
-        return fail("eval", "a report's laps are not a racer eval report's (gap.json edited or cut short?)")
     except ValueError as exc:
         return fail("eval", str(exc))
     if len(models) < 2:
         return fail("eval", f"--compare needs two bundles or more in all, got {len(models)}")
-    for label, report in reports:
-        print(f"{label}: {', '.join(m['name'] for m in models if m['run'] == label)} at max-speed "
-              f"{report['eval']['max_speed']:g}", file=sys.stderr)
-    print(format_pairs(pairs), file=sys.stderr)
+    pairs = paired_laps(models)
+    runs = [{"run": label, "max_speed": next(m["max_speed"] for m in models if m["run"] == label),
+             "models": [m["name"] for m in models if m["run"] == label]} for label, _ in reports]
+    for run in runs:
+        print(f"{run['run']}: {', '.join(run['models'])} at max-speed {run['max_speed']:g}", file=sys.stderr)
+    print(f"{PAIRS_HEADING}\n{format_pairs(pairs)}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"runs": [{"run": label, "max_speed": report["eval"]["max_speed"],
-                                    "models": [m["name"] for m in models if m["run"] == label]}
-                                   for label, report in reports],
-                          "paired": pairs}))
+        print(json.dumps({"runs": runs, "paired": pairs}))
+    if not any(pair["paired_laps"] for pair in pairs):
+        return fail("eval", "no two bundles drove a lap in common (each trained on the tracks the other drove?)",
+                    code=1)
     return 0
 
 
@@ -357,10 +362,10 @@ def run_eval(args: argparse.Namespace) -> int:
     from sim2real.plots import gap_plot
     from sim2real.sim.track import Track
 
-    if args.trials is not None:
-        return _trials(args)
     if args.compare is not None:
         return _compare(args)
+    if args.trials is not None:
+        return _trials(args)
     if args.max_speed is None:
         args.max_speed = 0.5
     if args.model and (args.seeds is not None or args.variants is not None):
@@ -427,7 +432,8 @@ def run_eval(args: argparse.Namespace) -> int:
     report = {
         "test": next((d.pool for d in domains if d.pool != d.name), None),
         "domains_file": None if args.domains is None else str(args.domains),
-        "domains": [{"name": d.name, "group": d.pool, "values": d.values, "outside_training": outside_training(d)}
+        "domains": [{"name": d.name, "group": d.pool, "values": d.values, "outside_training": outside_training(d),
+                     **({"episodes": [[e.track, e.start] for e in d.episodes]} if d.episodes else {})}
                     for d in domains],
         "eval": {"tracks": list(tracks) or "held out per model", "starts": args.starts, "max_speed": cfg.max_speed},
         "models": models, "summary": summary, "paired": pairs, "plot": str(plot), "duration_s": duration_s,
@@ -437,8 +443,7 @@ def run_eval(args: argparse.Namespace) -> int:
           f"[95% interval] (off-track vs completed laps), at the off-track and {MONITOR_LEAD_S:g} s before it\n"
           + format_table(summary, domains), file=sys.stderr)
     if pairs:
-        print("the same laps, model against model (a small p: the difference is unlikely to be chance, for "
-              "these two models; another training of either may differ)\n" + format_pairs(pairs), file=sys.stderr)
+        print(f"{PAIRS_HEADING}\n{format_pairs(pairs)}", file=sys.stderr)
     if args.json:
         print(json.dumps(report))
     took = f"{duration_s / 60:.1f} min" if duration_s >= 60 else f"{duration_s:.1f} s"
