@@ -282,26 +282,39 @@ def _pooled(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def paired_laps(models: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each pair of `models` (in their order, by "name"), lap by lap over the laps both drove (the same
     domain, track and start): `{"a", "b", "paired_laps", "both", "only_a", "only_b", "neither",
-    "unpaired_a", "unpaired_b", "p_value"}`, the p-value McNemar's exact test's (`stats.mcnemar_exact`,
-    3 significant figures; None when they drove no lap in common). A lap only one of them drove (a track
-    the other trained on) is left out of the pair and counted in its `unpaired_*`."""
+    "unpaired_a", "unpaired_b", "p_value", "groups"}`, the p-value McNemar's exact test's
+    (`stats.mcnemar_exact`, 3 significant figures; None when they drove no lap in common), and `groups`
+    the same counts per pool of laps (a test distribution's random domains share one; `pools`) when the
+    laps fall in more than one. A lap only one of them drove (a track the other trained on) is left out
+    of the pair and counted in its `unpaired_*`."""
     def completed(model: dict[str, Any]) -> dict[tuple[str, str, float], bool]:
         return {(domain, lap[0], lap[1]): bool(lap[2])
                 for domain, result in model["results"].items() for lap in result.get("episodes", [])}
 
     laps = [completed(model) for model in models]
+    group = {domain: result.get("group", domain) for model in models for domain, result in model["results"].items()}
     pairs = []
     for i, j in itertools.combinations(range(len(models)), 2):
-        shared = laps[i].keys() & laps[j].keys()
-        counts = {(a, b): sum(1 for key in shared if (laps[i][key], laps[j][key]) == (a, b))
-                  for a in (True, False) for b in (True, False)}
-        only_a, only_b = counts[True, False], counts[False, True]
-        pairs.append({"a": models[i]["name"], "b": models[j]["name"], "paired_laps": len(shared),
-                      "both": counts[True, True], "only_a": only_a, "only_b": only_b,
-                      "neither": counts[False, False], "unpaired_a": len(laps[i]) - len(shared),
-                      "unpaired_b": len(laps[j]) - len(shared),
-                      "p_value": float(f"{mcnemar_exact(only_a, only_b):.3g}") if shared else None})
+        shared = [key for key in laps[i] if key in laps[j]]
+        pair = {"a": models[i]["name"], "b": models[j]["name"],
+                **_discordance([(laps[i][key], laps[j][key]) for key in shared]),
+                "unpaired_a": len(laps[i]) - len(shared), "unpaired_b": len(laps[j]) - len(shared)}
+        pools_driven = list(dict.fromkeys(group[key[0]] for key in shared))
+        if len(pools_driven) > 1:
+            pair["groups"] = {pool: _discordance([(laps[i][key], laps[j][key]) for key in shared
+                                                  if group[key[0]] == pool]) for pool in pools_driven}
+        pairs.append(pair)
     return pairs
+
+
+def _discordance(outcomes: Sequence[tuple[bool, bool]]) -> dict[str, Any]:
+    """Laps both, A alone, B alone and neither completed, of (A completed, B completed) per lap, and
+    McNemar's p (None for no lap)."""
+    counts = {(a, b): outcomes.count((a, b)) for a in (True, False) for b in (True, False)}
+    only_a, only_b = counts[True, False], counts[False, True]
+    return {"paired_laps": len(outcomes), "both": counts[True, True], "only_a": only_a, "only_b": only_b,
+            "neither": counts[False, False],
+            "p_value": float(f"{mcnemar_exact(only_a, only_b):.3g}") if outcomes else None}
 
 
 def runs_models(reports: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -398,10 +411,16 @@ def _pair_line(p: dict[str, Any]) -> str:
         return f"{a} against {b}: no lap driven by both, not compared"
     left_out = [f"{p[f'unpaired_{side}']} of {name}'s" for side, name in (("a", a), ("b", b))
                 if p[f"unpaired_{side}"]]
-    laps = f"{p['paired_laps']} lap{'s' if p['paired_laps'] != 1 else ''}"
-    return (f"{a} against {b}: {laps} driven by both, {p['only_a']} completed by {a} alone, "
+    by_group = [f"\n  {pool}: {_count(g['paired_laps'])}, {g['only_a']} and {g['only_b']} alone "
+                f"(p = {g['p_value']:.3g})" for pool, g in p.get("groups", {}).items() if g["only_a"] or g["only_b"]]
+    return (f"{a} against {b}: {_count(p['paired_laps'])} driven by both, {p['only_a']} completed by {a} alone, "
             f"{p['only_b']} by {b} alone (exact McNemar p = {p['p_value']:.3g})"
-            + (f"; {' and '.join(left_out)} laps left out, the other did not drive them" if left_out else ""))
+            + (f"; {' and '.join(left_out)} laps left out, the other did not drive them" if left_out else "")
+            + "".join(by_group))
+
+
+def _count(laps: int) -> str:
+    return f"{laps} lap{'' if laps == 1 else 's'}"
 
 
 def format_table(summary: dict[str, dict[str, Any]], domains: Sequence[NamedDomain]) -> str:

@@ -150,9 +150,9 @@ def test_summary_pools_laps_with_their_interval_and_the_monitors_auroc(tmp_path)
     assert path.stat().st_size > 10_000
 
 
-def _laps(*laps):
-    """A domain's result from (track, start, completed) laps."""
-    return {"episodes": [[track, start, done, not done, None, None] for track, start, done in laps]}
+def _laps(*laps, group="test"):
+    """A domain's result from (track, start, completed) laps, pooled in `group`."""
+    return {"group": group, "episodes": [[track, start, done, not done, None, None] for track, start, done in laps]}
 
 
 def test_paired_laps_count_what_each_model_completed_alone_on_the_laps_both_drove():
@@ -181,6 +181,20 @@ def test_paired_laps_count_what_each_model_completed_alone_on_the_laps_both_drov
     [apart] = paired_laps([a, d])
     assert (apart["paired_laps"], apart["unpaired_a"], apart["unpaired_b"], apart["p_value"]) == (0, 4, 1, None)
     assert format_pairs([apart]) == "A against D: no lap driven by both, not compared"
+    # laps in two pools (a test distribution's random domains and a named domain): counted per pool too
+    e = {"name": "E", "results": {"r1": _laps(("t1", 0.0, True), group="honest"),
+                                  "r2": _laps(("t1", 0.0, True), group="honest"),
+                                  "dim": _laps(("t1", 0.0, False), group="dim")}}
+    f = {"name": "F", "results": {"r1": _laps(("t1", 0.0, False), group="honest"),
+                                  "r2": _laps(("t1", 0.0, True), group="honest"),
+                                  "dim": _laps(("t1", 0.0, True), group="dim")}}
+    [pair] = paired_laps([e, f])
+    assert (pair["paired_laps"], pair["only_a"], pair["only_b"]) == (3, 1, 1)
+    assert pair["groups"] == {
+        "honest": {"paired_laps": 2, "both": 1, "only_a": 1, "only_b": 0, "neither": 0, "p_value": 1.0},
+        "dim": {"paired_laps": 1, "both": 0, "only_a": 0, "only_b": 1, "neither": 0, "p_value": 1.0}}
+    assert format_pairs([pair]).splitlines()[1:] == ["  honest: 2 laps, 1 and 0 alone (p = 1)",
+                                                     "  dim: 1 lap, 0 and 1 alone (p = 1)"]
 
 
 def test_the_table_prints_the_aurocs_interval_under_its_heading():
