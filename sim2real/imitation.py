@@ -282,12 +282,16 @@ def training_simulators(cfg: ImitationConfig) -> dict[str, Simulator]:
     return {name: make_simulator(name, cfg.randomization, cfg.camera_info) for name in cfg.tracks}
 
 
+# The loss's weights of steering and speed errors: steering counts twice.
+ACTION_WEIGHTS = torch.tensor([2.0, 1.0])
+
+
 def imitation_loss(predicted: torch.Tensor, target: torch.Tensor, corner_weight: float = 0.0) -> torch.Tensor:
-    """The squared error of (steering, speed) pairs, both (N, 2) in action units, steering weighted 2 to
-    speed's 1; each frame weighted 1 + corner_weight x |its target steering|, as a weighted mean (with
-    corner_weight 0, the plain mean)."""
+    """The squared error of (steering, speed) pairs, both (N, 2) in action units, weighted by
+    `ACTION_WEIGHTS`; each frame weighted 1 + corner_weight x |its target steering|, as a weighted mean
+    (with corner_weight 0, the plain mean)."""
     per_frame = 1.0 + corner_weight * target[:, :1].abs()
-    squared = (predicted - target) ** 2 * torch.tensor([2.0, 1.0]) * per_frame
+    squared = (predicted - target) ** 2 * ACTION_WEIGHTS * per_frame
     return squared.sum() / (per_frame.sum() * target.shape[1])
 
 
