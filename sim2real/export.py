@@ -18,6 +18,7 @@ from car.policy.inference import Policy
 from car.policy.metadata import ModelMetadata, parse_metadata
 from car.policy.preprocess import PreprocessSpec
 from car.policy.shift import region_statistics
+from car.policy.warning import Caution
 from sim2real.checkpoint import load_checkpoint
 from sim2real.imitation import sample_frames
 from sim2real.modular import ModularExport, ModularNet, PerceptionMonitor
@@ -132,8 +133,10 @@ def check_equivalence(net: torch.nn.Module, policy: Policy, spec: PreprocessSpec
 
 
 def export_bundle(net: torch.nn.Module, spec: PreprocessSpec, metadata: dict[str, Any], features: np.ndarray,
-                  out_dir: Path, info: dict[str, Any] | None = None) -> tuple[Bundle, EquivalenceReport]:
-    """`features` are preprocessed frames (N, H, W, C), at least 1,000, for the gate and the statistics."""
+                  out_dir: Path, info: dict[str, Any] | None = None,
+                  caution: Caution | None = None) -> tuple[Bundle, EquivalenceReport]:
+    """`features` are preprocessed frames (N, H, W, C), at least 1,000, for the gate and the statistics;
+    `caution` goes into racer.json for the car (`car.policy.warning.Caution`)."""
     if len(features) < 1000:
         raise ValueError(f"the equivalence gate needs at least 1,000 frames, got {len(features)}")
     out_dir = Path(out_dir)
@@ -142,7 +145,8 @@ def export_bundle(net: torch.nn.Module, spec: PreprocessSpec, metadata: dict[str
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
         onnx_path = export_onnx(net, spec, Path(tmp) / "model.onnx")
-        staged = save_bundle(Path(tmp) / "bundle", onnx_path, metadata, spec, stats=image_stats(features), info=info)
+        staged = save_bundle(Path(tmp) / "bundle", onnx_path, metadata, spec, stats=image_stats(features), info=info,
+                             caution=caution)
         report = check_equivalence(net, Policy(staged), spec, staged.metadata, features)
         staged.close()
         failed = report.max_abs_error > MAX_ABS_ERROR if report.argmax_disagreement is None \
@@ -181,7 +185,8 @@ def perception_monitor(path: Path, spec: PreprocessSpec) -> PerceptionMonitor:
 
 
 def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path, frames: int = 1000,
-                      monitor: Path | None = None, steering_scale: float = 1.0) -> tuple[Bundle, EquivalenceReport]:
+                      monitor: Path | None = None, steering_scale: float = 1.0,
+                      caution: Caution | None = None) -> tuple[Bundle, EquivalenceReport]:
     """`racer train` checkpoints -> bundle, gated and described on frames drawn the way the first one
     trained (same tracks, randomization, augmentation and camera).
 
@@ -192,8 +197,9 @@ def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path, frames:
     to that uncertainty (`PerceptionMonitor`; docs/gap.md). `steering_scale` (within
     `STEERING_SCALES`, recorded in racer.json) multiplies the steering the car drives (`MirrorExport`), for
     networks that turn into corners late (models/default/MODEL_CARD.md); a scale other than 1 needs
-    continuous DrivingNet checkpoints trained on mirrored frames. ValueError naming the checkpoint that
-    does not fit, or the scale.
+    continuous DrivingNet checkpoints trained on mirrored frames. `caution` has the car slow down while
+    its warning is high (`car.policy.warning.Caution`, racer.json's `caution`). ValueError naming the
+    checkpoint that does not fit, or the scale.
     """
     paths = [Path(checkpoints)] if isinstance(checkpoints, (str, Path)) else [Path(c) for c in checkpoints]
     if not paths:
@@ -232,4 +238,4 @@ def export_checkpoint(checkpoints: Path | Sequence[Path], out_dir: Path, frames:
     features = sample_frames(spec, tuple(config["tracks"]), frames, seed=int(config["seed"]) + 1,
                              randomization=config.get("randomization"), augmentation=config.get("augmentation"),
                              camera_info=config.get("camera_info"))
-    return export_bundle(graph, spec, action_space, features, out_dir, info)
+    return export_bundle(graph, spec, action_space, features, out_dir, info, caution)

@@ -21,6 +21,7 @@ from car.policy.inference import Policy
 from car.policy.metadata import METADATA_FILE
 from car.policy.preprocess import DEEPRACER_SPEC, PreprocessSpec
 from car.policy.signature import Signature
+from car.policy.warning import Caution
 from model_factory import (
     CONTINUOUS,
     FRAMES_DIR,
@@ -458,6 +459,24 @@ def test_garbage_pb(tmp_path, cache):
     ({"format": "racer-bundle", "version": 2, "preprocess": {}}, "version 2 is newer than this racer reads (1)"),
     ({"format": "racer-bundle", "version": 1, "preprocess": {"width": 160, "bogus": 1}}, "unknown key(s) bogus"),
     ({"format": "racer-bundle", "version": 1, "preprocess": {}, "stats": [1]}, "stats must be an object"),
+    ({"format": "racer-bundle", "version": 1, "preprocess": {}, "caution": [0.25, 0.8]},
+     "caution must be an object with warning and speed_scale"),
+    ({"format": "racer-bundle", "version": 1, "preprocess": {}, "caution": {"warning": 0.25}},
+     "caution must be an object with warning and speed_scale"),
+    ({"format": "racer-bundle", "version": 1, "preprocess": {},
+      "caution": {"warning": 0.25, "speed_scale": 0.8, "when": "always"}},
+     "caution must be an object with warning and speed_scale"),
+    ({"format": "racer-bundle", "version": 1, "preprocess": {}, "caution": {"warning": "0.25", "speed_scale": 0.8}},
+     "caution warning must be a finite number, got '0.25'"),
+    ({"format": "racer-bundle", "version": 1, "preprocess": {}, "caution": {"warning": 0.25, "speed_scale": True}},
+     "caution speed_scale must be a finite number, got True"),
+    ({"format": "racer-bundle", "version": 1, "preprocess": {}, "caution": {"warning": -1, "speed_scale": 0.8}},
+     "caution warning must be above 0, got -1"),
+    # a scale above 1 would make the car faster than its policy asks where it doubts most
+    ({"format": "racer-bundle", "version": 1, "preprocess": {}, "caution": {"warning": 0.25, "speed_scale": 1.5}},
+     "caution speed_scale must be in (0, 1], got 1.5"),
+    ({"format": "racer-bundle", "version": 1, "preprocess": {}, "caution": {"warning": 0.25, "speed_scale": 0}},
+     "caution speed_scale must be in (0, 1], got 0"),
 ])
 def test_bad_racer_json(tmp_path, cache, racer, reason):
     path = _ir_tar(tmp_path, ov_model(), extra={"racer.json": json.dumps(racer).encode()})
@@ -497,7 +516,19 @@ def test_save_and_load_ir_round_trip(tmp_path, cache):
         assert (bundle.signature.input_shape, bundle.signature.output_size) == ((1, 1, 40, 64), 2)
         assert bundle.stats == {"mean": 0.5, "hist": [0, 1, 2, 3]} and bundle.info == {"steps": 10}
         assert bundle.metadata.training_algorithm == "sac"
+        assert bundle.caution is None  # racer.json above has no caution key
     saved.close()
+
+
+def test_a_bundle_carries_its_caution_to_the_policy(tmp_path, cache):
+    spec = PreprocessSpec(width=64, height=48, scale=1 / 255)
+    saved = save_bundle(tmp_path / "b", ov_model(shape=spec.input_shape(), outputs=2, softmax=False),
+                        metadata(CONTINUOUS), spec, cache_dir=cache, caution=Caution(0.25, 0.8))
+    saved.close()
+    assert json.loads((tmp_path / "b" / "racer.json").read_text())["caution"] == {"warning": 0.25, "speed_scale": 0.8}
+    with load_bundle(tmp_path / "b", cache) as bundle:
+        assert bundle.caution == Caution(0.25, 0.8)
+        assert Policy(bundle, cache).model().caution == Caution(0.25, 0.8)
 
 
 def test_save_onnx_keeps_onnx_beside_ir(tmp_path, cache):

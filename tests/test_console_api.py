@@ -43,7 +43,7 @@ def test_server_ready_and_status(api, car):
     status = api.request("GET", "/api/status").body
     assert {"mode": "manual", "running": False, "max_speed": 0.5, "model": "driving", "camera": "connected",
             "emergency_stop": False, "battery_level": None, "domain_shift": None,
-            "uncertainty": None, "warning": None}.items() <= status.items()
+            "uncertainty": None, "warning": None, "caution": None}.items() <= status.items()
     assert status["fps"] > 5 and status["watchdog"] == "ok" and status["infer_ms"] > 0
     assert status["loading"]["isModelLoading"] == "loaded"
 
@@ -133,11 +133,13 @@ def test_sensor_battery_and_domain_shift_come_from_the_graph(api, car):
     diagnostics = car.server.console.service.node.diagnostics
     diagnostics["battery"] = DiagnosticStatus(0, "battery", values=(KeyValue("level", "9"),))
     diagnostics["shift"] = DiagnosticStatus(0, "shift", values=(KeyValue("domain_shift", "2.5"),
-                                                                 KeyValue("warning", "1.25")))
+                                                                 KeyValue("warning", "1.25"),
+                                                                 KeyValue("caution", "slowing")))
     try:
         assert api.request("GET", "/api/get_battery_level").body == {"success": True, "battery_level": 9.0}
         status = api.request("GET", "/api/status").body
-        assert (status["battery_level"], status["domain_shift"], status["warning"]) == (9.0, 2.5, 1.25)
+        assert (status["battery_level"], status["domain_shift"], status["warning"], status["caution"]) == \
+            (9.0, 2.5, 1.25, "slowing")
     finally:
         del diagnostics["battery"], diagnostics["shift"]
 

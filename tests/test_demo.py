@@ -139,6 +139,7 @@ def test_bundled_model_races_the_closed_tracks_at_full_max_speed():
             results[name] = run_laps(sim, model, laps=1, max_speed=1.0).completed_laps
     assert len(trained_on) <= 3
     assert bundle.info["steering_scale"] == 1.5  # the card's export command
+    assert bundle.caution is not None and (bundle.caution.warning, bundle.caution.speed_scale) == (0.25, 0.8)
     assert sum(results.values()) >= MIN_LAPPED, results
 
 

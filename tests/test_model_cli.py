@@ -63,14 +63,19 @@ def test_inspect_lines_the_actions_up_under_their_headings(racer):
     assert rows[2] == "       2    +0.0 deg   0.60 m/s" and rows[0] == "       0   -30.0 deg   0.60 m/s"
 
 
+CAUTION_LINE = "  caution: 0.8 of the policy's speed while the car's warning is above 0.25"
+
+
 def test_inspect_says_how_racer_exported_the_bundled_model_and_nothing_of_an_aws_one(racer):
     done = racer("inspect", str(DEFAULT_MODEL))
     assert done.returncode == 0, done.stderr
-    assert done.stderr.splitlines()[-2:] == [
+    assert done.stderr.splitlines()[-3:] == [
         "  exported by racer from dagger, an ensemble of 3 (seeds 0, 1, 2); a perception monitor; steering scale 1.5",
+        CAUTION_LINE,
         "  trained on reinvent_base, Spain_track, Tokyo_Training_track (not among racer eval's default tracks)"]
     aws = racer("inspect", str(PPO_TAR))
     assert aws.returncode == 0 and "exported by racer" not in aws.stderr and "trained on" not in aws.stderr
+    assert "caution" not in aws.stderr
 
 
 def test_inspect_names_only_the_training_tracks_a_hand_edited_racer_json_gives_as_names(racer, tmp_path):
@@ -100,7 +105,7 @@ def edited_default_model(tmp_path, edit: dict) -> str:
 def test_inspect_leaves_out_what_a_hand_edited_racer_json_gives_in_another_type(racer, tmp_path, edit, line):
     done = racer("inspect", edited_default_model(tmp_path, {**edit, "config": {"tracks": "reinvent_base"}}))
     assert done.returncode == 0, done.stderr
-    assert done.stderr.splitlines()[-1] == line
+    assert done.stderr.splitlines()[-2:] == [line, CAUTION_LINE]  # the caution is racer.json's own key
 
 
 def test_inspect_says_nothing_of_the_export_when_the_trainer_is_not_named(racer, tmp_path):

@@ -10,7 +10,7 @@ from car.policy.decode import ActionDecoder
 from car.policy.metadata import parse_metadata
 from car.policy.preprocess import Preprocessor, PreprocessSpec
 from car.policy.shift import TRAINING_LEVEL, excess, region_statistics
-from car.policy.warning import WINDOW_S, WarningLevel
+from car.policy.warning import WINDOW_S, Caution, WarningLevel
 from sim2real.gap import MONITOR_WINDOW_S, monitor_peak
 
 DT = 1.0 / 15.0
@@ -84,9 +84,9 @@ METADATA = parse_metadata({"action_space": {"steering_angle": {"low": -30, "high
                                             "speed": {"low": 0.5, "high": 4}}, "action_space_type": "continuous"})
 
 
-def core_with(shift=None, uncertainty=None):
+def core_with(shift=None, uncertainty=None, caution=None):
     return PolicyCore(lambda t: np.zeros(2, np.float32), Preprocessor(SPEC), ActionDecoder(METADATA), 0.5, 4.0,
-                      shift=shift, uncertainty=uncertainty)
+                      shift=shift, uncertainty=uncertainty, caution=caution)
 
 
 def test_the_score_is_the_shift_beyond_the_training_level():
@@ -135,3 +135,62 @@ def test_policy_diagnostics_carry_the_warning_and_a_new_model_clears_it():
     assert {kv.key: kv.value for kv in core.diagnostics().values}["warning"] == "2.0000"
     core.load(PolicyModel(lambda t: np.zeros(2, np.float32), SPEC, METADATA))
     assert {kv.key: kv.value for kv in core.diagnostics().values}["warning"] == ""
+
+
+# The zero output's action: steering 0, speed 2.25 m/s of 0.5..4, on the navigation node's parabola
+# 0.8578 of full throttle, times 4 m/s.
+FULL_SPEED = (-1.2 / 16 * 2.25**2 + 2.2 / 4 * 2.25) * 4.0
+
+
+def caution_state(core):
+    return {kv.key: kv.value for kv in core.diagnostics().values}[PolicyCore.CAUTION]
+
+
+def test_a_bundle_with_caution_slows_while_the_warning_is_above_its_level():
+    # the warning is the 2 s mean of the uncertainty: 0.25 (not above), 0.3, 0.2, then 0.45
+    readings = iter([0.25, 0.35, 0.0, 1.2])
+    core = core_with(uncertainty=lambda: next(readings), caution=Caution(0.25, 0.8))
+    speeds, states = [], []
+    for i in range(4):
+        drive = core.on_image(image(i * DT)).drive
+        speeds.append(drive.drive.speed)
+        states.append(caution_state(core))
+        assert drive.drive.steering_angle == 0.0  # caution never steers
+    assert speeds == pytest.approx([FULL_SPEED, 0.8 * FULL_SPEED, FULL_SPEED, 0.8 * FULL_SPEED])
+    assert states == ["off", "slowing", "off", "slowing"]
+
+
+def test_without_a_warning_or_a_caution_the_car_drives_at_the_policys_speed():
+    # a high warning, but the bundle asks for no caution
+    plain = core_with(uncertainty=lambda: 5.0)
+    assert plain.on_image(image(0.0)).drive.drive.speed == pytest.approx(FULL_SPEED)
+    assert caution_state(plain) == ""
+    # a caution, but no monitor to warn: nothing to slow for
+    blind = core_with(caution=Caution(0.25, 0.5))
+    assert blind.on_image(image(0.0)).drive.drive.speed == pytest.approx(FULL_SPEED)
+    assert caution_state(blind) == "off"
+
+
+def test_a_new_model_brings_its_own_caution_and_a_fresh_warning():
+    core = core_with(uncertainty=lambda: 1.0, caution=Caution(0.25, 0.5))
+    assert core.on_image(image(0.0)).drive.drive.speed == pytest.approx(0.5 * FULL_SPEED)
+    core.load(PolicyModel(lambda t: np.zeros(2, np.float32), SPEC, METADATA, uncertainty=lambda: 1.0))
+    assert caution_state(core) == ""
+    assert core.on_image(image(DT)).drive.drive.speed == pytest.approx(FULL_SPEED)
+    core.load(PolicyModel(lambda t: np.zeros(2, np.float32), SPEC, METADATA, uncertainty=lambda: 0.1,
+                          caution=Caution(0.25, 0.5)))
+    assert caution_state(core) == "off"  # the last model's warning of 1.0 is gone with it
+    assert core.on_image(image(2 * DT)).drive.drive.speed == pytest.approx(FULL_SPEED)
+
+
+@pytest.mark.parametrize("warning, scale, reason", [
+    (0.0, 0.8, "caution warning must be above 0"),
+    (float("nan"), 0.8, "caution warning must be a finite number"),
+    (0.25, 1.01, r"caution speed_scale must be in \(0, 1\]"),
+    (0.25, -0.5, r"caution speed_scale must be in \(0, 1\]"),
+    (0.25, float("inf"), "caution speed_scale must be a finite number"),
+    (None, 0.8, "caution warning must be a finite number"),
+])
+def test_a_caution_out_of_range_is_refused(warning, scale, reason):
+    with pytest.raises(ValueError, match=reason):
+        Caution(warning, scale)

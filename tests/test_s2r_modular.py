@@ -1,6 +1,9 @@
 """The modular model: free segmentation labels, a tiny perception + DAgger run exported as one
 bundle whose policy sees the frame only through the segmentation, run by the car with OpenVINO,
 its uncertainty on /diagnostics and the console's /api/status."""
+import json
+import shutil
+
 import numpy as np
 import onnx
 import openvino as ov
@@ -136,12 +139,18 @@ def test_the_policy_node_and_the_console_show_the_uncertainty(modular, tmp_path)
     assert PolicyCore.monitor_key(policy.model()) == "domain_shift_excess+uncertainty"
     assert core.monitor_score() == pytest.approx(score)
     bundle.close()
-    # the whole car: /diagnostics from the policy node reaches the console's /api/status over HTTP
-    car = start_car(tmp_path, modular["bundle"])
+    # the whole car: /diagnostics from the policy node reaches the console's /api/status over HTTP. The
+    # bundle asks for caution above a warning its perception's entropy always exceeds, so the car says it slows.
+    careful = tmp_path / "careful"
+    shutil.copytree(modular["bundle"], careful)
+    racer = json.loads((careful / "racer.json").read_text())
+    (careful / "racer.json").write_text(json.dumps({**racer, "caution": {"warning": 1e-6, "speed_scale": 0.5}}))
+    car = start_car(tmp_path, careful)
     try:
         status = car.wait_for(lambda: (s := car.status())["warning"] is not None and s, what="warning")
         assert 0.0 <= status["uncertainty"] <= 1.0 and status["domain_shift"] is not None
         assert 0.0 <= status["warning"] <= 1.0  # the uncertainty's 2 s mean
+        assert status["warning"] > 1e-6 and status["caution"] == "slowing"
     finally:
         car.stop()
 

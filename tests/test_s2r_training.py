@@ -17,6 +17,7 @@ from car.console.uploads import folder_for
 from car.policy.bundle import load_bundle
 from car.policy.inference import Policy
 from car.policy.preprocess import Preprocessor, PreprocessSpec
+from car.policy.warning import Caution
 from racer.cli import main
 from racer.commands.train import done_line
 from sim2real.camera_matching import camera_from_info
@@ -422,6 +423,29 @@ def test_export_records_a_steering_scale_and_refuses_one_out_of_range(tmp_path, 
     with pytest.raises(SystemExit) as exit_:
         main(["export", str(single), "--steering-scale", "much", "--out", str(tmp_path / "refused")])
     assert exit_.value.code == 2 and "invalid float value: 'much'" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+
+
+def test_export_writes_a_caution_the_car_loads_and_refuses_a_bad_one(tmp_path, capsys):
+    single = tiny_checkpoint(tmp_path, "single", 5)
+    assert main(["export", str(single), "--caution", "0.25,0.8", "--out", str(tmp_path / "careful")]) == 0
+    assert json.loads((tmp_path / "careful" / "racer.json").read_text())["caution"] == \
+        {"warning": 0.25, "speed_scale": 0.8}
+    with load_bundle(tmp_path / "careful") as bundle:
+        assert Policy(bundle).model().caution == Caution(0.25, 0.8)
+    assert main(["export", str(single), "--out", str(tmp_path / "plain")]) == 0
+    assert "caution" not in json.loads((tmp_path / "plain" / "racer.json").read_text())
+    capsys.readouterr()
+    for value, message in (("0.25", "it is not two numbers WARNING,SCALE"),
+                           ("0.25,0.8,1", "it is not two numbers WARNING,SCALE"),
+                           ("high,0.8", "it is not two numbers WARNING,SCALE"),
+                           ("0,0.8", "caution warning must be above 0, got 0.0"),
+                           ("0.25,1.2", "caution speed_scale must be in (0, 1], got 1.2"),
+                           ("0.25,0", "caution speed_scale must be in (0, 1], got 0.0"),
+                           ("nan,0.8", "caution warning must be a finite number, got nan")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["export", str(single), "--caution", value, "--out", str(tmp_path / "refused")])
+        assert exit_.value.code == 2 and f"argument --caution: '{value}': {message}" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
 
 

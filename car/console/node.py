@@ -217,6 +217,10 @@ class ConsoleNode:
                 return score
         return None
 
+    def published(self, key: str) -> str | None:
+        """The first non-empty value any node publishes in /diagnostics under `key`, if one does."""
+        return next((value for status in list(self.diagnostics.values()) if (value := status.value(key))), None)
+
     def status(self) -> dict[str, Any]:
         """/api/status from the nodes' newest statuses (control's is fresh after each request)."""
         value = self.control_value
@@ -253,6 +257,8 @@ class ConsoleNode:
             "domain_shift": self.monitor_score("domain_shift"),
             "uncertainty": self.monitor_score("uncertainty"),
             "warning": self.monitor_score("warning"),
+            # "slowing" or "off" when the model asks to slow while its warning is high (car.policy.warning.Caution)
+            "caution": caution if (caution := self.published("caution")) in ("slowing", "off") else None,
             "simulator": self.simulator(),
         }
 

@@ -37,6 +37,7 @@ from car.policy.openvino_model import model_precision, read_ov_model
 from car.policy.preprocess import DEEPRACER_PRESETS, DEEPRACER_SPEC, PreprocessSpec
 from car.policy.racer_json import RACER_FILE, RacerInfo, read_racer_json
 from car.policy.signature import Signature, check_input, check_output, check_signature
+from car.policy.warning import Caution
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +67,7 @@ class Bundle:
     signature: Signature | None = None
     precision: str | None = None
     shipped_ir_reason: str | None = None
+    caution: Caution | None = None
     unpacked: tempfile.TemporaryDirectory | None = dataclasses.field(default=None, repr=False)
 
     @property
@@ -185,6 +187,7 @@ def load_bundle(path: str | Path, cache_dir: str | Path | None = None, validate:
         bundle = Bundle(source=source, name=bundle_name(source), root=root, files=files, metadata=metadata,
                         spec=racer.spec if racer else DEEPRACER_SPEC, stats=racer.stats if racer else None,
                         info=racer.info if racer else {}, is_racer_bundle=racer is not None,
+                        caution=racer.caution if racer else None,
                         unrunnable=unrunnable_reason(metadata), cache_dir=cache, unpacked=tmp)
         return _resolved(bundle) if validate and bundle.unrunnable is None else bundle
     except BaseException:
@@ -205,7 +208,8 @@ def _dump_json(path: Path, data: Any) -> None:
 
 def save_bundle(out_dir: str | Path, model: ov.Model | str | Path, metadata: Mapping[str, Any] | ModelMetadata,
                 spec: PreprocessSpec, stats: Mapping[str, Any] | None = None,
-                info: Mapping[str, Any] | None = None, cache_dir: str | Path | None = None) -> Bundle:
+                info: Mapping[str, Any] | None = None, cache_dir: str | Path | None = None,
+                caution: Caution | None = None) -> Bundle:
     """Write a racer bundle directory and return it loaded, so what is written is known to load.
 
     `model` is an openvino.Model or a path OpenVINO reads (.onnx, .xml); an .onnx is also copied
@@ -230,7 +234,7 @@ def save_bundle(out_dir: str | Path, model: ov.Model | str | Path, metadata: Map
             shutil.copyfile(source, out / "model.onnx")
         _dump_json(out / METADATA_FILE, raw)
         _dump_json(out / RACER_FILE, RacerInfo(spec, dict(stats) if stats is not None else None,
-                                                dict(info or {})).to_json())
+                                                dict(info or {}), caution).to_json())
         return load_bundle(out, cache_dir)
     except BaseException:
         if created:

@@ -13,7 +13,7 @@ from car.policy.decode import ActionDecoder, Decoded
 from car.policy.metadata import ModelMetadata
 from car.policy.preprocess import Preprocessor, PreprocessSpec
 from car.policy.shift import ShiftMonitor, excess
-from car.policy.warning import WarningLevel
+from car.policy.warning import Caution, WarningLevel
 
 
 @dataclass
@@ -26,6 +26,8 @@ class PolicyModel:
     stats: Mapping[str, Any] | None = None
     # The model's own uncertainty about the frame it last ran on (a modular model's perception), if it has one.
     uncertainty: Callable[[], float | None] | None = None
+    # How the car slows while its warning is high (racer.json's `caution`), if the bundle asks for it.
+    caution: Caution | None = None
 
 
 @dataclass
@@ -48,16 +50,21 @@ class PolicyCore:
     UNCERTAINTY = "uncertainty"
     # The diagnostics key of the warning: `monitor_score` averaged over the last 2 s (`car.policy.warning`).
     WARNING = "warning"
+    # The diagnostics key of the caution: "slowing" or "off" ("" for a bundle without one).
+    CAUTION = "caution"
 
     def __init__(self, infer: Callable[[np.ndarray], np.ndarray], preprocessor: Preprocessor,
                  decoder: ActionDecoder, max_steering_rad: float, max_speed_mps: float,
-                 shift: ShiftMonitor | None = None, uncertainty: Callable[[], float | None] | None = None):
+                 shift: ShiftMonitor | None = None, uncertainty: Callable[[], float | None] | None = None,
+                 caution: Caution | None = None):
         self.infer = infer
         self.shift = shift
         self.domain_shift: float | None = None
         self.read_uncertainty = uncertainty
         self.uncertainty: float | None = None
         self.warning = WarningLevel()
+        self.caution = caution
+        self.slowing = False
         self.preprocessor = preprocessor
         self.decoder = decoder
         self.max_steering_rad = max_steering_rad
@@ -76,7 +83,8 @@ class PolicyCore:
     @classmethod
     def for_model(cls, model: PolicyModel, max_steering_rad: float, max_speed_mps: float) -> PolicyCore:
         infer, preprocessor, decoder, shift = cls._parts(model)
-        return cls(infer, preprocessor, decoder, max_steering_rad, max_speed_mps, shift, model.uncertainty)
+        return cls(infer, preprocessor, decoder, max_steering_rad, max_speed_mps, shift, model.uncertainty,
+                   model.caution)
 
     def load(self, model: PolicyModel) -> None:
         """Swap in another model on a running car (the console's model select); the next frame uses it."""
@@ -84,6 +92,7 @@ class PolicyCore:
         self.read_uncertainty = model.uncertainty
         self.domain_shift = self.uncertainty = None
         self.warning.reset()
+        self.caution, self.slowing = model.caution, False
         self.last = None
 
     def on_image(self, msg: Image) -> PolicyResult:
@@ -105,8 +114,10 @@ class PolicyCore:
         score = self.monitor_score()
         if score is not None:
             self.warning.add(msg.header.stamp.to_seconds(), score)
-        drive = AckermannDrive(steering_angle=decoded.steering * self.max_steering_rad,
-                               speed=decoded.throttle * self.max_speed_mps)
+        caution = self.caution
+        self.slowing = caution is not None and caution.active(self.warning.value)
+        speed = decoded.throttle * self.max_speed_mps * (caution.speed_scale if caution and self.slowing else 1.0)
+        drive = AckermannDrive(steering_angle=decoded.steering * self.max_steering_rad, speed=speed)
         self.last = PolicyResult(AckermannDriveStamped(Header(msg.header.stamp, "base_link"), drive), decoded, None,
                                  (time.perf_counter() - t0) * 1e3, tensor, output)
         return self.last
@@ -146,5 +157,6 @@ class PolicyCore:
                     KeyValue("infer_ms", f"{last.infer_ms:.3f}" if last else ""),
                     KeyValue("domain_shift", f"{self.domain_shift:.3f}" if self.domain_shift is not None else ""),
                     KeyValue(self.UNCERTAINTY, f"{self.uncertainty:.4f}" if self.uncertainty is not None else ""),
-                    KeyValue(self.WARNING, f"{warning:.4f}" if warning is not None else "")),
+                    KeyValue(self.WARNING, f"{warning:.4f}" if warning is not None else ""),
+                    KeyValue(self.CAUTION, "" if self.caution is None else "slowing" if self.slowing else "off")),
         )

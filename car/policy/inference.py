@@ -69,10 +69,10 @@ class Policy:
 
     def model(self) -> PolicyModel:
         """This compiled policy with its bundle's preprocessing, action space and training statistics,
-        and its own uncertainty when the model outputs one."""
+        its own uncertainty when the model outputs one, and the caution its bundle asks for."""
         b = self.bundle
         return PolicyModel(self.infer, b.spec, b.metadata, b.stats,
-                           self.uncertainty if self.has_uncertainty else None)
+                           self.uncertainty if self.has_uncertainty else None, b.caution)
 
     def uncertainty(self) -> float | None:
         """The model's own uncertainty about the last frame `infer` ran on (None before the first, or

@@ -1,6 +1,7 @@
 """`racer.json`, the file a racer export adds beside `model_metadata.json`: how camera frames become
 the model's input tensor (`car.policy.preprocess.PreprocessSpec`), the training images' statistics
-(for the on-car domain-shift monitor, `car.policy.shift`) and free information about the model."""
+(for the on-car domain-shift monitor, `car.policy.shift`), the caution the car drives with when its
+warning is high (`car.policy.warning.Caution`, optional) and free information about the model."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ from typing import Any
 
 from car.policy.bundle_layout import BundleError
 from car.policy.preprocess import PreprocessSpec
+from car.policy.warning import Caution
 
 RACER_FILE = "racer.json"
 BUNDLE_FORMAT = "racer-bundle"
@@ -18,15 +20,18 @@ BUNDLE_VERSION = 1
 
 @dataclass(frozen=True)
 class RacerInfo:
-    """racer.json: how frames become the input tensor, training-image statistics, free model info."""
+    """racer.json: how frames become the input tensor, training-image statistics, free model info,
+    and the caution, if any (a bundle without one drives at the speed its policy asks for)."""
 
     spec: PreprocessSpec
     stats: dict[str, Any] | None
     info: dict[str, Any]
+    caution: Caution | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "preprocess": self.spec.to_json(),
+        data = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "preprocess": self.spec.to_json(),
                 "stats": self.stats, "model": self.info}
+        return data if self.caution is None else {**data, "caution": self.caution.to_json()}
 
     @classmethod
     def from_json(cls, data: Any) -> RacerInfo:
@@ -46,7 +51,11 @@ class RacerInfo:
             raise BundleError(f"{RACER_FILE}: stats must be an object or null")
         if not isinstance(info, dict):
             raise BundleError(f"{RACER_FILE}: model must be an object")
-        return cls(spec, stats, info)
+        try:
+            caution = None if data.get("caution") is None else Caution.from_json(data["caution"])
+        except ValueError as exc:
+            raise BundleError(f"{RACER_FILE}: {exc}") from None
+        return cls(spec, stats, info, caution)
 
 
 def training_tracks(info: dict[str, Any]) -> tuple[str, ...]:

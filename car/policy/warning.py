@@ -6,10 +6,16 @@ the score staying high. `racer eval` measures exactly this: a lap's warning is t
 this mean during the lap (`sim2real.gap.monitor_peak`, up to the off-track for a lap that left the
 track), and its AUROC says how well that separates the laps that left the track from the completed
 ones (docs/gap.md).
+
+A bundle may also ask the car to drive with caution (`Caution`, racer.json's `caution`): while the
+warning is above a level, every speed the policy asks for is scaled down.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
+from dataclasses import dataclass
+from typing import Any
 
 # Seconds of frames the warning averages over.
 WINDOW_S = 2.0
@@ -46,3 +52,38 @@ class WarningLevel:
 
     def _mean(self) -> float:
         return sum(score for _, score in self._frames) / len(self._frames)
+
+
+@dataclass(frozen=True)
+class Caution:
+    """While the warning (`WarningLevel.value`) is above `warning`, the policy's speed is multiplied by
+    `speed_scale`, so a car that doubts what it sees slows down. A car that has no warning yet (the
+    first frame, a model with no monitor) drives at full speed. `racer export --caution`; racer.json's
+    `caution` object, `{"warning": W, "speed_scale": S}` (W > 0, 0 < S <= 1). ValueError otherwise."""
+
+    warning: float
+    speed_scale: float
+
+    def __post_init__(self) -> None:
+        for name in ("warning", "speed_scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"caution {name} must be a finite number, got {value!r}")
+        if not self.warning > 0:
+            raise ValueError(f"caution warning must be above 0, got {self.warning!r}")
+        if not 0 < self.speed_scale <= 1:
+            raise ValueError(f"caution speed_scale must be in (0, 1], got {self.speed_scale!r}")
+
+    def active(self, warning: float | None) -> bool:
+        """Whether the car slows at this warning level (None: no warning yet)."""
+        return warning is not None and warning > self.warning
+
+    def to_json(self) -> dict[str, float]:
+        return {"warning": self.warning, "speed_scale": self.speed_scale}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Caution:
+        """racer.json's `caution`; ValueError for anything but an object of exactly these two numbers."""
+        if not isinstance(data, dict) or set(data) != {"warning", "speed_scale"}:
+            raise ValueError(f"caution must be an object with warning and speed_scale, got {data!r:.80}")
+        return cls(data["warning"], data["speed_scale"])

@@ -141,6 +141,9 @@ def _human(action: str, result: dict[str, Any]) -> str:
                       for a in meta["action_space"]]
         if trained := _trained(result["info"]):
             lines.append(f"  {trained}")
+        if caution := result["caution"]:
+            lines.append(f"  caution: {caution['speed_scale']:g} of the policy's speed while the car's warning is "
+                         f"above {caution['warning']:g}")
         if tracks := training_tracks(result["info"]):
             lines.append(f"  trained on {', '.join(tracks)} (not among racer eval's default tracks)")
         shipped = result["shipped_ir"]

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from car.policy.warning import Caution
 from racer.commands import fail
 
 if TYPE_CHECKING:
@@ -134,6 +135,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "networks that turn into corners late; the uncertainty is read before it. Needs continuous "
                         "DAgger checkpoints trained on mirrored frames (racer train's default). The bundled model "
                         "has 1.5 (its model card) (default: %(default)s)")
+    e.add_argument("--caution", type=_caution, metavar="WARNING,SCALE",
+                   help="have the car drive at SCALE (0 to 1) of the speed the policy asks for while its warning "
+                        "(the monitor's 2 s mean, on /diagnostics and the console) is above WARNING: a car that "
+                        "doubts what it sees slows down. The bundled model has 0.25,0.8 (its model card) "
+                        "(default: none)")
     e.add_argument("--frames", type=int, default=1000, help="frames for the equivalence gate (default: %(default)s)")
     e.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     e.set_defaults(func=run_export)
@@ -252,6 +258,16 @@ def _input_size(text: str) -> PreprocessSpec:
         return spec_at(width, height)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _caution(text: str) -> Caution:
+    """`--caution WARNING,SCALE` -> the caution racer.json carries (`car.policy.warning.Caution`)."""
+    try:
+        warning, scale = (float(part) for part in text.split(","))
+        return Caution(warning, scale)
+    except ValueError as exc:
+        why = str(exc) if str(exc).startswith("caution") else "it is not two numbers WARNING,SCALE"
+        raise argparse.ArgumentTypeError(f"{text!r}: {why} (for example 0.25,0.8)") from None
 
 
 def _spec(args: argparse.Namespace) -> PreprocessSpec:
@@ -438,11 +454,11 @@ def done_line(out: Path, summary: dict, name: str) -> str:
 
 
 def _export(checkpoints: Path | list[Path], out: Path, tar: Path | None, frames: int,
-            monitor: Path | None = None, steering_scale: float = 1.0) -> dict:
+            monitor: Path | None = None, steering_scale: float = 1.0, caution: Caution | None = None) -> dict:
     from car.policy.bundle import pack_bundle
     from sim2real.export import export_checkpoint
 
-    bundle, report = export_checkpoint(checkpoints, out, frames, monitor, steering_scale)
+    bundle, report = export_checkpoint(checkpoints, out, frames, monitor, steering_scale, caution)
     result = {"bundle": str(out), "equivalence": report.to_json()}
     if tar is not None:
         result["tar"] = str(pack_bundle(out, tar))
@@ -457,7 +473,8 @@ def run_export(args: argparse.Namespace) -> int:
     if missing:
         return fail("export", f"no checkpoint at {', '.join(missing)}")
     try:
-        result = _export(args.checkpoint, args.out, args.tar, args.frames, args.monitor, args.steering_scale)
+        result = _export(args.checkpoint, args.out, args.tar, args.frames, args.monitor, args.steering_scale,
+                         args.caution)
     except (ValueError, ExportGateError) as exc:
         return fail("export", str(exc))
     print(json.dumps(result) if args.json else f"racer export: wrote {args.out} "

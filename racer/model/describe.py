@@ -8,7 +8,8 @@ from car.policy.bundle import Bundle
 
 
 def describe(bundle: Bundle) -> dict[str, Any]:
-    """The bundle's files, runnability, resolved input and output, preprocessing, metadata and statistics."""
+    """The bundle's files, runnability, resolved input and output, preprocessing, metadata, statistics
+    and caution (None when it asks for none)."""
     meta = bundle.metadata
     if meta.discrete:
         space: Any = [{"index": i, "steering_angle": a.steering_deg, "speed": a.speed}
@@ -44,6 +45,7 @@ def describe(bundle: Bundle) -> dict[str, Any]:
         },
         "stats": bundle.stats,
         "info": bundle.info,
+        "caution": bundle.caution.to_json() if bundle.caution else None,
     }
 
 

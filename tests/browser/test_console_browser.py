@@ -85,6 +85,7 @@ def test_login_shows_the_car(page: Page):
     expect(startup.get_by_role("button", name="Load")).to_be_visible()
     expect(startup.get_by_role("button", name="Delete")).to_have_count(0)
     assert float(page.locator("#t-fps").inner_text()) > 0  # the stream is live, however busy the machine
+    expect(page.locator("#t-caution")).to_have_text("–")  # the model asks for no caution
     assert page.evaluate("document.cookie") == ""  # HttpOnly: the page's scripts cannot read the session
 
 

@@ -95,6 +95,7 @@ function showStatus(s) {
   $("t-shift").textContent = fmt(s.domain_shift, 2);
   $("t-uncertainty").textContent = fmt(s.uncertainty, 3);
   $("t-warning").textContent = fmt(s.warning, 2);
+  $("t-caution").textContent = s.caution || "–";
   $("estop").classList.toggle("latched", s.emergency_stop);
   $("estop").textContent = s.emergency_stop ? "STOPPED" : "STOP";
   $("mode-auto").classList.toggle("active", s.mode === "autonomous");
