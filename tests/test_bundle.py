@@ -456,7 +456,7 @@ def test_garbage_pb(tmp_path, cache):
 
 @pytest.mark.parametrize("racer, reason", [
     ({"format": "other", "version": 1}, "format must be 'racer-bundle'"),
-    ({"format": "racer-bundle", "version": 2, "preprocess": {}}, "version 2 is newer than this racer reads (1)"),
+    ({"format": "racer-bundle", "version": 3, "preprocess": {}}, "version 3 is newer than this racer reads (2)"),
     ({"format": "racer-bundle", "version": 1, "preprocess": {"width": 160, "bogus": 1}}, "unknown key(s) bogus"),
     ({"format": "racer-bundle", "version": 1, "preprocess": {}, "stats": [1]}, "stats must be an object"),
     ({"format": "racer-bundle", "version": 1, "preprocess": {}, "caution": [0.25, 0.8]},
@@ -471,18 +471,36 @@ def test_garbage_pb(tmp_path, cache):
     ({"format": "racer-bundle", "version": 1, "preprocess": {}, "caution": {"warning": 0.25, "speed_scale": True}},
      "caution speed_scale must be a finite number, got True"),
     ({"format": "racer-bundle", "version": 1, "preprocess": {}, "caution": {"warning": -1, "speed_scale": 0.8}},
-     "caution warning must be above 0, got -1"),
+     "caution warning must be above 0, got -1.0"),
+    ({"format": "racer-bundle", "version": 1, "preprocess": {}, "caution": {"warning": 10**400, "speed_scale": 0.8}},
+     "caution warning must be a finite number, got an integer of 401 digits"),
     # a scale above 1 would make the car faster than its policy asks where it doubts most
     ({"format": "racer-bundle", "version": 1, "preprocess": {}, "caution": {"warning": 0.25, "speed_scale": 1.5}},
      "caution speed_scale must be in (0, 1], got 1.5"),
     ({"format": "racer-bundle", "version": 1, "preprocess": {}, "caution": {"warning": 0.25, "speed_scale": 0}},
-     "caution speed_scale must be in (0, 1], got 0"),
+     "caution speed_scale must be in (0, 1], got 0.0"),
 ])
 def test_bad_racer_json(tmp_path, cache, racer, reason):
     path = _ir_tar(tmp_path, ov_model(), extra={"racer.json": json.dumps(racer).encode()})
     with pytest.raises(BundleError) as err:
         load_bundle(path, cache)
     assert str(err.value).startswith("racer.json: ") and reason in str(err.value)
+
+
+@pytest.mark.parametrize("name, text, reason", [
+    ("racer.json", b'{"format": "racer-bundle", "version": 1, "x": ' + b"9" * 5000 + b"}",
+     "racer.json cannot be read: a number in it has too many digits"),
+    ("racer.json", b"[" * 100000 + b"]" * 100000, "racer.json cannot be read: it nests too deeply"),
+    ("model_metadata.json", b'{"version": ' + b"9" * 5000 + b"}",
+     "model_metadata.json cannot be read: a number in it has too many digits"),
+    ("model_metadata.json", b"[" * 100000 + b"]" * 100000, "model_metadata.json cannot be read: it nests too deeply"),
+])
+def test_json_past_the_readers_limits_is_refused_by_name(tmp_path, cache, name, text, reason):
+    path = _ir_tar(tmp_path, ov_model(), extra={name: text}) if name == "racer.json" else \
+        _ir_tar(tmp_path, ov_model(), meta=text)
+    with pytest.raises(BundleError) as err:
+        load_bundle(path, cache)
+    assert str(err.value) == reason
 
 
 @pytest.mark.parametrize("sensors, reason", [
@@ -525,7 +543,9 @@ def test_a_bundle_carries_its_caution_to_the_policy(tmp_path, cache):
     saved = save_bundle(tmp_path / "b", ov_model(shape=spec.input_shape(), outputs=2, softmax=False),
                         metadata(CONTINUOUS), spec, cache_dir=cache, caution=Caution(0.25, 0.8))
     saved.close()
-    assert json.loads((tmp_path / "b" / "racer.json").read_text())["caution"] == {"warning": 0.25, "speed_scale": 0.8}
+    racer = json.loads((tmp_path / "b" / "racer.json").read_text())
+    # version 2, so a car too old to apply the caution refuses the bundle rather than drive it at full speed
+    assert (racer["version"], racer["caution"]) == (2, {"warning": 0.25, "speed_scale": 0.8})
     with load_bundle(tmp_path / "b", cache) as bundle:
         assert bundle.caution == Caution(0.25, 0.8)
         assert Policy(bundle, cache).model().caution == Caution(0.25, 0.8)

@@ -147,6 +147,7 @@ def test_status_upload_and_teleop_tools(car):
     assert "racer_" in (laptop / "cars.json").read_text()
     human = tool(laptop, "status", "--car", car.url)
     assert human.returncode == 0 and "model     driving" in human.stdout
+    assert "caution" not in human.stdout  # the model asks for none
     assert "mode      manual (waiting for teleop), max speed 0.50" in human.stdout
     with teleop_held(car):
         human = tool(laptop, "status", "--car", car.url)

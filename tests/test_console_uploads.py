@@ -149,6 +149,17 @@ def hostile_corpus(good: dict[str, bytes], work: Path) -> dict[str, tuple[str, b
         "garbage frozen graph": ("ad.tar.gz", tar_gz({"model.pb": b"garbage" * 50,
                                                       "model_metadata.json": metadata_bytes()}), "frozen graph"),
         "bad racer.json": ("ae.tar.gz", tar_gz({**valid, "racer.json": b'{"format": "other"}'}), "racer.json"),
+        # a caution that would speed the car up where it doubts most
+        "caution above 1": ("ah.tar.gz", tar_gz({**valid, "racer.json": json.dumps(
+            {"format": "racer-bundle", "version": 2, "preprocess": {},
+             "caution": {"warning": 0.25, "speed_scale": 1.5}}).encode()}), "caution speed_scale must be in"),
+        "huge integer in racer.json": ("ai.tar.gz", tar_gz({**valid, "racer.json": json.dumps(
+            {"format": "racer-bundle", "version": 2, "preprocess": {},
+             "caution": {"warning": 10**400, "speed_scale": 0.8}}).encode()}), "an integer of 401 digits"),
+        "integer past the digit limit": ("aj.tar.gz", tar_gz({**ir, "model_metadata.json": json.dumps(
+            meta).encode()[:-1] + b', "version": ' + b"9" * 5000 + b"}"}), "too many digits"),
+        "nesting past the stack": ("ak.tar.gz", tar_gz({**valid, "racer.json": b"[" * 100000 + b"]" * 100000}),
+                                   "nests too deeply"),
         "empty archive": ("af.tar.gz", tar_gz({}), "no files"),
         "traversal in file name": ("../evil.tar.gz", archive, "path"),
         "not a tar.gz name": ("model.zip", archive, "not a .tar.gz"),

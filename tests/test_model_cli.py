@@ -152,6 +152,14 @@ def test_convert_pb_to_ir_tar_gz_keeps_tensorflows_numbers(racer, tmp_path):
     assert np.abs(got - expected["discrete_ppo"]).max() < 1e-4
 
 
+def test_convert_keeps_the_bundled_models_caution(racer, tmp_path):
+    done = racer("convert", str(DEFAULT_MODEL), "--out", str(tmp_path / "converted"))
+    assert done.returncode == 0, done.stderr
+    with load_bundle(tmp_path / "converted", tmp_path / "cache") as converted, \
+            load_bundle(DEFAULT_MODEL, tmp_path / "cache") as shipped:
+        assert shipped.caution is not None and converted.caution == shipped.caution
+
+
 def test_convert_to_a_non_empty_directory_fails_cleanly(racer, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep").write_text("x")

@@ -183,6 +183,16 @@ def test_a_new_model_brings_its_own_caution_and_a_fresh_warning():
     assert core.on_image(image(2 * DT)).drive.drive.speed == pytest.approx(FULL_SPEED)
 
 
+def test_a_warning_that_is_not_a_number_slows_the_car():
+    # a NaN score (a broken monitor) spoils the 2 s mean; the caution takes the safe side
+    readings = iter([0.0, float("nan")])
+    core = core_with(uncertainty=lambda: next(readings), caution=Caution(0.25, 0.8))
+    assert core.on_image(image(0.0)).drive.drive.speed == pytest.approx(FULL_SPEED)
+    assert core.on_image(image(DT)).drive.drive.speed == pytest.approx(0.8 * FULL_SPEED)
+    assert caution_state(core) == "slowing"
+    assert Caution(0.25, 0.8).active(float("nan")) and not Caution(0.25, 0.8).active(None)
+
+
 @pytest.mark.parametrize("warning, scale, reason", [
     (0.0, 0.8, "caution warning must be above 0"),
     (float("nan"), 0.8, "caution warning must be a finite number"),

@@ -20,6 +20,7 @@ from car.policy.inference import Policy
 from car.policy.preprocess import frame_features
 from car.policy.shift import excess
 from model_factory import CONTINUOUS, metadata
+from racer.laptop.api import Status
 from sim2real.checkpoint import load_checkpoint, save_checkpoint
 from sim2real.export import export_bundle
 from sim2real.gap import VARIANTS, variant_config
@@ -151,6 +152,7 @@ def test_the_policy_node_and_the_console_show_the_uncertainty(modular, tmp_path)
         assert 0.0 <= status["uncertainty"] <= 1.0 and status["domain_shift"] is not None
         assert 0.0 <= status["warning"] <= 1.0  # the uncertainty's 2 s mean
         assert status["warning"] > 1e-6 and status["caution"] == "slowing"
+        assert Status.from_json(status).caution == "slowing"  # what `racer status` prints
     finally:
         car.stop()
 

@@ -41,7 +41,8 @@ class PolicyResult:
 
 
 class PolicyCore:
-    """Stateless but for the frame stack; `infer` is any tensor -> output callable (OpenVINO on the car)."""
+    """State: the frame stack, the warning's window and whether the caution is slowing the car; `infer` is
+    any tensor -> output callable (OpenVINO on the car)."""
 
     # The names of the parts of the score the car warns its owner with (`monitor_score`): the
     # domain-shift score's excess over the training world's level, and the model's own uncertainty

@@ -148,6 +148,12 @@ def parse_metadata(data: Any) -> ModelMetadata:
     return meta
 
 
+def json_limit(exc: ValueError | RecursionError) -> str:
+    """Why Python's JSON reader gave up on a text that is valid JSON, in words: an integer longer than
+    its digit limit (`sys.get_int_max_str_digits`, ValueError) or nesting deeper than the stack."""
+    return "it nests too deeply" if isinstance(exc, RecursionError) else "a number in it has too many digits"
+
+
 def load_metadata(path: str | Path) -> ModelMetadata:
     """The one reader of a model_metadata.json file; every MetadataError it raises names the file."""
     path = Path(path)
@@ -163,6 +169,8 @@ def load_metadata(path: str | Path) -> ModelMetadata:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise MetadataError(f"{METADATA_FILE} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except (ValueError, RecursionError) as exc:  # an integer past Python's digit limit; nesting past the stack
+        raise MetadataError(f"{METADATA_FILE} cannot be read: {json_limit(exc)}") from None
     try:
         return parse_metadata(data)
     except MetadataError as exc:

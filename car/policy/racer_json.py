@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from car.policy.bundle_layout import BundleError
+from car.policy.metadata import json_limit
 from car.policy.preprocess import PreprocessSpec
 from car.policy.warning import Caution
 
 RACER_FILE = "racer.json"
 BUNDLE_FORMAT = "racer-bundle"
-BUNDLE_VERSION = 1
+# The newest racer.json this racer reads. A bundle with a caution is written as version 2, so a car
+# too old to apply it refuses the bundle instead of driving it at full speed; one without stays 1.
+BUNDLE_VERSION = 2
+CAUTION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -29,9 +33,11 @@ class RacerInfo:
     caution: Caution | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "preprocess": self.spec.to_json(),
+        data = {"format": BUNDLE_FORMAT, "version": 1, "preprocess": self.spec.to_json(),
                 "stats": self.stats, "model": self.info}
-        return data if self.caution is None else {**data, "caution": self.caution.to_json()}
+        if self.caution is None:
+            return data
+        return {**data, "version": CAUTION_VERSION, "caution": self.caution.to_json()}
 
     @classmethod
     def from_json(cls, data: Any) -> RacerInfo:
@@ -82,4 +88,6 @@ def read_racer_json(root: Path) -> RacerInfo | None:
         raise BundleError(f"cannot read {RACER_FILE}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise BundleError(f"{RACER_FILE} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except (ValueError, RecursionError) as exc:  # an integer past Python's digit limit; nesting past the stack
+        raise BundleError(f"{RACER_FILE} cannot be read: {json_limit(exc)}") from None
     return RacerInfo.from_json(data)

@@ -57,9 +57,10 @@ class WarningLevel:
 @dataclass(frozen=True)
 class Caution:
     """While the warning (`WarningLevel.value`) is above `warning`, the policy's speed is multiplied by
-    `speed_scale`, so a car that doubts what it sees slows down. A car that has no warning yet (the
-    first frame, a model with no monitor) drives at full speed. `racer export --caution`; racer.json's
-    `caution` object, `{"warning": W, "speed_scale": S}` (W > 0, 0 < S <= 1). ValueError otherwise."""
+    `speed_scale`, so a car that doubts what it sees slows down. A model with no monitor has no warning
+    and never slows; a warning that is not a number (NaN from a broken score) counts as above. `racer
+    export --caution`; racer.json's `caution` object, `{"warning": W, "speed_scale": S}` (W > 0,
+    0 < S <= 1; null or absent: no caution). ValueError otherwise."""
 
     warning: float
     speed_scale: float
@@ -67,16 +68,22 @@ class Caution:
     def __post_init__(self) -> None:
         for name in ("warning", "speed_scale"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"caution {name} must be a finite number, got {value!r}")
+            try:
+                number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+            except OverflowError:  # an integer too large for a float (a hand-edited 400-digit number)
+                raise ValueError(f"caution {name} must be a finite number, got an integer of "
+                                 f"{len(str(abs(value)))} digits") from None
+            if not math.isfinite(number):
+                raise ValueError(f"caution {name} must be a finite number, got {value!r:.40}")
+            object.__setattr__(self, name, number)  # frozen: kept as the float the car multiplies by
         if not self.warning > 0:
             raise ValueError(f"caution warning must be above 0, got {self.warning!r}")
         if not 0 < self.speed_scale <= 1:
             raise ValueError(f"caution speed_scale must be in (0, 1], got {self.speed_scale!r}")
 
     def active(self, warning: float | None) -> bool:
-        """Whether the car slows at this warning level (None: no warning yet)."""
-        return warning is not None and warning > self.warning
+        """Whether the car slows at this warning level (None: no warning; NaN slows, the safe side)."""
+        return warning is not None and not warning <= self.warning
 
     def to_json(self) -> dict[str, float]:
         return {"warning": self.warning, "speed_scale": self.speed_scale}

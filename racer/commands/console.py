@@ -132,6 +132,8 @@ def run_status(args: argparse.Namespace) -> int:
                          (status.uncertainty, "uncertain"), (status.warning, "warning")):
         if score is not None:
             print(f"{label:9} {score}")
+    if status.caution is not None:
+        print(f"{'caution':9} {status.caution}")
     return 0
 
 

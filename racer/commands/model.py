@@ -97,7 +97,7 @@ def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="racer-convert-") as tmp:
         target = Path(tmp) / bundle.name if packing else out
         with save_bundle(target, model=model, metadata=bundle.metadata.raw, spec=bundle.spec,
-                         stats=bundle.stats, info=info, cache_dir=args.cache_dir) as saved:
+                         stats=bundle.stats, info=info, cache_dir=args.cache_dir, caution=bundle.caution) as saved:
             if packing:
                 pack_bundle(saved.root, out)
                 out.chmod(0o666 & ~_umask())  # as any file the user makes, not the private temporary's 0600

@@ -136,7 +136,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "DAgger checkpoints trained on mirrored frames (racer train's default). The bundled model "
                         "has 1.5 (its model card) (default: %(default)s)")
     e.add_argument("--caution", type=_caution, metavar="WARNING,SCALE",
-                   help="have the car drive at SCALE (0 to 1) of the speed the policy asks for while its warning "
+                   help="have the car drive at SCALE (above 0, at most 1) of the speed the policy asks for while "
+                        "its warning "
                         "(the monitor's 2 s mean, on /diagnostics and the console) is above WARNING: a car that "
                         "doubts what it sees slows down. The bundled model has 0.25,0.8 (its model card) "
                         "(default: none)")

@@ -65,6 +65,7 @@ class Status:
     domain_shift: float | None
     uncertainty: float | None
     warning: float | None
+    caution: str | None  # "slowing" or "off" for a model with a caution, else None
     body: dict[str, Any]
 
     @classmethod
@@ -76,7 +77,7 @@ class Status:
                        steering=body["command"]["steering"], throttle=body["command"]["throttle"],
                        watchdog=body["watchdog"], reason=body["reason"], battery_level=body.get("battery_level"),
                        domain_shift=body.get("domain_shift"), uncertainty=body.get("uncertainty"),
-                       warning=body.get("warning"), body=body)
+                       warning=body.get("warning"), caution=body.get("caution"), body=body)
         except (KeyError, TypeError) as exc:
             raise ClientError(f"the car's status lacks {exc}: is this a racer car?") from None
 
