@@ -13,6 +13,7 @@ import pytest
 from car.config import DEFAULT_MODEL
 from car.policy.bundle import load_bundle
 from car.policy.inference import Policy
+from car.policy.warning import Caution
 from model_factory import FRAMES_DIR, MODELS, PPO_TAR, SAC_TAR, metadata_bytes, pb_bytes, write_tar
 
 FRAMES = ("sim-image-3-00000.png", "sim-image-3-00350.png", "sim-image-3-00916.png")
@@ -152,12 +153,26 @@ def test_convert_pb_to_ir_tar_gz_keeps_tensorflows_numbers(racer, tmp_path):
     assert np.abs(got - expected["discrete_ppo"]).max() < 1e-4
 
 
-def test_convert_keeps_the_bundled_models_caution(racer, tmp_path):
-    done = racer("convert", str(DEFAULT_MODEL), "--out", str(tmp_path / "converted"))
-    assert done.returncode == 0, done.stderr
-    with load_bundle(tmp_path / "converted", tmp_path / "cache") as converted, \
-            load_bundle(DEFAULT_MODEL, tmp_path / "cache") as shipped:
-        assert shipped.caution is not None and converted.caution == shipped.caution
+def test_convert_keeps_the_bundled_models_caution_or_sets_another(racer, tmp_path):
+    for name, flags in (("kept", ()), ("none", ("--caution", "none")), ("other", ("--caution", "0.3,0.9"))):
+        done = racer("convert", str(DEFAULT_MODEL), "--out", str(tmp_path / name), *flags)
+        assert done.returncode == 0, done.stderr
+    with load_bundle(DEFAULT_MODEL, tmp_path / "cache") as shipped:
+        assert shipped.caution == Caution(0.25, 0.8)
+    cautions = {}
+    for name in ("kept", "none", "other"):
+        with load_bundle(tmp_path / name, tmp_path / "cache") as bundle:
+            cautions[name] = bundle.caution
+    assert cautions == {"kept": Caution(0.25, 0.8), "none": None, "other": Caution(0.3, 0.9)}
+    assert json.loads((tmp_path / "none" / "racer.json").read_text())["version"] == 1  # any racer reads it
+
+
+def test_convert_refuses_a_caution_for_a_model_with_no_warning_or_a_bad_one(racer, tmp_path):
+    done = racer("convert", str(PPO_TAR), "--out", str(tmp_path / "aws"), "--caution", "0.25,0.8")
+    assert done.returncode == 1 and "this model has no monitor" in done.stderr
+    done = racer("convert", str(DEFAULT_MODEL), "--out", str(tmp_path / "bad"), "--caution", "0.25,2")
+    assert done.returncode == 2 and "caution speed_scale must be in (0, 1], got 2.0" in done.stderr
+    assert not (tmp_path / "aws").exists() and not (tmp_path / "bad").exists()
 
 
 def test_convert_to_a_non_empty_directory_fails_cleanly(racer, tmp_path):

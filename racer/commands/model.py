@@ -20,6 +20,8 @@ from car.policy.inference import Policy, check_runnable
 from car.policy.openvino_model import model_precision
 from car.policy.preprocess import DEEPRACER_PRESETS
 from car.policy.racer_json import training_tracks
+from car.policy.signature import UNCERTAINTY_OUTPUT
+from racer.commands import caution_option
 from racer.model.describe import describe
 from racer.model.predict import predict
 
@@ -74,6 +76,13 @@ def _int8(bundle: Bundle) -> tuple[ov.Model, dict[str, Any]]:
     return model, report.to_json()
 
 
+def _has_monitor(bundle: Bundle) -> bool:
+    """Whether the car can warn with this model: training-image statistics for the domain-shift score,
+    or the model's own uncertainty output (`car.policy.core.PolicyCore.monitor_score`)."""
+    outputs = bundle.read_model().outputs[1:]
+    return bundle.stats is not None or any(UNCERTAINTY_OUTPUT in port.get_names() for port in outputs)
+
+
 def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
     if bundle.unrunnable:
         raise BundleError(bundle.unrunnable)
@@ -87,6 +96,10 @@ def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
         raise BundleError(f"--out {out}: racer writes a bundle directory, or a .tar.gz; not a {out.suffix} file")
     if not out.absolute().parent.is_dir():
         raise BundleError(f"--out {out}: the folder {out.parent} does not exist")
+    caution = args.caution if "caution" in vars(args) else bundle.caution
+    if caution is not None and not _has_monitor(bundle):
+        raise BundleError("--caution: this model has no monitor (no training-image statistics, no uncertainty "
+                          "output), so it has no warning to slow for")
     onnx = bundle.files.path if bundle.kind == "onnx" else bundle.files.onnx
     info = {**bundle.info, "converted_from": bundle.name, "source_kind": bundle.kind, "openvino": ov.__version__}
     model: ov.Model | Path = onnx or bundle.read_model()
@@ -97,7 +110,7 @@ def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="racer-convert-") as tmp:
         target = Path(tmp) / bundle.name if packing else out
         with save_bundle(target, model=model, metadata=bundle.metadata.raw, spec=bundle.spec,
-                         stats=bundle.stats, info=info, cache_dir=args.cache_dir, caution=bundle.caution) as saved:
+                         stats=bundle.stats, info=info, cache_dir=args.cache_dir, caution=caution) as saved:
             if packing:
                 pack_bundle(saved.root, out)
                 out.chmod(0o666 & ~_umask())  # as any file the user makes, not the private temporary's 0600
@@ -209,6 +222,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("path", metavar="MODEL" if action == "predict" else "PATH", help="bundle directory or .tar.gz")
         if action == "convert":
             p.add_argument("--out", required=True, help="new directory, or a path ending in .tar.gz")
+            p.add_argument("--caution", type=caution_option, default=argparse.SUPPRESS, metavar="WARNING,SCALE",
+                           help="the caution the written bundle asks the car for: drive at SCALE of the policy's "
+                                "speed while the warning is above WARNING, or none (default: the bundle's own; "
+                                "racer export --caution)")
             p.add_argument("--int8", action="store_true",
                            help="quantize with NNCF on simulator frames; written only if INT8 chooses the f32 action "
                                 "on at least 99%% of 1,000 unseen frames (continuous: moves steering/speed by at most "

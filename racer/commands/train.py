@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from car.policy.warning import Caution
-from racer.commands import fail
+from racer.commands import caution_option, fail
 
 if TYPE_CHECKING:
     from car.policy.preprocess import PreprocessSpec
@@ -135,7 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "networks that turn into corners late; the uncertainty is read before it. Needs continuous "
                         "DAgger checkpoints trained on mirrored frames (racer train's default). The bundled model "
                         "has 1.5 (its model card) (default: %(default)s)")
-    e.add_argument("--caution", type=_caution, metavar="WARNING,SCALE",
+    e.add_argument("--caution", type=caution_option, metavar="WARNING,SCALE",
                    help="have the car drive at SCALE (above 0, at most 1) of the speed the policy asks for while "
                         "its warning "
                         "(the monitor's 2 s mean, on /diagnostics and the console) is above WARNING: a car that "
@@ -259,16 +259,6 @@ def _input_size(text: str) -> PreprocessSpec:
         return spec_at(width, height)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _caution(text: str) -> Caution:
-    """`--caution WARNING,SCALE` -> the caution racer.json carries (`car.policy.warning.Caution`)."""
-    try:
-        warning, scale = (float(part) for part in text.split(","))
-        return Caution(warning, scale)
-    except ValueError as exc:
-        why = str(exc) if str(exc).startswith("caution") else "it is not two numbers WARNING,SCALE"
-        raise argparse.ArgumentTypeError(f"{text!r}: {why} (for example 0.25,0.8)") from None
 
 
 def _spec(args: argparse.Namespace) -> PreprocessSpec:
