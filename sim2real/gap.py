@@ -27,7 +27,7 @@ from car.policy.warning import WINDOW_S
 from sim2real.checkpoint import save_checkpoint
 from sim2real.drive import run_laps
 from sim2real.export import export_checkpoint
-from sim2real.heldout import Episode, NamedDomain, TestDistribution
+from sim2real.heldout import Episode, NamedDomain, TestDistribution, first_repeat
 from sim2real.imitation import ImitationConfig, train_imitation
 from sim2real.modular import ModularConfig, ModularNet, train_modular
 from sim2real.network import DrivingNet
@@ -337,9 +337,8 @@ def runs_models(reports: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str,
     names = [m["name"] for m in models]
     models = [{**m, "name": m["name"] if names.count(m["name"]) == 1 else f"{m['name']} ({m['run']})"}
               for m in models]
-    if clash := next((m["name"] for i, m in enumerate(models) if m["name"] in [n["name"] for n in models[:i]]),
-                     None):
-        raise ValueError(f"two bundles would both be reported as {clash!r}: rename one of their runs")
+    if (clash := first_repeat(m["name"] for m in models)) is not None:
+        raise ValueError(f"two bundles would both be reported as {models[clash]['name']!r}: rename one of their runs")
     return models
 
 

@@ -19,7 +19,7 @@ A test distribution file is a mapping::
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,14 +173,25 @@ def _integer(doc: dict, key: str, minimum: int) -> int:
     return value
 
 
+def first_repeat(items: Iterable[Hashable]) -> int | None:
+    """The index of the first item equal to an earlier one (a track, a run or a bundle named twice,
+    whose laps would be driven or counted twice), or None."""
+    seen: set[Hashable] = set()
+    for index, item in enumerate(items):
+        if item in seen:
+            return index
+        seen.add(item)
+    return None
+
+
 def _tracks(doc: Any, source: str) -> tuple[str, ...]:
     """The file's tracks: built-in names as written, a relative `.npy` path taken from the file's folder."""
     if doc is not None and not isinstance(doc, list):
         raise ValueError("tracks: expected a list of track names or .npy files")
     folder = Path(source).parent
     names = [str(name) for name in doc or ()]
-    if twice := next((name for i, name in enumerate(names) if name in names[:i]), None):
-        raise ValueError(f"tracks: {twice} is listed twice (its laps would be driven and counted twice)")
+    if (twice := first_repeat(names)) is not None:
+        raise ValueError(f"tracks: {names[twice]} is listed twice (its laps would be driven and counted twice)")
     return tuple(str(folder / name) if name.endswith(".npy") and not Path(name).is_absolute() else name
                  for name in names)
 

@@ -128,6 +128,7 @@ def test_the_policy_sees_the_frame_only_through_the_segmentation(modular):
 def test_the_policy_node_and_the_console_show_the_uncertainty(modular, tmp_path):
     # the policy node's core on a camera frame: the model's uncertainty in its diagnostics
     bundle = load_bundle(modular["bundle"])
+    assert bundle.signature.has_uncertainty  # what racer model convert --caution checks for a warning
     policy = Policy(bundle)
     core = PolicyCore.for_model(policy.model(), 0.5, 4.0)
     sim = Simulator(Track.load("reinvent_base"))

@@ -18,11 +18,12 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -59,6 +60,9 @@ LOAD_TIMEOUT_S = 120.0  # the console compiled the model first, so the policy's 
 class Frame:
     number: int
     image: np.ndarray
+
+
+T = TypeVar("T")
 
 
 def _float(value: str | None) -> float | None:
@@ -211,15 +215,12 @@ class ConsoleNode:
         """A monitor's score the policy node publishes in /diagnostics under `key` ("domain_shift",
         "uncertainty": the model's own, from a modular model, or "warning": the car's warning score,
         `car.policy.warning`), when one is published."""
-        for status in list(self.diagnostics.values()):
-            score = _float(status.value(key))
-            if score is not None:
-                return score
-        return None
+        return self.published(key, _float)
 
-    def published(self, key: str) -> str | None:
-        """The first non-empty value any node publishes in /diagnostics under `key`, if one does."""
-        return next((value for status in list(self.diagnostics.values()) if (value := status.value(key))), None)
+    def published(self, key: str, read: Callable[[str | None], T | None]) -> T | None:
+        """The first value any node publishes in /diagnostics under `key` that `read` makes something of."""
+        return next((value for status in list(self.diagnostics.values())
+                     if (value := read(status.value(key))) is not None), None)
 
     def status(self) -> dict[str, Any]:
         """/api/status from the nodes' newest statuses (control's is fresh after each request)."""
@@ -258,7 +259,7 @@ class ConsoleNode:
             "uncertainty": self.monitor_score("uncertainty"),
             "warning": self.monitor_score("warning"),
             # "slowing" or "off" when the model asks to slow while its warning is high (car.policy.warning.Caution)
-            "caution": caution if (caution := self.published("caution")) in ("slowing", "off") else None,
+            "caution": self.published("caution", lambda value: value if value in ("slowing", "off") else None),
             "simulator": self.simulator(),
         }
 

@@ -41,8 +41,8 @@ class PolicyResult:
 
 
 class PolicyCore:
-    """State: the frame stack, the warning's window and whether the caution is slowing the car; `infer` is
-    any tensor -> output callable (OpenVINO on the car)."""
+    """State: the frame stack and the warning's window; `infer` is any tensor -> output callable (OpenVINO
+    on the car)."""
 
     # The names of the parts of the score the car warns its owner with (`monitor_score`): the
     # domain-shift score's excess over the training world's level, and the model's own uncertainty
@@ -65,7 +65,6 @@ class PolicyCore:
         self.uncertainty: float | None = None
         self.warning = WarningLevel()
         self.caution = caution
-        self.slowing = False
         self.preprocessor = preprocessor
         self.decoder = decoder
         self.max_steering_rad = max_steering_rad
@@ -93,7 +92,7 @@ class PolicyCore:
         self.read_uncertainty = model.uncertainty
         self.domain_shift = self.uncertainty = None
         self.warning.reset()
-        self.caution, self.slowing = model.caution, False
+        self.caution = model.caution
         self.last = None
 
     def on_image(self, msg: Image) -> PolicyResult:
@@ -115,13 +114,18 @@ class PolicyCore:
         score = self.monitor_score()
         if score is not None:
             self.warning.add(msg.header.stamp.to_seconds(), score)
-        caution = self.caution
-        self.slowing = caution is not None and caution.active(self.warning.value)
-        speed = decoded.throttle * self.max_speed_mps * (caution.speed_scale if caution and self.slowing else 1.0)
-        drive = AckermannDrive(steering_angle=decoded.steering * self.max_steering_rad, speed=speed)
+        slow = self.caution.factor(self.warning.value) if self.caution else 1.0
+        drive = AckermannDrive(steering_angle=decoded.steering * self.max_steering_rad,
+                               speed=decoded.throttle * self.max_speed_mps * slow)
         self.last = PolicyResult(AckermannDriveStamped(Header(msg.header.stamp, "base_link"), drive), decoded, None,
                                  (time.perf_counter() - t0) * 1e3, tensor, output)
         return self.last
+
+    @property
+    def slowing(self) -> bool:
+        """Whether the caution slows the car at the current warning (the last frame's; a new model's is
+        none until its first frame)."""
+        return self.caution is not None and self.caution.active(self.warning.value)
 
     @classmethod
     def monitor_key(cls, model: PolicyModel) -> str:

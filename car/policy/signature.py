@@ -24,12 +24,14 @@ UNCERTAINTY_OUTPUT = "uncertainty"
 
 @dataclass(frozen=True)
 class Signature:
-    """The input tensor's name and batch-1 shape, the policy output's node name and value count."""
+    """The input tensor's name and batch-1 shape, the policy output's node name and value count, and
+    whether the model also outputs its own uncertainty (`UNCERTAINTY_OUTPUT`)."""
 
     input_name: str
     input_shape: tuple[int, ...]
     output_name: str
     output_size: int
+    has_uncertainty: bool = False
 
 
 def shape_text(shape: Any) -> str:
@@ -81,4 +83,5 @@ def check_signature(model: ov.Model, spec: PreprocessSpec, metadata: ModelMetada
     """The model's signature, or BundleError saying how it differs from the spec and the metadata."""
     input_name, input_shape = check_input(model, spec)
     output_name, output_size = check_output(model, metadata)
-    return Signature(input_name, input_shape, output_name, output_size)
+    # check_output allows a second output only as the uncertainty
+    return Signature(input_name, input_shape, output_name, output_size, len(model.outputs) > 1)

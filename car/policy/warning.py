@@ -85,6 +85,10 @@ class Caution:
         """Whether the car slows at this warning level (None: no warning; NaN slows, the safe side)."""
         return warning is not None and not warning <= self.warning
 
+    def factor(self, warning: float | None) -> float:
+        """What the policy's speed is multiplied by at this warning level: `speed_scale` or 1."""
+        return self.speed_scale if self.active(warning) else 1.0
+
     def to_json(self) -> dict[str, float]:
         return {"warning": self.warning, "speed_scale": self.speed_scale}
 

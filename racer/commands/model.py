@@ -20,7 +20,6 @@ from car.policy.inference import Policy, check_runnable
 from car.policy.openvino_model import model_precision
 from car.policy.preprocess import DEEPRACER_PRESETS
 from car.policy.racer_json import training_tracks
-from car.policy.signature import UNCERTAINTY_OUTPUT
 from racer.commands import caution_option
 from racer.model.describe import describe
 from racer.model.predict import predict
@@ -79,8 +78,7 @@ def _int8(bundle: Bundle) -> tuple[ov.Model, dict[str, Any]]:
 def _has_monitor(bundle: Bundle) -> bool:
     """Whether the car can warn with this model: training-image statistics for the domain-shift score,
     or the model's own uncertainty output (`car.policy.core.PolicyCore.monitor_score`)."""
-    outputs = bundle.read_model().outputs[1:]
-    return bundle.stats is not None or any(UNCERTAINTY_OUTPUT in port.get_names() for port in outputs)
+    return bundle.stats is not None or (bundle.signature is not None and bundle.signature.has_uncertainty)
 
 
 def _convert(bundle: Bundle, args: argparse.Namespace) -> dict[str, Any]:

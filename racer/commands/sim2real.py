@@ -272,6 +272,7 @@ PAIRS_HEADING = ("the same laps, bundle against bundle (a small p: the differenc
 def _compare(args: argparse.Namespace) -> int:
     """--compare: the lap-by-lap pairs (`sim2real.gap.paired_laps`) of finished runs' bundles."""
     from sim2real.gap import format_pairs, paired_laps, runs_models
+    from sim2real.heldout import first_repeat
 
     given = [f"--{name.replace('_', '-')}" for name, default in args.eval_defaults.items()
              if name not in ("compare", "json", "func", "eval_defaults") and getattr(args, name) != default]
@@ -279,9 +280,8 @@ def _compare(args: argparse.Namespace) -> int:
         return fail("eval", f"--compare reads finished runs as they were driven and writes nothing: leave out "
                             f"{', '.join(given)}")
     paths = [run / "gap.json" if run.is_dir() else run for run in args.compare]
-    if twice := next((str(run) for i, run in enumerate(args.compare) if paths[i].resolve() in
-                      {p.resolve() for p in paths[:i]}), None):
-        return fail("eval", f"--compare is given the run {twice} twice")
+    if (twice := first_repeat(path.resolve() for path in paths)) is not None:
+        return fail("eval", f"--compare is given the run {args.compare[twice]} twice")
     reports = []
     for run, path in zip(args.compare, paths, strict=True):
         try:
@@ -358,7 +358,7 @@ def run_eval(args: argparse.Namespace) -> int:
         pools,
         summarize,
     )
-    from sim2real.heldout import DomainsFileError, load_domains
+    from sim2real.heldout import DomainsFileError, first_repeat, load_domains
     from sim2real.plots import gap_plot
     from sim2real.sim.track import Track
 
@@ -377,8 +377,8 @@ def run_eval(args: argparse.Namespace) -> int:
         return fail("eval", f"--seeds must be comma-separated integers, got {args.seeds!r}")
     tracks = tuple(t for t in args.tracks.split(",") if t)
     train_tracks = tuple(t for t in args.train_tracks.split(",") if t)
-    if twice := next((t for i, t in enumerate(tracks) if t in tracks[:i]), None):
-        return fail("eval", f"--tracks names {twice} twice (its laps would be driven and counted twice)")
+    if (twice := first_repeat(tracks)) is not None:
+        return fail("eval", f"--tracks names {tracks[twice]} twice (its laps would be driven and counted twice)")
     try:
         if args.episodes is not None and args.episodes < 0:
             raise ValueError(f"--episodes must be 0 or more, got {args.episodes}")

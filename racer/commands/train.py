@@ -10,11 +10,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from car.policy.warning import Caution
 from racer.commands import caution_option, fail
 
 if TYPE_CHECKING:
     from car.policy.preprocess import PreprocessSpec
+    from car.policy.warning import Caution
 
 TRAIN_TRACKS = "reinvent_base,Spain_track,Tokyo_Training_track"
 PPO_TRACKS = "reinvent_base"
